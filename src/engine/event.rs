@@ -1,0 +1,264 @@
+//! Call event v1 as the engine sees it: decoded, validated and normalised (see `codec` for the
+//! wire format). Every enum here is closed; its wire names are the `as_str` values.
+
+use super::time::Ts;
+use jiff::tz::TimeZone;
+
+macro_rules! closed_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The wire name.
+            pub fn as_str(self) -> &'static str { match self { $($name::$var => $s),+ } }
+            /// Parses a wire name; `None` for anything else.
+            pub fn parse(s: &str) -> Option<$name> { match s { $($s => Some($name::$var),)+ _ => None } }
+            /// The wire names, for error messages.
+            pub fn names() -> String { [$($s),+].join(", ") }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+closed_enum!(
+    /// The callee's relation to the debtor.
+    Relation {
+        /// The debtor.
+        SelfDebtor = "self",
+        /// Spouse.
+        Spouse = "spouse",
+        /// Parent (of a minor debtor).
+        Parent = "parent",
+        /// Guardian.
+        Guardian = "guardian",
+        /// Executor or administrator of the estate.
+        Executor = "executor",
+        /// Guarantor of the debt.
+        Guarantor = "guarantor",
+        /// Co-maker / co-signer.
+        CoMaker = "co_maker",
+        /// Emergency contact named by the debtor.
+        EmergencyContact = "emergency_contact",
+        /// Employer.
+        Employer = "employer",
+        /// Someone taken from the debtor's contact list.
+        ContactList = "contact_list",
+        /// Someone else.
+        Other = "other",
+        /// Not known.
+        Unknown = "unknown",
+    }
+);
+
+closed_enum!(
+    /// How the call ended.
+    CallOutcome {
+        /// Rang, not answered.
+        NoAnswer = "no_answer",
+        /// Busy signal.
+        Busy = "busy",
+        /// Failed to connect.
+        Failed = "failed",
+        /// Number not in service.
+        NotInService = "not_in_service",
+        /// Reached voicemail.
+        Voicemail = "voicemail",
+        /// A live conversation.
+        Conversation = "conversation",
+        /// Reached someone who is not the intended callee.
+        WrongNumber = "wrong_number",
+        /// Dropped.
+        Dropped = "dropped",
+    }
+);
+
+closed_enum!(
+    /// Who placed the call.
+    Direction {
+        /// Placed by the collector (the default).
+        Outbound = "outbound",
+        /// Placed by the callee.
+        Inbound = "inbound",
+    }
+);
+
+closed_enum!(
+    /// The medium.
+    Channel {
+        /// A telephone call (the default).
+        Voice = "voice",
+        /// Ringless voicemail.
+        RinglessVoicemail = "ringless_voicemail",
+        /// Text message.
+        Sms = "sms",
+        /// Email.
+        Email = "email",
+        /// In-app message.
+        AppMessage = "app_message",
+    }
+);
+
+closed_enum!(
+    /// Where the dialled number came from.
+    NumberSource {
+        /// Given by the debtor.
+        DebtorProvided = "debtor_provided",
+        /// From the loan application.
+        Application = "application",
+        /// A named emergency contact.
+        EmergencyContact = "emergency_contact",
+        /// Harvested from the debtor's device contact list.
+        DeviceContacts = "device_contacts",
+        /// Harvested from the debtor's call log.
+        CallLog = "call_log",
+        /// Skip tracing.
+        SkipTrace = "skip_trace",
+        /// Anything else.
+        Other = "other",
+    }
+);
+
+closed_enum!(
+    /// Why the call was placed.
+    Purpose {
+        /// To collect the debt.
+        Collect = "collect",
+        /// To find the debtor.
+        Location = "location",
+        /// To ask the callee to relay a message.
+        Relay = "relay",
+        /// Returning the callee's call.
+        ReturnCall = "return_call",
+        /// Anything else.
+        Other = "other",
+    }
+);
+
+/// One call attempt, decoded and normalised. Optional fields are `None` when the record lacks
+/// them; `direction`, `channel` and `consent` carry their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// Identity of the attempt; a second record with the same id is a duplicate.
+    pub call_id: String,
+    /// Event time.
+    pub occurred_at: Ts,
+    /// The person whose debt is collected.
+    pub debtor_id: String,
+    /// The dialled number, E.164.
+    pub phone: String,
+    /// The callee's relation to the debtor.
+    pub relation: Relation,
+    /// Producer's record id.
+    pub event_id: Option<String>,
+    /// The debt/account.
+    pub account_id: Option<String>,
+    /// How the call ended.
+    pub outcome: Option<CallOutcome>,
+    /// Who placed the call.
+    pub direction: Direction,
+    /// The medium.
+    pub channel: Channel,
+    /// Talk/ring time in seconds.
+    pub duration_s: Option<f64>,
+    /// Who dialled.
+    pub agent_id: Option<String>,
+    /// The agency that dialled.
+    pub agency_id: Option<String>,
+    /// The creditor collected for.
+    pub creditor_id: Option<String>,
+    /// The campaign.
+    pub campaign_id: Option<String>,
+    /// The callee's zone, if the dialer knows it.
+    pub callee_tz: Option<TimeZone>,
+    /// Where the number came from.
+    pub number_source: Option<NumberSource>,
+    /// Why the call was placed.
+    pub purpose: Option<Purpose>,
+    /// The callee gave prior direct consent to this call.
+    pub consent: bool,
+    /// Passed through to alerts.
+    pub attrs: Vec<(String, String)>,
+}
+
+impl Call {
+    /// A call with the required fields and every optional field at its default, for tests and
+    /// synthetic traffic.
+    pub fn new(call_id: &str, occurred_at: Ts, debtor_id: &str, phone: &str, relation: Relation) -> Call {
+        Call {
+            call_id: call_id.to_owned(),
+            occurred_at,
+            debtor_id: debtor_id.to_owned(),
+            phone: phone.to_owned(),
+            relation,
+            event_id: None,
+            account_id: None,
+            outcome: None,
+            direction: Direction::Outbound,
+            channel: Channel::Voice,
+            duration_s: None,
+            agent_id: None,
+            agency_id: None,
+            creditor_id: None,
+            campaign_id: None,
+            callee_tz: None,
+            number_source: None,
+            purpose: None,
+            consent: false,
+            attrs: Vec::new(),
+        }
+    }
+
+    /// The value of a string field that rules may key on or filter by.
+    pub fn str_field(&self, f: StrField) -> Option<&str> {
+        match f {
+            StrField::DebtorId => Some(&self.debtor_id),
+            StrField::Phone => Some(&self.phone),
+            StrField::AccountId => self.account_id.as_deref(),
+            StrField::AgentId => self.agent_id.as_deref(),
+            StrField::AgencyId => self.agency_id.as_deref(),
+            StrField::CreditorId => self.creditor_id.as_deref(),
+            StrField::CampaignId => self.campaign_id.as_deref(),
+            StrField::EventId => self.event_id.as_deref(),
+        }
+    }
+}
+
+closed_enum!(
+    /// The string-valued fields of a call that the engine stores interned.
+    StrField {
+        /// `debtor_id`
+        DebtorId = "debtor_id",
+        /// `phone`
+        Phone = "phone",
+        /// `account_id`
+        AccountId = "account_id",
+        /// `agent_id`
+        AgentId = "agent_id",
+        /// `agency_id`
+        AgencyId = "agency_id",
+        /// `creditor_id`
+        CreditorId = "creditor_id",
+        /// `campaign_id`
+        CampaignId = "campaign_id",
+        /// `event_id`
+        EventId = "event_id",
+    }
+);
+
+impl StrField {
+    /// Fields a rule may name in `key` (DESIGN.md §3).
+    pub const KEYABLE: &'static [StrField] = &[
+        StrField::DebtorId,
+        StrField::AccountId,
+        StrField::Phone,
+        StrField::AgentId,
+        StrField::AgencyId,
+        StrField::CreditorId,
+    ];
+}

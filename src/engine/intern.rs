@@ -1,0 +1,149 @@
+//! A reference-counted string interner: the strings of retained calls (debtor ids, phone
+//! numbers, accounts…) repeat across many calls, so each is stored once and calls hold 4-byte
+//! symbols. A string is freed when the last call that holds it is evicted.
+
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// A symbol: an index into the interner. [`Sym::NONE`] stands for an absent field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sym(pub u32);
+
+impl Sym {
+    /// No value.
+    pub const NONE: Sym = Sym(u32::MAX);
+
+    /// Whether this is [`Sym::NONE`].
+    pub fn is_none(self) -> bool {
+        self == Sym::NONE
+    }
+}
+
+struct Slot {
+    text: Box<str>,
+    refs: u32,
+}
+
+/// The interner.
+#[derive(Default)]
+pub struct Interner {
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    hasher: foldhash::fast::FixedState,
+    live_bytes: usize,
+}
+
+impl Interner {
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    /// Returns the symbol for `s`, adding one reference.
+    pub fn intern(&mut self, s: &str) -> Sym {
+        let h = self.hash(s);
+        let slots = &self.slots;
+        if let Some(&i) = self.table.find(h, |&i| &*slots[i as usize].text == s) {
+            self.slots[i as usize].refs += 1;
+            return Sym(i);
+        }
+        let slot = Slot { text: s.into(), refs: 1 };
+        self.live_bytes += s.len();
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.table.insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
+        Sym(i)
+    }
+
+    /// Interns an optional string; `None` gives [`Sym::NONE`].
+    pub fn intern_opt(&mut self, s: Option<&str>) -> Sym {
+        s.map_or(Sym::NONE, |s| self.intern(s))
+    }
+
+    /// The symbol for `s` if it is interned, without adding a reference.
+    pub fn lookup(&self, s: &str) -> Option<Sym> {
+        let h = self.hash(s);
+        self.table.find(h, |&i| &*self.slots[i as usize].text == s).map(|&i| Sym(i))
+    }
+
+    /// Drops one reference; the string is freed with the last.
+    pub fn release(&mut self, sym: Sym) {
+        if sym.is_none() {
+            return;
+        }
+        let slot = &mut self.slots[sym.0 as usize];
+        slot.refs -= 1;
+        if slot.refs == 0 {
+            let text = std::mem::take(&mut slot.text);
+            self.live_bytes -= text.len();
+            let h = self.hash(&text);
+            if let Ok(e) = self.table.find_entry(h, |&i| i == sym.0) {
+                e.remove();
+            }
+            self.free.push(sym.0);
+        }
+    }
+
+    /// The text of a symbol (empty for [`Sym::NONE`]).
+    pub fn get(&self, sym: Sym) -> &str {
+        if sym.is_none() {
+            ""
+        } else {
+            &self.slots[sym.0 as usize].text
+        }
+    }
+
+    /// The text of a symbol, `None` for [`Sym::NONE`].
+    pub fn get_opt(&self, sym: Sym) -> Option<&str> {
+        (!sym.is_none()).then(|| self.get(sym))
+    }
+
+    /// Number of live strings.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Whether no strings are live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Approximate heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.table.capacity() * 5 + self.slots.capacity() * std::mem::size_of::<Slot>() + self.free.capacity() * 4 + self.live_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refcounts_free_and_reuse() {
+        let mut i = Interner::default();
+        let a = i.intern("a");
+        let a2 = i.intern("a");
+        let b = i.intern("b");
+        assert_eq!(a, a2);
+        assert_ne!(a, b);
+        assert_eq!(i.len(), 2);
+        i.release(a);
+        assert_eq!(i.lookup("a"), Some(a));
+        i.release(a);
+        assert_eq!(i.lookup("a"), None);
+        let c = i.intern("c");
+        assert_eq!(c, a, "freed slot is reused");
+        assert_eq!(i.get(c), "c");
+        assert_eq!(i.get(b), "b");
+        assert_eq!(i.len(), 2);
+    }
+}

@@ -1,0 +1,931 @@
+//! The pure engine: per-key sliding windows, rule evaluation and alerts.
+//!
+//! It is synchronous and deterministic. Time is data: event time comes from each call, and the
+//! "now" stamped on alerts as `detected_at` is passed in by the caller. It imports no async
+//! runtime, Kafka client, metrics or logging; the edges turn its [`Ingest`] results and
+//! [`EngineStats`] into telemetry.
+//!
+//! # Semantics (DESIGN.md §3, docs/semantics.md)
+//! The set of breaches is a function of the set of accepted calls, whatever their arrival order:
+//! - a call x is in c's window only if t_x ≤ t_c; rolling windows hold t_c − W < t_x ≤ t_c; local
+//!   windows compare local dates, each call's date taken in the zone the rule resolves for it;
+//! - every rule kind is monotone, so a late call can only add breaches; those are emitted when
+//!   the late call arrives, with `late: true`, and every breach is emitted exactly once;
+//! - a call more than `allowed_lateness` behind the newest event time seen is refused
+//!   ([`Ingest::TooLate`]); state older than the largest window plus `allowed_lateness` is
+//!   evicted, so memory is bounded by the traffic in that span.
+//!
+//! # How
+//! Each stateful rule keeps a map from key (the interned values of its key fields) to a window:
+//! entries sorted by event time. In-order calls append; a late call is inserted in place and the
+//! calls after it within reach are re-judged. Calls themselves are stored once ([`Record`]),
+//! with their strings interned, and window entries refer to them by slot.
+
+pub mod alert;
+pub mod event;
+pub mod intern;
+pub mod rule;
+pub mod time;
+
+use alert::{alert_id, Alert, WindowBounds};
+use event::{Call, Relation, StrField};
+use hashbrown::{HashMap, HashTable};
+use intern::{Interner, Sym};
+use jiff::tz::TimeZone;
+use rule::{Body, Rule, Window, ZoneRule};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+use time::{Local, Ts};
+
+/// Engine settings (validated by `config`).
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// How far behind the newest event time a call may still be judged, in nanoseconds.
+    pub allowed_lateness: i64,
+    /// At most this many call ids in an alert's `evidence`.
+    pub evidence_limit: usize,
+    /// Evict expired state whenever event time has advanced this much since the last sweep
+    /// (nanoseconds); `None` picks an eighth of the retention span (at least one second).
+    pub sweep_every: Option<i64>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings { allowed_lateness: 3600 * time::NANOS_PER_SEC, evidence_limit: 10, sweep_every: None }
+    }
+}
+
+/// What happened to one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingest {
+    /// Judged and retained; `skipped` rules did not apply because the call lacks a key field.
+    Accepted {
+        /// Rules skipped for a missing key field.
+        skipped: u32,
+    },
+    /// A call with this `call_id` is already retained: not counted again.
+    Duplicate,
+    /// More than `allowed_lateness` behind the newest event time seen: refused.
+    TooLate {
+        /// The newest event time seen.
+        watermark: Ts,
+    },
+}
+
+/// Counters the edges export as metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Calls accepted.
+    pub accepted: u64,
+    /// Duplicates refused.
+    pub duplicates: u64,
+    /// Calls refused as too late.
+    pub too_late: u64,
+    /// Alerts emitted.
+    pub alerts: u64,
+    /// Of those, late alerts.
+    pub late_alerts: u64,
+    /// Calls evicted after their retention.
+    pub evicted: u64,
+    /// Per rule (same order as [`Engine::rules`]): calls that matched `when`/`after`.
+    pub rule_matched: Vec<u64>,
+    /// Per rule: calls skipped for a missing key field.
+    pub rule_skipped: Vec<u64>,
+    /// Per rule: alerts.
+    pub rule_alerts: Vec<u64>,
+}
+
+/// One retained call: what alerts about it, or citing it, need.
+struct Record {
+    ts: i64,
+    call_id: Box<str>,
+    /// Interned string fields, indexed by `StrField as usize`.
+    syms: [Sym; 8],
+    relation: Relation,
+    callee_tz: Option<TimeZone>,
+    attrs: Option<Box<[(Box<str>, Box<str>)]>>,
+    live: bool,
+}
+
+const BREACHED: u32 = 1 << 31;
+
+/// A window entry: a call's time, its local period value, and its record slot (the top bit marks
+/// "already breached this rule").
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    ts: i64,
+    pv: i32,
+    slot: u32,
+}
+
+impl Entry {
+    fn slot(self) -> u32 {
+        self.slot & !BREACHED
+    }
+    fn breached(self) -> bool {
+        self.slot & BREACHED != 0
+    }
+}
+
+#[derive(Default)]
+struct WindowState {
+    /// Calls that matched `when`, sorted by time.
+    calls: Vec<Entry>,
+    /// Cooldown triggers, sorted by time.
+    triggers: Vec<Entry>,
+}
+
+type Key = [Sym; 6];
+type Hasher = foldhash::fast::FixedState;
+
+struct RuleState {
+    windows: HashMap<Key, WindowState, Hasher>,
+    /// Index into the engine's zone table, or `None` for "callee".
+    zone_slot: Option<usize>,
+}
+
+/// Sorted insert (after entries at the same instant); returns the index.
+fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
+    if v.last().is_none_or(|l| l.ts <= e.ts) {
+        v.push(e);
+        v.len() - 1
+    } else {
+        let i = v.partition_point(|x| x.ts <= e.ts);
+        v.insert(i, e);
+        i
+    }
+}
+
+/// The fields of the call an alert is about, from a record or from a hypothetical call.
+struct Subject<'a> {
+    call_id: &'a str,
+    ts: i64,
+    strs: [Option<&'a str>; 8],
+    relation: Relation,
+    attrs: Vec<(&'a str, &'a str)>,
+}
+
+/// The engine. One per partition (or one for a whole replay).
+pub struct Engine {
+    rules: Vec<Rule>,
+    states: Vec<RuleState>,
+    zones: Vec<TimeZone>,
+    records: Vec<Record>,
+    free: Vec<u32>,
+    live: usize,
+    dedup: HashTable<u32>,
+    hasher: Hasher,
+    interner: Interner,
+    watermark: Option<i64>,
+    lateness: i64,
+    horizon: i64,
+    sweep_every: i64,
+    last_sweep: i64,
+    evidence_limit: usize,
+    stats: EngineStats,
+    scratch: Vec<Sym>,
+}
+
+impl Engine {
+    /// Builds an engine for compiled rules.
+    pub fn new(rules: Vec<Rule>, settings: EngineSettings) -> Engine {
+        let horizon = rules.iter().map(Rule::reach).max().unwrap_or(0);
+        let lateness = settings.allowed_lateness.max(0);
+        let sweep_every = settings.sweep_every.unwrap_or(((horizon + lateness) / 8).max(time::NANOS_PER_SEC)).max(1);
+        let mut zones: Vec<TimeZone> = Vec::new();
+        let mut names: Vec<String> = Vec::new();
+        let states = rules
+            .iter()
+            .map(|r| {
+                let zone_slot = match &r.zone {
+                    ZoneRule::Fixed(tz) => Some(match names.iter().position(|n| *n == r.zone_name) {
+                        Some(i) => i,
+                        None => {
+                            names.push(r.zone_name.clone());
+                            zones.push(tz.clone());
+                            zones.len() - 1
+                        }
+                    }),
+                    ZoneRule::Callee(_) => None,
+                };
+                RuleState { windows: HashMap::with_hasher(Hasher::default()), zone_slot }
+            })
+            .collect();
+        let n = rules.len();
+        Engine {
+            rules,
+            states,
+            zones,
+            records: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            dedup: HashTable::new(),
+            hasher: Hasher::default(),
+            interner: Interner::default(),
+            watermark: None,
+            lateness,
+            horizon,
+            sweep_every,
+            last_sweep: i64::MIN,
+            evidence_limit: settings.evidence_limit.max(1),
+            stats: EngineStats { rule_matched: vec![0; n], rule_skipped: vec![0; n], rule_alerts: vec![0; n], ..Default::default() },
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The compiled rules, in evaluation order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The newest event time seen.
+    pub fn watermark(&self) -> Option<Ts> {
+        self.watermark.map(Ts)
+    }
+
+    /// How long state is kept behind the watermark: the largest window reach plus lateness.
+    pub fn retention(&self) -> i64 {
+        self.horizon + self.lateness
+    }
+
+    /// Calls currently retained.
+    pub fn retained_calls(&self) -> usize {
+        self.live
+    }
+
+    /// Keys with a live window, over all rules.
+    pub fn window_keys(&self) -> usize {
+        self.states.iter().map(|s| s.windows.len()).sum()
+    }
+
+    /// An estimate of the heap the engine holds, from container capacities.
+    pub fn heap_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<Entry>();
+        let wkey = std::mem::size_of::<Key>() + std::mem::size_of::<WindowState>() + 1;
+        let windows: usize = self
+            .states
+            .iter()
+            .map(|s| {
+                s.windows.capacity() * wkey
+                    + s.windows.values().map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry).sum::<usize>()
+            })
+            .sum();
+        let recs = self.records.capacity() * std::mem::size_of::<Record>()
+            + self.records.iter().filter(|r| r.live).map(|r| r.call_id.len()).sum::<usize>();
+        windows + recs + self.dedup.capacity() * 5 + self.free.capacity() * 4 + self.interner.heap_bytes()
+    }
+
+    fn call_hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Judges one call and records it. Alerts it causes (its own, and late ones for earlier
+    /// calls it pushes over a limit) are appended to `out`. `now` stamps `detected_at`.
+    pub fn ingest(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
+        let h = self.call_hash(&call.call_id);
+        let records = &self.records;
+        if self.dedup.find(h, |&s| *records[s as usize].call_id == *call.call_id).is_some() {
+            self.stats.duplicates += 1;
+            return Ingest::Duplicate;
+        }
+        let t = call.occurred_at.0;
+        if let Some(wm) = self.watermark {
+            if t < wm.saturating_sub(self.lateness) {
+                self.stats.too_late += 1;
+                return Ingest::TooLate { watermark: Ts(wm) };
+            }
+        }
+        let slot = self.store(call, h);
+        self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
+        self.stats.accepted += 1;
+
+        let mut locals: [Option<Local>; 8] = [None; 8];
+        let mut callee_local: Option<Local> = None;
+        let mut skipped = 0u32;
+        for ri in 0..self.rules.len() {
+            skipped += self.apply(ri, call, slot, now, &mut locals, &mut callee_local, out) as u32;
+        }
+        let wm = self.watermark.unwrap_or(t);
+        if wm.saturating_sub(self.last_sweep) >= self.sweep_every {
+            self.sweep(wm);
+        }
+        Ingest::Accepted { skipped }
+    }
+
+    fn store(&mut self, call: &Call, h: u64) -> u32 {
+        let mut syms = [Sym::NONE; 8];
+        for f in StrField::ALL {
+            syms[*f as usize] = self.interner.intern_opt(call.str_field(*f));
+        }
+        let rec = Record {
+            ts: call.occurred_at.0,
+            call_id: call.call_id.as_str().into(),
+            syms,
+            relation: call.relation,
+            callee_tz: call.callee_tz.clone(),
+            attrs: (!call.attrs.is_empty())
+                .then(|| call.attrs.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect()),
+            live: true,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.records[s as usize] = rec;
+                s
+            }
+            None => {
+                self.records.push(rec);
+                (self.records.len() - 1) as u32
+            }
+        };
+        let (hasher, records) = (&self.hasher, &self.records);
+        self.dedup.insert_unique(h, slot, |&s| hasher.hash_one(&*records[s as usize].call_id));
+        self.live += 1;
+        slot
+    }
+
+    fn local_for(&self, ri: usize, call: &Call, locals: &mut [Option<Local>; 8], callee: &mut Option<Local>) -> Local {
+        let t = call.occurred_at;
+        match self.states[ri].zone_slot {
+            Some(z) if z < locals.len() => *locals[z].get_or_insert_with(|| Local::of(t, &self.zones[z])),
+            Some(z) => Local::of(t, &self.zones[z]),
+            None => *callee.get_or_insert_with(|| Local::of(t, self.rules[ri].zone.for_call(call))),
+        }
+    }
+
+    fn key_of(&self, rule: &Rule, slot: u32) -> Option<Key> {
+        let rec = &self.records[slot as usize];
+        let mut key = [Sym::NONE; 6];
+        for (i, f) in rule.key.iter().enumerate() {
+            let s = rec.syms[*f as usize];
+            if s.is_none() {
+                return None;
+            }
+            key[i] = s;
+        }
+        Some(key)
+    }
+
+    /// Applies rule `ri` to a newly stored call; returns whether it was skipped for a missing key.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &mut self,
+        ri: usize,
+        call: &Call,
+        slot: u32,
+        now: Ts,
+        locals: &mut [Option<Local>; 8],
+        callee: &mut Option<Local>,
+        out: &mut Vec<Alert>,
+    ) -> bool {
+        let rule = &self.rules[ri];
+        let when = rule.when.matches(call);
+        match &rule.body {
+            Body::Forbid => {
+                if when {
+                    self.stats.rule_matched[ri] += 1;
+                    let a = self.alert_for_record(ri, slot, 1, 0, None, vec![call.call_id.clone()], false, now, None);
+                    self.push(ri, a, out);
+                }
+                false
+            }
+            Body::CallingHours { allowed, holidays } => {
+                if when {
+                    self.stats.rule_matched[ri] += 1;
+                    let l = self.local_for(ri, call, locals, callee);
+                    let holiday = holidays.binary_search(&l.day).is_ok();
+                    let inside =
+                        allowed.iter().any(|s| s.days & (1 << l.weekday) != 0 && s.from <= l.sec_of_day && l.sec_of_day < s.to);
+                    if holiday || !inside {
+                        let a = self.alert_for_record(ri, slot, 1, 0, None, vec![call.call_id.clone()], false, now, Some((l, holiday)));
+                        self.push(ri, a, out);
+                    }
+                }
+                false
+            }
+            Body::Cap { window, .. } => {
+                if !when {
+                    return false;
+                }
+                let window = *window;
+                self.stats.rule_matched[ri] += 1;
+                let Some(key) = self.key_of(rule, slot) else {
+                    self.stats.rule_skipped[ri] += 1;
+                    return true;
+                };
+                let pv = if window.is_local() { window.period_of_day(self.local_for(ri, call, locals, callee).day) } else { 0 };
+                self.cap_insert(ri, key, Entry { ts: call.occurred_at.0, pv, slot }, now, out);
+                false
+            }
+            Body::Cooldown { after, period } => {
+                let trig = after.matches(call);
+                if !when && !trig {
+                    return false;
+                }
+                let period = *period;
+                self.stats.rule_matched[ri] += 1;
+                let Some(key) = self.key_of(rule, slot) else {
+                    self.stats.rule_skipped[ri] += 1;
+                    return true;
+                };
+                let pv = if period.is_local() { self.local_for(ri, call, locals, callee).day } else { 0 };
+                let e = Entry { ts: call.occurred_at.0, pv, slot };
+                self.cooldown_insert(ri, key, e, when, trig, now, out);
+                false
+            }
+        }
+    }
+
+    fn push(&mut self, ri: usize, a: Alert, out: &mut Vec<Alert>) {
+        self.stats.alerts += 1;
+        self.stats.rule_alerts[ri] += 1;
+        if a.late {
+            self.stats.late_alerts += 1;
+        }
+        out.push(a);
+    }
+
+    fn cap_insert(&mut self, ri: usize, key: Key, e: Entry, now: Ts, out: &mut Vec<Alert>) {
+        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
+        let reach = window.reach();
+        let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
+        let at = insert_sorted(&mut w.calls, e);
+        // Calls that x can now push over the limit: itself and those after it within reach.
+        let start = w.calls[..at].partition_point(|y| y.ts < e.ts);
+        let mut i = start;
+        while i < w.calls.len() {
+            let c = w.calls[i];
+            let in_reach = match window {
+                Window::Rolling(_) => c.ts < e.ts.saturating_add(reach),
+                _ => c.ts <= e.ts.saturating_add(reach),
+            };
+            if !in_reach {
+                break;
+            }
+            if !c.breached() {
+                if let Some(n) = self.cap_count(&w.calls, c.ts, c.pv, window, limit, distinct, None) {
+                    w.calls[i].slot |= BREACHED;
+                    let a = self.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
+                    self.push(ri, a, out);
+                }
+            }
+            i += 1;
+        }
+        self.states[ri].windows.insert(key, w);
+    }
+
+    /// The range of candidate entries for a call at (t, pv): [lo, hi).
+    fn cap_range(v: &[Entry], t: i64, window: Window) -> (usize, usize) {
+        let hi = v.partition_point(|y| y.ts <= t);
+        let lo = match window {
+            Window::Rolling(w) => v[..hi].partition_point(|y| y.ts <= t.saturating_sub(w)),
+            other => v[..hi].partition_point(|y| y.ts < t.saturating_sub(other.reach())),
+        };
+        (lo, hi)
+    }
+
+    fn in_window(y: &Entry, pv: i32, window: Window) -> bool {
+        match window {
+            Window::Rolling(_) => true,
+            other => y.pv <= pv && y.pv > pv - other.span(),
+        }
+    }
+
+    /// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
+    /// hypothetical member with that distinct value (or `Sym::NONE` when not distinct).
+    #[allow(clippy::too_many_arguments)]
+    fn cap_count(
+        &mut self,
+        v: &[Entry],
+        t: i64,
+        pv: i32,
+        window: Window,
+        limit: u32,
+        distinct: Option<StrField>,
+        extra: Option<Sym>,
+    ) -> Option<u64> {
+        let (lo, hi) = Self::cap_range(v, t, window);
+        let bound = (hi - lo) as u64 + extra.is_some() as u64;
+        if bound <= limit as u64 {
+            return None;
+        }
+        let n = match distinct {
+            None => {
+                if matches!(window, Window::Rolling(_)) {
+                    bound
+                } else {
+                    v[lo..hi].iter().filter(|y| Self::in_window(y, pv, window)).count() as u64 + extra.is_some() as u64
+                }
+            }
+            Some(f) => {
+                let mut seen = std::mem::take(&mut self.scratch);
+                seen.clear();
+                for y in &v[lo..hi] {
+                    if Self::in_window(y, pv, window) {
+                        let s = self.records[y.slot() as usize].syms[f as usize];
+                        if !s.is_none() {
+                            seen.push(s);
+                        }
+                    }
+                }
+                if let Some(s) = extra.filter(|s| !s.is_none()) {
+                    seen.push(s);
+                }
+                seen.sort_unstable();
+                seen.dedup();
+                let n = seen.len() as u64;
+                self.scratch = seen;
+                n
+            }
+        };
+        (n > limit as u64).then_some(n)
+    }
+
+    fn cap_evidence(&self, v: &[Entry], t: i64, pv: i32, window: Window, distinct: Option<StrField>, first: Option<&str>) -> Vec<String> {
+        let (lo, hi) = Self::cap_range(v, t, window);
+        let mut out: Vec<String> = Vec::new();
+        let mut seen: Vec<Sym> = Vec::new();
+        if let Some(f) = first {
+            out.push(f.to_owned());
+        }
+        for y in v[lo..hi].iter().rev() {
+            if out.len() >= self.evidence_limit {
+                break;
+            }
+            if !Self::in_window(y, pv, window) {
+                continue;
+            }
+            let rec = &self.records[y.slot() as usize];
+            if let Some(f) = distinct {
+                let s = rec.syms[f as usize];
+                if s.is_none() || seen.contains(&s) {
+                    continue;
+                }
+                seen.push(s);
+            }
+            out.push(rec.call_id.to_string());
+        }
+        out
+    }
+
+    fn cap_bounds(&self, ri: usize, t: i64, pv_day: Option<(i32, &TimeZone)>, window: Window) -> WindowBounds {
+        let from = match (window, pv_day) {
+            (Window::Rolling(w), _) => Ts(t.saturating_sub(w)),
+            (Window::LocalDays(n), Some((day, tz))) => time::start_of_local_day(day - n as i32 + 1, tz),
+            (Window::Calendar(rule::Calendar::Day), Some((day, tz))) => time::start_of_local_day(day, tz),
+            (Window::Calendar(rule::Calendar::Week), Some((day, tz))) => {
+                time::start_of_local_day(day - (day + 3).rem_euclid(7), tz)
+            }
+            (Window::Calendar(rule::Calendar::Month), Some((day, tz))) => {
+                time::start_of_local_day(time::first_day_of_month(time::month_of_day(day)), tz)
+            }
+            _ => Ts(t.saturating_sub(window.reach())),
+        };
+        let _ = ri;
+        WindowBounds { from: from.to_string(), to: Ts(t).to_string() }
+    }
+
+    fn record_zone(&self, ri: usize, slot: u32) -> TimeZone {
+        match &self.rules[ri].zone {
+            ZoneRule::Fixed(tz) => tz.clone(),
+            ZoneRule::Callee(d) => self.records[slot as usize].callee_tz.clone().unwrap_or_else(|| d.clone()),
+        }
+    }
+
+    fn cap_alert(&self, ri: usize, v: &[Entry], c: Entry, n: u64, late: bool, now: Ts) -> Alert {
+        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
+        let evidence = self.cap_evidence(v, c.ts, c.pv, window, distinct, None);
+        let tz = self.record_zone(ri, c.slot());
+        let day = Local::of(Ts(c.ts), &tz).day;
+        let bounds = self.cap_bounds(ri, c.ts, Some((day, &tz)), window);
+        self.alert_for_record(ri, c.slot(), n, limit as u64, Some(bounds), evidence, late, now, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn cooldown_insert(&mut self, ri: usize, key: Key, e: Entry, when: bool, trig: bool, now: Ts, out: &mut Vec<Alert>) {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
+        let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
+        if trig {
+            insert_sorted(&mut w.triggers, e);
+            // Calls strictly after this trigger and inside its period that were not yet breached.
+            let start = w.calls.partition_point(|y| y.ts <= e.ts);
+            for i in start..w.calls.len() {
+                let c = w.calls[i];
+                if c.ts > e.ts.saturating_add(period.reach()) {
+                    break;
+                }
+                if !c.breached() && Self::cooled(&e, &c, period) {
+                    w.calls[i].slot |= BREACHED;
+                    let a = self.cooldown_alert(ri, &w.triggers, c, true, now);
+                    self.push(ri, a, out);
+                }
+            }
+        }
+        if when {
+            let at = insert_sorted(&mut w.calls, e);
+            if self.cooldown_triggers(&w.triggers, &e, period).next().is_some() {
+                w.calls[at].slot |= BREACHED;
+                let a = self.cooldown_alert(ri, &w.triggers, e, false, now);
+                self.push(ri, a, out);
+            }
+        }
+        self.states[ri].windows.insert(key, w);
+    }
+
+    /// Whether trigger y puts call x inside its cooldown.
+    fn cooled(y: &Entry, x: &Entry, period: Window) -> bool {
+        y.ts < x.ts
+            && match period {
+                Window::Rolling(p) => x.ts - y.ts < p,
+                Window::LocalDays(n) => x.pv >= y.pv && x.pv <= y.pv + n as i32 - 1,
+                Window::Calendar(_) => false,
+            }
+    }
+
+    /// Triggers in force for a call, newest first.
+    fn cooldown_triggers<'a>(&self, triggers: &'a [Entry], x: &'a Entry, period: Window) -> impl Iterator<Item = &'a Entry> + 'a {
+        let hi = triggers.partition_point(|y| y.ts < x.ts);
+        let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
+        triggers[lo..hi].iter().rev().filter(move |y| Self::cooled(y, x, period))
+    }
+
+    fn cooldown_alert(&self, ri: usize, triggers: &[Entry], c: Entry, late: bool, now: Ts) -> Alert {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
+        let ts: Vec<Entry> = self.cooldown_triggers(triggers, &c, period).copied().collect();
+        let newest = ts[0];
+        let evidence = ts.iter().take(self.evidence_limit).map(|y| self.records[y.slot() as usize].call_id.to_string()).collect();
+        let end = match period {
+            Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
+            _ => {
+                let tz = self.record_zone(ri, newest.slot());
+                time::start_of_local_day(newest.pv + period.span(), &tz)
+            }
+        };
+        let bounds = WindowBounds { from: Ts(newest.ts).to_string(), to: end.to_string() };
+        self.alert_for_record(ri, c.slot(), ts.len() as u64, 0, Some(bounds), evidence, late, now, None)
+    }
+
+    fn subject_of_record(&self, slot: u32) -> Subject<'_> {
+        let r = &self.records[slot as usize];
+        let mut strs = [None; 8];
+        for (i, s) in r.syms.iter().enumerate() {
+            strs[i] = self.interner.get_opt(*s);
+        }
+        Subject {
+            call_id: &r.call_id,
+            ts: r.ts,
+            strs,
+            relation: r.relation,
+            attrs: r.attrs.iter().flat_map(|a| a.iter().map(|(k, v)| (&**k, &**v))).collect(),
+        }
+    }
+
+    fn subject_of_call(call: &Call) -> Subject<'_> {
+        let mut strs = [None; 8];
+        for f in StrField::ALL {
+            strs[*f as usize] = call.str_field(*f);
+        }
+        Subject {
+            call_id: &call.call_id,
+            ts: call.occurred_at.0,
+            strs,
+            relation: call.relation,
+            attrs: call.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn alert_for_record(
+        &self,
+        ri: usize,
+        slot: u32,
+        observed: u64,
+        limit: u64,
+        window: Option<WindowBounds>,
+        evidence: Vec<String>,
+        late: bool,
+        now: Ts,
+        hours: Option<(Local, bool)>,
+    ) -> Alert {
+        build_alert(&self.rules[ri], &self.subject_of_record(slot), observed, limit, window, evidence, late, now, hours)
+    }
+
+    /// Which rules a call would breach, without recording it — the pre-dial check. Only the
+    /// call's own breaches are reported (never the late ones it would cause for earlier calls).
+    pub fn check(&mut self, call: &Call, now: Ts) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let subject = Self::subject_of_call(call);
+        let t = call.occurred_at.0;
+        for ri in 0..self.rules.len() {
+            let rule = &self.rules[ri];
+            if let Body::Cooldown { after: _, period } = &rule.body {
+                if !rule.when.matches(call) {
+                    continue;
+                }
+                let Some(key) = self.lookup_key(rule, call) else { continue };
+                let pv = if period.is_local() { Local::of(call.occurred_at, rule.zone.for_call(call)).day } else { 0 };
+                let x = Entry { ts: t, pv, slot: 0 };
+                let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else { continue };
+                let ts: Vec<Entry> = self.cooldown_triggers(&w.triggers, &x, *period).copied().collect();
+                if let Some(newest) = ts.first() {
+                    let evidence = ts.iter().take(self.evidence_limit).map(|y| self.records[y.slot() as usize].call_id.to_string()).collect();
+                    let b = WindowBounds { from: Ts(newest.ts).to_string(), to: Ts(t).to_string() };
+                    out.push(build_alert(rule, &subject, ts.len() as u64, 0, Some(b), evidence, false, now, None));
+                }
+                continue;
+            }
+            if !rule.when.matches(call) {
+                continue;
+            }
+            match &rule.body {
+                Body::Forbid => out.push(build_alert(rule, &subject, 1, 0, None, vec![call.call_id.clone()], false, now, None)),
+                Body::CallingHours { allowed, holidays } => {
+                    let l = Local::of(call.occurred_at, rule.zone.for_call(call));
+                    let holiday = holidays.binary_search(&l.day).is_ok();
+                    let inside = allowed.iter().any(|s| s.days & (1 << l.weekday) != 0 && s.from <= l.sec_of_day && l.sec_of_day < s.to);
+                    if holiday || !inside {
+                        out.push(build_alert(rule, &subject, 1, 0, None, vec![call.call_id.clone()], false, now, Some((l, holiday))));
+                    }
+                }
+                Body::Cap { window, limit, distinct } => {
+                    let (window, limit, distinct) = (*window, *limit, *distinct);
+                    let Some(key) = self.lookup_key(rule, call) else { continue };
+                    let tz = rule.zone.for_call(call).clone();
+                    let day = Local::of(call.occurred_at, &tz).day;
+                    let pv = window.period_of_day(day);
+                    let extra = distinct.map_or(Sym::NONE, |f| {
+                        call.str_field(f).map_or(Sym::NONE, |s| self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1)))
+                    });
+                    let v = key.and_then(|k| self.states[ri].windows.get(&k)).map(|w| w.calls.clone()).unwrap_or_default();
+                    if let Some(n) = self.cap_count(&v, t, pv, window, limit, distinct, Some(extra)) {
+                        let evidence = self.cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
+                        let bounds = self.cap_bounds(ri, t, Some((day, &tz)), window);
+                        out.push(build_alert(&self.rules[ri], &subject, n, limit as u64, Some(bounds), evidence, false, now, None));
+                    }
+                }
+                Body::Cooldown { .. } => unreachable!("handled above"),
+            }
+        }
+        out
+    }
+
+    /// The key of a hypothetical call: `None` if it lacks a key field; `Some(None)` if some key
+    /// value was never seen (so no window exists).
+    fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
+        let mut key = [Sym::NONE; 6];
+        let mut known = true;
+        for (i, f) in rule.key.iter().enumerate() {
+            let s = call.str_field(*f)?;
+            match self.interner.lookup(s) {
+                Some(sym) => key[i] = sym,
+                None => known = false,
+            }
+        }
+        Some(known.then_some(key))
+    }
+
+    /// Evicts everything older than the retention span behind `wm`.
+    fn sweep(&mut self, wm: i64) {
+        self.last_sweep = wm;
+        let cutoff = wm.saturating_sub(self.lateness).saturating_sub(self.horizon);
+        for st in &mut self.states {
+            st.windows.retain(|_, w| {
+                let k = w.calls.partition_point(|y| y.ts < cutoff);
+                w.calls.drain(..k);
+                let k = w.triggers.partition_point(|y| y.ts < cutoff);
+                w.triggers.drain(..k);
+                if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
+                    w.calls.shrink_to_fit();
+                }
+                !(w.calls.is_empty() && w.triggers.is_empty())
+            });
+            if st.windows.capacity() > 64 && st.windows.len() < st.windows.capacity() / 4 {
+                st.windows.shrink_to_fit();
+            }
+        }
+        for slot in 0..self.records.len() {
+            let r = &self.records[slot];
+            if !r.live || r.ts >= cutoff {
+                continue;
+            }
+            let h = self.hasher.hash_one(&*r.call_id);
+            if let Ok(e) = self.dedup.find_entry(h, |&s| s as usize == slot) {
+                e.remove();
+            }
+            let r = &mut self.records[slot];
+            r.live = false;
+            r.call_id = Box::from("");
+            r.attrs = None;
+            r.callee_tz = None;
+            let syms = r.syms;
+            for s in syms {
+                self.interner.release(s);
+            }
+            self.free.push(slot as u32);
+            self.live -= 1;
+            self.stats.evicted += 1;
+        }
+        if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
+            let (hasher, records) = (&self.hasher, &self.records);
+            self.dedup.shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
+        }
+    }
+
+    /// Evicts expired state now (the periodic tick an idle partition needs).
+    pub fn advance(&mut self) {
+        if let Some(wm) = self.watermark {
+            self.sweep(wm);
+        }
+    }
+}
+
+const WEEKDAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+#[allow(clippy::too_many_arguments)]
+fn build_alert(
+    rule: &Rule,
+    s: &Subject<'_>,
+    observed: u64,
+    limit: u64,
+    window: Option<WindowBounds>,
+    evidence: Vec<String>,
+    late: bool,
+    now: Ts,
+    hours: Option<(Local, bool)>,
+) -> Alert {
+    let get = |f: StrField| s.strs[f as usize];
+    let mut key = BTreeMap::new();
+    for f in &rule.key {
+        if let Some(v) = get(*f) {
+            key.insert(f.as_str(), v.to_owned());
+        }
+    }
+    let key_text = || {
+        rule.key.iter().filter_map(|f| get(*f).map(|v| format!("{} {}", f.as_str(), v))).collect::<Vec<_>>().join(" and ")
+    };
+    let message = match &rule.body {
+        Body::Cap { window: w, limit: l, distinct } => {
+            let what = match distinct {
+                None => "calls".to_owned(),
+                Some(f) => format!("distinct {} values", f.as_str()),
+            };
+            format!("{observed} {what} in {} for {} (limit {l})", w.describe(), key_text())
+        }
+        Body::Cooldown { period, .. } => {
+            let p = match period {
+                Window::Rolling(p) => rule::describe_duration(*p),
+                other => other.describe(),
+            };
+            format!("call inside the {p} cooldown after an earlier call for {}", key_text())
+        }
+        Body::CallingHours { .. } => match hours {
+            Some((l, holiday)) => {
+                let hh = l.sec_of_day / 3600;
+                let mm = l.sec_of_day / 60 % 60;
+                let when = format!("{} {} {hh:02}:{mm:02} ({})", WEEKDAY_NAMES[l.weekday as usize], time::format_day(l.day), rule.zone_name);
+                if holiday {
+                    format!("call on a holiday, {when}")
+                } else {
+                    format!("call at {when}, outside the allowed hours")
+                }
+            }
+            None => "call outside the allowed hours".into(),
+        },
+        Body::Forbid => format!("call to a {} that this rule forbids", s.relation.as_str()),
+    };
+    let message = match &rule.description {
+        Some(d) => format!("{message}: {d}"),
+        None => message,
+    };
+    Alert {
+        alert_id: alert_id(&rule.id, s.call_id),
+        rule_id: rule.id.clone(),
+        kind: rule.kind.as_str(),
+        severity: rule.severity.as_str(),
+        citation: rule.citation.clone(),
+        pack: rule.pack.clone(),
+        call_id: s.call_id.to_owned(),
+        event_id: get(StrField::EventId).map(str::to_owned),
+        occurred_at: Ts(s.ts).to_string(),
+        debtor_id: get(StrField::DebtorId).unwrap_or_default().to_owned(),
+        account_id: get(StrField::AccountId).map(str::to_owned),
+        phone: get(StrField::Phone).unwrap_or_default().to_owned(),
+        relation: s.relation.as_str(),
+        agent_id: get(StrField::AgentId).map(str::to_owned),
+        agency_id: get(StrField::AgencyId).map(str::to_owned),
+        creditor_id: get(StrField::CreditorId).map(str::to_owned),
+        key,
+        observed,
+        limit,
+        window,
+        evidence,
+        late,
+        detected_at: now.to_string(),
+        message,
+        attrs: s.attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+    }
+}

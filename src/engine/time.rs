@@ -1,0 +1,187 @@
+//! Event time: instants as nanoseconds since the Unix epoch, and the local calendar view of an
+//! instant in a time zone (local day number, second of day, weekday, month index).
+//!
+//! Local dates are what the `local_days` and `calendar` windows and the `calling_hours` rule
+//! compare, so they are computed here once, the same way everywhere.
+
+use jiff::tz::TimeZone;
+
+/// Nanoseconds in one second.
+pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+/// Nanoseconds in one (24-hour) day.
+pub const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SEC;
+
+/// An instant: nanoseconds since 1970-01-01T00:00:00Z. Covers 1677–2262.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Ts(pub i64);
+
+impl Ts {
+    /// Converts from a jiff timestamp (saturating outside the representable range).
+    pub fn from_jiff(t: jiff::Timestamp) -> Ts {
+        let n = t.as_nanosecond();
+        Ts(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64)
+    }
+
+    /// Converts to a jiff timestamp.
+    pub fn to_jiff(self) -> jiff::Timestamp {
+        jiff::Timestamp::from_nanosecond(self.0 as i128).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    /// The instant `d` nanoseconds later, saturating.
+    pub fn plus(self, d: i64) -> Ts {
+        Ts(self.0.saturating_add(d))
+    }
+
+    /// The instant `d` nanoseconds earlier, saturating.
+    pub fn minus(self, d: i64) -> Ts {
+        Ts(self.0.saturating_sub(d))
+    }
+}
+
+impl std::fmt::Display for Ts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_jiff())
+    }
+}
+
+/// The local calendar view of an instant in one time zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Local {
+    /// Local date as days since 1970-01-01.
+    pub day: i32,
+    /// Seconds since local midnight (0..86400).
+    pub sec_of_day: u32,
+    /// 0 = Monday … 6 = Sunday.
+    pub weekday: u8,
+    /// The offset from UTC in force at that instant, in seconds.
+    pub offset_s: i32,
+}
+
+impl Local {
+    /// Computes the local view of `t` in `tz`.
+    pub fn of(t: Ts, tz: &TimeZone) -> Local {
+        let secs = t.0.div_euclid(NANOS_PER_SEC);
+        let offset_s = tz.to_offset(t.to_jiff()).seconds();
+        let local = secs + offset_s as i64;
+        let day = local.div_euclid(86_400);
+        Local {
+            day: day as i32,
+            sec_of_day: local.rem_euclid(86_400) as u32,
+            weekday: (day + 3).rem_euclid(7) as u8,
+            offset_s,
+        }
+    }
+
+    /// ISO week index (weeks start on Monday), counted from the week of 1970-01-01.
+    pub fn week(&self) -> i32 {
+        week_of_day(self.day)
+    }
+
+    /// Month index: `year * 12 + (month - 1)`.
+    pub fn month(&self) -> i32 {
+        month_of_day(self.day)
+    }
+}
+
+/// ISO week index (Monday first) of a day number.
+pub fn week_of_day(day: i32) -> i32 {
+    (day + 3).div_euclid(7)
+}
+
+/// Month index `year * 12 + month - 1` of a day number.
+pub fn month_of_day(day: i32) -> i32 {
+    let (y, m, _) = civil_from_days(day as i64);
+    (y * 12 + (m as i64 - 1)) as i32
+}
+
+/// The first day number of a month index.
+pub fn first_day_of_month(month_index: i32) -> i32 {
+    let y = month_index.div_euclid(12) as i64;
+    let m = month_index.rem_euclid(12) as u32 + 1;
+    days_from_civil(y, m, 1) as i32
+}
+
+/// Civil date (year, month 1–12, day 1–31) of a day number (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Day number of a civil date (inverse of [`civil_from_days`]).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The instant of local midnight starting `day` in `tz` (the earliest instant whose local date is
+/// `day`; on a day that starts in a DST gap, the first instant after the gap).
+pub fn start_of_local_day(day: i32, tz: &TimeZone) -> Ts {
+    let (y, m, d) = civil_from_days(day as i64);
+    let date = jiff::civil::Date::new(y as i16, m as i8, d as i8);
+    match date.and_then(|dt| dt.to_zoned(tz.clone())) {
+        Ok(z) => Ts::from_jiff(z.timestamp()),
+        Err(_) => Ts(day as i64 * NANOS_PER_DAY),
+    }
+}
+
+/// Formats a day number as `YYYY-MM-DD`.
+pub fn format_day(day: i32) -> String {
+    let (y, m, d) = civil_from_days(day as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_round_trip() {
+        for z in [-800_000i64, -1, 0, 1, 59, 60, 20_000, 20_454, 2_932_896] {
+            let (y, m, d) = civil_from_days(z);
+            assert_eq!(days_from_civil(y, m, d), z);
+        }
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(days_from_civil(2026, 11, 1), 20_758);
+    }
+
+    #[test]
+    fn weekday_and_week() {
+        // 2026-11-23 is a Monday.
+        let day = days_from_civil(2026, 11, 23) as i32;
+        let l = Local::of(Ts(day as i64 * NANOS_PER_DAY), &TimeZone::UTC);
+        assert_eq!(l.weekday, 0);
+        assert_eq!(week_of_day(day), week_of_day(day + 6));
+        assert_ne!(week_of_day(day), week_of_day(day - 1));
+        assert_eq!(month_of_day(day), 2026 * 12 + 10);
+        assert_eq!(first_day_of_month(2026 * 12 + 10), days_from_civil(2026, 11, 1) as i32);
+    }
+
+    #[test]
+    fn dst_fall_back_in_new_york() {
+        let tz = TimeZone::get("America/New_York").unwrap();
+        // 2026-11-01T05:30Z is 01:30 EDT (first pass), 06:30Z is 01:30 EST (second pass).
+        let a: jiff::Timestamp = "2026-11-01T05:30:00Z".parse().unwrap();
+        let b: jiff::Timestamp = "2026-11-01T06:30:00Z".parse().unwrap();
+        let la = Local::of(Ts::from_jiff(a), &tz);
+        let lb = Local::of(Ts::from_jiff(b), &tz);
+        assert_eq!(la.day, lb.day);
+        assert_eq!(la.sec_of_day, lb.sec_of_day);
+        assert_eq!(la.offset_s, -4 * 3600);
+        assert_eq!(lb.offset_s, -5 * 3600);
+        let start = start_of_local_day(la.day, &tz);
+        assert_eq!(start.to_string(), "2026-11-01T04:00:00Z");
+    }
+}
