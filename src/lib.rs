@@ -11,4 +11,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod codec;
+pub mod config;
 pub mod engine;
+pub mod replay;

@@ -1,1 +1,243 @@
-fn main(){}
+//! The `dialguard` binary: a thin command line over the library.
+
+use clap::{Parser, Subcommand};
+use dialguard::config::Settings;
+use dialguard::engine::rule::{Body, Rule, Window};
+use dialguard::engine::time::Ts;
+use dialguard::replay::{self, ReplayIo, ReplayOptions};
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "dialguard",
+    version,
+    about = "Keeps debt-collection dialing inside the law"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Backtest a policy on recorded call events (JSON lines).
+    Replay {
+        /// The configuration file.
+        #[arg(long, default_value = "config/dialguard.toml")]
+        config: PathBuf,
+        /// Call events, one JSON object per line; `-` for standard input.
+        #[arg(long)]
+        input: String,
+        /// Where to write alerts (JSON lines); `-` for standard output. Default: not written.
+        #[arg(long)]
+        alerts: Option<String>,
+        /// Where to write rejected lines with their reasons (JSON lines).
+        #[arg(long)]
+        rejects: Option<String>,
+        /// Pin the clock (RFC 3339) for `detected_at` and the future-timestamp check.
+        #[arg(long)]
+        now: Option<String>,
+        /// Decoder threads (default: cores - 1, at least 1).
+        #[arg(long)]
+        decoders: Option<usize>,
+    },
+    /// Validate the configuration and print the compiled rules.
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, default_value = "config/dialguard.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Exit status for a configuration or usage error (sysexits EX_CONFIG).
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::CheckConfig { config } => match Settings::load(&config) {
+            Ok(s) => {
+                print!("{}", describe(&s));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: invalid configuration: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        },
+        Cmd::Replay {
+            config,
+            input,
+            alerts,
+            rejects,
+            now,
+            decoders,
+        } => {
+            let settings = match Settings::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: invalid configuration: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
+                None => None,
+                Some(Ok(t)) => Some(Ts::from_jiff(t)),
+                Some(Err(e)) => {
+                    eprintln!("error: --now: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let io = match open_io(&input, alerts.as_deref(), rejects.as_deref()) {
+                Ok(io) => io,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = ReplayOptions {
+                now,
+                decoders,
+                progress: std::io::stderr().is_terminal(),
+            };
+            match replay::run(&settings, io, &opts) {
+                Ok(summary) => {
+                    eprintln!(
+                        "replay summary ({} rules from {})",
+                        settings.rules.len(),
+                        settings.path.display()
+                    );
+                    eprint!("{}", summary.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn open_io(input: &str, alerts: Option<&str>, rejects: Option<&str>) -> Result<ReplayIo, String> {
+    let input: Box<dyn std::io::BufRead + Send> = if input == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(input).map_err(|e| format!("--input {input}: {e}"))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let out = |p: Option<&str>, flag: &str| -> Result<Option<Box<dyn Write>>, String> {
+        Ok(match p {
+            None => None,
+            Some("-") => Some(Box::new(BufWriter::with_capacity(
+                1 << 20,
+                std::io::stdout(),
+            ))),
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| format!("{flag} {p}: {e}"))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, f)))
+            }
+        })
+    };
+    Ok(ReplayIo {
+        input,
+        alerts: out(alerts, "--alerts")?,
+        rejects: out(rejects, "--rejects")?,
+    })
+}
+
+fn describe(s: &Settings) -> String {
+    let mut out = format!(
+        "configuration {} is valid\n  default timezone {}, allowed lateness {}s, {} rules\n",
+        s.path.display(),
+        s.default_timezone,
+        s.engine.allowed_lateness / 1_000_000_000,
+        s.rules.len()
+    );
+    for (name, path) in &s.packs {
+        out.push_str(&format!("  pack {name} ({})\n", path.display()));
+    }
+    out.push('\n');
+    for r in &s.rules {
+        out.push_str(&describe_rule(r));
+        out.push('\n');
+    }
+    out
+}
+
+fn describe_rule(r: &Rule) -> String {
+    let body = match &r.body {
+        Body::Cap {
+            window,
+            limit,
+            distinct,
+        } => {
+            let what = distinct.map_or("calls".to_owned(), |f| format!("distinct {}", f.as_str()));
+            format!(
+                "more than {limit} {what} per [{}] in {}",
+                keys(r),
+                window_text(*window)
+            )
+        }
+        Body::Cooldown { period, .. } => format!(
+            "no call per [{}] within {} after a trigger",
+            keys(r),
+            window_text(*period)
+        ),
+        Body::CallingHours { allowed, holidays } => {
+            let slots: Vec<String> = allowed
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}{:02}:{:02}-{:02}:{:02}",
+                        days_text(s.days),
+                        s.from / 3600,
+                        s.from / 60 % 60,
+                        s.to / 3600,
+                        s.to / 60 % 60
+                    )
+                })
+                .collect();
+            format!("allowed {} ({} holidays)", slots.join(", "), holidays.len())
+        }
+        Body::Forbid => "any matching call".to_owned(),
+    };
+    format!(
+        "{:<40} {:<13} {:<8} {:<18} tz={:<16} {}\n",
+        r.id,
+        r.kind.as_str(),
+        r.severity.as_str(),
+        r.pack.as_deref().unwrap_or("(inline)"),
+        r.zone_name,
+        body
+    ) + &match &r.citation {
+        Some(c) => format!("{:<40} cites {c}", ""),
+        None => String::new(),
+    }
+}
+
+fn keys(r: &Rule) -> String {
+    r.key
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn window_text(w: Window) -> String {
+    w.describe()
+}
+
+fn days_text(mask: u8) -> String {
+    if mask == 0x7f {
+        return String::new();
+    }
+    let names = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let d: Vec<&str> = (0..7)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| names[i])
+        .collect();
+    format!("{} ", d.join("/"))
+}

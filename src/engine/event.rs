@@ -189,7 +189,13 @@ pub struct Call {
 impl Call {
     /// A call with the required fields and every optional field at its default, for tests and
     /// synthetic traffic.
-    pub fn new(call_id: &str, occurred_at: Ts, debtor_id: &str, phone: &str, relation: Relation) -> Call {
+    pub fn new(
+        call_id: &str,
+        occurred_at: Ts,
+        debtor_id: &str,
+        phone: &str,
+        relation: Relation,
+    ) -> Call {
         Call {
             call_id: call_id.to_owned(),
             occurred_at,

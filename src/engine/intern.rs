@@ -47,7 +47,10 @@ impl Interner {
             self.slots[i as usize].refs += 1;
             return Sym(i);
         }
-        let slot = Slot { text: s.into(), refs: 1 };
+        let slot = Slot {
+            text: s.into(),
+            refs: 1,
+        };
         self.live_bytes += s.len();
         let i = match self.free.pop() {
             Some(i) => {
@@ -60,7 +63,8 @@ impl Interner {
             }
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
-        self.table.insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
+        self.table
+            .insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
         Sym(i)
     }
 
@@ -72,7 +76,9 @@ impl Interner {
     /// The symbol for `s` if it is interned, without adding a reference.
     pub fn lookup(&self, s: &str) -> Option<Sym> {
         let h = self.hash(s);
-        self.table.find(h, |&i| &*self.slots[i as usize].text == s).map(|&i| Sym(i))
+        self.table
+            .find(h, |&i| &*self.slots[i as usize].text == s)
+            .map(|&i| Sym(i))
     }
 
     /// Drops one reference; the string is freed with the last.
@@ -119,7 +125,10 @@ impl Interner {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * 5 + self.slots.capacity() * std::mem::size_of::<Slot>() + self.free.capacity() * 4 + self.live_bytes
+        self.table.capacity() * 5
+            + self.slots.capacity() * std::mem::size_of::<Slot>()
+            + self.free.capacity() * 4
+            + self.live_bytes
     }
 }
 

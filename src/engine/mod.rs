@@ -51,7 +51,11 @@ pub struct EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        EngineSettings { allowed_lateness: 3600 * time::NANOS_PER_SEC, evidence_limit: 10, sweep_every: None }
+        EngineSettings {
+            allowed_lateness: 3600 * time::NANOS_PER_SEC,
+            evidence_limit: 10,
+            sweep_every: None,
+        }
     }
 }
 
@@ -191,24 +195,32 @@ impl Engine {
     pub fn new(rules: Vec<Rule>, settings: EngineSettings) -> Engine {
         let horizon = rules.iter().map(Rule::reach).max().unwrap_or(0);
         let lateness = settings.allowed_lateness.max(0);
-        let sweep_every = settings.sweep_every.unwrap_or(((horizon + lateness) / 8).max(time::NANOS_PER_SEC)).max(1);
+        let sweep_every = settings
+            .sweep_every
+            .unwrap_or(((horizon + lateness) / 8).max(time::NANOS_PER_SEC))
+            .max(1);
         let mut zones: Vec<TimeZone> = Vec::new();
         let mut names: Vec<String> = Vec::new();
         let states = rules
             .iter()
             .map(|r| {
                 let zone_slot = match &r.zone {
-                    ZoneRule::Fixed(tz) => Some(match names.iter().position(|n| *n == r.zone_name) {
-                        Some(i) => i,
-                        None => {
-                            names.push(r.zone_name.clone());
-                            zones.push(tz.clone());
-                            zones.len() - 1
-                        }
-                    }),
+                    ZoneRule::Fixed(tz) => {
+                        Some(match names.iter().position(|n| *n == r.zone_name) {
+                            Some(i) => i,
+                            None => {
+                                names.push(r.zone_name.clone());
+                                zones.push(tz.clone());
+                                zones.len() - 1
+                            }
+                        })
+                    }
                     ZoneRule::Callee(_) => None,
                 };
-                RuleState { windows: HashMap::with_hasher(Hasher::default()), zone_slot }
+                RuleState {
+                    windows: HashMap::with_hasher(Hasher::default()),
+                    zone_slot,
+                }
             })
             .collect();
         let n = rules.len();
@@ -228,7 +240,12 @@ impl Engine {
             sweep_every,
             last_sweep: i64::MIN,
             evidence_limit: settings.evidence_limit.max(1),
-            stats: EngineStats { rule_matched: vec![0; n], rule_skipped: vec![0; n], rule_alerts: vec![0; n], ..Default::default() },
+            stats: EngineStats {
+                rule_matched: vec![0; n],
+                rule_skipped: vec![0; n],
+                rule_alerts: vec![0; n],
+                ..Default::default()
+            },
             scratch: Vec::new(),
         }
     }
@@ -272,12 +289,24 @@ impl Engine {
             .iter()
             .map(|s| {
                 s.windows.capacity() * wkey
-                    + s.windows.values().map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry).sum::<usize>()
+                    + s.windows
+                        .values()
+                        .map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry)
+                        .sum::<usize>()
             })
             .sum();
         let recs = self.records.capacity() * std::mem::size_of::<Record>()
-            + self.records.iter().filter(|r| r.live).map(|r| r.call_id.len()).sum::<usize>();
-        windows + recs + self.dedup.capacity() * 5 + self.free.capacity() * 4 + self.interner.heap_bytes()
+            + self
+                .records
+                .iter()
+                .filter(|r| r.live)
+                .map(|r| r.call_id.len())
+                .sum::<usize>();
+        windows
+            + recs
+            + self.dedup.capacity() * 5
+            + self.free.capacity() * 4
+            + self.interner.heap_bytes()
     }
 
     fn call_hash(&self, id: &str) -> u64 {
@@ -289,7 +318,11 @@ impl Engine {
     pub fn ingest(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
         let h = self.call_hash(&call.call_id);
         let records = &self.records;
-        if self.dedup.find(h, |&s| *records[s as usize].call_id == *call.call_id).is_some() {
+        if self
+            .dedup
+            .find(h, |&s| *records[s as usize].call_id == *call.call_id)
+            .is_some()
+        {
             self.stats.duplicates += 1;
             return Ingest::Duplicate;
         }
@@ -328,8 +361,12 @@ impl Engine {
             syms,
             relation: call.relation,
             callee_tz: call.callee_tz.clone(),
-            attrs: (!call.attrs.is_empty())
-                .then(|| call.attrs.iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect()),
+            attrs: (!call.attrs.is_empty()).then(|| {
+                call.attrs
+                    .iter()
+                    .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                    .collect()
+            }),
             live: true,
         };
         let slot = match self.free.pop() {
@@ -343,15 +380,24 @@ impl Engine {
             }
         };
         let (hasher, records) = (&self.hasher, &self.records);
-        self.dedup.insert_unique(h, slot, |&s| hasher.hash_one(&*records[s as usize].call_id));
+        self.dedup
+            .insert_unique(h, slot, |&s| hasher.hash_one(&*records[s as usize].call_id));
         self.live += 1;
         slot
     }
 
-    fn local_for(&self, ri: usize, call: &Call, locals: &mut [Option<Local>; 8], callee: &mut Option<Local>) -> Local {
+    fn local_for(
+        &self,
+        ri: usize,
+        call: &Call,
+        locals: &mut [Option<Local>; 8],
+        callee: &mut Option<Local>,
+    ) -> Local {
         let t = call.occurred_at;
         match self.states[ri].zone_slot {
-            Some(z) if z < locals.len() => *locals[z].get_or_insert_with(|| Local::of(t, &self.zones[z])),
+            Some(z) if z < locals.len() => {
+                *locals[z].get_or_insert_with(|| Local::of(t, &self.zones[z]))
+            }
             Some(z) => Local::of(t, &self.zones[z]),
             None => *callee.get_or_insert_with(|| Local::of(t, self.rules[ri].zone.for_call(call))),
         }
@@ -388,7 +434,17 @@ impl Engine {
             Body::Forbid => {
                 if when {
                     self.stats.rule_matched[ri] += 1;
-                    let a = self.alert_for_record(ri, slot, 1, 0, None, vec![call.call_id.clone()], false, now, None);
+                    let a = self.alert_for_record(
+                        ri,
+                        slot,
+                        1,
+                        0,
+                        None,
+                        vec![call.call_id.clone()],
+                        false,
+                        now,
+                        None,
+                    );
                     self.push(ri, a, out);
                 }
                 false
@@ -398,10 +454,23 @@ impl Engine {
                     self.stats.rule_matched[ri] += 1;
                     let l = self.local_for(ri, call, locals, callee);
                     let holiday = holidays.binary_search(&l.day).is_ok();
-                    let inside =
-                        allowed.iter().any(|s| s.days & (1 << l.weekday) != 0 && s.from <= l.sec_of_day && l.sec_of_day < s.to);
+                    let inside = allowed.iter().any(|s| {
+                        s.days & (1 << l.weekday) != 0
+                            && s.from <= l.sec_of_day
+                            && l.sec_of_day < s.to
+                    });
                     if holiday || !inside {
-                        let a = self.alert_for_record(ri, slot, 1, 0, None, vec![call.call_id.clone()], false, now, Some((l, holiday)));
+                        let a = self.alert_for_record(
+                            ri,
+                            slot,
+                            1,
+                            0,
+                            None,
+                            vec![call.call_id.clone()],
+                            false,
+                            now,
+                            Some((l, holiday)),
+                        );
                         self.push(ri, a, out);
                     }
                 }
@@ -417,8 +486,22 @@ impl Engine {
                     self.stats.rule_skipped[ri] += 1;
                     return true;
                 };
-                let pv = if window.is_local() { window.period_of_day(self.local_for(ri, call, locals, callee).day) } else { 0 };
-                self.cap_insert(ri, key, Entry { ts: call.occurred_at.0, pv, slot }, now, out);
+                let pv = if window.is_local() {
+                    window.period_of_day(self.local_for(ri, call, locals, callee).day)
+                } else {
+                    0
+                };
+                self.cap_insert(
+                    ri,
+                    key,
+                    Entry {
+                        ts: call.occurred_at.0,
+                        pv,
+                        slot,
+                    },
+                    now,
+                    out,
+                );
                 false
             }
             Body::Cooldown { after, period } => {
@@ -432,8 +515,16 @@ impl Engine {
                     self.stats.rule_skipped[ri] += 1;
                     return true;
                 };
-                let pv = if period.is_local() { self.local_for(ri, call, locals, callee).day } else { 0 };
-                let e = Entry { ts: call.occurred_at.0, pv, slot };
+                let pv = if period.is_local() {
+                    self.local_for(ri, call, locals, callee).day
+                } else {
+                    0
+                };
+                let e = Entry {
+                    ts: call.occurred_at.0,
+                    pv,
+                    slot,
+                };
                 self.cooldown_insert(ri, key, e, when, trig, now, out);
                 false
             }
@@ -450,7 +541,14 @@ impl Engine {
     }
 
     fn cap_insert(&mut self, ri: usize, key: Key, e: Entry, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
+        let Body::Cap {
+            window,
+            limit,
+            distinct,
+        } = self.rules[ri].body
+        else {
+            unreachable!("cap")
+        };
         let reach = window.reach();
         let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
         let at = insert_sorted(&mut w.calls, e);
@@ -467,7 +565,8 @@ impl Engine {
                 break;
             }
             if !c.breached() {
-                if let Some(n) = self.cap_count(&w.calls, c.ts, c.pv, window, limit, distinct, None) {
+                if let Some(n) = self.cap_count(&w.calls, c.ts, c.pv, window, limit, distinct, None)
+                {
                     w.calls[i].slot |= BREACHED;
                     let a = self.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
                     self.push(ri, a, out);
@@ -518,7 +617,11 @@ impl Engine {
                 if matches!(window, Window::Rolling(_)) {
                     bound
                 } else {
-                    v[lo..hi].iter().filter(|y| Self::in_window(y, pv, window)).count() as u64 + extra.is_some() as u64
+                    v[lo..hi]
+                        .iter()
+                        .filter(|y| Self::in_window(y, pv, window))
+                        .count() as u64
+                        + extra.is_some() as u64
                 }
             }
             Some(f) => {
@@ -545,7 +648,15 @@ impl Engine {
         (n > limit as u64).then_some(n)
     }
 
-    fn cap_evidence(&self, v: &[Entry], t: i64, pv: i32, window: Window, distinct: Option<StrField>, first: Option<&str>) -> Vec<String> {
+    fn cap_evidence(
+        &self,
+        v: &[Entry],
+        t: i64,
+        pv: i32,
+        window: Window,
+        distinct: Option<StrField>,
+        first: Option<&str>,
+    ) -> Vec<String> {
         let (lo, hi) = Self::cap_range(v, t, window);
         let mut out: Vec<String> = Vec::new();
         let mut seen: Vec<Sym> = Vec::new();
@@ -572,11 +683,21 @@ impl Engine {
         out
     }
 
-    fn cap_bounds(&self, ri: usize, t: i64, pv_day: Option<(i32, &TimeZone)>, window: Window) -> WindowBounds {
+    fn cap_bounds(
+        &self,
+        ri: usize,
+        t: i64,
+        pv_day: Option<(i32, &TimeZone)>,
+        window: Window,
+    ) -> WindowBounds {
         let from = match (window, pv_day) {
             (Window::Rolling(w), _) => Ts(t.saturating_sub(w)),
-            (Window::LocalDays(n), Some((day, tz))) => time::start_of_local_day(day - n as i32 + 1, tz),
-            (Window::Calendar(rule::Calendar::Day), Some((day, tz))) => time::start_of_local_day(day, tz),
+            (Window::LocalDays(n), Some((day, tz))) => {
+                time::start_of_local_day(day - n as i32 + 1, tz)
+            }
+            (Window::Calendar(rule::Calendar::Day), Some((day, tz))) => {
+                time::start_of_local_day(day, tz)
+            }
             (Window::Calendar(rule::Calendar::Week), Some((day, tz))) => {
                 time::start_of_local_day(day - (day + 3).rem_euclid(7), tz)
             }
@@ -586,28 +707,62 @@ impl Engine {
             _ => Ts(t.saturating_sub(window.reach())),
         };
         let _ = ri;
-        WindowBounds { from: from.to_string(), to: Ts(t).to_string() }
+        WindowBounds {
+            from: from.to_string(),
+            to: Ts(t).to_string(),
+        }
     }
 
     fn record_zone(&self, ri: usize, slot: u32) -> TimeZone {
         match &self.rules[ri].zone {
             ZoneRule::Fixed(tz) => tz.clone(),
-            ZoneRule::Callee(d) => self.records[slot as usize].callee_tz.clone().unwrap_or_else(|| d.clone()),
+            ZoneRule::Callee(d) => self.records[slot as usize]
+                .callee_tz
+                .clone()
+                .unwrap_or_else(|| d.clone()),
         }
     }
 
     fn cap_alert(&self, ri: usize, v: &[Entry], c: Entry, n: u64, late: bool, now: Ts) -> Alert {
-        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
+        let Body::Cap {
+            window,
+            limit,
+            distinct,
+        } = self.rules[ri].body
+        else {
+            unreachable!("cap")
+        };
         let evidence = self.cap_evidence(v, c.ts, c.pv, window, distinct, None);
         let tz = self.record_zone(ri, c.slot());
         let day = Local::of(Ts(c.ts), &tz).day;
         let bounds = self.cap_bounds(ri, c.ts, Some((day, &tz)), window);
-        self.alert_for_record(ri, c.slot(), n, limit as u64, Some(bounds), evidence, late, now, None)
+        self.alert_for_record(
+            ri,
+            c.slot(),
+            n,
+            limit as u64,
+            Some(bounds),
+            evidence,
+            late,
+            now,
+            None,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn cooldown_insert(&mut self, ri: usize, key: Key, e: Entry, when: bool, trig: bool, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
+    fn cooldown_insert(
+        &mut self,
+        ri: usize,
+        key: Key,
+        e: Entry,
+        when: bool,
+        trig: bool,
+        now: Ts,
+        out: &mut Vec<Alert>,
+    ) {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else {
+            unreachable!("cooldown")
+        };
         let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
         if trig {
             insert_sorted(&mut w.triggers, e);
@@ -627,7 +782,11 @@ impl Engine {
         }
         if when {
             let at = insert_sorted(&mut w.calls, e);
-            if self.cooldown_triggers(&w.triggers, &e, period).next().is_some() {
+            if self
+                .cooldown_triggers(&w.triggers, &e, period)
+                .next()
+                .is_some()
+            {
                 w.calls[at].slot |= BREACHED;
                 let a = self.cooldown_alert(ri, &w.triggers, e, false, now);
                 self.push(ri, a, out);
@@ -647,17 +806,41 @@ impl Engine {
     }
 
     /// Triggers in force for a call, newest first.
-    fn cooldown_triggers<'a>(&self, triggers: &'a [Entry], x: &'a Entry, period: Window) -> impl Iterator<Item = &'a Entry> + 'a {
+    fn cooldown_triggers<'a>(
+        &self,
+        triggers: &'a [Entry],
+        x: &'a Entry,
+        period: Window,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
         let hi = triggers.partition_point(|y| y.ts < x.ts);
         let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
-        triggers[lo..hi].iter().rev().filter(move |y| Self::cooled(y, x, period))
+        triggers[lo..hi]
+            .iter()
+            .rev()
+            .filter(move |y| Self::cooled(y, x, period))
     }
 
-    fn cooldown_alert(&self, ri: usize, triggers: &[Entry], c: Entry, late: bool, now: Ts) -> Alert {
-        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
-        let ts: Vec<Entry> = self.cooldown_triggers(triggers, &c, period).copied().collect();
+    fn cooldown_alert(
+        &self,
+        ri: usize,
+        triggers: &[Entry],
+        c: Entry,
+        late: bool,
+        now: Ts,
+    ) -> Alert {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else {
+            unreachable!("cooldown")
+        };
+        let ts: Vec<Entry> = self
+            .cooldown_triggers(triggers, &c, period)
+            .copied()
+            .collect();
         let newest = ts[0];
-        let evidence = ts.iter().take(self.evidence_limit).map(|y| self.records[y.slot() as usize].call_id.to_string()).collect();
+        let evidence = ts
+            .iter()
+            .take(self.evidence_limit)
+            .map(|y| self.records[y.slot() as usize].call_id.to_string())
+            .collect();
         let end = match period {
             Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
             _ => {
@@ -665,8 +848,21 @@ impl Engine {
                 time::start_of_local_day(newest.pv + period.span(), &tz)
             }
         };
-        let bounds = WindowBounds { from: Ts(newest.ts).to_string(), to: end.to_string() };
-        self.alert_for_record(ri, c.slot(), ts.len() as u64, 0, Some(bounds), evidence, late, now, None)
+        let bounds = WindowBounds {
+            from: Ts(newest.ts).to_string(),
+            to: end.to_string(),
+        };
+        self.alert_for_record(
+            ri,
+            c.slot(),
+            ts.len() as u64,
+            0,
+            Some(bounds),
+            evidence,
+            late,
+            now,
+            None,
+        )
     }
 
     fn subject_of_record(&self, slot: u32) -> Subject<'_> {
@@ -680,7 +876,11 @@ impl Engine {
             ts: r.ts,
             strs,
             relation: r.relation,
-            attrs: r.attrs.iter().flat_map(|a| a.iter().map(|(k, v)| (&**k, &**v))).collect(),
+            attrs: r
+                .attrs
+                .iter()
+                .flat_map(|a| a.iter().map(|(k, v)| (&**k, &**v)))
+                .collect(),
         }
     }
 
@@ -694,7 +894,11 @@ impl Engine {
             ts: call.occurred_at.0,
             strs,
             relation: call.relation,
-            attrs: call.attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            attrs: call
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
         }
     }
 
@@ -711,7 +915,17 @@ impl Engine {
         now: Ts,
         hours: Option<(Local, bool)>,
     ) -> Alert {
-        build_alert(&self.rules[ri], &self.subject_of_record(slot), observed, limit, window, evidence, late, now, hours)
+        build_alert(
+            &self.rules[ri],
+            &self.subject_of_record(slot),
+            observed,
+            limit,
+            window,
+            evidence,
+            late,
+            now,
+            hours,
+        )
     }
 
     /// Which rules a call would breach, without recording it — the pre-dial check. Only the
@@ -726,15 +940,43 @@ impl Engine {
                 if !rule.when.matches(call) {
                     continue;
                 }
-                let Some(key) = self.lookup_key(rule, call) else { continue };
-                let pv = if period.is_local() { Local::of(call.occurred_at, rule.zone.for_call(call)).day } else { 0 };
+                let Some(key) = self.lookup_key(rule, call) else {
+                    continue;
+                };
+                let pv = if period.is_local() {
+                    Local::of(call.occurred_at, rule.zone.for_call(call)).day
+                } else {
+                    0
+                };
                 let x = Entry { ts: t, pv, slot: 0 };
-                let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else { continue };
-                let ts: Vec<Entry> = self.cooldown_triggers(&w.triggers, &x, *period).copied().collect();
+                let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else {
+                    continue;
+                };
+                let ts: Vec<Entry> = self
+                    .cooldown_triggers(&w.triggers, &x, *period)
+                    .copied()
+                    .collect();
                 if let Some(newest) = ts.first() {
-                    let evidence = ts.iter().take(self.evidence_limit).map(|y| self.records[y.slot() as usize].call_id.to_string()).collect();
-                    let b = WindowBounds { from: Ts(newest.ts).to_string(), to: Ts(t).to_string() };
-                    out.push(build_alert(rule, &subject, ts.len() as u64, 0, Some(b), evidence, false, now, None));
+                    let evidence = ts
+                        .iter()
+                        .take(self.evidence_limit)
+                        .map(|y| self.records[y.slot() as usize].call_id.to_string())
+                        .collect();
+                    let b = WindowBounds {
+                        from: Ts(newest.ts).to_string(),
+                        to: Ts(t).to_string(),
+                    };
+                    out.push(build_alert(
+                        rule,
+                        &subject,
+                        ts.len() as u64,
+                        0,
+                        Some(b),
+                        evidence,
+                        false,
+                        now,
+                        None,
+                    ));
                 }
                 continue;
             }
@@ -742,29 +984,76 @@ impl Engine {
                 continue;
             }
             match &rule.body {
-                Body::Forbid => out.push(build_alert(rule, &subject, 1, 0, None, vec![call.call_id.clone()], false, now, None)),
+                Body::Forbid => out.push(build_alert(
+                    rule,
+                    &subject,
+                    1,
+                    0,
+                    None,
+                    vec![call.call_id.clone()],
+                    false,
+                    now,
+                    None,
+                )),
                 Body::CallingHours { allowed, holidays } => {
                     let l = Local::of(call.occurred_at, rule.zone.for_call(call));
                     let holiday = holidays.binary_search(&l.day).is_ok();
-                    let inside = allowed.iter().any(|s| s.days & (1 << l.weekday) != 0 && s.from <= l.sec_of_day && l.sec_of_day < s.to);
+                    let inside = allowed.iter().any(|s| {
+                        s.days & (1 << l.weekday) != 0
+                            && s.from <= l.sec_of_day
+                            && l.sec_of_day < s.to
+                    });
                     if holiday || !inside {
-                        out.push(build_alert(rule, &subject, 1, 0, None, vec![call.call_id.clone()], false, now, Some((l, holiday))));
+                        out.push(build_alert(
+                            rule,
+                            &subject,
+                            1,
+                            0,
+                            None,
+                            vec![call.call_id.clone()],
+                            false,
+                            now,
+                            Some((l, holiday)),
+                        ));
                     }
                 }
-                Body::Cap { window, limit, distinct } => {
+                Body::Cap {
+                    window,
+                    limit,
+                    distinct,
+                } => {
                     let (window, limit, distinct) = (*window, *limit, *distinct);
-                    let Some(key) = self.lookup_key(rule, call) else { continue };
+                    let Some(key) = self.lookup_key(rule, call) else {
+                        continue;
+                    };
                     let tz = rule.zone.for_call(call).clone();
                     let day = Local::of(call.occurred_at, &tz).day;
                     let pv = window.period_of_day(day);
                     let extra = distinct.map_or(Sym::NONE, |f| {
-                        call.str_field(f).map_or(Sym::NONE, |s| self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1)))
+                        call.str_field(f).map_or(Sym::NONE, |s| {
+                            self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
+                        })
                     });
-                    let v = key.and_then(|k| self.states[ri].windows.get(&k)).map(|w| w.calls.clone()).unwrap_or_default();
-                    if let Some(n) = self.cap_count(&v, t, pv, window, limit, distinct, Some(extra)) {
-                        let evidence = self.cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
+                    let v = key
+                        .and_then(|k| self.states[ri].windows.get(&k))
+                        .map(|w| w.calls.clone())
+                        .unwrap_or_default();
+                    if let Some(n) = self.cap_count(&v, t, pv, window, limit, distinct, Some(extra))
+                    {
+                        let evidence =
+                            self.cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
                         let bounds = self.cap_bounds(ri, t, Some((day, &tz)), window);
-                        out.push(build_alert(&self.rules[ri], &subject, n, limit as u64, Some(bounds), evidence, false, now, None));
+                        out.push(build_alert(
+                            &self.rules[ri],
+                            &subject,
+                            n,
+                            limit as u64,
+                            Some(bounds),
+                            evidence,
+                            false,
+                            now,
+                            None,
+                        ));
                     }
                 }
                 Body::Cooldown { .. } => unreachable!("handled above"),
@@ -791,7 +1080,9 @@ impl Engine {
     /// Evicts everything older than the retention span behind `wm`.
     fn sweep(&mut self, wm: i64) {
         self.last_sweep = wm;
-        let cutoff = wm.saturating_sub(self.lateness).saturating_sub(self.horizon);
+        let cutoff = wm
+            .saturating_sub(self.lateness)
+            .saturating_sub(self.horizon);
         for st in &mut self.states {
             st.windows.retain(|_, w| {
                 let k = w.calls.partition_point(|y| y.ts < cutoff);
@@ -831,7 +1122,8 @@ impl Engine {
         }
         if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
             let (hasher, records) = (&self.hasher, &self.records);
-            self.dedup.shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
+            self.dedup
+                .shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
         }
     }
 
@@ -865,28 +1157,48 @@ fn build_alert(
         }
     }
     let key_text = || {
-        rule.key.iter().filter_map(|f| get(*f).map(|v| format!("{} {}", f.as_str(), v))).collect::<Vec<_>>().join(" and ")
+        rule.key
+            .iter()
+            .filter_map(|f| get(*f).map(|v| format!("{} {}", f.as_str(), v)))
+            .collect::<Vec<_>>()
+            .join(" and ")
     };
     let message = match &rule.body {
-        Body::Cap { window: w, limit: l, distinct } => {
+        Body::Cap {
+            window: w,
+            limit: l,
+            distinct,
+        } => {
             let what = match distinct {
                 None => "calls".to_owned(),
                 Some(f) => format!("distinct {} values", f.as_str()),
             };
-            format!("{observed} {what} in {} for {} (limit {l})", w.describe(), key_text())
+            format!(
+                "{observed} {what} in {} for {} (limit {l})",
+                w.describe(),
+                key_text()
+            )
         }
         Body::Cooldown { period, .. } => {
             let p = match period {
                 Window::Rolling(p) => rule::describe_duration(*p),
                 other => other.describe(),
             };
-            format!("call inside the {p} cooldown after an earlier call for {}", key_text())
+            format!(
+                "call inside the {p} cooldown after an earlier call for {}",
+                key_text()
+            )
         }
         Body::CallingHours { .. } => match hours {
             Some((l, holiday)) => {
                 let hh = l.sec_of_day / 3600;
                 let mm = l.sec_of_day / 60 % 60;
-                let when = format!("{} {} {hh:02}:{mm:02} ({})", WEEKDAY_NAMES[l.weekday as usize], time::format_day(l.day), rule.zone_name);
+                let when = format!(
+                    "{} {} {hh:02}:{mm:02} ({})",
+                    WEEKDAY_NAMES[l.weekday as usize],
+                    time::format_day(l.day),
+                    rule.zone_name
+                );
                 if holiday {
                     format!("call on a holiday, {when}")
                 } else {
@@ -926,6 +1238,10 @@ fn build_alert(
         late,
         detected_at: now.to_string(),
         message,
-        attrs: s.attrs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        attrs: s
+            .attrs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
     }
 }

@@ -2,7 +2,9 @@
 //! engine evaluates. Compilation is where every mistake in a policy is caught, with the rule and
 //! the key that is wrong, so that the engine itself never meets a malformed rule.
 
-use super::event::{Call, CallOutcome, Channel, Direction, NumberSource, Purpose, Relation, StrField};
+use super::event::{
+    Call, CallOutcome, Channel, Direction, NumberSource, Purpose, Relation, StrField,
+};
 use super::time::{days_from_civil, NANOS_PER_SEC};
 use jiff::tz::TimeZone;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
@@ -109,15 +111,24 @@ impl<'de> Deserialize<'de> for WindowSpec {
                 let mut out = None;
                 while let Some(k) = m.next_key::<String>()? {
                     if out.is_some() {
-                        return Err(de::Error::custom("a window has exactly one of local_days or calendar"));
+                        return Err(de::Error::custom(
+                            "a window has exactly one of local_days or calendar",
+                        ));
                     }
                     out = Some(match k.as_str() {
                         "local_days" => WindowSpec::LocalDays(m.next_value::<i64>()?),
                         "calendar" => WindowSpec::Calendar(m.next_value::<String>()?),
-                        other => return Err(de::Error::unknown_field(other, &["local_days", "calendar"])),
+                        other => {
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["local_days", "calendar"],
+                            ))
+                        }
                     });
                 }
-                out.ok_or_else(|| de::Error::custom("an empty window table: use local_days or calendar"))
+                out.ok_or_else(|| {
+                    de::Error::custom("an empty window table: use local_days or calendar")
+                })
             }
         }
         d.deserialize_any(V)
@@ -178,8 +189,13 @@ pub enum Severity {
 
 impl Severity {
     /// Every severity, lowest first.
-    pub const ALL: &'static [Severity] =
-        &[Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
+    pub const ALL: &'static [Severity] = &[
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
     /// The wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -266,7 +282,13 @@ impl Window {
 /// "7 days", "90 minutes", "36 hours".
 pub fn describe_duration(ns: i64) -> String {
     let s = ns / NANOS_PER_SEC;
-    let plural = |n: i64, u: &str| if n == 1 { format!("1 {u}") } else { format!("{n} {u}s") };
+    let plural = |n: i64, u: &str| {
+        if n == 1 {
+            format!("1 {u}")
+        } else {
+            format!("{n} {u}s")
+        }
+    };
     if s % 86_400 == 0 {
         plural(s / 86_400, "day")
     } else if s % 3600 == 0 {
@@ -324,7 +346,8 @@ pub enum FilterField {
 }
 
 impl FilterField {
-    const NAMES: &'static str = "relation, outcome, direction, channel, number_source, purpose, consent, \
+    const NAMES: &'static str =
+        "relation, outcome, direction, channel, number_source, purpose, consent, \
          account_id, agent_id, agency_id, creditor_id, campaign_id";
 
     fn parse(s: &str) -> Option<FilterField> {
@@ -405,13 +428,21 @@ impl Filter {
     fn compile(spec: &FilterSpec, rule: &str, at: &str) -> Result<Filter, RuleError> {
         let mut conds = Vec::new();
         for (name, values) in spec {
-            let err = |reason: String| RuleError { rule: rule.into(), key: format!("{at}.{name}"), reason };
+            let err = |reason: String| RuleError {
+                rule: rule.into(),
+                key: format!("{at}.{name}"),
+                reason,
+            };
             let (base, negate) = match name.strip_suffix("_not") {
                 Some(b) => (b, true),
                 None => (name.as_str(), false),
             };
-            let field = FilterField::parse(base)
-                .ok_or_else(|| err(format!("unknown filter field; known: {} (each also as <field>_not)", FilterField::NAMES)))?;
+            let field = FilterField::parse(base).ok_or_else(|| {
+                err(format!(
+                    "unknown filter field; known: {} (each also as <field>_not)",
+                    FilterField::NAMES
+                ))
+            })?;
             if values.is_empty() {
                 return Err(err("an empty list: list at least one value".into()));
             }
@@ -423,24 +454,50 @@ impl Filter {
                     (FilterField::Consent, FilterValue::Str(s)) => {
                         return Err(err(format!("consent takes true or false, not {s:?}")))
                     }
-                    (_, FilterValue::Bool(b)) => return Err(err(format!("expects strings, not {b}"))),
-                    (FilterField::Str(_), FilterValue::Str(s)) => strs.push(s.clone().into_boxed_str()),
+                    (_, FilterValue::Bool(b)) => {
+                        return Err(err(format!("expects strings, not {b}")))
+                    }
+                    (FilterField::Str(_), FilterValue::Str(s)) => {
+                        strs.push(s.clone().into_boxed_str())
+                    }
                     (f, FilterValue::Str(s)) => {
                         let (bit, names) = match f {
-                            FilterField::Relation => (Relation::parse(s).map(|x| x as u32), Relation::names()),
-                            FilterField::Outcome => (CallOutcome::parse(s).map(|x| x as u32), CallOutcome::names()),
-                            FilterField::Direction => (Direction::parse(s).map(|x| x as u32), Direction::names()),
-                            FilterField::Channel => (Channel::parse(s).map(|x| x as u32), Channel::names()),
-                            FilterField::NumberSource => (NumberSource::parse(s).map(|x| x as u32), NumberSource::names()),
-                            FilterField::Purpose => (Purpose::parse(s).map(|x| x as u32), Purpose::names()),
-                            FilterField::Consent | FilterField::Str(_) => unreachable!("handled above"),
+                            FilterField::Relation => {
+                                (Relation::parse(s).map(|x| x as u32), Relation::names())
+                            }
+                            FilterField::Outcome => (
+                                CallOutcome::parse(s).map(|x| x as u32),
+                                CallOutcome::names(),
+                            ),
+                            FilterField::Direction => {
+                                (Direction::parse(s).map(|x| x as u32), Direction::names())
+                            }
+                            FilterField::Channel => {
+                                (Channel::parse(s).map(|x| x as u32), Channel::names())
+                            }
+                            FilterField::NumberSource => (
+                                NumberSource::parse(s).map(|x| x as u32),
+                                NumberSource::names(),
+                            ),
+                            FilterField::Purpose => {
+                                (Purpose::parse(s).map(|x| x as u32), Purpose::names())
+                            }
+                            FilterField::Consent | FilterField::Str(_) => {
+                                unreachable!("handled above")
+                            }
                         };
-                        let bit = bit.ok_or_else(|| err(format!("unknown value {s:?}; known: {names}")))?;
+                        let bit =
+                            bit.ok_or_else(|| err(format!("unknown value {s:?}; known: {names}")))?;
                         mask |= 1 << bit;
                     }
                 }
             }
-            conds.push(Cond { field, negate, mask, strs });
+            conds.push(Cond {
+                field,
+                negate,
+                mask,
+                strs,
+            });
         }
         Ok(Filter { conds })
     }
@@ -552,7 +609,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             'w' => 7 * 86_400,
             _ => return Err(format!("{s:?} is not a duration: use a whole number and a unit s, m, h, d or w, e.g. \"7d\" or \"1h30m\"")),
         };
-        let n: i64 = num.parse().map_err(|_| format!("{s:?} is not a duration: a unit without a number"))?;
+        let n: i64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration: a unit without a number"))?;
         num.clear();
         saw_unit = true;
         total = n
@@ -562,7 +621,9 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
             .ok_or_else(|| format!("{s:?} is too long"))?;
     }
     if !num.is_empty() || !saw_unit {
-        return Err(format!("{s:?} is not a duration: every number needs a unit (s, m, h, d, w)"));
+        return Err(format!(
+            "{s:?} is not a duration: every number needs a unit (s, m, h, d, w)"
+        ));
     }
     if total <= 0 {
         return Err(format!("{s:?} must be longer than zero"));
@@ -574,12 +635,20 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
 pub fn parse_time_of_day(s: &str) -> Result<u32, String> {
     let parts: Vec<&str> = s.split(':').collect();
     let bad = || format!("{s:?} is not a time of day: use HH:MM or HH:MM:SS, 00:00 to 24:00");
-    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if !(2..=3).contains(&parts.len())
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(bad());
     }
     let h: u32 = parts[0].parse().map_err(|_| bad())?;
     let m: u32 = parts[1].parse().map_err(|_| bad())?;
-    let sec: u32 = if parts.len() == 3 { parts[2].parse().map_err(|_| bad())? } else { 0 };
+    let sec: u32 = if parts.len() == 3 {
+        parts[2].parse().map_err(|_| bad())?
+    } else {
+        0
+    };
     if m > 59 || sec > 59 || h > 24 || (h == 24 && (m, sec) != (0, 0)) {
         return Err(bad());
     }
@@ -588,7 +657,9 @@ pub fn parse_time_of_day(s: &str) -> Result<u32, String> {
 
 /// Parses `YYYY-MM-DD` into a day number.
 pub fn parse_date(s: &str) -> Result<i32, String> {
-    let d: jiff::civil::Date = s.parse().map_err(|_| format!("{s:?} is not a date: use YYYY-MM-DD"))?;
+    let d: jiff::civil::Date = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a date: use YYYY-MM-DD"))?;
     Ok(days_from_civil(d.year() as i64, d.month() as u32, d.day() as u32) as i32)
 }
 
@@ -597,29 +668,64 @@ const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 impl RuleSpec {
     /// Validates and compiles the rule. `default_zone` is the engine's default time zone;
     /// `pack` names the pack it came from.
-    pub fn compile(&self, default_zone: &TimeZone, default_zone_name: &str, pack: Option<&str>) -> Result<Rule, RuleError> {
+    pub fn compile(
+        &self,
+        default_zone: &TimeZone,
+        default_zone_name: &str,
+        pack: Option<&str>,
+    ) -> Result<Rule, RuleError> {
         let id = self.id.clone();
-        let err = |key: &str, reason: String| RuleError { rule: id.clone(), key: key.into(), reason };
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(err("id", "must be non-empty and use only a-z, 0-9 and -".into()));
+        let err = |key: &str, reason: String| RuleError {
+            rule: id.clone(),
+            key: key.into(),
+            reason,
+        };
+        if id.is_empty()
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(err(
+                "id",
+                "must be non-empty and use only a-z, 0-9 and -".into(),
+            ));
         }
         let kind = match self.kind.as_str() {
             "cap" => RuleKind::Cap,
             "cooldown" => RuleKind::Cooldown,
             "calling_hours" => RuleKind::CallingHours,
             "forbid" => RuleKind::Forbid,
-            other => return Err(err("kind", format!("unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid"))),
+            other => {
+                return Err(err(
+                    "kind",
+                    format!("unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid"),
+                ))
+            }
         };
         let severity = Severity::ALL
             .iter()
             .copied()
             .find(|s| s.as_str() == self.severity)
-            .ok_or_else(|| err("severity", format!("unknown severity {:?}; known: info, low, medium, high, critical", self.severity)))?;
+            .ok_or_else(|| {
+                err(
+                    "severity",
+                    format!(
+                        "unknown severity {:?}; known: info, low, medium, high, critical",
+                        self.severity
+                    ),
+                )
+            })?;
 
         // Keys that a kind does not take are mistakes, not things to ignore.
         let not_for = |present: bool, key: &str, kinds: &str| -> Result<(), RuleError> {
             if present {
-                Err(err(key, format!("a {} rule takes no {key} ({key} is for {kinds})", kind.as_str())))
+                Err(err(
+                    key,
+                    format!(
+                        "a {} rule takes no {key} ({key} is for {kinds})",
+                        kind.as_str()
+                    ),
+                ))
             } else {
                 Ok(())
             }
@@ -627,19 +733,46 @@ impl RuleSpec {
         let k = kind;
         not_for(self.window.is_some() && k != RuleKind::Cap, "window", "cap")?;
         not_for(self.limit.is_some() && k != RuleKind::Cap, "limit", "cap")?;
-        not_for(self.distinct.is_some() && k != RuleKind::Cap, "distinct", "cap")?;
-        not_for(self.after.is_some() && k != RuleKind::Cooldown, "after", "cooldown")?;
-        not_for(self.period.is_some() && k != RuleKind::Cooldown, "period", "cooldown")?;
-        not_for(self.allowed.is_some() && k != RuleKind::CallingHours, "allowed", "calling_hours")?;
-        not_for(self.holidays.is_some() && k != RuleKind::CallingHours, "holidays", "calling_hours")?;
-        not_for(self.key.is_some() && matches!(k, RuleKind::CallingHours | RuleKind::Forbid), "key", "cap and cooldown")?;
+        not_for(
+            self.distinct.is_some() && k != RuleKind::Cap,
+            "distinct",
+            "cap",
+        )?;
+        not_for(
+            self.after.is_some() && k != RuleKind::Cooldown,
+            "after",
+            "cooldown",
+        )?;
+        not_for(
+            self.period.is_some() && k != RuleKind::Cooldown,
+            "period",
+            "cooldown",
+        )?;
+        not_for(
+            self.allowed.is_some() && k != RuleKind::CallingHours,
+            "allowed",
+            "calling_hours",
+        )?;
+        not_for(
+            self.holidays.is_some() && k != RuleKind::CallingHours,
+            "holidays",
+            "calling_hours",
+        )?;
+        not_for(
+            self.key.is_some() && matches!(k, RuleKind::CallingHours | RuleKind::Forbid),
+            "key",
+            "cap and cooldown",
+        )?;
 
         let when = match &self.when {
             Some(spec) => Filter::compile(spec, &id, "when")?,
             None => Filter::default(),
         };
         if k == RuleKind::Forbid && when.is_empty() {
-            return Err(err("when", "a forbid rule needs a `when` filter; without one it flags every call".into()));
+            return Err(err(
+                "when",
+                "a forbid rule needs a `when` filter; without one it flags every call".into(),
+            ));
         }
 
         let key = match (&self.key, k) {
@@ -660,7 +793,11 @@ impl RuleSpec {
                 out
             }
             (None, RuleKind::Cap | RuleKind::Cooldown) => {
-                return Err(err("key", "a key is required: which fields identify a window, e.g. [\"debtor_id\"]".into()))
+                return Err(err(
+                    "key",
+                    "a key is required: which fields identify a window, e.g. [\"debtor_id\"]"
+                        .into(),
+                ))
             }
             (None, _) => Vec::new(),
         };
@@ -674,31 +811,55 @@ impl RuleSpec {
             },
         };
 
-        let window_of = |spec: &WindowSpec, at: &str, calendar_ok: bool| -> Result<Window, RuleError> {
+        let window_of = |spec: &WindowSpec,
+                         at: &str,
+                         calendar_ok: bool|
+         -> Result<Window, RuleError> {
             match spec {
-                WindowSpec::Duration(s) => parse_duration(s).map(Window::Rolling).map_err(|e| err(at, e)),
-                WindowSpec::LocalDays(n) if (1..=3660).contains(n) => Ok(Window::LocalDays(*n as u32)),
-                WindowSpec::LocalDays(n) => Err(err(at, format!("local_days = {n}: use 1 to 3660"))),
+                WindowSpec::Duration(s) => parse_duration(s)
+                    .map(Window::Rolling)
+                    .map_err(|e| err(at, e)),
+                WindowSpec::LocalDays(n) if (1..=3660).contains(n) => {
+                    Ok(Window::LocalDays(*n as u32))
+                }
+                WindowSpec::LocalDays(n) => {
+                    Err(err(at, format!("local_days = {n}: use 1 to 3660")))
+                }
                 WindowSpec::Calendar(c) if calendar_ok => match c.as_str() {
                     "day" => Ok(Window::Calendar(Calendar::Day)),
                     "week" => Ok(Window::Calendar(Calendar::Week)),
                     "month" => Ok(Window::Calendar(Calendar::Month)),
-                    other => Err(err(at, format!("unknown calendar {other:?}; known: day, week, month"))),
+                    other => Err(err(
+                        at,
+                        format!("unknown calendar {other:?}; known: day, week, month"),
+                    )),
                 },
-                WindowSpec::Calendar(_) => Err(err(at, "a cooldown period is a duration or { local_days = N }, not a calendar period".into())),
+                WindowSpec::Calendar(_) => Err(err(
+                    at,
+                    "a cooldown period is a duration or { local_days = N }, not a calendar period"
+                        .into(),
+                )),
             }
         };
 
         let body = match k {
             RuleKind::Cap => {
-                let window = self.window.as_ref().ok_or_else(|| err("window", "a cap rule needs a window".into()))?;
+                let window = self
+                    .window
+                    .as_ref()
+                    .ok_or_else(|| err("window", "a cap rule needs a window".into()))?;
                 let window = window_of(window, "window", true)?;
-                let limit = self.limit.ok_or_else(|| err("limit", "a cap rule needs a limit".into()))?;
+                let limit = self
+                    .limit
+                    .ok_or_else(|| err("limit", "a cap rule needs a limit".into()))?;
                 if limit < 1 {
                     return Err(err("limit", format!("limit = {limit}: a cap breaches when the count exceeds the limit, so it must be at least 1 (to flag every call use kind = \"forbid\")")));
                 }
                 if limit > 1_000_000 {
-                    return Err(err("limit", format!("limit = {limit} is larger than 1000000")));
+                    return Err(err(
+                        "limit",
+                        format!("limit = {limit} is larger than 1000000"),
+                    ));
                 }
                 let distinct = match &self.distinct {
                     None => None,
@@ -707,39 +868,66 @@ impl RuleSpec {
                             .filter(|f| *f != StrField::EventId)
                             .ok_or_else(|| err("distinct", format!("{n:?} cannot be counted; known: debtor_id, phone, account_id, agent_id, agency_id, creditor_id, campaign_id")))?;
                         if key.contains(&f) {
-                            return Err(err("distinct", format!("{n:?} is also in the key, so it has one value per window")));
+                            return Err(err(
+                                "distinct",
+                                format!("{n:?} is also in the key, so it has one value per window"),
+                            ));
                         }
                         Some(f)
                     }
                 };
-                Body::Cap { window, limit: limit as u32, distinct }
+                Body::Cap {
+                    window,
+                    limit: limit as u32,
+                    distinct,
+                }
             }
             RuleKind::Cooldown => {
-                let after = self.after.as_ref().ok_or_else(|| err("after", "a cooldown needs `after`: the calls that start it".into()))?;
+                let after = self.after.as_ref().ok_or_else(|| {
+                    err(
+                        "after",
+                        "a cooldown needs `after`: the calls that start it".into(),
+                    )
+                })?;
                 let after = Filter::compile(after, &id, "after")?;
                 if after.is_empty() {
-                    return Err(err("after", "an empty `after` filter would make every call a trigger".into()));
+                    return Err(err(
+                        "after",
+                        "an empty `after` filter would make every call a trigger".into(),
+                    ));
                 }
-                let period = self.period.as_ref().ok_or_else(|| err("period", "a cooldown needs a period".into()))?;
+                let period = self
+                    .period
+                    .as_ref()
+                    .ok_or_else(|| err("period", "a cooldown needs a period".into()))?;
                 let period = window_of(period, "period", false)?;
                 Body::Cooldown { after, period }
             }
             RuleKind::CallingHours => {
-                let specs = self.allowed.as_ref().ok_or_else(|| err("allowed", "calling_hours needs `allowed` slots".into()))?;
+                let specs = self
+                    .allowed
+                    .as_ref()
+                    .ok_or_else(|| err("allowed", "calling_hours needs `allowed` slots".into()))?;
                 if specs.is_empty() {
                     return Err(err("allowed", "no slots: list at least one".into()));
                 }
                 let mut allowed = Vec::new();
                 for (i, s) in specs.iter().enumerate() {
                     let at = format!("allowed[{i}]");
-                    let from = parse_time_of_day(&s.from).map_err(|e| err(&format!("{at}.from"), e))?;
+                    let from =
+                        parse_time_of_day(&s.from).map_err(|e| err(&format!("{at}.from"), e))?;
                     let to = parse_time_of_day(&s.to).map_err(|e| err(&format!("{at}.to"), e))?;
                     if from >= to {
                         return Err(err(&at, format!("from {:?} must be before to {:?} (slots are [from, to) within one day)", s.from, s.to)));
                     }
                     let days = match &s.days {
                         None => 0x7f,
-                        Some(ds) if ds.is_empty() => return Err(err(&format!("{at}.days"), "an empty list: omit days for every day".into())),
+                        Some(ds) if ds.is_empty() => {
+                            return Err(err(
+                                &format!("{at}.days"),
+                                "an empty list: omit days for every day".into(),
+                            ))
+                        }
                         Some(ds) => {
                             let mut m = 0u8;
                             for d in ds {
@@ -799,9 +987,15 @@ mod tests {
     fn times_of_day() {
         assert_eq!(parse_time_of_day("08:00").unwrap(), 8 * 3600);
         assert_eq!(parse_time_of_day("24:00").unwrap(), 86_400);
-        assert_eq!(parse_time_of_day("21:59:59").unwrap(), 21 * 3600 + 59 * 60 + 59);
+        assert_eq!(
+            parse_time_of_day("21:59:59").unwrap(),
+            21 * 3600 + 59 * 60 + 59
+        );
         for bad in ["8:00", "24:01", "12:60", "noon", "12"] {
-            assert!(parse_time_of_day(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                parse_time_of_day(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -819,10 +1013,22 @@ mod tests {
             "id='f'\nkind='forbid'\nseverity='low'\n[when]\noutcome=['busy']\npurpose_not=['location']",
         ))
         .unwrap();
-        let mut c = Call::new("c", super::super::time::Ts(0), "d", "+8613800000000", Relation::SelfDebtor);
-        assert!(!r.when.matches(&c), "outcome = [...] fails when the call has no outcome");
+        let mut c = Call::new(
+            "c",
+            super::super::time::Ts(0),
+            "d",
+            "+8613800000000",
+            Relation::SelfDebtor,
+        );
+        assert!(
+            !r.when.matches(&c),
+            "outcome = [...] fails when the call has no outcome"
+        );
         c.outcome = Some(CallOutcome::Busy);
-        assert!(r.when.matches(&c), "purpose_not passes when the call has no purpose");
+        assert!(
+            r.when.matches(&c),
+            "purpose_not passes when the call has no purpose"
+        );
         c.purpose = Some(Purpose::Location);
         assert!(!r.when.matches(&c));
     }
@@ -833,13 +1039,19 @@ mod tests {
         assert_eq!(e.key, "window");
         let e = compile(&spec("id='x'\nkind='cooldown'\nseverity='low'\nkey=['phone']\nperiod={calendar='week'}\n[after]\noutcome=['conversation']")).unwrap_err();
         assert_eq!(e.key, "period");
-        let e = compile(&spec("id='x'\nkind='cap'\nseverity='low'\nkey=['phone']\nwindow='7d'\nlimit=0")).unwrap_err();
+        let e = compile(&spec(
+            "id='x'\nkind='cap'\nseverity='low'\nkey=['phone']\nwindow='7d'\nlimit=0",
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "limit");
         let e = compile(&spec("id='x'\nkind='cap'\nseverity='low'\nkey=['phone']\nwindow='7d'\nlimit=3\n[when]\nrelashun=['self']")).unwrap_err();
         assert_eq!(e.key, "when.relashun");
         let e = compile(&spec("id='x'\nkind='cap'\nseverity='low'\nkey=['phone']\nwindow='7d'\nlimit=3\n[when]\nrelation=['selff']")).unwrap_err();
         assert!(e.reason.contains("unknown value"), "{e}");
-        let e = compile(&spec("id='X'\nkind='forbid'\nseverity='low'\n[when]\nrelation=['other']")).unwrap_err();
+        let e = compile(&spec(
+            "id='X'\nkind='forbid'\nseverity='low'\n[when]\nrelation=['other']",
+        ))
+        .unwrap_err();
         assert_eq!(e.key, "id");
         let e = compile(&spec("id='x'\nkind='cap'\nseverity='low'\nkey=['phone']\nwindow='7d'\nlimit=3\ntimezone='Mars/Olympus'")).unwrap_err();
         assert_eq!(e.key, "timezone");

@@ -166,7 +166,10 @@ mod tests {
         assert_eq!(week_of_day(day), week_of_day(day + 6));
         assert_ne!(week_of_day(day), week_of_day(day - 1));
         assert_eq!(month_of_day(day), 2026 * 12 + 10);
-        assert_eq!(first_day_of_month(2026 * 12 + 10), days_from_civil(2026, 11, 1) as i32);
+        assert_eq!(
+            first_day_of_month(2026 * 12 + 10),
+            days_from_civil(2026, 11, 1) as i32
+        );
     }
 
     #[test]

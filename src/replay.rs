@@ -1,0 +1,353 @@
+//! `dialguard replay`: a backtest of a policy over recorded call events (JSON lines).
+//!
+//! Reading and decoding run on worker threads, in batches, while the engine judges on the
+//! calling thread in input order; the result is the same as decoding one line at a time.
+//! Invalid lines never stop the run: each is written to the rejects output with its reason.
+
+use crate::codec::{DecodeSettings, Decoder, Reason, Reject};
+use crate::config::Settings;
+use crate::engine::alert::Alert;
+use crate::engine::event::Call;
+use crate::engine::time::Ts;
+use crate::engine::{Engine, Ingest};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::{Duration, Instant};
+
+/// Lines per batch handed to a decoder thread.
+const BATCH_LINES: usize = 4096;
+
+/// Where replay reads and writes.
+pub struct ReplayIo {
+    /// JSON lines of call events.
+    pub input: Box<dyn BufRead + Send>,
+    /// Alerts, one JSON object per line.
+    pub alerts: Option<Box<dyn Write>>,
+    /// Rejected lines with their reasons, one JSON object per line.
+    pub rejects: Option<Box<dyn Write>>,
+}
+
+/// Replay options.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOptions {
+    /// Pins the clock (`detected_at`, future-skew check); default: the wall clock.
+    pub now: Option<Ts>,
+    /// Decoder threads; default: one less than the cores, at least one.
+    pub decoders: Option<usize>,
+    /// Show a progress line on stderr.
+    pub progress: bool,
+}
+
+/// What a replay did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// Lines read (blank lines excluded).
+    pub records: u64,
+    /// Blank lines skipped.
+    pub blank: u64,
+    /// Calls accepted by the engine.
+    pub valid: u64,
+    /// Duplicates (same call_id as a retained call).
+    pub duplicates: u64,
+    /// Rejected lines by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Alerts by rule id.
+    pub alerts_by_rule: BTreeMap<String, u64>,
+    /// Alerts in total.
+    pub alerts: u64,
+    /// Of those, late.
+    pub late_alerts: u64,
+    /// Rule applications skipped for a missing key field.
+    pub skipped: u64,
+    /// Calls retained at the end.
+    pub retained_calls: u64,
+    /// Engine heap estimate at the end, bytes.
+    pub engine_heap_bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Records per second of wall time.
+    pub fn rate(&self) -> f64 {
+        self.records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The summary table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<36} {v:>14}\n"));
+        row("records", self.records.to_string());
+        row("valid (accepted)", self.valid.to_string());
+        row("duplicates", self.duplicates.to_string());
+        row("rejected", self.rejected.values().sum::<u64>().to_string());
+        for (r, n) in &self.rejected {
+            row(&format!("  {r}"), n.to_string());
+        }
+        if self.blank > 0 {
+            row("blank lines skipped", self.blank.to_string());
+        }
+        row(
+            "rules skipped (missing key field)",
+            self.skipped.to_string(),
+        );
+        row("alerts", self.alerts.to_string());
+        row("  of which late", self.late_alerts.to_string());
+        for (r, n) in &self.alerts_by_rule {
+            row(&format!("  {r}"), n.to_string());
+        }
+        row("retained calls at end", self.retained_calls.to_string());
+        row(
+            "engine heap at end (estimate)",
+            format!("{:.1} MiB", self.engine_heap_bytes as f64 / 1048576.0),
+        );
+        row("elapsed", format!("{:.3} s", self.elapsed.as_secs_f64()));
+        row("events/s", format!("{:.0}", self.rate()));
+        s
+    }
+}
+
+/// Replay failed (only I/O: bad records are data, not errors).
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Reading the input failed.
+    #[error("reading input: {0}")]
+    Read(std::io::Error),
+    /// Writing an output failed.
+    #[error("writing output: {0}")]
+    Write(std::io::Error),
+}
+
+struct Batch {
+    first_line: u64,
+    lines: Vec<Vec<u8>>,
+}
+
+enum Decoded {
+    Call(u64, Box<Call>),
+    Rejected {
+        line: u64,
+        reject: Reject,
+        raw: Vec<u8>,
+    },
+    Blank,
+}
+
+/// Runs a replay.
+pub fn run(
+    settings: &Settings,
+    io: ReplayIo,
+    opts: &ReplayOptions,
+) -> Result<Summary, ReplayError> {
+    let started = Instant::now();
+    let workers = opts
+        .decoders
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1))
+        })
+        .max(1);
+    let clock = opts.now;
+    let now = move || clock.unwrap_or_else(|| Ts::from_jiff(jiff::Timestamp::now()));
+    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    let mut summary = Summary::default();
+    let ReplayIo {
+        input,
+        mut alerts,
+        mut rejects,
+    } = io;
+
+    std::thread::scope(|scope| -> Result<(), ReplayError> {
+        let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
+        let mut from_workers: Vec<Receiver<Vec<Decoded>>> = Vec::new();
+        for _ in 0..workers {
+            let (tx, rx) = sync_channel::<Batch>(4);
+            let (otx, orx) = sync_channel::<Vec<Decoded>>(4);
+            let ds: DecodeSettings = settings.decode.clone();
+            scope.spawn(move || decode_worker(ds, rx, otx, now));
+            to_workers.push(tx);
+            from_workers.push(orx);
+        }
+        let reader = scope.spawn(move || read_batches(input, to_workers));
+
+        let mut out: Vec<Alert> = Vec::new();
+        let mut last_progress = Instant::now();
+        let mut i = 0usize;
+        'outer: loop {
+            let Ok(batch) = from_workers[i % workers].recv() else {
+                break 'outer;
+            };
+            i += 1;
+            let t_now = now();
+            for d in batch {
+                match d {
+                    Decoded::Blank => summary.blank += 1,
+                    Decoded::Rejected { line, reject, raw } => {
+                        summary.records += 1;
+                        *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
+                        write_reject(&mut rejects, line, &reject, &raw)?;
+                    }
+                    Decoded::Call(line, call) => {
+                        summary.records += 1;
+                        out.clear();
+                        match engine.ingest(&call, t_now, &mut out) {
+                            Ingest::Accepted { skipped } => {
+                                summary.valid += 1;
+                                summary.skipped += skipped as u64;
+                            }
+                            Ingest::Duplicate => summary.duplicates += 1,
+                            Ingest::TooLate { watermark } => {
+                                *summary
+                                    .rejected
+                                    .entry(Reason::TooLate.as_str())
+                                    .or_default() += 1;
+                                let reject = Reject {
+                                    reason: Reason::TooLate,
+                                    detail: format!(
+                                        "occurred_at {} is more than allowed_lateness behind the newest event time {watermark}",
+                                        call.occurred_at
+                                    ),
+                                };
+                                write_reject(&mut rejects, line, &reject, &call_json(&call))?;
+                            }
+                        }
+                        if let Some(w) = alerts.as_mut() {
+                            for a in &out {
+                                serde_json::to_writer(&mut *w, a)
+                                    .map_err(|e| ReplayError::Write(e.into()))?;
+                                w.write_all(b"\n").map_err(ReplayError::Write)?;
+                            }
+                        }
+                    }
+                }
+            }
+            if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
+                last_progress = Instant::now();
+                let rate = summary.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                eprint!(
+                    "\r  {} records, {} alerts, {:.0} records/s   ",
+                    summary.records,
+                    engine.stats().alerts,
+                    rate
+                );
+            }
+        }
+        if opts.progress {
+            eprint!("\r{:60}\r", "");
+        }
+        reader.join().unwrap_or(Ok(()))?;
+        Ok(())
+    })?;
+
+    if let Some(w) = alerts.as_mut() {
+        w.flush().map_err(ReplayError::Write)?;
+    }
+    if let Some(w) = rejects.as_mut() {
+        w.flush().map_err(ReplayError::Write)?;
+    }
+    let st = engine.stats();
+    summary.alerts = st.alerts;
+    summary.late_alerts = st.late_alerts;
+    for (r, n) in engine.rules().iter().zip(&st.rule_alerts) {
+        summary.alerts_by_rule.insert(r.id.clone(), *n);
+    }
+    summary.retained_calls = engine.retained_calls() as u64;
+    summary.engine_heap_bytes = engine.heap_bytes() as u64;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}
+
+fn write_reject(
+    w: &mut Option<Box<dyn Write>>,
+    line: u64,
+    r: &Reject,
+    raw: &[u8],
+) -> Result<(), ReplayError> {
+    let Some(w) = w.as_mut() else { return Ok(()) };
+    let v = serde_json::json!({
+        "line": line,
+        "reason": r.reason.as_str(),
+        "detail": r.detail,
+        "record": String::from_utf8_lossy(raw),
+    });
+    serde_json::to_writer(&mut *w, &v).map_err(|e| ReplayError::Write(e.into()))?;
+    w.write_all(b"\n").map_err(ReplayError::Write)
+}
+
+/// The decoded call as JSON, for a rejects line when the original bytes are gone.
+fn call_json(c: &Call) -> Vec<u8> {
+    serde_json::json!({"call_id": c.call_id, "occurred_at": c.occurred_at.to_string(), "debtor_id": c.debtor_id,
+        "phone": c.phone, "relation": c.relation.as_str()})
+    .to_string()
+    .into_bytes()
+}
+
+fn read_batches(
+    mut input: Box<dyn BufRead + Send>,
+    to: Vec<SyncSender<Batch>>,
+) -> Result<(), ReplayError> {
+    let mut line_no = 0u64;
+    let mut k = 0usize;
+    loop {
+        let mut lines = Vec::with_capacity(BATCH_LINES);
+        let first_line = line_no + 1;
+        while lines.len() < BATCH_LINES {
+            let mut buf = Vec::new();
+            let n = input
+                .read_until(b'\n', &mut buf)
+                .map_err(ReplayError::Read)?;
+            if n == 0 {
+                break;
+            }
+            line_no += 1;
+            lines.push(buf);
+        }
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let last = lines.len() < BATCH_LINES;
+        if to[k % to.len()].send(Batch { first_line, lines }).is_err() {
+            return Ok(());
+        }
+        k += 1;
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+fn decode_worker(
+    settings: DecodeSettings,
+    rx: Receiver<Batch>,
+    tx: SyncSender<Vec<Decoded>>,
+    now: impl Fn() -> Ts,
+) {
+    let mut dec = Decoder::new(settings);
+    while let Ok(batch) = rx.recv() {
+        let t = now();
+        let out = batch
+            .lines
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut raw)| {
+                while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    raw.pop();
+                }
+                if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Decoded::Blank;
+                }
+                match dec.decode(&raw, t) {
+                    Ok(c) => Decoded::Call(batch.first_line + i as u64, Box::new(c)),
+                    Err(reject) => Decoded::Rejected {
+                        line: batch.first_line + i as u64,
+                        reject,
+                        raw,
+                    },
+                }
+            })
+            .collect();
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
