@@ -10,7 +10,7 @@ use crate::engine::time::Ts;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::HashMap;
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why a record was refused. The set is closed: it is used as a metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -221,8 +221,8 @@ impl Decoder {
     pub fn new(settings: DecodeSettings) -> Decoder {
         Decoder {
             settings,
-            phones: HashMap::new(),
-            zones: HashMap::new(),
+            phones: HashMap::default(),
+            zones: HashMap::default(),
         }
     }
 

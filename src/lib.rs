@@ -15,3 +15,4 @@ pub mod codec;
 pub mod config;
 pub mod engine;
 pub mod replay;
+pub mod synth;

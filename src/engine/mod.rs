@@ -434,7 +434,7 @@ impl Engine {
             Body::Forbid => {
                 if when {
                     self.stats.rule_matched[ri] += 1;
-                    let a = self.alert_for_record(
+                    let a = self.ctx().alert_for_record(
                         ri,
                         slot,
                         1,
@@ -445,7 +445,7 @@ impl Engine {
                         now,
                         None,
                     );
-                    self.push(ri, a, out);
+                    push(&mut self.stats, ri, a, out);
                 }
                 false
             }
@@ -460,7 +460,7 @@ impl Engine {
                             && l.sec_of_day < s.to
                     });
                     if holiday || !inside {
-                        let a = self.alert_for_record(
+                        let a = self.ctx().alert_for_record(
                             ri,
                             slot,
                             1,
@@ -471,7 +471,7 @@ impl Engine {
                             now,
                             Some((l, holiday)),
                         );
-                        self.push(ri, a, out);
+                        push(&mut self.stats, ri, a, out);
                     }
                 }
                 false
@@ -531,31 +531,27 @@ impl Engine {
         }
     }
 
-    fn push(&mut self, ri: usize, a: Alert, out: &mut Vec<Alert>) {
-        self.stats.alerts += 1;
-        self.stats.rule_alerts[ri] += 1;
-        if a.late {
-            self.stats.late_alerts += 1;
-        }
-        out.push(a);
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx { rules: &self.rules, records: &self.records, interner: &self.interner, evidence_limit: self.evidence_limit }
+    }
+
+    /// Splits the engine into the window map of rule `ri` (mutable), the read-only context for
+    /// building alerts, the scratch buffer and the stats.
+    fn parts(&mut self, ri: usize) -> (&mut HashMap<Key, WindowState, Hasher>, Ctx<'_>, &mut Vec<Sym>, &mut EngineStats) {
+        let Engine { states, rules, records, interner, evidence_limit, scratch, stats, .. } = self;
+        let ctx = Ctx { rules, records, interner, evidence_limit: *evidence_limit };
+        (&mut states[ri].windows, ctx, scratch, stats)
     }
 
     fn cap_insert(&mut self, ri: usize, key: Key, e: Entry, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cap {
-            window,
-            limit,
-            distinct,
-        } = self.rules[ri].body
-        else {
-            unreachable!("cap")
-        };
+        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
         let reach = window.reach();
-        let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
+        let (windows, ctx, scratch, stats) = self.parts(ri);
+        let w = windows.entry(key).or_default();
         let at = insert_sorted(&mut w.calls, e);
         // Calls that x can now push over the limit: itself and those after it within reach.
         let start = w.calls[..at].partition_point(|y| y.ts < e.ts);
-        let mut i = start;
-        while i < w.calls.len() {
+        for i in start..w.calls.len() {
             let c = w.calls[i];
             let in_reach = match window {
                 Window::Rolling(_) => c.ts < e.ts.saturating_add(reach),
@@ -564,19 +560,263 @@ impl Engine {
             if !in_reach {
                 break;
             }
-            if !c.breached() {
-                if let Some(n) = self.cap_count(&w.calls, c.ts, c.pv, window, limit, distinct, None)
-                {
-                    w.calls[i].slot |= BREACHED;
-                    let a = self.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
-                    self.push(ri, a, out);
-                }
+            if c.breached() {
+                continue;
             }
-            i += 1;
+            if let Some(n) = cap_count(ctx.records, scratch, &w.calls, c.ts, c.pv, window, limit, distinct, None) {
+                w.calls[i].slot |= BREACHED;
+                let a = ctx.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
+                push(stats, ri, a, out);
+            }
         }
-        self.states[ri].windows.insert(key, w);
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn cooldown_insert(&mut self, ri: usize, key: Key, e: Entry, when: bool, trig: bool, now: Ts, out: &mut Vec<Alert>) {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
+        let (windows, ctx, _, stats) = self.parts(ri);
+        let w = windows.entry(key).or_default();
+        if trig {
+            insert_sorted(&mut w.triggers, e);
+            // Calls strictly after this trigger and inside its period that were not yet breached.
+            let start = w.calls.partition_point(|y| y.ts <= e.ts);
+            for i in start..w.calls.len() {
+                let c = w.calls[i];
+                if c.ts > e.ts.saturating_add(period.reach()) {
+                    break;
+                }
+                if !c.breached() && Ctx::cooled(&e, &c, period) {
+                    w.calls[i].slot |= BREACHED;
+                    let a = ctx.cooldown_alert(ri, &w.triggers, c, true, now);
+                    push(stats, ri, a, out);
+                }
+            }
+        }
+        if when {
+            let at = insert_sorted(&mut w.calls, e);
+            if Ctx::cooldown_triggers(&w.triggers, e, period).next().is_some() {
+                w.calls[at].slot |= BREACHED;
+                let a = ctx.cooldown_alert(ri, &w.triggers, e, false, now);
+                push(stats, ri, a, out);
+            }
+        }
+    }
+
+    /// Which rules a call would breach, without recording it — the pre-dial check. Only the
+    /// call's own breaches are reported (never the late ones it would cause for earlier calls).
+    pub fn check(&mut self, call: &Call, now: Ts) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let subject = Ctx::subject_of_call(call);
+        let t = call.occurred_at.0;
+        for ri in 0..self.rules.len() {
+            let rule = &self.rules[ri];
+            if let Body::Cooldown { after: _, period } = &rule.body {
+                if !rule.when.matches(call) {
+                    continue;
+                }
+                let Some(key) = self.lookup_key(rule, call) else {
+                    continue;
+                };
+                let pv = if period.is_local() {
+                    Local::of(call.occurred_at, rule.zone.for_call(call)).day
+                } else {
+                    0
+                };
+                let x = Entry { ts: t, pv, slot: 0 };
+                let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else {
+                    continue;
+                };
+                let ts: Vec<Entry> = Ctx::cooldown_triggers(&w.triggers, x, *period)
+                    .copied()
+                    .collect();
+                if let Some(newest) = ts.first() {
+                    let evidence = ts
+                        .iter()
+                        .take(self.evidence_limit)
+                        .map(|y| self.records[y.slot() as usize].call_id.to_string())
+                        .collect();
+                    let b = WindowBounds {
+                        from: Ts(newest.ts).to_string(),
+                        to: Ts(t).to_string(),
+                    };
+                    out.push(build_alert(
+                        rule,
+                        &subject,
+                        ts.len() as u64,
+                        0,
+                        Some(b),
+                        evidence,
+                        false,
+                        now,
+                        None,
+                    ));
+                }
+                continue;
+            }
+            if !rule.when.matches(call) {
+                continue;
+            }
+            match &rule.body {
+                Body::Forbid => out.push(build_alert(
+                    rule,
+                    &subject,
+                    1,
+                    0,
+                    None,
+                    vec![call.call_id.clone()],
+                    false,
+                    now,
+                    None,
+                )),
+                Body::CallingHours { allowed, holidays } => {
+                    let l = Local::of(call.occurred_at, rule.zone.for_call(call));
+                    let holiday = holidays.binary_search(&l.day).is_ok();
+                    let inside = allowed.iter().any(|s| {
+                        s.days & (1 << l.weekday) != 0
+                            && s.from <= l.sec_of_day
+                            && l.sec_of_day < s.to
+                    });
+                    if holiday || !inside {
+                        out.push(build_alert(
+                            rule,
+                            &subject,
+                            1,
+                            0,
+                            None,
+                            vec![call.call_id.clone()],
+                            false,
+                            now,
+                            Some((l, holiday)),
+                        ));
+                    }
+                }
+                Body::Cap {
+                    window,
+                    limit,
+                    distinct,
+                } => {
+                    let (window, limit, distinct) = (*window, *limit, *distinct);
+                    let Some(key) = self.lookup_key(rule, call) else {
+                        continue;
+                    };
+                    let tz = rule.zone.for_call(call).clone();
+                    let day = Local::of(call.occurred_at, &tz).day;
+                    let pv = window.period_of_day(day);
+                    let extra = distinct.map_or(Sym::NONE, |f| {
+                        call.str_field(f).map_or(Sym::NONE, |s| {
+                            self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
+                        })
+                    });
+                    let v = key
+                        .and_then(|k| self.states[ri].windows.get(&k))
+                        .map(|w| w.calls.clone())
+                        .unwrap_or_default();
+                    if let Some(n) = cap_count(&self.records, &mut self.scratch, &v, t, pv, window, limit, distinct, Some(extra))
+                    {
+                        let evidence =
+                            self.ctx().cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
+                        let bounds = self.ctx().cap_bounds(ri, t, Some((day, &tz)), window);
+                        out.push(build_alert(
+                            &self.rules[ri],
+                            &subject,
+                            n,
+                            limit as u64,
+                            Some(bounds),
+                            evidence,
+                            false,
+                            now,
+                            None,
+                        ));
+                    }
+                }
+                Body::Cooldown { .. } => unreachable!("handled above"),
+            }
+        }
+        out
+    }
+
+    /// The key of a hypothetical call: `None` if it lacks a key field; `Some(None)` if some key
+    /// value was never seen (so no window exists).
+    fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
+        let mut key = [Sym::NONE; 6];
+        let mut known = true;
+        for (i, f) in rule.key.iter().enumerate() {
+            let s = call.str_field(*f)?;
+            match self.interner.lookup(s) {
+                Some(sym) => key[i] = sym,
+                None => known = false,
+            }
+        }
+        Some(known.then_some(key))
+    }
+
+    /// Evicts everything older than the retention span behind `wm`.
+    fn sweep(&mut self, wm: i64) {
+        self.last_sweep = wm;
+        let cutoff = wm
+            .saturating_sub(self.lateness)
+            .saturating_sub(self.horizon);
+        for st in &mut self.states {
+            st.windows.retain(|_, w| {
+                let k = w.calls.partition_point(|y| y.ts < cutoff);
+                w.calls.drain(..k);
+                let k = w.triggers.partition_point(|y| y.ts < cutoff);
+                w.triggers.drain(..k);
+                if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
+                    w.calls.shrink_to_fit();
+                }
+                !(w.calls.is_empty() && w.triggers.is_empty())
+            });
+            if st.windows.capacity() > 64 && st.windows.len() < st.windows.capacity() / 4 {
+                st.windows.shrink_to_fit();
+            }
+        }
+        for slot in 0..self.records.len() {
+            let r = &self.records[slot];
+            if !r.live || r.ts >= cutoff {
+                continue;
+            }
+            let h = self.hasher.hash_one(&*r.call_id);
+            if let Ok(e) = self.dedup.find_entry(h, |&s| s as usize == slot) {
+                e.remove();
+            }
+            let r = &mut self.records[slot];
+            r.live = false;
+            r.call_id = Box::from("");
+            r.attrs = None;
+            r.callee_tz = None;
+            let syms = r.syms;
+            for s in syms {
+                self.interner.release(s);
+            }
+            self.free.push(slot as u32);
+            self.live -= 1;
+            self.stats.evicted += 1;
+        }
+        if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
+            let (hasher, records) = (&self.hasher, &self.records);
+            self.dedup
+                .shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
+        }
+    }
+
+    /// Evicts expired state now (the periodic tick an idle partition needs).
+    pub fn advance(&mut self) {
+        if let Some(wm) = self.watermark {
+            self.sweep(wm);
+        }
+    }
+}
+
+/// Read-only views the alert builders need, borrowed apart from the windows being updated.
+struct Ctx<'a> {
+    rules: &'a [Rule],
+    records: &'a [Record],
+    interner: &'a Interner,
+    evidence_limit: usize,
+}
+
+impl<'a> Ctx<'a> {
     /// The range of candidate entries for a call at (t, pv): [lo, hi).
     fn cap_range(v: &[Entry], t: i64, window: Window) -> (usize, usize) {
         let hi = v.partition_point(|y| y.ts <= t);
@@ -592,60 +832,6 @@ impl Engine {
             Window::Rolling(_) => true,
             other => y.pv <= pv && y.pv > pv - other.span(),
         }
-    }
-
-    /// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
-    /// hypothetical member with that distinct value (or `Sym::NONE` when not distinct).
-    #[allow(clippy::too_many_arguments)]
-    fn cap_count(
-        &mut self,
-        v: &[Entry],
-        t: i64,
-        pv: i32,
-        window: Window,
-        limit: u32,
-        distinct: Option<StrField>,
-        extra: Option<Sym>,
-    ) -> Option<u64> {
-        let (lo, hi) = Self::cap_range(v, t, window);
-        let bound = (hi - lo) as u64 + extra.is_some() as u64;
-        if bound <= limit as u64 {
-            return None;
-        }
-        let n = match distinct {
-            None => {
-                if matches!(window, Window::Rolling(_)) {
-                    bound
-                } else {
-                    v[lo..hi]
-                        .iter()
-                        .filter(|y| Self::in_window(y, pv, window))
-                        .count() as u64
-                        + extra.is_some() as u64
-                }
-            }
-            Some(f) => {
-                let mut seen = std::mem::take(&mut self.scratch);
-                seen.clear();
-                for y in &v[lo..hi] {
-                    if Self::in_window(y, pv, window) {
-                        let s = self.records[y.slot() as usize].syms[f as usize];
-                        if !s.is_none() {
-                            seen.push(s);
-                        }
-                    }
-                }
-                if let Some(s) = extra.filter(|s| !s.is_none()) {
-                    seen.push(s);
-                }
-                seen.sort_unstable();
-                seen.dedup();
-                let n = seen.len() as u64;
-                self.scratch = seen;
-                n
-            }
-        };
-        (n > limit as u64).then_some(n)
     }
 
     fn cap_evidence(
@@ -749,52 +935,6 @@ impl Engine {
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn cooldown_insert(
-        &mut self,
-        ri: usize,
-        key: Key,
-        e: Entry,
-        when: bool,
-        trig: bool,
-        now: Ts,
-        out: &mut Vec<Alert>,
-    ) {
-        let Body::Cooldown { period, .. } = self.rules[ri].body else {
-            unreachable!("cooldown")
-        };
-        let mut w = self.states[ri].windows.remove(&key).unwrap_or_default();
-        if trig {
-            insert_sorted(&mut w.triggers, e);
-            // Calls strictly after this trigger and inside its period that were not yet breached.
-            let start = w.calls.partition_point(|y| y.ts <= e.ts);
-            for i in start..w.calls.len() {
-                let c = w.calls[i];
-                if c.ts > e.ts.saturating_add(period.reach()) {
-                    break;
-                }
-                if !c.breached() && Self::cooled(&e, &c, period) {
-                    w.calls[i].slot |= BREACHED;
-                    let a = self.cooldown_alert(ri, &w.triggers, c, true, now);
-                    self.push(ri, a, out);
-                }
-            }
-        }
-        if when {
-            let at = insert_sorted(&mut w.calls, e);
-            if self
-                .cooldown_triggers(&w.triggers, &e, period)
-                .next()
-                .is_some()
-            {
-                w.calls[at].slot |= BREACHED;
-                let a = self.cooldown_alert(ri, &w.triggers, e, false, now);
-                self.push(ri, a, out);
-            }
-        }
-        self.states[ri].windows.insert(key, w);
-    }
-
     /// Whether trigger y puts call x inside its cooldown.
     fn cooled(y: &Entry, x: &Entry, period: Window) -> bool {
         y.ts < x.ts
@@ -806,18 +946,13 @@ impl Engine {
     }
 
     /// Triggers in force for a call, newest first.
-    fn cooldown_triggers<'a>(
-        &self,
-        triggers: &'a [Entry],
-        x: &'a Entry,
-        period: Window,
-    ) -> impl Iterator<Item = &'a Entry> + 'a {
+    fn cooldown_triggers(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item = &Entry> + '_ {
         let hi = triggers.partition_point(|y| y.ts < x.ts);
         let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
         triggers[lo..hi]
             .iter()
             .rev()
-            .filter(move |y| Self::cooled(y, x, period))
+            .filter(move |y| Self::cooled(y, &x, period))
     }
 
     fn cooldown_alert(
@@ -831,8 +966,7 @@ impl Engine {
         let Body::Cooldown { period, .. } = self.rules[ri].body else {
             unreachable!("cooldown")
         };
-        let ts: Vec<Entry> = self
-            .cooldown_triggers(triggers, &c, period)
+        let ts: Vec<Entry> = Self::cooldown_triggers(triggers, c, period)
             .copied()
             .collect();
         let newest = ts[0];
@@ -928,211 +1062,71 @@ impl Engine {
         )
     }
 
-    /// Which rules a call would breach, without recording it — the pre-dial check. Only the
-    /// call's own breaches are reported (never the late ones it would cause for earlier calls).
-    pub fn check(&mut self, call: &Call, now: Ts) -> Vec<Alert> {
-        let mut out = Vec::new();
-        let subject = Self::subject_of_call(call);
-        let t = call.occurred_at.0;
-        for ri in 0..self.rules.len() {
-            let rule = &self.rules[ri];
-            if let Body::Cooldown { after: _, period } = &rule.body {
-                if !rule.when.matches(call) {
-                    continue;
-                }
-                let Some(key) = self.lookup_key(rule, call) else {
-                    continue;
-                };
-                let pv = if period.is_local() {
-                    Local::of(call.occurred_at, rule.zone.for_call(call)).day
-                } else {
-                    0
-                };
-                let x = Entry { ts: t, pv, slot: 0 };
-                let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else {
-                    continue;
-                };
-                let ts: Vec<Entry> = self
-                    .cooldown_triggers(&w.triggers, &x, *period)
-                    .copied()
-                    .collect();
-                if let Some(newest) = ts.first() {
-                    let evidence = ts
-                        .iter()
-                        .take(self.evidence_limit)
-                        .map(|y| self.records[y.slot() as usize].call_id.to_string())
-                        .collect();
-                    let b = WindowBounds {
-                        from: Ts(newest.ts).to_string(),
-                        to: Ts(t).to_string(),
-                    };
-                    out.push(build_alert(
-                        rule,
-                        &subject,
-                        ts.len() as u64,
-                        0,
-                        Some(b),
-                        evidence,
-                        false,
-                        now,
-                        None,
-                    ));
-                }
-                continue;
+}
+
+/// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
+/// hypothetical member with that distinct value (or `Sym::NONE` when not distinct).
+#[allow(clippy::too_many_arguments)]
+fn cap_count(
+    records: &[Record],
+    scratch: &mut Vec<Sym>,
+    v: &[Entry],
+    t: i64,
+    pv: i32,
+    window: Window,
+    limit: u32,
+    distinct: Option<StrField>,
+    extra: Option<Sym>,
+) -> Option<u64> {
+    let (lo, hi) = Ctx::cap_range(v, t, window);
+    let bound = (hi - lo) as u64 + extra.is_some() as u64;
+    if bound <= limit as u64 {
+        return None;
+    }
+    let n = match distinct {
+        None => {
+            if matches!(window, Window::Rolling(_)) {
+                bound
+            } else {
+                v[lo..hi]
+                    .iter()
+                    .filter(|y| Ctx::in_window(y, pv, window))
+                    .count() as u64
+                    + extra.is_some() as u64
             }
-            if !rule.when.matches(call) {
-                continue;
-            }
-            match &rule.body {
-                Body::Forbid => out.push(build_alert(
-                    rule,
-                    &subject,
-                    1,
-                    0,
-                    None,
-                    vec![call.call_id.clone()],
-                    false,
-                    now,
-                    None,
-                )),
-                Body::CallingHours { allowed, holidays } => {
-                    let l = Local::of(call.occurred_at, rule.zone.for_call(call));
-                    let holiday = holidays.binary_search(&l.day).is_ok();
-                    let inside = allowed.iter().any(|s| {
-                        s.days & (1 << l.weekday) != 0
-                            && s.from <= l.sec_of_day
-                            && l.sec_of_day < s.to
-                    });
-                    if holiday || !inside {
-                        out.push(build_alert(
-                            rule,
-                            &subject,
-                            1,
-                            0,
-                            None,
-                            vec![call.call_id.clone()],
-                            false,
-                            now,
-                            Some((l, holiday)),
-                        ));
+        }
+        Some(f) => {
+            let mut seen = std::mem::take(scratch);
+            seen.clear();
+            for y in &v[lo..hi] {
+                if Ctx::in_window(y, pv, window) {
+                    let s = records[y.slot() as usize].syms[f as usize];
+                    if !s.is_none() {
+                        seen.push(s);
                     }
                 }
-                Body::Cap {
-                    window,
-                    limit,
-                    distinct,
-                } => {
-                    let (window, limit, distinct) = (*window, *limit, *distinct);
-                    let Some(key) = self.lookup_key(rule, call) else {
-                        continue;
-                    };
-                    let tz = rule.zone.for_call(call).clone();
-                    let day = Local::of(call.occurred_at, &tz).day;
-                    let pv = window.period_of_day(day);
-                    let extra = distinct.map_or(Sym::NONE, |f| {
-                        call.str_field(f).map_or(Sym::NONE, |s| {
-                            self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
-                        })
-                    });
-                    let v = key
-                        .and_then(|k| self.states[ri].windows.get(&k))
-                        .map(|w| w.calls.clone())
-                        .unwrap_or_default();
-                    if let Some(n) = self.cap_count(&v, t, pv, window, limit, distinct, Some(extra))
-                    {
-                        let evidence =
-                            self.cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
-                        let bounds = self.cap_bounds(ri, t, Some((day, &tz)), window);
-                        out.push(build_alert(
-                            &self.rules[ri],
-                            &subject,
-                            n,
-                            limit as u64,
-                            Some(bounds),
-                            evidence,
-                            false,
-                            now,
-                            None,
-                        ));
-                    }
-                }
-                Body::Cooldown { .. } => unreachable!("handled above"),
             }
+            if let Some(s) = extra.filter(|s| !s.is_none()) {
+                seen.push(s);
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            let n = seen.len() as u64;
+            *scratch = seen;
+            n
         }
-        out
-    }
+    };
+    (n > limit as u64).then_some(n)
+}
 
-    /// The key of a hypothetical call: `None` if it lacks a key field; `Some(None)` if some key
-    /// value was never seen (so no window exists).
-    fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
-        let mut key = [Sym::NONE; 6];
-        let mut known = true;
-        for (i, f) in rule.key.iter().enumerate() {
-            let s = call.str_field(*f)?;
-            match self.interner.lookup(s) {
-                Some(sym) => key[i] = sym,
-                None => known = false,
-            }
-        }
-        Some(known.then_some(key))
-    }
 
-    /// Evicts everything older than the retention span behind `wm`.
-    fn sweep(&mut self, wm: i64) {
-        self.last_sweep = wm;
-        let cutoff = wm
-            .saturating_sub(self.lateness)
-            .saturating_sub(self.horizon);
-        for st in &mut self.states {
-            st.windows.retain(|_, w| {
-                let k = w.calls.partition_point(|y| y.ts < cutoff);
-                w.calls.drain(..k);
-                let k = w.triggers.partition_point(|y| y.ts < cutoff);
-                w.triggers.drain(..k);
-                if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
-                    w.calls.shrink_to_fit();
-                }
-                !(w.calls.is_empty() && w.triggers.is_empty())
-            });
-            if st.windows.capacity() > 64 && st.windows.len() < st.windows.capacity() / 4 {
-                st.windows.shrink_to_fit();
-            }
-        }
-        for slot in 0..self.records.len() {
-            let r = &self.records[slot];
-            if !r.live || r.ts >= cutoff {
-                continue;
-            }
-            let h = self.hasher.hash_one(&*r.call_id);
-            if let Ok(e) = self.dedup.find_entry(h, |&s| s as usize == slot) {
-                e.remove();
-            }
-            let r = &mut self.records[slot];
-            r.live = false;
-            r.call_id = Box::from("");
-            r.attrs = None;
-            r.callee_tz = None;
-            let syms = r.syms;
-            for s in syms {
-                self.interner.release(s);
-            }
-            self.free.push(slot as u32);
-            self.live -= 1;
-            self.stats.evicted += 1;
-        }
-        if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
-            let (hasher, records) = (&self.hasher, &self.records);
-            self.dedup
-                .shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
-        }
+fn push(stats: &mut EngineStats, ri: usize, a: Alert, out: &mut Vec<Alert>) {
+    stats.alerts += 1;
+    stats.rule_alerts[ri] += 1;
+    if a.late {
+        stats.late_alerts += 1;
     }
-
-    /// Evicts expired state now (the periodic tick an idle partition needs).
-    pub fn advance(&mut self) {
-        if let Some(wm) = self.watermark {
-            self.sweep(wm);
-        }
-    }
+    out.push(a);
 }
 
 const WEEKDAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];

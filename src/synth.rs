@@ -1,0 +1,213 @@
+//! Synthetic dialer traffic: deterministic (seeded), realistic enough to exercise every rule kind
+//! — debtors and their accounts, third parties from contact lists (some shared between debtors),
+//! bursts of redials, night calls, conversations — with optional late, duplicate and invalid
+//! records. Used by `dialguard generate`, the sample file, the benchmarks and the demo.
+
+use crate::engine::time::{Ts, NANOS_PER_SEC};
+use std::collections::BinaryHeap;
+use std::io::Write;
+
+/// A small, fast, seeded generator (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeds the generator.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 >= 1.0 - p
+    }
+}
+
+/// Workload parameters.
+#[derive(Debug, Clone)]
+pub struct SynthParams {
+    /// Records to produce (including invalid ones; duplicates and late records still pending at
+    /// the end are written too, so a few more may come out).
+    pub calls: u64,
+    /// Distinct debtors.
+    pub debtors: u64,
+    /// Days the traffic spans.
+    pub days: u64,
+    /// First day (UTC midnight of this instant's date in Asia/Shanghai-like +8 local time).
+    pub start: Ts,
+    /// Seed.
+    pub seed: u64,
+    /// Fraction of records delayed (arriving out of order, up to `max_delay`).
+    pub late_fraction: f64,
+    /// Largest delay, nanoseconds.
+    pub max_delay: i64,
+    /// Fraction of records sent twice.
+    pub duplicate_fraction: f64,
+    /// Fraction of records made invalid.
+    pub invalid_fraction: f64,
+}
+
+impl Default for SynthParams {
+    fn default() -> Self {
+        SynthParams {
+            calls: 10_000,
+            debtors: 500,
+            days: 14,
+            start: Ts(1_790_812_800 * NANOS_PER_SEC), // 2026-10-01T00:00:00Z
+            seed: 7,
+            late_fraction: 0.02,
+            max_delay: 1800 * NANOS_PER_SEC,
+            duplicate_fraction: 0.005,
+            invalid_fraction: 0.0,
+        }
+    }
+}
+
+const RELATIONS: [&str; 8] = ["spouse", "parent", "contact_list", "contact_list", "emergency_contact", "guarantor", "employer", "other"];
+const SOURCES: [&str; 5] = ["debtor_provided", "application", "emergency_contact", "device_contacts", "call_log"];
+const OUTCOMES: [(&str, u64); 7] =
+    [("no_answer", 40), ("conversation", 18), ("voicemail", 14), ("busy", 10), ("failed", 5), ("not_in_service", 3), ("dropped", 10)];
+
+fn cn_mobile(n: u64) -> u64 {
+    13_800_000_000 + n % 100_000_000 + (n / 100_000_000 % 2) * 100_000_000
+}
+
+/// Writes the workload as JSON lines; returns the number of records written.
+pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
+    let mut rng = Rng::new(p.seed);
+    let debtors = p.debtors.max(1);
+    let per_day = (p.calls / p.days.max(1)).max(1);
+    let mut written = 0u64;
+    let mut seq = 0u64;
+    // Delayed records: (release time, seq, line), smallest release first.
+    let mut delayed: BinaryHeap<std::cmp::Reverse<(i64, u64, String)>> = BinaryHeap::new();
+    let day_ns = 86_400 * NANOS_PER_SEC;
+    let first_day = p.start.0.div_euclid(day_ns) * day_ns - 8 * 3600 * NANOS_PER_SEC; // local (+08:00) midnight
+    let mut day = 0u64;
+    while written < p.calls {
+        let base = first_day + day as i64 * day_ns;
+        let n = per_day.min(p.calls - written);
+        let mut times: Vec<i64> = (0..n)
+            .map(|_| {
+                // Mostly office hours, local 08:00-21:59; about 3% at night.
+                let hour = if rng.chance(0.03) { [22, 23, 6, 7][rng.below(4) as usize] } else { 8 + rng.below(14) as i64 };
+                base + hour * 3600 * NANOS_PER_SEC + rng.below(3600 * 1000) as i64 * 1_000_000
+            })
+            .collect();
+        times.sort_unstable();
+        let mut i = 0usize;
+        while i < times.len() && written < p.calls {
+            let t = times[i];
+            i += 1;
+            // Hot debtors: a quarter of calls go to 2% of debtors.
+            let d = if rng.chance(0.25) { rng.below((debtors / 50).max(1)) } else { rng.below(debtors) };
+            let burst = if rng.chance(0.05) { 2 + rng.below(6) } else { 1 };
+            for b in 0..burst {
+                if written >= p.calls {
+                    break;
+                }
+                let t = t + b as i64 * (60 + rng.below(240) as i64) * NANOS_PER_SEC;
+                let line = call_line(&mut rng, p, d, t, seq);
+                seq += 1;
+                while let Some(std::cmp::Reverse((rt, _, _))) = delayed.peek() {
+                    if *rt > t {
+                        break;
+                    }
+                    let std::cmp::Reverse((_, _, l)) = delayed.pop().expect("peeked");
+                    out.write_all(l.as_bytes())?;
+                    written += 1;
+                }
+                if rng.chance(p.duplicate_fraction) {
+                    delayed.push(std::cmp::Reverse((t + rng.below(600) as i64 * NANOS_PER_SEC, seq, line.clone())));
+                }
+                if p.max_delay > 0 && rng.chance(p.late_fraction) {
+                    delayed.push(std::cmp::Reverse((t + rng.below(p.max_delay as u64) as i64, seq, line)));
+                } else {
+                    out.write_all(line.as_bytes())?;
+                    written += 1;
+                }
+            }
+        }
+        day += 1;
+    }
+    while let Some(std::cmp::Reverse((_, _, l))) = delayed.pop() {
+        out.write_all(l.as_bytes())?;
+        written += 1;
+    }
+    Ok(written)
+}
+
+fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String {
+    if rng.chance(p.invalid_fraction) {
+        return match rng.below(6) {
+            0 => "{not json\n".to_owned(),
+            1 => format!("{{\"call_id\":\"bad-{seq}\",\"occurred_at\":\"yesterday\",\"debtor_id\":\"D{d}\",\"phone\":\"13800000000\",\"relation\":\"self\"}}\n"),
+            2 => format!("{{\"call_id\":\"bad-{seq}\",\"occurred_at\":\"{}\",\"debtor_id\":\"D{d}\",\"relation\":\"self\"}}\n", Ts(t)),
+            3 => format!("{{\"call_id\":\"bad-{seq}\",\"occurred_at\":\"{}\",\"debtor_id\":\"D{d}\",\"phone\":\"12\",\"relation\":\"self\"}}\n", Ts(t)),
+            4 => format!("{{\"call_id\":\"bad-{seq}\",\"occurred_at\":\"{}\",\"debtor_id\":\"D{d}\",\"phone\":\"13800000000\",\"relation\":\"cousin\"}}\n", Ts(t)),
+            _ => format!("{{\"call_id\":{seq},\"occurred_at\":\"{}\",\"debtor_id\":\"D{d}\",\"phone\":\"13800000000\",\"relation\":\"self\"}}\n", Ts(t)),
+        };
+    }
+    let mut d_rng = Rng::new(d.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ p.seed);
+    let contacts = 1 + d_rng.below(8);
+    let own = cn_mobile(d_rng.next_u64());
+    let is_self = rng.chance(0.7);
+    let (phone, relation, source) = if is_self {
+        (own, "self", "debtor_provided")
+    } else {
+        let k = rng.below(contacts);
+        let mut c_rng = Rng::new(d_rng.next_u64() ^ k);
+        // 5% of contacts come from a shared pool: one person in several borrowers' address books.
+        let phone = if c_rng.chance(0.05) { cn_mobile(c_rng.below(2000)) } else { cn_mobile(c_rng.next_u64()) };
+        (phone, RELATIONS[c_rng.below(RELATIONS.len() as u64) as usize], SOURCES[c_rng.below(SOURCES.len() as u64) as usize])
+    };
+    let phone_text = match rng.below(4) {
+        0 => format!("{phone}"),
+        1 => format!("+86 {} {} {}", phone / 100_000_000, phone / 10_000 % 10_000, phone % 10_000),
+        _ => format!("+86{phone}"),
+    };
+    let mut w = rng.below(100);
+    let mut outcome = OUTCOMES[0].0;
+    for (o, weight) in OUTCOMES {
+        if w < weight {
+            outcome = o;
+            break;
+        }
+        w -= weight;
+    }
+    let account = d_rng.below(3);
+    let purpose = if is_self { "collect" } else { ["location", "collect", "relay"][rng.below(3) as usize] };
+    format!(
+        concat!(
+            "{{\"call_id\":\"c-{seed}-{seq}\",\"event_id\":\"e-{seq}\",\"occurred_at\":\"{ts}\",\"debtor_id\":\"D{d:07}\",",
+            "\"account_id\":\"A{d}-{acct}\",\"phone\":\"{phone}\",\"relation\":\"{rel}\",\"outcome\":\"{out}\",",
+            "\"direction\":\"outbound\",\"channel\":\"voice\",\"duration_s\":{dur},\"agent_id\":\"agent-{agent}\",",
+            "\"agency_id\":\"agency-{agency}\",\"creditor_id\":\"lender-{cred}\",\"number_source\":\"{src}\",\"purpose\":\"{purpose}\"}}\n"
+        ),
+        seed = p.seed,
+        seq = seq,
+        ts = Ts(t),
+        d = d,
+        acct = account,
+        phone = phone_text,
+        rel = relation,
+        out = outcome,
+        dur = if outcome == "conversation" { 30 + rng.below(600) } else { rng.below(40) },
+        agent = rng.below(200),
+        agency = d % 7,
+        cred = d % 5,
+        src = source,
+        purpose = purpose,
+    )
+}
