@@ -88,7 +88,16 @@ const EX_CONFIG: u8 = 78;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Generate { calls, debtors, days, seed, invalid, late, duplicates, out } => {
+        Cmd::Generate {
+            calls,
+            debtors,
+            days,
+            seed,
+            invalid,
+            late,
+            duplicates,
+            out,
+        } => {
             let p = dialguard::synth::SynthParams {
                 calls,
                 debtors: debtors.unwrap_or((calls / 50).max(1)),

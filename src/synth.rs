@@ -74,10 +74,32 @@ impl Default for SynthParams {
     }
 }
 
-const RELATIONS: [&str; 8] = ["spouse", "parent", "contact_list", "contact_list", "emergency_contact", "guarantor", "employer", "other"];
-const SOURCES: [&str; 5] = ["debtor_provided", "application", "emergency_contact", "device_contacts", "call_log"];
-const OUTCOMES: [(&str, u64); 7] =
-    [("no_answer", 40), ("conversation", 18), ("voicemail", 14), ("busy", 10), ("failed", 5), ("not_in_service", 3), ("dropped", 10)];
+const RELATIONS: [&str; 8] = [
+    "spouse",
+    "parent",
+    "contact_list",
+    "contact_list",
+    "emergency_contact",
+    "guarantor",
+    "employer",
+    "other",
+];
+const SOURCES: [&str; 5] = [
+    "debtor_provided",
+    "application",
+    "emergency_contact",
+    "device_contacts",
+    "call_log",
+];
+const OUTCOMES: [(&str, u64); 7] = [
+    ("no_answer", 40),
+    ("conversation", 18),
+    ("voicemail", 14),
+    ("busy", 10),
+    ("failed", 5),
+    ("not_in_service", 3),
+    ("dropped", 10),
+];
 
 fn cn_mobile(n: u64) -> u64 {
     13_800_000_000 + n % 100_000_000 + (n / 100_000_000 % 2) * 100_000_000
@@ -101,7 +123,11 @@ pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
         let mut times: Vec<i64> = (0..n)
             .map(|_| {
                 // Mostly office hours, local 08:00-21:59; about 3% at night.
-                let hour = if rng.chance(0.03) { [22, 23, 6, 7][rng.below(4) as usize] } else { 8 + rng.below(14) as i64 };
+                let hour = if rng.chance(0.03) {
+                    [22, 23, 6, 7][rng.below(4) as usize]
+                } else {
+                    8 + rng.below(14) as i64
+                };
                 base + hour * 3600 * NANOS_PER_SEC + rng.below(3600 * 1000) as i64 * 1_000_000
             })
             .collect();
@@ -111,8 +137,16 @@ pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
             let t = times[i];
             i += 1;
             // Hot debtors: a quarter of calls go to 2% of debtors.
-            let d = if rng.chance(0.25) { rng.below((debtors / 50).max(1)) } else { rng.below(debtors) };
-            let burst = if rng.chance(0.05) { 2 + rng.below(6) } else { 1 };
+            let d = if rng.chance(0.25) {
+                rng.below((debtors / 50).max(1))
+            } else {
+                rng.below(debtors)
+            };
+            let burst = if rng.chance(0.05) {
+                2 + rng.below(6)
+            } else {
+                1
+            };
             for b in 0..burst {
                 if written >= p.calls {
                     break;
@@ -129,10 +163,18 @@ pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
                     written += 1;
                 }
                 if rng.chance(p.duplicate_fraction) {
-                    delayed.push(std::cmp::Reverse((t + rng.below(600) as i64 * NANOS_PER_SEC, seq, line.clone())));
+                    delayed.push(std::cmp::Reverse((
+                        t + rng.below(600) as i64 * NANOS_PER_SEC,
+                        seq,
+                        line.clone(),
+                    )));
                 }
                 if p.max_delay > 0 && rng.chance(p.late_fraction) {
-                    delayed.push(std::cmp::Reverse((t + rng.below(p.max_delay as u64) as i64, seq, line)));
+                    delayed.push(std::cmp::Reverse((
+                        t + rng.below(p.max_delay as u64) as i64,
+                        seq,
+                        line,
+                    )));
                 } else {
                     out.write_all(line.as_bytes())?;
                     written += 1;
@@ -169,12 +211,25 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
         let k = rng.below(contacts);
         let mut c_rng = Rng::new(d_rng.next_u64() ^ k);
         // 5% of contacts come from a shared pool: one person in several borrowers' address books.
-        let phone = if c_rng.chance(0.05) { cn_mobile(c_rng.below(2000)) } else { cn_mobile(c_rng.next_u64()) };
-        (phone, RELATIONS[c_rng.below(RELATIONS.len() as u64) as usize], SOURCES[c_rng.below(SOURCES.len() as u64) as usize])
+        let phone = if c_rng.chance(0.05) {
+            cn_mobile(c_rng.below(2000))
+        } else {
+            cn_mobile(c_rng.next_u64())
+        };
+        (
+            phone,
+            RELATIONS[c_rng.below(RELATIONS.len() as u64) as usize],
+            SOURCES[c_rng.below(SOURCES.len() as u64) as usize],
+        )
     };
     let phone_text = match rng.below(4) {
         0 => format!("{phone}"),
-        1 => format!("+86 {} {} {}", phone / 100_000_000, phone / 10_000 % 10_000, phone % 10_000),
+        1 => format!(
+            "+86 {} {} {}",
+            phone / 100_000_000,
+            phone / 10_000 % 10_000,
+            phone % 10_000
+        ),
         _ => format!("+86{phone}"),
     };
     let mut w = rng.below(100);
@@ -187,7 +242,11 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
         w -= weight;
     }
     let account = d_rng.below(3);
-    let purpose = if is_self { "collect" } else { ["location", "collect", "relay"][rng.below(3) as usize] };
+    let purpose = if is_self {
+        "collect"
+    } else {
+        ["location", "collect", "relay"][rng.below(3) as usize]
+    };
     format!(
         concat!(
             "{{\"call_id\":\"c-{seed}-{seq}\",\"event_id\":\"e-{seq}\",\"occurred_at\":\"{ts}\",\"debtor_id\":\"D{d:07}\",",

@@ -532,19 +532,53 @@ impl Engine {
     }
 
     fn ctx(&self) -> Ctx<'_> {
-        Ctx { rules: &self.rules, records: &self.records, interner: &self.interner, evidence_limit: self.evidence_limit }
+        Ctx {
+            rules: &self.rules,
+            records: &self.records,
+            interner: &self.interner,
+            evidence_limit: self.evidence_limit,
+        }
     }
 
     /// Splits the engine into the window map of rule `ri` (mutable), the read-only context for
     /// building alerts, the scratch buffer and the stats.
-    fn parts(&mut self, ri: usize) -> (&mut HashMap<Key, WindowState, Hasher>, Ctx<'_>, &mut Vec<Sym>, &mut EngineStats) {
-        let Engine { states, rules, records, interner, evidence_limit, scratch, stats, .. } = self;
-        let ctx = Ctx { rules, records, interner, evidence_limit: *evidence_limit };
+    fn parts(
+        &mut self,
+        ri: usize,
+    ) -> (
+        &mut HashMap<Key, WindowState, Hasher>,
+        Ctx<'_>,
+        &mut Vec<Sym>,
+        &mut EngineStats,
+    ) {
+        let Engine {
+            states,
+            rules,
+            records,
+            interner,
+            evidence_limit,
+            scratch,
+            stats,
+            ..
+        } = self;
+        let ctx = Ctx {
+            rules,
+            records,
+            interner,
+            evidence_limit: *evidence_limit,
+        };
         (&mut states[ri].windows, ctx, scratch, stats)
     }
 
     fn cap_insert(&mut self, ri: usize, key: Key, e: Entry, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cap { window, limit, distinct } = self.rules[ri].body else { unreachable!("cap") };
+        let Body::Cap {
+            window,
+            limit,
+            distinct,
+        } = self.rules[ri].body
+        else {
+            unreachable!("cap")
+        };
         let reach = window.reach();
         let (windows, ctx, scratch, stats) = self.parts(ri);
         let w = windows.entry(key).or_default();
@@ -563,7 +597,17 @@ impl Engine {
             if c.breached() {
                 continue;
             }
-            if let Some(n) = cap_count(ctx.records, scratch, &w.calls, c.ts, c.pv, window, limit, distinct, None) {
+            if let Some(n) = cap_count(
+                ctx.records,
+                scratch,
+                &w.calls,
+                c.ts,
+                c.pv,
+                window,
+                limit,
+                distinct,
+                None,
+            ) {
                 w.calls[i].slot |= BREACHED;
                 let a = ctx.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
                 push(stats, ri, a, out);
@@ -572,8 +616,19 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn cooldown_insert(&mut self, ri: usize, key: Key, e: Entry, when: bool, trig: bool, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cooldown { period, .. } = self.rules[ri].body else { unreachable!("cooldown") };
+    fn cooldown_insert(
+        &mut self,
+        ri: usize,
+        key: Key,
+        e: Entry,
+        when: bool,
+        trig: bool,
+        now: Ts,
+        out: &mut Vec<Alert>,
+    ) {
+        let Body::Cooldown { period, .. } = self.rules[ri].body else {
+            unreachable!("cooldown")
+        };
         let (windows, ctx, _, stats) = self.parts(ri);
         let w = windows.entry(key).or_default();
         if trig {
@@ -594,7 +649,10 @@ impl Engine {
         }
         if when {
             let at = insert_sorted(&mut w.calls, e);
-            if Ctx::cooldown_triggers(&w.triggers, e, period).next().is_some() {
+            if Ctx::cooldown_triggers(&w.triggers, e, period)
+                .next()
+                .is_some()
+            {
                 w.calls[at].slot |= BREACHED;
                 let a = ctx.cooldown_alert(ri, &w.triggers, e, false, now);
                 push(stats, ri, a, out);
@@ -711,10 +769,25 @@ impl Engine {
                         .and_then(|k| self.states[ri].windows.get(&k))
                         .map(|w| w.calls.clone())
                         .unwrap_or_default();
-                    if let Some(n) = cap_count(&self.records, &mut self.scratch, &v, t, pv, window, limit, distinct, Some(extra))
-                    {
-                        let evidence =
-                            self.ctx().cap_evidence(&v, t, pv, window, distinct, Some(&call.call_id));
+                    if let Some(n) = cap_count(
+                        &self.records,
+                        &mut self.scratch,
+                        &v,
+                        t,
+                        pv,
+                        window,
+                        limit,
+                        distinct,
+                        Some(extra),
+                    ) {
+                        let evidence = self.ctx().cap_evidence(
+                            &v,
+                            t,
+                            pv,
+                            window,
+                            distinct,
+                            Some(&call.call_id),
+                        );
                         let bounds = self.ctx().cap_bounds(ri, t, Some((day, &tz)), window);
                         out.push(build_alert(
                             &self.rules[ri],
@@ -946,7 +1019,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Triggers in force for a call, newest first.
-    fn cooldown_triggers(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item = &Entry> + '_ {
+    fn cooldown_triggers(
+        triggers: &[Entry],
+        x: Entry,
+        period: Window,
+    ) -> impl Iterator<Item = &Entry> + '_ {
         let hi = triggers.partition_point(|y| y.ts < x.ts);
         let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
         triggers[lo..hi]
@@ -1061,7 +1138,6 @@ impl<'a> Ctx<'a> {
             hours,
         )
     }
-
 }
 
 /// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
@@ -1118,7 +1194,6 @@ fn cap_count(
     };
     (n > limit as u64).then_some(n)
 }
-
 
 fn push(stats: &mut EngineStats, ri: usize, a: Alert, out: &mut Vec<Alert>) {
     stats.alerts += 1;

@@ -811,11 +811,9 @@ impl RuleSpec {
             },
         };
 
-        let window_of = |spec: &WindowSpec,
-                         at: &str,
-                         calendar_ok: bool|
-         -> Result<Window, RuleError> {
-            match spec {
+        let window_of =
+            |spec: &WindowSpec, at: &str, calendar_ok: bool| -> Result<Window, RuleError> {
+                match spec {
                 WindowSpec::Duration(s) => parse_duration(s)
                     .map(Window::Rolling)
                     .map_err(|e| err(at, e)),
@@ -840,7 +838,7 @@ impl RuleSpec {
                         .into(),
                 )),
             }
-        };
+            };
 
         let body = match k {
             RuleKind::Cap => {
