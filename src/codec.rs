@@ -407,6 +407,7 @@ impl Decoder {
         }
         let parsed = phonenumber::parse(Some(self.settings.default_region), raw)
             .ok()
+            .filter(phonenumber::is_valid)
             .map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
         if self.phones.len() >= PHONE_CACHE_MAX {
             self.phones.clear();
@@ -426,7 +427,7 @@ fn unknown_zone(name: &str) -> Reject {
 fn bad_phone(raw: &str) -> Reject {
     reject(
         Reason::BadPhone,
-        format!("phone {raw:?} is not a phone number"),
+        format!("phone {raw:?} is not a valid phone number (E.164, or national format in the default region)"),
     )
 }
 

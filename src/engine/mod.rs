@@ -453,13 +453,13 @@ impl Engine {
                 if when {
                     self.stats.rule_matched[ri] += 1;
                     let l = self.local_for(ri, call, locals, callee);
-                    let holiday = holidays.binary_search(&l.day).is_ok();
-                    let inside = allowed.iter().any(|s| {
-                        s.days & (1 << l.weekday) != 0
-                            && s.from <= l.sec_of_day
-                            && l.sec_of_day < s.to
-                    });
-                    if holiday || !inside {
+                    if let Some(holiday) = rule::hours_breach(allowed, holidays, &l) {
+                        let zone = rule
+                            .zone
+                            .for_call(call)
+                            .iana_name()
+                            .unwrap_or(&rule.zone_name)
+                            .to_owned();
                         let a = self.ctx().alert_for_record(
                             ri,
                             slot,
@@ -469,7 +469,7 @@ impl Engine {
                             vec![call.call_id.clone()],
                             false,
                             now,
-                            Some((l, holiday)),
+                            Some((l, holiday, &zone)),
                         );
                         push(&mut self.stats, ri, a, out);
                     }
@@ -727,14 +727,9 @@ impl Engine {
                     None,
                 )),
                 Body::CallingHours { allowed, holidays } => {
-                    let l = Local::of(call.occurred_at, rule.zone.for_call(call));
-                    let holiday = holidays.binary_search(&l.day).is_ok();
-                    let inside = allowed.iter().any(|s| {
-                        s.days & (1 << l.weekday) != 0
-                            && s.from <= l.sec_of_day
-                            && l.sec_of_day < s.to
-                    });
-                    if holiday || !inside {
+                    let tz = rule.zone.for_call(call);
+                    let l = Local::of(call.occurred_at, tz);
+                    if let Some(holiday) = rule::hours_breach(allowed, holidays, &l) {
                         out.push(build_alert(
                             rule,
                             &subject,
@@ -744,7 +739,7 @@ impl Engine {
                             vec![call.call_id.clone()],
                             false,
                             now,
-                            Some((l, holiday)),
+                            Some((l, holiday, tz.iana_name().unwrap_or(&rule.zone_name))),
                         ));
                     }
                 }
@@ -1124,7 +1119,7 @@ impl<'a> Ctx<'a> {
         evidence: Vec<String>,
         late: bool,
         now: Ts,
-        hours: Option<(Local, bool)>,
+        hours: Option<(Local, bool, &str)>,
     ) -> Alert {
         build_alert(
             &self.rules[ri],
@@ -1216,7 +1211,7 @@ fn build_alert(
     evidence: Vec<String>,
     late: bool,
     now: Ts,
-    hours: Option<(Local, bool)>,
+    hours: Option<(Local, bool, &str)>,
 ) -> Alert {
     let get = |f: StrField| s.strs[f as usize];
     let mut key = BTreeMap::new();
@@ -1259,14 +1254,14 @@ fn build_alert(
             )
         }
         Body::CallingHours { .. } => match hours {
-            Some((l, holiday)) => {
+            Some((l, holiday, zone)) => {
                 let hh = l.sec_of_day / 3600;
                 let mm = l.sec_of_day / 60 % 60;
                 let when = format!(
                     "{} {} {hh:02}:{mm:02} ({})",
                     WEEKDAY_NAMES[l.weekday as usize],
                     time::format_day(l.day),
-                    rule.zone_name
+                    zone
                 );
                 if holiday {
                     format!("call on a holiday, {when}")

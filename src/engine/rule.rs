@@ -514,6 +514,18 @@ pub struct Slot {
     pub to: u32,
 }
 
+/// Whether a call at local time `l` breaches calling hours: `Some(true)` on a holiday,
+/// `Some(false)` outside every slot, `None` when allowed.
+pub fn hours_breach(allowed: &[Slot], holidays: &[i32], l: &super::time::Local) -> Option<bool> {
+    if holidays.binary_search(&l.day).is_ok() {
+        return Some(true);
+    }
+    let inside = allowed
+        .iter()
+        .any(|s| s.days & (1 << l.weekday) != 0 && s.from <= l.sec_of_day && l.sec_of_day < s.to);
+    (!inside).then_some(false)
+}
+
 /// What a rule checks, by kind.
 #[derive(Debug, Clone)]
 pub enum Body {

@@ -1,4 +1,10 @@
 //! The one integration-test binary (see ENGINEERING.md §1 item 14).
 
+// Call event v1 decoding and every rejection reason.
+mod codec;
+// Configuration files, environment overrides and validation errors.
+mod config;
 // The engine against a naive oracle, over random calls and arrival orders.
 mod engine_prop;
+// Golden scenarios: edges of the semantics and every shipped pack.
+mod golden;

@@ -1,0 +1,219 @@
+//! Configuration: every file in `config/` loads, overrides come from the environment, and broken
+//! files fail with the exact key and reason.
+
+use dialguard::config::Settings;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn no_env() -> Option<HashMap<String, String>> {
+    Some(HashMap::new())
+}
+
+fn load_text(text: &str) -> Result<Settings, dialguard::config::ConfigError> {
+    let dir = std::env::temp_dir().join(format!(
+        "dialguard-cfg-{}-{}",
+        std::process::id(),
+        fastrand()
+    ));
+    std::fs::create_dir_all(dir.join("packs")).unwrap();
+    std::fs::copy(
+        root().join("config/packs/us-regf.toml"),
+        dir.join("packs/us-regf.toml"),
+    )
+    .unwrap();
+    let p = dir.join("dialguard.toml");
+    std::fs::write(&p, text).unwrap();
+    let r = Settings::load_with_env(&p, no_env());
+    std::fs::remove_dir_all(&dir).ok();
+    r
+}
+
+fn fastrand() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+fn key_of(text: &str) -> String {
+    match load_text(text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e
+            .key()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("<no key: {e}>")),
+    }
+}
+
+#[test]
+fn the_default_config_loads() {
+    let s = Settings::load_with_env(&root().join("config/dialguard.toml"), no_env()).unwrap();
+    assert_eq!(s.default_timezone, "Asia/Shanghai");
+    assert!(s.rules.len() >= 5);
+    assert_eq!(s.engine.allowed_lateness, 3600 * 1_000_000_000);
+}
+
+#[test]
+fn every_pack_loads_alone_and_all_load_together() {
+    let packs: Vec<String> = std::fs::read_dir(root().join("config/packs"))
+        .unwrap()
+        .map(|e| format!("packs/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    assert!(packs.len() >= 7);
+    for p in &packs {
+        let s = Settings::load_with_env(
+            &write_config(&format!("[policy]\npacks = [\"{p}\"]\n")),
+            no_env(),
+        )
+        .unwrap_or_else(|e| panic!("{p}: {e}"));
+        for r in &s.rules {
+            assert!(r.citation.is_some(), "{p}: rule {} has no citation", r.id);
+        }
+    }
+    let all = packs
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let s = Settings::load_with_env(
+        &write_config(&format!("[policy]\npacks = [{all}]\n")),
+        no_env(),
+    )
+    .unwrap();
+    assert!(s.rules.len() >= 20);
+}
+
+/// A config file inside `config/` (so pack paths resolve) with the given text.
+fn write_config(text: &str) -> PathBuf {
+    let p = root()
+        .join("config")
+        .join(format!(".test-{}-{}.toml", std::process::id(), fastrand()));
+    std::fs::write(&p, text).unwrap();
+    let keep = p.clone();
+    // Leave the file for the caller's load; tests remove their files at the end of the process.
+    CLEANUP.with(|c| c.borrow_mut().push(keep));
+    p
+}
+
+thread_local! {
+    static CLEANUP: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct Cleanup;
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        CLEANUP.with(|c| {
+            c.borrow()
+                .iter()
+                .for_each(|p| drop(std::fs::remove_file(p)))
+        });
+    }
+}
+
+#[test]
+fn the_invalid_example_fails_with_key_and_reason() {
+    let e =
+        Settings::load_with_env(&root().join("config/invalid.example.toml"), no_env()).unwrap_err();
+    assert_eq!(e.key(), Some("engine.default_timezone"));
+    assert!(
+        e.to_string()
+            .contains("unknown time zone \"Asia/Shanghia\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_overrides_keys() {
+    let _c = Cleanup;
+    let p = write_config(
+        "[engine]\ndefault_timezone = \"UTC\"\n[policy]\npacks = [\"packs/us-regf.toml\"]\n",
+    );
+    let env: HashMap<String, String> = [
+        (
+            "DIALGUARD__ENGINE__DEFAULT_TIMEZONE".to_owned(),
+            "Asia/Manila".to_owned(),
+        ),
+        (
+            "DIALGUARD__ENGINE__ALLOWED_LATENESS".to_owned(),
+            "2h".to_owned(),
+        ),
+    ]
+    .into();
+    let s = Settings::load_with_env(&p, Some(env)).unwrap();
+    assert_eq!(s.default_timezone, "Asia/Manila");
+    assert_eq!(s.engine.allowed_lateness, 7200 * 1_000_000_000);
+    let bad: HashMap<String, String> = [(
+        "DIALGUARD__ENGINE__DEFAULT_TIMEZONE".to_owned(),
+        "Nowhere".to_owned(),
+    )]
+    .into();
+    let e = Settings::load_with_env(&p, Some(bad)).unwrap_err();
+    assert_eq!(e.key(), Some("engine.default_timezone"));
+}
+
+const PACK: &str = "[policy]\npacks = [\"packs/us-regf.toml\"]\n";
+
+#[test]
+fn broken_configurations_name_the_key() {
+    assert_eq!(
+        key_of(&format!(
+            "{PACK}[engine]\ndefault_timezone = \"Nowhere/City\"\n"
+        )),
+        "engine.default_timezone"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[engine]\ndefault_region = \"XX\"\n")),
+        "engine.default_region"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[engine]\nallowed_lateness = \"soon\"\n")),
+        "engine.allowed_lateness"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[engine]\nmax_record_bytes = 1\n")),
+        "engine.max_record_bytes"
+    );
+    assert_eq!(
+        key_of("[policy]\npacks = [\"packs/missing.toml\"]\n"),
+        "policy.packs[0]"
+    );
+    assert_eq!(key_of("[engine]\n"), "policy.packs");
+    // Duplicate rule ids across a pack and inline rules.
+    let dup = format!("{PACK}[[rules]]\nid = \"regf-7in7-consumer\"\nkind = \"forbid\"\nseverity = \"low\"\n[rules.when]\nrelation = [\"other\"]\n");
+    assert_eq!(key_of(&dup), "rules[0].id");
+    let unknown_filter = "[[rules]]\nid = \"x\"\nkind = \"forbid\"\nseverity = \"low\"\n[rules.when]\nrelatoin = [\"other\"]\n";
+    assert_eq!(key_of(unknown_filter), "rules[0].when.relatoin");
+    let bad_window = "[[rules]]\nid = \"x\"\nkind = \"calling_hours\"\nseverity = \"low\"\nwindow = \"7d\"\nallowed = [{ from = \"08:00\", to = \"21:00\" }]\n";
+    assert_eq!(key_of(bad_window), "rules[0].window");
+    let bad_limit = "[[rules]]\nid = \"x\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"7d\"\nlimit = 0\n";
+    assert_eq!(key_of(bad_limit), "rules[0].limit");
+    let bad_zone = "[[rules]]\nid = \"x\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"7d\"\nlimit = 2\ntimezone = \"Mars\"\n";
+    assert_eq!(key_of(bad_zone), "rules[0].timezone");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let e = load_text(&format!("{PACK}[engine]\ndefault_timezon = \"UTC\"\n")).unwrap_err();
+    assert!(e.to_string().contains("default_timezon"), "{e}");
+    let e = load_text(&format!("{PACK}[enigne]\n")).unwrap_err();
+    assert!(e.to_string().contains("enigne"), "{e}");
+    let e =
+        load_text("[[rules]]\nid = \"x\"\nkind = \"forbid\"\nseverity = \"low\"\nwhen_not = 3\n")
+            .unwrap_err();
+    assert!(e.to_string().contains("when_not"), "{e}");
+}
+
+#[test]
+fn a_broken_pack_names_file_and_key() {
+    let dir = std::env::temp_dir().join(format!("dialguard-pack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("bad.toml"), "[[rules]]\nid = \"x\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = { local_days = 0 }\nlimit = 3\n").unwrap();
+    std::fs::write(dir.join("c.toml"), "[policy]\npacks = [\"bad.toml\"]\n").unwrap();
+    let e = Settings::load_with_env(&dir.join("c.toml"), no_env()).unwrap_err();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(e.key(), Some("rules[0].window"));
+    assert!(e.to_string().contains("bad.toml"), "{e}");
+}

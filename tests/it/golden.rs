@@ -1,0 +1,125 @@
+//! Golden scenarios: `tests/fixtures/<name>/{policy.toml,events.jsonl,expected.jsonl}`.
+//!
+//! Events run through the decoder and the engine in file order; the alerts must match
+//! `expected.jsonl` line for line (each expected object lists the fields it pins; others are
+//! free). The same events in reverse order must give the same set of breaches.
+
+use dialguard::codec::Decoder;
+use dialguard::config::Settings;
+use dialguard::engine::event::Call;
+use dialguard::engine::time::Ts;
+use dialguard::engine::Engine;
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+const NOW: i64 = 1_893_456_000_000_000_000; // 2030-01-01: the fixtures are in the past
+
+fn run(settings: &Settings, calls: &[Call]) -> Vec<serde_json::Value> {
+    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    let mut out = Vec::new();
+    for c in calls {
+        engine.ingest(c, Ts(NOW), &mut out);
+    }
+    out.iter()
+        .map(|a| serde_json::to_value(a).unwrap())
+        .collect()
+}
+
+fn scenario(dir: &Path) {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let settings = Settings::load_with_env(&dir.join("policy.toml"), Some(HashMap::new()))
+        .unwrap_or_else(|e| panic!("{name}: policy: {e}"));
+    let mut dec = Decoder::new(settings.decode.clone());
+    let calls: Vec<Call> = std::fs::read_to_string(dir.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            dec.decode(l.as_bytes(), Ts(NOW))
+                .unwrap_or_else(|e| panic!("{name}: events line {}: {e}", i + 1))
+        })
+        .collect();
+    let expected: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("expected.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+
+    let got = run(&settings, &calls);
+    let brief = |v: &[serde_json::Value]| {
+        v.iter()
+            .map(|a| format!("{} {}", a["rule_id"], a["call_id"]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{name}: alerts {:#?}\nexpected {:#?}",
+        brief(&got),
+        brief(&expected)
+    );
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        for (k, v) in e.as_object().unwrap() {
+            assert_eq!(
+                &g[k], v,
+                "{name}: alert {i} ({} {}) field {k}",
+                g["rule_id"], g["call_id"]
+            );
+        }
+        assert_eq!(
+            g["alert_id"],
+            dialguard::engine::alert::alert_id(
+                g["rule_id"].as_str().unwrap(),
+                g["call_id"].as_str().unwrap()
+            )
+        );
+    }
+
+    // Arrival order must not change the breach set.
+    let set = |v: &[serde_json::Value]| -> BTreeSet<(String, String)> {
+        v.iter()
+            .map(|a| {
+                (
+                    a["rule_id"].as_str().unwrap().to_owned(),
+                    a["call_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let mut reversed = calls.clone();
+    reversed.reverse();
+    assert_eq!(
+        set(&run(&settings, &reversed)),
+        set(&got),
+        "{name}: reverse order changed the breaches"
+    );
+}
+
+#[test]
+fn golden_scenarios() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("policy.toml").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 11, "fixtures missing: {dirs:?}");
+    for d in &dirs {
+        scenario(d);
+    }
+}
+
+#[test]
+fn every_shipped_pack_has_a_golden_scenario() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for e in std::fs::read_dir(root.join("config/packs")).unwrap() {
+        let p = e.unwrap().path();
+        let stem = p.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            root.join(format!("tests/fixtures/pack-{stem}/policy.toml"))
+                .is_file(),
+            "pack {stem} has no golden scenario"
+        );
+    }
+}
