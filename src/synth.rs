@@ -136,14 +136,14 @@ pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
         while i < times.len() && written < p.calls {
             let t = times[i];
             i += 1;
-            // Hot debtors: a quarter of calls go to 2% of debtors.
-            let d = if rng.chance(0.25) {
-                rng.below((debtors / 50).max(1))
+            // Hot debtors: a tenth of calls go to 5% of debtors.
+            let d = if rng.chance(0.10) {
+                rng.below((debtors / 20).max(1))
             } else {
                 rng.below(debtors)
             };
-            let burst = if rng.chance(0.05) {
-                2 + rng.below(6)
+            let burst = if rng.chance(0.03) {
+                2 + rng.below(5)
             } else {
                 1
             };
@@ -204,7 +204,7 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
     let mut d_rng = Rng::new(d.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ p.seed);
     let contacts = 1 + d_rng.below(8);
     let own = cn_mobile(d_rng.next_u64());
-    let is_self = rng.chance(0.7);
+    let is_self = rng.chance(0.8);
     let (phone, relation, source) = if is_self {
         (own, "self", "debtor_provided")
     } else {
@@ -225,7 +225,7 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
     let phone_text = match rng.below(4) {
         0 => format!("{phone}"),
         1 => format!(
-            "+86 {} {} {}",
+            "+86 {} {:04} {:04}",
             phone / 100_000_000,
             phone / 10_000 % 10_000,
             phone % 10_000

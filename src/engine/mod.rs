@@ -107,9 +107,12 @@ struct Record {
     syms: [Sym; 8],
     relation: Relation,
     callee_tz: Option<TimeZone>,
-    attrs: Option<Box<[(Box<str>, Box<str>)]>>,
+    attrs: Option<Attrs>,
     live: bool,
 }
+
+/// A retained call's `attrs`.
+type Attrs = Box<[(Box<str>, Box<str>)]>;
 
 const BREACHED: u32 = 1 << 31;
 
@@ -1008,7 +1011,7 @@ impl<'a> Ctx<'a> {
         y.ts < x.ts
             && match period {
                 Window::Rolling(p) => x.ts - y.ts < p,
-                Window::LocalDays(n) => x.pv >= y.pv && x.pv <= y.pv + n as i32 - 1,
+                Window::LocalDays(n) => x.pv >= y.pv && x.pv < y.pv + n as i32,
                 Window::Calendar(_) => false,
             }
     }

@@ -269,7 +269,7 @@ impl Window {
     /// For messages: "7 days", "7 local days", "the same local week".
     pub fn describe(self) -> String {
         match self {
-            Window::Rolling(w) => format!("{}", describe_duration(w)),
+            Window::Rolling(w) => describe_duration(w),
             Window::LocalDays(1) => "1 local day".into(),
             Window::LocalDays(n) => format!("{n} local days"),
             Window::Calendar(Calendar::Day) => "one local day".into(),
@@ -405,10 +405,7 @@ impl Filter {
     pub fn matches(&self, c: &Call) -> bool {
         self.conds.iter().all(|cond| {
             let hit = match cond.field {
-                FilterField::Str(f) => match c.str_field(f) {
-                    Some(v) => Some(cond.strs.iter().any(|s| &**s == v)),
-                    None => None,
-                },
+                FilterField::Str(f) => c.str_field(f).map(|v| cond.strs.iter().any(|s| &**s == v)),
                 other => other.bit(c).map(|b| cond.mask & (1 << b) != 0),
             };
             match (hit, cond.negate) {

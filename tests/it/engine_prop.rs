@@ -428,7 +428,10 @@ fn arrivals(calls: &[Call], order: &[usize], dups: &[(usize, usize)]) -> Vec<Cal
     v
 }
 
-fn case() -> impl Strategy<Value = (Vec<CallSpec>, Vec<usize>, Vec<(usize, usize)>, RuleParams)> {
+/// Calls, an arrival order, duplicates to insert (which, where), and rule parameters.
+type Case = (Vec<CallSpec>, Vec<usize>, Vec<(usize, usize)>, RuleParams);
+
+fn case() -> impl Strategy<Value = Case> {
     prop::collection::vec(call_spec(), 1..40).prop_flat_map(|specs| {
         let n = specs.len();
         (

@@ -6,5 +6,7 @@ mod codec;
 mod config;
 // The engine against a naive oracle, over random calls and arrival orders.
 mod engine_prop;
+// The pure-core rule, enforced.
+mod layout;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;

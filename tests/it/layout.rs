@@ -1,0 +1,20 @@
+//! The architecture rule, checked: the engine is pure. Nothing under `src/engine/` may use an
+//! async runtime, Kafka, metrics, logging, a concurrent map, the wall clock or I/O.
+
+use std::path::Path;
+
+#[test]
+fn the_engine_imports_no_edges() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/engine");
+    let banned = ["tokio", "rdkafka", "prometheus", "tracing", "dashmap", "std::time::Instant", "SystemTime", "Timestamp::now", "std::fs", "std::net", "std::io"];
+    let mut files = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        files += 1;
+        for b in banned {
+            assert!(!text.contains(b), "{} mentions {b}: the engine must stay pure", p.display());
+        }
+    }
+    assert!(files >= 5);
+}
