@@ -102,19 +102,79 @@ pub struct EngineStats {
 /// One retained call: what alerts about it, or citing it, need.
 struct Record {
     ts: i64,
-    call_id: Box<str>,
-    /// Interned string fields, indexed by `StrField as usize`.
-    syms: [Sym; 8],
+    /// `call_id` followed by `event_id`: one allocation for both (event ids are unique per call,
+    /// so interning them would only add overhead).
+    ids: Box<str>,
+    /// Interned string fields, indexed by `StrField as usize` (all but `event_id`).
+    syms: [Sym; 7],
+    /// Length of `call_id` within `ids`; `u16::MAX` marks "no event_id".
+    call_id_len: u16,
+    event_id_present: bool,
     relation: Relation,
-    callee_tz: Option<TimeZone>,
-    attrs: Option<Attrs>,
+    /// 1 + index into the engine's callee zone table; 0 for none.
+    callee_zone: u16,
+    attrs: Option<Box<Attrs>>,
     live: bool,
+}
+
+impl Record {
+    fn call_id(&self) -> &str {
+        &self.ids[..self.call_id_len as usize]
+    }
+    fn event_id(&self) -> Option<&str> {
+        self.event_id_present
+            .then(|| &self.ids[self.call_id_len as usize..])
+    }
 }
 
 /// A retained call's `attrs`.
 type Attrs = Box<[(Box<str>, Box<str>)]>;
 
 const BREACHED: u32 = 1 << 31;
+
+/// Records in fixed chunks: capacity tracks the live count closely (a `Vec` would double, and
+/// records are the largest per-call structure). Slots are stable.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Record>>,
+    len: usize,
+}
+
+const CHUNK: usize = 4096;
+
+impl Slab {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+    fn push(&mut self, r: Record) {
+        if self.len == self.capacity() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks[self.len / CHUNK].push(r);
+        self.len += 1;
+    }
+    fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Record;
+    #[inline]
+    fn index(&self, i: usize) -> &Record {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut Record {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
 
 /// A window entry: a call's time, its local period value, and its record slot (the top bit marks
 /// "already breached this rule").
@@ -153,6 +213,11 @@ struct RuleState {
 
 /// Sorted insert (after entries at the same instant); returns the index.
 fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
+    // Most windows hold a few calls: grow those one entry at a time rather than to Vec's minimum
+    // of four, then double as usual.
+    if v.len() == v.capacity() && v.len() < 4 {
+        v.reserve_exact(1);
+    }
     if v.last().is_none_or(|l| l.ts <= e.ts) {
         v.push(e);
         v.len() - 1
@@ -177,7 +242,10 @@ pub struct Engine {
     rules: Vec<Rule>,
     states: Vec<RuleState>,
     zones: Vec<TimeZone>,
-    records: Vec<Record>,
+    /// Distinct `callee_tz` zones seen; records hold 1 + an index into it.
+    callee_zones: Vec<TimeZone>,
+    callee_zone_ids: HashMap<String, u16, Hasher>,
+    records: Slab,
     free: Vec<u32>,
     live: usize,
     dedup: HashTable<u32>,
@@ -231,7 +299,9 @@ impl Engine {
             rules,
             states,
             zones,
-            records: Vec::new(),
+            callee_zones: Vec::new(),
+            callee_zone_ids: HashMap::with_hasher(Hasher::default()),
+            records: Slab::default(),
             free: Vec::new(),
             live: 0,
             dedup: HashTable::new(),
@@ -303,7 +373,7 @@ impl Engine {
                 .records
                 .iter()
                 .filter(|r| r.live)
-                .map(|r| r.call_id.len())
+                .map(|r| r.ids.len())
                 .sum::<usize>();
         windows
             + recs
@@ -323,7 +393,7 @@ impl Engine {
         let records = &self.records;
         if self
             .dedup
-            .find(h, |&s| *records[s as usize].call_id == *call.call_id)
+            .find(h, |&s| *records[s as usize].call_id() == *call.call_id)
             .is_some()
         {
             self.stats.duplicates += 1;
@@ -354,21 +424,34 @@ impl Engine {
     }
 
     fn store(&mut self, call: &Call, h: u64) -> u32 {
-        let mut syms = [Sym::NONE; 8];
-        for f in StrField::ALL {
+        let mut syms = [Sym::NONE; 7];
+        for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
             syms[*f as usize] = self.interner.intern_opt(call.str_field(*f));
         }
+        let mut ids = String::with_capacity(
+            call.call_id.len() + call.event_id.as_ref().map_or(0, |e| e.len()),
+        );
+        ids.push_str(&call.call_id);
+        ids.push_str(call.event_id.as_deref().unwrap_or(""));
+        let callee_zone = match &call.callee_tz {
+            None => 0,
+            Some(tz) => self.callee_zone_index(tz),
+        };
         let rec = Record {
             ts: call.occurred_at.0,
-            call_id: call.call_id.as_str().into(),
+            ids: ids.into_boxed_str(),
             syms,
+            call_id_len: call.call_id.len() as u16,
+            event_id_present: call.event_id.is_some(),
             relation: call.relation,
-            callee_tz: call.callee_tz.clone(),
+            callee_zone,
             attrs: (!call.attrs.is_empty()).then(|| {
-                call.attrs
-                    .iter()
-                    .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-                    .collect()
+                Box::new(
+                    call.attrs
+                        .iter()
+                        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                        .collect(),
+                )
             }),
             live: true,
         };
@@ -384,9 +467,24 @@ impl Engine {
         };
         let (hasher, records) = (&self.hasher, &self.records);
         self.dedup
-            .insert_unique(h, slot, |&s| hasher.hash_one(&*records[s as usize].call_id));
+            .insert_unique(h, slot, |&s| hasher.hash_one(records[s as usize].call_id()));
         self.live += 1;
         slot
+    }
+
+    /// 1 + the index of `tz` in the callee zone table (0 when the table is full).
+    fn callee_zone_index(&mut self, tz: &TimeZone) -> u16 {
+        let Some(name) = tz.iana_name() else { return 0 };
+        if let Some(&i) = self.callee_zone_ids.get(name) {
+            return i;
+        }
+        if self.callee_zones.len() >= u16::MAX as usize - 1 {
+            return 0;
+        }
+        self.callee_zones.push(tz.clone());
+        let i = self.callee_zones.len() as u16;
+        self.callee_zone_ids.insert(name.to_owned(), i);
+        i
     }
 
     fn local_for(
@@ -539,6 +637,7 @@ impl Engine {
             rules: &self.rules,
             records: &self.records,
             interner: &self.interner,
+            callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
         }
     }
@@ -559,12 +658,14 @@ impl Engine {
             rules,
             records,
             interner,
+            callee_zones,
             evidence_limit,
             scratch,
             stats,
             ..
         } = self;
         let ctx = Ctx {
+            callee_zones,
             rules,
             records,
             interner,
@@ -694,7 +795,7 @@ impl Engine {
                     let evidence = ts
                         .iter()
                         .take(self.evidence_limit)
-                        .map(|y| self.records[y.slot() as usize].call_id.to_string())
+                        .map(|y| self.records[y.slot() as usize].call_id().to_string())
                         .collect();
                     let b = WindowBounds {
                         from: Ts(newest.ts).to_string(),
@@ -847,15 +948,14 @@ impl Engine {
             if !r.live || r.ts >= cutoff {
                 continue;
             }
-            let h = self.hasher.hash_one(&*r.call_id);
+            let h = self.hasher.hash_one(r.call_id());
             if let Ok(e) = self.dedup.find_entry(h, |&s| s as usize == slot) {
                 e.remove();
             }
             let r = &mut self.records[slot];
             r.live = false;
-            r.call_id = Box::from("");
+            r.ids = Box::from("");
             r.attrs = None;
-            r.callee_tz = None;
             let syms = r.syms;
             for s in syms {
                 self.interner.release(s);
@@ -867,7 +967,7 @@ impl Engine {
         if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
             let (hasher, records) = (&self.hasher, &self.records);
             self.dedup
-                .shrink_to_fit(|&s| hasher.hash_one(&*records[s as usize].call_id));
+                .shrink_to_fit(|&s| hasher.hash_one(records[s as usize].call_id()));
         }
     }
 
@@ -882,8 +982,9 @@ impl Engine {
 /// Read-only views the alert builders need, borrowed apart from the windows being updated.
 struct Ctx<'a> {
     rules: &'a [Rule],
-    records: &'a [Record],
+    records: &'a Slab,
     interner: &'a Interner,
+    callee_zones: &'a [TimeZone],
     evidence_limit: usize,
 }
 
@@ -935,7 +1036,7 @@ impl<'a> Ctx<'a> {
                 }
                 seen.push(s);
             }
-            out.push(rec.call_id.to_string());
+            out.push(rec.call_id().to_string());
         }
         out
     }
@@ -973,10 +1074,10 @@ impl<'a> Ctx<'a> {
     fn record_zone(&self, ri: usize, slot: u32) -> TimeZone {
         match &self.rules[ri].zone {
             ZoneRule::Fixed(tz) => tz.clone(),
-            ZoneRule::Callee(d) => self.records[slot as usize]
-                .callee_tz
-                .clone()
-                .unwrap_or_else(|| d.clone()),
+            ZoneRule::Callee(d) => match self.records[slot as usize].callee_zone {
+                0 => d.clone(),
+                z => self.callee_zones[z as usize - 1].clone(),
+            },
         }
     }
 
@@ -1048,7 +1149,7 @@ impl<'a> Ctx<'a> {
         let evidence = ts
             .iter()
             .take(self.evidence_limit)
-            .map(|y| self.records[y.slot() as usize].call_id.to_string())
+            .map(|y| self.records[y.slot() as usize].call_id().to_string())
             .collect();
         let end = match period {
             Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
@@ -1080,8 +1181,9 @@ impl<'a> Ctx<'a> {
         for (i, s) in r.syms.iter().enumerate() {
             strs[i] = self.interner.get_opt(*s);
         }
+        strs[StrField::EventId as usize] = r.event_id();
         Subject {
-            call_id: &r.call_id,
+            call_id: r.call_id(),
             ts: r.ts,
             strs,
             relation: r.relation,
@@ -1142,7 +1244,7 @@ impl<'a> Ctx<'a> {
 /// hypothetical member with that distinct value (or `Sym::NONE` when not distinct).
 #[allow(clippy::too_many_arguments)]
 fn cap_count(
-    records: &[Record],
+    records: &Slab,
     scratch: &mut Vec<Sym>,
     v: &[Entry],
     t: i64,
@@ -1310,5 +1412,19 @@ fn build_alert(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// Memory per retained call is a target (README "Performance"): keep the hot structs small.
+    #[test]
+    fn records_and_entries_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Record>() <= 72,
+            "Record is {} bytes",
+            std::mem::size_of::<super::Record>()
+        );
+        assert_eq!(std::mem::size_of::<super::Entry>(), 16);
     }
 }

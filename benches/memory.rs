@@ -1,0 +1,66 @@
+//! Heap per retained call, measured with a counting allocator: live bytes allocated while the
+//! engine ingests 1,000,000 calls, divided by the calls it retains at the end.
+//! `cargo bench --bench memory`
+
+use dialguard::engine::time::Ts;
+use dialguard::engine::Engine;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+#[path = "common.rs"]
+mod common;
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator unchanged; only counts bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench --list` probes every bench binary
+    }
+    for (name, file, days) in [
+        ("cn-default", "dialguard.toml", 14),
+        ("bench", "bench.toml", 14),
+        ("all-packs", "bench-all-packs.toml", 14),
+    ] {
+        let settings = common::settings(file);
+        let calls = common::calls(&settings, 1_000_000, days);
+        let before = LIVE.load(Ordering::Relaxed);
+        let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+        let mut out = Vec::new();
+        for c in &calls {
+            out.clear();
+            engine.ingest(c, Ts(0), &mut out);
+        }
+        drop(out);
+        let live = LIVE.load(Ordering::Relaxed) - before;
+        let retained = engine.retained_calls();
+        println!(
+            "{name}: {} calls, {} retained, {} window keys, heap {:.1} MiB measured ({:.1} MiB estimated): {:.0} bytes per retained call",
+            calls.len(),
+            retained,
+            engine.window_keys(),
+            live as f64 / 1048576.0,
+            engine.heap_bytes() as f64 / 1048576.0,
+            live as f64 / retained as f64
+        );
+    }
+}
