@@ -4,6 +4,8 @@
 mod codec;
 // Configuration files, environment overrides and validation errors.
 mod config;
+// The pre-dial check.
+mod engine_check;
 // The engine against a naive oracle, over random calls and arrival orders.
 mod engine_prop;
 // The pure-core rule, enforced.

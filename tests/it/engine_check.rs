@@ -1,0 +1,104 @@
+//! The pre-dial check: which rules a call would breach, without recording it.
+
+use dialguard::engine::event::{Call, CallOutcome, Relation};
+use dialguard::engine::rule::RuleSpec;
+use dialguard::engine::time::{Ts, NANOS_PER_SEC};
+use dialguard::engine::{Engine, EngineSettings, Ingest};
+use jiff::tz::TimeZone;
+
+fn engine() -> Engine {
+    #[derive(serde::Deserialize)]
+    struct F {
+        rules: Vec<RuleSpec>,
+    }
+    let f: F = toml::from_str(
+        r#"
+[[rules]]
+id = "two-per-day"
+kind = "cap"
+severity = "high"
+key = ["phone"]
+window = "1d"
+limit = 2
+[[rules]]
+id = "cool"
+kind = "cooldown"
+severity = "high"
+key = ["debtor_id"]
+period = "2h"
+[rules.after]
+outcome = ["conversation"]
+[[rules]]
+id = "no-contacts"
+kind = "forbid"
+severity = "low"
+[rules.when]
+relation = ["contact_list"]
+"#,
+    )
+    .unwrap();
+    let rules = f
+        .rules
+        .iter()
+        .map(|r| r.compile(&TimeZone::UTC, "UTC", None).unwrap())
+        .collect();
+    Engine::new(rules, EngineSettings::default())
+}
+
+fn call(id: &str, hour: i64, phone: &str) -> Call {
+    Call::new(
+        id,
+        Ts(1_794_000_000 * NANOS_PER_SEC + hour * 3600 * NANOS_PER_SEC),
+        "d1",
+        phone,
+        Relation::SelfDebtor,
+    )
+}
+
+#[test]
+fn check_reports_breaches_without_recording() {
+    let mut e = engine();
+    let mut out = Vec::new();
+    let mut first = call("a", 0, "+8613800000001");
+    first.outcome = Some(CallOutcome::Conversation);
+    e.ingest(&first, Ts(0), &mut out);
+    e.ingest(&call("b", 3, "+8613800000001"), Ts(0), &mut out);
+    assert!(out.is_empty());
+
+    // A third call to the same phone within a day would breach the cap; one an hour after the
+    // conversation would also be in the cooldown; an unknown number breaches nothing.
+    let probe = call("p", 4, "+8613800000001");
+    let ids: Vec<String> = e
+        .check(&probe, Ts(0))
+        .into_iter()
+        .map(|a| a.rule_id)
+        .collect();
+    assert_eq!(ids, vec!["two-per-day"]);
+    let near = call("q", 1, "+8613800000002");
+    let ids: Vec<String> = e
+        .check(&near, Ts(0))
+        .into_iter()
+        .map(|a| a.rule_id)
+        .collect();
+    assert_eq!(ids, vec!["cool"]);
+    let mut stranger = call("r", 30, "+8613800000009");
+    stranger.relation = Relation::ContactList;
+    let ids: Vec<String> = e
+        .check(&stranger, Ts(0))
+        .into_iter()
+        .map(|a| a.rule_id)
+        .collect();
+    assert_eq!(ids, vec!["no-contacts"]);
+
+    // Nothing was recorded: the engine still holds two calls, and the probe ingests as new.
+    assert_eq!(e.retained_calls(), 2);
+    assert_eq!(e.stats().alerts, 0);
+    assert!(matches!(
+        e.ingest(&probe, Ts(0), &mut out),
+        Ingest::Accepted { .. }
+    ));
+    assert_eq!(
+        out.iter().map(|a| a.rule_id.as_str()).collect::<Vec<_>>(),
+        vec!["two-per-day"]
+    );
+}
