@@ -206,13 +206,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 
 /// Max bytes for id-like string fields.
 const MAX_ID_BYTES: usize = 256;
-const PHONE_CACHE_MAX: usize = 1 << 20;
 
 /// A decoder with its caches (phone normalisation and zone lookups are the expensive steps, and
 /// the same numbers recur).
 pub struct Decoder {
     settings: DecodeSettings,
-    phones: HashMap<String, Option<String>>,
+    phones: crate::phone::PhoneNormaliser,
     zones: HashMap<String, Option<TimeZone>>,
 }
 
@@ -220,8 +219,8 @@ impl Decoder {
     /// A decoder with empty caches.
     pub fn new(settings: DecodeSettings) -> Decoder {
         Decoder {
+            phones: crate::phone::PhoneNormaliser::new(settings.default_region),
             settings,
-            phones: HashMap::default(),
             zones: HashMap::default(),
         }
     }
@@ -402,18 +401,7 @@ impl Decoder {
 
     /// Normalises a phone number to E.164, reading national formats in the default region.
     pub fn normalise_phone(&mut self, raw: &str) -> Result<String, Reject> {
-        if let Some(hit) = self.phones.get(raw) {
-            return hit.clone().ok_or_else(|| bad_phone(raw));
-        }
-        let parsed = phonenumber::parse(Some(self.settings.default_region), raw)
-            .ok()
-            .filter(phonenumber::is_valid)
-            .map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
-        if self.phones.len() >= PHONE_CACHE_MAX {
-            self.phones.clear();
-        }
-        self.phones.insert(raw.to_owned(), parsed.clone());
-        parsed.ok_or_else(|| bad_phone(raw))
+        self.phones.normalise(raw).ok_or_else(|| bad_phone(raw))
     }
 }
 

@@ -14,5 +14,6 @@
 pub mod codec;
 pub mod config;
 pub mod engine;
+pub mod phone;
 pub mod replay;
 pub mod synth;

@@ -95,6 +95,22 @@ fn national_and_international_numbers_are_the_same_callee() {
 }
 
 #[test]
+fn foreign_international_numbers_keep_their_digits() {
+    // Regression: parsing "+95 1234567" with the default region CN applied CN's national-prefix
+    // rule and produced "+9567".
+    let mut d = dec();
+    assert_eq!(d.normalise_phone("+95 1234567").unwrap(), "+951234567");
+    assert_eq!(
+        d.normalise_phone("+44 20 7946 0958").unwrap(),
+        "+442079460958"
+    );
+    assert_eq!(
+        d.normalise_phone("+39 06 6982 1234").unwrap(),
+        "+390669821234"
+    );
+}
+
+#[test]
 fn every_rejection_reason() {
     assert_eq!(reason("{not json"), Reason::NotJson);
     assert_eq!(reason(""), Reason::NotJson);

@@ -1,0 +1,290 @@
+//! Phone number normalisation to E.164, with a fast path.
+//!
+//! `phonenumber::parse` + `is_valid` costs several microseconds a number (its regexes go through
+//! a shared, locked cache keyed by pattern text). Dialer events repeat numbers, so results are
+//! cached by the number with formatting stripped; and numbers already in international form
+//! (`+`, digits, and spaces, dashes, dots or parentheses) are validated here directly against the
+//! same libphonenumber metadata, with the same rules as `phonenumber::is_valid`, using regexes
+//! compiled once. Anything else takes the library's full parser. A test checks that both paths
+//! agree on every example number in the metadata and on random digit strings.
+
+use phonenumber::metadata::{Metadata, DATABASE};
+use regex::Regex;
+use std::collections::HashMap;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+const CACHE_MAX: usize = 1 << 20;
+
+/// A descriptor compiled for matching: possible lengths and the national number pattern,
+/// anchored at the start as libphonenumber's `is_match` does.
+struct Desc {
+    lengths: Vec<u16>,
+    re: Regex,
+}
+
+impl Desc {
+    fn of(d: &phonenumber::metadata::Descriptor) -> Option<Desc> {
+        let re = anchored(d.national_number().as_str())?;
+        Some(Desc {
+            lengths: d.possible_length().to_vec(),
+            re,
+        })
+    }
+    fn is_match(&self, v: &str) -> bool {
+        (self.lengths.is_empty() || self.lengths.contains(&(v.len() as u16))) && self.re.is_match(v)
+    }
+}
+
+/// One region's patterns, in the order `phonenumber::validator::number_type` tries them.
+struct Region {
+    /// The trunk prefix ("0", "8"…): numbers written "+cc" then this prefix go to the library,
+    /// which strips it.
+    national_prefix: Option<String>,
+    /// The library's trunk-prefix pattern, for the same purpose.
+    prefix_for_parsing: Option<Regex>,
+    leading: Option<Regex>,
+    general: Desc,
+    types: Vec<Desc>,
+}
+
+impl Region {
+    fn of(m: &Metadata) -> Option<Region> {
+        let d = m.descriptors();
+        let general = Desc::of(d.general())?;
+        let types = [
+            d.premium_rate(),
+            d.toll_free(),
+            d.shared_cost(),
+            d.voip(),
+            d.personal_number(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+            d.fixed_line(),
+            d.mobile(),
+        ]
+        .into_iter()
+        .flatten()
+        .map(Desc::of)
+        .collect::<Option<Vec<_>>>()?;
+        let leading = match m.leading_digits() {
+            Some(r) => Some(anchored(r.as_str())?),
+            None => None,
+        };
+        let prefix_for_parsing = match m.national_prefix_for_parsing() {
+            Some(r) => Some(anchored(r.as_str())?),
+            None => None,
+        };
+        Some(Region {
+            national_prefix: m.national_prefix().map(str::to_owned),
+            prefix_for_parsing,
+            leading,
+            general,
+            types,
+        })
+    }
+
+    /// `number_type(meta, national) != Unknown`.
+    fn valid(&self, national: &str) -> bool {
+        self.general.is_match(national) && self.types.iter().any(|d| d.is_match(national))
+    }
+}
+
+/// Normalises numbers; owns the caches.
+pub struct PhoneNormaliser {
+    region: phonenumber::country::Id,
+    cache: Map<String, Option<String>>,
+    /// Country calling code → its regions' compiled patterns (`None`: unknown code or a pattern
+    /// this engine cannot compile, so the slow path decides).
+    codes: Map<u16, Option<Vec<Region>>>,
+    key: String,
+}
+
+impl PhoneNormaliser {
+    /// A normaliser reading national formats in `region`.
+    pub fn new(region: phonenumber::country::Id) -> PhoneNormaliser {
+        PhoneNormaliser {
+            region,
+            cache: Map::default(),
+            codes: Map::default(),
+            key: String::new(),
+        }
+    }
+
+    /// The E.164 form of `raw`, or `None` when it is not a valid number.
+    pub fn normalise(&mut self, raw: &str) -> Option<String> {
+        self.key.clear();
+        self.key.extend(
+            raw.chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}')),
+        );
+        if let Some(hit) = self.cache.get(self.key.as_str()) {
+            return hit.clone();
+        }
+        let out = match self.fast(raw) {
+            Some(r) => r,
+            None => slow(self.region, raw),
+        };
+        if self.cache.len() >= CACHE_MAX {
+            self.cache.clear();
+        }
+        self.cache.insert(self.key.clone(), out.clone());
+        out
+    }
+
+    /// `Some(result)` when the fast path can decide exactly; `None` to defer to the full parser.
+    fn fast(&mut self, raw: &str) -> Option<Option<String>> {
+        let digits = self.key.strip_prefix('+')?;
+        // International form only: `+` then digits with single separators; "(0)" trunk prefixes
+        // and anything else go to the full parser.
+        if raw.contains("(0")
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !(8..=17).contains(&digits.len())
+            || digits.starts_with('0')
+        {
+            return None;
+        }
+        for cc_len in 1..=3 {
+            let code: u16 = digits[..cc_len].parse().ok()?;
+            let national = &digits[cc_len..];
+            if DATABASE.region(&code).is_none() {
+                continue;
+            }
+            let regions = self
+                .codes
+                .entry(code)
+                .or_insert_with(|| compile_code(code))
+                .as_ref()?;
+            if regions.iter().any(|r| {
+                r.national_prefix
+                    .as_deref()
+                    .is_some_and(|p| national.starts_with(p))
+                    || r.prefix_for_parsing
+                        .as_ref()
+                        .is_some_and(|re| re.is_match(national))
+            }) {
+                return None;
+            }
+            // Mirror `validator::source_for` then `number_type`.
+            let meta = if regions.len() == 1 {
+                &regions[0]
+            } else {
+                match regions.iter().find(|r| {
+                    r.leading.as_ref().is_some_and(|l| l.is_match(national)) || r.valid(national)
+                }) {
+                    Some(r) => r,
+                    None => return Some(None),
+                }
+            };
+            return Some(meta.valid(national).then(|| format!("+{digits}")));
+        }
+        None
+    }
+}
+
+/// The metadata's patterns are written with insignificant whitespace, as the library compiles
+/// them; matches must start at the beginning, as its `is_match` requires.
+fn anchored(pattern: &str) -> Option<Regex> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})"))
+        .ignore_whitespace(true)
+        .build()
+        .ok()
+}
+
+fn compile_code(code: u16) -> Option<Vec<Region>> {
+    let ids = DATABASE.region(&code)?;
+    ids.iter()
+        .map(|id| {
+            let meta = if *id == "001" {
+                DATABASE.by_code(&code)?.into_iter().next()?
+            } else {
+                DATABASE.by_id(*id)?
+            };
+            Region::of(meta)
+        })
+        .collect()
+}
+
+/// The full parser: `phonenumber::parse`, then `is_valid`. International input (leading `+`) is
+/// parsed with no default region: given one, the library applies that region's national-prefix
+/// rules to foreign numbers too (with CN, "+95 1234567" came out as "+9567").
+pub fn slow(region: phonenumber::country::Id, raw: &str) -> Option<String> {
+    let region = (!raw.trim_start().starts_with('+')).then_some(region);
+    phonenumber::parse(region, raw)
+        .ok()
+        .filter(phonenumber::is_valid)
+        .map(|n| n.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::Rng;
+
+    fn examples() -> Vec<String> {
+        let mut out = Vec::new();
+        for m in DATABASE.iter() {
+            let d = m.descriptors();
+            for desc in [
+                Some(d.general()),
+                d.fixed_line(),
+                d.mobile(),
+                d.toll_free(),
+                d.premium_rate(),
+                d.voip(),
+                d.uan(),
+                d.pager(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(e) = desc.example() {
+                    out.push(format!("+{}{}", m.country_code(), e));
+                    out.push(format!("+{} {}", m.country_code(), e));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fast_path_agrees_with_the_full_parser() {
+        let mut rng = Rng::new(11);
+        let mut inputs = examples();
+        assert!(inputs.len() > 400, "metadata examples: {}", inputs.len());
+        for _ in 0..6_000 {
+            let len = 8 + rng.below(9) as usize;
+            let s: String = (0..len)
+                .map(|i| {
+                    char::from(
+                        b'0' + if i == 0 {
+                            1 + rng.below(9)
+                        } else {
+                            rng.below(10)
+                        } as u8,
+                    )
+                })
+                .collect();
+            inputs.push(format!("+{s}"));
+        }
+        let mut decided = 0;
+        for region in [phonenumber::country::Id::CN, phonenumber::country::Id::US] {
+            let mut n = PhoneNormaliser::new(region);
+            for s in &inputs {
+                n.key = s
+                    .chars()
+                    .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+                    .collect();
+                if let Some(fast) = n.fast(s) {
+                    decided += 1;
+                    assert_eq!(fast, slow(region, s), "{s} in {region:?}");
+                }
+            }
+        }
+        assert!(
+            decided > inputs.len(),
+            "the fast path decided only {decided} of {}",
+            2 * inputs.len()
+        );
+    }
+}
