@@ -125,7 +125,8 @@ struct Batch {
 }
 
 enum Decoded {
-    Call(u64, Box<Call>),
+    /// Line number, the call, and the original bytes (kept for a `too_late` reject).
+    Call(u64, Box<Call>, Vec<u8>),
     Rejected {
         line: u64,
         reject: Reject,
@@ -187,7 +188,7 @@ pub fn run(
                         *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
                         write_reject(&mut rejects, line, &reject, &raw)?;
                     }
-                    Decoded::Call(line, call) => {
+                    Decoded::Call(line, call, raw) => {
                         summary.records += 1;
                         out.clear();
                         match engine.ingest(&call, t_now, &mut out) {
@@ -208,7 +209,7 @@ pub fn run(
                                         call.occurred_at
                                     ),
                                 };
-                                write_reject(&mut rejects, line, &reject, &call_json(&call))?;
+                                write_reject(&mut rejects, line, &reject, &raw)?;
                             }
                         }
                         if let Some(w) = alerts.as_mut() {
@@ -274,14 +275,6 @@ fn write_reject(
     w.write_all(b"\n").map_err(ReplayError::Write)
 }
 
-/// The decoded call as JSON, for a rejects line when the original bytes are gone.
-fn call_json(c: &Call) -> Vec<u8> {
-    serde_json::json!({"call_id": c.call_id, "occurred_at": c.occurred_at.to_string(), "debtor_id": c.debtor_id,
-        "phone": c.phone, "relation": c.relation.as_str()})
-    .to_string()
-    .into_bytes()
-}
-
 fn read_batches(
     mut input: Box<dyn BufRead + Send>,
     to: Vec<SyncSender<Batch>>,
@@ -337,7 +330,7 @@ fn decode_worker(
                     return Decoded::Blank;
                 }
                 match dec.decode(&raw, t) {
-                    Ok(c) => Decoded::Call(batch.first_line + i as u64, Box::new(c)),
+                    Ok(c) => Decoded::Call(batch.first_line + i as u64, Box::new(c), raw),
                     Err(reject) => Decoded::Rejected {
                         line: batch.first_line + i as u64,
                         reject,

@@ -10,5 +10,7 @@ mod engine_check;
 mod engine_prop;
 // The pure-core rule, enforced.
 mod layout;
+// Replay end to end.
+mod replay;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;
