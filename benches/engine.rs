@@ -5,6 +5,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
 
+// The same allocator as the `dialguard` binary, so figures match what it does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "common.rs"]
 mod common;
 

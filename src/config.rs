@@ -268,40 +268,26 @@ impl Settings {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_default()
                 });
-            for (j, spec) in pf.rules.iter().enumerate() {
-                let rule = spec
-                    .compile(&zone, &e.default_timezone, Some(&name))
-                    .map_err(|re| ConfigError::Invalid {
-                        path: pshown.clone(),
-                        key: format!("rules[{j}].{}", re.key),
-                        reason: format!("rule {:?}: {}", re.rule, re.reason),
-                    })?;
-                add_rule(
-                    &mut rules,
-                    &mut origin,
-                    rule,
-                    &pshown,
-                    &format!("rules[{j}]"),
-                )?;
-            }
-            packs.push((name, pack_path));
-        }
-        for (j, spec) in raw.rules.iter().enumerate() {
-            let rule = spec
-                .compile(&zone, &e.default_timezone, None)
-                .map_err(|re| ConfigError::Invalid {
-                    path: shown.clone(),
-                    key: format!("rules[{j}].{}", re.key),
-                    reason: format!("rule {:?}: {}", re.rule, re.reason),
-                })?;
-            add_rule(
+            compile_rules(
+                &pf.rules,
+                &zone,
+                &e.default_timezone,
+                Some(&name),
+                &pshown,
                 &mut rules,
                 &mut origin,
-                rule,
-                &shown,
-                &format!("rules[{j}]"),
             )?;
+            packs.push((name, pack_path));
         }
+        compile_rules(
+            &raw.rules,
+            &zone,
+            &e.default_timezone,
+            None,
+            &shown,
+            &mut rules,
+            &mut origin,
+        )?;
         if rules.is_empty() {
             return Err(invalid(
                 "policy.packs",
@@ -325,6 +311,30 @@ impl Settings {
             packs,
         })
     }
+}
+
+/// Compiles the rules of one file (a pack, or the configuration's `[[rules]]`), keeping ids
+/// unique across files.
+fn compile_rules(
+    specs: &[RuleSpec],
+    zone: &TimeZone,
+    zone_name: &str,
+    pack: Option<&str>,
+    path: &str,
+    rules: &mut Vec<Rule>,
+    origin: &mut HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (j, spec) in specs.iter().enumerate() {
+        let rule = spec
+            .compile(zone, zone_name, pack)
+            .map_err(|re| ConfigError::Invalid {
+                path: path.into(),
+                key: format!("rules[{j}].{}", re.key),
+                reason: format!("rule {:?}: {}", re.rule, re.reason),
+            })?;
+        add_rule(rules, origin, rule, path, &format!("rules[{j}]"))?;
+    }
+    Ok(())
 }
 
 fn add_rule(

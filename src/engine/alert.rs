@@ -86,10 +86,11 @@ pub fn alert_id(rule_id: &str, call_id: &str) -> String {
     h.update([0x1f]);
     h.update(call_id.as_bytes());
     let d = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(32);
     for b in &d[..16] {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
     }
     s
 }
@@ -102,6 +103,9 @@ mod tests {
     fn alert_id_is_deterministic_and_distinct() {
         assert_eq!(alert_id("r", "c"), alert_id("r", "c"));
         assert_eq!(alert_id("r", "c").len(), 32);
+        // The scheme is a contract (ids must survive upgrades): SHA-256("r" 0x1f "c"), first 16
+        // bytes, lowercase hex — value computed independently with Python's hashlib.
+        assert_eq!(alert_id("r", "c"), "68b47e8e9b675ef32f7a79590ec17dac");
         assert_ne!(alert_id("r", "c1"), alert_id("r", "c2"));
         // The separator keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(alert_id("ab", "c"), alert_id("a", "bc"));

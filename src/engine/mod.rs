@@ -535,18 +535,7 @@ impl Engine {
             Body::Forbid => {
                 if when {
                     self.stats.rule_matched[ri] += 1;
-                    let a = self.ctx().alert_for_record(
-                        ri,
-                        slot,
-                        1,
-                        0,
-                        None,
-                        vec![call.call_id.clone()],
-                        false,
-                        now,
-                        None,
-                    );
-                    push(&mut self.stats, ri, a, out);
+                    self.stateless_alert(ri, slot, call, now, None, out);
                 }
                 false
             }
@@ -561,18 +550,7 @@ impl Engine {
                             .iana_name()
                             .unwrap_or(&rule.zone_name)
                             .to_owned();
-                        let a = self.ctx().alert_for_record(
-                            ri,
-                            slot,
-                            1,
-                            0,
-                            None,
-                            vec![call.call_id.clone()],
-                            false,
-                            now,
-                            Some((l, holiday, &zone)),
-                        );
-                        push(&mut self.stats, ri, a, out);
+                        self.stateless_alert(ri, slot, call, now, Some((l, holiday, &zone)), out);
                     }
                 }
                 false
@@ -640,6 +618,30 @@ impl Engine {
             callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
         }
+    }
+
+    /// The alert of a forbid or calling-hours breach: the call itself is the evidence.
+    fn stateless_alert(
+        &mut self,
+        ri: usize,
+        slot: u32,
+        call: &Call,
+        now: Ts,
+        hours: Option<(Local, bool, &str)>,
+        out: &mut Vec<Alert>,
+    ) {
+        let a = self.ctx().alert_for_record(
+            ri,
+            slot,
+            1,
+            0,
+            None,
+            vec![call.call_id.clone()],
+            false,
+            now,
+            hours,
+        );
+        push(&mut self.stats, ri, a, out);
     }
 
     /// Splits the engine into the window map of rule `ri` (mutable), the read-only context for

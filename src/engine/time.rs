@@ -40,7 +40,53 @@ impl Ts {
 
 impl std::fmt::Display for Ts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.to_jiff())
+        f.write_str(&self.rfc3339())
+    }
+}
+
+impl Ts {
+    /// RFC 3339 in UTC, as jiff writes a timestamp: `2026-11-10T02:00:00Z`, with the fraction
+    /// only when it is not zero and without trailing zeros. Alerts carry several of these, so it
+    /// is written by hand (years 0000–9999; others fall back to jiff).
+    pub fn rfc3339(self) -> String {
+        let secs = self.0.div_euclid(NANOS_PER_SEC);
+        let nanos = self.0.rem_euclid(NANOS_PER_SEC) as u32;
+        let day = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400) as u32;
+        let (y, m, d) = civil_from_days(day);
+        if !(0..=9999).contains(&y) {
+            return self.to_jiff().to_string();
+        }
+        let mut b = [0u8; 30];
+        let put = |b: &mut [u8], at: usize, v: u32, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(&mut b, 0, y as u32, 4);
+        b[4] = b'-';
+        put(&mut b, 5, m, 2);
+        b[7] = b'-';
+        put(&mut b, 8, d, 2);
+        b[10] = b'T';
+        put(&mut b, 11, sod / 3600, 2);
+        b[13] = b':';
+        put(&mut b, 14, sod / 60 % 60, 2);
+        b[16] = b':';
+        put(&mut b, 17, sod % 60, 2);
+        let mut n = 19;
+        if nanos != 0 {
+            b[19] = b'.';
+            put(&mut b, 20, nanos, 9);
+            n = 29;
+            while b[n - 1] == b'0' {
+                n -= 1;
+            }
+        }
+        b[n] = b'Z';
+        String::from_utf8_lossy(&b[..=n]).into_owned()
     }
 }
 
@@ -155,6 +201,27 @@ mod tests {
         }
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(days_from_civil(2026, 11, 1), 20_758);
+    }
+
+    #[test]
+    fn rfc3339_matches_jiff() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..200_000i64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Across 1677..2262, with whole seconds, whole milliseconds and arbitrary nanoseconds.
+            let mut t = (x as i64) % (i64::MAX - 1);
+            match i % 3 {
+                0 => t -= t.rem_euclid(NANOS_PER_SEC),
+                1 => t -= t.rem_euclid(1_000_000),
+                _ => {}
+            }
+            let ts = Ts(t);
+            assert_eq!(ts.rfc3339(), ts.to_jiff().to_string(), "{t}");
+        }
+        assert_eq!(Ts(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Ts(-1).rfc3339(), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]
