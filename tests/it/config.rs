@@ -57,6 +57,27 @@ fn the_default_config_loads() {
 }
 
 #[test]
+fn every_file_in_config_loads_or_fails_as_named() {
+    let mut n = 0;
+    for e in std::fs::read_dir(root().join("config")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if p.extension().is_none_or(|x| x != "toml") || name.starts_with('.') {
+            continue;
+        }
+        n += 1;
+        let r = Settings::load_with_env(&p, no_env());
+        if name.starts_with("invalid") {
+            assert!(r.is_err(), "{name} must be refused");
+        } else {
+            let s = r.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(!s.rules.is_empty(), "{name}");
+        }
+    }
+    assert!(n >= 4, "config files: {n}");
+}
+
+#[test]
 fn every_pack_loads_alone_and_all_load_together() {
     let packs: Vec<String> = std::fs::read_dir(root().join("config/packs"))
         .unwrap()
