@@ -85,11 +85,8 @@ fn every_pack_loads_alone_and_all_load_together() {
         .collect();
     assert!(packs.len() >= 7);
     for p in &packs {
-        let s = Settings::load_with_env(
-            &write_config(&format!("[policy]\npacks = [\"{p}\"]\n")),
-            no_env(),
-        )
-        .unwrap_or_else(|e| panic!("{p}: {e}"));
+        let c = write_config(&format!("[policy]\npacks = [\"{p}\"]\n"));
+        let s = Settings::load_with_env(&c.path, no_env()).unwrap_or_else(|e| panic!("{p}: {e}"));
         for r in &s.rules {
             assert!(r.citation.is_some(), "{p}: rule {} has no citation", r.id);
         }
@@ -99,39 +96,38 @@ fn every_pack_loads_alone_and_all_load_together() {
         .map(|p| format!("\"{p}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    let s = Settings::load_with_env(
-        &write_config(&format!("[policy]\npacks = [{all}]\n")),
-        no_env(),
-    )
-    .unwrap();
+    let c = write_config(&format!("[policy]\npacks = [{all}]\n"));
+    let s = Settings::load_with_env(&c.path, no_env()).unwrap();
     assert!(s.rules.len() >= 20);
 }
 
-/// A config file inside `config/` (so pack paths resolve) with the given text.
-fn write_config(text: &str) -> PathBuf {
-    let p = root()
-        .join("config")
-        .join(format!(".test-{}-{}.toml", std::process::id(), fastrand()));
-    std::fs::write(&p, text).unwrap();
-    let keep = p.clone();
-    // Leave the file for the caller's load; tests remove their files at the end of the process.
-    CLEANUP.with(|c| c.borrow_mut().push(keep));
-    p
+/// A config file with the given text in a fresh temporary directory that holds a copy of
+/// `config/packs`, so pack paths resolve. Removed when the guard drops.
+struct TempConfig {
+    dir: PathBuf,
+    path: PathBuf,
 }
 
-thread_local! {
-    static CLEANUP: std::cell::RefCell<Vec<PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-struct Cleanup;
-impl Drop for Cleanup {
+impl Drop for TempConfig {
     fn drop(&mut self) {
-        CLEANUP.with(|c| {
-            c.borrow()
-                .iter()
-                .for_each(|p| drop(std::fs::remove_file(p)))
-        });
+        std::fs::remove_dir_all(&self.dir).ok();
     }
+}
+
+fn write_config(text: &str) -> TempConfig {
+    let dir = std::env::temp_dir().join(format!(
+        "dialguard-cfgdir-{}-{}",
+        std::process::id(),
+        fastrand()
+    ));
+    std::fs::create_dir_all(dir.join("packs")).unwrap();
+    for e in std::fs::read_dir(root().join("config/packs")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join("packs").join(p.file_name().unwrap())).unwrap();
+    }
+    let path = dir.join("dialguard.toml");
+    std::fs::write(&path, text).unwrap();
+    TempConfig { dir, path }
 }
 
 #[test]
@@ -148,10 +144,10 @@ fn the_invalid_example_fails_with_key_and_reason() {
 
 #[test]
 fn environment_overrides_keys() {
-    let _c = Cleanup;
-    let p = write_config(
+    let c = write_config(
         "[engine]\ndefault_timezone = \"UTC\"\n[policy]\npacks = [\"packs/us-regf.toml\"]\n",
     );
+    let p = c.path.clone();
     let env: HashMap<String, String> = [
         (
             "DIALGUARD__ENGINE__DEFAULT_TIMEZONE".to_owned(),
