@@ -535,7 +535,7 @@ impl Engine {
             Body::Forbid => {
                 if when {
                     self.stats.rule_matched[ri] += 1;
-                    self.stateless_alert(ri, slot, call, now, None, out);
+                    self.stateless_alert(ri, slot, now, None, out);
                 }
                 false
             }
@@ -550,7 +550,7 @@ impl Engine {
                             .iana_name()
                             .unwrap_or(&rule.zone_name)
                             .to_owned();
-                        self.stateless_alert(ri, slot, call, now, Some((l, holiday, &zone)), out);
+                        self.stateless_alert(ri, slot, now, Some((l, holiday, &zone)), out);
                     }
                 }
                 false
@@ -625,22 +625,12 @@ impl Engine {
         &mut self,
         ri: usize,
         slot: u32,
-        call: &Call,
         now: Ts,
         hours: Option<(Local, bool, &str)>,
         out: &mut Vec<Alert>,
     ) {
-        let a = self.ctx().alert_for_record(
-            ri,
-            slot,
-            1,
-            0,
-            None,
-            vec![call.call_id.clone()],
-            false,
-            now,
-            hours,
-        );
+        let ctx = self.ctx();
+        let a = single_call_alert(&ctx.rules[ri], &ctx.subject_of_record(slot), now, hours);
         push(&mut self.stats, ri, a, out);
     }
 
@@ -821,31 +811,17 @@ impl Engine {
                 continue;
             }
             match &rule.body {
-                Body::Forbid => out.push(build_alert(
-                    rule,
-                    &subject,
-                    1,
-                    0,
-                    None,
-                    vec![call.call_id.clone()],
-                    false,
-                    now,
-                    None,
-                )),
+                Body::Forbid => out.push(single_call_alert(rule, &subject, now, None)),
                 Body::CallingHours { allowed, holidays } => {
                     let tz = rule.zone.for_call(call);
                     let l = Local::of(call.occurred_at, tz);
                     if let Some(holiday) = rule::hours_breach(allowed, holidays, &l) {
-                        out.push(build_alert(
+                        let zone = tz.iana_name().unwrap_or(&rule.zone_name);
+                        out.push(single_call_alert(
                             rule,
                             &subject,
-                            1,
-                            0,
-                            None,
-                            vec![call.call_id.clone()],
-                            false,
                             now,
-                            Some((l, holiday, tz.iana_name().unwrap_or(&rule.zone_name))),
+                            Some((l, holiday, zone)),
                         ));
                     }
                 }
@@ -1307,6 +1283,26 @@ fn push(stats: &mut EngineStats, ri: usize, a: Alert, out: &mut Vec<Alert>) {
 }
 
 const WEEKDAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+
+/// The alert of a forbid or calling-hours breach: the call itself is the evidence.
+fn single_call_alert(
+    rule: &Rule,
+    s: &Subject<'_>,
+    now: Ts,
+    hours: Option<(Local, bool, &str)>,
+) -> Alert {
+    build_alert(
+        rule,
+        s,
+        1,
+        0,
+        None,
+        vec![s.call_id.to_owned()],
+        false,
+        now,
+        hours,
+    )
+}
 
 #[allow(clippy::too_many_arguments)]
 fn build_alert(
