@@ -2,6 +2,7 @@
 //! numbers, accounts…) repeat across many calls, so each is stored once and calls hold 4-byte
 //! symbols. A string is freed when the last call that holds it is evicted.
 
+use compact_str::CompactString;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
@@ -20,7 +21,8 @@ impl Sym {
 }
 
 struct Slot {
-    text: Box<str>,
+    /// Inline up to 24 bytes: a lookup hit compares without another cache miss.
+    text: CompactString,
     refs: u32,
 }
 
@@ -48,10 +50,10 @@ impl Interner {
             return Sym(i);
         }
         let slot = Slot {
-            text: s.into(),
+            text: CompactString::new(s),
             refs: 1,
         };
-        self.live_bytes += s.len();
+        self.live_bytes += if s.len() > 24 { s.len() } else { 0 };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -90,7 +92,7 @@ impl Interner {
         slot.refs -= 1;
         if slot.refs == 0 {
             let text = std::mem::take(&mut slot.text);
-            self.live_bytes -= text.len();
+            self.live_bytes -= if text.len() > 24 { text.len() } else { 0 };
             let h = self.hash(&text);
             if let Ok(e) = self.table.find_entry(h, |&i| i == sym.0) {
                 e.remove();

@@ -28,6 +28,7 @@ pub mod rule;
 pub mod time;
 
 use alert::{alert_id, Alert, WindowBounds};
+use compact_str::CompactString;
 use event::{Call, Relation, StrField};
 use hashbrown::{HashMap, HashTable};
 use intern::{Interner, Sym};
@@ -102,9 +103,10 @@ pub struct EngineStats {
 /// One retained call: what alerts about it, or citing it, need.
 struct Record {
     ts: i64,
-    /// `call_id` followed by `event_id`: one allocation for both (event ids are unique per call,
-    /// so interning them would only add overhead).
-    ids: Box<str>,
+    /// `call_id` followed by `event_id`, inline up to 24 bytes (no allocation, and the dedup
+    /// check reads it without another cache miss); event ids are unique per call, so interning
+    /// them would only add overhead.
+    ids: CompactString,
     /// Interned string fields, indexed by `StrField as usize` (all but `event_id`).
     syms: [Sym; 7],
     /// Length of `call_id` within `ids`; `u16::MAX` marks "no event_id".
@@ -373,7 +375,13 @@ impl Engine {
                 .records
                 .iter()
                 .filter(|r| r.live)
-                .map(|r| r.ids.len())
+                .map(|r| {
+                    if r.ids.is_heap_allocated() {
+                        r.ids.capacity()
+                    } else {
+                        0
+                    }
+                })
                 .sum::<usize>();
         windows
             + recs
@@ -428,7 +436,7 @@ impl Engine {
         for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
             syms[*f as usize] = self.interner.intern_opt(call.str_field(*f));
         }
-        let mut ids = String::with_capacity(
+        let mut ids = CompactString::with_capacity(
             call.call_id.len() + call.event_id.as_ref().map_or(0, |e| e.len()),
         );
         ids.push_str(&call.call_id);
@@ -439,7 +447,7 @@ impl Engine {
         };
         let rec = Record {
             ts: call.occurred_at.0,
-            ids: ids.into_boxed_str(),
+            ids,
             syms,
             call_id_len: call.call_id.len() as u16,
             event_id_present: call.event_id.is_some(),
@@ -932,7 +940,7 @@ impl Engine {
             }
             let r = &mut self.records[slot];
             r.live = false;
-            r.ids = Box::from("");
+            r.ids = CompactString::default();
             r.attrs = None;
             let syms = r.syms;
             for s in syms {
@@ -1419,7 +1427,7 @@ mod size_tests {
     #[test]
     fn records_and_entries_stay_small() {
         assert!(
-            std::mem::size_of::<super::Record>() <= 72,
+            std::mem::size_of::<super::Record>() <= 80,
             "Record is {} bytes",
             std::mem::size_of::<super::Record>()
         );
