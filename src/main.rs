@@ -200,7 +200,7 @@ fn open_io(input: &str, alerts: Option<&str>, rejects: Option<&str>) -> Result<R
         let f = std::fs::File::open(input).map_err(|e| format!("--input {input}: {e}"))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
-    let out = |p: Option<&str>, flag: &str| -> Result<Option<Box<dyn Write>>, String> {
+    let out = |p: Option<&str>, flag: &str| -> Result<Option<Box<dyn Write + Send>>, String> {
         Ok(match p {
             None => None,
             Some("-") => Some(Box::new(BufWriter::with_capacity(

@@ -22,10 +22,10 @@ const BATCH_LINES: usize = 4096;
 pub struct ReplayIo {
     /// JSON lines of call events.
     pub input: Box<dyn BufRead + Send>,
-    /// Alerts, one JSON object per line.
-    pub alerts: Option<Box<dyn Write>>,
+    /// Alerts, one JSON object per line (written on a thread of its own).
+    pub alerts: Option<Box<dyn Write + Send>>,
     /// Rejected lines with their reasons, one JSON object per line.
-    pub rejects: Option<Box<dyn Write>>,
+    pub rejects: Option<Box<dyn Write + Send>>,
 }
 
 /// Replay options.
@@ -161,37 +161,49 @@ pub fn run(
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
         let mut from_workers: Vec<Receiver<Vec<Decoded>>> = Vec::new();
+        // Processed batches go back to the decoder that made them, to be freed there: the engine
+        // thread is the busy one.
+        let mut recycle: Vec<SyncSender<Vec<Decoded>>> = Vec::new();
         for _ in 0..workers {
             let (tx, rx) = sync_channel::<Batch>(4);
             let (otx, orx) = sync_channel::<Vec<Decoded>>(4);
+            let (rtx, rrx) = sync_channel::<Vec<Decoded>>(8);
             let ds: DecodeSettings = settings.decode.clone();
-            scope.spawn(move || decode_worker(ds, rx, otx, now));
+            scope.spawn(move || decode_worker(ds, rx, otx, rrx, now));
             to_workers.push(tx);
             from_workers.push(orx);
+            recycle.push(rtx);
         }
         let reader = scope.spawn(move || read_batches(input, to_workers));
+        // Alerts are serialised and written on their own thread, a batch at a time.
+        let (alert_tx, alert_rx) = sync_channel::<Vec<Alert>>(8);
+        let writer = alerts
+            .take()
+            .map(|w| scope.spawn(move || write_alerts(w, alert_rx)));
 
         let mut out: Vec<Alert> = Vec::new();
+        let mut pending: Vec<Alert> = Vec::new();
         let mut last_progress = Instant::now();
         let mut i = 0usize;
         'outer: loop {
             let Ok(batch) = from_workers[i % workers].recv() else {
                 break 'outer;
             };
+            let k = i % workers;
             i += 1;
             let t_now = now();
-            for d in batch {
+            for d in &batch {
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { line, reject, raw } => {
                         summary.records += 1;
                         *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                        write_reject(&mut rejects, line, &reject, &raw)?;
+                        write_reject(&mut rejects, *line, reject, raw)?;
                     }
                     Decoded::Call(line, call, raw) => {
                         summary.records += 1;
                         out.clear();
-                        match engine.ingest(&call, t_now, &mut out) {
+                        match engine.ingest(call, t_now, &mut out) {
                             Ingest::Accepted { skipped } => {
                                 summary.valid += 1;
                                 summary.skipped += skipped as u64;
@@ -209,19 +221,19 @@ pub fn run(
                                         call.occurred_at
                                     ),
                                 };
-                                write_reject(&mut rejects, line, &reject, &raw)?;
+                                write_reject(&mut rejects, *line, &reject, raw)?;
                             }
                         }
-                        if let Some(w) = alerts.as_mut() {
-                            for a in &out {
-                                serde_json::to_writer(&mut *w, a)
-                                    .map_err(|e| ReplayError::Write(e.into()))?;
-                                w.write_all(b"\n").map_err(ReplayError::Write)?;
-                            }
+                        if writer.is_some() {
+                            pending.append(&mut out);
                         }
                     }
                 }
             }
+            if !pending.is_empty() && alert_tx.send(std::mem::take(&mut pending)).is_err() {
+                break 'outer; // the writer failed: its error is reported below
+            }
+            let _ = recycle[k].try_send(batch);
             if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
                 last_progress = Instant::now();
                 let rate = summary.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -236,13 +248,14 @@ pub fn run(
         if opts.progress {
             eprint!("\r{:60}\r", "");
         }
+        drop(alert_tx);
+        if let Some(w) = writer {
+            w.join().unwrap_or(Ok(()))?;
+        }
         reader.join().unwrap_or(Ok(()))?;
         Ok(())
     })?;
 
-    if let Some(w) = alerts.as_mut() {
-        w.flush().map_err(ReplayError::Write)?;
-    }
     if let Some(w) = rejects.as_mut() {
         w.flush().map_err(ReplayError::Write)?;
     }
@@ -258,8 +271,21 @@ pub fn run(
     Ok(summary)
 }
 
+fn write_alerts(mut w: Box<dyn Write + Send>, rx: Receiver<Vec<Alert>>) -> Result<(), ReplayError> {
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    while let Ok(batch) = rx.recv() {
+        for a in &batch {
+            buf.clear();
+            serde_json::to_writer(&mut buf, a).map_err(|e| ReplayError::Write(e.into()))?;
+            buf.push(b'\n');
+            w.write_all(&buf).map_err(ReplayError::Write)?;
+        }
+    }
+    w.flush().map_err(ReplayError::Write)
+}
+
 fn write_reject(
-    w: &mut Option<Box<dyn Write>>,
+    w: &mut Option<Box<dyn Write + Send>>,
     line: u64,
     r: &Reject,
     raw: &[u8],
@@ -313,10 +339,14 @@ fn decode_worker(
     settings: DecodeSettings,
     rx: Receiver<Batch>,
     tx: SyncSender<Vec<Decoded>>,
+    recycled: Receiver<Vec<Decoded>>,
     now: impl Fn() -> Ts,
 ) {
     let mut dec = Decoder::new(settings);
     while let Ok(batch) = rx.recv() {
+        while let Ok(done) = recycled.try_recv() {
+            drop(done);
+        }
         let t = now();
         let out = batch
             .lines

@@ -5,17 +5,16 @@
 use dialguard::config::Settings;
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::replay::{run, ReplayIo, ReplayOptions, Summary};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Default)]
-struct Sink(Rc<RefCell<Vec<u8>>>);
+struct Sink(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Sink {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
+        self.0.lock().unwrap().extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -83,8 +82,8 @@ fn replay(decoders: usize, text: &str) -> (Summary, String, String) {
         progress: false,
     };
     let s = run(&settings(), io, &opts).unwrap();
-    let a = String::from_utf8(alerts.0.borrow().clone()).unwrap();
-    let r = String::from_utf8(rejects.0.borrow().clone()).unwrap();
+    let a = String::from_utf8(alerts.0.lock().unwrap().clone()).unwrap();
+    let r = String::from_utf8(rejects.0.lock().unwrap().clone()).unwrap();
     (s, a, r)
 }
 
