@@ -850,14 +850,13 @@ impl Engine {
                             self.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
                         })
                     });
-                    let v = key
+                    let v: &[Entry] = key
                         .and_then(|k| self.states[ri].windows.get(&k))
-                        .map(|w| w.calls.clone())
-                        .unwrap_or_default();
+                        .map_or(&[], |w| &w.calls);
                     if let Some(n) = cap_count(
                         &self.records,
                         &mut self.scratch,
-                        &v,
+                        v,
                         t,
                         pv,
                         window,
@@ -866,7 +865,7 @@ impl Engine {
                         Some(extra),
                     ) {
                         let evidence = self.ctx().cap_evidence(
-                            &v,
+                            v,
                             t,
                             pv,
                             window,
