@@ -169,10 +169,14 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            let input_bytes = (input != "-")
+                .then(|| std::fs::metadata(&input).ok().map(|m| m.len()))
+                .flatten();
             let opts = ReplayOptions {
                 now,
                 decoders,
                 progress: std::io::stderr().is_terminal(),
+                input_bytes,
             };
             match replay::run(&settings, io, &opts) {
                 Ok(summary) => {

@@ -12,6 +12,7 @@ use crate::engine::time::Ts;
 use crate::engine::{Engine, Ingest};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,10 @@ pub struct ReplayOptions {
     pub now: Option<Ts>,
     /// Decoder threads; default: one less than the cores, at least one.
     pub decoders: Option<usize>,
-    /// Show a progress line on stderr.
+    /// Show a progress bar on stderr.
     pub progress: bool,
+    /// The input's size in bytes, when known (a file): the bar then shows a percentage.
+    pub input_bytes: Option<u64>,
 }
 
 /// What a replay did.
@@ -158,6 +161,7 @@ pub fn run(
         mut rejects,
     } = io;
 
+    let bytes_read = AtomicU64::new(0);
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
         let mut from_workers: Vec<Receiver<Vec<Decoded>>> = Vec::new();
@@ -174,7 +178,8 @@ pub fn run(
             from_workers.push(orx);
             recycle.push(rtx);
         }
-        let reader = scope.spawn(move || read_batches(input, to_workers));
+        let bytes = &bytes_read;
+        let reader = scope.spawn(move || read_batches(input, to_workers, bytes));
         // Alerts are serialised and written on their own thread, a batch at a time.
         let (alert_tx, alert_rx) = sync_channel::<Vec<Alert>>(8);
         let writer = alerts
@@ -237,8 +242,9 @@ pub fn run(
             if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
                 last_progress = Instant::now();
                 let rate = summary.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let bar = progress_bar(bytes_read.load(Ordering::Relaxed), opts.input_bytes);
                 eprint!(
-                    "\r  {} records, {} alerts, {:.0} records/s   ",
+                    "\r{bar} {} records, {} alerts, {:.0} records/s   ",
                     summary.records,
                     engine.stats().alerts,
                     rate
@@ -246,7 +252,7 @@ pub fn run(
             }
         }
         if opts.progress {
-            eprint!("\r{:60}\r", "");
+            eprint!("\r{:100}\r", "");
         }
         drop(alert_tx);
         if let Some(w) = writer {
@@ -301,9 +307,27 @@ fn write_reject(
     w.write_all(b"\n").map_err(ReplayError::Write)
 }
 
+/// `[#########...........]  45%` when the total is known, else an empty string.
+fn progress_bar(done: u64, total: Option<u64>) -> String {
+    match total {
+        Some(t) if t > 0 => {
+            let frac = (done as f64 / t as f64).clamp(0.0, 1.0);
+            let filled = (frac * 30.0).round() as usize;
+            format!(
+                "[{}{}] {:3.0}%",
+                "#".repeat(filled),
+                ".".repeat(30 - filled),
+                frac * 100.0
+            )
+        }
+        _ => String::new(),
+    }
+}
+
 fn read_batches(
     mut input: Box<dyn BufRead + Send>,
     to: Vec<SyncSender<Batch>>,
+    bytes: &AtomicU64,
 ) -> Result<(), ReplayError> {
     let mut line_no = 0u64;
     let mut k = 0usize;
@@ -319,6 +343,7 @@ fn read_batches(
                 break;
             }
             line_no += 1;
+            bytes.fetch_add(n as u64, Ordering::Relaxed);
             lines.push(buf);
         }
         if lines.is_empty() {

@@ -80,6 +80,7 @@ fn replay(decoders: usize, text: &str) -> (Summary, String, String) {
         now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
         decoders: Some(decoders),
         progress: false,
+        input_bytes: None,
     };
     let s = run(&settings(), io, &opts).unwrap();
     let a = String::from_utf8(alerts.0.lock().unwrap().clone()).unwrap();
