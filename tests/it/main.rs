@@ -8,6 +8,8 @@ mod config;
 mod engine_check;
 // The engine against a naive oracle, over random calls and arrival orders.
 mod engine_prop;
+// Kafka protocol round trip on the mock cluster.
+mod kafka_mock;
 // The pure-core rule, enforced.
 mod layout;
 // Replay end to end.
