@@ -102,3 +102,39 @@ fn check_reports_breaches_without_recording() {
         vec!["two-per-day"]
     );
 }
+
+#[test]
+fn advance_evicts_what_the_watermark_has_left_behind() {
+    // Sweeps normally run as event time advances; `advance` forces one (the idle-partition tick).
+    let rules = {
+        #[derive(serde::Deserialize)]
+        struct F {
+            rules: Vec<RuleSpec>,
+        }
+        let f: F = toml::from_str("[[rules]]\nid = \"c\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"1h\"\nlimit = 5\n").unwrap();
+        f.rules
+            .iter()
+            .map(|r| r.compile(&TimeZone::UTC, "UTC", None).unwrap())
+            .collect()
+    };
+    let hour = 3600 * NANOS_PER_SEC;
+    let settings = EngineSettings {
+        allowed_lateness: hour,
+        sweep_every: Some(1_000 * hour),
+        ..Default::default()
+    };
+    let mut e = Engine::new(rules, settings);
+    let mut out = Vec::new();
+    for i in 0..48 {
+        e.ingest(
+            &call(&format!("c{i}"), i, "+8613800000001"),
+            Ts(0),
+            &mut out,
+        );
+    }
+    let before = e.retained_calls();
+    e.advance();
+    // Retention is the 1h window plus 1h lateness: calls at hours 45, 46 and 47 remain.
+    assert_eq!((before, e.retained_calls()), (48, 3));
+    assert_eq!(e.stats().evicted, 45);
+}
