@@ -675,14 +675,7 @@ impl Engine {
     }
 
     fn cap_insert(&mut self, ri: usize, key: Key, e: Entry, now: Ts, out: &mut Vec<Alert>) {
-        let Body::Cap {
-            window,
-            limit,
-            distinct,
-        } = self.rules[ri].body
-        else {
-            unreachable!("cap")
-        };
+        let (window, limit, distinct) = self.rules[ri].cap().expect("a cap rule");
         let reach = window.reach();
         let (windows, ctx, scratch, stats) = self.parts(ri);
         let w = windows.entry(key).or_default();
@@ -1067,14 +1060,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn cap_alert(&self, ri: usize, v: &[Entry], c: Entry, n: u64, late: bool, now: Ts) -> Alert {
-        let Body::Cap {
-            window,
-            limit,
-            distinct,
-        } = self.rules[ri].body
-        else {
-            unreachable!("cap")
-        };
+        let (window, limit, distinct) = self.rules[ri].cap().expect("a cap rule");
         let evidence = self.cap_evidence(v, c.ts, c.pv, window, distinct, None);
         let tz = self.record_zone(ri, c.slot());
         let day = Local::of(Ts(c.ts), &tz).day;

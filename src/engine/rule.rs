@@ -590,6 +590,18 @@ impl Rule {
         }
     }
 
+    /// A cap rule's window, limit and distinct field; `None` for other kinds.
+    pub fn cap(&self) -> Option<(Window, u32, Option<StrField>)> {
+        match self.body {
+            Body::Cap {
+                window,
+                limit,
+                distinct,
+            } => Some((window, limit, distinct)),
+            _ => None,
+        }
+    }
+
     /// Whether the rule keeps per-key windows.
     pub fn is_stateful(&self) -> bool {
         matches!(self.body, Body::Cap { .. } | Body::Cooldown { .. })

@@ -1,17 +1,12 @@
 //! The pre-dial check: which rules a call would breach, without recording it.
 
+use crate::support::rules_from_toml;
 use dialguard::engine::event::{Call, CallOutcome, Relation};
-use dialguard::engine::rule::RuleSpec;
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest};
-use jiff::tz::TimeZone;
 
 fn engine() -> Engine {
-    #[derive(serde::Deserialize)]
-    struct F {
-        rules: Vec<RuleSpec>,
-    }
-    let f: F = toml::from_str(
+    let rules = rules_from_toml(
         r#"
 [[rules]]
 id = "two-per-day"
@@ -35,13 +30,8 @@ severity = "low"
 [rules.when]
 relation = ["contact_list"]
 "#,
-    )
-    .unwrap();
-    let rules = f
-        .rules
-        .iter()
-        .map(|r| r.compile(&TimeZone::UTC, "UTC", None).unwrap())
-        .collect();
+        "UTC",
+    );
     Engine::new(rules, EngineSettings::default())
 }
 
@@ -106,17 +96,7 @@ fn check_reports_breaches_without_recording() {
 #[test]
 fn advance_evicts_what_the_watermark_has_left_behind() {
     // Sweeps normally run as event time advances; `advance` forces one (the idle-partition tick).
-    let rules = {
-        #[derive(serde::Deserialize)]
-        struct F {
-            rules: Vec<RuleSpec>,
-        }
-        let f: F = toml::from_str("[[rules]]\nid = \"c\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"1h\"\nlimit = 5\n").unwrap();
-        f.rules
-            .iter()
-            .map(|r| r.compile(&TimeZone::UTC, "UTC", None).unwrap())
-            .collect()
-    };
+    let rules = rules_from_toml("[[rules]]\nid = \"c\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"1h\"\nlimit = 5\n", "UTC");
     let hour = 3600 * NANOS_PER_SEC;
     let settings = EngineSettings {
         allowed_lateness: hour,

@@ -6,7 +6,7 @@
 
 use dialguard::engine::alert::Alert;
 use dialguard::engine::event::{Call, CallOutcome, Relation, StrField};
-use dialguard::engine::rule::{Body, Calendar, Rule, RuleSpec, Window};
+use dialguard::engine::rule::{Body, Calendar, Rule, Window};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest};
 use jiff::tz::TimeZone;
@@ -235,16 +235,7 @@ outcome_not = ["busy"]
         fh = p.from_h,
         th = p.to_h,
     );
-    #[derive(serde::Deserialize)]
-    struct F {
-        rules: Vec<RuleSpec>,
-    }
-    let f: F = toml::from_str(&text).unwrap();
-    let default = TimeZone::get("Asia/Shanghai").unwrap();
-    f.rules
-        .iter()
-        .map(|r| r.compile(&default, "Asia/Shanghai", Some("test")).unwrap())
-        .collect()
+    crate::support::rules_from_toml(&text, "Asia/Shanghai")
 }
 
 // ---------------------------------------------------------------- the oracle

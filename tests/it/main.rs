@@ -1,5 +1,8 @@
 //! The one integration-test binary (see ENGINEERING.md §1 item 14).
 
+// Helpers shared by the tests.
+mod support;
+
 // Call event v1 decoding and every rejection reason.
 mod codec;
 // Configuration files, environment overrides and validation errors.
