@@ -3,9 +3,7 @@
 //! [`Reject`] with a reason from a small closed set (safe as a metric label) and a
 //! human-readable detail (for the dead-letter record and debug logs, never a label).
 
-use crate::engine::event::{
-    Call, CallOutcome, Channel, Direction, NumberSource, Purpose, Relation,
-};
+use crate::engine::event::{Call, Channel, ClosedEnum, Direction};
 use crate::engine::time::Ts;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -225,11 +223,6 @@ impl Decoder {
         }
     }
 
-    /// The settings.
-    pub fn settings(&self) -> &DecodeSettings {
-        &self.settings
-    }
-
     /// Decodes one record. `now` is the decoder's clock for the future-skew check.
     pub fn decode(&mut self, bytes: &[u8], now: Ts) -> Result<Call, Reject> {
         if bytes.len() > self.settings.max_record_bytes {
@@ -252,10 +245,6 @@ impl Decoder {
     }
 
     fn validate(&mut self, w: Wire<'_>, now: Ts) -> Result<Call, Reject> {
-        let required = |v: Option<Cow<'_, str>>, name: &str| -> Result<String, Reject> {
-            v.map(Cow::into_owned)
-                .ok_or_else(|| reject(Reason::MissingField, format!("{name} is required")))
-        };
         // Report missing required fields all at once: a producer fixes them together.
         let missing: Vec<&str> = [
             ("call_id", w.call_id.is_none()),
@@ -274,7 +263,8 @@ impl Decoder {
                 format!("missing required field(s): {}", missing.join(", ")),
             ));
         }
-        let call_id = required(w.call_id, "call_id")?;
+        // Present from here on (checked above).
+        let call_id = w.call_id.unwrap_or_default().into_owned();
         let n = call_id.chars().count();
         if !(1..=128).contains(&n) {
             return Err(reject(
@@ -296,17 +286,12 @@ impl Decoder {
                 format!("occurred_at {ts_text} is more than the allowed skew ahead of now ({now})"),
             ));
         }
-        let debtor_id = required(w.debtor_id, "debtor_id")?;
+        let debtor_id = w.debtor_id.unwrap_or_default().into_owned();
         check_id("debtor_id", &debtor_id)?;
         let raw_phone = w.phone.unwrap_or_default();
         let phone = self.normalise_phone(&raw_phone)?;
-        let relation = parse_enum(
-            "relation",
-            w.relation.as_deref(),
-            Relation::parse,
-            Relation::names,
-        )?
-        .expect("relation checked present");
+        let relation =
+            parse_enum("relation", w.relation.as_deref())?.expect("relation checked present");
         let opt_id = |v: Option<Cow<'_, str>>, name: &str| -> Result<Option<String>, Reject> {
             match v {
                 None => Ok(None),
@@ -345,44 +330,18 @@ impl Decoder {
             relation,
             event_id: opt_id(w.event_id, "event_id")?,
             account_id: opt_id(w.account_id, "account_id")?,
-            outcome: parse_enum(
-                "outcome",
-                w.outcome.as_deref(),
-                CallOutcome::parse,
-                CallOutcome::names,
-            )?,
-            direction: parse_enum(
-                "direction",
-                w.direction.as_deref(),
-                Direction::parse,
-                Direction::names,
-            )?
-            .unwrap_or(Direction::Outbound),
-            channel: parse_enum(
-                "channel",
-                w.channel.as_deref(),
-                Channel::parse,
-                Channel::names,
-            )?
-            .unwrap_or(Channel::Voice),
+            outcome: parse_enum("outcome", w.outcome.as_deref())?,
+            direction: parse_enum("direction", w.direction.as_deref())?
+                .unwrap_or(Direction::Outbound),
+            channel: parse_enum("channel", w.channel.as_deref())?.unwrap_or(Channel::Voice),
             duration_s,
             agent_id: opt_id(w.agent_id, "agent_id")?,
             agency_id: opt_id(w.agency_id, "agency_id")?,
             creditor_id: opt_id(w.creditor_id, "creditor_id")?,
             campaign_id: opt_id(w.campaign_id, "campaign_id")?,
             callee_tz,
-            number_source: parse_enum(
-                "number_source",
-                w.number_source.as_deref(),
-                NumberSource::parse,
-                NumberSource::names,
-            )?,
-            purpose: parse_enum(
-                "purpose",
-                w.purpose.as_deref(),
-                Purpose::parse,
-                Purpose::names,
-            )?,
+            number_source: parse_enum("number_source", w.number_source.as_deref())?,
+            purpose: parse_enum("purpose", w.purpose.as_deref())?,
             consent: w.consent.unwrap_or(false),
             attrs,
         })
@@ -435,18 +394,13 @@ fn check_id(name: &str, v: &str) -> Result<(), Reject> {
     Ok(())
 }
 
-fn parse_enum<T>(
-    name: &str,
-    v: Option<&str>,
-    parse: fn(&str) -> Option<T>,
-    names: fn() -> String,
-) -> Result<Option<T>, Reject> {
+fn parse_enum<T: ClosedEnum>(name: &str, v: Option<&str>) -> Result<Option<T>, Reject> {
     match v {
         None => Ok(None),
-        Some(s) => parse(s).map(Some).ok_or_else(|| {
+        Some(s) => T::parse_wire(s).map(Some).ok_or_else(|| {
             reject(
                 Reason::UnknownValue,
-                format!("{name} {s:?} is not one of: {}", names()),
+                format!("{name} {s:?} is not one of: {}", T::wire_names()),
             )
         }),
     }
@@ -482,28 +436,5 @@ fn classify(text: &str, e: serde_json::Error) -> Reject {
             };
             reject(reason, format!("{path}: {msg}"))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn national_and_international_formats_agree() {
-        let mut d = Decoder::new(DecodeSettings::default());
-        assert_eq!(d.normalise_phone("13812345678").unwrap(), "+8613812345678");
-        assert_eq!(
-            d.normalise_phone("+86 138 1234 5678").unwrap(),
-            "+8613812345678"
-        );
-        assert_eq!(
-            d.normalise_phone("+1 (212) 555-0142").unwrap(),
-            "+12125550142"
-        );
-        assert_eq!(
-            d.normalise_phone("not a phone").unwrap_err().reason,
-            Reason::BadPhone
-        );
     }
 }

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use dialguard::config::Settings;
-use dialguard::engine::rule::{Body, Rule, Window};
+use dialguard::engine::rule::{Body, Rule};
 use dialguard::engine::time::Ts;
 use dialguard::replay::{self, ReplayIo, ReplayOptions};
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
@@ -229,7 +229,7 @@ fn describe(s: &Settings) -> String {
         "configuration {} is valid\n  default timezone {}, allowed lateness {}s, {} rules\n",
         s.path.display(),
         s.default_timezone,
-        s.engine.allowed_lateness / 1_000_000_000,
+        s.engine.allowed_lateness / dialguard::engine::time::NANOS_PER_SEC,
         s.rules.len()
     );
     for (name, path) in &s.packs {
@@ -254,13 +254,13 @@ fn describe_rule(r: &Rule) -> String {
             format!(
                 "more than {limit} {what} per [{}] in {}",
                 keys(r),
-                window_text(*window)
+                window.describe()
             )
         }
         Body::Cooldown { period, .. } => format!(
             "no call per [{}] within {} after a trigger",
             keys(r),
-            window_text(*period)
+            period.describe()
         ),
         Body::CallingHours { allowed, holidays } => {
             let slots: Vec<String> = allowed
@@ -300,10 +300,6 @@ fn keys(r: &Rule) -> String {
         .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn window_text(w: Window) -> String {
-    w.describe()
 }
 
 fn days_text(mask: u8) -> String {

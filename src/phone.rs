@@ -113,11 +113,7 @@ impl PhoneNormaliser {
 
     /// The E.164 form of `raw`, or `None` when it is not a valid number.
     pub fn normalise(&mut self, raw: &str) -> Option<String> {
-        self.key.clear();
-        self.key.extend(
-            raw.chars()
-                .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}')),
-        );
+        canonical_key(raw, &mut self.key);
         if let Some(hit) = self.cache.get(self.key.as_str()) {
             return hit.clone();
         }
@@ -205,6 +201,16 @@ fn compile_code(code: u16) -> Option<Vec<Region>> {
         .collect()
 }
 
+/// The cache key: `raw` without the formatting characters dialers add (spaces, dashes, dots,
+/// parentheses, no-break spaces), so "+86 138 1234 5678" and "+8613812345678" share an entry.
+fn canonical_key(raw: &str, key: &mut String) {
+    key.clear();
+    key.extend(
+        raw.chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '\u{a0}')),
+    );
+}
+
 /// The full parser: `phonenumber::parse`, then `is_valid`. International input (leading `+`) is
 /// parsed with no default region: given one, the library applies that region's national-prefix
 /// rules to foreign numbers too (with CN, "+95 1234567" came out as "+9567").
@@ -271,10 +277,7 @@ mod tests {
         for region in [phonenumber::country::Id::CN, phonenumber::country::Id::US] {
             let mut n = PhoneNormaliser::new(region);
             for s in &inputs {
-                n.key = s
-                    .chars()
-                    .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-                    .collect();
+                canonical_key(s, &mut n.key);
                 if let Some(fast) = n.fast(s) {
                     decided += 1;
                     assert_eq!(fast, slow(region, s), "{s} in {region:?}");

@@ -44,7 +44,8 @@ pub struct SynthParams {
     pub debtors: u64,
     /// Days the traffic spans.
     pub days: u64,
-    /// First day (UTC midnight of this instant's date in Asia/Shanghai-like +8 local time).
+    /// Traffic starts on this instant's UTC date, at local midnight in UTC+8 (call hours are
+    /// drawn in that local time, as for mainland China).
     pub start: Ts,
     /// Seed.
     pub seed: u64,

@@ -4,6 +4,16 @@
 use super::time::Ts;
 use jiff::tz::TimeZone;
 
+/// The closed enums of call event v1, parsed by wire name (decoder, rule filters).
+pub trait ClosedEnum: Sized + Copy {
+    /// Parses a wire name; `None` for anything else.
+    fn parse_wire(s: &str) -> Option<Self>;
+    /// The wire names, for error messages.
+    fn wire_names() -> String;
+    /// The value's position in declaration order (below 32).
+    fn index(self) -> u32;
+}
+
 macro_rules! closed_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
         $(#[$m])*
@@ -19,6 +29,11 @@ macro_rules! closed_enum {
             pub fn parse(s: &str) -> Option<$name> { match s { $($s => Some($name::$var),)+ _ => None } }
             /// The wire names, for error messages.
             pub fn names() -> String { [$($s),+].join(", ") }
+        }
+        impl ClosedEnum for $name {
+            fn parse_wire(s: &str) -> Option<Self> { $name::parse(s) }
+            fn wire_names() -> String { $name::names() }
+            fn index(self) -> u32 { self as u32 }
         }
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }

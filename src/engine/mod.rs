@@ -865,7 +865,7 @@ impl Engine {
                             distinct,
                             Some(&call.call_id),
                         );
-                        let bounds = self.ctx().cap_bounds(ri, t, Some((day, &tz)), window);
+                        let bounds = cap_bounds(t, day, &tz, window);
                         out.push(build_alert(
                             &self.rules[ri],
                             &subject,
@@ -957,6 +957,26 @@ impl Engine {
     }
 }
 
+/// The bounds of a cap window for a call at `t` whose local date (in `tz`) is `day`: rolling
+/// windows start `W` before (exclusive); local ones at the local midnight starting their range.
+fn cap_bounds(t: i64, day: i32, tz: &TimeZone, window: Window) -> WindowBounds {
+    let from = match window {
+        Window::Rolling(w) => Ts(t.saturating_sub(w)),
+        Window::LocalDays(n) => time::start_of_local_day(day - n as i32 + 1, tz),
+        Window::Calendar(rule::Calendar::Day) => time::start_of_local_day(day, tz),
+        Window::Calendar(rule::Calendar::Week) => {
+            time::start_of_local_day(day - (day + 3).rem_euclid(7), tz)
+        }
+        Window::Calendar(rule::Calendar::Month) => {
+            time::start_of_local_day(time::first_day_of_month(time::month_of_day(day)), tz)
+        }
+    };
+    WindowBounds {
+        from: from.to_string(),
+        to: Ts(t).to_string(),
+    }
+}
+
 /// Read-only views the alert builders need, borrowed apart from the windows being updated.
 struct Ctx<'a> {
     rules: &'a [Rule],
@@ -1019,36 +1039,6 @@ impl<'a> Ctx<'a> {
         out
     }
 
-    fn cap_bounds(
-        &self,
-        ri: usize,
-        t: i64,
-        pv_day: Option<(i32, &TimeZone)>,
-        window: Window,
-    ) -> WindowBounds {
-        let from = match (window, pv_day) {
-            (Window::Rolling(w), _) => Ts(t.saturating_sub(w)),
-            (Window::LocalDays(n), Some((day, tz))) => {
-                time::start_of_local_day(day - n as i32 + 1, tz)
-            }
-            (Window::Calendar(rule::Calendar::Day), Some((day, tz))) => {
-                time::start_of_local_day(day, tz)
-            }
-            (Window::Calendar(rule::Calendar::Week), Some((day, tz))) => {
-                time::start_of_local_day(day - (day + 3).rem_euclid(7), tz)
-            }
-            (Window::Calendar(rule::Calendar::Month), Some((day, tz))) => {
-                time::start_of_local_day(time::first_day_of_month(time::month_of_day(day)), tz)
-            }
-            _ => Ts(t.saturating_sub(window.reach())),
-        };
-        let _ = ri;
-        WindowBounds {
-            from: from.to_string(),
-            to: Ts(t).to_string(),
-        }
-    }
-
     fn record_zone(&self, ri: usize, slot: u32) -> TimeZone {
         match &self.rules[ri].zone {
             ZoneRule::Fixed(tz) => tz.clone(),
@@ -1064,7 +1054,7 @@ impl<'a> Ctx<'a> {
         let evidence = self.cap_evidence(v, c.ts, c.pv, window, distinct, None);
         let tz = self.record_zone(ri, c.slot());
         let day = Local::of(Ts(c.ts), &tz).day;
-        let bounds = self.cap_bounds(ri, c.ts, Some((day, &tz)), window);
+        let bounds = cap_bounds(c.ts, day, &tz, window);
         self.alert_for_record(
             ri,
             c.slot(),

@@ -3,7 +3,7 @@
 //! the key that is wrong, so that the engine itself never meets a malformed rule.
 
 use super::event::{
-    Call, CallOutcome, Channel, Direction, NumberSource, Purpose, Relation, StrField,
+    Call, CallOutcome, Channel, ClosedEnum, Direction, NumberSource, Purpose, Relation, StrField,
 };
 use super::time::{days_from_civil, NANOS_PER_SEC};
 use jiff::tz::TimeZone;
@@ -383,6 +383,11 @@ impl FilterField {
     }
 }
 
+/// The bit of a wire value in a filter mask, and the names to list if it is unknown.
+fn wire_bit<T: ClosedEnum>(s: &str) -> (Option<u32>, String) {
+    (T::parse_wire(s).map(T::index), T::wire_names())
+}
+
 /// One compiled condition.
 #[derive(Debug, Clone)]
 struct Cond {
@@ -459,26 +464,12 @@ impl Filter {
                     }
                     (f, FilterValue::Str(s)) => {
                         let (bit, names) = match f {
-                            FilterField::Relation => {
-                                (Relation::parse(s).map(|x| x as u32), Relation::names())
-                            }
-                            FilterField::Outcome => (
-                                CallOutcome::parse(s).map(|x| x as u32),
-                                CallOutcome::names(),
-                            ),
-                            FilterField::Direction => {
-                                (Direction::parse(s).map(|x| x as u32), Direction::names())
-                            }
-                            FilterField::Channel => {
-                                (Channel::parse(s).map(|x| x as u32), Channel::names())
-                            }
-                            FilterField::NumberSource => (
-                                NumberSource::parse(s).map(|x| x as u32),
-                                NumberSource::names(),
-                            ),
-                            FilterField::Purpose => {
-                                (Purpose::parse(s).map(|x| x as u32), Purpose::names())
-                            }
+                            FilterField::Relation => wire_bit::<Relation>(s),
+                            FilterField::Outcome => wire_bit::<CallOutcome>(s),
+                            FilterField::Direction => wire_bit::<Direction>(s),
+                            FilterField::Channel => wire_bit::<Channel>(s),
+                            FilterField::NumberSource => wire_bit::<NumberSource>(s),
+                            FilterField::Purpose => wire_bit::<Purpose>(s),
                             FilterField::Consent | FilterField::Str(_) => {
                                 unreachable!("handled above")
                             }

@@ -5,7 +5,7 @@
 //! dates with jiff's zoned arithmetic rather than the engine's day numbers.
 
 use dialguard::engine::alert::Alert;
-use dialguard::engine::event::{Call, CallOutcome, Relation, StrField};
+use dialguard::engine::event::{Call, CallOutcome, Relation};
 use dialguard::engine::rule::{Body, Calendar, Rule, Window};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest};
@@ -525,5 +525,4 @@ fn state_is_evicted_after_retention() {
         engine.ingest(&old, Ts(0), &mut out),
         Ingest::TooLate { .. }
     ));
-    let _ = StrField::DebtorId;
 }
