@@ -8,8 +8,10 @@ use crate::engine::rule::{parse_duration, Rule, RuleSpec};
 use crate::engine::EngineSettings;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -24,6 +26,373 @@ pub struct RawConfig {
     /// Inline rules, same format as packs.
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
+    /// Kafka (for `dialguard run`).
+    #[serde(default)]
+    pub kafka: RawKafka,
+    /// The HTTP endpoint (metrics and health).
+    #[serde(default)]
+    pub http: RawHttp,
+    /// Process behaviour.
+    #[serde(default)]
+    pub service: RawService,
+}
+
+/// `[kafka]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafka {
+    /// Bootstrap servers, comma separated.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Consumer group.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Call events in (key: debtor_id).
+    #[serde(default = "default_input_topic")]
+    pub input_topic: String,
+    /// Alerts out (key: debtor_id).
+    #[serde(default = "default_alerts_topic")]
+    pub alerts_topic: String,
+    /// Rejected records out, with the reason in headers.
+    #[serde(default = "default_dlq_topic")]
+    pub dlq_topic: String,
+    /// How often acknowledged offsets are committed (`"1s"`).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: String,
+    /// Messages awaiting the broker's acknowledgement before consumption pauses.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u64,
+    /// Rebuild windows from the retained history when partitions are assigned.
+    #[serde(default = "default_true")]
+    pub rebuild: bool,
+    /// Export consumer lag per partition (one series per partition).
+    #[serde(default)]
+    pub partition_lag_metric: bool,
+    /// librdkafka properties passed through (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
+    /// From the environment, write `_` for `.`: `DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD`.
+    #[serde(default)]
+    pub client: BTreeMap<String, ClientValue>,
+}
+
+/// A librdkafka property value as TOML or the environment gives it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClientValue {
+    /// A string.
+    Str(String),
+    /// A whole number.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for ClientValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientValue::Str(s) => f.write_str(s),
+            ClientValue::Int(i) => write!(f, "{i}"),
+            ClientValue::Float(x) => write!(f, "{x}"),
+            ClientValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+fn default_brokers() -> String {
+    "localhost:9092".into()
+}
+fn default_group() -> String {
+    "dialguard".into()
+}
+fn default_input_topic() -> String {
+    "dialer.call-events".into()
+}
+fn default_alerts_topic() -> String {
+    "compliance.alerts".into()
+}
+fn default_dlq_topic() -> String {
+    "dialer.call-events.dlq".into()
+}
+fn default_commit_interval() -> String {
+    "1s".into()
+}
+const fn default_max_in_flight() -> u64 {
+    100_000
+}
+const fn default_true() -> bool {
+    true
+}
+
+impl Default for RawKafka {
+    fn default() -> Self {
+        RawKafka {
+            brokers: default_brokers(),
+            group_id: default_group(),
+            input_topic: default_input_topic(),
+            alerts_topic: default_alerts_topic(),
+            dlq_topic: default_dlq_topic(),
+            commit_interval: default_commit_interval(),
+            max_in_flight: default_max_in_flight(),
+            rebuild: true,
+            partition_lag_metric: false,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Address for `/metrics`, `/livez`, `/readyz`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9898".into()
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// `[service]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawService {
+    /// On SIGTERM/SIGINT, how long to finish in-flight records, flush and commit (`"30s"`).
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: String,
+    /// `/livez` fails when the processing loop has not turned for this long (`"60s"`).
+    #[serde(default = "default_stall")]
+    pub stall_after: String,
+}
+
+fn default_grace() -> String {
+    "30s".into()
+}
+fn default_stall() -> String {
+    "60s".into()
+}
+
+impl Default for RawService {
+    fn default() -> Self {
+        RawService {
+            shutdown_grace: default_grace(),
+            stall_after: default_stall(),
+        }
+    }
+}
+
+/// Validated `[kafka]`.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Call events in.
+    pub input_topic: String,
+    /// Alerts out.
+    pub alerts_topic: String,
+    /// Rejected records out.
+    pub dlq_topic: String,
+    /// Commit cadence.
+    pub commit_interval: Duration,
+    /// Unacknowledged produced messages before consumption pauses.
+    pub max_in_flight: usize,
+    /// Rebuild windows on assignment.
+    pub rebuild: bool,
+    /// Per-partition lag series.
+    pub partition_lag_metric: bool,
+    /// librdkafka properties, names with dots.
+    pub client: Vec<(String, String)>,
+}
+
+/// Validated `[http]`.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+}
+
+/// Validated `[service]`.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Shutdown grace period.
+    pub shutdown_grace: Duration,
+    /// Liveness stall threshold.
+    pub stall_after: Duration,
+}
+
+/// librdkafka properties dialguard sets itself: its delivery guarantee depends on them.
+const RESERVED_CLIENT_KEYS: [&str; 5] = [
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.protocol",
+];
+
+/// librdkafka property names that really contain `_` (everything else uses dots).
+const UNDERSCORE_CLIENT_KEYS: [&str; 2] = ["log_level", "enabled_events"];
+
+fn client_key(k: &str) -> String {
+    if k.contains('.') || UNDERSCORE_CLIENT_KEYS.contains(&k) {
+        k.to_owned()
+    } else {
+        k.replace('_', ".")
+    }
+}
+
+fn valid_topic(t: &str) -> Result<(), String> {
+    if t.is_empty() || t.len() > 249 {
+        return Err(format!("{t:?}: a topic name has 1 to 249 characters"));
+    }
+    if t == "." || t == ".." {
+        return Err(format!("{t:?} is not a valid topic name"));
+    }
+    if let Some(c) = t
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "{t:?}: {c:?} is not allowed in a topic name (letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// Validates `[kafka]`, `[http]` and `[service]`.
+fn service_settings(
+    raw: &RawConfig,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<(KafkaSettings, HttpSettings, ServiceSettings), ConfigError> {
+    let k = &raw.kafka;
+    if k.brokers.trim().is_empty() {
+        return Err(invalid(
+            "kafka.brokers",
+            "empty: list bootstrap servers as host:port[,host:port]".into(),
+        ));
+    }
+    if k.group_id.trim().is_empty() {
+        return Err(invalid("kafka.group_id", "empty".into()));
+    }
+    for (key, t) in [
+        ("kafka.input_topic", &k.input_topic),
+        ("kafka.alerts_topic", &k.alerts_topic),
+        ("kafka.dlq_topic", &k.dlq_topic),
+    ] {
+        valid_topic(t).map_err(|r| invalid(key, r))?;
+    }
+    if k.alerts_topic == k.input_topic || k.dlq_topic == k.input_topic {
+        return Err(invalid(
+            if k.alerts_topic == k.input_topic {
+                "kafka.alerts_topic"
+            } else {
+                "kafka.dlq_topic"
+            },
+            format!(
+                "{:?} is also the input topic: dialguard would read its own output",
+                k.input_topic
+            ),
+        ));
+    }
+    if k.alerts_topic == k.dlq_topic {
+        return Err(invalid(
+            "kafka.dlq_topic",
+            format!("{:?} is also the alerts topic", k.dlq_topic),
+        ));
+    }
+    let commit = parse_duration(&k.commit_interval)
+        .map_err(|r| invalid("kafka.commit_interval", r))?;
+    if commit <= 0 {
+        return Err(invalid(
+            "kafka.commit_interval",
+            "must be longer than zero".into(),
+        ));
+    }
+    if !(1..=10_000_000).contains(&k.max_in_flight) {
+        return Err(invalid(
+            "kafka.max_in_flight",
+            format!("{} is outside 1 to 10000000", k.max_in_flight),
+        ));
+    }
+    let mut client = Vec::new();
+    let mut probe = rdkafka::ClientConfig::new();
+    for (name, value) in &k.client {
+        let key = client_key(name);
+        let at = format!("kafka.client.{name}");
+        if RESERVED_CLIENT_KEYS.contains(&key.as_str()) {
+            return Err(invalid(
+                &at,
+                format!("{key} is set by dialguard (use the [kafka] keys; offsets are committed only after delivery)"),
+            ));
+        }
+        let v = value.to_string();
+        if key == "partition.assignment.strategy" && v.contains("cooperative") {
+            return Err(invalid(
+                &at,
+                "cooperative (incremental) rebalancing is not supported: windows are rebuilt for the whole assignment; use range or roundrobin".into(),
+            ));
+        }
+        probe.set(&key, &v);
+        client.push((key, v));
+    }
+    if let Err(e) = probe.create_native_config() {
+        // librdkafka names the property in its message; find which of ours it was.
+        let msg = e.to_string();
+        let at = k
+            .client
+            .keys()
+            .find(|n| msg.contains(&client_key(n)))
+            .map_or("kafka.client".to_owned(), |n| format!("kafka.client.{n}"));
+        return Err(invalid(&at, format!("librdkafka refused it: {msg}")));
+    }
+    let listen: SocketAddr = raw.http.listen.parse().map_err(|_| {
+        invalid(
+            "http.listen",
+            format!(
+                "{:?} is not an address: write ip:port, e.g. \"0.0.0.0:9898\"",
+                raw.http.listen
+            ),
+        )
+    })?;
+    let grace = parse_duration(&raw.service.shutdown_grace)
+        .map_err(|r| invalid("service.shutdown_grace", r))?;
+    let stall =
+        parse_duration(&raw.service.stall_after).map_err(|r| invalid("service.stall_after", r))?;
+    if stall < crate::engine::time::NANOS_PER_SEC {
+        return Err(invalid(
+            "service.stall_after",
+            "at least 1s: the processing loop turns every 100ms at most when idle".into(),
+        ));
+    }
+    Ok((
+        KafkaSettings {
+            brokers: k.brokers.trim().to_owned(),
+            group_id: k.group_id.clone(),
+            input_topic: k.input_topic.clone(),
+            alerts_topic: k.alerts_topic.clone(),
+            dlq_topic: k.dlq_topic.clone(),
+            commit_interval: Duration::from_nanos(commit as u64),
+            max_in_flight: k.max_in_flight as usize,
+            rebuild: k.rebuild,
+            partition_lag_metric: k.partition_lag_metric,
+            client,
+        },
+        HttpSettings { listen },
+        ServiceSettings {
+            shutdown_grace: Duration::from_nanos(grace.max(0) as u64),
+            stall_after: Duration::from_nanos(stall as u64),
+        },
+    ))
 }
 
 /// `[engine]`.
@@ -164,6 +533,12 @@ pub struct Settings {
     pub default_timezone: String,
     /// Packs loaded: (name, path).
     pub packs: Vec<(String, PathBuf)>,
+    /// `[kafka]`.
+    pub kafka: KafkaSettings,
+    /// `[http]`.
+    pub http: HttpSettings,
+    /// `[service]`.
+    pub service: ServiceSettings,
 }
 
 impl Settings {
@@ -241,6 +616,8 @@ impl Settings {
             ));
         }
 
+        let (kafka, http, service) = service_settings(&raw, &invalid)?;
+
         let base = path.parent().unwrap_or(Path::new("."));
         let mut rules: Vec<Rule> = Vec::new();
         let mut origin: HashMap<String, String> = HashMap::new();
@@ -309,6 +686,9 @@ impl Settings {
             rules,
             default_timezone: e.default_timezone.clone(),
             packs,
+            kafka,
+            http,
+            service,
         })
     }
 }
@@ -375,6 +755,16 @@ fn config_error(path: &str, e: config::ConfigError) -> ConfigError {
                 .nth(1)
                 .and_then(|s| s.split('`').next())
                 .map(str::to_owned);
+            // "unknown field `x`, expected ... for key `kafka`": the key at fault is kafka.x.
+            let unknown = msg
+                .split("unknown field `")
+                .nth(1)
+                .and_then(|s| s.split('`').next());
+            let key = match (key, unknown) {
+                (Some(k), Some(f)) => Some(format!("{k}.{f}")),
+                (None, Some(f)) => Some(f.to_owned()),
+                (k, None) => k,
+            };
             match key {
                 Some(key) => ConfigError::Invalid {
                     path: path.into(),

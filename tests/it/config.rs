@@ -234,3 +234,81 @@ fn a_broken_pack_names_file_and_key() {
     assert_eq!(e.key(), Some("rules[0].window"));
     assert!(e.to_string().contains("bad.toml"), "{e}");
 }
+
+#[test]
+fn service_sections_have_defaults_and_take_overrides() {
+    let s = load_text(PACK).unwrap();
+    assert_eq!(s.kafka.brokers, "localhost:9092");
+    assert_eq!(s.kafka.input_topic, "dialer.call-events");
+    assert_eq!(s.kafka.alerts_topic, "compliance.alerts");
+    assert_eq!(s.kafka.dlq_topic, "dialer.call-events.dlq");
+    assert_eq!(s.http.listen.to_string(), "127.0.0.1:9898");
+    assert_eq!(s.service.shutdown_grace.as_secs(), 30);
+
+    let c = write_config(&format!(
+        "{PACK}[kafka]\nbrokers = \"k1:9092\"\n[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"session.timeout.ms\" = 6000\n"
+    ));
+    let env: HashMap<String, String> = [
+        ("DIALGUARD__KAFKA__BROKERS".to_owned(), "k2:9093".to_owned()),
+        (
+            "DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD".to_owned(),
+            "s3cret".to_owned(),
+        ),
+        ("DIALGUARD__HTTP__LISTEN".to_owned(), "0.0.0.0:9999".to_owned()),
+    ]
+    .into();
+    let s = Settings::load_with_env(&c.path, Some(env)).unwrap();
+    assert_eq!(s.kafka.brokers, "k2:9093");
+    assert_eq!(s.http.listen.to_string(), "0.0.0.0:9999");
+    let client: HashMap<_, _> = s.kafka.client.iter().cloned().collect();
+    assert_eq!(client["security.protocol"], "SASL_SSL");
+    assert_eq!(client["session.timeout.ms"], "6000");
+    assert_eq!(client["sasl.password"], "s3cret");
+}
+
+#[test]
+fn broken_service_sections_name_the_key() {
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\nbrokers = \"\"\n")),
+        "kafka.brokers"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\nalerts_topic = \"bad topic\"\n")),
+        "kafka.alerts_topic"
+    );
+    assert_eq!(
+        key_of(&format!(
+            "{PACK}[kafka]\ndlq_topic = \"dialer.call-events\"\n"
+        )),
+        "kafka.dlq_topic"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\ncommit_interval = \"0s\"\n")),
+        "kafka.commit_interval"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka.client]\n\"enable.auto.commit\" = true\n")),
+        "kafka.client.enable.auto.commit"
+    );
+    assert_eq!(
+        key_of(&format!(
+            "{PACK}[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
+        )),
+        "kafka.client.partition.assignment.strategy"
+    );
+    let e = load_text(&format!("{PACK}[kafka.client]\n\"no.such.property\" = 1\n")).unwrap_err();
+    assert_eq!(e.key(), Some("kafka.client.no.such.property"), "{e}");
+    assert!(e.to_string().contains("librdkafka refused"), "{e}");
+    assert_eq!(
+        key_of(&format!("{PACK}[http]\nlisten = \"localhost\"\n")),
+        "http.listen"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[service]\nshutdown_grace = \"forever\"\n")),
+        "service.shutdown_grace"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\ngroupid = \"x\"\n")),
+        "kafka.groupid"
+    );
+}
