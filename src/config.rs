@@ -310,8 +310,8 @@ fn service_settings(
             format!("{:?} is also the alerts topic", k.dlq_topic),
         ));
     }
-    let commit = parse_duration(&k.commit_interval)
-        .map_err(|r| invalid("kafka.commit_interval", r))?;
+    let commit =
+        parse_duration(&k.commit_interval).map_err(|r| invalid("kafka.commit_interval", r))?;
     if commit <= 0 {
         return Err(invalid(
             "kafka.commit_interval",

@@ -8,12 +8,20 @@
 //!   rejection reasons.
 //! - [`config`]: the TOML configuration and policy packs → validated [`config::Settings`].
 //! - [`replay`]: `dialguard replay`, a backtest of a policy over recorded events.
+//! - [`service`]: `dialguard run`, the Kafka service (consume, judge, produce, commit, rebuild);
+//!   [`http`] serves its metrics and health; [`telemetry`] is the metric catalogue.
+//! - [`demo`]: `dialguard demo`, the service on librdkafka's in-process mock cluster with a
+//!   synthetic dialer ([`synth`]).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod codec;
 pub mod config;
+pub mod demo;
 pub mod engine;
+pub mod http;
 pub mod phone;
 pub mod replay;
+pub mod service;
 pub mod synth;
+pub mod telemetry;

@@ -70,6 +70,36 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The service: consume call events from Kafka, publish alerts and dead letters.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "config/dialguard.toml")]
+        config: PathBuf,
+    },
+    /// The whole pipeline on an in-process Kafka-protocol broker with a synthetic dialer.
+    Demo {
+        /// The configuration file (its [kafka] brokers are replaced by the embedded broker).
+        #[arg(long, default_value = "config/dialguard.toml")]
+        config: PathBuf,
+        /// Calls per second the synthetic dialer sends.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// Calls in all.
+        #[arg(long, default_value_t = 300_000)]
+        calls: u64,
+        /// Days the traffic spans (ending yesterday).
+        #[arg(long, default_value_t = 3)]
+        days: u64,
+        /// Distinct debtors.
+        #[arg(long, default_value_t = 2_000)]
+        debtors: u64,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Only print a summary every 10 s, not each alert.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Validate the configuration and print the compiled rules.
     CheckConfig {
         /// The configuration file.
@@ -85,9 +115,82 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Exit status for a configuration or usage error (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
 
+/// Logs to stderr; `RUST_LOG` filters (default `info`). Personal data is logged at debug only.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
+    Settings::load(config).map_err(|e| {
+        eprintln!("error: invalid configuration: {e}");
+        ExitCode::from(EX_CONFIG)
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Run { config } => {
+            init_logging();
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            match dialguard::service::run(
+                settings,
+                dialguard::service::Shutdown::new(),
+                true,
+                |_| {},
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    match e {
+                        dialguard::service::ServiceError::Listen { .. } => {
+                            ExitCode::from(EX_CONFIG)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
+                }
+            }
+        }
+        Cmd::Demo {
+            config,
+            rate,
+            calls,
+            days,
+            debtors,
+            seconds,
+            quiet,
+        } => {
+            init_logging();
+            let settings = match load(&config) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let opts = dialguard::demo::DemoOptions {
+                rate,
+                calls,
+                days,
+                debtors,
+                partitions: 3,
+                duration: seconds.map(std::time::Duration::from_secs),
+                print_alerts: !quiet,
+            };
+            match dialguard::demo::run(settings, &opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Generate {
             calls,
             debtors,

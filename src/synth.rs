@@ -108,19 +108,60 @@ fn cn_mobile(n: u64) -> u64 {
 
 /// Writes the workload as JSON lines; returns the number of records written.
 pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
-    let mut rng = Rng::new(p.seed);
-    let debtors = p.debtors.max(1);
-    let per_day = (p.calls / p.days.max(1)).max(1);
-    let mut written = 0u64;
-    let mut seq = 0u64;
-    // Delayed records: (release time, seq, line), smallest release first.
-    let mut delayed: BinaryHeap<std::cmp::Reverse<(i64, u64, String)>> = BinaryHeap::new();
-    let day_ns = 86_400 * NANOS_PER_SEC;
-    let first_day = p.start.0.div_euclid(day_ns) * day_ns - 8 * 3600 * NANOS_PER_SEC; // local (+08:00) midnight
-    let mut day = 0u64;
-    while written < p.calls {
-        let base = first_day + day as i64 * day_ns;
-        let n = per_day.min(p.calls - written);
+    let mut n = 0u64;
+    for line in Synth::new(p.clone()) {
+        out.write_all(line.as_bytes())?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// The workload as an iterator of JSON lines (each ending in a newline), made a day of traffic
+/// at a time: the demo's dialer streams it.
+pub struct Synth {
+    p: SynthParams,
+    rng: Rng,
+    debtors: u64,
+    per_day: u64,
+    written: u64,
+    seq: u64,
+    day: u64,
+    first_day: i64,
+    /// Delayed records: (release time, seq, line), smallest release first.
+    delayed: BinaryHeap<std::cmp::Reverse<(i64, u64, String)>>,
+    ready: std::collections::VecDeque<String>,
+}
+
+impl Synth {
+    /// A generator for `p`.
+    pub fn new(p: SynthParams) -> Synth {
+        let day_ns = 86_400 * NANOS_PER_SEC;
+        Synth {
+            rng: Rng::new(p.seed),
+            debtors: p.debtors.max(1),
+            per_day: (p.calls / p.days.max(1)).max(1),
+            written: 0,
+            seq: 0,
+            day: 0,
+            // local (+08:00) midnight
+            first_day: p.start.0.div_euclid(day_ns) * day_ns - 8 * 3600 * NANOS_PER_SEC,
+            delayed: BinaryHeap::new(),
+            ready: std::collections::VecDeque::new(),
+            p,
+        }
+    }
+
+    fn emit(&mut self, line: String) {
+        self.ready.push_back(line);
+        self.written += 1;
+    }
+
+    /// Lays out the next day of traffic.
+    fn next_day(&mut self) {
+        let day_ns = 86_400 * NANOS_PER_SEC;
+        let base = self.first_day + self.day as i64 * day_ns;
+        let n = self.per_day.min(self.p.calls - self.written);
+        let rng = &mut self.rng;
         let mut times: Vec<i64> = (0..n)
             .map(|_| {
                 // Mostly office hours, local 08:00-21:59; about 3% at night.
@@ -134,61 +175,63 @@ pub fn generate(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
             .collect();
         times.sort_unstable();
         let mut i = 0usize;
-        while i < times.len() && written < p.calls {
+        while i < times.len() && self.written < self.p.calls {
             let t = times[i];
             i += 1;
             // Hot debtors: a tenth of calls go to 5% of debtors.
-            let d = if rng.chance(0.10) {
-                rng.below((debtors / 20).max(1))
+            let d = if self.rng.chance(0.10) {
+                self.rng.below((self.debtors / 20).max(1))
             } else {
-                rng.below(debtors)
+                self.rng.below(self.debtors)
             };
-            let burst = if rng.chance(0.03) {
-                2 + rng.below(5)
+            let burst = if self.rng.chance(0.03) {
+                2 + self.rng.below(5)
             } else {
                 1
             };
             for b in 0..burst {
-                if written >= p.calls {
+                if self.written >= self.p.calls {
                     break;
                 }
-                let t = t + b as i64 * (60 + rng.below(240) as i64) * NANOS_PER_SEC;
-                let line = call_line(&mut rng, p, d, t, seq);
-                seq += 1;
-                while let Some(std::cmp::Reverse((rt, _, _))) = delayed.peek() {
+                let t = t + b as i64 * (60 + self.rng.below(240) as i64) * NANOS_PER_SEC;
+                let line = call_line(&mut self.rng, &self.p, d, t, self.seq);
+                self.seq += 1;
+                while let Some(std::cmp::Reverse((rt, _, _))) = self.delayed.peek() {
                     if *rt > t {
                         break;
                     }
-                    let std::cmp::Reverse((_, _, l)) = delayed.pop().expect("peeked");
-                    out.write_all(l.as_bytes())?;
-                    written += 1;
+                    let std::cmp::Reverse((_, _, l)) = self.delayed.pop().expect("peeked");
+                    self.emit(l);
                 }
-                if rng.chance(p.duplicate_fraction) {
-                    delayed.push(std::cmp::Reverse((
-                        t + rng.below(600) as i64 * NANOS_PER_SEC,
-                        seq,
-                        line.clone(),
-                    )));
+                if self.rng.chance(self.p.duplicate_fraction) {
+                    let rt = t + self.rng.below(600) as i64 * NANOS_PER_SEC;
+                    self.delayed
+                        .push(std::cmp::Reverse((rt, self.seq, line.clone())));
                 }
-                if p.max_delay > 0 && rng.chance(p.late_fraction) {
-                    delayed.push(std::cmp::Reverse((
-                        t + rng.below(p.max_delay as u64) as i64,
-                        seq,
-                        line,
-                    )));
+                if self.p.max_delay > 0 && self.rng.chance(self.p.late_fraction) {
+                    let rt = t + self.rng.below(self.p.max_delay as u64) as i64;
+                    self.delayed.push(std::cmp::Reverse((rt, self.seq, line)));
                 } else {
-                    out.write_all(line.as_bytes())?;
-                    written += 1;
+                    self.emit(line);
                 }
             }
         }
-        day += 1;
+        self.day += 1;
     }
-    while let Some(std::cmp::Reverse((_, _, l))) = delayed.pop() {
-        out.write_all(l.as_bytes())?;
-        written += 1;
+}
+
+impl Iterator for Synth {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        while self.ready.is_empty() && self.written < self.p.calls {
+            self.next_day();
+        }
+        if let Some(l) = self.ready.pop_front() {
+            return Some(l);
+        }
+        self.delayed.pop().map(|std::cmp::Reverse((_, _, l))| l)
     }
-    Ok(written)
 }
 
 fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String {

@@ -397,6 +397,24 @@ impl Engine {
     /// Judges one call and records it. Alerts it causes (its own, and late ones for earlier
     /// calls it pushes over a limit) are appended to `out`. `now` stamps `detected_at`.
     pub fn ingest(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
+        self.ingest_gated(call, now, out, self.lateness)
+    }
+
+    /// Records a call that was judged before (read back from history after a restart or a
+    /// rebalance): its windows and "already breached" marks are rebuilt exactly as judging it
+    /// would, and the alerts it would cause are appended to `out` for the caller to drop.
+    /// History arrives in any order, so the lateness gate is widened to the whole retention
+    /// span: only calls older than that (which can no longer affect any judgement) are
+    /// refused. Returns whether the call was recorded.
+    pub fn restore(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
+        let gate = self.lateness.saturating_add(self.horizon);
+        matches!(
+            self.ingest_gated(call, now, out, gate),
+            Ingest::Accepted { .. }
+        )
+    }
+
+    fn ingest_gated(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>, gate: i64) -> Ingest {
         let h = self.call_hash(&call.call_id);
         let records = &self.records;
         if self
@@ -409,7 +427,7 @@ impl Engine {
         }
         let t = call.occurred_at.0;
         if let Some(wm) = self.watermark {
-            if t < wm.saturating_sub(self.lateness) {
+            if t < wm.saturating_sub(gate) {
                 self.stats.too_late += 1;
                 return Ingest::TooLate { watermark: Ts(wm) };
             }

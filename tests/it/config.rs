@@ -254,7 +254,10 @@ fn service_sections_have_defaults_and_take_overrides() {
             "DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD".to_owned(),
             "s3cret".to_owned(),
         ),
-        ("DIALGUARD__HTTP__LISTEN".to_owned(), "0.0.0.0:9999".to_owned()),
+        (
+            "DIALGUARD__HTTP__LISTEN".to_owned(),
+            "0.0.0.0:9999".to_owned(),
+        ),
     ]
     .into();
     let s = Settings::load_with_env(&c.path, Some(env)).unwrap();
@@ -287,7 +290,9 @@ fn broken_service_sections_name_the_key() {
         "kafka.commit_interval"
     );
     assert_eq!(
-        key_of(&format!("{PACK}[kafka.client]\n\"enable.auto.commit\" = true\n")),
+        key_of(&format!(
+            "{PACK}[kafka.client]\n\"enable.auto.commit\" = true\n"
+        )),
         "kafka.client.enable.auto.commit"
     );
     assert_eq!(

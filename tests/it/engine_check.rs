@@ -118,3 +118,60 @@ fn advance_evicts_what_the_watermark_has_left_behind() {
     assert_eq!((before, e.retained_calls()), (48, 3));
     assert_eq!(e.stats().evicted, 45);
 }
+
+/// After a restart the service restores history in whatever order it reads it back; judging a
+/// new call must then give exactly what an engine that saw everything live gives, and breaches
+/// already emitted must not come again.
+#[test]
+fn restored_history_judges_new_calls_like_live_state() {
+    let mut hist = Vec::new();
+    for (i, h) in [0i64, 20, 1, 2, 19, 3].iter().enumerate() {
+        let mut c = call(&format!("h{i}"), *h, "+8613800000001");
+        if i == 0 {
+            c.outcome = Some(CallOutcome::Conversation);
+        }
+        hist.push(c);
+    }
+    let mut live = engine();
+    let mut live_alerts = Vec::new();
+    let mut in_time_order: Vec<&Call> = hist.iter().collect();
+    in_time_order.sort_by_key(|c| c.occurred_at);
+    for c in in_time_order {
+        live.ingest(c, Ts(0), &mut live_alerts);
+    }
+    assert!(!live_alerts.is_empty());
+
+    let mut restored = engine();
+    let mut dropped = Vec::new();
+    // Newest first: with a lateness of an hour, `ingest` would refuse most of these as too late.
+    for c in hist.iter().rev() {
+        assert!(restored.restore(c, Ts(0), &mut dropped), "{}", c.call_id);
+    }
+    assert_eq!(restored.retained_calls(), hist.len());
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    let next = call("n", 21, "+8613800000001");
+    live.ingest(&next, Ts(0), &mut a);
+    restored.ingest(&next, Ts(0), &mut b);
+    let ids = |v: &[dialguard::engine::alert::Alert]| {
+        let mut x: Vec<String> = v.iter().map(|a| a.alert_id.clone()).collect();
+        x.sort();
+        x
+    };
+    // A late call re-judges the calls after it; those breached already must not come again.
+    let late = call("m", 19, "+8613800000001");
+    live.ingest(&late, Ts(0), &mut a);
+    restored.ingest(&late, Ts(0), &mut b);
+    assert!(!a.is_empty());
+    assert_eq!(ids(&a), ids(&b));
+    assert!(
+        b.iter().all(|x| x.call_id == "n" || x.call_id == "m"),
+        "{:?}",
+        b.iter()
+            .map(|x| (&x.rule_id, &x.call_id))
+            .collect::<Vec<_>>()
+    );
+    // Something older than the whole retention span is refused: it can no longer matter.
+    let ancient = call("old", -24 * 400, "+8613800000001");
+    assert!(!restored.restore(&ancient, Ts(0), &mut dropped));
+}

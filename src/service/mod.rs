@@ -1,0 +1,223 @@
+//! `dialguard run`: the service. Kafka in, alerts and dead letters out, at least once, with the
+//! engine's windows rebuilt from the retained history whenever partitions are assigned.
+//!
+//! # Shape
+//! One processing thread owns the Kafka consumer, the producer, the decoder and the engine, and
+//! handles each partition's records in order ([`pipeline`]). librdkafka calls the rebalance
+//! callbacks on that same thread, from inside `poll`, so the state owner handles them with no
+//! locks between it and itself. A tokio runtime with one worker serves HTTP ([`crate::http`]) and
+//! waits for signals. Everything meets in [`run`].
+//!
+//! # Delivery (at least once, duplicates suppressed)
+//! - An input offset is committed only after every alert and dead-letter record that it and the
+//!   records before it caused was acknowledged by the broker ([`offsets::OffsetBook`]).
+//! - A failed delivery is sent again (librdkafka already retried within
+//!   `message.timeout.ms`); nothing is acknowledged that was not delivered.
+//! - On assignment the instance reads back the input history up to the committed offsets
+//!   (windows, "already breached" marks) and the alerts topic (alerts already published for
+//!   records after the committed offsets), so a restart after `kill -9` republishes nothing:
+//!   `alert_id` is a function of (rule, call), and the ids seen are not produced again.
+
+pub mod offsets;
+pub mod pipeline;
+pub mod rebuild;
+
+use crate::config::Settings;
+use crate::telemetry::Metrics;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The HTTP listener could not be bound.
+    #[error("http.listen: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A Kafka client could not be created or subscribed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The runtime or a thread could not start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// A shutdown trigger shared by the signal handler, tests and the processing loop.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<(AtomicBool, tokio::sync::Notify)>);
+
+impl Shutdown {
+    /// A trigger not yet pulled.
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+    /// Asks everything to stop (idempotent).
+    pub fn trigger(&self) {
+        self.0 .0.store(true, Ordering::SeqCst);
+        self.0 .1.notify_waiters();
+    }
+    /// Whether a stop was asked for.
+    pub fn is_triggered(&self) -> bool {
+        self.0 .0.load(Ordering::SeqCst)
+    }
+    /// Resolves once triggered.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.0 .1.notified();
+            if self.is_triggered() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Liveness and readiness, shared between the processing thread and HTTP.
+pub struct Health {
+    start: Instant,
+    beat_ms: AtomicU64,
+    ready: AtomicBool,
+    state: Mutex<&'static str>,
+    stall_after: Duration,
+}
+
+impl Health {
+    /// Not ready; alive as of now.
+    pub fn new(stall_after: Duration) -> Health {
+        Health {
+            start: Instant::now(),
+            beat_ms: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            state: Mutex::new("starting"),
+            stall_after,
+        }
+    }
+    /// The processing loop turned.
+    pub fn beat(&self) {
+        self.beat_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    /// Time since the last beat.
+    pub fn since_beat(&self) -> Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.beat_ms.load(Ordering::Relaxed)))
+    }
+    /// Whether the loop is making progress.
+    pub fn alive(&self) -> bool {
+        self.since_beat() < self.stall_after
+    }
+    /// Sets readiness, with what the service is doing (for `/readyz`'s body).
+    pub fn set(&self, ready: bool, state: &'static str) {
+        self.ready.store(ready, Ordering::SeqCst);
+        *self.state.lock().expect("health lock") = state;
+    }
+    /// Whether ready.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+    /// What the service is doing.
+    pub fn state(&self) -> &'static str {
+        *self.state.lock().expect("health lock")
+    }
+}
+
+/// Handles the service exposes while it runs (tests and the demo use them).
+#[derive(Clone)]
+pub struct Handles {
+    /// The metric catalogue.
+    pub metrics: Arc<Metrics>,
+    /// Liveness and readiness.
+    pub health: Arc<Health>,
+    /// The bound HTTP address (useful with port 0).
+    pub http_addr: std::net::SocketAddr,
+}
+
+/// Runs the service until `shutdown` is triggered (or, with `signals`, SIGTERM/SIGINT), then
+/// drains: stop fetching, flush the producer, commit, stop HTTP. `on_start` receives the handles
+/// once HTTP is listening.
+pub fn run(
+    settings: Settings,
+    shutdown: Shutdown,
+    signals: bool,
+    on_start: impl FnOnce(&Handles),
+) -> Result<(), ServiceError> {
+    let metrics = Arc::new(Metrics::new(
+        &settings.rules,
+        settings.kafka.partition_lag_metric,
+    ));
+    let health = Arc::new(Health::new(settings.service.stall_after));
+    health.beat();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("dialguard-http")
+        .enable_all()
+        .build()
+        .map_err(|e| ServiceError::Start(format!("tokio runtime: {e}")))?;
+    let addr = settings.http.listen;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .map_err(|source| ServiceError::Listen { addr, source })?;
+    let http_addr = listener.local_addr().unwrap_or(addr);
+    tracing::info!(%http_addr, "serving /metrics, /livez, /readyz");
+    let http = rt.spawn(crate::http::serve(
+        listener,
+        metrics.clone(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    if signals {
+        let s = shutdown.clone();
+        rt.spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: draining");
+            s.trigger();
+        });
+    }
+    on_start(&Handles {
+        metrics: metrics.clone(),
+        health: health.clone(),
+        http_addr,
+    });
+
+    let (m, h, s) = (metrics.clone(), health.clone(), shutdown.clone());
+    let worker = std::thread::Builder::new()
+        .name("dialguard-pipeline".into())
+        .spawn(move || pipeline::run(&settings, &m, &h, &s))
+        .map_err(|e| ServiceError::Start(format!("processing thread: {e}")))?;
+    let result = worker
+        .join()
+        .unwrap_or_else(|_| Err(ServiceError::Start("the processing thread panicked".into())));
+    shutdown.trigger();
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+    });
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

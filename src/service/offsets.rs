@@ -1,0 +1,148 @@
+//! Which offsets may be committed: at-least-once bookkeeping.
+//!
+//! A record's offset becomes committable only when the record and every record before it in
+//! its partition have been processed and every message they caused (alerts, dead-letter
+//! records) has been acknowledged by the broker. Pure: no Kafka types, unit-tested.
+
+use std::collections::{HashMap, VecDeque};
+
+#[derive(Debug, Default)]
+struct Part {
+    /// One past the last processed offset; `None` before the first record.
+    next: Option<i64>,
+    /// Processed records still waiting for acknowledgements: (offset, outstanding), ascending.
+    pending: VecDeque<(i64, u32)>,
+    /// The offset last handed out for commit.
+    committed: Option<i64>,
+}
+
+impl Part {
+    fn committable(&self) -> Option<i64> {
+        self.pending.front().map(|p| p.0).or(self.next)
+    }
+}
+
+/// Per-partition bookkeeping for one assignment generation.
+#[derive(Debug, Default)]
+pub struct OffsetBook {
+    parts: HashMap<i32, Part>,
+    generation: u64,
+    in_flight: usize,
+}
+
+impl OffsetBook {
+    /// The current generation; acknowledgements from an earlier one are ignored.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Forgets everything (the assignment changed); returns the new generation.
+    pub fn reset(&mut self) -> u64 {
+        self.parts.clear();
+        self.in_flight = 0;
+        self.generation += 1;
+        self.generation
+    }
+
+    /// Record `offset` of `partition` is processed and caused `produced` messages, each of which
+    /// will be acknowledged once through [`OffsetBook::ack`].
+    pub fn processed(&mut self, partition: i32, offset: i64, produced: u32) {
+        let p = self.parts.entry(partition).or_default();
+        p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        if produced > 0 {
+            p.pending.push_back((offset, produced));
+            self.in_flight += produced as usize;
+        }
+    }
+
+    /// One message caused by `offset` of `partition` in `generation` was acknowledged.
+    pub fn ack(&mut self, generation: u64, partition: i32, offset: i64) {
+        if generation != self.generation {
+            return;
+        }
+        let Some(p) = self.parts.get_mut(&partition) else {
+            return;
+        };
+        let Ok(i) = p.pending.binary_search_by_key(&offset, |e| e.0) else {
+            return;
+        };
+        p.pending[i].1 -= 1;
+        self.in_flight -= 1;
+        while p.pending.front().is_some_and(|e| e.1 == 0) {
+            p.pending.pop_front();
+        }
+    }
+
+    /// Messages produced and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Offsets (the next offset to read, Kafka's commit convention) that advanced since they
+    /// were last taken; marks them taken.
+    pub fn take_commits(&mut self) -> Vec<(i32, i64)> {
+        let mut out = Vec::new();
+        for (&partition, p) in &mut self.parts {
+            if let Some(c) = p.committable() {
+                if p.committed.is_none_or(|prev| c > prev) {
+                    p.committed = Some(c);
+                    out.push((partition, c));
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Marks offsets as not committed after a failed commit, so the next commit retries them.
+    pub fn commit_failed(&mut self, offsets: &[(i32, i64)]) {
+        for (partition, _) in offsets {
+            if let Some(p) = self.parts.get_mut(partition) {
+                p.committed = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_offset_waits_for_every_message_it_and_earlier_records_caused() {
+        let mut b = OffsetBook::default();
+        let g = b.generation();
+        b.processed(0, 10, 2); // two alerts
+        b.processed(0, 11, 0);
+        b.processed(0, 12, 1); // a dead-letter record
+        b.processed(1, 5, 0);
+        assert_eq!(b.in_flight(), 3);
+        // Nothing of partition 0 is committable past offset 10 until 10's messages are acked.
+        assert_eq!(b.take_commits(), vec![(0, 10), (1, 6)]);
+        b.ack(g, 0, 12);
+        assert_eq!(b.take_commits(), vec![]);
+        b.ack(g, 0, 10);
+        assert_eq!(b.take_commits(), vec![]);
+        b.ack(g, 0, 10);
+        assert_eq!(b.take_commits(), vec![(0, 13)]);
+        assert_eq!(b.in_flight(), 0);
+        // A failed commit is handed out again.
+        b.commit_failed(&[(0, 13)]);
+        assert_eq!(b.take_commits(), vec![(0, 13)]);
+    }
+
+    #[test]
+    fn acknowledgements_from_an_earlier_assignment_are_ignored() {
+        let mut b = OffsetBook::default();
+        let old = b.generation();
+        b.processed(3, 1, 1);
+        let new = b.reset();
+        assert_ne!(old, new);
+        b.processed(3, 7, 1);
+        b.ack(old, 3, 1);
+        assert_eq!(b.in_flight(), 1);
+        assert_eq!(b.take_commits(), vec![(3, 7)]);
+        b.ack(new, 3, 7);
+        assert_eq!(b.take_commits(), vec![(3, 8)]);
+    }
+}

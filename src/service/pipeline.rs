@@ -1,0 +1,857 @@
+//! The processing loop: consume, decode, judge, produce, commit what was acknowledged.
+
+use super::offsets::OffsetBook;
+use super::rebuild;
+use super::{Health, ServiceError, Shutdown};
+use crate::codec::{Decoder, Reason};
+use crate::config::{KafkaSettings, Settings};
+use crate::engine::alert::Alert;
+use crate::engine::time::Ts;
+use crate::engine::{Engine, Ingest};
+use crate::telemetry::{error_class, Metrics};
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Header names dialguard writes (alerts and dead letters).
+pub mod headers {
+    /// The alert's id (alerts).
+    pub const ALERT_ID: &str = "dialguard.alert_id";
+    /// The rule (alerts).
+    pub const RULE_ID: &str = "dialguard.rule_id";
+    /// Why the record was refused (dead letters): a [`crate::codec::Reason`].
+    pub const REASON: &str = "dialguard.reason";
+    /// A human-readable detail (dead letters).
+    pub const DETAIL: &str = "dialguard.detail";
+    /// The input record's topic.
+    pub const SOURCE_TOPIC: &str = "dialguard.source.topic";
+    /// The input record's partition.
+    pub const SOURCE_PARTITION: &str = "dialguard.source.partition";
+    /// The input record's offset.
+    pub const SOURCE_OFFSET: &str = "dialguard.source.offset";
+    /// Set when a dead letter's payload was cut to fit the broker's message size: the original
+    /// length in bytes.
+    pub const TRUNCATED: &str = "dialguard.truncated";
+}
+
+/// Dead-letter payloads the broker refuses as too large are cut to this many bytes.
+const TRUNCATE_TO: usize = 64 * 1024;
+
+/// Which output a produced message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Alerts,
+    Dlq,
+}
+
+impl Output {
+    fn label(self) -> &'static str {
+        match self {
+            Output::Alerts => "alerts",
+            Output::Dlq => "dlq",
+        }
+    }
+}
+
+/// Travels with each produced message through librdkafka and back in its delivery report.
+pub(crate) struct Token {
+    generation: u64,
+    partition: i32,
+    offset: i64,
+    record_ms: Option<i64>,
+    output: Output,
+}
+
+/// The current assignment as the rebalance callbacks left it.
+#[derive(Default)]
+struct Assignment {
+    generation: u64,
+    partitions: Vec<i32>,
+}
+
+/// State the librdkafka callbacks update. They run on the processing thread (inside `poll` and
+/// `flush`) but receive `&self`, hence the mutexes (never contended).
+pub(crate) struct Shared {
+    book: Mutex<OffsetBook>,
+    retry: Mutex<Vec<(OwnedMessage, Box<Token>, &'static str)>>,
+    assignment: Mutex<Assignment>,
+    metrics: Arc<Metrics>,
+    input_topic: String,
+    last_warn: Mutex<Option<Instant>>,
+    /// Set once shutdown has drained: the final revoke only commits.
+    closing: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn generation(&self) -> u64 {
+        lock(&self.assignment).generation
+    }
+
+    /// A warning at most every 10 s (broker trouble repeats fast).
+    fn throttled_warn(&self, what: &str, class: &str, detail: &str) {
+        let mut last = lock(&self.last_warn);
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+            *last = Some(Instant::now());
+            tracing::warn!(error = class, detail, "{what}");
+        }
+    }
+
+    fn client_error(&self, error: &KafkaError, reason: &str) {
+        let class = error_class(error);
+        self.metrics.kafka_errors.with_label_values(&[class]).inc();
+        self.throttled_warn("kafka client error", class, reason);
+    }
+}
+
+pub(crate) struct ProducerCtx {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for ProducerCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.shared.client_error(&error, reason);
+    }
+}
+
+impl ProducerContext for ProducerCtx {
+    type DeliveryOpaque = Box<Token>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<Token>) {
+        let sh = &self.shared;
+        match result {
+            Ok(_) => {
+                lock(&sh.book).ack(token.generation, token.partition, token.offset);
+                if token.output == Output::Alerts {
+                    if let Some(ms) = token.record_ms {
+                        let lat = (wall_ms() - ms).max(0) as f64 / 1000.0;
+                        sh.metrics.alert_latency.observe(lat);
+                    }
+                }
+            }
+            Err((e, msg)) => {
+                let class = error_class(e);
+                sh.metrics
+                    .produce_errors
+                    .with_label_values(&[token.output.label(), class])
+                    .inc();
+                sh.throttled_warn(
+                    "delivery failed; sending again",
+                    class,
+                    &format!("{} record", token.output.label()),
+                );
+                lock(&sh.retry).push((msg.detach(), token, class));
+            }
+        }
+    }
+}
+
+pub(crate) struct ConsumerCtx {
+    shared: Arc<Shared>,
+    producer: Arc<BaseProducer<ProducerCtx>>,
+    health: Arc<Health>,
+    grace: Duration,
+    partition_lag: bool,
+}
+
+impl ClientContext for ConsumerCtx {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.shared.client_error(&error, reason);
+    }
+
+    fn stats(&self, stats: Statistics) {
+        let Some(t) = stats.topics.get(&self.shared.input_topic) else {
+            return;
+        };
+        let mut total = 0i64;
+        for (id, p) in &t.partitions {
+            if *id < 0 || p.consumer_lag < 0 {
+                continue;
+            }
+            total += p.consumer_lag;
+            if self.partition_lag {
+                if let Some(g) = &self.shared.metrics.consumer_lag_partition {
+                    g.with_label_values(&[&id.to_string()]).set(p.consumer_lag);
+                }
+            }
+        }
+        self.shared.metrics.consumer_lag.set(total);
+    }
+}
+
+impl ConsumerContext for ConsumerCtx {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            let sh = &self.shared;
+            sh.metrics.rebalances.with_label_values(&["revoke"]).inc();
+            self.health.set(false, "rebalancing");
+            sh.metrics.ready.set(0);
+            // Hand the partitions over clean: everything produced acknowledged, then committed.
+            let done = sh.closing.load(Ordering::SeqCst)
+                || drain(
+                    &self.producer,
+                    sh,
+                    &self.health,
+                    Instant::now() + self.grace,
+                );
+            if !done {
+                tracing::warn!(
+                    unacknowledged = lock(&sh.book).in_flight(),
+                    "revoking with unacknowledged messages: their records are not committed and will be judged again by the next owner"
+                );
+            }
+            commit(consumer, sh, CommitMode::Sync);
+            lock(&sh.book).reset();
+            let mut a = lock(&sh.assignment);
+            a.generation += 1;
+            a.partitions.clear();
+            sh.metrics.assigned_partitions.set(0);
+            tracing::info!("partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let sh = &self.shared;
+                sh.metrics.rebalances.with_label_values(&["assign"]).inc();
+                // Nothing is fetched until the windows are rebuilt.
+                if let Err(e) = consumer.pause(tpl) {
+                    tracing::warn!(error = %e, "pausing newly assigned partitions");
+                }
+                let mut parts: Vec<i32> = tpl
+                    .elements_for_topic(&sh.input_topic)
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                parts.sort_unstable();
+                sh.metrics.assigned_partitions.set(parts.len() as i64);
+                tracing::info!(partitions = ?parts, "partitions assigned");
+                lock(&sh.book).reset();
+                let mut a = lock(&sh.assignment);
+                a.generation += 1;
+                a.partitions = parts;
+            }
+            Rebalance::Error(e) => {
+                self.shared.client_error(e, "rebalance");
+            }
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            self.shared.metrics.commit_errors.inc();
+            self.shared
+                .throttled_warn("offset commit failed", error_class(&e), "retried");
+            let failed: Vec<(i32, i64)> = offsets
+                .elements()
+                .iter()
+                .map(|e| (e.partition(), 0))
+                .collect();
+            lock(&self.shared.book).commit_failed(&failed);
+        }
+    }
+}
+
+fn wall_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn wall_now() -> Ts {
+    Ts::from_jiff(jiff::Timestamp::now())
+}
+
+/// Sends what failed delivery again; returns how many were resent.
+fn resend_failed(producer: &BaseProducer<ProducerCtx>, shared: &Shared) -> usize {
+    let failed = std::mem::take(&mut *lock(&shared.retry));
+    let n = failed.len();
+    for (msg, token, class) in failed {
+        let headers = msg.headers().map(|h| h.as_borrowed().detach());
+        let mut payload = msg.payload().unwrap_or_default().to_vec();
+        let mut headers = headers.unwrap_or_else(|| OwnedHeaders::new_with_capacity(1));
+        if class == "message_too_large"
+            && token.output == Output::Dlq
+            && payload.len() > TRUNCATE_TO
+        {
+            headers = headers.insert(Header {
+                key: headers::TRUNCATED,
+                value: Some(&payload.len().to_string()),
+            });
+            payload.truncate(TRUNCATE_TO);
+        }
+        send(
+            producer,
+            Outgoing {
+                topic: msg.topic().to_owned(),
+                key: msg.key().map(<[u8]>::to_vec),
+                payload,
+                headers,
+                token,
+            },
+            None,
+        );
+    }
+    n
+}
+
+/// Polls the producer until nothing is in flight or `deadline` passes; resends failures.
+fn drain(
+    producer: &BaseProducer<ProducerCtx>,
+    shared: &Shared,
+    health: &Health,
+    deadline: Instant,
+) -> bool {
+    loop {
+        health.beat();
+        resend_failed(producer, shared);
+        producer.poll(Duration::from_millis(50));
+        if lock(&shared.book).in_flight() == 0 && lock(&shared.retry).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
+/// Commits the offsets that advanced.
+fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, shared: &Shared, mode: CommitMode) {
+    let offsets = lock(&shared.book).take_commits();
+    if offsets.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in &offsets {
+        if tpl
+            .add_partition_offset(&shared.input_topic, *p, Offset::Offset(*o))
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        shared.metrics.commit_errors.inc();
+        shared.throttled_warn("offset commit failed", error_class(&e), "retried");
+        lock(&shared.book).commit_failed(&offsets);
+    }
+}
+
+/// A message to produce.
+struct Outgoing {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: OwnedHeaders,
+    token: Box<Token>,
+}
+
+/// Sends one message, waiting out a full local queue (polling serves delivery reports). Errors
+/// other than a full queue are retried after a pause unless `shutdown` is set; a dead letter too
+/// large for the client is cut to size and marked.
+fn send(producer: &BaseProducer<ProducerCtx>, m: Outgoing, shutdown: Option<&Shutdown>) {
+    let Outgoing {
+        topic,
+        key,
+        mut payload,
+        mut headers,
+        token,
+    } = m;
+    let output = token.output;
+    let mut token = Some(token);
+    loop {
+        let mut rec = BaseRecord::with_opaque_to(&topic, token.take().expect("token"))
+            .payload(&payload)
+            .headers(headers.clone());
+        if let Some(k) = &key {
+            rec = rec.key(k);
+        }
+        match producer.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                token = Some(r.delivery_opaque);
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, r)) => {
+                token = Some(r.delivery_opaque);
+                let class = error_class(&e);
+                let shared = &producer.context().shared;
+                shared
+                    .metrics
+                    .produce_errors
+                    .with_label_values(&[output.label(), class])
+                    .inc();
+                if class == "message_too_large"
+                    && output == Output::Dlq
+                    && payload.len() > TRUNCATE_TO
+                {
+                    headers = headers.insert(Header {
+                        key: headers::TRUNCATED,
+                        value: Some(&payload.len().to_string()),
+                    });
+                    payload.truncate(TRUNCATE_TO);
+                    continue;
+                }
+                shared.throttled_warn("produce refused; retrying", class, output.label());
+                if shutdown.is_some_and(Shutdown::is_triggered) {
+                    return;
+                }
+                producer.poll(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+fn client_config(k: &KafkaSettings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", "dialguard");
+    c
+}
+
+fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+}
+
+/// The processing loop's state.
+pub(crate) struct Pipeline<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    producer: Arc<BaseProducer<ProducerCtx>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) decoder: Decoder,
+    engine: Engine,
+    suppressed: HashSet<String>,
+    seen_generation: u64,
+    pub(crate) stash: Vec<OwnedMessage>,
+    alerts: Vec<Alert>,
+    paused: bool,
+    pub(crate) metrics: &'a Metrics,
+    pub(crate) health: &'a Health,
+    pub(crate) shutdown: &'a Shutdown,
+}
+
+/// Runs the loop until shutdown, then drains.
+pub(crate) fn run(
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
+    shutdown: &Shutdown,
+) -> Result<(), ServiceError> {
+    let k = &settings.kafka;
+    let shared = Arc::new(Shared {
+        book: Mutex::new(OffsetBook::default()),
+        retry: Mutex::new(Vec::new()),
+        assignment: Mutex::new(Assignment::default()),
+        metrics: metrics.clone(),
+        input_topic: k.input_topic.clone(),
+        last_warn: Mutex::new(None),
+        closing: AtomicBool::new(false),
+    });
+    let mut pc = client_config(k);
+    pc.set("enable.idempotence", "true").set("linger.ms", "5");
+    apply_client(&mut pc, k);
+    let producer: Arc<BaseProducer<ProducerCtx>> = Arc::new(
+        pc.create_with_context(ProducerCtx {
+            shared: shared.clone(),
+        })
+        .map_err(|e| ServiceError::Kafka(format!("producer: {e}")))?,
+    );
+    let mut cc = client_config(k);
+    cc.set("group.id", &k.group_id)
+        .set("auto.offset.reset", "earliest")
+        .set("statistics.interval.ms", "5000");
+    apply_client(&mut cc, k);
+    cc.set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    let consumer: BaseConsumer<ConsumerCtx> = cc
+        .create_with_context(ConsumerCtx {
+            shared: shared.clone(),
+            producer: producer.clone(),
+            health: health.clone(),
+            grace: settings.service.shutdown_grace,
+            partition_lag: k.partition_lag_metric,
+        })
+        .map_err(|e| ServiceError::Kafka(format!("consumer: {e}")))?;
+    consumer
+        .subscribe(&[&k.input_topic])
+        .map_err(|e| ServiceError::Kafka(format!("subscribe to {}: {e}", k.input_topic)))?;
+    tracing::info!(
+        brokers = %k.brokers,
+        group = %k.group_id,
+        input = %k.input_topic,
+        rules = settings.rules.len(),
+        "consuming"
+    );
+    health.set(false, "waiting for a partition assignment");
+    let mut p = Pipeline {
+        settings,
+        consumer: Arc::new(consumer),
+        producer,
+        shared,
+        decoder: Decoder::new(settings.decode.clone()),
+        engine: Engine::new(settings.rules.clone(), settings.engine.clone()),
+        suppressed: HashSet::new(),
+        seen_generation: 0,
+        stash: Vec::new(),
+        alerts: Vec::new(),
+        paused: false,
+        metrics,
+        health,
+        shutdown,
+    };
+    p.main_loop();
+    p.finish();
+    Ok(())
+}
+
+impl Pipeline<'_> {
+    fn main_loop(&mut self) {
+        let mut last_commit = Instant::now();
+        let mut last_gauges = Instant::now();
+        let mut last_heap = Instant::now();
+        let commit_every = self.settings.kafka.commit_interval;
+        while !self.shutdown.is_triggered() {
+            self.health.beat();
+            self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
+            if self.shared.generation() != self.seen_generation {
+                self.on_assignment();
+                continue;
+            }
+            resend_failed(&self.producer, &self.shared);
+            self.backpressure();
+            let before = self.shared.generation();
+            let consumer = self.consumer.clone();
+            let polled = consumer.poll(Duration::from_millis(100));
+            match polled {
+                Some(Ok(m)) => {
+                    if self.shared.generation() != before {
+                        // The poll ran a rebalance callback first: judge this after the rebuild.
+                        self.stash.push(m.detach());
+                    } else {
+                        self.handle(&m);
+                    }
+                }
+                Some(Err(e)) => self.shared.client_error(&e, "consume"),
+                None => {}
+            }
+            self.producer.poll(Duration::ZERO);
+            if last_commit.elapsed() >= commit_every {
+                commit(&self.consumer, &self.shared, CommitMode::Async);
+                last_commit = Instant::now();
+            }
+            if last_gauges.elapsed() >= Duration::from_secs(1) {
+                self.update_gauges(last_heap.elapsed() >= Duration::from_secs(10));
+                if last_heap.elapsed() >= Duration::from_secs(10) {
+                    last_heap = Instant::now();
+                }
+                last_gauges = Instant::now();
+            }
+        }
+    }
+
+    fn update_gauges(&mut self, heap: bool) {
+        let m = self.metrics;
+        m.window_keys.set(self.engine.window_keys() as i64);
+        m.retained_calls.set(self.engine.retained_calls() as i64);
+        m.in_flight.set(lock(&self.shared.book).in_flight() as i64);
+        if let Some(w) = self.engine.watermark() {
+            m.event_time_lag.set((wall_now().0 - w.0) as f64 / 1e9);
+        }
+        if heap {
+            m.engine_heap.set(self.engine.heap_bytes() as i64);
+        }
+        // Idle partitions still age out: evict what the watermark has left behind.
+        self.engine.advance();
+    }
+
+    /// Pauses consumption while too much is unacknowledged (brokers slow or down), resumes at
+    /// half.
+    fn backpressure(&mut self) {
+        let in_flight = lock(&self.shared.book).in_flight();
+        let max = self.settings.kafka.max_in_flight;
+        let want_pause = if self.paused {
+            in_flight > max / 2
+        } else {
+            in_flight >= max
+        };
+        if want_pause == self.paused {
+            return;
+        }
+        let Ok(tpl) = self.consumer.assignment() else {
+            return;
+        };
+        let r = if want_pause {
+            tracing::warn!(
+                in_flight,
+                "pausing consumption: too many unacknowledged messages"
+            );
+            self.consumer.pause(&tpl)
+        } else {
+            tracing::info!(in_flight, "resuming consumption");
+            self.consumer.resume(&tpl)
+        };
+        if r.is_ok() {
+            self.paused = want_pause;
+        }
+    }
+
+    /// A new assignment (or none): rebuild the windows, then resume.
+    fn on_assignment(&mut self) {
+        loop {
+            if self.shutdown.is_triggered() {
+                return;
+            }
+            let (generation, parts) = {
+                let a = lock(&self.shared.assignment);
+                (a.generation, a.partitions.clone())
+            };
+            self.seen_generation = generation;
+            self.paused = false;
+            self.engine = Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
+            self.suppressed.clear();
+            if parts.is_empty() {
+                self.stash.clear();
+                self.health.set(false, "waiting for a partition assignment");
+                self.metrics.ready.set(0);
+                return;
+            }
+            self.health.set(false, "rebuilding windows");
+            if self.settings.kafka.rebuild {
+                let started = Instant::now();
+                match rebuild::rebuild(self, &parts, generation) {
+                    Ok(r) => {
+                        self.engine = r.engine;
+                        self.suppressed = r.published;
+                        let secs = started.elapsed().as_secs_f64();
+                        self.metrics.rebuild_seconds.set(secs);
+                        self.metrics.rebuilds.inc();
+                        tracing::info!(
+                            seconds = secs,
+                            history = r.history,
+                            restored = self.engine.retained_calls(),
+                            alerts_read = r.alerts_read,
+                            suppress = self.suppressed.len(),
+                            "windows rebuilt"
+                        );
+                    }
+                    Err(rebuild::Abort::Reassigned) => continue,
+                    Err(rebuild::Abort::Shutdown) => return,
+                }
+            }
+            if self.shared.generation() != generation {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            for p in &parts {
+                tpl.add_partition(&self.settings.kafka.input_topic, *p);
+            }
+            if let Err(e) = self.consumer.resume(&tpl) {
+                tracing::warn!(error = %e, "resuming partitions");
+            }
+            self.health.set(true, "processing");
+            self.metrics.ready.set(1);
+            let stash = std::mem::take(&mut self.stash);
+            for m in &stash {
+                if parts.contains(&m.partition()) {
+                    self.handle(m);
+                }
+            }
+            return;
+        }
+    }
+
+    /// Judges one record and produces what it causes.
+    fn handle<M: Message>(&mut self, m: &M) {
+        let t0 = Instant::now();
+        self.metrics.consumed.inc();
+        let now = wall_now();
+        let generation = lock(&self.shared.book).generation();
+        let payload = m.payload().unwrap_or_default();
+        let record_ms = m.timestamp().to_millis();
+        let mut out: Vec<Outgoing> = Vec::new();
+        match self.decoder.decode(payload, now) {
+            Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
+            Ok(call) => {
+                let behind = self
+                    .engine
+                    .watermark()
+                    .is_some_and(|w| call.occurred_at < w);
+                match self.engine.ingest(&call, now, &mut self.alerts) {
+                    Ingest::Accepted { .. } => {
+                        if behind {
+                            self.metrics.late.inc();
+                        }
+                        let alerts = std::mem::take(&mut self.alerts);
+                        for a in &alerts {
+                            if self.suppressed.remove(&a.alert_id) {
+                                self.metrics.alerts_suppressed.inc();
+                                continue;
+                            }
+                            self.metrics
+                                .alerts
+                                .with_label_values(&[&a.rule_id, a.severity])
+                                .inc();
+                            out.push(self.alert_message(m, a, record_ms, generation));
+                        }
+                        self.alerts = alerts;
+                        self.alerts.clear();
+                    }
+                    Ingest::Duplicate => self.metrics.duplicates.inc(),
+                    Ingest::TooLate { watermark } => {
+                        let detail = format!(
+                            "occurred_at {} is more than engine.allowed_lateness behind the newest event time seen, {}",
+                            call.occurred_at, watermark
+                        );
+                        out.push(self.dead_letter(m, Reason::TooLate, &detail, generation));
+                    }
+                }
+            }
+        }
+        // Register before sending: sending may poll, and polling serves delivery reports.
+        lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);
+        for o in out {
+            send(&self.producer, o, Some(self.shutdown));
+        }
+        self.metrics.processing.observe(t0.elapsed().as_secs_f64());
+    }
+
+    fn source_headers<M: Message>(&self, m: &M, h: OwnedHeaders) -> OwnedHeaders {
+        h.insert(Header {
+            key: headers::SOURCE_TOPIC,
+            value: Some(m.topic()),
+        })
+        .insert(Header {
+            key: headers::SOURCE_PARTITION,
+            value: Some(&m.partition().to_string()),
+        })
+        .insert(Header {
+            key: headers::SOURCE_OFFSET,
+            value: Some(&m.offset().to_string()),
+        })
+    }
+
+    fn alert_message<M: Message>(
+        &self,
+        m: &M,
+        a: &Alert,
+        record_ms: Option<i64>,
+        generation: u64,
+    ) -> Outgoing {
+        let h = OwnedHeaders::new_with_capacity(5)
+            .insert(Header {
+                key: headers::ALERT_ID,
+                value: Some(&a.alert_id),
+            })
+            .insert(Header {
+                key: headers::RULE_ID,
+                value: Some(&a.rule_id),
+            });
+        Outgoing {
+            topic: self.settings.kafka.alerts_topic.clone(),
+            key: Some(a.debtor_id.as_bytes().to_vec()),
+            payload: serde_json::to_vec(a).expect("alerts serialise"),
+            headers: self.source_headers(m, h),
+            token: Box::new(Token {
+                generation,
+                partition: m.partition(),
+                offset: m.offset(),
+                record_ms,
+                output: Output::Alerts,
+            }),
+        }
+    }
+
+    fn dead_letter<M: Message>(
+        &self,
+        m: &M,
+        reason: Reason,
+        detail: &str,
+        generation: u64,
+    ) -> Outgoing {
+        self.metrics
+            .rejected
+            .with_label_values(&[reason.as_str()])
+            .inc();
+        tracing::debug!(
+            partition = m.partition(),
+            offset = m.offset(),
+            reason = reason.as_str(),
+            detail,
+            "record refused"
+        );
+        let mut h = OwnedHeaders::new_with_capacity(8);
+        if let Some(orig) = m.headers() {
+            for x in orig.iter() {
+                h = h.insert(Header {
+                    key: x.key,
+                    value: x.value,
+                });
+            }
+        }
+        let h = h
+            .insert(Header {
+                key: headers::REASON,
+                value: Some(reason.as_str()),
+            })
+            .insert(Header {
+                key: headers::DETAIL,
+                value: Some(detail),
+            });
+        Outgoing {
+            topic: self.settings.kafka.dlq_topic.clone(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers: self.source_headers(m, h),
+            token: Box::new(Token {
+                generation,
+                partition: m.partition(),
+                offset: m.offset(),
+                record_ms: None,
+                output: Output::Dlq,
+            }),
+        }
+    }
+
+    /// Shutdown: stop fetching, flush, commit, leave the group — within the grace period.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + self.settings.service.shutdown_grace;
+        self.health.set(false, "shutting down");
+        self.metrics.ready.set(0);
+        if let Ok(tpl) = self.consumer.assignment() {
+            let _ = self.consumer.pause(&tpl);
+        }
+        let flushed = drain(&self.producer, &self.shared, self.health, deadline);
+        let unacked = lock(&self.shared.book).in_flight();
+        commit(&self.consumer, &self.shared, CommitMode::Sync);
+        if flushed {
+            tracing::info!("drained: every produced message acknowledged, offsets committed");
+        } else {
+            tracing::warn!(
+                unacknowledged = unacked,
+                "shutdown grace expired: records whose messages were not acknowledged stay uncommitted and will be judged again"
+            );
+        }
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.consumer.unsubscribe();
+    }
+
+    /// The assignment generation the callbacks last set.
+    pub(crate) fn shared_generation(&self) -> u64 {
+        self.shared.generation()
+    }
+}
