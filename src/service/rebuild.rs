@@ -73,7 +73,23 @@ fn keep_alive(p: &mut Pipeline<'_>, generation: u64) -> Result<(), Abort> {
     Ok(())
 }
 
-fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<BaseConsumer> {
+/// The rebuild readers' client context: reaching a partition's end is how a read finishes, not
+/// an error to log.
+pub(crate) struct ReaderCtx;
+
+impl rdkafka::ClientContext for ReaderCtx {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, reason, "rebuild reader");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReaderCtx {}
+
+type Reader = BaseConsumer<ReaderCtx>;
+
+fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<Reader> {
     let k = &p.settings.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
@@ -86,13 +102,13 @@ fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<BaseConsumer> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true");
-    c.create()
+    c.create_with_context(ReaderCtx)
 }
 
 /// Where to start reading `partition` of `topic`: the first offset at or after `since_ms`
 /// where the broker can tell, else the beginning.
 fn start_offset(
-    c: &BaseConsumer,
+    c: &Reader,
     topic: &str,
     partition: i32,
     since_ms: i64,

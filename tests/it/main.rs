@@ -17,5 +17,6 @@ mod kafka_mock;
 mod layout;
 // Replay end to end.
 mod replay;
+mod service;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;

@@ -1,0 +1,642 @@
+//! `dialguard run` against the Kafka protocol: librdkafka's mock cluster by default, a real
+//! broker when `DIALGUARD_TEST_BROKERS` is set (topics are then created through the admin API;
+//! the broker-outage test needs the mock and is skipped).
+//!
+//! Every test produces generated dialer traffic (keyed by debtor, with poison records), runs
+//! the service, reads every topic back, and compares with what the engine finds in the same
+//! records: the same breaches, each exactly once by `alert_id`, every poison record in the
+//! dead-letter topic with its reason, offsets committed to the end.
+
+use dialguard::codec::Decoder;
+use dialguard::config::Settings;
+use dialguard::engine::time::Ts;
+use dialguard::engine::Engine;
+use dialguard::service::{self, Handles, Shutdown};
+use dialguard::synth::{generate, SynthParams};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Headers;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A bound for a hung broker, never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(120);
+const PARTITIONS: i32 = 3;
+
+/// The broker under test.
+struct Kafka {
+    mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    brokers: String,
+    tag: String,
+}
+
+impl Kafka {
+    fn new(name: &str) -> Kafka {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let tag = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let (mock, brokers) = match std::env::var("DIALGUARD_TEST_BROKERS") {
+            Ok(b) => (None, b),
+            Err(_) => {
+                let m = MockCluster::new(1).unwrap();
+                let b = m.bootstrap_servers();
+                (Some(m), b)
+            }
+        };
+        let k = Kafka { mock, brokers, tag };
+        for (t, p) in [
+            (k.input(), PARTITIONS),
+            (k.alerts(), PARTITIONS),
+            (k.dlq(), 1),
+        ] {
+            k.create_topic(&t, p);
+        }
+        k
+    }
+    fn input(&self) -> String {
+        format!("calls.{}", self.tag)
+    }
+    fn alerts(&self) -> String {
+        format!("alerts.{}", self.tag)
+    }
+    fn dlq(&self) -> String {
+        format!("dlq.{}", self.tag)
+    }
+    fn group(&self) -> String {
+        format!("dialguard.{}", self.tag)
+    }
+    fn create_topic(&self, t: &str, p: i32) {
+        match &self.mock {
+            Some(m) => m.create_topic(t, p, 1).unwrap(),
+            None => {
+                let admin: AdminClient<_> = ClientConfig::new()
+                    .set("bootstrap.servers", &self.brokers)
+                    .create()
+                    .unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(admin.create_topics(
+                    &[NewTopic::new(t, p, TopicReplication::Fixed(1))],
+                    &AdminOptions::new(),
+                ))
+                .unwrap();
+            }
+        }
+    }
+
+    /// Settings for the service under test: the default policy, this broker and topics, and
+    /// room for partitions to interleave (lateness) so every call is judged.
+    fn settings(&self, policy: &str) -> Settings {
+        let env: HashMap<String, String> = [
+            ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "400d"),
+            ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
+            ("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "20s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let mut s = Settings::load_with_env(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join(policy),
+            Some(env),
+        )
+        .unwrap();
+        s.kafka.brokers = self.brokers.clone();
+        s.kafka.group_id = self.group();
+        s.kafka.input_topic = self.input();
+        s.kafka.alerts_topic = self.alerts();
+        s.kafka.dlq_topic = self.dlq();
+        s.kafka.client = client_tuning();
+        s
+    }
+
+    /// Produces `lines`, keyed by debtor where they decode (poison records go unkeyed).
+    fn produce(&self, lines: &[Vec<u8>]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .create()
+            .unwrap();
+        let topic = self.input();
+        for l in lines {
+            let key = debtor_of(l);
+            loop {
+                let mut rec = BaseRecord::<String, Vec<u8>>::to(&topic).payload(l);
+                if let Some(k) = &key {
+                    rec = rec.key(k);
+                }
+                match producer.send(rec) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        producer.poll(Duration::from_millis(10));
+                    }
+                    Err((e, _)) => panic!("produce: {e}"),
+                }
+            }
+        }
+        producer.flush(PATIENCE).unwrap();
+    }
+
+    /// Every record of `topic`: (key, payload, headers).
+    fn read_all(&self, topic: &str) -> Vec<Record> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", format!("reader-{}", self.tag))
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let meta = c.fetch_metadata(Some(topic), PATIENCE).unwrap();
+        let parts: Vec<i32> = meta.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let mut tpl = TopicPartitionList::new();
+        let mut open = BTreeSet::new();
+        for p in &parts {
+            let (lo, hi) = c.fetch_watermarks(topic, *p, PATIENCE).unwrap();
+            if hi > lo {
+                tpl.add_partition_offset(topic, *p, Offset::Beginning)
+                    .unwrap();
+                open.insert(*p);
+            }
+        }
+        let mut out = Vec::new();
+        if open.is_empty() {
+            return out;
+        }
+        c.assign(&tpl).unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while !open.is_empty() && Instant::now() < deadline {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => out.push(Record {
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| {
+                                    (
+                                        x.key.to_owned(),
+                                        String::from_utf8_lossy(x.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                }),
+                Some(Err(KafkaError::PartitionEOF(p))) => {
+                    open.remove(&p);
+                }
+                Some(Err(e)) => panic!("reading {topic}: {e}"),
+                None => {}
+            }
+        }
+        assert!(open.is_empty(), "could not read {topic} to the end");
+        out
+    }
+
+    /// (committed offset, high watermark) of each input partition for the service's group.
+    fn committed(&self) -> Vec<(i64, i64)> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", self.group())
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.input(), p);
+        }
+        let got = c.committed_offsets(tpl, PATIENCE).unwrap();
+        (0..PARTITIONS)
+            .map(|p| {
+                let e = got.find_partition(&self.input(), p).unwrap();
+                let committed = match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                };
+                let (_, hi) = c.fetch_watermarks(&self.input(), p, PATIENCE).unwrap();
+                (committed, hi)
+            })
+            .collect()
+    }
+}
+
+/// Group joins, restarts and rebalances take about a second on the mock with these.
+fn client_tuning() -> Vec<(String, String)> {
+    vec![
+        ("session.timeout.ms".into(), "6000".into()),
+        ("heartbeat.interval.ms".into(), "1000".into()),
+    ]
+}
+
+struct Record {
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+fn debtor_of(line: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    v.get("debtor_id")?.as_str().map(str::to_owned)
+}
+
+const NOW: Ts = Ts(1_900_000_000_000_000_000);
+
+fn traffic(calls: u64, seed: u64) -> Vec<Vec<u8>> {
+    let mut text = Vec::new();
+    let params = SynthParams {
+        calls,
+        debtors: calls / 40,
+        days: 3,
+        seed,
+        invalid_fraction: 0.01,
+        ..Default::default()
+    };
+    generate(&params, &mut text).unwrap();
+    text.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// What the engine finds in `lines` (in file order): (alert_id, rule_id, call_id), and how many
+/// lines the decoder refuses.
+fn expected(settings: &Settings, lines: &[Vec<u8>]) -> (BTreeSet<(String, String, String)>, usize) {
+    let mut dec = Decoder::new(settings.decode.clone());
+    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    let mut out = Vec::new();
+    let mut rejected = 0;
+    for l in lines {
+        match dec.decode(l, NOW) {
+            Ok(c) => {
+                engine.ingest(&c, NOW, &mut out);
+            }
+            Err(_) => rejected += 1,
+        }
+    }
+    (
+        out.into_iter()
+            .map(|a| (a.alert_id, a.rule_id, a.call_id))
+            .collect(),
+        rejected,
+    )
+}
+
+/// The alerts on the topic as (alert_id, rule_id, call_id); panics on a duplicate alert_id.
+fn published(kafka: &Kafka) -> BTreeSet<(String, String, String)> {
+    let mut seen = BTreeMap::new();
+    for r in kafka.read_all(&kafka.alerts()) {
+        let v: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+        let s = |k: &str| v[k].as_str().unwrap().to_owned();
+        assert_eq!(r.headers["dialguard.alert_id"], s("alert_id"));
+        let prev = seen.insert(s("alert_id"), (s("rule_id"), s("call_id")));
+        assert!(prev.is_none(), "alert {} published twice", s("alert_id"));
+    }
+    seen.into_iter().map(|(id, (r, c))| (id, r, c)).collect()
+}
+
+/// Compares alert sets, showing only the difference.
+fn assert_same(
+    got: &BTreeSet<(String, String, String)>,
+    want: &BTreeSet<(String, String, String)>,
+) {
+    let missing: Vec<_> = want.difference(got).take(5).collect();
+    let extra: Vec<_> = got.difference(want).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} published, {} expected; {} missing, e.g. {missing:?}; {} unexpected, e.g. {extra:?}",
+        got.len(),
+        want.len(),
+        want.difference(got).count(),
+        got.difference(want).count()
+    );
+}
+
+/// A service running on its own thread.
+struct Running {
+    shutdown: Shutdown,
+    handles: Handles,
+    thread: std::thread::JoinHandle<Result<(), service::ServiceError>>,
+}
+
+fn start(settings: Settings) -> Running {
+    // RUST_LOG=info shows the service's log in a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let shutdown = Shutdown::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = shutdown.clone();
+    let thread = std::thread::spawn(move || {
+        service::run(settings, s, false, move |h| {
+            tx.send(h.clone()).unwrap();
+        })
+    });
+    let handles = rx.recv_timeout(PATIENCE).expect("the service started");
+    Running {
+        shutdown,
+        handles,
+        thread,
+    }
+}
+
+impl Running {
+    fn stop(self) {
+        self.shutdown.trigger();
+        self.thread.join().unwrap().unwrap();
+    }
+}
+
+/// Waits until the group has committed every input partition to its end (offsets are committed
+/// only once everything they caused is acknowledged) and nothing is in flight. Counting
+/// consumed records would not do: after a rebalance, records are judged again.
+fn wait_done(kafka: &Kafka, instances: &[&Running]) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let committed = kafka.committed();
+        let in_flight: f64 = instances
+            .iter()
+            .map(|r| {
+                metric(
+                    &r.handles.metrics.render(),
+                    "dialguard_produce_in_flight_messages",
+                )
+            })
+            .sum();
+        if committed.iter().all(|(c, end)| c == end) && in_flight == 0.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not done: (committed, end) {committed:?}, {in_flight} in flight"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+#[test]
+fn alerts_equal_replay_poison_goes_to_the_dlq_and_shutdown_commits() {
+    let kafka = Kafka::new("e2e");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic(3000, 11);
+    let (want, rejected) = expected(&settings, &lines);
+    assert!(
+        want.len() > 100 && rejected > 10,
+        "{} {rejected}",
+        want.len()
+    );
+
+    let svc = start(settings);
+    // Not ready before an assignment and a rebuild; live all along.
+    let (code, _) = http_get(svc.handles.http_addr, "/livez");
+    assert_eq!(code, 200);
+    kafka.produce(&lines);
+    wait_done(&kafka, &[&svc]);
+    let (code, body) = http_get(svc.handles.http_addr, "/readyz");
+    assert_eq!(code, 200, "{body}");
+    let (code, page) = http_get(svc.handles.http_addr, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("dialguard_records_consumed_total 3"),
+        "{page}"
+    );
+    svc.stop();
+
+    assert_same(&published(&kafka), &want);
+    // Every poison record is in the dead-letter topic, byte for byte, with its reason.
+    let dlq = kafka.read_all(&kafka.dlq());
+    assert_eq!(dlq.len(), rejected);
+    let mut dec = Decoder::new(kafka.settings("config/dialguard.toml").decode);
+    for r in &dlq {
+        assert!(lines.contains(&r.payload));
+        let reason = dec.decode(&r.payload, NOW).unwrap_err().reason;
+        assert_eq!(r.headers["dialguard.reason"], reason.as_str());
+        assert!(!r.headers["dialguard.detail"].is_empty());
+        assert_eq!(r.headers["dialguard.source.topic"], kafka.input());
+        assert!(r.headers.contains_key("dialguard.source.offset"));
+    }
+    // Shutdown committed every partition to its end.
+    for (committed, end) in kafka.committed() {
+        assert_eq!(committed, end);
+    }
+}
+
+#[test]
+fn a_restart_rebuilds_windows_and_publishes_nothing_twice() {
+    let kafka = Kafka::new("restart");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic(4000, 12);
+    let (want, _) = expected(&settings, &lines);
+    let half = lines.len() / 2;
+
+    let first = start(settings.clone());
+    kafka.produce(&lines[..half]);
+    wait_done(&kafka, &[&first]);
+    first.stop();
+    let before = published(&kafka);
+
+    // The second instance must catch breaches whose windows hold calls from before the restart.
+    let second = start(settings);
+    kafka.produce(&lines[half..]);
+    wait_done(&kafka, &[&second]);
+    let text = second.handles.metrics.render();
+    assert!(metric(&text, "dialguard_rebuild_records_total") >= half as f64);
+    second.stop();
+    let all = published(&kafka);
+    assert!(all.len() > before.len());
+    assert_same(&all, &want);
+}
+
+#[test]
+fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
+    let kafka = Kafka::new("pair");
+    let settings = kafka.settings("tests/config/debtor-keyed.toml");
+    let lines = traffic(4000, 13);
+    let (want, _) = expected(&settings, &lines);
+    assert!(want.len() > 50, "{}", want.len());
+
+    let a = start(settings.clone());
+    let b = start(settings);
+    kafka.produce(&lines);
+    wait_done(&kafka, &[&a, &b]);
+    let (ta, tb) = (a.handles.metrics.render(), b.handles.metrics.render());
+    let (pa, pb) = (
+        metric(&ta, "dialguard_kafka_assigned_partitions"),
+        metric(&tb, "dialguard_kafka_assigned_partitions"),
+    );
+    assert_eq!(pa + pb, PARTITIONS as f64);
+    assert!(pa >= 1.0 && pb >= 1.0, "{pa} + {pb}");
+    a.stop();
+    b.stop();
+    assert_same(&published(&kafka), &want);
+}
+
+#[test]
+fn a_broker_outage_loses_nothing() {
+    if std::env::var("DIALGUARD_TEST_BROKERS").is_ok() {
+        eprintln!("skipped: needs the mock cluster to stop its broker");
+        return;
+    }
+    let kafka = Kafka::new("outage");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic(3000, 14);
+    let (want, _) = expected(&settings, &lines);
+    let third = lines.len() / 3;
+    let svc = start(settings);
+    kafka.produce(&lines[..third]);
+    wait_done(&kafka, &[&svc]);
+
+    // The broker goes away while the service has records to judge and alerts to deliver.
+    kafka.produce(&lines[third..2 * third]);
+    let mock = kafka.mock.as_ref().unwrap();
+    mock.broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, _) = http_get(svc.handles.http_addr, "/livez");
+    assert_eq!(code, 200, "brokers down is not a reason to be restarted");
+    mock.broker_up(1).unwrap();
+
+    kafka.produce(&lines[2 * third..]);
+    wait_done(&kafka, &[&svc]);
+    svc.stop();
+    assert_same(&published(&kafka), &want);
+    for (committed, end) in kafka.committed() {
+        assert_eq!(committed, end);
+    }
+}
+
+/// The environment that points a `dialguard run` process at this test's broker and topics.
+fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
+    [
+        ("DIALGUARD__KAFKA__BROKERS", kafka.brokers.clone()),
+        ("DIALGUARD__KAFKA__GROUP_ID", kafka.group()),
+        ("DIALGUARD__KAFKA__INPUT_TOPIC", kafka.input()),
+        ("DIALGUARD__KAFKA__ALERTS_TOPIC", kafka.alerts()),
+        ("DIALGUARD__KAFKA__DLQ_TOPIC", kafka.dlq()),
+        (
+            "DIALGUARD__KAFKA__CLIENT__SESSION_TIMEOUT_MS",
+            "6000".into(),
+        ),
+        (
+            "DIALGUARD__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS",
+            "1000".into(),
+        ),
+        ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "400d".into()),
+        ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn spawn_run(kafka: &Kafka) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"))
+        .args(["run", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
+        .envs(child_env(kafka))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn alerts_on_topic(kafka: &Kafka) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()
+        .unwrap();
+    (0..PARTITIONS)
+        .map(|p| {
+            let (lo, hi) = c.fetch_watermarks(&kafka.alerts(), p, PATIENCE).unwrap();
+            hi - lo
+        })
+        .sum()
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_gives_every_breach_exactly_once() {
+    let kafka = Kafka::new("kill9");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic(20_000, 15);
+    let (want, _) = expected(&settings, &lines);
+    kafka.produce(&lines);
+
+    // Kill the process once it has published some alerts, well before it is done.
+    let mut first = spawn_run(&kafka);
+    let deadline = Instant::now() + PATIENCE;
+    while alerts_on_topic(&kafka) < want.len() as i64 / 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no alerts from the first process"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first process exited"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap(); // SIGKILL: no flush, no commit
+    first.wait().unwrap();
+    let committed = kafka.committed();
+    assert!(
+        committed.iter().any(|(c, end)| c < end),
+        "the kill should land mid-stream: {committed:?}"
+    );
+
+    let mut second = spawn_run(&kafka);
+    let deadline = Instant::now() + PATIENCE;
+    while !kafka.committed().iter().all(|(c, end)| c == end) {
+        assert!(
+            Instant::now() < deadline,
+            "the second process did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SIGTERM: a graceful stop exits 0.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = second.wait().unwrap();
+    assert!(code.success(), "exit status {code:?}");
+    assert_same(&published(&kafka), &want);
+}
