@@ -74,6 +74,9 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// Rules loaded.
     pub rules: IntGauge,
+    /// Exact alert latencies in milliseconds, kept only when a load benchmark asks for them
+    /// ([`Metrics::record_latencies`]); never exported.
+    latencies: std::sync::Mutex<Option<Vec<i64>>>,
 }
 
 /// Output topics, the `topic` label of `dialguard_produce_errors_total`.
@@ -306,6 +309,7 @@ impl Metrics {
                 "1 when ready: assignment received and windows rebuilt.",
             ),
             rules: gauge(&r, "dialguard_rules", "Rules loaded."),
+            latencies: std::sync::Mutex::new(None),
             registry: r,
         };
         for reason in Reason::ALL.iter() {
@@ -328,6 +332,34 @@ impl Metrics {
         }
         m.rules.set(rules.len() as i64);
         m
+    }
+
+    /// Observes one alert's latency (record timestamp → acknowledged), in milliseconds.
+    pub fn observe_alert_latency(&self, ms: i64) {
+        self.alert_latency.observe(ms.max(0) as f64 / 1000.0);
+        if let Some(v) = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            v.push(ms);
+        }
+    }
+
+    /// Starts (or stops) keeping every alert latency, for load benchmarks.
+    pub fn record_latencies(&self, on: bool) {
+        *self.latencies.lock().unwrap_or_else(|e| e.into_inner()) = on.then(Vec::new);
+    }
+
+    /// The latencies kept since [`Metrics::record_latencies`], emptied.
+    pub fn take_latencies(&self) -> Vec<i64> {
+        self.latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The registry, Prometheus text format.

@@ -1,4 +1,8 @@
 //! The processing loop: consume, decode, judge, produce, commit what was acknowledged.
+//!
+//! The consumer's callbacks (rebalance, statistics, errors) run on the processing thread inside
+//! `poll`; the producer's delivery reports run on the producer's own thread
+//! ([`ThreadedProducer`]), so acknowledgements are taken as they arrive.
 
 use super::offsets::OffsetBook;
 use super::rebuild;
@@ -14,7 +18,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
 use std::collections::HashSet;
@@ -136,8 +140,7 @@ impl ProducerContext for ProducerCtx {
                 lock(&sh.book).ack(token.generation, token.partition, token.offset);
                 if token.output == Output::Alerts {
                     if let Some(ms) = token.record_ms {
-                        let lat = (wall_ms() - ms).max(0) as f64 / 1000.0;
-                        sh.metrics.alert_latency.observe(lat);
+                        sh.metrics.observe_alert_latency(wall_ms() - ms);
                     }
                 }
             }
@@ -160,7 +163,7 @@ impl ProducerContext for ProducerCtx {
 
 pub(crate) struct ConsumerCtx {
     shared: Arc<Shared>,
-    producer: Arc<BaseProducer<ProducerCtx>>,
+    producer: Arc<ThreadedProducer<ProducerCtx>>,
     health: Arc<Health>,
     grace: Duration,
     partition_lag: bool,
@@ -275,7 +278,7 @@ fn wall_now() -> Ts {
 }
 
 /// Sends what failed delivery again; returns how many were resent.
-fn resend_failed(producer: &BaseProducer<ProducerCtx>, shared: &Shared) -> usize {
+fn resend_failed(producer: &ThreadedProducer<ProducerCtx>, shared: &Shared) -> usize {
     let failed = std::mem::take(&mut *lock(&shared.retry));
     let n = failed.len();
     for (msg, token, class) in failed {
@@ -307,9 +310,9 @@ fn resend_failed(producer: &BaseProducer<ProducerCtx>, shared: &Shared) -> usize
     n
 }
 
-/// Polls the producer until nothing is in flight or `deadline` passes; resends failures.
+/// Waits until nothing is in flight or `deadline` passes; resends failures.
 fn drain(
-    producer: &BaseProducer<ProducerCtx>,
+    producer: &ThreadedProducer<ProducerCtx>,
     shared: &Shared,
     health: &Health,
     deadline: Instant,
@@ -317,7 +320,7 @@ fn drain(
     loop {
         health.beat();
         resend_failed(producer, shared);
-        producer.poll(Duration::from_millis(50));
+        let _ = producer.flush(Duration::from_millis(50));
         if lock(&shared.book).in_flight() == 0 && lock(&shared.retry).is_empty() {
             return true;
         }
@@ -358,10 +361,10 @@ struct Outgoing {
     token: Box<Token>,
 }
 
-/// Sends one message, waiting out a full local queue (polling serves delivery reports). Errors
+/// Sends one message, waiting out a full local queue (the producer thread drains it). Errors
 /// other than a full queue are retried after a pause unless `shutdown` is set; a dead letter too
 /// large for the client is cut to size and marked.
-fn send(producer: &BaseProducer<ProducerCtx>, m: Outgoing, shutdown: Option<&Shutdown>) {
+fn send(producer: &ThreadedProducer<ProducerCtx>, m: Outgoing, shutdown: Option<&Shutdown>) {
     let Outgoing {
         topic,
         key,
@@ -381,8 +384,9 @@ fn send(producer: &BaseProducer<ProducerCtx>, m: Outgoing, shutdown: Option<&Shu
         match producer.send(rec) {
             Ok(()) => return,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                // The producer's own thread serves delivery reports and frees the queue.
                 token = Some(r.delivery_opaque);
-                producer.poll(Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(1));
             }
             Err((e, r)) => {
                 token = Some(r.delivery_opaque);
@@ -408,7 +412,7 @@ fn send(producer: &BaseProducer<ProducerCtx>, m: Outgoing, shutdown: Option<&Shu
                 if shutdown.is_some_and(Shutdown::is_triggered) {
                     return;
                 }
-                producer.poll(Duration::from_millis(200));
+                std::thread::sleep(Duration::from_millis(200));
             }
         }
     }
@@ -431,7 +435,7 @@ fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
 pub(crate) struct Pipeline<'a> {
     pub(crate) settings: &'a Settings,
     pub(crate) consumer: Arc<BaseConsumer<ConsumerCtx>>,
-    producer: Arc<BaseProducer<ProducerCtx>>,
+    producer: Arc<ThreadedProducer<ProducerCtx>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) decoder: Decoder,
     engine: Engine,
@@ -439,6 +443,8 @@ pub(crate) struct Pipeline<'a> {
     seen_generation: u64,
     pub(crate) stash: Vec<OwnedMessage>,
     alerts: Vec<Alert>,
+    /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
+    alert_counters: Vec<(String, prometheus::IntCounter)>,
     paused: bool,
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
@@ -463,9 +469,9 @@ pub(crate) fn run(
         closing: AtomicBool::new(false),
     });
     let mut pc = client_config(k);
-    pc.set("enable.idempotence", "true").set("linger.ms", "5");
+    pc.set("enable.idempotence", "true").set("linger.ms", "1");
     apply_client(&mut pc, k);
-    let producer: Arc<BaseProducer<ProducerCtx>> = Arc::new(
+    let producer: Arc<ThreadedProducer<ProducerCtx>> = Arc::new(
         pc.create_with_context(ProducerCtx {
             shared: shared.clone(),
         })
@@ -509,6 +515,18 @@ pub(crate) fn run(
         seen_generation: 0,
         stash: Vec::new(),
         alerts: Vec::new(),
+        alert_counters: settings
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r.id.clone(),
+                    metrics
+                        .alerts
+                        .with_label_values(&[r.id.as_str(), r.severity.as_str()]),
+                )
+            })
+            .collect(),
         paused: false,
         metrics,
         health,
@@ -525,18 +543,40 @@ impl Pipeline<'_> {
         let mut last_gauges = Instant::now();
         let mut last_heap = Instant::now();
         let commit_every = self.settings.kafka.commit_interval;
+        let mut turns = 0u32;
+        let mut idle = true;
         while !self.shutdown.is_triggered() {
-            self.health.beat();
-            self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
+            turns = turns.wrapping_add(1);
+            // Housekeeping every 64 records, and on every idle turn.
+            if idle || turns % 64 == 0 {
+                self.health.beat();
+                self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
+                resend_failed(&self.producer, &self.shared);
+                self.backpressure();
+                self.metrics
+                    .in_flight
+                    .set(lock(&self.shared.book).in_flight() as i64);
+                if last_commit.elapsed() >= commit_every {
+                    commit(&self.consumer, &self.shared, CommitMode::Async);
+                    last_commit = Instant::now();
+                }
+                if last_gauges.elapsed() >= Duration::from_secs(1) {
+                    let heap = last_heap.elapsed() >= Duration::from_secs(10);
+                    self.update_gauges(heap);
+                    if heap {
+                        last_heap = Instant::now();
+                    }
+                    last_gauges = Instant::now();
+                }
+            }
             if self.shared.generation() != self.seen_generation {
                 self.on_assignment();
                 continue;
             }
-            resend_failed(&self.producer, &self.shared);
-            self.backpressure();
             let before = self.shared.generation();
             let consumer = self.consumer.clone();
             let polled = consumer.poll(Duration::from_millis(100));
+            idle = polled.is_none();
             match polled {
                 Some(Ok(m)) => {
                     if self.shared.generation() != before {
@@ -548,18 +588,6 @@ impl Pipeline<'_> {
                 }
                 Some(Err(e)) => self.shared.client_error(&e, "consume"),
                 None => {}
-            }
-            self.producer.poll(Duration::ZERO);
-            if last_commit.elapsed() >= commit_every {
-                commit(&self.consumer, &self.shared, CommitMode::Async);
-                last_commit = Instant::now();
-            }
-            if last_gauges.elapsed() >= Duration::from_secs(1) {
-                self.update_gauges(last_heap.elapsed() >= Duration::from_secs(10));
-                if last_heap.elapsed() >= Duration::from_secs(10) {
-                    last_heap = Instant::now();
-                }
-                last_gauges = Instant::now();
             }
         }
     }
@@ -698,14 +726,18 @@ impl Pipeline<'_> {
                         }
                         let alerts = std::mem::take(&mut self.alerts);
                         for a in &alerts {
-                            if self.suppressed.remove(&a.alert_id) {
+                            if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
                                 self.metrics.alerts_suppressed.inc();
                                 continue;
                             }
-                            self.metrics
-                                .alerts
-                                .with_label_values(&[&a.rule_id, a.severity])
-                                .inc();
+                            match self.alert_counters.iter().find(|(id, _)| *id == a.rule_id) {
+                                Some((_, c)) => c.inc(),
+                                None => self
+                                    .metrics
+                                    .alerts
+                                    .with_label_values(&[&a.rule_id, a.severity])
+                                    .inc(),
+                            }
                             out.push(self.alert_message(m, a, record_ms, generation));
                         }
                         self.alerts = alerts;

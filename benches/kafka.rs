@@ -1,0 +1,295 @@
+//! Load benchmark of `dialguard run` through Kafka (librdkafka's mock cluster, in process):
+//! generated dialer traffic in, alerts and dead letters out, offsets committed.
+//!
+//! ```text
+//! cargo bench --bench kafka -- --calls 300000 --rate 10000     # alert latency at a fixed rate
+//! cargo bench --bench kafka -- --calls 1000000 --rate 150000   # a rate near saturation
+//! cargo bench --bench kafka -- --calls 1000000 --rate 0        # the dialer unpaced
+//! ```
+//! A backlog cannot be drained instead: the mock broker keeps only about 5 MiB per partition, so
+//! `--backlog` (produce everything first) measures only what it kept. At each rate the report
+//! says how many calls the broker dropped because the service had fallen that far behind: a
+//! rate is sustained when none are.
+//! ```text
+//! ```
+//! Latency is the service's own measurement per alert: the call record's Kafka timestamp (set
+//! when the dialer produced it) to the alert's delivery acknowledgement, in milliseconds.
+//! The broker, the dialer and the service share the machine's cores.
+
+use dialguard::config::Settings;
+use dialguard::service::{self, Shutdown};
+use dialguard::synth::{Synth, SynthParams};
+use rdkafka::error::KafkaError;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+struct Args {
+    calls: u64,
+    rate: u64,
+    backlog: bool,
+    config: String,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        calls: 1_000_000,
+        rate: 100_000,
+        backlog: false,
+        config: "config/dialguard.toml".into(),
+    };
+    let v: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < v.len() {
+        match v[i].as_str() {
+            "--calls" => {
+                a.calls = v[i + 1].parse().expect("--calls N");
+                i += 1;
+            }
+            "--rate" => {
+                a.rate = v[i + 1].parse().expect("--rate N");
+                i += 1;
+            }
+            "--config" => {
+                a.config = v[i + 1].clone();
+                i += 1;
+            }
+            "--backlog" => a.backlog = true,
+            _ => {} // cargo's --bench and friends
+        }
+        i += 1;
+    }
+    a
+}
+
+/// Produces `lines` keyed by debtor: the first `warmup` at up to 10,000/s (so the consumer is
+/// in step before the load starts), then at `rate` (0: as fast as the client goes).
+fn produce(
+    producer: &BaseProducer,
+    topic: &str,
+    lines: &[(Option<String>, String)],
+    rate: u64,
+    warmup: Duration,
+) {
+    let start = Instant::now();
+    let warm_rate = if rate == 0 { 10_000 } else { rate.min(10_000) };
+    let warm_n = (warmup.as_secs_f64() * warm_rate as f64) as usize;
+    for (i, (key, line)) in lines.iter().enumerate() {
+        let due = if i < warm_n {
+            Some(Duration::from_secs_f64(i as f64 / warm_rate as f64))
+        } else if rate > 0 {
+            Some(warmup + Duration::from_secs_f64((i - warm_n) as f64 / rate as f64))
+        } else {
+            None
+        };
+        if let Some(due) = due {
+            if let Some(w) = due.checked_sub(start.elapsed()) {
+                std::thread::sleep(w);
+            }
+        }
+        loop {
+            let mut rec = BaseRecord::<str, str>::to(topic).payload(line.as_str());
+            if let Some(k) = key {
+                rec = rec.key(k.as_str());
+            }
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        if i % 1024 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+}
+
+fn pct(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let a = args();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Partitions are consumed at different paces, and the synthetic traffic's event time runs
+    // fast (days in seconds): lateness covers the whole span so every call is judged.
+    let env: HashMap<String, String> = [
+        ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "30d"),
+        ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut settings = Settings::load_with_env(&root.join(&a.config), Some(env)).expect("config");
+
+    eprintln!("generating {} calls", a.calls);
+    let lines: Vec<(Option<String>, String)> = Synth::new(SynthParams {
+        calls: a.calls,
+        debtors: (a.calls / 50).max(1),
+        days: 14,
+        ..Default::default()
+    })
+    .map(|l| {
+        let key = l
+            .split("\"debtor_id\":\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .map(str::to_owned);
+        (key, l.trim_end().to_owned())
+    })
+    .collect();
+    let n = lines.len() as u64;
+
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let k = settings.kafka.clone();
+    cluster.create_topic(&k.input_topic, 3, 1).unwrap();
+    cluster.create_topic(&k.alerts_topic, 3, 1).unwrap();
+    cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
+    settings.kafka.brokers = cluster.bootstrap_servers();
+    // The mock broker answers an empty fetch only after fetch.wait.max.ms (it does not wake a
+    // waiting fetch when data arrives, as Kafka does); the default 500 ms would be the latency.
+    settings
+        .kafka
+        .client
+        .push(("fetch.wait.max.ms".into(), "5".into()));
+    // When the service falls more than the mock's retention behind, its fetch position drops
+    // off the log; come back at once rather than after the default 500 ms.
+    settings
+        .kafka
+        .client
+        .push(("fetch.error.backoff.ms".into(), "10".into()));
+    // Extra librdkafka properties for the service: DIALGUARD_BENCH_CLIENT="k=v,k=v".
+    for kv in std::env::var("DIALGUARD_BENCH_CLIENT")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((k, v)) = kv.split_once('=') {
+            settings.kafka.client.push((k.into(), v.into()));
+        }
+    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap_servers())
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+
+    if a.backlog {
+        let t = Instant::now();
+        produce(&producer, &k.input_topic, &lines, 0, Duration::ZERO);
+        eprintln!(
+            "backlog of {n} records produced in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+
+    let shutdown = Shutdown::new();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = shutdown.clone();
+    let svc = std::thread::spawn(move || {
+        service::run(settings, s2, false, move |h| {
+            h.metrics.record_latencies(true);
+            tx.send(h.clone()).unwrap();
+        })
+    });
+    let h = rx.recv().expect("service started");
+    while !h.health.ready() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Latency and throughput are measured after a warm-up at up to 10,000 calls/s: the first
+    // fetches after the group join start about a second behind the dialer.
+    let warmup = Duration::from_secs(3);
+    let start = Instant::now();
+    let feeder = if a.backlog {
+        None
+    } else {
+        let topic = k.input_topic.clone();
+        let rate = a.rate;
+        Some(std::thread::spawn(move || {
+            produce(&producer, &topic, &lines, rate, warmup);
+        }))
+    };
+    // Done when the dialer has finished and nothing moved for a second: everything consumed
+    // (or dropped by the mock broker's retention, about 5 MiB per partition, if the service
+    // fell that far behind) and every alert acknowledged.
+    let mut warm: Option<(u64, Instant)> = None;
+    let mut last = (0u64, Instant::now());
+    let (secs, warm_consumed) = loop {
+        std::thread::sleep(Duration::from_millis(10));
+        if warm.is_none() && start.elapsed() >= warmup {
+            h.metrics.take_latencies();
+            warm = Some((h.metrics.consumed.get(), Instant::now()));
+        }
+        let consumed = h.metrics.consumed.get();
+        if consumed != last.0 {
+            last = (consumed, Instant::now());
+        }
+        let fed = feeder.as_ref().is_none_or(|f| f.is_finished());
+        if fed && h.metrics.in_flight.get() == 0 && last.1.elapsed() >= Duration::from_secs(1) {
+            let (c0, t0) = warm.unwrap_or((0, start));
+            break (last.1.saturating_duration_since(t0).as_secs_f64(), c0);
+        }
+    };
+    let consumed = h.metrics.consumed.get();
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
+    let mut lat = h.metrics.take_latencies();
+    lat.sort_unstable();
+    let alerts: u64 = lat.len() as u64;
+    let rejected: u64 = dialguard::codec::Reason::ALL
+        .iter()
+        .map(|r| h.metrics.rejected.with_label_values(&[r.as_str()]).get())
+        .sum();
+    shutdown.trigger();
+    svc.join().unwrap().unwrap();
+    let mode = if a.backlog {
+        "backlog drained".to_owned()
+    } else if a.rate == 0 {
+        "producer unpaced".to_owned()
+    } else {
+        format!("fixed rate {}/s", a.rate)
+    };
+    println!(
+        "kafka load ({mode}, {}): {consumed} of {n} calls consumed; after the warm-up {} in {secs:.2}s = {:.0} calls/s; {alerts} alerts, {rejected} dead letters",
+        a.config,
+        consumed - warm_consumed,
+        (consumed - warm_consumed) as f64 / secs
+    );
+    if consumed < n {
+        println!(
+            "  {} calls never reached the service: the mock broker dropped them (it keeps about 5 MiB per partition) while the service was behind",
+            n - consumed
+        );
+    }
+    println!(
+        "alert latency after a 3 s warm-up (record timestamp -> alert acknowledged): p50 {} ms, p90 {} ms, p99 {} ms, p99.9 {} ms, max {} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.9),
+        pct(&lat, 0.99),
+        pct(&lat, 0.999),
+        lat.last().copied().unwrap_or(0)
+    );
+}
