@@ -73,3 +73,36 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         )
     }
 }
+
+/// Asks a running instance for `path` (`/livez`, `/readyz`) with a plain HTTP/1.1 GET and
+/// returns the status code and body: the container health check (`dialguard health`), which
+/// must work in a runtime image that has no shell or curl.
+pub fn probe(
+    addr: std::net::SocketAddr,
+    path: &str,
+    timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.take(64 * 1024).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the answer is not an HTTP response",
+            )
+        })?;
+    Ok((code, body.trim_end().to_owned()))
+}

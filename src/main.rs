@@ -100,6 +100,19 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Ask a running instance whether it is alive (or ready): exit 0 on HTTP 200, else 1. The
+    /// container image's health check; it needs no shell or curl.
+    Health {
+        /// The instance's HTTP address (`[http] listen`).
+        #[arg(long, default_value = "127.0.0.1:9898")]
+        addr: std::net::SocketAddr,
+        /// `/livez` or `/readyz`.
+        #[arg(long, default_value = "/livez")]
+        path: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
     /// Validate the configuration and print the compiled rules.
     CheckConfig {
         /// The configuration file.
@@ -232,6 +245,24 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Health {
+            addr,
+            path,
+            timeout,
+        } => match dialguard::http::probe(addr, &path, std::time::Duration::from_secs(timeout)) {
+            Ok((200, body)) => {
+                println!("{body}");
+                ExitCode::SUCCESS
+            }
+            Ok((code, body)) => {
+                eprintln!("{addr}{path}: HTTP {code}: {body}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("{addr}{path}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::CheckConfig { config } => match Settings::load(&config) {
             Ok(s) => {
                 print!("{}", describe(&s));
