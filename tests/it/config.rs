@@ -317,3 +317,41 @@ fn broken_service_sections_name_the_key() {
         "kafka.groupid"
     );
 }
+
+#[test]
+fn the_kubernetes_configuration_loads_with_the_image_packs_and_secrets_from_the_environment() {
+    // deploy/kubernetes/dialguard.toml is mounted over /etc/dialguard/dialguard.toml, beside the
+    // image's /etc/dialguard/packs: here, beside a copy of config/packs. The Deployment sets the
+    // SASL credentials from a Secret as environment variables.
+    let text = std::fs::read_to_string(root().join("deploy/kubernetes/dialguard.toml")).unwrap();
+    let c = write_config(&text);
+    let env: HashMap<String, String> = [
+        ("DIALGUARD__KAFKA__CLIENT__SASL_USERNAME", "dialguard"),
+        ("DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD", "s3cret"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let s = Settings::load_with_env(&c.path, Some(env)).unwrap();
+    assert_eq!(s.http.listen.to_string(), "0.0.0.0:9898");
+    assert!(s.kafka.partition_lag_metric);
+    // The pod's terminationGracePeriodSeconds must stay above the shutdown grace, or Kubernetes
+    // kills dialguard before it has committed.
+    let deployment =
+        std::fs::read_to_string(root().join("deploy/kubernetes/deployment.yaml")).unwrap();
+    let kill_after: u64 = regex::Regex::new(r"terminationGracePeriodSeconds:\s*(\d+)")
+        .unwrap()
+        .captures(&deployment)
+        .expect("terminationGracePeriodSeconds in the Deployment")[1]
+        .parse()
+        .unwrap();
+    assert!(s.service.shutdown_grace.as_secs() < kill_after);
+    let client: HashMap<_, _> = s.kafka.client.iter().cloned().collect();
+    assert_eq!(client["security.protocol"], "SASL_SSL");
+    assert_eq!(client["sasl.username"], "dialguard");
+    assert_eq!(client["sasl.password"], "s3cret");
+    // The same policy as the default configuration.
+    let d = Settings::load_with_env(&root().join("config/dialguard.toml"), no_env()).unwrap();
+    let ids = |s: &Settings| s.rules.iter().map(|r| r.id.to_string()).collect::<Vec<_>>();
+    assert_eq!(ids(&s), ids(&d));
+}

@@ -17,6 +17,9 @@ mod kafka_mock;
 mod layout;
 // Replay end to end.
 mod replay;
+// `dialguard run` on the mock cluster: delivery, restarts, rebalances, broker outages.
 mod service;
+// The deployment files against a running instance: every metric they use is exposed.
+mod ops;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;

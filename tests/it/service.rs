@@ -27,18 +27,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A bound for a hung broker, never a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 const PARTITIONS: i32 = 3;
 
 /// The broker under test.
-struct Kafka {
+pub(crate) struct Kafka {
     mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
     brokers: String,
     tag: String,
 }
 
 impl Kafka {
-    fn new(name: &str) -> Kafka {
+    pub(crate) fn new(name: &str) -> Kafka {
         static N: AtomicU64 = AtomicU64::new(0);
         let tag = format!(
             "{name}-{}-{}",
@@ -98,7 +98,7 @@ impl Kafka {
 
     /// Settings for the service under test: the default policy, this broker and topics, and
     /// room for partitions to interleave (lateness) so every call is judged.
-    fn settings(&self, policy: &str) -> Settings {
+    pub(crate) fn settings(&self, policy: &str) -> Settings {
         let env: HashMap<String, String> = [
             ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "400d"),
             ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
@@ -122,7 +122,7 @@ impl Kafka {
     }
 
     /// Produces `lines`, keyed by debtor where they decode (poison records go unkeyed).
-    fn produce(&self, lines: &[Vec<u8>]) {
+    pub(crate) fn produce(&self, lines: &[Vec<u8>]) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
@@ -255,7 +255,7 @@ fn debtor_of(line: &[u8]) -> Option<String> {
 
 const NOW: Ts = Ts(1_900_000_000_000_000_000);
 
-fn traffic(calls: u64, seed: u64) -> Vec<Vec<u8>> {
+pub(crate) fn traffic(calls: u64, seed: u64) -> Vec<Vec<u8>> {
     let mut text = Vec::new();
     let params = SynthParams {
         calls,
@@ -326,13 +326,13 @@ fn assert_same(
 }
 
 /// A service running on its own thread.
-struct Running {
+pub(crate) struct Running {
     shutdown: Shutdown,
-    handles: Handles,
+    pub(crate) handles: Handles,
     thread: std::thread::JoinHandle<Result<(), service::ServiceError>>,
 }
 
-fn start(settings: Settings) -> Running {
+pub(crate) fn start(settings: Settings) -> Running {
     // RUST_LOG=info shows the service's log in a failing test's output.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -355,7 +355,7 @@ fn start(settings: Settings) -> Running {
 }
 
 impl Running {
-    fn stop(self) {
+    pub(crate) fn stop(self) {
         self.shutdown.trigger();
         self.thread.join().unwrap().unwrap();
     }
@@ -364,7 +364,7 @@ impl Running {
 /// Waits until the group has committed every input partition to its end (offsets are committed
 /// only once everything they caused is acknowledged) and nothing is in flight. Counting
 /// consumed records would not do: after a rebalance, records are judged again.
-fn wait_done(kafka: &Kafka, instances: &[&Running]) {
+pub(crate) fn wait_done(kafka: &Kafka, instances: &[&Running]) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let committed = kafka.committed();
@@ -396,7 +396,7 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(
         s,
