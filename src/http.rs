@@ -74,9 +74,9 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Asks a running instance for `path` (`/livez`, `/readyz`) with a plain HTTP/1.1 GET and
-/// returns the status code and body: the container health check (`dialguard health`), which
-/// must work in a runtime image that has no shell or curl.
+/// Asks a running instance for `path` (`/livez`, `/readyz`, `/metrics`) with a plain HTTP/1.1
+/// GET and returns the status code and body (at most 4 MiB): the container health check
+/// (`dialguard health`), which must work in a runtime image that has no shell or curl.
 pub fn probe(
     addr: std::net::SocketAddr,
     path: &str,
@@ -91,7 +91,7 @@ pub fn probe(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
-    s.take(64 * 1024).read_to_end(&mut raw)?;
+    s.take(4 << 20).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let code = head
