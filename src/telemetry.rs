@@ -29,6 +29,8 @@ pub struct Metrics {
     pub late: IntCounter,
     /// Calls whose `call_id` was already retained.
     pub duplicates: IntCounter,
+    /// Input offsets passed over without a record: never read, never judged.
+    pub offsets_skipped: IntCounter,
     /// Alerts produced, by rule and severity.
     pub alerts: IntCounterVec,
     /// Alerts not produced again because they were published before a restart or rebalance.
@@ -191,6 +193,11 @@ impl Metrics {
                 &r,
                 "dialguard_calls_duplicate_total",
                 "Calls whose call_id was already retained; not counted again.",
+            ),
+            offsets_skipped: counter(
+                &r,
+                "dialguard_input_offsets_skipped_total",
+                "Input offsets passed over without a record to judge: records deleted by retention before they were read (or transaction markers and compacted records).",
             ),
             alerts: counter_vec(
                 &r,

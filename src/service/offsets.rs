@@ -44,15 +44,33 @@ impl OffsetBook {
         self.generation
     }
 
-    /// Record `offset` of `partition` is processed and caused `produced` messages, each of which
-    /// will be acknowledged once through [`OffsetBook::ack`].
-    pub fn processed(&mut self, partition: i32, offset: i64, produced: u32) {
+    /// The partition resumes at `offset`, its committed offset: its next record should carry
+    /// that offset, and nothing before it needs committing. Without this, gaps are seen only
+    /// between records processed in this assignment.
+    pub fn resume_at(&mut self, partition: i32, offset: i64) {
         let p = self.parts.entry(partition).or_default();
+        if p.next.is_none() {
+            p.next = Some(offset);
+            p.committed = Some(offset);
+        }
+    }
+
+    /// Record `offset` of `partition` is processed and caused `produced` messages, each of which
+    /// will be acknowledged once through [`OffsetBook::ack`]. Returns how many offsets were passed
+    /// over since the partition's previous record (or the offset it resumed at): records that
+    /// were never read, such as those deleted by retention before the consumer reached them.
+    pub fn processed(&mut self, partition: i32, offset: i64, produced: u32) -> u64 {
+        let p = self.parts.entry(partition).or_default();
+        let skipped = match p.next {
+            Some(n) if offset > n => (offset - n) as u64,
+            _ => 0,
+        };
         p.next = Some(p.next.map_or(offset + 1, |n| n.max(offset + 1)));
         if produced > 0 {
             p.pending.push_back((offset, produced));
             self.in_flight += produced as usize;
         }
+        skipped
     }
 
     /// One message caused by `offset` of `partition` in `generation` was acknowledged.
@@ -144,5 +162,30 @@ mod tests {
         assert_eq!(b.take_commits(), vec![(3, 7)]);
         b.ack(new, 3, 7);
         assert_eq!(b.take_commits(), vec![(3, 8)]);
+    }
+
+    #[test]
+    fn offsets_passed_over_are_counted_from_the_resume_point_on() {
+        let mut b = OffsetBook::default();
+        b.resume_at(0, 100);
+        // Resuming is not progress: nothing to commit yet.
+        assert_eq!(b.take_commits(), vec![]);
+        assert_eq!(b.processed(0, 100, 0), 0);
+        assert_eq!(b.processed(0, 101, 0), 0);
+        // Retention deleted 102..=149 before they were read.
+        assert_eq!(b.processed(0, 150, 0), 48);
+        // A record read again (an earlier offset) is no gap.
+        assert_eq!(b.processed(0, 120, 0), 0);
+        assert_eq!(b.processed(0, 151, 0), 0);
+        assert_eq!(b.take_commits(), vec![(0, 152)]);
+        // The consumer reset straight past the resume point.
+        b.resume_at(1, 10);
+        assert_eq!(b.processed(1, 40, 0), 30);
+        // Without a resume point the first record is no gap; later ones are judged.
+        assert_eq!(b.processed(2, 7, 0), 0);
+        assert_eq!(b.processed(2, 9, 0), 1);
+        // A second resume_at does not move a partition already under way.
+        b.resume_at(2, 0);
+        assert_eq!(b.processed(2, 10, 0), 0);
     }
 }

@@ -21,7 +21,7 @@ use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessa
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -446,6 +446,8 @@ pub(crate) struct Pipeline<'a> {
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     paused: bool,
+    /// Offsets passed over since the last warning about it, and when that was.
+    skipped: (u64, Option<Instant>),
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
     pub(crate) shutdown: &'a Shutdown,
@@ -528,6 +530,7 @@ pub(crate) fn run(
             })
             .collect(),
         paused: false,
+        skipped: (0, None),
         metrics,
         health,
         shutdown,
@@ -659,12 +662,14 @@ impl Pipeline<'_> {
                 return;
             }
             self.health.set(false, "rebuilding windows");
+            let mut resume = HashMap::new();
             if self.settings.kafka.rebuild {
                 let started = Instant::now();
                 match rebuild::rebuild(self, &parts, generation) {
                     Ok(r) => {
                         self.engine = r.engine;
                         self.suppressed = r.published;
+                        resume = r.committed;
                         let secs = started.elapsed().as_secs_f64();
                         self.metrics.rebuild_seconds.set(secs);
                         self.metrics.rebuilds.inc();
@@ -683,6 +688,15 @@ impl Pipeline<'_> {
             }
             if self.shared.generation() != generation {
                 continue;
+            }
+            // Records resume at the committed offsets: an offset passed over from there on was
+            // never judged. (Callbacks, which reset the book, run only inside polls on this
+            // thread, so the book belongs to this assignment.)
+            {
+                let mut book = lock(&self.shared.book);
+                for (part, offset) in &resume {
+                    book.resume_at(*part, *offset);
+                }
             }
             let mut tpl = TopicPartitionList::new();
             for p in &parts {
@@ -755,11 +769,37 @@ impl Pipeline<'_> {
             }
         }
         // Register before sending: sending may poll, and polling serves delivery reports.
-        lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);
+        let skipped =
+            lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);
+        if skipped > 0 {
+            self.passed_over(m.partition(), m.offset(), skipped);
+        }
         for o in out {
             send(&self.producer, o, Some(self.shutdown));
         }
         self.metrics.processing.observe(t0.elapsed().as_secs_f64());
+    }
+
+    /// Counts input offsets passed over without a record (deleted by retention before they were
+    /// read, when the consumer resets to the earliest retained offset; or transaction markers):
+    /// those calls were never judged. Warns at most once every 10 s, with the count since.
+    fn passed_over(&mut self, partition: i32, offset: i64, skipped: u64) {
+        self.metrics.offsets_skipped.inc_by(skipped);
+        self.skipped.0 += skipped;
+        if self
+            .skipped
+            .1
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                partition,
+                from = offset - skipped as i64,
+                to = offset,
+                skipped_since_last_warning = self.skipped.0,
+                "input records passed over without being judged (deleted by retention before they were read?)"
+            );
+            self.skipped = (0, Some(Instant::now()));
+        }
     }
 
     fn source_headers<M: Message>(&self, m: &M, h: OwnedHeaders) -> OwnedHeaders {

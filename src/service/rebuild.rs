@@ -27,6 +27,8 @@ pub(crate) struct Rebuilt {
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
     pub(crate) alerts_read: u64,
+    /// The committed offset of each assigned input partition that has one: where it resumes.
+    pub(crate) committed: HashMap<i32, i64>,
 }
 
 /// Why a rebuild stopped before the end.
@@ -278,5 +280,6 @@ pub(crate) fn rebuild(
         published,
         history,
         alerts_read,
+        committed: commit_at,
     })
 }

@@ -208,6 +208,17 @@ impl Kafka {
         out
     }
 
+    /// The first offset the broker still holds, per input partition.
+    fn log_starts(&self) -> Vec<i64> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+            .unwrap();
+        (0..PARTITIONS)
+            .map(|p| c.fetch_watermarks(&self.input(), p, PATIENCE).unwrap().0)
+            .collect()
+    }
+
     /// (committed offset, high watermark) of each input partition for the service's group.
     fn committed(&self) -> Vec<(i64, i64)> {
         let c: BaseConsumer = ClientConfig::new()
@@ -495,6 +506,45 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     a.stop();
     b.stop();
     assert_same(&published(&kafka), &want);
+}
+
+#[test]
+fn records_deleted_before_they_are_read_are_counted_not_silently_skipped() {
+    if std::env::var("DIALGUARD_TEST_BROKERS").is_ok() {
+        eprintln!("skipped: needs the mock cluster's small retention");
+        return;
+    }
+    let kafka = Kafka::new("retention");
+    let settings = kafka.settings("config/dialguard.toml");
+    let first = start(settings.clone());
+    kafka.produce(&traffic(300, 31));
+    wait_done(&kafka, &[&first]);
+    first.stop();
+    let resume: Vec<i64> = kafka.committed().iter().map(|(c, _)| *c).collect();
+
+    // While no instance runs, dialers publish more than the broker retains (the mock keeps
+    // about 5 MiB a partition): the oldest records, right after the committed offsets, go.
+    kafka.produce(&traffic(60_000, 32));
+    let starts = kafka.log_starts();
+    let lost: i64 = resume
+        .iter()
+        .zip(&starts)
+        .map(|(c, s)| (s - c).max(0))
+        .sum();
+    assert!(
+        lost > 0,
+        "the broker kept everything ({starts:?} vs {resume:?}): produce more"
+    );
+
+    // The next instance resumes at the earliest record left and says how many it never saw.
+    let second = start(settings);
+    wait_done(&kafka, &[&second]);
+    let page = second.handles.metrics.render();
+    second.stop();
+    assert_eq!(
+        metric(&page, "dialguard_input_offsets_skipped_total") as i64,
+        lost
+    );
 }
 
 #[test]
