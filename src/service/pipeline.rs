@@ -14,7 +14,7 @@ use crate::engine::time::Ts;
 use crate::engine::{Engine, Ingest};
 use crate::telemetry::{error_class, Metrics};
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage};
@@ -91,8 +91,46 @@ pub(crate) struct Shared {
     metrics: Arc<Metrics>,
     input_topic: String,
     last_warn: Mutex<Option<Instant>>,
+    /// librdkafka's own log lines, at most one per facility and level every 10 s.
+    log_throttle: Mutex<Throttle>,
     /// Set once shutdown has drained: the final revoke only commits.
     closing: AtomicBool,
+}
+
+/// At most one line per key every `every`; counts what it holds back.
+pub(crate) struct Throttle {
+    every: Duration,
+    /// Key → (when a line last passed, lines held back since). Keys are (log level, librdkafka
+    /// facility): a few dozen at most.
+    last: HashMap<(i32, String), (Instant, u64)>,
+}
+
+impl Throttle {
+    pub(crate) fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: HashMap::new(),
+        }
+    }
+
+    /// `Some(lines held back since the last one passed)` when a line with `key` may pass at
+    /// `now`; `None` when it is held back.
+    pub(crate) fn admit(&mut self, key: (i32, &str), now: Instant) -> Option<u64> {
+        match self.last.get_mut(&(key.0, key.1.to_owned())) {
+            Some((t, held)) if now.saturating_duration_since(*t) < self.every => {
+                *held += 1;
+                None
+            }
+            Some((t, held)) => {
+                *t = now;
+                Some(std::mem::take(held))
+            }
+            None => {
+                self.last.insert((key.0, key.1.to_owned()), (now, 0));
+                Some(0)
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -113,6 +151,31 @@ impl Shared {
         }
     }
 
+    /// Forwards a librdkafka log line to the log, at most one per facility and level every
+    /// 10 s (a broker that is down makes every connection attempt log a line), saying how many
+    /// were held back. Debug lines are not throttled: they are on only when asked for.
+    fn forward_log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        use RDKafkaLogLevel as L;
+        let held_back = if matches!(level, L::Debug) {
+            0
+        } else {
+            match lock(&self.log_throttle).admit((level as i32, fac), Instant::now()) {
+                Some(n) => n,
+                None => return,
+            }
+        };
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, held_back, "{msg}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, held_back, "{msg}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", facility = fac, held_back, "{msg}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", facility = fac, "{msg}"),
+        }
+    }
+
     fn client_error(&self, error: &KafkaError, reason: &str) {
         let class = error_class(error);
         self.metrics.kafka_errors.with_label_values(&[class]).inc();
@@ -127,6 +190,10 @@ pub(crate) struct ProducerCtx {
 impl ClientContext for ProducerCtx {
     fn error(&self, error: KafkaError, reason: &str) {
         self.shared.client_error(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.shared.forward_log(level, fac, log_message);
     }
 }
 
@@ -172,6 +239,10 @@ pub(crate) struct ConsumerCtx {
 impl ClientContext for ConsumerCtx {
     fn error(&self, error: KafkaError, reason: &str) {
         self.shared.client_error(&error, reason);
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.shared.forward_log(level, fac, log_message);
     }
 
     fn stats(&self, stats: Statistics) {
@@ -468,6 +539,7 @@ pub(crate) fn run(
         metrics: metrics.clone(),
         input_topic: k.input_topic.clone(),
         last_warn: Mutex::new(None),
+        log_throttle: Mutex::new(Throttle::new(Duration::from_secs(10))),
         closing: AtomicBool::new(false),
     });
     let mut pc = client_config(k);
@@ -925,5 +997,28 @@ impl Pipeline<'_> {
     /// The assignment generation the callbacks last set.
     pub(crate) fn shared_generation(&self) -> u64 {
         self.shared.generation()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Throttle;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn the_log_throttle_passes_one_line_per_key_and_period_and_counts_the_rest() {
+        let mut t = Throttle::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(t.admit((3, "FAIL"), at(0)), Some(0));
+        assert_eq!(t.admit((3, "FAIL"), at(1)), None);
+        assert_eq!(t.admit((3, "FAIL"), at(9)), None);
+        // Another facility, or the same one at another level, has its own allowance.
+        assert_eq!(t.admit((3, "OFFSET"), at(9)), Some(0));
+        assert_eq!(t.admit((4, "FAIL"), at(9)), Some(0));
+        // After the period, one passes with the count of those held back.
+        assert_eq!(t.admit((3, "FAIL"), at(10)), Some(2));
+        assert_eq!(t.admit((3, "FAIL"), at(11)), None);
+        assert_eq!(t.admit((3, "FAIL"), at(25)), Some(1));
     }
 }
