@@ -508,10 +508,18 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     assert_same(&published(&kafka), &want);
 }
 
+/// Tests that need the mock cluster's own behaviour skip, saying why, on a real broker.
+fn on_a_real_broker(why: &str) -> bool {
+    let real = std::env::var("DIALGUARD_TEST_BROKERS").is_ok();
+    if real {
+        eprintln!("skipped: {why}");
+    }
+    real
+}
+
 #[test]
 fn records_deleted_before_they_are_read_are_counted_not_silently_skipped() {
-    if std::env::var("DIALGUARD_TEST_BROKERS").is_ok() {
-        eprintln!("skipped: needs the mock cluster's small retention");
+    if on_a_real_broker("needs the mock cluster's small retention") {
         return;
     }
     let kafka = Kafka::new("retention");
@@ -549,8 +557,7 @@ fn records_deleted_before_they_are_read_are_counted_not_silently_skipped() {
 
 #[test]
 fn a_broker_outage_loses_nothing() {
-    if std::env::var("DIALGUARD_TEST_BROKERS").is_ok() {
-        eprintln!("skipped: needs the mock cluster to stop its broker");
+    if on_a_real_broker("needs the mock cluster to stop its broker") {
         return;
     }
     let kafka = Kafka::new("outage");
