@@ -90,9 +90,9 @@ pub(crate) struct Shared {
     assignment: Mutex<Assignment>,
     metrics: Arc<Metrics>,
     input_topic: String,
-    last_warn: Mutex<Option<Instant>>,
-    /// librdkafka's own log lines, at most one per facility and level every 10 s.
-    log_throttle: Mutex<Throttle>,
+    /// Warnings that repeat fast (broker trouble, librdkafka's own log, input gaps): at most one
+    /// of each kind every 10 s.
+    warnings: Mutex<Throttle>,
     /// Set once shutdown has drained: the final revoke only commits.
     closing: AtomicBool,
 }
@@ -100,9 +100,9 @@ pub(crate) struct Shared {
 /// At most one line per key every `every`; counts what it holds back.
 pub(crate) struct Throttle {
     every: Duration,
-    /// Key → (when a line last passed, lines held back since). Keys are (log level, librdkafka
-    /// facility): a few dozen at most.
-    last: HashMap<(i32, String), (Instant, u64)>,
+    /// Key → (when a line last passed, lines held back since). Keys name a kind of warning or a
+    /// librdkafka log level and facility: a few dozen at most.
+    last: HashMap<String, (Instant, u64)>,
 }
 
 impl Throttle {
@@ -115,8 +115,8 @@ impl Throttle {
 
     /// `Some(lines held back since the last one passed)` when a line with `key` may pass at
     /// `now`; `None` when it is held back.
-    pub(crate) fn admit(&mut self, key: (i32, &str), now: Instant) -> Option<u64> {
-        match self.last.get_mut(&(key.0, key.1.to_owned())) {
+    pub(crate) fn admit(&mut self, key: &str, now: Instant) -> Option<u64> {
+        match self.last.get_mut(key) {
             Some((t, held)) if now.saturating_duration_since(*t) < self.every => {
                 *held += 1;
                 None
@@ -126,7 +126,7 @@ impl Throttle {
                 Some(std::mem::take(held))
             }
             None => {
-                self.last.insert((key.0, key.1.to_owned()), (now, 0));
+                self.last.insert(key.to_owned(), (now, 0));
                 Some(0)
             }
         }
@@ -142,12 +142,12 @@ impl Shared {
         lock(&self.assignment).generation
     }
 
-    /// A warning at most every 10 s (broker trouble repeats fast).
+    /// A warning at most every 10 s (broker trouble repeats fast), saying how many were held
+    /// back.
     fn throttled_warn(&self, what: &str, class: &str, detail: &str) {
-        let mut last = lock(&self.last_warn);
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
-            *last = Some(Instant::now());
-            tracing::warn!(error = class, detail, "{what}");
+        let admitted = lock(&self.warnings).admit("broker", Instant::now());
+        if let Some(held_back) = admitted {
+            tracing::warn!(error = class, detail, held_back, "{what}");
         }
     }
 
@@ -159,7 +159,8 @@ impl Shared {
         let held_back = if matches!(level, L::Debug) {
             0
         } else {
-            match lock(&self.log_throttle).admit((level as i32, fac), Instant::now()) {
+            let key = format!("librdkafka:{}:{fac}", level as i32);
+            match lock(&self.warnings).admit(&key, Instant::now()) {
                 Some(n) => n,
                 None => return,
             }
@@ -517,8 +518,6 @@ pub(crate) struct Pipeline<'a> {
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     paused: bool,
-    /// Offsets passed over since the last warning about it, and when that was.
-    skipped: (u64, Option<Instant>),
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
     pub(crate) shutdown: &'a Shutdown,
@@ -538,8 +537,7 @@ pub(crate) fn run(
         assignment: Mutex::new(Assignment::default()),
         metrics: metrics.clone(),
         input_topic: k.input_topic.clone(),
-        last_warn: Mutex::new(None),
-        log_throttle: Mutex::new(Throttle::new(Duration::from_secs(10))),
+        warnings: Mutex::new(Throttle::new(Duration::from_secs(10))),
         closing: AtomicBool::new(false),
     });
     let mut pc = client_config(k);
@@ -602,7 +600,6 @@ pub(crate) fn run(
             })
             .collect(),
         paused: false,
-        skipped: (0, None),
         metrics,
         health,
         shutdown,
@@ -854,23 +851,19 @@ impl Pipeline<'_> {
 
     /// Counts input offsets passed over without a record (deleted by retention before they were
     /// read, when the consumer resets to the earliest retained offset; or transaction markers):
-    /// those calls were never judged. Warns at most once every 10 s, with the count since.
-    fn passed_over(&mut self, partition: i32, offset: i64, skipped: u64) {
+    /// those calls were never judged. Warns at most once every 10 s, saying how many gaps were
+    /// not logged.
+    fn passed_over(&self, partition: i32, offset: i64, skipped: u64) {
         self.metrics.offsets_skipped.inc_by(skipped);
-        self.skipped.0 += skipped;
-        if self
-            .skipped
-            .1
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
-        {
+        let admitted = lock(&self.shared.warnings).admit("input-gap", Instant::now());
+        if let Some(held_back) = admitted {
             tracing::warn!(
                 partition,
                 from = offset - skipped as i64,
                 to = offset,
-                skipped_since_last_warning = self.skipped.0,
-                "input records passed over without being judged (deleted by retention before they were read?)"
+                held_back,
+                "input records passed over without being judged (deleted by retention before they were read?); dialguard_input_offsets_skipped_total counts them all"
             );
-            self.skipped = (0, Some(Instant::now()));
         }
     }
 
@@ -1010,15 +1003,15 @@ mod tests {
         let mut t = Throttle::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let at = |s: u64| t0 + Duration::from_secs(s);
-        assert_eq!(t.admit((3, "FAIL"), at(0)), Some(0));
-        assert_eq!(t.admit((3, "FAIL"), at(1)), None);
-        assert_eq!(t.admit((3, "FAIL"), at(9)), None);
-        // Another facility, or the same one at another level, has its own allowance.
-        assert_eq!(t.admit((3, "OFFSET"), at(9)), Some(0));
-        assert_eq!(t.admit((4, "FAIL"), at(9)), Some(0));
+        assert_eq!(t.admit("3:FAIL", at(0)), Some(0));
+        assert_eq!(t.admit("3:FAIL", at(1)), None);
+        assert_eq!(t.admit("3:FAIL", at(9)), None);
+        // Another key (facility, or the same one at another level) has its own allowance.
+        assert_eq!(t.admit("3:OFFSET", at(9)), Some(0));
+        assert_eq!(t.admit("4:FAIL", at(9)), Some(0));
         // After the period, one passes with the count of those held back.
-        assert_eq!(t.admit((3, "FAIL"), at(10)), Some(2));
-        assert_eq!(t.admit((3, "FAIL"), at(11)), None);
-        assert_eq!(t.admit((3, "FAIL"), at(25)), Some(1));
+        assert_eq!(t.admit("3:FAIL", at(10)), Some(2));
+        assert_eq!(t.admit("3:FAIL", at(11)), None);
+        assert_eq!(t.admit("3:FAIL", at(25)), Some(1));
     }
 }
