@@ -16,6 +16,7 @@ pub fn settings(file: &str) -> Settings {
     Settings::load_with_env(&p, Some(HashMap::new())).expect("bench config")
 }
 
+#[allow(dead_code)]
 /// `n` synthetic calls over `days` days, decoded (invalid and duplicate records kept out).
 pub fn calls(settings: &Settings, n: u64, days: u64) -> Vec<Call> {
     let p = SynthParams {
