@@ -111,7 +111,7 @@ impl Default for DecodeSettings {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default, Debug, PartialEq)]
 struct Wire<'a> {
     #[serde(borrow)]
     call_id: Option<Cow<'a, str>>,
@@ -202,6 +202,154 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
     }
 }
 
+/// The common record read without serde: one flat object whose values are strings without
+/// escapes, integers, booleans or null. It returns exactly what `serde_json::from_str` would
+/// (a test compares them over generated and mutated records), or `None` for anything else
+/// (escapes, fractions, nested objects, duplicate or malformed keys, trailing text), which then
+/// goes through serde_json, the authority on errors and on everything unusual.
+fn scan(text: &str) -> Option<Wire<'_>> {
+    let b = text.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    let mut w = Wire::default();
+    let mut seen = 0u32;
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
+        loop {
+            let (key, after) = scan_str(text, i)?;
+            i = skip_ws(b, after);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            i = skip_ws(b, i + 1);
+            let (value, after) = scan_value(text, i)?;
+            i = skip_ws(b, after);
+            let (bit, slot) = match key {
+                "call_id" => (0, &mut w.call_id),
+                "occurred_at" => (1, &mut w.occurred_at),
+                "debtor_id" => (2, &mut w.debtor_id),
+                "phone" => (3, &mut w.phone),
+                "relation" => (4, &mut w.relation),
+                "event_id" => (5, &mut w.event_id),
+                "account_id" => (6, &mut w.account_id),
+                "outcome" => (7, &mut w.outcome),
+                "direction" => (8, &mut w.direction),
+                "channel" => (9, &mut w.channel),
+                "agent_id" => (10, &mut w.agent_id),
+                "agency_id" => (11, &mut w.agency_id),
+                "creditor_id" => (12, &mut w.creditor_id),
+                "campaign_id" => (13, &mut w.campaign_id),
+                "callee_tz" => (14, &mut w.callee_tz),
+                "number_source" => (15, &mut w.number_source),
+                "purpose" => (16, &mut w.purpose),
+                "duration_s" | "consent" | "attrs" => {
+                    let bit = match key {
+                        "duration_s" => 17,
+                        "consent" => 18,
+                        _ => 19,
+                    };
+                    if seen & (1 << bit) != 0 {
+                        return None;
+                    }
+                    seen |= 1 << bit;
+                    match (key, value) {
+                        (_, Value::Null) => {}
+                        ("duration_s", Value::Int(n)) => w.duration_s = Some(n as f64),
+                        ("consent", Value::Bool(v)) => w.consent = Some(v),
+                        _ => return None,
+                    }
+                    match b.get(i) {
+                        Some(b',') => i = skip_ws(b, i + 1),
+                        Some(b'}') => {
+                            i += 1;
+                            break;
+                        }
+                        _ => return None,
+                    }
+                    continue;
+                }
+                // Unknown fields are ignored, as serde does (any simple value).
+                _ => (u32::MAX, &mut None),
+            };
+            if bit != u32::MAX {
+                if seen & (1 << bit) != 0 {
+                    return None;
+                }
+                seen |= 1 << bit;
+                match value {
+                    Value::Str(v) => *slot = Some(Cow::Borrowed(v)),
+                    Value::Null => {}
+                    _ => return None,
+                }
+            }
+            match b.get(i) {
+                Some(b',') => i = skip_ws(b, i + 1),
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    (skip_ws(b, i) == b.len()).then_some(w)
+}
+
+enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+    Null,
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// A string without escapes or control characters starting at `i` (the opening quote): its
+/// contents and the index after the closing quote.
+fn scan_str(text: &str, i: usize) -> Option<(&str, usize)> {
+    let b = text.as_bytes();
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let start = i + 1;
+    let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let end = start + len;
+    // `text` is valid UTF-8 and the delimiters are ASCII, so these are char boundaries.
+    (b[end] == b'"').then(|| (&text[start..end], end + 1))
+}
+
+fn scan_value(text: &str, i: usize) -> Option<(Value<'_>, usize)> {
+    let b = text.as_bytes();
+    match *b.get(i)? {
+        b'"' => scan_str(text, i).map(|(s, j)| (Value::Str(s), j)),
+        b't' if b[i..].starts_with(b"true") => Some((Value::Bool(true), i + 4)),
+        b'f' if b[i..].starts_with(b"false") => Some((Value::Bool(false), i + 5)),
+        b'n' if b[i..].starts_with(b"null") => Some((Value::Null, i + 4)),
+        b'0'..=b'9' => {
+            // Integers only, without leading zeros, small enough to be exact as f64.
+            let len = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let end = i + len;
+            if len > 15
+                || (len > 1 && b[i] == b'0')
+                || matches!(b.get(end), Some(b'.' | b'e' | b'E'))
+            {
+                return None;
+            }
+            Some((Value::Int(text[i..end].parse().ok()?), end))
+        }
+        _ => None,
+    }
+}
+
 /// Max bytes for id-like string fields.
 const MAX_ID_BYTES: usize = 256;
 
@@ -237,9 +385,12 @@ impl Decoder {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| reject(Reason::NotJson, format!("not UTF-8: {e}")))?;
-        let w: Wire<'_> = match serde_json::from_str(text) {
-            Ok(w) => w,
-            Err(e) => return Err(classify(text, e)),
+        let w: Wire<'_> = match scan(text) {
+            Some(w) => w,
+            None => match serde_json::from_str(text) {
+                Ok(w) => w,
+                Err(e) => return Err(classify(text, e)),
+            },
         };
         self.validate(w, now)
     }
@@ -436,5 +587,84 @@ fn classify(text: &str, e: serde_json::Error) -> Reject {
             };
             reject(reason, format!("{path}: {msg}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{generate, Rng, SynthParams};
+
+    /// Whenever the scanner answers, serde_json gives the same record.
+    fn agree(text: &str) -> bool {
+        match scan(text) {
+            None => false,
+            Some(fast) => {
+                let slow: Wire<'_> = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("scan accepted what serde refuses ({e}): {text}"));
+                assert_eq!(fast, slow, "{text}");
+                true
+            }
+        }
+    }
+
+    #[test]
+    fn scanner_agrees_with_serde_json() {
+        let mut buf = Vec::new();
+        let p = SynthParams {
+            calls: 3_000,
+            invalid_fraction: 0.05,
+            ..Default::default()
+        };
+        generate(&p, &mut buf).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let plain = lines.iter().filter(|l| agree(l)).count();
+        assert!(plain * 10 > lines.len() * 9, "{plain} of {}", lines.len());
+        let extra = [
+            r#"{}"#,
+            r#" { "call_id" : "c" , "consent" : true , "x" : null, "y": 12 , "z": false } "#,
+            r#"{"call_id":"c","duration_s":0,"consent":null,"attrs":null,"phone":null}"#,
+            r#"{"call_id":"c","call_id":"d"}"#,
+            r#"{"consent":true,"consent":false}"#,
+            r#"{"duration_s":1.5}"#,
+            r#"{"duration_s":01}"#,
+            r#"{"duration_s":-1}"#,
+            r#"{"call_id":"a\"b"}"#,
+            r#"{"call_id":"é✓"}"#,
+            r#"{"call_id":"c"} x"#,
+            r#"{"call_id":"c",}"#,
+            r#"[1]"#,
+        ];
+        for t in extra {
+            agree(t);
+        }
+        let mut rng = Rng::new(5);
+        let pieces: &[&str] = &[
+            "\"", "\\", ",", ":", "{", "}", " ", "0", "1.5", "a", "\n", "\u{1}", "null", "true",
+            "é", "[", "]", r#""call_id":"x","#, r#""consent":1,"#, r#""duration_s":"3","#,
+        ];
+        let mut decided = 0;
+        for _ in 0..20_000 {
+            let mut t = lines[rng.below(lines.len() as u64) as usize].to_owned();
+            for _ in 0..1 + rng.below(3) {
+                let mut at = rng.below(t.len() as u64 + 1) as usize;
+                while !t.is_char_boundary(at) {
+                    at -= 1;
+                }
+                match rng.below(3) {
+                    0 => {
+                        let mut end = (at + 1 + rng.below(4) as usize).min(t.len());
+                        while !t.is_char_boundary(end) {
+                            end += 1;
+                        }
+                        t.replace_range(at..end, "");
+                    }
+                    _ => t.insert_str(at, pieces[rng.below(pieces.len() as u64) as usize]),
+                }
+            }
+            decided += agree(&t) as u32;
+        }
+        assert!(decided > 1_000, "the scanner decided only {decided} mutated records");
     }
 }
