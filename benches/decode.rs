@@ -9,12 +9,16 @@ use dialguard::synth::{generate, SynthParams};
 
 // The same allocator as the `dialguard` binary, so figures match what it does.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Global = mimalloc::MiMalloc;
+
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 #[path = "common.rs"]
 mod common;
 
 fn bench(c: &mut Criterion) {
+    allocator::tune();
     let settings = common::settings("dialguard.toml");
     let n = 200_000;
     let p = SynthParams {

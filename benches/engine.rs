@@ -7,12 +7,16 @@ use dialguard::engine::Engine;
 
 // The same allocator as the `dialguard` binary, so figures match what it does.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Global = mimalloc::MiMalloc;
+
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 #[path = "common.rs"]
 mod common;
 
 fn bench(c: &mut Criterion) {
+    allocator::tune();
     let mut g = c.benchmark_group("engine_ingest");
     g.sample_size(10);
     for (name, file) in [

@@ -29,7 +29,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Global = mimalloc::MiMalloc;
+
+#[path = "../src/allocator.rs"]
+mod allocator;
 
 struct Args {
     calls: u64,
@@ -125,6 +128,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    allocator::tune();
     let a = args();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -321,7 +321,9 @@ fn scan_str(text: &str, i: usize) -> Option<(&str, usize)> {
         return None;
     }
     let start = i + 1;
-    let len = b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+    let len = b[start..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
     let end = start + len;
     // `text` is valid UTF-8 and the delimiters are ASCII, so these are char boundaries.
     (b[end] == b'"').then(|| (&text[start..end], end + 1))
@@ -641,8 +643,26 @@ mod tests {
         }
         let mut rng = Rng::new(5);
         let pieces: &[&str] = &[
-            "\"", "\\", ",", ":", "{", "}", " ", "0", "1.5", "a", "\n", "\u{1}", "null", "true",
-            "é", "[", "]", r#""call_id":"x","#, r#""consent":1,"#, r#""duration_s":"3","#,
+            "\"",
+            "\\",
+            ",",
+            ":",
+            "{",
+            "}",
+            " ",
+            "0",
+            "1.5",
+            "a",
+            "\n",
+            "\u{1}",
+            "null",
+            "true",
+            "é",
+            "[",
+            "]",
+            r#""call_id":"x","#,
+            r#""consent":1,"#,
+            r#""duration_s":"3","#,
         ];
         let mut decided = 0;
         for _ in 0..20_000 {
@@ -665,6 +685,9 @@ mod tests {
             }
             decided += agree(&t) as u32;
         }
-        assert!(decided > 1_000, "the scanner decided only {decided} mutated records");
+        assert!(
+            decided > 1_000,
+            "the scanner decided only {decided} mutated records"
+        );
     }
 }

@@ -122,8 +122,10 @@ enum Cmd {
 }
 
 // Decoder threads allocate the calls the engine thread frees: glibc's arenas contend on that.
+#[path = "allocator.rs"]
+mod allocator;
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::Global = mimalloc::MiMalloc;
 
 /// Exit status for a configuration or usage error (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
@@ -147,6 +149,7 @@ fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => {

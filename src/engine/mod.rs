@@ -178,13 +178,18 @@ impl std::ops::IndexMut<usize> for Slab {
     }
 }
 
-/// A window entry: a call's time, its local period value, and its record slot (the top bit marks
-/// "already breached this rule").
+/// A window entry: a call's time, its local period value, its record slot (the top bit marks
+/// "already breached this rule") and, for `distinct` caps, the value counted. Keeping that value
+/// here lets a distinct count read the window alone: fetching it from each record missed the
+/// cache once per entry (11% of the engine thread in `perf record` on a replay). Packed to 20
+/// bytes, since one entry exists per retained call and stateful rule.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 struct Entry {
     ts: i64,
     pv: i32,
     slot: u32,
+    val: Sym,
 }
 
 impl Entry {
@@ -596,6 +601,10 @@ impl Engine {
                 } else {
                     0
                 };
+                let val = match rule.cap() {
+                    Some((_, _, Some(f))) => self.records[slot as usize].syms[f as usize],
+                    _ => Sym::NONE,
+                };
                 self.cap_insert(
                     ri,
                     key,
@@ -603,6 +612,7 @@ impl Engine {
                         ts: call.occurred_at.0,
                         pv,
                         slot,
+                        val,
                     },
                     now,
                     out,
@@ -629,6 +639,7 @@ impl Engine {
                     ts: call.occurred_at.0,
                     pv,
                     slot,
+                    val: Sym::NONE,
                 };
                 self.cooldown_insert(ri, key, e, when, trig, now, out);
                 false
@@ -712,17 +723,8 @@ impl Engine {
             if c.breached() {
                 continue;
             }
-            if let Some(n) = cap_count(
-                ctx.records,
-                scratch,
-                &w.calls,
-                c.ts,
-                c.pv,
-                window,
-                limit,
-                distinct,
-                None,
-            ) {
+            if let Some(n) = cap_count(scratch, &w.calls, c.ts, c.pv, window, limit, distinct, None)
+            {
                 w.calls[i].slot |= BREACHED;
                 let a = ctx.cap_alert(ri, &w.calls, c, n, c.slot() != e.slot, now);
                 push(stats, ri, a, out);
@@ -795,7 +797,12 @@ impl Engine {
                 } else {
                     0
                 };
-                let x = Entry { ts: t, pv, slot: 0 };
+                let x = Entry {
+                    ts: t,
+                    pv,
+                    slot: 0,
+                    val: Sym::NONE,
+                };
                 let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else {
                     continue;
                 };
@@ -865,7 +872,6 @@ impl Engine {
                         .and_then(|k| self.states[ri].windows.get(&k))
                         .map_or(&[], |w| &w.calls);
                     if let Some(n) = cap_count(
-                        &self.records,
                         &mut self.scratch,
                         v,
                         t,
@@ -1044,15 +1050,14 @@ impl<'a> Ctx<'a> {
             if !Self::in_window(y, pv, window) {
                 continue;
             }
-            let rec = &self.records[y.slot() as usize];
-            if let Some(f) = distinct {
-                let s = rec.syms[f as usize];
+            if distinct.is_some() {
+                let s = y.val;
                 if s.is_none() || seen.contains(&s) {
                     continue;
                 }
                 seen.push(s);
             }
-            out.push(rec.call_id().to_string());
+            out.push(self.records[y.slot() as usize].call_id().to_string());
         }
         out
     }
@@ -1223,7 +1228,6 @@ impl<'a> Ctx<'a> {
 /// hypothetical member with that distinct value (or `Sym::NONE` when not distinct).
 #[allow(clippy::too_many_arguments)]
 fn cap_count(
-    records: &Slab,
     scratch: &mut Vec<Sym>,
     v: &[Entry],
     t: i64,
@@ -1250,12 +1254,12 @@ fn cap_count(
                     + extra.is_some() as u64
             }
         }
-        Some(f) => {
+        Some(_) => {
             let mut seen = std::mem::take(scratch);
             seen.clear();
             for y in &v[lo..hi] {
                 if Ctx::in_window(y, pv, window) {
-                    let s = records[y.slot() as usize].syms[f as usize];
+                    let s = y.val;
                     if !s.is_none() {
                         seen.push(s);
                     }
@@ -1424,6 +1428,6 @@ mod size_tests {
             "Record is {} bytes",
             std::mem::size_of::<super::Record>()
         );
-        assert_eq!(std::mem::size_of::<super::Entry>(), 16);
+        assert_eq!(std::mem::size_of::<super::Entry>(), 20);
     }
 }

@@ -23,3 +23,5 @@ mod service;
 mod ops;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;
+// The allocator options the binary sets.
+mod allocator_options;
