@@ -182,9 +182,12 @@ pub fn run(
         let reader = scope.spawn(move || read_batches(input, to_workers, bytes));
         // Alerts are serialised and written on their own thread, a batch at a time.
         let (alert_tx, alert_rx) = sync_channel::<Vec<Alert>>(8);
+        // Emptied batches come back to be filled again: a fresh multi-megabyte vector per batch
+        // was fresh pages from the kernel each time, zeroed on the engine thread.
+        let (spent_tx, spent_rx) = sync_channel::<Vec<Alert>>(16);
         let writer = alerts
             .take()
-            .map(|w| scope.spawn(move || write_alerts(w, alert_rx)));
+            .map(|w| scope.spawn(move || write_alerts(w, alert_rx, spent_tx)));
 
         let mut out: Vec<Alert> = Vec::new();
         let mut pending: Vec<Alert> = Vec::new();
@@ -235,8 +238,14 @@ pub fn run(
                     }
                 }
             }
-            if !pending.is_empty() && alert_tx.send(std::mem::take(&mut pending)).is_err() {
-                break 'outer; // the writer failed: its error is reported below
+            if !pending.is_empty() {
+                let next = spent_rx.try_recv().unwrap_or_default();
+                if alert_tx
+                    .send(std::mem::replace(&mut pending, next))
+                    .is_err()
+                {
+                    break 'outer; // the writer failed: its error is reported below
+                }
             }
             let _ = recycle[k].try_send(batch);
             if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
@@ -277,15 +286,21 @@ pub fn run(
     Ok(summary)
 }
 
-fn write_alerts(mut w: Box<dyn Write + Send>, rx: Receiver<Vec<Alert>>) -> Result<(), ReplayError> {
+fn write_alerts(
+    mut w: Box<dyn Write + Send>,
+    rx: Receiver<Vec<Alert>>,
+    spent: SyncSender<Vec<Alert>>,
+) -> Result<(), ReplayError> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    while let Ok(batch) = rx.recv() {
+    while let Ok(mut batch) = rx.recv() {
         for a in &batch {
             buf.clear();
             serde_json::to_writer(&mut buf, a).map_err(|e| ReplayError::Write(e.into()))?;
             buf.push(b'\n');
             w.write_all(&buf).map_err(ReplayError::Write)?;
         }
+        batch.clear();
+        let _ = spent.try_send(batch);
     }
     w.flush().map_err(ReplayError::Write)
 }
