@@ -228,63 +228,12 @@ fn scan(text: &str) -> Option<Wire<'_>> {
             i = skip_ws(b, i + 1);
             let (value, after) = scan_value(text, i)?;
             i = skip_ws(b, after);
-            let (bit, slot) = match key {
-                "call_id" => (0, &mut w.call_id),
-                "occurred_at" => (1, &mut w.occurred_at),
-                "debtor_id" => (2, &mut w.debtor_id),
-                "phone" => (3, &mut w.phone),
-                "relation" => (4, &mut w.relation),
-                "event_id" => (5, &mut w.event_id),
-                "account_id" => (6, &mut w.account_id),
-                "outcome" => (7, &mut w.outcome),
-                "direction" => (8, &mut w.direction),
-                "channel" => (9, &mut w.channel),
-                "agent_id" => (10, &mut w.agent_id),
-                "agency_id" => (11, &mut w.agency_id),
-                "creditor_id" => (12, &mut w.creditor_id),
-                "campaign_id" => (13, &mut w.campaign_id),
-                "callee_tz" => (14, &mut w.callee_tz),
-                "number_source" => (15, &mut w.number_source),
-                "purpose" => (16, &mut w.purpose),
-                "duration_s" | "consent" | "attrs" => {
-                    let bit = match key {
-                        "duration_s" => 17,
-                        "consent" => 18,
-                        _ => 19,
-                    };
-                    if seen & (1 << bit) != 0 {
-                        return None;
-                    }
-                    seen |= 1 << bit;
-                    match (key, value) {
-                        (_, Value::Null) => {}
-                        ("duration_s", Value::Int(n)) => w.duration_s = Some(n as f64),
-                        ("consent", Value::Bool(v)) => w.consent = Some(v),
-                        _ => return None,
-                    }
-                    match b.get(i) {
-                        Some(b',') => i = skip_ws(b, i + 1),
-                        Some(b'}') => {
-                            i += 1;
-                            break;
-                        }
-                        _ => return None,
-                    }
-                    continue;
-                }
-                // Unknown fields are ignored, as serde does (any simple value).
-                _ => (u32::MAX, &mut None),
-            };
-            if bit != u32::MAX {
+            // A field given twice is serde's error to report.
+            if let Some(bit) = put(&mut w, key, value)? {
                 if seen & (1 << bit) != 0 {
                     return None;
                 }
                 seen |= 1 << bit;
-                match value {
-                    Value::Str(v) => *slot = Some(Cow::Borrowed(v)),
-                    Value::Null => {}
-                    _ => return None,
-                }
             }
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
@@ -297,6 +246,55 @@ fn scan(text: &str) -> Option<Wire<'_>> {
         }
     }
     (skip_ws(b, i) == b.len()).then_some(w)
+}
+
+/// Stores one field: `Some(Some(bit))` for a known field (its bit in the seen-set), `Some(None)`
+/// for an unknown one (ignored, as serde does), `None` for a value serde must judge.
+fn put<'a>(w: &mut Wire<'a>, key: &str, value: Value<'a>) -> Option<Option<u32>> {
+    let (bit, slot) = match key {
+        "call_id" => (0, &mut w.call_id),
+        "occurred_at" => (1, &mut w.occurred_at),
+        "debtor_id" => (2, &mut w.debtor_id),
+        "phone" => (3, &mut w.phone),
+        "relation" => (4, &mut w.relation),
+        "event_id" => (5, &mut w.event_id),
+        "account_id" => (6, &mut w.account_id),
+        "outcome" => (7, &mut w.outcome),
+        "direction" => (8, &mut w.direction),
+        "channel" => (9, &mut w.channel),
+        "agent_id" => (10, &mut w.agent_id),
+        "agency_id" => (11, &mut w.agency_id),
+        "creditor_id" => (12, &mut w.creditor_id),
+        "campaign_id" => (13, &mut w.campaign_id),
+        "callee_tz" => (14, &mut w.callee_tz),
+        "number_source" => (15, &mut w.number_source),
+        "purpose" => (16, &mut w.purpose),
+        "duration_s" => {
+            match value {
+                Value::Null => {}
+                Value::Int(n) => w.duration_s = Some(n as f64),
+                _ => return None,
+            }
+            return Some(Some(17));
+        }
+        "consent" => {
+            match value {
+                Value::Null => {}
+                Value::Bool(v) => w.consent = Some(v),
+                _ => return None,
+            }
+            return Some(Some(18));
+        }
+        // An attrs object goes through serde; null is the same as absent.
+        "attrs" => return matches!(value, Value::Null).then_some(Some(19)),
+        _ => return Some(None),
+    };
+    match value {
+        Value::Str(v) => *slot = Some(Cow::Borrowed(v)),
+        Value::Null => {}
+        _ => return None,
+    }
+    Some(Some(bit))
 }
 
 enum Value<'a> {

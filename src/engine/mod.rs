@@ -586,11 +586,13 @@ impl Engine {
                 }
                 false
             }
-            Body::Cap { window, .. } => {
+            Body::Cap {
+                window, distinct, ..
+            } => {
                 if !when {
                     return false;
                 }
-                let window = *window;
+                let (window, distinct) = (*window, *distinct);
                 self.stats.rule_matched[ri] += 1;
                 let Some(key) = self.key_of(rule, slot) else {
                     self.stats.rule_skipped[ri] += 1;
@@ -601,10 +603,8 @@ impl Engine {
                 } else {
                     0
                 };
-                let val = match rule.cap() {
-                    Some((_, _, Some(f))) => self.records[slot as usize].syms[f as usize],
-                    _ => Sym::NONE,
-                };
+                let val =
+                    distinct.map_or(Sym::NONE, |f| self.records[slot as usize].syms[f as usize]);
                 self.cap_insert(
                     ri,
                     key,
