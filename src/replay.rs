@@ -217,17 +217,14 @@ pub fn run(
                                 summary.skipped += skipped as u64;
                             }
                             Ingest::Duplicate => summary.duplicates += 1,
-                            Ingest::TooLate { watermark } => {
+                            Ingest::TooLate(why) => {
                                 *summary
                                     .rejected
                                     .entry(Reason::TooLate.as_str())
                                     .or_default() += 1;
                                 let reject = Reject {
                                     reason: Reason::TooLate,
-                                    detail: format!(
-                                        "occurred_at {} is more than allowed_lateness behind the newest event time {watermark}",
-                                        call.occurred_at
-                                    ),
+                                    detail: format!("occurred_at {} is {why}", call.occurred_at),
                                 };
                                 write_reject(&mut rejects, *line, &reject, raw)?;
                             }

@@ -11,9 +11,15 @@
 //!   windows compare local dates, each call's date taken in the zone the rule resolves for it;
 //! - every rule kind is monotone, so a late call can only add breaches; those are emitted when
 //!   the late call arrives, with `late: true`, and every breach is emitted exactly once;
-//! - a call more than `allowed_lateness` behind the newest event time seen is refused
-//!   ([`Ingest::TooLate`]); state older than the largest window plus `allowed_lateness` is
-//!   evicted, so memory is bounded by the traffic in that span.
+//! - event time advances per **lane** (an input stream read in order: a Kafka partition in the
+//!   service, the single input of a replay). A call more than `allowed_lateness` behind the
+//!   newest event time of its own lane is refused ([`Ingest::TooLate`]); a lane that is merely
+//!   behind the others is never a reason to refuse its calls;
+//! - state is evicted once it is older than the largest window plus `allowed_lateness` behind the
+//!   **slowest** lane that still has calls to deliver (idle lanes, caught up with their input, do
+//!   not hold it back), so memory is bounded by the traffic in that span plus the lanes' skew.
+//!   A call older than what was already evicted cannot be judged exactly and is refused too
+//!   ([`TooLate::Evicted`]): only a lane that was idle and then delivers an old call can meet it.
 //!
 //! # How
 //! Each stateful rule keeps a map from key (the interned values of its key fields) to a window:
@@ -70,11 +76,74 @@ pub enum Ingest {
     },
     /// A call with this `call_id` is already retained: not counted again.
     Duplicate,
-    /// More than `allowed_lateness` behind the newest event time seen: refused.
-    TooLate {
-        /// The newest event time seen.
-        watermark: Ts,
+    /// Cannot be judged exactly: refused.
+    TooLate(TooLate),
+}
+
+/// Why a call was too late to judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TooLate {
+    /// More than `allowed_lateness` behind the newest event time of its own lane.
+    Lane {
+        /// The newest event time of the call's lane.
+        newest: Ts,
     },
+    /// Older than state already evicted (a lane that was idle while the others moved on).
+    Evicted {
+        /// Calls before this instant can no longer be judged.
+        judged_from: Ts,
+    },
+}
+
+impl std::fmt::Display for TooLate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TooLate::Lane { newest } => write!(
+                f,
+                "more than engine.allowed_lateness behind the newest event time read before it from the same input (Kafka partition, or replay file), {newest}"
+            ),
+            TooLate::Evicted { judged_from } => write!(
+                f,
+                "older than the retained windows, which judge calls from {judged_from} on (its partition was idle while others moved on)"
+            ),
+        }
+    }
+}
+
+/// An input read in order whose event time advances on its own: a Kafka partition in the
+/// service, the whole input of a replay (lane 0).
+pub type Lane = u32;
+
+/// Where one lane stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LaneState {
+    /// Opened, nothing delivered yet: holds eviction back (its calls may be old).
+    Unknown,
+    /// Has delivered calls up to `newest`, and may deliver more.
+    Active { newest: i64 },
+    /// Caught up with its input (`newest` if it ever delivered): does not hold eviction back.
+    Idle { newest: Option<i64> },
+}
+
+impl LaneState {
+    fn newest(self) -> Option<i64> {
+        match self {
+            LaneState::Unknown => None,
+            LaneState::Active { newest } => Some(newest),
+            LaneState::Idle { newest } => newest,
+        }
+    }
+}
+
+/// What the engine knows of one lane's progress (for alignment and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneProgress {
+    /// The lane.
+    pub lane: Lane,
+    /// The newest event time it delivered, if any.
+    pub newest: Option<Ts>,
+    /// Whether it holds eviction back (not idle).
+    pub holding: bool,
 }
 
 /// Counters the edges export as metrics.
@@ -258,7 +327,12 @@ pub struct Engine {
     dedup: HashTable<u32>,
     hasher: Hasher,
     interner: Interner,
+    /// Lane states, indexed by lane (partition numbers are small and dense).
+    lanes: Vec<Option<LaneState>>,
+    /// The newest event time over all lanes.
     watermark: Option<i64>,
+    /// Entries older than this were (or may have been) evicted: it only rises.
+    cutoff: i64,
     lateness: i64,
     horizon: i64,
     sweep_every: i64,
@@ -314,7 +388,9 @@ impl Engine {
             dedup: HashTable::new(),
             hasher: Hasher::default(),
             interner: Interner::default(),
+            lanes: Vec::new(),
             watermark: None,
+            cutoff: i64::MIN,
             lateness,
             horizon,
             sweep_every,
@@ -340,9 +416,85 @@ impl Engine {
         &self.stats
     }
 
-    /// The newest event time seen.
+    /// The newest event time seen, over all lanes.
     pub fn watermark(&self) -> Option<Ts> {
         self.watermark.map(Ts)
+    }
+
+    /// Opens `lanes` that are not open yet: until each has delivered a call or been marked
+    /// idle, nothing is evicted (their calls may be older than anything seen so far).
+    pub fn open_lanes(&mut self, lanes: &[Lane]) {
+        for &l in lanes {
+            let slot = self.lane_slot(l);
+            if slot.is_none() {
+                *slot = Some(LaneState::Unknown);
+            }
+        }
+    }
+
+    /// `lane` has caught up with its input: it no longer holds eviction back. Its next call
+    /// makes it active again.
+    pub fn lane_idle(&mut self, lane: Lane) {
+        let slot = self.lane_slot(lane);
+        *slot = Some(LaneState::Idle {
+            newest: slot.and_then(LaneState::newest),
+        });
+    }
+
+    /// The newest event time `lane` delivered.
+    pub fn lane_newest(&self, lane: Lane) -> Option<Ts> {
+        self.lanes
+            .get(lane as usize)
+            .copied()
+            .flatten()
+            .and_then(LaneState::newest)
+            .map(Ts)
+    }
+
+    /// Each open lane's progress, by lane.
+    pub fn lanes(&self) -> Vec<LaneProgress> {
+        self.lanes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                l.map(|l| LaneProgress {
+                    lane: i as Lane,
+                    newest: l.newest().map(Ts),
+                    holding: !matches!(l, LaneState::Idle { .. }),
+                })
+            })
+            .collect()
+    }
+
+    /// The event time eviction follows: the slowest lane that holds it back; `None` while a
+    /// lane has not said where it stands (nothing is evicted then). With every lane idle, the
+    /// newest event time seen.
+    pub fn slowest(&self) -> Option<Ts> {
+        let mut slowest: Option<i64> = None;
+        for l in self.lanes.iter().flatten() {
+            match *l {
+                LaneState::Unknown => return None,
+                LaneState::Active { newest } => {
+                    slowest = Some(slowest.map_or(newest, |s| s.min(newest)))
+                }
+                LaneState::Idle { .. } => {}
+            }
+        }
+        slowest.or(self.watermark).map(Ts)
+    }
+
+    /// Calls before this instant can no longer be judged exactly: the state they need was
+    /// evicted. `None` before the first eviction.
+    pub fn judged_from(&self) -> Option<Ts> {
+        (self.cutoff != i64::MIN).then(|| Ts(self.cutoff.saturating_add(self.horizon)))
+    }
+
+    fn lane_slot(&mut self, lane: Lane) -> &mut Option<LaneState> {
+        let i = lane as usize;
+        if self.lanes.len() <= i {
+            self.lanes.resize(i + 1, None);
+        }
+        &mut self.lanes[i]
     }
 
     /// How long state is kept behind the watermark: the largest window reach plus lateness.
@@ -399,27 +551,46 @@ impl Engine {
         self.hasher.hash_one(id)
     }
 
-    /// Judges one call and records it. Alerts it causes (its own, and late ones for earlier
-    /// calls it pushes over a limit) are appended to `out`. `now` stamps `detected_at`.
+    /// Judges one call of lane 0 (a single input, as in a replay): see [`Engine::ingest_on`].
     pub fn ingest(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
-        self.ingest_gated(call, now, out, self.lateness)
+        self.ingest_on(0, call, now, out)
+    }
+
+    /// Judges one call read from `lane` and records it. Alerts it causes (its own, and late ones
+    /// for earlier calls it pushes over a limit) are appended to `out`. `now` stamps
+    /// `detected_at`.
+    pub fn ingest_on(&mut self, lane: Lane, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
+        self.ingest_gated(lane, call, now, out, self.lateness, self.horizon)
+    }
+
+    /// [`Engine::restore_on`] for lane 0.
+    pub fn restore(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
+        self.restore_on(0, call, now, out)
     }
 
     /// Records a call that was judged before (read back from history after a restart or a
     /// rebalance): its windows and "already breached" marks are rebuilt exactly as judging it
     /// would, and the alerts it would cause are appended to `out` for the caller to drop.
-    /// History arrives in any order, so the lateness gate is widened to the whole retention
+    /// History may arrive in any order, so the lateness gate is widened to the whole retention
     /// span: only calls older than that (which can no longer affect any judgement) are
     /// refused. Returns whether the call was recorded.
-    pub fn restore(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
+    pub fn restore_on(&mut self, lane: Lane, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
         let gate = self.lateness.saturating_add(self.horizon);
         matches!(
-            self.ingest_gated(call, now, out, gate),
+            self.ingest_gated(lane, call, now, out, gate, 0),
             Ingest::Accepted { .. }
         )
     }
 
-    fn ingest_gated(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>, gate: i64) -> Ingest {
+    fn ingest_gated(
+        &mut self,
+        lane: Lane,
+        call: &Call,
+        now: Ts,
+        out: &mut Vec<Alert>,
+        gate: i64,
+        reach: i64,
+    ) -> Ingest {
         let h = self.call_hash(&call.call_id);
         let records = &self.records;
         if self
@@ -431,13 +602,24 @@ impl Engine {
             return Ingest::Duplicate;
         }
         let t = call.occurred_at.0;
-        if let Some(wm) = self.watermark {
-            if t < wm.saturating_sub(gate) {
+        let state = *self.lane_slot(lane);
+        if let Some(newest) = state.and_then(LaneState::newest) {
+            if t < newest.saturating_sub(gate) {
                 self.stats.too_late += 1;
-                return Ingest::TooLate { watermark: Ts(wm) };
+                return Ingest::TooLate(TooLate::Lane { newest: Ts(newest) });
             }
         }
+        // A call judged now needs its whole reach retained; a restored one only needs to be
+        // retained itself, to count in the windows of the calls after it.
+        if self.cutoff != i64::MIN && t < self.cutoff.saturating_add(reach) {
+            self.stats.too_late += 1;
+            return Ingest::TooLate(TooLate::Evicted {
+                judged_from: Ts(self.cutoff.saturating_add(self.horizon)),
+            });
+        }
         let slot = self.store(call, h);
+        let newest = state.and_then(LaneState::newest).map_or(t, |n| n.max(t));
+        self.lanes[lane as usize] = Some(LaneState::Active { newest });
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
         self.stats.accepted += 1;
 
@@ -447,9 +629,16 @@ impl Engine {
         for ri in 0..self.rules.len() {
             skipped += self.apply(ri, call, slot, now, &mut locals, &mut callee_local, out) as u32;
         }
-        let wm = self.watermark.unwrap_or(t);
-        if wm.saturating_sub(self.last_sweep) >= self.sweep_every {
-            self.sweep(wm);
+        // Eviction follows the slowest lane; with one lane (a replay) that is this one.
+        let base = if self.lanes.len() == 1 {
+            Some(newest)
+        } else {
+            self.slowest().map(|s| s.0)
+        };
+        if let Some(base) = base {
+            if base.saturating_sub(self.last_sweep) >= self.sweep_every {
+                self.sweep(base);
+            }
         }
         Ingest::Accepted { skipped }
     }
@@ -924,12 +1113,16 @@ impl Engine {
         Some(known.then_some(key))
     }
 
-    /// Evicts everything older than the retention span behind `wm`.
-    fn sweep(&mut self, wm: i64) {
-        self.last_sweep = wm;
-        let cutoff = wm
+    /// Evicts everything older than the retention span behind `base` (the slowest lane).
+    fn sweep(&mut self, base: i64) {
+        self.last_sweep = base;
+        let cutoff = base
             .saturating_sub(self.lateness)
             .saturating_sub(self.horizon);
+        if cutoff <= self.cutoff {
+            return;
+        }
+        self.cutoff = cutoff;
         for st in &mut self.states {
             st.windows.retain(|_, w| {
                 let k = w.calls.partition_point(|y| y.ts < cutoff);
@@ -973,10 +1166,11 @@ impl Engine {
         }
     }
 
-    /// Evicts expired state now (the periodic tick an idle partition needs).
+    /// Evicts expired state now (the periodic tick an idle partition needs), behind the
+    /// slowest lane.
     pub fn advance(&mut self) {
-        if let Some(wm) = self.watermark {
-            self.sweep(wm);
+        if let Some(base) = self.slowest() {
+            self.sweep(base.0);
         }
     }
 }
