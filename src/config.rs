@@ -68,6 +68,18 @@ pub struct RawKafka {
     /// Export consumer lag per partition (one series per partition).
     #[serde(default)]
     pub partition_lag_metric: bool,
+    /// Static group membership (`group.instance.id`): a stable name per instance (the pod name
+    /// of a StatefulSet), so a restarted instance takes its partitions back at once.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How far (event time) a partition may run ahead of the slowest before it is paused
+    /// (watermark alignment: bounds memory while one partition lags).
+    #[serde(default = "default_max_partition_skew")]
+    pub max_partition_skew: String,
+    /// How long the others wait for a slowest partition that delivers nothing (an unavailable
+    /// leader) before they are resumed anyway.
+    #[serde(default = "default_partition_stall")]
+    pub partition_stall: String,
     /// librdkafka properties passed through (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
     /// From the environment, write `_` for `.`: `DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD`.
     #[serde(default)]
@@ -117,6 +129,12 @@ fn default_dlq_topic() -> String {
 fn default_commit_interval() -> String {
     "1s".into()
 }
+fn default_max_partition_skew() -> String {
+    "1d".into()
+}
+fn default_partition_stall() -> String {
+    "30s".into()
+}
 const fn default_max_in_flight() -> u64 {
     100_000
 }
@@ -136,6 +154,9 @@ impl Default for RawKafka {
             max_in_flight: default_max_in_flight(),
             rebuild: true,
             partition_lag_metric: false,
+            instance_id: None,
+            max_partition_skew: default_max_partition_skew(),
+            partition_stall: default_partition_stall(),
             client: BTreeMap::new(),
         }
     }
@@ -211,6 +232,12 @@ pub struct KafkaSettings {
     pub rebuild: bool,
     /// Per-partition lag series.
     pub partition_lag_metric: bool,
+    /// Static membership name (`group.instance.id`).
+    pub instance_id: Option<String>,
+    /// Event time a partition may run ahead of the slowest before it is paused (nanoseconds).
+    pub max_partition_skew: i64,
+    /// How long a slowest partition that delivers nothing is waited for.
+    pub partition_stall: Duration,
     /// librdkafka properties, names with dots.
     pub client: Vec<(String, String)>,
 }
@@ -232,11 +259,13 @@ pub struct ServiceSettings {
 }
 
 /// librdkafka properties dialguard sets itself: its delivery guarantee depends on them.
-const RESERVED_CLIENT_KEYS: [&str; 5] = [
+const RESERVED_CLIENT_KEYS: [&str; 7] = [
     "bootstrap.servers",
     "group.id",
+    "group.instance.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "enable.partition.eof",
     "group.protocol",
 ];
 
@@ -324,6 +353,32 @@ fn service_settings(
             format!("{} is outside 1 to 10000000", k.max_in_flight),
         ));
     }
+    let instance_id = match k.instance_id.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(id) if id.len() > 249 || id.chars().any(|c| c.is_control()) => {
+            return Err(invalid(
+                "kafka.instance_id",
+                format!("{id:?}: 1 to 249 printable characters (the pod name, for instance)"),
+            ))
+        }
+        Some(id) => Some(id.to_owned()),
+    };
+    let skew = parse_duration(&k.max_partition_skew)
+        .map_err(|r| invalid("kafka.max_partition_skew", r))?;
+    if skew <= 0 {
+        return Err(invalid(
+            "kafka.max_partition_skew",
+            "must be longer than zero".into(),
+        ));
+    }
+    let stall_wait =
+        parse_duration(&k.partition_stall).map_err(|r| invalid("kafka.partition_stall", r))?;
+    if stall_wait < crate::engine::time::NANOS_PER_SEC {
+        return Err(invalid(
+            "kafka.partition_stall",
+            "at least 1s: a fetch takes that long on a busy broker".into(),
+        ));
+    }
     let mut client = Vec::new();
     let mut probe = rdkafka::ClientConfig::new();
     for (name, value) in &k.client {
@@ -332,7 +387,7 @@ fn service_settings(
         if RESERVED_CLIENT_KEYS.contains(&key.as_str()) {
             return Err(invalid(
                 &at,
-                format!("{key} is set by dialguard (use the [kafka] keys; offsets are committed only after delivery)"),
+                format!("{key} is set by dialguard (use the [kafka] keys: group_id, instance_id; offsets are committed only after delivery)"),
             ));
         }
         let v = value.to_string();
@@ -385,6 +440,9 @@ fn service_settings(
             max_in_flight: k.max_in_flight as usize,
             rebuild: k.rebuild,
             partition_lag_metric: k.partition_lag_metric,
+            instance_id,
+            max_partition_skew: skew,
+            partition_stall: Duration::from_nanos(stall_wait as u64),
             client,
         },
         HttpSettings { listen },

@@ -58,8 +58,8 @@ pub struct Metrics {
     pub rebuild_seconds: Gauge,
     /// Rebuilds done.
     pub rebuilds: IntCounter,
-    /// Records read back during rebuilds (input history and alerts).
-    pub rebuild_records: IntCounter,
+    /// Records read back during rebuilds, by topic (`input`, `alerts`).
+    pub rebuild_records: IntCounterVec,
     /// Consumer lag summed over assigned partitions (from librdkafka statistics).
     pub consumer_lag: IntGauge,
     /// Consumer lag per partition (registered only when `kafka.partition_lag_metric` is on).
@@ -72,6 +72,10 @@ pub struct Metrics {
     pub last_processed: Gauge,
     /// Wall clock minus the newest event time seen.
     pub event_time_lag: Gauge,
+    /// Newest event time seen minus the slowest partition's (the one eviction follows).
+    pub partition_skew: Gauge,
+    /// Partitions paused for running too far ahead of the slowest (watermark alignment).
+    pub partitions_paused: IntGauge,
     /// 1 when ready (assignment received, windows rebuilt), else 0.
     pub ready: IntGauge,
     /// Rules loaded.
@@ -267,11 +271,18 @@ impl Metrics {
                 "Duration of the last window rebuild after an assignment.",
             ),
             rebuilds: counter(&r, "dialguard_rebuilds_total", "Window rebuilds done."),
-            rebuild_records: counter(
-                &r,
-                "dialguard_rebuild_records_total",
-                "Records read back during rebuilds (input history and alerts).",
-            ),
+            rebuild_records: {
+                let c = counter_vec(
+                    &r,
+                    "dialguard_rebuild_records_total",
+                    "Records read back during rebuilds, by topic: input (history) or alerts.",
+                    &["topic"],
+                );
+                for topic in ["input", "alerts"] {
+                    c.with_label_values(&[topic]);
+                }
+                c
+            },
             consumer_lag: gauge(
                 &r,
                 "dialguard_consumer_lag_messages",
@@ -309,6 +320,16 @@ impl Metrics {
                 &r,
                 "dialguard_event_time_lag_seconds",
                 "Wall clock minus the newest event time seen.",
+            ),
+            partition_skew: fgauge(
+                &r,
+                "dialguard_partition_event_time_skew_seconds",
+                "Newest event time seen minus that of the slowest partition still delivering (state is kept behind the slowest).",
+            ),
+            partitions_paused: gauge(
+                &r,
+                "dialguard_kafka_partitions_paused",
+                "Input partitions paused for running more than kafka.max_partition_skew ahead of the slowest.",
             ),
             ready: gauge(
                 &r,

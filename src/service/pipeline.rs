@@ -11,7 +11,7 @@ use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
 use crate::engine::alert::Alert;
 use crate::engine::time::Ts;
-use crate::engine::{Engine, Ingest};
+use crate::engine::{Engine, Ingest, Lane};
 use crate::telemetry::{error_class, Metrics};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -402,6 +402,15 @@ fn drain(
     }
 }
 
+/// How a stop that starts at `now` spends `grace`: (when the pipeline must be done, clients
+/// closed; when draining must stop, leaving time to commit and close). Two seconds of the
+/// grace are kept for HTTP and the runtime to stop after the pipeline.
+pub(crate) fn stop_budget(now: Instant, grace: Duration) -> (Instant, Instant) {
+    let pipeline = grace.saturating_sub(Duration::from_secs(2)).max(grace / 2);
+    let closing = (pipeline / 4).min(Duration::from_secs(3));
+    (now + pipeline, now + pipeline - closing)
+}
+
 /// Commits the offsets that advanced.
 fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, shared: &Shared, mode: CommitMode) {
     let offsets = lock(&shared.book).take_commits();
@@ -503,6 +512,64 @@ fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
     }
 }
 
+/// Watermark alignment's bookkeeping.
+#[derive(Default)]
+struct Alignment {
+    /// Partitions paused for running ahead of the slowest.
+    paused: HashSet<i32>,
+    /// When each partition last delivered a record (absent: idle, at its end).
+    last_record: HashMap<i32, Instant>,
+}
+
+/// What alignment should do with one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Align {
+    Pause,
+    Resume,
+}
+
+/// Watermark alignment, decided from each partition's progress: a partition whose newest event
+/// time is more than `skew` ahead of the slowest partition still delivering is paused; it is
+/// resumed once no more than `skew / 2` ahead (so it is not paused again at once). A holding
+/// partition that delivered nothing for `stall` (an unavailable leader) is not waited for.
+/// Pure: unit-tested without a broker.
+pub(crate) fn alignment(
+    lanes: &[crate::engine::LaneProgress],
+    paused: &HashSet<i32>,
+    last_record: &HashMap<i32, Instant>,
+    now: Instant,
+    skew: i64,
+    stall: Duration,
+) -> Vec<(i32, Align)> {
+    let delivering = |p: i32| {
+        last_record
+            .get(&p)
+            .is_some_and(|t| now.saturating_duration_since(*t) <= stall)
+    };
+    let slowest = lanes
+        .iter()
+        .filter(|l| l.holding && !paused.contains(&(l.lane as i32)) && delivering(l.lane as i32))
+        .filter_map(|l| l.newest)
+        .map(|t| t.0)
+        .min();
+    let mut out = Vec::new();
+    for l in lanes {
+        let p = l.lane as i32;
+        let ahead = match (l.newest, slowest, l.holding) {
+            (Some(t), Some(s), true) => t.0.saturating_sub(s),
+            _ => i64::MIN, // idle, or nobody to wait for: never held back
+        };
+        if paused.contains(&p) {
+            if ahead <= skew / 2 {
+                out.push((p, Align::Resume));
+            }
+        } else if ahead > skew {
+            out.push((p, Align::Pause));
+        }
+    }
+    out
+}
+
 /// The processing loop's state.
 pub(crate) struct Pipeline<'a> {
     pub(crate) settings: &'a Settings,
@@ -517,7 +584,12 @@ pub(crate) struct Pipeline<'a> {
     alerts: Vec<Alert>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
+    /// Consumption paused for backpressure (all partitions).
     paused: bool,
+    /// Watermark alignment: which partitions are paused for running ahead, and when each
+    /// partition last delivered a record (a slowest partition that delivers nothing for
+    /// `partition_stall` is not waited for).
+    align: Alignment,
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
     pub(crate) shutdown: &'a Shutdown,
@@ -555,7 +627,13 @@ pub(crate) fn run(
         .set("statistics.interval.ms", "5000");
     apply_client(&mut cc, k);
     cc.set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        // Reaching a partition's end is how the engine learns the partition is idle (caught
+        // up), so it no longer holds eviction back.
+        .set("enable.partition.eof", "true");
+    if let Some(id) = &k.instance_id {
+        cc.set("group.instance.id", id);
+    }
     let consumer: BaseConsumer<ConsumerCtx> = cc
         .create_with_context(ConsumerCtx {
             shared: shared.clone(),
@@ -600,13 +678,46 @@ pub(crate) fn run(
             })
             .collect(),
         paused: false,
+        align: Alignment::default(),
         metrics,
         health,
         shutdown,
     };
     p.main_loop();
-    p.finish();
+    let end = p.finish();
+    let (consumer, producer) = (p.consumer.clone(), p.producer.clone());
+    drop(p);
+    close_clients(consumer, producer, end);
     Ok(())
+}
+
+/// Closes the Kafka clients (leave the group, stop librdkafka's threads) on a thread of their
+/// own, waiting until `end` at most: a close that hangs (a broker that never answers) must not
+/// keep the process from exiting within its grace period. What was not acknowledged by then
+/// stays uncommitted, as on any other stop.
+fn close_clients(
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    producer: Arc<ThreadedProducer<ProducerCtx>>,
+    end: Instant,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name("dialguard-close".into())
+        .spawn(move || {
+            drop(consumer);
+            drop(producer);
+            let _ = tx.send(());
+        });
+    if closer.is_err() {
+        return;
+    }
+    let left = end.saturating_duration_since(Instant::now());
+    if rx
+        .recv_timeout(left.max(Duration::from_millis(100)))
+        .is_err()
+    {
+        tracing::warn!("the Kafka clients did not close within the shutdown grace: leaving them");
+    }
 }
 
 impl Pipeline<'_> {
@@ -625,6 +736,7 @@ impl Pipeline<'_> {
                 self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
                 resend_failed(&self.producer, &self.shared);
                 self.backpressure();
+                self.align();
                 self.metrics
                     .in_flight
                     .set(lock(&self.shared.book).in_flight() as i64);
@@ -658,6 +770,11 @@ impl Pipeline<'_> {
                         self.handle(&m);
                     }
                 }
+                Some(Err(KafkaError::PartitionEOF(part))) if self.shared.generation() == before => {
+                    self.engine.lane_idle(part as Lane);
+                    self.align.last_record.remove(&part);
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => self.shared.client_error(&e, "consume"),
                 None => {}
             }
@@ -671,12 +788,53 @@ impl Pipeline<'_> {
         m.in_flight.set(lock(&self.shared.book).in_flight() as i64);
         if let Some(w) = self.engine.watermark() {
             m.event_time_lag.set((wall_now().0 - w.0) as f64 / 1e9);
+            let slowest = self.engine.slowest().unwrap_or(w);
+            m.partition_skew.set((w.0 - slowest.0) as f64 / 1e9);
         }
+        m.partitions_paused.set(self.align.paused.len() as i64);
         if heap {
             m.engine_heap.set(self.engine.heap_bytes() as i64);
         }
         // Idle partitions still age out: evict what the watermark has left behind.
         self.engine.advance();
+    }
+
+    /// Watermark alignment: pauses partitions that ran too far ahead of the slowest, resumes
+    /// them as it catches up (see [`alignment`]).
+    fn align(&mut self) {
+        let k = &self.settings.kafka;
+        let decisions = alignment(
+            &self.engine.lanes(),
+            &self.align.paused,
+            &self.align.last_record,
+            Instant::now(),
+            k.max_partition_skew,
+            k.partition_stall,
+        );
+        for (part, what) in decisions {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&k.input_topic, part);
+            match what {
+                Align::Pause => {
+                    if self.consumer.pause(&tpl).is_ok() {
+                        tracing::debug!(
+                            partition = part,
+                            "partition paused: more than kafka.max_partition_skew ahead of the slowest"
+                        );
+                        self.align.paused.insert(part);
+                    }
+                }
+                Align::Resume => {
+                    // Under backpressure everything stays paused; it resumes all but these.
+                    if self.paused || self.consumer.resume(&tpl).is_ok() {
+                        tracing::debug!(partition = part, "partition resumed");
+                        self.align.paused.remove(&part);
+                        // Waiting while paused is not a stall.
+                        self.align.last_record.insert(part, Instant::now());
+                    }
+                }
+            }
+        }
     }
 
     /// Pauses consumption while too much is unacknowledged (brokers slow or down), resumes at
@@ -703,7 +861,19 @@ impl Pipeline<'_> {
             self.consumer.pause(&tpl)
         } else {
             tracing::info!(in_flight, "resuming consumption");
-            self.consumer.resume(&tpl)
+            // Partitions paused for running ahead stay paused.
+            let mut keep = TopicPartitionList::new();
+            for e in tpl.elements() {
+                if !self.align.paused.contains(&e.partition()) {
+                    keep.add_partition(e.topic(), e.partition());
+                }
+            }
+            // Waiting while paused is not a stall.
+            let now = Instant::now();
+            for t in self.align.last_record.values_mut() {
+                *t = now;
+            }
+            self.consumer.resume(&keep)
         };
         if r.is_ok() {
             self.paused = want_pause;
@@ -722,6 +892,7 @@ impl Pipeline<'_> {
             };
             self.seen_generation = generation;
             self.paused = false;
+            self.align = Alignment::default();
             self.engine = Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
             self.suppressed.clear();
             if parts.is_empty() {
@@ -758,6 +929,12 @@ impl Pipeline<'_> {
             if self.shared.generation() != generation {
                 continue;
             }
+            // Each partition is a lane: until it delivers a record or reaches its end, nothing
+            // is evicted (its records may be older than anything seen).
+            let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
+            self.engine.open_lanes(&lanes);
+            let now = Instant::now();
+            self.align.last_record = parts.iter().map(|p| (*p, now)).collect();
             // Records resume at the committed offsets: an offset passed over from there on was
             // never judged. (Callbacks, which reset the book, run only inside polls on this
             // thread, so the book belongs to this assignment.)
@@ -798,11 +975,13 @@ impl Pipeline<'_> {
         match self.decoder.decode(payload, now) {
             Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
             Ok(call) => {
+                let lane = m.partition() as Lane;
+                self.align.last_record.insert(m.partition(), Instant::now());
                 let behind = self
                     .engine
-                    .watermark()
+                    .lane_newest(lane)
                     .is_some_and(|w| call.occurred_at < w);
-                match self.engine.ingest(&call, now, &mut self.alerts) {
+                match self.engine.ingest_on(lane, &call, now, &mut self.alerts) {
                     Ingest::Accepted { .. } => {
                         if behind {
                             self.metrics.late.inc();
@@ -827,11 +1006,8 @@ impl Pipeline<'_> {
                         self.alerts.clear();
                     }
                     Ingest::Duplicate => self.metrics.duplicates.inc(),
-                    Ingest::TooLate { watermark } => {
-                        let detail = format!(
-                            "occurred_at {} is more than engine.allowed_lateness behind the newest event time seen, {}",
-                            call.occurred_at, watermark
-                        );
+                    Ingest::TooLate(why) => {
+                        let detail = format!("occurred_at {} is {why}", call.occurred_at);
                         out.push(self.dead_letter(m, Reason::TooLate, &detail, generation));
                     }
                 }
@@ -965,8 +1141,9 @@ impl Pipeline<'_> {
     }
 
     /// Shutdown: stop fetching, flush, commit, leave the group — within the grace period.
-    fn finish(&mut self) {
-        let deadline = Instant::now() + self.settings.service.shutdown_grace;
+    /// Returns when the clients must be closed by.
+    fn finish(&mut self) -> Instant {
+        let (end, deadline) = stop_budget(Instant::now(), self.settings.service.shutdown_grace);
         self.health.set(false, "shutting down");
         self.metrics.ready.set(0);
         if let Ok(tpl) = self.consumer.assignment() {
@@ -985,6 +1162,7 @@ impl Pipeline<'_> {
         }
         self.shared.closing.store(true, Ordering::SeqCst);
         self.consumer.unsubscribe();
+        end
     }
 
     /// The assignment generation the callbacks last set.
@@ -995,8 +1173,83 @@ impl Pipeline<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::Throttle;
+    use super::{alignment, stop_budget, Align, Throttle};
+    use crate::engine::time::Ts;
+    use crate::engine::LaneProgress;
+    use std::collections::{HashMap, HashSet};
     use std::time::{Duration, Instant};
+
+    const H: i64 = 3_600_000_000_000;
+
+    fn lane(lane: u32, hours: Option<i64>, holding: bool) -> LaneProgress {
+        LaneProgress {
+            lane,
+            newest: hours.map(|h| Ts(h * H)),
+            holding,
+        }
+    }
+
+    #[test]
+    fn alignment_pauses_what_runs_ahead_of_the_slowest_and_resumes_it_at_half_the_skew() {
+        let now = Instant::now();
+        let recent: HashMap<i32, Instant> = (0..4).map(|p| (p, now)).collect();
+        let none = HashSet::new();
+        let lanes = [
+            lane(0, Some(100), true),
+            lane(1, Some(110), true),
+            lane(2, Some(200), true), // 100 h ahead of the slowest
+            lane(3, Some(500), false), // idle (at its end): never held back
+        ];
+        let d = alignment(&lanes, &none, &recent, now, 24 * H, Duration::from_secs(30));
+        assert_eq!(d, vec![(2, Align::Pause)]);
+        // Paused, it waits until the slowest is within half the skew.
+        let paused: HashSet<i32> = [2].into();
+        let lanes = [
+            lane(0, Some(180), true),
+            lane(1, Some(185), true),
+            lane(2, Some(200), true),
+        ];
+        let d = alignment(&lanes, &paused, &recent, now, 24 * H, Duration::from_secs(30));
+        assert_eq!(d, vec![]);
+        let lanes = [
+            lane(0, Some(190), true),
+            lane(1, Some(195), true),
+            lane(2, Some(200), true),
+        ];
+        let d = alignment(&lanes, &paused, &recent, now, 24 * H, Duration::from_secs(30));
+        assert_eq!(d, vec![(2, Align::Resume)]);
+    }
+
+    #[test]
+    fn a_slowest_partition_that_delivers_nothing_is_not_waited_for() {
+        let now = Instant::now();
+        let lanes = [
+            lane(0, Some(0), true), // far behind, and silent for a minute
+            lane(1, Some(100), true),
+            lane(2, Some(101), true),
+            lane(3, None, true), // assigned, nothing yet: no time to align on
+        ];
+        let mut last: HashMap<i32, Instant> = [(1, now), (2, now), (3, now)].into();
+        last.insert(0, now - Duration::from_secs(60));
+        let paused: HashSet<i32> = [1, 2].into();
+        let d = alignment(&lanes, &paused, &last, now, 24 * H, Duration::from_secs(30));
+        assert_eq!(d, vec![(1, Align::Resume), (2, Align::Resume)]);
+        // Delivering again, it is waited for again.
+        last.insert(0, now);
+        let d = alignment(&lanes, &HashSet::new(), &last, now, 24 * H, Duration::from_secs(30));
+        assert_eq!(d, vec![(1, Align::Pause), (2, Align::Pause)]);
+    }
+
+    #[test]
+    fn a_stop_leaves_time_to_commit_close_and_stop_http_within_the_grace() {
+        let t0 = Instant::now();
+        let (end, drain) = stop_budget(t0, Duration::from_secs(30));
+        assert_eq!(end - t0, Duration::from_secs(28));
+        assert_eq!(end - drain, Duration::from_secs(3));
+        let (end, drain) = stop_budget(t0, Duration::from_secs(2));
+        assert_eq!(end - t0, Duration::from_secs(1));
+        assert!(drain > t0 && drain < end);
+    }
 
     #[test]
     fn the_log_throttle_passes_one_line_per_key_and_period_and_counts_the_rest() {
