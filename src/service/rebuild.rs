@@ -1,20 +1,25 @@
 //! Rebuilding the windows when partitions are assigned.
 //!
 //! 1. Read the committed offset `C` of every assigned input partition.
-//! 2. Read the alerts topic back (from the retention span before now, where the broker can look
-//!    offsets up by time; from the beginning where it cannot) and keep the ids of alerts caused
-//!    by records at or after `C` of an assigned partition: those were published before a crash
-//!    or a rebalance but their records were not committed, so they are about to be judged again
-//!    and must not be published twice.
-//! 3. Read each assigned input partition from the retention span before now (or its beginning)
-//!    up to `C` and restore those calls into a fresh engine (alerts dropped: they were
-//!    published, since `C` was committed only after their acknowledgement).
+//! 2. Locate each partition's history: the event time `P` of the calls just before `C` tells
+//!    how far back the calls after `C` can reach: `P − (largest reach + allowed lateness)`. Its
+//!    offset comes from the broker's timestamp lookup where it has one, else from a binary
+//!    search by offset over the records' event times (the mock cluster). The wall clock plays
+//!    no part: after long downtime the committed calls are far older than now.
+//! 3. Read the alerts topic back (from shortly before the first record after `C` was
+//!    published, where the broker can look offsets up by time; from the beginning where it
+//!    cannot) and keep the ids of alerts caused by records at or after `C` of an assigned
+//!    partition: those were published before a crash or a rebalance but their records were not
+//!    committed, so they are about to be judged again and must not be published twice.
+//! 4. Read each partition's history up to `C` and restore those calls into a fresh engine, each
+//!    partition its own lane (alerts dropped: they were published, since `C` was committed only
+//!    after their acknowledgement).
 //!
 //! The group consumer stays paused meanwhile; it is polled between batches so rebalance
 //! callbacks run, and a new assignment restarts the rebuild.
 
 use super::pipeline::{headers, Pipeline};
-use crate::engine::Engine;
+use crate::engine::{Engine, Lane};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -107,27 +112,6 @@ fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<Reader> {
     c.create_with_context(ReaderCtx)
 }
 
-/// Where to start reading `partition` of `topic`: the first offset at or after `since_ms`
-/// where the broker can tell, else the beginning.
-fn start_offset(
-    c: &Reader,
-    topic: &str,
-    partition: i32,
-    since_ms: i64,
-) -> rdkafka::error::KafkaResult<(i64, i64)> {
-    let (lo, hi) = c.fetch_watermarks(topic, partition, TIMEOUT)?;
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(since_ms))?;
-    let by_time = c.offsets_for_times(tpl, TIMEOUT).ok().and_then(|r| {
-        r.find_partition(topic, partition)
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None, // End (or unsupported, as on the mock cluster): fall back
-            })
-    });
-    Ok((by_time.map_or(lo, |o| o.max(lo)), hi))
-}
-
 /// Reads `ranges` (partition → [start, end)) of `topic`, calling `f` for each record.
 fn read_ranges(
     p: &mut Pipeline<'_>,
@@ -194,6 +178,120 @@ fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
         .and_then(|v| std::str::from_utf8(v).ok())
 }
 
+/// One record read while locating history: its offset, event time (when it decodes) and Kafka
+/// timestamp.
+struct Seen {
+    offset: i64,
+    event: Option<i64>,
+    ts_ms: Option<i64>,
+}
+
+/// Reads the records of `partition` in `[from, until)` with `c` (at most a few dozen: probes).
+fn read_span(
+    p: &mut Pipeline<'_>,
+    generation: u64,
+    c: &Reader,
+    topic: &str,
+    partition: i32,
+    (from, until): (i64, i64),
+) -> Result<Vec<Seen>, Abort> {
+    let mut out = Vec::new();
+    if from >= until {
+        return Ok(out);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
+        .expect("valid offset");
+    retry(p, generation, "positioning a reader", |_| c.assign(&tpl))?;
+    let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
+    loop {
+        keep_alive(p, generation)?;
+        match c.poll(Duration::from_millis(100)) {
+            // (A message from an earlier position of this reader is never delivered after the
+            // new assignment, librdkafka discards outdated fetches; an offset before `from`
+            // is skipped all the same.)
+            Some(Ok(m)) if m.partition() == partition && m.offset() >= from => {
+                if m.offset() >= until {
+                    break;
+                }
+                let event = p
+                    .decoder
+                    .decode(m.payload().unwrap_or_default(), now)
+                    .ok()
+                    .map(|call| call.occurred_at.0);
+                out.push(Seen {
+                    offset: m.offset(),
+                    event,
+                    ts_ms: m.timestamp().to_millis(),
+                });
+                if m.offset() >= until - 1 {
+                    break;
+                }
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(part))) if part == partition => break,
+            Some(Err(e)) => tracing::warn!(error = %e, "rebuild: reading {topic}"),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Where the history of `partition` must start so that every call the records after the
+/// committed offset `committed` can be judged with is restored: calls at or after `from_ns`
+/// (event time). The broker's timestamp lookup finds it where it can (record timestamps are
+/// at or after event time, less `margin_ms` for producers' clocks); otherwise a binary search
+/// by offset, probing the event times of a few records: an offset is a safe start when a
+/// probe there shows a call more than `lateness` older than `from_ns` (an on-time call so old
+/// means its partition's time, and so every earlier call, was before `from_ns`).
+#[allow(clippy::too_many_arguments)]
+fn history_start(
+    p: &mut Pipeline<'_>,
+    generation: u64,
+    c: &Reader,
+    topic: &str,
+    partition: i32,
+    (lo, committed): (i64, i64),
+    from_ns: i64,
+    margin_ms: i64,
+) -> Result<i64, Abort> {
+    let target_ms = from_ns.div_euclid(1_000_000) - margin_ms;
+    if let Some(o) = offset_for_time(c, topic, partition, target_ms) {
+        return Ok(o.clamp(lo, committed));
+    }
+    let goal = from_ns.saturating_sub(p.settings.engine.allowed_lateness);
+    let (mut safe, mut above) = (lo, committed);
+    while above - safe > 64 {
+        let mid = safe + (above - safe) / 2;
+        let seen = read_span(
+            p,
+            generation,
+            c,
+            topic,
+            partition,
+            (mid, (mid + 8).min(committed)),
+        )?;
+        match seen.iter().filter_map(|s| s.event).max() {
+            Some(t) if t < goal => safe = mid,
+            _ => above = mid,
+        }
+    }
+    Ok(safe)
+}
+
+/// The first offset of `partition` with a timestamp at or after `ms`, where the broker can look
+/// it up (the mock cluster cannot).
+fn offset_for_time(c: &Reader, topic: &str, partition: i32, ms: i64) -> Option<i64> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(ms.max(0)))
+        .ok()?;
+    let r = c.offsets_for_times(tpl, TIMEOUT).ok()?;
+    let e = r.find_partition(topic, partition)?;
+    match e.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None, // End, or unsupported
+    }
+}
+
 /// Rebuilds the windows for `parts` (see the module documentation).
 pub(crate) fn rebuild(
     p: &mut Pipeline<'_>,
@@ -202,8 +300,11 @@ pub(crate) fn rebuild(
 ) -> Result<Rebuilt, Abort> {
     let k = p.settings.kafka.clone();
     let mut engine = Engine::new(p.settings.rules.clone(), p.settings.engine.clone());
-    let retention_ms = engine.retention() / 1_000_000;
-    let since_ms = jiff::Timestamp::now().as_millisecond() - retention_ms - 60_000;
+    let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
+    engine.open_lanes(&lanes);
+    let retention = engine.retention();
+    // Producers' clocks may run ahead of event time or of each other: read a little more.
+    let margin_ms = p.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
 
     // 1. Committed offsets.
     let mut tpl = TopicPartitionList::new();
@@ -220,8 +321,64 @@ pub(crate) fn rebuild(
         }
     }
 
-    // 2. Alerts already published for records about to be judged again.
+    // 2. Where each partition's history starts: the largest reach plus lateness behind the
+    //    event time of its committed position (not behind the wall clock: after downtime the
+    //    committed calls are older than that). And when the first record not committed was
+    //    published: alerts it or later records caused were published after it.
     let probe = retry(p, generation, "creating a reader", reader)?;
+    let mut ranges = HashMap::new();
+    let mut alerts_since: Option<i64> = None;
+    let mut alerts_from_start = false;
+    for part in parts {
+        let Some(&c) = commit_at.get(part) else {
+            continue; // nothing committed: live processing starts at the reset point
+        };
+        let (lo, hi) = retry(p, generation, "reading offsets", |_| {
+            probe.fetch_watermarks(&k.input_topic, *part, TIMEOUT)
+        })?;
+        let c = c.min(hi);
+        let tail = read_span(
+            p,
+            generation,
+            &probe,
+            &k.input_topic,
+            *part,
+            ((c - 32).max(lo), (c + 1).min(hi)),
+        )?;
+        if c < hi {
+            match tail.iter().find(|s| s.offset >= c).and_then(|s| s.ts_ms) {
+                Some(ts) => {
+                    let since = ts - margin_ms;
+                    alerts_since = Some(alerts_since.map_or(since, |a| a.min(since)));
+                }
+                None => alerts_from_start = true,
+            }
+        }
+        if c <= lo {
+            continue; // the committed calls are gone (retention): nothing to restore
+        }
+        let newest = tail
+            .iter()
+            .filter(|s| s.offset < c)
+            .filter_map(|s| s.event)
+            .max();
+        let start = match newest {
+            Some(t) => history_start(
+                p,
+                generation,
+                &probe,
+                &k.input_topic,
+                *part,
+                (lo, c),
+                t.saturating_sub(retention),
+                margin_ms,
+            )?,
+            None => lo, // no call decodes near the committed offset: read it all
+        };
+        ranges.insert(*part, (start, c));
+    }
+
+    // 3. Alerts already published for records about to be judged again.
     let meta = retry(p, generation, "reading alerts topic metadata", |_| {
         probe.fetch_metadata(Some(&k.alerts_topic), TIMEOUT)
     })?;
@@ -231,16 +388,24 @@ pub(crate) fn rebuild(
         .filter(|t| t.name() == k.alerts_topic && t.error().is_none())
         .flat_map(|t| t.partitions().iter().map(|x| x.id()))
         .collect();
-    let mut ranges = HashMap::new();
-    for ap in alert_parts {
-        let r = retry(p, generation, "locating alerts", |_| {
-            start_offset(&probe, &k.alerts_topic, ap, since_ms)
+    let mut alert_ranges = HashMap::new();
+    let uncommitted = alerts_from_start || alerts_since.is_some() || commit_at.len() < parts.len();
+    for ap in alert_parts.into_iter().filter(|_| uncommitted) {
+        let (lo, hi) = retry(p, generation, "locating alerts", |_| {
+            probe.fetch_watermarks(&k.alerts_topic, ap, TIMEOUT)
         })?;
-        ranges.insert(ap, r);
+        let start = match alerts_since {
+            Some(ms) if !alerts_from_start && commit_at.len() == parts.len() => {
+                offset_for_time(&probe, &k.alerts_topic, ap, ms).map_or(lo, |o| o.max(lo))
+            }
+            _ => lo,
+        };
+        alert_ranges.insert(ap, (start, hi));
     }
+    drop(probe);
     let mut published = HashSet::new();
     let input = k.input_topic.clone();
-    let alerts_read = read_ranges(p, generation, &k.alerts_topic, &ranges, |_, m| {
+    let alerts_read = read_ranges(p, generation, &k.alerts_topic, &alert_ranges, |_, m| {
         let (Some(t), Some(sp), Some(so), Some(id)) = (
             header(m, headers::SOURCE_TOPIC),
             header(m, headers::SOURCE_PARTITION).and_then(|v| v.parse::<i32>().ok()),
@@ -254,27 +419,18 @@ pub(crate) fn rebuild(
         }
     })?;
 
-    // 3. The input history up to the committed offsets.
-    let mut ranges = HashMap::new();
-    for part in parts {
-        let Some(&c) = commit_at.get(part) else {
-            continue; // nothing committed: live processing starts at the reset point
-        };
-        let (start, _) = retry(p, generation, "locating history", |_| {
-            start_offset(&probe, &k.input_topic, *part, since_ms)
-        })?;
-        ranges.insert(*part, (start, c));
-    }
-    drop(probe);
+    // 4. The input history up to the committed offsets, each partition its own lane.
     let mut dropped = Vec::new();
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
     let history = read_ranges(p, generation, &k.input_topic, &ranges, |p, m| {
         if let Ok(call) = p.decoder.decode(m.payload().unwrap_or_default(), now) {
-            engine.restore(&call, now, &mut dropped);
+            engine.restore_on(m.partition() as Lane, &call, now, &mut dropped);
             dropped.clear();
         }
     })?;
-    p.metrics.rebuild_records.inc_by(history + alerts_read);
+    let records = &p.metrics.rebuild_records;
+    records.with_label_values(&["input"]).inc_by(history);
+    records.with_label_values(&["alerts"]).inc_by(alerts_read);
     Ok(Rebuilt {
         engine,
         published,
