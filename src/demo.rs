@@ -12,7 +12,6 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message};
-use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +36,12 @@ pub struct DemoOptions {
 }
 
 /// Runs the demo until interrupted (or `duration`).
-pub fn run(mut settings: Settings, opts: &DemoOptions) -> Result<(), ServiceError> {
+/// `shutdown` stops it (the caller's signals, or a closed stdout).
+pub fn run(
+    mut settings: Settings,
+    opts: &DemoOptions,
+    shutdown: Shutdown,
+) -> Result<(), ServiceError> {
     let cluster =
         MockCluster::new(1).map_err(|e| ServiceError::Kafka(format!("mock cluster: {e}")))?;
     let k = settings.kafka.clone();
@@ -52,19 +56,20 @@ pub fn run(mut settings: Settings, opts: &DemoOptions) -> Result<(), ServiceErro
     }
     let brokers = cluster.bootstrap_servers();
     settings.kafka.brokers = brokers.clone();
-    eprintln!("dialguard demo: an in-process Kafka-protocol broker at {brokers}");
-    eprintln!(
+    crate::tell!("dialguard demo: an in-process Kafka-protocol broker at {brokers}");
+    crate::tell!(
         "  topics: {} (dialer calls in), {} (alerts out), {} (rejected records)",
-        k.input_topic, k.alerts_topic, k.dlq_topic
+        k.input_topic,
+        k.alerts_topic,
+        k.dlq_topic
     );
-    eprintln!("  watch with: kcat -b {brokers} -t {} -C", k.alerts_topic);
-    eprintln!(
+    crate::tell!("  watch with: kcat -b {brokers} -t {} -C", k.alerts_topic);
+    crate::tell!(
         "  policy: {} rules from {}",
         settings.rules.len(),
         settings.path.display()
     );
 
-    let shutdown = Shutdown::new();
     let produced = Arc::new(AtomicU64::new(0));
     let alerts_seen = Arc::new(AtomicU64::new(0));
     let dialer = {
@@ -102,18 +107,18 @@ pub fn run(mut settings: Settings, opts: &DemoOptions) -> Result<(), ServiceErro
     }
     let (p2, a2, s2) = (produced.clone(), alerts_seen.clone(), shutdown.clone());
     let result = service::run(settings, shutdown.clone(), true, move |h| {
-        eprintln!(
+        crate::tell!(
             "  metrics: http://{}/metrics  health: /livez /readyz",
             h.http_addr
         );
-        eprintln!("  Ctrl-C to stop\n");
+        crate::tell!("  Ctrl-C to stop\n");
         let m = h.metrics.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
             while !s2.is_triggered() {
                 std::thread::sleep(Duration::from_millis(250));
                 if start.elapsed().as_millis() % 10_000 < 250 && start.elapsed().as_secs() > 0 {
-                    eprintln!(
+                    crate::tell!(
                         "-- {}s: {} calls sent, {} consumed, {} alerts, {} rejected (dead-lettered)",
                         start.elapsed().as_secs(),
                         p2.load(Ordering::Relaxed),
@@ -131,7 +136,7 @@ pub fn run(mut settings: Settings, opts: &DemoOptions) -> Result<(), ServiceErro
     shutdown.trigger();
     let _ = dialer.join();
     let _ = printer.join();
-    eprintln!(
+    crate::tell!(
         "demo stopped: {} calls sent, {} alerts",
         produced.load(Ordering::Relaxed),
         alerts_seen.load(Ordering::Relaxed)
@@ -149,7 +154,7 @@ fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &A
     {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("demo dialer: {e}");
+            crate::tell!("demo dialer: {e}");
             return;
         }
     };
@@ -192,7 +197,7 @@ fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &A
                     producer.poll(Duration::from_millis(10));
                 }
                 Err((e, _)) => {
-                    eprintln!("demo dialer: {e}");
+                    crate::tell!("demo dialer: {e}");
                     return;
                 }
             }
@@ -202,7 +207,7 @@ fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &A
     }
     let _ = producer.flush(Duration::from_secs(5));
     if !stop.is_triggered() {
-        eprintln!(
+        crate::tell!(
             "-- the synthetic dialer has sent all {} calls; Ctrl-C to stop",
             sent.load(Ordering::Relaxed)
         );
@@ -219,15 +224,14 @@ fn print_alerts(brokers: &str, topic: &str, stop: &Shutdown, seen: &AtomicU64, p
     {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("demo printer: {e}");
+            crate::tell!("demo printer: {e}");
             return;
         }
     };
     if let Err(e) = consumer.subscribe(&[topic]) {
-        eprintln!("demo printer: {e}");
+        crate::tell!("demo printer: {e}");
         return;
     }
-    let out = std::io::stdout();
     while !stop.is_triggered() {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
             continue;
@@ -246,8 +250,7 @@ fn print_alerts(brokers: &str, topic: &str, stop: &Shutdown, seen: &AtomicU64, p
         } else {
             ""
         };
-        let _ = writeln!(
-            out.lock(),
+        crate::say!(
             "{} {:<6} {:<36} {}{}",
             s("occurred_at"),
             s("severity"),

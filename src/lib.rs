@@ -10,6 +10,7 @@
 //! - [`replay`]: `dialguard replay`, a backtest of a policy over recorded events.
 //! - [`service`]: `dialguard run`, the Kafka service (consume, judge, produce, commit, rebuild);
 //!   [`http`] serves its metrics and health; [`telemetry`] is the metric catalogue.
+//! - [`console`]: the command line's output, which never panics on a closed pipe.
 //! - [`demo`]: `dialguard demo`, the service on librdkafka's in-process mock cluster with a
 //!   synthetic dialer ([`synth`]).
 #![deny(missing_docs)]
@@ -17,6 +18,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod http;

@@ -136,14 +136,30 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(dialguard::console::LogWriter)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
+/// The shutdown trigger of a long-running command: pulled by SIGTERM/SIGINT (the service
+/// listens), by `--seconds`, or by a closed stdout or stderr; once pulled, the process exits
+/// within the grace period whatever a library does (the watchdog is the last resort, a few
+/// seconds after the bounded drain).
+fn stoppable(settings: &Settings) -> dialguard::service::Shutdown {
+    let shutdown = dialguard::service::Shutdown::new();
+    dialguard::console::on_closed(&shutdown);
+    dialguard::console::watchdog(
+        &shutdown,
+        settings.service.shutdown_grace + std::time::Duration::from_secs(3),
+        1,
+    );
+    shutdown
+}
+
 fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
     Settings::load(config).map_err(|e| {
-        eprintln!("error: invalid configuration: {e}");
+        dialguard::tell!("error: invalid configuration: {e}");
         ExitCode::from(EX_CONFIG)
     })
 }
@@ -158,15 +174,11 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            match dialguard::service::run(
-                settings,
-                dialguard::service::Shutdown::new(),
-                true,
-                |_| {},
-            ) {
+            let shutdown = stoppable(&settings);
+            match dialguard::service::run(settings, shutdown, true, |_| {}) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    dialguard::tell!("error: {e}");
                     match e {
                         dialguard::service::ServiceError::Listen { .. } => {
                             ExitCode::from(EX_CONFIG)
@@ -199,10 +211,11 @@ fn main() -> ExitCode {
                 duration: seconds.map(std::time::Duration::from_secs),
                 print_alerts: !quiet,
             };
-            match dialguard::demo::run(settings, &opts) {
+            let shutdown = stoppable(&settings);
+            match dialguard::demo::run(settings, &opts, shutdown) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    dialguard::tell!("error: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -231,7 +244,7 @@ fn main() -> ExitCode {
                 Some(path) => match std::fs::File::create(path) {
                     Ok(f) => Box::new(BufWriter::with_capacity(1 << 20, f)),
                     Err(e) => {
-                        eprintln!("error: --out {}: {e}", path.display());
+                        dialguard::tell!("error: --out {}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
                 },
@@ -239,11 +252,11 @@ fn main() -> ExitCode {
             };
             match dialguard::synth::generate(&p, &mut w).and_then(|n| w.flush().map(|_| n)) {
                 Ok(n) => {
-                    eprintln!("wrote {n} records");
+                    dialguard::tell!("wrote {n} records");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: writing: {e}");
+                    dialguard::tell!("error: writing: {e}");
                     ExitCode::FAILURE
                 }
             }
@@ -254,15 +267,15 @@ fn main() -> ExitCode {
             timeout,
         } => match dialguard::http::probe(addr, &path, std::time::Duration::from_secs(timeout)) {
             Ok((200, body)) => {
-                println!("{body}");
+                dialguard::say!("{body}");
                 ExitCode::SUCCESS
             }
             Ok((code, body)) => {
-                eprintln!("{addr}{path}: HTTP {code}: {body}");
+                dialguard::tell!("{addr}{path}: HTTP {code}: {body}");
                 ExitCode::FAILURE
             }
             Err(e) => {
-                eprintln!("{addr}{path}: {e}");
+                dialguard::tell!("{addr}{path}: {e}");
                 ExitCode::FAILURE
             }
         },
@@ -272,7 +285,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("error: invalid configuration: {e}");
+                dialguard::tell!("error: invalid configuration: {e}");
                 ExitCode::from(EX_CONFIG)
             }
         },
@@ -287,7 +300,7 @@ fn main() -> ExitCode {
             let settings = match Settings::load(&config) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("error: invalid configuration: {e}");
+                    dialguard::tell!("error: invalid configuration: {e}");
                     return ExitCode::from(EX_CONFIG);
                 }
             };
@@ -295,14 +308,14 @@ fn main() -> ExitCode {
                 None => None,
                 Some(Ok(t)) => Some(Ts::from_jiff(t)),
                 Some(Err(e)) => {
-                    eprintln!("error: --now: {e}");
+                    dialguard::tell!("error: --now: {e}");
                     return ExitCode::from(EX_CONFIG);
                 }
             };
             let io = match open_io(&input, alerts.as_deref(), rejects.as_deref()) {
                 Ok(io) => io,
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    dialguard::tell!("error: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -317,7 +330,7 @@ fn main() -> ExitCode {
             };
             match replay::run(&settings, io, &opts) {
                 Ok(summary) => {
-                    eprintln!(
+                    dialguard::tell!(
                         "replay summary ({} rules from {})",
                         settings.rules.len(),
                         settings.path.display()
@@ -326,7 +339,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    dialguard::tell!("error: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -45,6 +45,9 @@ pub enum ServiceError {
     /// The runtime or a thread could not start.
     #[error("{0}")]
     Start(String),
+    /// The processing thread did not stop within the grace period (a Kafka call blocked).
+    #[error("the processing thread did not stop within service.shutdown_grace ({0:?}); unacknowledged records stay uncommitted")]
+    ShutdownTimeout(Duration),
 }
 
 /// A shutdown trigger shared by the signal handler, tests and the processing loop.
@@ -184,20 +187,52 @@ pub fn run(
         http_addr,
     });
 
+    let grace = settings.service.shutdown_grace;
     let (m, h, s) = (metrics.clone(), health.clone(), shutdown.clone());
-    let worker = std::thread::Builder::new()
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .name("dialguard-pipeline".into())
-        .spawn(move || pipeline::run(&settings, &m, &h, &s))
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pipeline::run(&settings, &m, &h, &s)
+            }));
+            let _ = tx.send(r.unwrap_or_else(|_| {
+                Err(ServiceError::Start("the processing thread panicked".into()))
+            }));
+        })
         .map_err(|e| ServiceError::Start(format!("processing thread: {e}")))?;
-    let result = worker
-        .join()
-        .unwrap_or_else(|_| Err(ServiceError::Start("the processing thread panicked".into())));
+    let result = wait_for_pipeline(&rx, &shutdown, grace);
     shutdown.trigger();
     rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(2), http).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), http).await;
     });
-    rt.shutdown_timeout(Duration::from_secs(1));
+    rt.shutdown_timeout(Duration::from_millis(500));
     result
+}
+
+/// The pipeline's result; once shutdown is triggered, waits `grace` at most (it bounds its own
+/// stop within that; this is the guard should a librdkafka call block regardless).
+fn wait_for_pipeline(
+    rx: &std::sync::mpsc::Receiver<Result<(), ServiceError>>,
+    shutdown: &Shutdown,
+    grace: Duration,
+) -> Result<(), ServiceError> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => return r,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(ServiceError::Start("the processing thread vanished".into()))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if shutdown.is_triggered() {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + grace);
+            if Instant::now() >= d {
+                return Err(ServiceError::ShutdownTimeout(grace));
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {
