@@ -76,10 +76,11 @@ pub struct RawKafka {
     /// (watermark alignment: bounds memory while one partition lags).
     #[serde(default = "default_max_partition_skew")]
     pub max_partition_skew: String,
-    /// How long the others wait for a slowest partition that delivers nothing (an unavailable
-    /// leader) before they are resumed anyway.
-    #[serde(default = "default_partition_stall")]
-    pub partition_stall: String,
+    /// A partition that delivers nothing for this long stops holding the others: at its end
+    /// (caught up) it no longer holds state back; with records unread (an unavailable leader)
+    /// the others are no longer paused for it.
+    #[serde(default = "default_idle_after")]
+    pub idle_after: String,
     /// librdkafka properties passed through (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
     /// From the environment, write `_` for `.`: `DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD`.
     #[serde(default)]
@@ -132,7 +133,7 @@ fn default_commit_interval() -> String {
 fn default_max_partition_skew() -> String {
     "1d".into()
 }
-fn default_partition_stall() -> String {
+fn default_idle_after() -> String {
     "30s".into()
 }
 const fn default_max_in_flight() -> u64 {
@@ -156,7 +157,7 @@ impl Default for RawKafka {
             partition_lag_metric: false,
             instance_id: None,
             max_partition_skew: default_max_partition_skew(),
-            partition_stall: default_partition_stall(),
+            idle_after: default_idle_after(),
             client: BTreeMap::new(),
         }
     }
@@ -236,8 +237,8 @@ pub struct KafkaSettings {
     pub instance_id: Option<String>,
     /// Event time a partition may run ahead of the slowest before it is paused (nanoseconds).
     pub max_partition_skew: i64,
-    /// How long a slowest partition that delivers nothing is waited for.
-    pub partition_stall: Duration,
+    /// How long a silent partition holds the others (see the raw key).
+    pub idle_after: Duration,
     /// librdkafka properties, names with dots.
     pub client: Vec<(String, String)>,
 }
@@ -371,12 +372,11 @@ fn service_settings(
             "must be longer than zero".into(),
         ));
     }
-    let stall_wait =
-        parse_duration(&k.partition_stall).map_err(|r| invalid("kafka.partition_stall", r))?;
+    let stall_wait = parse_duration(&k.idle_after).map_err(|r| invalid("kafka.idle_after", r))?;
     if stall_wait < crate::engine::time::NANOS_PER_SEC {
         return Err(invalid(
-            "kafka.partition_stall",
-            "at least 1s: a fetch takes that long on a busy broker".into(),
+            "kafka.idle_after",
+            "at least 1s: a fetch can take that long on a busy broker".into(),
         ));
     }
     let mut client = Vec::new();
@@ -442,7 +442,7 @@ fn service_settings(
             partition_lag_metric: k.partition_lag_metric,
             instance_id,
             max_partition_skew: skew,
-            partition_stall: Duration::from_nanos(stall_wait as u64),
+            idle_after: Duration::from_nanos(stall_wait as u64),
             client,
         },
         HttpSettings { listen },

@@ -517,8 +517,11 @@ fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
 struct Alignment {
     /// Partitions paused for running ahead of the slowest.
     paused: HashSet<i32>,
-    /// When each partition last delivered a record (absent: idle, at its end).
+    /// When each partition last delivered a record.
     last_record: HashMap<i32, Instant>,
+    /// Partitions at their end (caught up), since when: after `idle_after` without a record
+    /// they stop holding state back.
+    at_end: HashMap<i32, Instant>,
 }
 
 /// What alignment should do with one partition.
@@ -530,21 +533,23 @@ pub(crate) enum Align {
 
 /// Watermark alignment, decided from each partition's progress: a partition whose newest event
 /// time is more than `skew` ahead of the slowest partition still delivering is paused; it is
-/// resumed once no more than `skew / 2` ahead (so it is not paused again at once). A holding
-/// partition that delivered nothing for `stall` (an unavailable leader) is not waited for.
-/// Pure: unit-tested without a broker.
+/// resumed once no more than `skew / 2` ahead (so it is not paused again at once). A partition
+/// at its end has nothing to catch up with, and one that delivered nothing for `stall` (an
+/// unavailable leader) is not waited for either. Pure: unit-tested without a broker.
 pub(crate) fn alignment(
     lanes: &[crate::engine::LaneProgress],
     paused: &HashSet<i32>,
     last_record: &HashMap<i32, Instant>,
+    at_end: &HashMap<i32, Instant>,
     now: Instant,
     skew: i64,
     stall: Duration,
 ) -> Vec<(i32, Align)> {
     let delivering = |p: i32| {
-        last_record
-            .get(&p)
-            .is_some_and(|t| now.saturating_duration_since(*t) <= stall)
+        !at_end.contains_key(&p)
+            && last_record
+                .get(&p)
+                .is_some_and(|t| now.saturating_duration_since(*t) <= stall)
     };
     let slowest = lanes
         .iter()
@@ -588,7 +593,7 @@ pub(crate) struct Pipeline<'a> {
     paused: bool,
     /// Watermark alignment: which partitions are paused for running ahead, and when each
     /// partition last delivered a record (a slowest partition that delivers nothing for
-    /// `partition_stall` is not waited for).
+    /// `idle_after` is not waited for).
     align: Alignment,
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
@@ -771,8 +776,8 @@ impl Pipeline<'_> {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(part))) if self.shared.generation() == before => {
-                    self.engine.lane_idle(part as Lane);
-                    self.align.last_record.remove(&part);
+                    // Caught up: idle once nothing comes for `idle_after` (see `align`).
+                    self.align.at_end.entry(part).or_insert_with(Instant::now);
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => {}
                 Some(Err(e)) => self.shared.client_error(&e, "consume"),
@@ -803,13 +808,26 @@ impl Pipeline<'_> {
     /// them as it catches up (see [`alignment`]).
     fn align(&mut self) {
         let k = &self.settings.kafka;
+        let now = Instant::now();
+        // A partition at its end for `idle_after` no longer holds state back: records that
+        // reach it later are new. (Marked idle at once, a partition whose producer batches
+        // trail the others' by more than the lateness would see its next calls refused.)
+        let engine = &mut self.engine;
+        self.align.at_end.retain(|part, since| {
+            let quiet = now.saturating_duration_since(*since) >= k.idle_after;
+            if quiet {
+                engine.lane_idle(*part as Lane);
+            }
+            !quiet
+        });
         let decisions = alignment(
             &self.engine.lanes(),
             &self.align.paused,
             &self.align.last_record,
-            Instant::now(),
+            &self.align.at_end,
+            now,
             k.max_partition_skew,
-            k.partition_stall,
+            k.idle_after,
         );
         for (part, what) in decisions {
             let mut tpl = TopicPartitionList::new();
@@ -977,6 +995,7 @@ impl Pipeline<'_> {
             Ok(call) => {
                 let lane = m.partition() as Lane;
                 self.align.last_record.insert(m.partition(), Instant::now());
+                self.align.at_end.remove(&m.partition());
                 let behind = self
                     .engine
                     .lane_newest(lane)
@@ -1197,10 +1216,18 @@ mod tests {
         let lanes = [
             lane(0, Some(100), true),
             lane(1, Some(110), true),
-            lane(2, Some(200), true), // 100 h ahead of the slowest
+            lane(2, Some(200), true),  // 100 h ahead of the slowest
             lane(3, Some(500), false), // idle (at its end): never held back
         ];
-        let d = alignment(&lanes, &none, &recent, now, 24 * H, Duration::from_secs(30));
+        let d = alignment(
+            &lanes,
+            &none,
+            &recent,
+            &HashMap::new(),
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
         assert_eq!(d, vec![(2, Align::Pause)]);
         // Paused, it waits until the slowest is within half the skew.
         let paused: HashSet<i32> = [2].into();
@@ -1209,14 +1236,30 @@ mod tests {
             lane(1, Some(185), true),
             lane(2, Some(200), true),
         ];
-        let d = alignment(&lanes, &paused, &recent, now, 24 * H, Duration::from_secs(30));
+        let d = alignment(
+            &lanes,
+            &paused,
+            &recent,
+            &HashMap::new(),
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
         assert_eq!(d, vec![]);
         let lanes = [
             lane(0, Some(190), true),
             lane(1, Some(195), true),
             lane(2, Some(200), true),
         ];
-        let d = alignment(&lanes, &paused, &recent, now, 24 * H, Duration::from_secs(30));
+        let d = alignment(
+            &lanes,
+            &paused,
+            &recent,
+            &HashMap::new(),
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
         assert_eq!(d, vec![(2, Align::Resume)]);
     }
 
@@ -1232,12 +1275,47 @@ mod tests {
         let mut last: HashMap<i32, Instant> = [(1, now), (2, now), (3, now)].into();
         last.insert(0, now - Duration::from_secs(60));
         let paused: HashSet<i32> = [1, 2].into();
-        let d = alignment(&lanes, &paused, &last, now, 24 * H, Duration::from_secs(30));
+        let d = alignment(
+            &lanes,
+            &paused,
+            &last,
+            &HashMap::new(),
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
         assert_eq!(d, vec![(1, Align::Resume), (2, Align::Resume)]);
         // Delivering again, it is waited for again.
         last.insert(0, now);
-        let d = alignment(&lanes, &HashSet::new(), &last, now, 24 * H, Duration::from_secs(30));
+        let d = alignment(
+            &lanes,
+            &HashSet::new(),
+            &last,
+            &HashMap::new(),
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
         assert_eq!(d, vec![(1, Align::Pause), (2, Align::Pause)]);
+    }
+
+    #[test]
+    fn a_partition_at_its_end_is_not_waited_for() {
+        let now = Instant::now();
+        let lanes = [lane(0, Some(0), true), lane(1, Some(100), true)];
+        let recent: HashMap<i32, Instant> = [(0, now), (1, now)].into();
+        let paused: HashSet<i32> = [1].into();
+        let at_end: HashMap<i32, Instant> = [(0, now)].into();
+        let d = alignment(
+            &lanes,
+            &paused,
+            &recent,
+            &at_end,
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        );
+        assert_eq!(d, vec![(1, Align::Resume)]);
     }
 
     #[test]
