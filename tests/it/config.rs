@@ -321,7 +321,7 @@ fn broken_service_sections_name_the_key() {
 #[test]
 fn the_kubernetes_configuration_loads_with_the_image_packs_and_secrets_from_the_environment() {
     // deploy/kubernetes/dialguard.toml is mounted over /etc/dialguard/dialguard.toml, beside the
-    // image's /etc/dialguard/packs: here, beside a copy of config/packs. The Deployment sets the
+    // image's /etc/dialguard/packs: here, beside a copy of config/packs. The StatefulSet sets the
     // SASL credentials from a Secret as environment variables.
     let text = std::fs::read_to_string(root().join("deploy/kubernetes/dialguard.toml")).unwrap();
     let c = write_config(&text);
@@ -338,11 +338,11 @@ fn the_kubernetes_configuration_loads_with_the_image_packs_and_secrets_from_the_
     // The pod's terminationGracePeriodSeconds must stay above the shutdown grace, or Kubernetes
     // kills dialguard before it has committed.
     let deployment =
-        std::fs::read_to_string(root().join("deploy/kubernetes/deployment.yaml")).unwrap();
+        std::fs::read_to_string(root().join("deploy/kubernetes/statefulset.yaml")).unwrap();
     let kill_after: u64 = regex::Regex::new(r"terminationGracePeriodSeconds:\s*(\d+)")
         .unwrap()
         .captures(&deployment)
-        .expect("terminationGracePeriodSeconds in the Deployment")[1]
+        .expect("terminationGracePeriodSeconds in the StatefulSet")[1]
         .parse()
         .unwrap();
     assert!(s.service.shutdown_grace.as_secs() < kill_after);

@@ -19,21 +19,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// One consumed record: its key and value.
+/// One consumed record: its partition, key and value.
 struct Consumed {
+    partition: i32,
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
 }
 
 const NOW: Ts = Ts(1_900_000_000_000_000_000);
 
+/// The default configuration (lateness included).
 fn settings() -> Settings {
-    // Partitions interleave on consumption: give lateness room so every call is judged.
-    let env: HashMap<String, String> = [(
-        "DIALGUARD__ENGINE__ALLOWED_LATENESS".to_owned(),
-        "400d".to_owned(),
-    )]
-    .into();
+    let env: HashMap<String, String> = HashMap::new();
     Settings::load_with_env(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
         Some(env),
@@ -41,15 +38,24 @@ fn settings() -> Settings {
     .unwrap()
 }
 
-fn breaches(settings: &Settings, records: &[Vec<u8>]) -> BTreeSet<(String, String)> {
+/// The breaches in `records` judged in their order, each from its lane (partition); asserts
+/// none was refused as too late.
+fn breaches(settings: &Settings, records: &[(u32, &Vec<u8>)]) -> BTreeSet<(String, String)> {
     let mut dec = Decoder::new(settings.decode.clone());
     let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    // As the service does on assignment: every partition is open from the start, so none that
+    // has not delivered yet can see the state it needs evicted.
+    let mut lanes: Vec<u32> = records.iter().map(|(l, _)| *l).collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    engine.open_lanes(&lanes);
     let mut out = Vec::new();
-    for r in records {
+    for (lane, r) in records {
         if let Ok(c) = dec.decode(r, NOW) {
-            engine.ingest(&c, NOW, &mut out);
+            engine.ingest_on(*lane, &c, NOW, &mut out);
         }
     }
+    assert_eq!(engine.stats().too_late, 0);
     out.into_iter().map(|a| (a.rule_id, a.call_id)).collect()
 }
 
@@ -124,6 +130,7 @@ fn records_cross_kafka_intact_and_judge_like_the_original_lines() {
         if let Some(m) = consumer.poll(Duration::from_millis(200)) {
             let m = m.unwrap();
             got.push(Consumed {
+                partition: m.partition(),
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
             });
@@ -158,9 +165,13 @@ fn records_cross_kafka_intact_and_judge_like_the_original_lines() {
         }
     }
 
-    // The same breaches, whatever the interleaving of partitions.
-    let consumed: Vec<Vec<u8>> = got.into_iter().map(|g| g.payload).collect();
-    let original = breaches(&settings, &lines);
+    // The same breaches, whatever the interleaving of partitions: each partition is its own
+    // lane, as in the service, so the default lateness refuses nothing.
+    let consumed: Vec<(u32, &Vec<u8>)> = got
+        .iter()
+        .map(|g| (g.partition as u32, &g.payload))
+        .collect();
+    let original = breaches(&settings, &lines.iter().map(|l| (0, l)).collect::<Vec<_>>());
     assert!(
         original.len() > 100,
         "the workload should breach: {}",

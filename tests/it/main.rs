@@ -21,6 +21,8 @@ mod replay;
 mod service;
 // The deployment files against a running instance: every metric they use is exposed.
 mod ops;
+// Bounded, quiet exits: signals, --seconds, closed pipes, brokers gone.
+mod exits;
 // Golden scenarios: edges of the semantics and every shipped pack.
 mod golden;
 // The allocator options the binary sets.

@@ -5,12 +5,14 @@
 //! Every test produces generated dialer traffic (keyed by debtor, with poison records), runs
 //! the service, reads every topic back, and compares with what the engine finds in the same
 //! records: the same breaches, each exactly once by `alert_id`, every poison record in the
-//! dead-letter topic with its reason, offsets committed to the end.
+//! dead-letter topic with its reason, offsets committed to the end. They run with the default
+//! configuration, `allowed_lateness = "1h"` included: partitions read at different speeds
+//! must never make a call look late.
 
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::time::Ts;
-use dialguard::engine::Engine;
+use dialguard::replay::{self, ReplayIo, ReplayOptions};
 use dialguard::service::{self, Handles, Shutdown};
 use dialguard::synth::{generate, SynthParams};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -31,13 +33,18 @@ const PARTITIONS: i32 = 3;
 
 /// The broker under test.
 pub(crate) struct Kafka {
-    mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    pub(crate) mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
     brokers: String,
     tag: String,
+    partitions: i32,
 }
 
 impl Kafka {
     pub(crate) fn new(name: &str) -> Kafka {
+        Kafka::with_partitions(name, PARTITIONS)
+    }
+
+    pub(crate) fn with_partitions(name: &str, partitions: i32) -> Kafka {
         static N: AtomicU64 = AtomicU64::new(0);
         let tag = format!(
             "{name}-{}-{}",
@@ -52,10 +59,15 @@ impl Kafka {
                 (Some(m), b)
             }
         };
-        let k = Kafka { mock, brokers, tag };
+        let k = Kafka {
+            mock,
+            brokers,
+            tag,
+            partitions,
+        };
         for (t, p) in [
-            (k.input(), PARTITIONS),
-            (k.alerts(), PARTITIONS),
+            (k.input(), partitions),
+            (k.alerts(), partitions),
             (k.dlq(), 1),
         ] {
             k.create_topic(&t, p);
@@ -95,11 +107,10 @@ impl Kafka {
         }
     }
 
-    /// Settings for the service under test: the default policy, this broker and topics, and
-    /// room for partitions to interleave (lateness) so every call is judged.
+    /// Settings for the service under test: the default policy and engine settings (lateness
+    /// included), this broker and topics.
     pub(crate) fn settings(&self, policy: &str) -> Settings {
         let env: HashMap<String, String> = [
-            ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "400d"),
             ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
             ("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "20s"),
         ]
@@ -122,6 +133,16 @@ impl Kafka {
 
     /// Produces `lines`, keyed by debtor where they decode (poison records go unkeyed).
     pub(crate) fn produce(&self, lines: &[Vec<u8>]) {
+        self.produce_to(lines, |_| None);
+    }
+
+    /// Produces `lines` keyed by debtor, each to the partition `place` picks for its key (the
+    /// producer's partitioner where it picks none).
+    pub(crate) fn produce_to(
+        &self,
+        lines: &[Vec<u8>],
+        place: impl Fn(Option<&str>) -> Option<i32>,
+    ) {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
@@ -134,6 +155,9 @@ impl Kafka {
                 let mut rec = BaseRecord::<String, Vec<u8>>::to(&topic).payload(l);
                 if let Some(k) = &key {
                     rec = rec.key(k);
+                }
+                if let Some(p) = place(key.as_deref()) {
+                    rec = rec.partition(p);
                 }
                 match producer.send(rec) {
                     Ok(()) => break,
@@ -214,7 +238,7 @@ impl Kafka {
             .set("bootstrap.servers", &self.brokers)
             .create()
             .unwrap();
-        (0..PARTITIONS)
+        (0..self.partitions)
             .map(|p| c.fetch_watermarks(&self.input(), p, PATIENCE).unwrap().0)
             .collect()
     }
@@ -227,11 +251,11 @@ impl Kafka {
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
+        for p in 0..self.partitions {
             tpl.add_partition(&self.input(), p);
         }
         let got = c.committed_offsets(tpl, PATIENCE).unwrap();
-        (0..PARTITIONS)
+        (0..self.partitions)
             .map(|p| {
                 let e = got.find_partition(&self.input(), p).unwrap();
                 let committed = match e.offset() {
@@ -282,27 +306,54 @@ pub(crate) fn traffic(calls: u64, seed: u64) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// What the engine finds in `lines` (in file order): (alert_id, rule_id, call_id), and how many
-/// lines the decoder refuses.
+/// What `dialguard replay` finds in `lines` (in file order, the default configuration):
+/// (alert_id, rule_id, call_id), and how many lines it refuses. The tests' traffic is on time
+/// (late calls arrive within the default hour), so replay refuses none as too late.
 fn expected(settings: &Settings, lines: &[Vec<u8>]) -> (BTreeSet<(String, String, String)>, usize) {
-    let mut dec = Decoder::new(settings.decode.clone());
-    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
-    let mut out = Vec::new();
-    let mut rejected = 0;
-    for l in lines {
-        match dec.decode(l, NOW) {
-            Ok(c) => {
-                engine.ingest(&c, NOW, &mut out);
-            }
-            Err(_) => rejected += 1,
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
-    (
-        out.into_iter()
-            .map(|a| (a.alert_id, a.rule_id, a.call_id))
-            .collect(),
-        rejected,
+    let input = lines.join(&b'\n');
+    let alerts = Sink::default();
+    let summary = replay::run(
+        settings,
+        ReplayIo {
+            input: Box::new(std::io::Cursor::new(input)),
+            alerts: Some(Box::new(alerts.clone())),
+            rejects: None,
+        },
+        &ReplayOptions {
+            now: Some(NOW),
+            decoders: Some(1),
+            progress: false,
+            input_bytes: None,
+        },
     )
+    .unwrap();
+    assert_eq!(
+        summary.rejected.get("too_late"),
+        None,
+        "the test traffic should be on time"
+    );
+    let text = alerts.0.lock().unwrap().clone();
+    let want = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_slice(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_owned();
+            (s("alert_id"), s("rule_id"), s("call_id"))
+        })
+        .collect();
+    (want, summary.rejected.values().sum::<u64>() as usize)
 }
 
 /// The alerts on the topic as (alert_id, rule_id, call_id); panics on a duplicate alert_id.
@@ -477,7 +528,9 @@ fn a_restart_rebuilds_windows_and_publishes_nothing_twice() {
     kafka.produce(&lines[half..]);
     wait_done(&kafka, &[&second]);
     let text = second.handles.metrics.render();
-    assert!(metric(&text, "dialguard_rebuild_records_total") >= half as f64);
+    assert!(
+        metric_with(&text, "dialguard_rebuild_records_total", "topic=\"input\"") >= half as f64
+    );
     second.stop();
     let all = published(&kafka);
     assert!(all.len() > before.len());
@@ -588,7 +641,7 @@ fn a_broker_outage_loses_nothing() {
 }
 
 /// The environment that points a `dialguard run` process at this test's broker and topics.
-fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
+pub(crate) fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
     [
         ("DIALGUARD__KAFKA__BROKERS", kafka.brokers.clone()),
         ("DIALGUARD__KAFKA__GROUP_ID", kafka.group()),
@@ -603,7 +656,6 @@ fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
             "DIALGUARD__KAFKA__CLIENT__HEARTBEAT_INTERVAL_MS",
             "1000".into(),
         ),
-        ("DIALGUARD__ENGINE__ALLOWED_LATENESS", "400d".into()),
         ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", "warn".into()),
     ]
@@ -612,7 +664,7 @@ fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
     .collect()
 }
 
-fn spawn_run(kafka: &Kafka) -> std::process::Child {
+pub(crate) fn spawn_run(kafka: &Kafka) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"))
         .args(["run", "--config"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
@@ -622,12 +674,12 @@ fn spawn_run(kafka: &Kafka) -> std::process::Child {
         .unwrap()
 }
 
-fn alerts_on_topic(kafka: &Kafka) -> i64 {
+pub(crate) fn alerts_on_topic(kafka: &Kafka) -> i64 {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &kafka.brokers)
         .create()
         .unwrap();
-    (0..PARTITIONS)
+    (0..kafka.partitions)
         .map(|p| {
             let (lo, hi) = c.fetch_watermarks(&kafka.alerts(), p, PATIENCE).unwrap();
             hi - lo
@@ -635,52 +687,202 @@ fn alerts_on_topic(kafka: &Kafka) -> i64 {
         .sum()
 }
 
-#[test]
-fn kill_9_mid_stream_then_restart_gives_every_breach_exactly_once() {
-    let kafka = Kafka::new("kill9");
-    let settings = kafka.settings("config/dialguard.toml");
-    let lines = traffic(20_000, 15);
-    let (want, _) = expected(&settings, &lines);
-    kafka.produce(&lines);
-
-    // Kill the process once it has published some alerts, well before it is done.
-    let mut first = spawn_run(&kafka);
+/// Starts `dialguard run`, waits until the alerts topic holds `alerts` records, then kills it
+/// with SIGKILL (no flush, no commit), asserting the kill lands mid-stream.
+fn kill_9_after(kafka: &Kafka, alerts: i64) {
+    let mut child = spawn_run(kafka);
     let deadline = Instant::now() + PATIENCE;
-    while alerts_on_topic(&kafka) < want.len() as i64 / 10 {
-        assert!(
-            Instant::now() < deadline,
-            "no alerts from the first process"
-        );
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the first process exited"
-        );
+    while alerts_on_topic(kafka) < alerts {
+        assert!(Instant::now() < deadline, "no alerts from the process");
+        assert!(child.try_wait().unwrap().is_none(), "the process exited");
         std::thread::sleep(Duration::from_millis(20));
     }
-    first.kill().unwrap(); // SIGKILL: no flush, no commit
-    first.wait().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
     let committed = kafka.committed();
     assert!(
         committed.iter().any(|(c, end)| c < end),
         "the kill should land mid-stream: {committed:?}"
     );
+}
 
-    let mut second = spawn_run(&kafka);
+/// A backlog over skewed partitions, caught up by a process killed with SIGKILL twice: the
+/// alerts topic ends with every breach of replay's exactly once, and no call is refused as too
+/// late (with the default lateness) before, between or after the kills.
+#[test]
+fn kill_9_twice_during_catch_up_then_restart_gives_every_breach_exactly_once() {
+    let kafka = Kafka::with_partitions("kill9", 4);
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic_over(20_000, 15, 7);
+    let (want, _) = expected(&settings, &lines);
+    kafka.produce_to(&lines, skewed);
+
+    kill_9_after(&kafka, want.len() as i64 / 10);
+    kill_9_after(&kafka, want.len() as i64 / 2);
+
+    let mut last = spawn_run(&kafka);
     let deadline = Instant::now() + PATIENCE;
     while !kafka.committed().iter().all(|(c, end)| c == end) {
-        assert!(
-            Instant::now() < deadline,
-            "the second process did not finish"
-        );
+        assert!(Instant::now() < deadline, "the last process did not finish");
+        assert!(last.try_wait().unwrap().is_none(), "the process exited");
         std::thread::sleep(Duration::from_millis(200));
     }
     // SIGTERM: a graceful stop exits 0.
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
+        .args(["-TERM", &last.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let code = second.wait().unwrap();
+    let code = last.wait().unwrap();
     assert!(code.success(), "exit status {code:?}");
     assert_same(&published(&kafka), &want);
+    // Dead letters are at least once (a killed process may send one again), but only the
+    // invalid records are there: nothing refused as too late.
+    let invalid: BTreeSet<&Vec<u8>> = {
+        let mut dec = Decoder::new(settings.decode.clone());
+        lines
+            .iter()
+            .filter(|l| dec.decode(l, NOW).is_err())
+            .collect()
+    };
+    let dlq = kafka.read_all(&kafka.dlq());
+    let dead: BTreeSet<&Vec<u8>> = dlq.iter().map(|r| &r.payload).collect();
+    assert_eq!(dead, invalid);
+    assert!(dlq
+        .iter()
+        .all(|r| r.headers["dialguard.reason"] != "too_late"));
+}
+
+/// The value of `name{labels}` (0 when the series is absent: counters with labels appear at
+/// their first increment).
+fn metric_with(text: &str, name: &str, labels: &str) -> f64 {
+    let series = format!("{name}{{{labels}}}");
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(series.as_str()))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `calls` records of generated traffic over `days` days (with late, duplicate and invalid
+/// records, the late ones within the default hour of lateness).
+fn traffic_over(calls: u64, seed: u64, days: u64) -> Vec<Vec<u8>> {
+    let mut text = Vec::new();
+    let params = SynthParams {
+        calls,
+        debtors: calls / 40,
+        days,
+        seed,
+        invalid_fraction: 0.01,
+        ..Default::default()
+    };
+    generate(&params, &mut text).unwrap();
+    text.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Debtors spread unevenly over 4 partitions, about 55%, 25%, 15% and 5% of them, so the
+/// partitions' backlogs differ in size and are read at different speeds.
+fn skewed(key: Option<&str>) -> Option<i32> {
+    let h = key?.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(match h % 20 {
+        0..=10 => 0,
+        11..=15 => 1,
+        16..=18 => 2,
+        _ => 3,
+    })
+}
+
+/// Dialers published for a week while no instance ran, unevenly over 4 partitions; the service
+/// then starts with the default configuration (an hour of lateness) and catches up. Every call
+/// is on time within its own partition, so none may be refused as too late however the
+/// consumer interleaves the partitions, and the alerts must be exactly replay's.
+#[test]
+fn a_backlog_over_skewed_partitions_is_judged_like_replay_with_the_default_lateness() {
+    let kafka = Kafka::with_partitions("backlog", 4);
+    let settings = kafka.settings("config/dialguard.toml");
+    assert_eq!(
+        settings.engine.allowed_lateness,
+        3600 * dialguard::engine::time::NANOS_PER_SEC,
+        "service tests run with the default lateness"
+    );
+    let lines = traffic_over(20_000, 21, 7);
+    let (want, rejected) = expected(&settings, &lines);
+    assert!(want.len() > 1000, "{}", want.len());
+    kafka.produce_to(&lines, skewed);
+    let svc = start(settings);
+    wait_done(&kafka, &[&svc]);
+    let page = svc.handles.metrics.render();
+    svc.stop();
+    assert_eq!(
+        metric_with(
+            &page,
+            "dialguard_records_rejected_total",
+            "reason=\"too_late\""
+        ),
+        0.0,
+        "calls in order within their partition were refused as too late"
+    );
+    let got = published(&kafka);
+    eprintln!(
+        "backlog: {} records over 4 partitions, {} refused as too late, {} invalid; {} breaches expected (replay), {} published",
+        lines.len(),
+        metric_with(&page, "dialguard_records_rejected_total", "reason=\"too_late\""),
+        rejected,
+        want.len(),
+        got.len()
+    );
+    assert_same(&got, &want);
+    let dlq = kafka.read_all(&kafka.dlq());
+    assert_eq!(dlq.len(), rejected);
+    assert!(dlq
+        .iter()
+        .all(|r| r.headers["dialguard.reason"] != "too_late"));
+}
+
+/// A restart after downtime far longer than the allowed lateness: the calls that arrive
+/// afterwards are days newer than the committed ones, and their breaches need calls from
+/// before the downtime. The rebuild starts from the committed calls' event time (not the wall
+/// clock's): on the mock cluster, which cannot look offsets up by time, by a binary search over
+/// offsets that skips what no later call can reach.
+#[test]
+fn a_restart_after_long_downtime_finds_breaches_that_need_calls_from_before_it() {
+    let kafka = Kafka::new("downtime");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic_over(12_000, 22, 21);
+    let (want, _) = expected(&settings, &lines);
+    let split = lines.len() * 2 / 3;
+    let (before, _) = expected(&settings, &lines[..split]);
+    let (after_alone, _) = expected(&settings, &lines[split..]);
+    let need_history: Vec<_> = want
+        .difference(&before)
+        .filter(|a| !after_alone.contains(a))
+        .collect();
+    assert!(
+        need_history.len() > 10,
+        "the test needs breaches that only calls from before the downtime reveal: {}",
+        need_history.len()
+    );
+
+    let first = start(settings.clone());
+    kafka.produce(&lines[..split]);
+    wait_done(&kafka, &[&first]);
+    first.stop();
+    // Downtime: dialers go on publishing, days of calls later.
+    kafka.produce(&lines[split..]);
+    let second = start(settings);
+    wait_done(&kafka, &[&second]);
+    let page = second.handles.metrics.render();
+    second.stop();
+    assert_same(&published(&kafka), &want);
+    // The rebuild read only the span the new calls can reach, not the whole history.
+    let history = metric_with(&page, "dialguard_rebuild_records_total", "topic=\"input\"");
+    assert!(
+        history > 0.0 && history < split as f64,
+        "read {history} of {split} records back"
+    );
 }

@@ -1,0 +1,149 @@
+//! `run` and `demo` end within `service.shutdown_grace` whatever librdkafka does, and a closed
+//! stdout or stderr (`| head`) ends them quietly (exit 0, no panic), as command-line tools do.
+//! The bounds below detect a hang; they are not timing assertions.
+
+use super::service::{alerts_on_topic, child_env, traffic, Kafka};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Far above the 5 s grace these tests configure: only a hang gets there.
+const HANG: Duration = Duration::from_secs(90);
+
+fn demo(seconds: u64) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dialguard"));
+    c.args(["demo", "--rate", "2000", "--seconds", &seconds.to_string()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0")
+        .env("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "5s")
+        .env("RUST_LOG", "info");
+    c
+}
+
+fn wait(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + HANG;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn demo_piped_into_head_ends_quietly_when_the_reader_goes() {
+    // `dialguard demo --seconds 600 | head -5`: stdout closes long before 600 s.
+    let mut child = demo(600)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for _ in 0..5 {
+        let mut line = String::new();
+        assert!(out.read_line(&mut line).unwrap() > 0, "no alert lines");
+    }
+    drop(out);
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait(&mut child);
+    let log = reader.join().unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("demo stopped"), "{log}");
+}
+
+#[test]
+fn demo_with_stderr_closed_ends_quietly() {
+    // `dialguard demo 2>&1 >/dev/null | head -3`: stderr closes after the banner.
+    let mut child = demo(600)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    for _ in 0..3 {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0);
+    }
+    drop(err);
+    let status = wait(&mut child);
+    assert!(status.success(), "{status:?} (101 is a panic)");
+}
+
+#[test]
+fn demo_stops_after_its_seconds() {
+    let mut child = demo(3)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait(&mut child);
+    let log = reader.join().unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("demo stopped"), "{log}");
+}
+
+/// SIGTERM while the only broker is down: the drain cannot deliver or commit, and librdkafka's
+/// close would wait for the broker; the service still exits within its grace period, leaving
+/// what was not acknowledged uncommitted.
+#[test]
+fn run_exits_within_its_grace_on_sigterm_with_the_broker_down() {
+    if std::env::var("DIALGUARD_TEST_BROKERS").is_ok() {
+        eprintln!("skipped: needs the mock cluster to stop its broker");
+        return;
+    }
+    let kafka = Kafka::new("sigterm");
+    kafka.produce(&traffic(40_000, 41));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dialguard"))
+        .args(["run", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
+        .envs(child_env(&kafka))
+        .env("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "5s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // Once it is publishing alerts, take the broker away mid-stream and ask it to stop.
+    let deadline = Instant::now() + HANG;
+    while alerts_on_topic(&kafka) < 100 {
+        assert!(Instant::now() < deadline, "no alerts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kafka.mock.as_ref().unwrap().broker_down(1).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let asked = Instant::now();
+    let status = wait(&mut child);
+    let took = asked.elapsed();
+    let log = reader.join().unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+    // Exit 0 (drained) or 1 (grace expired): never a signal's death or a panic's 101.
+    assert!(matches!(status.code(), Some(0 | 1)), "{status:?}\n{log}");
+    eprintln!("exited {status:?} {took:?} after SIGTERM with the broker down");
+}
