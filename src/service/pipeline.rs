@@ -1208,6 +1208,25 @@ mod tests {
         }
     }
 
+    /// Alignment with a day of skew and 30 s of patience.
+    fn decide(
+        lanes: &[LaneProgress],
+        paused: &HashSet<i32>,
+        last: &HashMap<i32, Instant>,
+        at_end: &HashMap<i32, Instant>,
+        now: Instant,
+    ) -> Vec<(i32, Align)> {
+        alignment(
+            lanes,
+            paused,
+            last,
+            at_end,
+            now,
+            24 * H,
+            Duration::from_secs(30),
+        )
+    }
+
     #[test]
     fn alignment_pauses_what_runs_ahead_of_the_slowest_and_resumes_it_at_half_the_skew() {
         let now = Instant::now();
@@ -1219,15 +1238,7 @@ mod tests {
             lane(2, Some(200), true),  // 100 h ahead of the slowest
             lane(3, Some(500), false), // idle (at its end): never held back
         ];
-        let d = alignment(
-            &lanes,
-            &none,
-            &recent,
-            &HashMap::new(),
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &none, &recent, &HashMap::new(), now);
         assert_eq!(d, vec![(2, Align::Pause)]);
         // Paused, it waits until the slowest is within half the skew.
         let paused: HashSet<i32> = [2].into();
@@ -1236,30 +1247,14 @@ mod tests {
             lane(1, Some(185), true),
             lane(2, Some(200), true),
         ];
-        let d = alignment(
-            &lanes,
-            &paused,
-            &recent,
-            &HashMap::new(),
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &paused, &recent, &HashMap::new(), now);
         assert_eq!(d, vec![]);
         let lanes = [
             lane(0, Some(190), true),
             lane(1, Some(195), true),
             lane(2, Some(200), true),
         ];
-        let d = alignment(
-            &lanes,
-            &paused,
-            &recent,
-            &HashMap::new(),
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &paused, &recent, &HashMap::new(), now);
         assert_eq!(d, vec![(2, Align::Resume)]);
     }
 
@@ -1275,27 +1270,11 @@ mod tests {
         let mut last: HashMap<i32, Instant> = [(1, now), (2, now), (3, now)].into();
         last.insert(0, now - Duration::from_secs(60));
         let paused: HashSet<i32> = [1, 2].into();
-        let d = alignment(
-            &lanes,
-            &paused,
-            &last,
-            &HashMap::new(),
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &paused, &last, &HashMap::new(), now);
         assert_eq!(d, vec![(1, Align::Resume), (2, Align::Resume)]);
         // Delivering again, it is waited for again.
         last.insert(0, now);
-        let d = alignment(
-            &lanes,
-            &HashSet::new(),
-            &last,
-            &HashMap::new(),
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &HashSet::new(), &last, &HashMap::new(), now);
         assert_eq!(d, vec![(1, Align::Pause), (2, Align::Pause)]);
     }
 
@@ -1306,15 +1285,7 @@ mod tests {
         let recent: HashMap<i32, Instant> = [(0, now), (1, now)].into();
         let paused: HashSet<i32> = [1].into();
         let at_end: HashMap<i32, Instant> = [(0, now)].into();
-        let d = alignment(
-            &lanes,
-            &paused,
-            &recent,
-            &at_end,
-            now,
-            24 * H,
-            Duration::from_secs(30),
-        );
+        let d = decide(&lanes, &paused, &recent, &at_end, now);
         assert_eq!(d, vec![(1, Align::Resume)]);
     }
 

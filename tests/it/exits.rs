@@ -21,6 +21,19 @@ fn demo(seconds: u64) -> Command {
     c
 }
 
+/// Starts `cmd` with stderr collected on a thread (so a full pipe never blocks it); the
+/// handle returns what it wrote.
+fn spawn_capturing(cmd: &mut Command) -> (Child, std::thread::JoinHandle<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    (child, reader)
+}
+
 fn wait(child: &mut Child) -> ExitStatus {
     let deadline = Instant::now() + HANG;
     loop {
@@ -38,23 +51,13 @@ fn wait(child: &mut Child) -> ExitStatus {
 #[test]
 fn demo_piped_into_head_ends_quietly_when_the_reader_goes() {
     // `dialguard demo --seconds 600 | head -5`: stdout closes long before 600 s.
-    let mut child = demo(600)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, reader) = spawn_capturing(demo(600).stdout(Stdio::piped()));
     let mut out = BufReader::new(child.stdout.take().unwrap());
     for _ in 0..5 {
         let mut line = String::new();
         assert!(out.read_line(&mut line).unwrap() > 0, "no alert lines");
     }
     drop(out);
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
     let status = wait(&mut child);
     let log = reader.join().unwrap();
     assert!(status.success(), "{status:?}\n{log}");
@@ -82,17 +85,7 @@ fn demo_with_stderr_closed_ends_quietly() {
 
 #[test]
 fn demo_stops_after_its_seconds() {
-    let mut child = demo(3)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    let (mut child, reader) = spawn_capturing(demo(3).stdout(Stdio::null()));
     let status = wait(&mut child);
     let log = reader.join().unwrap();
     assert!(status.success(), "{status:?}\n{log}");
@@ -110,21 +103,14 @@ fn run_exits_within_its_grace_on_sigterm_with_the_broker_down() {
     }
     let kafka = Kafka::new("sigterm");
     kafka.produce(&traffic(40_000, 41));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dialguard"))
-        .args(["run", "--config"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
-        .envs(child_env(&kafka))
-        .env("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "5s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    let (mut child, reader) = spawn_capturing(
+        Command::new(env!("CARGO_BIN_EXE_dialguard"))
+            .args(["run", "--config"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
+            .envs(child_env(&kafka))
+            .env("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "5s")
+            .stdout(Stdio::null()),
+    );
     // Once it is publishing alerts, take the broker away mid-stream and ask it to stop.
     let deadline = Instant::now() + HANG;
     while alerts_on_topic(&kafka) < 100 {

@@ -289,21 +289,9 @@ fn debtor_of(line: &[u8]) -> Option<String> {
 
 const NOW: Ts = Ts(1_900_000_000_000_000_000);
 
+/// `calls` records of generated traffic over 3 days.
 pub(crate) fn traffic(calls: u64, seed: u64) -> Vec<Vec<u8>> {
-    let mut text = Vec::new();
-    let params = SynthParams {
-        calls,
-        debtors: calls / 40,
-        days: 3,
-        seed,
-        invalid_fraction: 0.01,
-        ..Default::default()
-    };
-    generate(&params, &mut text).unwrap();
-    text.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    traffic_over(calls, seed, 3)
 }
 
 /// What `dialguard replay` finds in `lines` (in file order, the default configuration):
