@@ -629,15 +629,18 @@ impl Engine {
         for ri in 0..self.rules.len() {
             skipped += self.apply(ri, call, slot, now, &mut locals, &mut callee_local, out) as u32;
         }
-        // Eviction follows the slowest lane; with one lane (a replay) that is this one.
-        let base = if self.lanes.len() == 1 {
-            Some(newest)
-        } else {
-            self.slowest().map(|s| s.0)
-        };
-        if let Some(base) = base {
-            if base.saturating_sub(self.last_sweep) >= self.sweep_every {
-                self.sweep(base);
+        // Eviction follows the slowest lane, which is never ahead of this one: only when this
+        // lane has moved a sweep's span is the slowest worth looking for.
+        if newest.saturating_sub(self.last_sweep) >= self.sweep_every {
+            let base = if self.lanes.len() == 1 {
+                Some(newest)
+            } else {
+                self.slowest().map(|s| s.0)
+            };
+            if let Some(base) = base {
+                if base.saturating_sub(self.last_sweep) >= self.sweep_every {
+                    self.sweep(base);
+                }
             }
         }
         Ingest::Accepted { skipped }

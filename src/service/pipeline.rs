@@ -994,7 +994,7 @@ impl Pipeline<'_> {
             Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
             Ok(call) => {
                 let lane = m.partition() as Lane;
-                self.align.last_record.insert(m.partition(), Instant::now());
+                self.align.last_record.insert(m.partition(), t0);
                 self.align.at_end.remove(&m.partition());
                 let behind = self
                     .engine
