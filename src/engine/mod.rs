@@ -560,7 +560,7 @@ impl Engine {
     /// for earlier calls it pushes over a limit) are appended to `out`. `now` stamps
     /// `detected_at`.
     pub fn ingest_on(&mut self, lane: Lane, call: &Call, now: Ts, out: &mut Vec<Alert>) -> Ingest {
-        self.ingest_gated(lane, call, now, out, self.lateness, self.horizon)
+        self.ingest_gated(lane, call, now, out, self.horizon)
     }
 
     /// [`Engine::restore_on`] for lane 0.
@@ -571,13 +571,14 @@ impl Engine {
     /// Records a call that was judged before (read back from history after a restart or a
     /// rebalance): its windows and "already breached" marks are rebuilt exactly as judging it
     /// would, and the alerts it would cause are appended to `out` for the caller to drop.
-    /// History may arrive in any order, so the lateness gate is widened to the whole retention
-    /// span: only calls older than that (which can no longer affect any judgement) are
-    /// refused. Returns whether the call was recorded.
+    /// History is read back per lane in the order it was judged, so the lane's lateness gate
+    /// decides as it did live: a call refused as too late then is refused again, and counts in
+    /// no window after a restart (as in a replay). Unlike a judged call, a restored one needs
+    /// only itself retained, not its whole reach: it is refused only when older than the state
+    /// already evicted. Returns whether the call was recorded.
     pub fn restore_on(&mut self, lane: Lane, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
-        let gate = self.lateness.saturating_add(self.horizon);
         matches!(
-            self.ingest_gated(lane, call, now, out, gate, 0),
+            self.ingest_gated(lane, call, now, out, 0),
             Ingest::Accepted { .. }
         )
     }
@@ -588,7 +589,6 @@ impl Engine {
         call: &Call,
         now: Ts,
         out: &mut Vec<Alert>,
-        gate: i64,
         reach: i64,
     ) -> Ingest {
         let h = self.call_hash(&call.call_id);
@@ -604,7 +604,7 @@ impl Engine {
         let t = call.occurred_at.0;
         let state = *self.lane_slot(lane);
         if let Some(newest) = state.and_then(LaneState::newest) {
-            if t < newest.saturating_sub(gate) {
+            if t < newest.saturating_sub(self.lateness) {
                 self.stats.too_late += 1;
                 return Ingest::TooLate(TooLate::Lane { newest: Ts(newest) });
             }

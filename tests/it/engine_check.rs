@@ -119,12 +119,14 @@ fn advance_evicts_what_the_watermark_has_left_behind() {
     assert_eq!(e.stats().evicted, 45);
 }
 
-/// After a restart the service restores history in whatever order it reads it back; judging a
-/// new call must then give exactly what an engine that saw everything live gives, and breaches
-/// already emitted must not come again.
+/// After a restart the service reads each partition's history back in offset order, the order
+/// it was judged in live, and restores it with the live lateness gate: the restored engine
+/// keeps exactly the calls the live one accepted (a call refused as too late before the restart
+/// does not count after it, as in a replay), and judges new calls exactly like the live one.
 #[test]
 fn restored_history_judges_new_calls_like_live_state() {
     let mut hist = Vec::new();
+    // Arrival order; with an hour of lateness, the calls at hours 1, 2 and 3 are too late.
     for (i, h) in [0i64, 20, 1, 2, 19, 3].iter().enumerate() {
         let mut c = call(&format!("h{i}"), *h, "+8613800000001");
         if i == 0 {
@@ -134,20 +136,24 @@ fn restored_history_judges_new_calls_like_live_state() {
     }
     let mut live = engine();
     let mut live_alerts = Vec::new();
-    let mut in_time_order: Vec<&Call> = hist.iter().collect();
-    in_time_order.sort_by_key(|c| c.occurred_at);
-    for c in in_time_order {
-        live.ingest(c, Ts(0), &mut live_alerts);
+    let mut accepted = Vec::new();
+    for c in &hist {
+        if let Ingest::Accepted { .. } = live.ingest(c, Ts(0), &mut live_alerts) {
+            accepted.push(c.call_id.clone());
+        }
     }
+    assert_eq!(accepted, ["h0", "h1", "h4"]);
     assert!(!live_alerts.is_empty());
 
     let mut restored = engine();
     let mut dropped = Vec::new();
-    // Newest first: with a lateness of an hour, `ingest` would refuse most of these as too late.
-    for c in hist.iter().rev() {
-        assert!(restored.restore(c, Ts(0), &mut dropped), "{}", c.call_id);
-    }
-    assert_eq!(restored.retained_calls(), hist.len());
+    let restored_ids: Vec<String> = hist
+        .iter()
+        .filter(|c| restored.restore(c, Ts(0), &mut dropped))
+        .map(|c| c.call_id.clone())
+        .collect();
+    assert_eq!(restored_ids, accepted, "restore decides as live did");
+    assert_eq!(restored.retained_calls(), live.retained_calls());
     let mut a = Vec::new();
     let mut b = Vec::new();
     let next = call("n", 21, "+8613800000001");
