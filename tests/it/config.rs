@@ -2,6 +2,7 @@
 //! files fail with the exact key and reason.
 
 use dialguard::config::Settings;
+use dialguard::engine::time::NANOS_PER_SEC;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -244,6 +245,9 @@ fn service_sections_have_defaults_and_take_overrides() {
     assert_eq!(s.kafka.dlq_topic, "dialer.call-events.dlq");
     assert_eq!(s.http.listen.to_string(), "127.0.0.1:9898");
     assert_eq!(s.service.shutdown_grace.as_secs(), 30);
+    assert_eq!(s.kafka.instance_id, None);
+    assert_eq!(s.kafka.max_partition_skew, 86_400 * NANOS_PER_SEC);
+    assert_eq!(s.kafka.idle_after.as_secs(), 30);
 
     let c = write_config(&format!(
         "{PACK}[kafka]\nbrokers = \"k1:9092\"\n[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"session.timeout.ms\" = 6000\n"
@@ -258,9 +262,20 @@ fn service_sections_have_defaults_and_take_overrides() {
             "DIALGUARD__HTTP__LISTEN".to_owned(),
             "0.0.0.0:9999".to_owned(),
         ),
+        // A StatefulSet passes each pod its name.
+        (
+            "DIALGUARD__KAFKA__INSTANCE_ID".to_owned(),
+            "dialguard-0".to_owned(),
+        ),
+        (
+            "DIALGUARD__KAFKA__MAX_PARTITION_SKEW".to_owned(),
+            "6h".to_owned(),
+        ),
     ]
     .into();
     let s = Settings::load_with_env(&c.path, Some(env)).unwrap();
+    assert_eq!(s.kafka.instance_id.as_deref(), Some("dialguard-0"));
+    assert_eq!(s.kafka.max_partition_skew, 6 * 3600 * NANOS_PER_SEC);
     assert_eq!(s.kafka.brokers, "k2:9093");
     assert_eq!(s.http.listen.to_string(), "0.0.0.0:9999");
     let client: HashMap<_, _> = s.kafka.client.iter().cloned().collect();
@@ -300,6 +315,25 @@ fn broken_service_sections_name_the_key() {
             "{PACK}[kafka.client]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n"
         )),
         "kafka.client.partition.assignment.strategy"
+    );
+    // Static membership and end-of-partition events are dialguard's: [kafka] instance_id.
+    for owned in ["group.instance.id", "enable.partition.eof"] {
+        assert_eq!(
+            key_of(&format!("{PACK}[kafka.client]\n\"{owned}\" = \"x\"\n")),
+            format!("kafka.client.{owned}")
+        );
+    }
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\nmax_partition_skew = \"0s\"\n")),
+        "kafka.max_partition_skew"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\nidle_after = \"10ms\"\n")),
+        "kafka.idle_after"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[kafka]\ninstance_id = \"a\\nb\"\n")),
+        "kafka.instance_id"
     );
     let e = load_text(&format!("{PACK}[kafka.client]\n\"no.such.property\" = 1\n")).unwrap_err();
     assert_eq!(e.key(), Some("kafka.client.no.such.property"), "{e}");
