@@ -633,8 +633,8 @@ pub(crate) fn run(
     apply_client(&mut cc, k);
     cc.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // Reaching a partition's end is how the engine learns the partition is idle (caught
-        // up), so it no longer holds eviction back.
+        // Reaching a partition's end is how the pipeline learns it is caught up: quiet for
+        // kafka.idle_after from there, it is idle and no longer holds eviction back.
         .set("enable.partition.eof", "true");
     if let Some(id) = &k.instance_id {
         cc.set("group.instance.id", id);
