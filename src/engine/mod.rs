@@ -998,25 +998,15 @@ impl Engine {
                 let Some(w) = key.and_then(|k| self.states[ri].windows.get(&k)) else {
                     continue;
                 };
-                let ts: Vec<Entry> = Ctx::cooldown_triggers(&w.triggers, x, *period)
-                    .copied()
-                    .collect();
-                if let Some(newest) = ts.first() {
-                    let evidence = ts
-                        .iter()
-                        .take(self.evidence_limit)
-                        .map(|y| self.records[y.slot() as usize].call_id().to_string())
-                        .collect();
-                    let b = WindowBounds {
-                        from: Ts(newest.ts).to_string(),
-                        to: Ts(t).to_string(),
-                    };
+                if let Some((observed, bounds, evidence)) =
+                    self.ctx().cooldown_found(ri, &w.triggers, x)
+                {
                     out.push(build_alert(
                         rule,
                         &subject,
-                        ts.len() as u64,
+                        observed,
                         0,
-                        Some(b),
+                        Some(bounds),
                         evidence,
                         false,
                         now,
@@ -1079,7 +1069,7 @@ impl Engine {
                             pv,
                             window,
                             distinct,
-                            Some(&call.call_id),
+                            Some((&call.call_id, extra)),
                         );
                         let bounds = cap_bounds(t, day, &tz, window);
                         out.push(build_alert(
@@ -1232,13 +1222,18 @@ impl<'a> Ctx<'a> {
         pv: i32,
         window: Window,
         distinct: Option<StrField>,
-        first: Option<&str>,
+        first: Option<(&str, Sym)>,
     ) -> Vec<String> {
         let (lo, hi) = Self::cap_range(v, t, window);
         let mut out: Vec<String> = Vec::new();
         let mut seen: Vec<Sym> = Vec::new();
-        if let Some(f) = first {
-            out.push(f.to_owned());
+        // A call not stored (the pre-dial check's candidate) comes first, as the newest, with
+        // its distinct value (none: it adds no value, so it is no evidence).
+        if let Some((id, val)) = first {
+            if distinct.is_none() || !val.is_none() {
+                out.push(id.to_owned());
+                seen.push(val);
+            }
         }
         for y in v[lo..hi].iter().rev() {
             if out.len() >= self.evidence_limit {
@@ -1312,21 +1307,22 @@ impl<'a> Ctx<'a> {
             .filter(move |y| Self::cooled(y, &x, period))
     }
 
-    fn cooldown_alert(
+    /// What a cooldown breach of a call at `x` states, for ingest and check alike: how many
+    /// triggers are in force, the window from the newest one to the end of its cooldown, and
+    /// the evidence. `None` when `x` cools after no trigger.
+    fn cooldown_found(
         &self,
         ri: usize,
         triggers: &[Entry],
-        c: Entry,
-        late: bool,
-        now: Ts,
-    ) -> Alert {
+        x: Entry,
+    ) -> Option<(u64, WindowBounds, Vec<String>)> {
         let Body::Cooldown { period, .. } = self.rules[ri].body else {
             unreachable!("cooldown")
         };
-        let ts: Vec<Entry> = Self::cooldown_triggers(triggers, c, period)
+        let ts: Vec<Entry> = Self::cooldown_triggers(triggers, x, period)
             .copied()
             .collect();
-        let newest = ts[0];
+        let newest = *ts.first()?;
         let evidence = ts
             .iter()
             .take(self.evidence_limit)
@@ -1343,10 +1339,24 @@ impl<'a> Ctx<'a> {
             from: Ts(newest.ts).to_string(),
             to: end.to_string(),
         };
+        Some((ts.len() as u64, bounds, evidence))
+    }
+
+    fn cooldown_alert(
+        &self,
+        ri: usize,
+        triggers: &[Entry],
+        c: Entry,
+        late: bool,
+        now: Ts,
+    ) -> Alert {
+        let (observed, bounds, evidence) = self
+            .cooldown_found(ri, triggers, c)
+            .expect("a cooldown alert has a trigger");
         self.alert_for_record(
             ri,
             c.slot(),
-            ts.len() as u64,
+            observed,
             0,
             Some(bounds),
             evidence,

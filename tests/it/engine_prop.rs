@@ -562,6 +562,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The pre-dial check reads the state and judges a candidate call exactly as ingesting it
+    /// would judge the call itself: the same alerts, field for field (its own, never the late
+    /// ones it would cause for other calls), and it records nothing.
+    #[test]
+    fn check_equals_what_ingesting_the_call_would_yield(
+        (specs, order, _dups, params) in case(),
+        candidate in call_spec(),
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let rules = rules_for(&params);
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let mut checked = Engine::new(rules.clone(), settings.clone());
+        let mut ingested = Engine::new(rules, settings);
+        let mut out = Vec::new();
+        for &i in &order {
+            checked.ingest(&calls[i], Ts(0), &mut out);
+            ingested.ingest(&calls[i], Ts(0), &mut out);
+        }
+        let mut c = make_call(0, &candidate);
+        c.call_id = "candidate".into();
+        let retained = checked.retained_calls();
+        let verdict = checked.check(&c, Ts(7));
+        prop_assert_eq!(checked.retained_calls(), retained, "check recorded the call");
+        out.clear();
+        let accepted = matches!(ingested.ingest(&c, Ts(7), &mut out), Ingest::Accepted { .. });
+        prop_assert!(accepted, "the candidate was refused");
+        let json = |v: &[Alert]| {
+            let mut x: Vec<String> = v.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
+            x.sort();
+            x
+        };
+        let own: Vec<Alert> = out.into_iter().filter(|a| a.call_id == "candidate").collect();
+        prop_assert_eq!(json(&verdict), json(&own));
+    }
+}
+
 /// The counterpart: one lane gathering every partition's calls (the old global watermark)
 /// refuses calls that lanes accept, so the property above is not vacuous.
 #[test]
