@@ -611,11 +611,11 @@ impl Engine {
         }
         // A call judged now needs its whole reach retained; a restored one only needs to be
         // retained itself, to count in the windows of the calls after it.
-        if self.cutoff != i64::MIN && t < self.cutoff.saturating_add(reach) {
-            self.stats.too_late += 1;
-            return Ingest::TooLate(TooLate::Evicted {
-                judged_from: Ts(self.cutoff.saturating_add(self.horizon)),
-            });
+        if let Some(judged_from) = self.judged_from() {
+            if t < self.cutoff.saturating_add(reach) {
+                self.stats.too_late += 1;
+                return Ingest::TooLate(TooLate::Evicted { judged_from });
+            }
         }
         let slot = self.store(call, h);
         let newest = state.and_then(LaneState::newest).map_or(t, |n| n.max(t));

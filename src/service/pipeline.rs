@@ -995,7 +995,9 @@ impl Pipeline<'_> {
             Ok(call) => {
                 let lane = m.partition() as Lane;
                 self.align.last_record.insert(m.partition(), t0);
-                self.align.at_end.remove(&m.partition());
+                if !self.align.at_end.is_empty() {
+                    self.align.at_end.remove(&m.partition());
+                }
                 let behind = self
                     .engine
                     .lane_newest(lane)
