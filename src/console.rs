@@ -28,20 +28,16 @@ fn closed(e: &std::io::Error) {
 
 /// Writes a line to stdout; false when it could not (the trigger is pulled on a closed pipe).
 pub fn out(args: std::fmt::Arguments<'_>) -> bool {
-    let mut o = std::io::stdout().lock();
-    match o.write_fmt(args).and_then(|()| o.write_all(b"\n")) {
-        Ok(()) => true,
-        Err(e) => {
-            closed(&e);
-            false
-        }
-    }
+    line(std::io::stdout().lock(), args)
 }
 
 /// Writes a line to stderr; false when it could not (the trigger is pulled on a closed pipe).
 pub fn err(args: std::fmt::Arguments<'_>) -> bool {
-    let mut o = std::io::stderr().lock();
-    match o.write_fmt(args).and_then(|()| o.write_all(b"\n")) {
+    line(std::io::stderr().lock(), args)
+}
+
+fn line(mut w: impl Write, args: std::fmt::Arguments<'_>) -> bool {
+    match w.write_fmt(args).and_then(|()| w.write_all(b"\n")) {
         Ok(()) => true,
         Err(e) => {
             closed(&e);
