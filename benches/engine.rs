@@ -2,7 +2,6 @@
 //! `cargo bench --bench engine`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
 
 // The same allocator as the `dialguard` binary, so figures match what it does.
@@ -34,7 +33,7 @@ fn bench(c: &mut Criterion) {
                     let mut out = Vec::new();
                     for call in &calls {
                         out.clear();
-                        engine.ingest(call, Ts(0), &mut out);
+                        engine.ingest(call, &mut out);
                     }
                     engine
                 },

@@ -2,7 +2,6 @@
 //! engine ingests 1,000,000 calls, divided by the calls it retains at the end.
 //! `cargo bench --bench memory`
 
-use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -48,7 +47,7 @@ fn main() {
         let mut out = Vec::new();
         for c in &calls {
             out.clear();
-            engine.ingest(c, Ts(0), &mut out);
+            engine.ingest(c, &mut out);
         }
         drop(out);
         let live = LIVE.load(Ordering::Relaxed) - before;

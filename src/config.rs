@@ -4,8 +4,9 @@
 //! reason, before anything starts.
 
 use crate::codec::DecodeSettings;
-use crate::engine::rule::{parse_duration, Rule, RuleSpec};
+use crate::engine::rule::Rule;
 use crate::engine::EngineSettings;
+use crate::policy::{parse_duration, RuleSpec};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};

@@ -16,13 +16,16 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod codec;
 pub mod config;
 pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod http;
+pub mod judge;
 pub mod phone;
+pub mod policy;
 pub mod replay;
 pub mod service;
 pub mod synth;

@@ -4,12 +4,15 @@
 //! calling thread in input order; the result is the same as decoding one line at a time.
 //! Invalid lines never stop the run: each is written to the rejects output with its reason.
 
-use crate::codec::{DecodeSettings, Decoder, Reason, Reject};
+use crate::alert;
+use crate::codec::{DecodeSettings, Decoder, Reject};
 use crate::config::Settings;
-use crate::engine::alert::Alert;
+use crate::engine::breach::Breach;
 use crate::engine::event::Call;
+use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
-use crate::engine::{Engine, Ingest};
+use crate::engine::Engine;
+use crate::judge::{self, Outcome};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,6 +130,15 @@ struct Batch {
     lines: Vec<Vec<u8>>,
 }
 
+/// A decoded batch after judging, on its way to the alert writer: the breaches found, each
+/// with the index in `calls` of the call judged when it was found, rendered there.
+struct Judged {
+    calls: Vec<Decoded>,
+    breaches: Vec<Breach>,
+    at: Vec<u32>,
+    now: Ts,
+}
+
 enum Decoded {
     /// Line number, the call, and the original bytes (kept for a `too_late` reject).
     Call(u64, Box<Call>, Vec<u8>),
@@ -180,17 +192,19 @@ pub fn run(
         }
         let bytes = &bytes_read;
         let reader = scope.spawn(move || read_batches(input, to_workers, bytes));
-        // Alerts are serialised and written on their own thread, a batch at a time.
-        let (alert_tx, alert_rx) = sync_channel::<Vec<Alert>>(8);
-        // Emptied batches come back to be filled again: a fresh multi-megabyte vector per batch
-        // was fresh pages from the kernel each time, zeroed on the engine thread.
-        let (spent_tx, spent_rx) = sync_channel::<Vec<Alert>>(16);
+        // Breaches are rendered as alerts, serialised and written on their own thread, a batch
+        // at a time; the batch's calls travel with them (a breach refers to the call judged).
+        let (alert_tx, alert_rx) = sync_channel::<Judged>(8);
+        // Emptied buffers come back to be filled again: fresh multi-megabyte vectors per batch
+        // were fresh pages from the kernel each time, zeroed on the engine thread.
+        let (spent_tx, spent_rx) = sync_channel::<(Vec<Breach>, Vec<u32>)>(16);
+        let rules: Vec<Rule> = engine.rules().to_vec();
         let writer = alerts
             .take()
-            .map(|w| scope.spawn(move || write_alerts(w, alert_rx, spent_tx)));
+            .map(|w| scope.spawn(move || write_alerts(w, &rules, alert_rx, spent_tx)));
 
-        let mut out: Vec<Alert> = Vec::new();
-        let mut pending: Vec<Alert> = Vec::new();
+        let mut found: Vec<Breach> = Vec::new();
+        let mut at: Vec<u32> = Vec::new();
         let mut last_progress = Instant::now();
         let mut i = 0usize;
         'outer: loop {
@@ -200,7 +214,7 @@ pub fn run(
             let k = i % workers;
             i += 1;
             let t_now = now();
-            for d in &batch {
+            for (j, d) in batch.iter().enumerate() {
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { line, reject, raw } => {
@@ -210,41 +224,40 @@ pub fn run(
                     }
                     Decoded::Call(line, call, raw) => {
                         summary.records += 1;
-                        out.clear();
-                        match engine.ingest(call, t_now, &mut out) {
-                            Ingest::Accepted { skipped } => {
+                        let before = found.len();
+                        match judge::judge(&mut engine, 0, call, &mut found) {
+                            Outcome::Accepted { skipped } => {
                                 summary.valid += 1;
                                 summary.skipped += skipped as u64;
                             }
-                            Ingest::Duplicate => summary.duplicates += 1,
-                            Ingest::TooLate(why) => {
-                                *summary
-                                    .rejected
-                                    .entry(Reason::TooLate.as_str())
-                                    .or_default() += 1;
-                                let reject = Reject {
-                                    reason: Reason::TooLate,
-                                    detail: format!("occurred_at {} is {why}", call.occurred_at),
-                                };
+                            Outcome::Duplicate => summary.duplicates += 1,
+                            Outcome::Rejected(reject) => {
+                                *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
                                 write_reject(&mut rejects, *line, &reject, raw)?;
                             }
                         }
                         if writer.is_some() {
-                            pending.append(&mut out);
+                            at.resize(found.len(), j as u32);
+                        } else {
+                            found.truncate(before);
                         }
                     }
                 }
             }
-            if !pending.is_empty() {
-                let next = spent_rx.try_recv().unwrap_or_default();
-                if alert_tx
-                    .send(std::mem::replace(&mut pending, next))
-                    .is_err()
-                {
+            if !found.is_empty() {
+                let (next_found, next_at) = spent_rx.try_recv().unwrap_or_default();
+                let judged = Judged {
+                    calls: batch,
+                    breaches: std::mem::replace(&mut found, next_found),
+                    at: std::mem::replace(&mut at, next_at),
+                    now: t_now,
+                };
+                if alert_tx.send(judged).is_err() {
                     break 'outer; // the writer failed: its error is reported below
                 }
+            } else {
+                let _ = recycle[k].try_send(batch);
             }
-            let _ = recycle[k].try_send(batch);
             if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
                 last_progress = Instant::now();
                 let rate = summary.records as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -285,19 +298,32 @@ pub fn run(
 
 fn write_alerts(
     mut w: Box<dyn Write + Send>,
-    rx: Receiver<Vec<Alert>>,
-    spent: SyncSender<Vec<Alert>>,
+    rules: &[Rule],
+    rx: Receiver<Judged>,
+    spent: SyncSender<(Vec<Breach>, Vec<u32>)>,
 ) -> Result<(), ReplayError> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
-    while let Ok(mut batch) = rx.recv() {
-        for a in &batch {
+    while let Ok(Judged {
+        calls,
+        mut breaches,
+        mut at,
+        now,
+    }) = rx.recv()
+    {
+        for (b, &j) in breaches.iter().zip(&at) {
+            let Decoded::Call(_, call, _) = &calls[j as usize] else {
+                unreachable!("breaches come from calls")
+            };
+            let a = alert::render(rules, b, call, now);
             buf.clear();
-            serde_json::to_writer(&mut buf, a).map_err(|e| ReplayError::Write(e.into()))?;
+            serde_json::to_writer(&mut buf, &a).map_err(|e| ReplayError::Write(e.into()))?;
             buf.push(b'\n');
             w.write_all(&buf).map_err(ReplayError::Write)?;
         }
-        batch.clear();
-        let _ = spent.try_send(batch);
+        drop(calls);
+        breaches.clear();
+        at.clear();
+        let _ = spent.try_send((breaches, at));
     }
     w.flush().map_err(ReplayError::Write)
 }

@@ -125,6 +125,40 @@ impl Interner {
         self.len() == 0
     }
 
+    /// Every slot in order, as (text, references); a free slot has no references. For
+    /// snapshots.
+    pub(super) fn slots(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.slots.iter().map(|s| (&*s.text, s.refs))
+    }
+
+    /// The free slots, in the order they will be reused. For snapshots.
+    pub(super) fn free_slots(&self) -> &[u32] {
+        &self.free
+    }
+
+    /// An interner with exactly these slots and free list (from a snapshot).
+    pub(super) fn from_slots(texts: Vec<(CompactString, u32)>, free: Vec<u32>) -> Interner {
+        let mut i = Interner::default();
+        let Interner {
+            table,
+            slots,
+            hasher,
+            live_bytes,
+            ..
+        } = &mut i;
+        for (n, (text, refs)) in texts.into_iter().enumerate() {
+            slots.push(Slot { text, refs });
+            if refs > 0 {
+                let text = &slots[n].text;
+                *live_bytes += if text.len() > 24 { text.len() } else { 0 };
+                let h = hasher.hash_one(&**text);
+                table.insert_unique(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
+            }
+        }
+        i.free = free;
+        i
+    }
+
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * 5

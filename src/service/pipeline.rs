@@ -7,11 +7,13 @@
 use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
+use crate::alert::{self, Alert};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
-use crate::engine::alert::Alert;
+use crate::engine::breach::Breach;
 use crate::engine::time::Ts;
-use crate::engine::{Engine, Ingest, Lane};
+use crate::engine::{Engine, Lane};
+use crate::judge::{self, Outcome};
 use crate::telemetry::{error_class, Metrics};
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -586,7 +588,7 @@ pub(crate) struct Pipeline<'a> {
     suppressed: HashSet<String>,
     seen_generation: u64,
     pub(crate) stash: Vec<OwnedMessage>,
-    alerts: Vec<Alert>,
+    breaches: Vec<Breach>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     /// Consumption paused for backpressure (all partitions).
@@ -669,7 +671,7 @@ pub(crate) fn run(
         suppressed: HashSet::new(),
         seen_generation: 0,
         stash: Vec::new(),
-        alerts: Vec::new(),
+        breaches: Vec::new(),
         alert_counters: settings
             .rules
             .iter()
@@ -990,7 +992,7 @@ impl Pipeline<'_> {
         let payload = m.payload().unwrap_or_default();
         let record_ms = m.timestamp().to_millis();
         let mut out: Vec<Outgoing> = Vec::new();
-        match self.decoder.decode(payload, now) {
+        match judge::decode(&mut self.decoder, payload, now) {
             Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
             Ok(call) => {
                 let lane = m.partition() as Lane;
@@ -1002,13 +1004,14 @@ impl Pipeline<'_> {
                     .engine
                     .lane_newest(lane)
                     .is_some_and(|w| call.occurred_at < w);
-                match self.engine.ingest_on(lane, &call, now, &mut self.alerts) {
-                    Ingest::Accepted { .. } => {
+                let mut found = std::mem::take(&mut self.breaches);
+                match judge::judge(&mut self.engine, lane, &call, &mut found) {
+                    Outcome::Accepted { .. } => {
                         if behind {
                             self.metrics.late.inc();
                         }
-                        let alerts = std::mem::take(&mut self.alerts);
-                        for a in &alerts {
+                        for b in &found {
+                            let a = alert::render(self.engine.rules(), b, &call, now);
                             if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
                                 self.metrics.alerts_suppressed.inc();
                                 continue;
@@ -1021,17 +1024,16 @@ impl Pipeline<'_> {
                                     .with_label_values(&[&a.rule_id, a.severity])
                                     .inc(),
                             }
-                            out.push(self.alert_message(m, a, record_ms, generation));
+                            out.push(self.alert_message(m, &a, record_ms, generation));
                         }
-                        self.alerts = alerts;
-                        self.alerts.clear();
                     }
-                    Ingest::Duplicate => self.metrics.duplicates.inc(),
-                    Ingest::TooLate(why) => {
-                        let detail = format!("occurred_at {} is {why}", call.occurred_at);
-                        out.push(self.dead_letter(m, Reason::TooLate, &detail, generation));
+                    Outcome::Duplicate => self.metrics.duplicates.inc(),
+                    Outcome::Rejected(rej) => {
+                        out.push(self.dead_letter(m, rej.reason, &rej.detail, generation));
                     }
                 }
+                found.clear();
+                self.breaches = found;
             }
         }
         // Register before sending: sending may poll, and polling serves delivery reports.

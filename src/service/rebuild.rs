@@ -20,6 +20,7 @@
 
 use super::pipeline::{headers, Pipeline};
 use crate::engine::{Engine, Lane};
+use crate::judge;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -423,8 +424,8 @@ pub(crate) fn rebuild(
     let mut dropped = Vec::new();
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
     let history = read_ranges(p, generation, &k.input_topic, &ranges, |p, m| {
-        if let Ok(call) = p.decoder.decode(m.payload().unwrap_or_default(), now) {
-            engine.restore_on(m.partition() as Lane, &call, now, &mut dropped);
+        if let Ok(call) = judge::decode(&mut p.decoder, m.payload().unwrap_or_default(), now) {
+            engine.restore_on(m.partition() as Lane, &call, &mut dropped);
             dropped.clear();
         }
     })?;

@@ -1,6 +1,7 @@
 //! The pre-dial check: which rules a call would breach, without recording it.
 
 use crate::support::rules_from_toml;
+use crate::support::Alerting;
 use dialguard::engine::event::{Call, CallOutcome, Relation};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest};
@@ -51,22 +52,22 @@ fn check_reports_breaches_without_recording() {
     let mut out = Vec::new();
     let mut first = call("a", 0, "+8613800000001");
     first.outcome = Some(CallOutcome::Conversation);
-    e.ingest(&first, Ts(0), &mut out);
-    e.ingest(&call("b", 3, "+8613800000001"), Ts(0), &mut out);
+    e.ingest_alerts(&first, Ts(0), &mut out);
+    e.ingest_alerts(&call("b", 3, "+8613800000001"), Ts(0), &mut out);
     assert!(out.is_empty());
 
     // A third call to the same phone within a day would breach the cap; one an hour after the
     // conversation would also be in the cooldown; an unknown number breaches nothing.
     let probe = call("p", 4, "+8613800000001");
     let ids: Vec<String> = e
-        .check(&probe, Ts(0))
+        .check_alerts(&probe, Ts(0))
         .into_iter()
         .map(|a| a.rule_id)
         .collect();
     assert_eq!(ids, vec!["two-per-day"]);
     let near = call("q", 1, "+8613800000002");
     let ids: Vec<String> = e
-        .check(&near, Ts(0))
+        .check_alerts(&near, Ts(0))
         .into_iter()
         .map(|a| a.rule_id)
         .collect();
@@ -74,7 +75,7 @@ fn check_reports_breaches_without_recording() {
     let mut stranger = call("r", 30, "+8613800000009");
     stranger.relation = Relation::ContactList;
     let ids: Vec<String> = e
-        .check(&stranger, Ts(0))
+        .check_alerts(&stranger, Ts(0))
         .into_iter()
         .map(|a| a.rule_id)
         .collect();
@@ -84,7 +85,7 @@ fn check_reports_breaches_without_recording() {
     assert_eq!(e.retained_calls(), 2);
     assert_eq!(e.stats().alerts, 0);
     assert!(matches!(
-        e.ingest(&probe, Ts(0), &mut out),
+        e.ingest_alerts(&probe, Ts(0), &mut out),
         Ingest::Accepted { .. }
     ));
     assert_eq!(
@@ -106,7 +107,7 @@ fn advance_evicts_what_the_watermark_has_left_behind() {
     let mut e = Engine::new(rules, settings);
     let mut out = Vec::new();
     for i in 0..48 {
-        e.ingest(
+        e.ingest_alerts(
             &call(&format!("c{i}"), i, "+8613800000001"),
             Ts(0),
             &mut out,
@@ -138,7 +139,7 @@ fn restored_history_judges_new_calls_like_live_state() {
     let mut live_alerts = Vec::new();
     let mut accepted = Vec::new();
     for c in &hist {
-        if let Ingest::Accepted { .. } = live.ingest(c, Ts(0), &mut live_alerts) {
+        if let Ingest::Accepted { .. } = live.ingest_alerts(c, Ts(0), &mut live_alerts) {
             accepted.push(c.call_id.clone());
         }
     }
@@ -149,7 +150,7 @@ fn restored_history_judges_new_calls_like_live_state() {
     let mut dropped = Vec::new();
     let restored_ids: Vec<String> = hist
         .iter()
-        .filter(|c| restored.restore(c, Ts(0), &mut dropped))
+        .filter(|c| restored.restore_alerts(c, Ts(0), &mut dropped))
         .map(|c| c.call_id.clone())
         .collect();
     assert_eq!(restored_ids, accepted, "restore decides as live did");
@@ -157,17 +158,17 @@ fn restored_history_judges_new_calls_like_live_state() {
     let mut a = Vec::new();
     let mut b = Vec::new();
     let next = call("n", 21, "+8613800000001");
-    live.ingest(&next, Ts(0), &mut a);
-    restored.ingest(&next, Ts(0), &mut b);
-    let ids = |v: &[dialguard::engine::alert::Alert]| {
+    live.ingest_alerts(&next, Ts(0), &mut a);
+    restored.ingest_alerts(&next, Ts(0), &mut b);
+    let ids = |v: &[dialguard::alert::Alert]| {
         let mut x: Vec<String> = v.iter().map(|a| a.alert_id.clone()).collect();
         x.sort();
         x
     };
     // A late call re-judges the calls after it; those breached already must not come again.
     let late = call("m", 19, "+8613800000001");
-    live.ingest(&late, Ts(0), &mut a);
-    restored.ingest(&late, Ts(0), &mut b);
+    live.ingest_alerts(&late, Ts(0), &mut a);
+    restored.ingest_alerts(&late, Ts(0), &mut b);
     assert!(!a.is_empty());
     assert_eq!(ids(&a), ids(&b));
     assert!(
@@ -179,5 +180,5 @@ fn restored_history_judges_new_calls_like_live_state() {
     );
     // Something older than the whole retention span is refused: it can no longer matter.
     let ancient = call("old", -24 * 400, "+8613800000001");
-    assert!(!restored.restore(&ancient, Ts(0), &mut dropped));
+    assert!(!restored.restore_alerts(&ancient, Ts(0), &mut dropped));
 }

@@ -4,11 +4,12 @@
 //! the `when`/`after` filter matching with the engine (unit-tested on its own) and computes local
 //! dates with jiff's zoned arithmetic rather than the engine's day numbers.
 
-use dialguard::engine::alert::Alert;
+use crate::support::Alerting;
+use dialguard::alert::Alert;
 use dialguard::engine::event::{Call, CallOutcome, Relation};
 use dialguard::engine::rule::{Body, Calendar, Rule, Window};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
-use dialguard::engine::{Engine, EngineSettings, Ingest, Lane};
+use dialguard::engine::{Engine, EngineSettings, Ingest, Lane, SnapshotError};
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
@@ -379,7 +380,7 @@ fn run_engine(
     let mut out: Vec<Alert> = Vec::new();
     for c in arrivals {
         out.clear();
-        let r = engine.ingest(c, Ts(0), &mut out);
+        let r = engine.ingest_alerts(c, Ts(0), &mut out);
         match r {
             Ingest::Accepted { .. } => {
                 prop_assert!(
@@ -506,7 +507,7 @@ fn run_lanes(
         let c = &lanes[l][next[l]];
         next[l] += 1;
         out.clear();
-        match engine.ingest_on(l as Lane, c, Ts(0), &mut out) {
+        match engine.ingest_alerts_on(l as Lane, c, Ts(0), &mut out) {
             Ingest::Accepted { .. } => accepted.push(c.clone()),
             other => prop_assert!(false, "{} on lane {l}: {other:?}", c.call_id),
         }
@@ -580,16 +581,16 @@ proptest! {
         let mut ingested = Engine::new(rules, settings);
         let mut out = Vec::new();
         for &i in &order {
-            checked.ingest(&calls[i], Ts(0), &mut out);
-            ingested.ingest(&calls[i], Ts(0), &mut out);
+            checked.ingest_alerts(&calls[i], Ts(0), &mut out);
+            ingested.ingest_alerts(&calls[i], Ts(0), &mut out);
         }
         let mut c = make_call(0, &candidate);
         c.call_id = "candidate".into();
         let retained = checked.retained_calls();
-        let verdict = checked.check(&c, Ts(7));
+        let verdict = checked.check_alerts(&c, Ts(7));
         prop_assert_eq!(checked.retained_calls(), retained, "check recorded the call");
         out.clear();
-        let accepted = matches!(ingested.ingest(&c, Ts(7), &mut out), Ingest::Accepted { .. });
+        let accepted = matches!(ingested.ingest_alerts(&c, Ts(7), &mut out), Ingest::Accepted { .. });
         prop_assert!(accepted, "the candidate was refused");
         let json = |v: &[Alert]| {
             let mut x: Vec<String> = v.iter().map(|a| serde_json::to_string(a).unwrap()).collect();
@@ -599,6 +600,116 @@ proptest! {
         let own: Vec<Alert> = out.into_iter().filter(|a| a.call_id == "candidate").collect();
         prop_assert_eq!(json(&verdict), json(&own));
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A snapshot taken anywhere in a stream restores an engine that judges any continuation
+    /// exactly as the original: the same outcome and the same alerts for every later call,
+    /// the same counters, and the same bytes when snapshotted again. Lateness and sweeps are
+    /// small, so the snapshots hold evicted slots, refused calls and idle state too.
+    #[test]
+    fn a_restored_snapshot_judges_any_continuation_as_the_original(
+        (specs, order, dups, params) in case(),
+        split in 0usize..1000,
+        lateness_h in 0i64..72,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let arrived = arrivals(&calls, &order, &dups);
+        let rules = rules_for(&params);
+        let settings = EngineSettings {
+            allowed_lateness: lateness_h * HOUR,
+            sweep_every: Some(HOUR),
+            ..Default::default()
+        };
+        let k = split % (arrived.len() + 1);
+        let mut original = Engine::new(rules.clone(), settings.clone());
+        let mut out = Vec::new();
+        for c in &arrived[..k] {
+            original.ingest_alerts(c, Ts(0), &mut out);
+        }
+        let bytes = original.snapshot();
+        let mut restored = Engine::from_snapshot(rules.clone(), settings.clone(), &bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(restored.snapshot(), bytes.clone(), "restore changed the state");
+        prop_assert_eq!(restored.retained_calls(), original.retained_calls());
+        for c in &arrived[k..] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = original.ingest_alerts(c, Ts(0), &mut a);
+            let rb = restored.ingest_alerts(c, Ts(0), &mut b);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
+        }
+        prop_assert_eq!(original.stats(), restored.stats());
+        prop_assert_eq!(original.snapshot(), restored.snapshot());
+        // Any cut of the bytes is refused, never misread or a panic.
+        let cut = split % bytes.len().max(1);
+        prop_assert!(Engine::from_snapshot(rules, settings, &bytes[..cut]).is_err());
+    }
+}
+
+#[test]
+fn a_snapshot_is_refused_under_other_rules_or_another_version() {
+    let calls: Vec<Call> = (0..30)
+        .map(|i| {
+            let spec = CallSpec {
+                hour: i * 3,
+                minute: 0,
+                debtor: (i % 2) as u8,
+                phone: (i % 3) as u8,
+                account: Some(0),
+                outcome: Some((i % 3) as u8),
+                relation: (i % 3) as u8,
+                tz: Some((i % 5) as u8),
+            };
+            make_call(i as usize, &spec)
+        })
+        .collect();
+    let params = RuleParams {
+        cap_hours: 24,
+        cap_limit: 1,
+        local_days: 2,
+        calendar: 1,
+        cal_limit: 1,
+        distinct_limit: 1,
+        cool_hours: 12,
+        cool_days: 1,
+        zone: 1,
+        callee: true,
+        from_h: 8,
+        to_h: 20,
+    };
+    let rules = rules_for(&params);
+    let mut e = Engine::new(rules.clone(), EngineSettings::default());
+    let mut out = Vec::new();
+    for c in &calls {
+        e.ingest_alerts(c, Ts(0), &mut out);
+    }
+    let bytes = e.snapshot();
+    let other = EngineSettings {
+        allowed_lateness: 2 * HOUR,
+        ..Default::default()
+    };
+    assert_eq!(
+        Engine::from_snapshot(rules.clone(), other, &bytes).err(),
+        Some(SnapshotError::OtherRules)
+    );
+    assert_eq!(
+        Engine::from_snapshot(rules[1..].to_vec(), EngineSettings::default(), &bytes).err(),
+        Some(SnapshotError::OtherRules)
+    );
+    let mut v2 = bytes.clone();
+    v2[8] = 2;
+    assert_eq!(
+        Engine::from_snapshot(rules.clone(), EngineSettings::default(), &v2).err(),
+        Some(SnapshotError::Version(2))
+    );
+    assert_eq!(
+        Engine::from_snapshot(rules, EngineSettings::default(), b"{\"not\": 1}").err(),
+        Some(SnapshotError::Magic)
+    );
 }
 
 /// The counterpart: one lane gathering every partition's calls (the old global watermark)
@@ -630,8 +741,8 @@ limit = 1
     let mut lanes = Engine::new(rules, settings);
     let mut out = Vec::new();
     for (lane, c) in [(0, &a), (1, &b), (0, &late)] {
-        global.ingest(c, Ts(0), &mut out);
-        lanes.ingest_on(lane, c, Ts(0), &mut out);
+        global.ingest_alerts(c, Ts(0), &mut out);
+        lanes.ingest_alerts_on(lane, c, Ts(0), &mut out);
     }
     assert_eq!(global.stats().too_late, 1);
     assert_eq!(lanes.stats().too_late, 0);
@@ -671,7 +782,7 @@ fn state_is_evicted_after_retention() {
             &format!("+86138000{:05}", i % 300),
             Relation::SelfDebtor,
         );
-        engine.ingest(&c, Ts(0), &mut out);
+        engine.ingest_alerts(&c, Ts(0), &mut out);
         t += 10 * 60 * NANOS_PER_SEC;
     }
     // Calls retained are those within retention (+ one sweep interval) of the newest.
@@ -691,7 +802,7 @@ fn state_is_evicted_after_retention() {
         Relation::SelfDebtor,
     );
     assert!(matches!(
-        engine.ingest(&old, Ts(0), &mut out),
+        engine.ingest_alerts(&old, Ts(0), &mut out),
         Ingest::TooLate(_)
     ));
 }

@@ -4,6 +4,7 @@
 //! `expected.jsonl` line for line (each expected object lists the fields it pins; others are
 //! free). The same events in reverse order must give the same set of breaches.
 
+use crate::support::Alerting;
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::event::Call;
@@ -18,7 +19,7 @@ fn run(settings: &Settings, calls: &[Call]) -> Vec<serde_json::Value> {
     let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
     let mut out = Vec::new();
     for c in calls {
-        engine.ingest(c, Ts(NOW), &mut out);
+        engine.ingest_alerts(c, Ts(NOW), &mut out);
     }
     out.iter()
         .map(|a| serde_json::to_value(a).unwrap())
@@ -68,7 +69,7 @@ fn scenario(dir: &Path) {
         }
         assert_eq!(
             g["alert_id"],
-            dialguard::engine::alert::alert_id(
+            dialguard::alert::alert_id(
                 g["rule_id"].as_str().unwrap(),
                 g["call_id"].as_str().unwrap()
             )

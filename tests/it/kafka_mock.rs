@@ -3,6 +3,7 @@
 //! comes back byte for byte, in order within each partition, and the engine finds the same
 //! breaches in it as in the original lines. Groundwork for the service (issue 3).
 
+use crate::support::Alerting;
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::time::Ts;
@@ -52,7 +53,7 @@ fn breaches(settings: &Settings, records: &[(u32, &Vec<u8>)]) -> BTreeSet<(Strin
     let mut out = Vec::new();
     for (lane, r) in records {
         if let Ok(c) = dec.decode(r, NOW) {
-            engine.ingest_on(*lane, &c, NOW, &mut out);
+            engine.ingest_alerts_on(*lane, &c, NOW, &mut out);
         }
     }
     assert_eq!(engine.stats().too_late, 0);

@@ -1,0 +1,53 @@
+//! What the engine finds: [`Breach`] values. They hold numbers, instants and call ids, never
+//! English text or formatted times; `crate::alert` renders Alert v1 from them, off the engine
+//! thread where the caller has one.
+
+use super::event::Call;
+use super::time::Ts;
+use compact_str::CompactString;
+
+/// A call id as evidence: inline up to 24 bytes, so copying one out of the engine allocates
+/// nothing for the ids dialers use.
+pub type CallId = CompactString;
+
+/// Which call breached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Subject {
+    /// The call being judged (or checked): the caller holds it.
+    Judged,
+    /// An earlier call, pushed over a limit by the call being judged (a late breach). The
+    /// engine gives back what an alert shows of it: ids, event time, the string fields, the
+    /// relation, the callee's zone and `attrs` (the other fields are at their defaults).
+    Earlier(Box<Call>),
+}
+
+/// One breach of one rule by one call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// The rule's index in [`super::Engine::rules`].
+    pub rule: u16,
+    /// The breaching call.
+    pub subject: Subject,
+    /// The count (cap), the number of triggers in force (cooldown), or 1.
+    pub observed: u32,
+    /// The limit (cap), or 0 where none is allowed.
+    pub limit: u32,
+    /// The window or period that made the breach (cap, cooldown): from, to.
+    pub bounds: Option<(Ts, Ts)>,
+    /// Calling hours: the call fell on a holiday (otherwise outside every allowed slot).
+    pub holiday: bool,
+    /// Call ids that made the count, newest first, at most `evidence_limit`.
+    pub evidence: Vec<CallId>,
+    /// Found when a call arrived after the breaching call.
+    pub late: bool,
+}
+
+impl Breach {
+    /// The breaching call: `judged` for [`Subject::Judged`], else the earlier call.
+    pub fn call<'a>(&'a self, judged: &'a Call) -> &'a Call {
+        match &self.subject {
+            Subject::Judged => judged,
+            Subject::Earlier(c) => c,
+        }
+    }
+}

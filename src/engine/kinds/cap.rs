@@ -1,0 +1,253 @@
+//! `cap`: more than `limit` calls (or distinct values of a field) per key in a window —
+//! rolling (`t − W < t_x ≤ t`), N local days, or a calendar day, week or month. A late call can
+//! push the calls after it over the limit: those breaches are found when it arrives.
+
+use super::{at, Applied, Ctx, Step};
+use crate::engine::breach::{Breach, CallId};
+use crate::engine::event::{Call, StrField};
+use crate::engine::intern::Sym;
+use crate::engine::rule::{Calendar, Rule, Window};
+use crate::engine::time::{self, Local, Ts};
+use crate::engine::window::{insert_sorted, Entry, Windows, BREACHED};
+use jiff::tz::TimeZone;
+
+fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
+    rule.cap().expect("a cap rule")
+}
+
+/// The range of candidate entries for a call at `t`: [lo, hi).
+fn range(v: &[Entry], t: i64, window: Window) -> (usize, usize) {
+    let hi = v.partition_point(|y| y.ts <= t);
+    let lo = match window {
+        Window::Rolling(w) => v[..hi].partition_point(|y| y.ts <= t.saturating_sub(w)),
+        other => v[..hi].partition_point(|y| y.ts < t.saturating_sub(other.reach())),
+    };
+    (lo, hi)
+}
+
+/// Whether entry `y` is in the local window of period value `pv` (always, for rolling ones).
+fn in_window(y: &Entry, pv: i32, window: Window) -> bool {
+    match window {
+        Window::Rolling(_) => true,
+        other => y.pv <= pv && y.pv > pv - other.span(),
+    }
+}
+
+/// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
+/// candidate member with that distinct value (`Sym::NONE` when not distinct).
+#[allow(clippy::too_many_arguments)]
+fn count(
+    scratch: &mut Vec<Sym>,
+    v: &[Entry],
+    t: i64,
+    pv: i32,
+    window: Window,
+    limit: u32,
+    distinct: Option<StrField>,
+    extra: Option<Sym>,
+) -> Option<u32> {
+    let (lo, hi) = range(v, t, window);
+    let bound = (hi - lo) as u64 + extra.is_some() as u64;
+    if bound <= limit as u64 {
+        return None;
+    }
+    let n = match distinct {
+        None if matches!(window, Window::Rolling(_)) => bound,
+        None => {
+            v[lo..hi]
+                .iter()
+                .filter(|y| in_window(y, pv, window))
+                .count() as u64
+                + extra.is_some() as u64
+        }
+        Some(_) => {
+            let seen = scratch;
+            seen.clear();
+            for y in &v[lo..hi] {
+                if in_window(y, pv, window) && !y.val.is_none() {
+                    seen.push(y.val);
+                }
+            }
+            if let Some(s) = extra.filter(|s| !s.is_none()) {
+                seen.push(s);
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len() as u64
+        }
+    };
+    (n > limit as u64).then_some(n.min(u32::MAX as u64) as u32)
+}
+
+/// The calls that made the count, newest first, at most `ctx.evidence_limit`; for a distinct
+/// cap, one call per value. `first` is a candidate not stored (the pre-dial check's), counted
+/// as the newest with its distinct value.
+fn evidence(
+    ctx: &Ctx<'_>,
+    v: &[Entry],
+    t: i64,
+    pv: i32,
+    window: Window,
+    distinct: Option<StrField>,
+    first: Option<(&str, Sym)>,
+) -> Vec<CallId> {
+    let (lo, hi) = range(v, t, window);
+    let mut out: Vec<CallId> = Vec::with_capacity(ctx.evidence_limit.min(hi - lo + 1));
+    let mut seen: Vec<Sym> = Vec::new();
+    if let Some((id, val)) = first {
+        if distinct.is_none() || !val.is_none() {
+            out.push(CallId::new(id));
+            seen.push(val);
+        }
+    }
+    for y in v[lo..hi].iter().rev() {
+        if out.len() >= ctx.evidence_limit {
+            break;
+        }
+        if !in_window(y, pv, window) {
+            continue;
+        }
+        if distinct.is_some() {
+            if y.val.is_none() || seen.contains(&y.val) {
+                continue;
+            }
+            seen.push(y.val);
+        }
+        out.push(ctx.id(y.slot()));
+    }
+    out
+}
+
+/// The window of a call at `t`: rolling windows start `W` before (exclusive); local ones at
+/// the local midnight starting their range, in `tz` (which only local windows read).
+fn bounds(t: i64, tz: &TimeZone, window: Window) -> (Ts, Ts) {
+    let day = || Local::of(Ts(t), tz).day;
+    let from = match window {
+        Window::Rolling(w) => Ts(t.saturating_sub(w)),
+        Window::LocalDays(n) => time::start_of_local_day(day() - n as i32 + 1, tz),
+        Window::Calendar(Calendar::Day) => time::start_of_local_day(day(), tz),
+        Window::Calendar(Calendar::Week) => {
+            let d = day();
+            time::start_of_local_day(d - (d + 3).rem_euclid(7), tz)
+        }
+        Window::Calendar(Calendar::Month) => {
+            time::start_of_local_day(time::first_day_of_month(time::month_of_day(day())), tz)
+        }
+    };
+    (from, at(t))
+}
+
+pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
+    if !step.rule.when.matches(step.call) {
+        return Applied::Unmatched;
+    }
+    let (window, limit, distinct) = params(step.rule);
+    let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
+        return Applied::Skipped;
+    };
+    let pv = if window.is_local() {
+        window.period_of_day(step.local().day)
+    } else {
+        0
+    };
+    let val = distinct.map_or(Sym::NONE, |f| {
+        step.ctx.records[step.slot as usize].syms[f as usize]
+    });
+    let e = Entry {
+        ts: step.call.occurred_at.0,
+        pv,
+        slot: step.slot,
+        val,
+    };
+    let reach = window.reach();
+    let w = step.windows.entry(key).or_default();
+    let at = insert_sorted(&mut w.calls, e);
+    // Calls that e can now push over the limit: itself and those after it within reach.
+    let start = w.calls[..at].partition_point(|y| y.ts < e.ts);
+    for i in start..w.calls.len() {
+        let c = w.calls[i];
+        let in_reach = match window {
+            Window::Rolling(_) => c.ts < e.ts.saturating_add(reach),
+            _ => c.ts <= e.ts.saturating_add(reach),
+        };
+        if !in_reach {
+            break;
+        }
+        if c.breached() {
+            continue;
+        }
+        let found = count(
+            step.scratch,
+            &w.calls,
+            c.ts,
+            c.pv,
+            window,
+            limit,
+            distinct,
+            None,
+        );
+        if let Some(n) = found {
+            w.calls[i].slot |= BREACHED;
+            let ctx = &step.ctx;
+            out.push(Breach {
+                rule: step.ri,
+                subject: ctx.subject(c.slot(), step.slot),
+                observed: n,
+                limit,
+                bounds: Some(bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
+                holiday: false,
+                evidence: evidence(ctx, &w.calls, c.ts, c.pv, window, distinct, None),
+                late: c.slot() != step.slot,
+            });
+        }
+    }
+    Applied::Matched
+}
+
+pub(in crate::engine) fn check(
+    ri: u16,
+    rule: &Rule,
+    windows: &Windows,
+    ctx: &Ctx<'_>,
+    scratch: &mut Vec<Sym>,
+    call: &Call,
+) -> Option<Breach> {
+    if !rule.when.matches(call) {
+        return None;
+    }
+    let (window, limit, distinct) = params(rule);
+    let key = ctx.lookup_key(rule, call)?;
+    let t = call.occurred_at.0;
+    let tz = rule.zone.for_call(call);
+    let pv = if window.is_local() {
+        window.period_of_day(Local::of(call.occurred_at, tz).day)
+    } else {
+        0
+    };
+    // A value never seen cannot equal any in the window: a symbol no string has stands for it.
+    let extra = distinct.map_or(Sym::NONE, |f| {
+        call.str_field(f).map_or(Sym::NONE, |s| {
+            ctx.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
+        })
+    });
+    let v: &[Entry] = key.and_then(|k| windows.get(&k)).map_or(&[], |w| &w.calls);
+    let n = count(scratch, v, t, pv, window, limit, distinct, Some(extra))?;
+    Some(Breach {
+        rule: ri,
+        subject: crate::engine::breach::Subject::Judged,
+        observed: n,
+        limit,
+        bounds: Some(bounds(t, tz, window)),
+        holiday: false,
+        evidence: evidence(
+            ctx,
+            v,
+            t,
+            pv,
+            window,
+            distinct,
+            Some((&call.call_id, extra)),
+        ),
+        late: false,
+    })
+}

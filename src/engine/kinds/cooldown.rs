@@ -1,0 +1,162 @@
+//! `cooldown`: a call matching `when` breaches when it comes strictly after a call matching
+//! `after` (a trigger, e.g. a conversation) for the same key, inside the trigger's period —
+//! rolling, or N local days with the trigger's date as day 1. A late trigger finds the calls
+//! after it that it cools.
+
+use super::{at, Applied, Ctx, Step};
+use crate::engine::breach::{Breach, CallId, Subject};
+use crate::engine::event::Call;
+use crate::engine::intern::Sym;
+use crate::engine::rule::{Body, Rule, Window};
+use crate::engine::time::{self, Local, Ts};
+use crate::engine::window::{insert_sorted, Entry, Windows, BREACHED};
+
+fn period(rule: &Rule) -> Window {
+    match rule.body {
+        Body::Cooldown { period, .. } => period,
+        _ => unreachable!("a cooldown rule"),
+    }
+}
+
+/// Whether trigger `y` puts call `x` inside its cooldown.
+fn cooled(y: &Entry, x: &Entry, period: Window) -> bool {
+    y.ts < x.ts
+        && match period {
+            Window::Rolling(p) => x.ts - y.ts < p,
+            Window::LocalDays(n) => x.pv >= y.pv && x.pv < y.pv + n as i32,
+            Window::Calendar(_) => false,
+        }
+}
+
+/// Triggers in force for a call, newest first.
+fn in_force(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item = &Entry> + '_ {
+    let hi = triggers.partition_point(|y| y.ts < x.ts);
+    let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
+    triggers[lo..hi]
+        .iter()
+        .rev()
+        .filter(move |y| cooled(y, &x, period))
+}
+
+/// What a breach of a call at `x` states: how many triggers are in force, the window from the
+/// newest one to the end of its cooldown, and the evidence. `None` when `x` cools after no
+/// trigger.
+fn found(
+    ctx: &Ctx<'_>,
+    rule: &Rule,
+    triggers: &[Entry],
+    x: Entry,
+) -> Option<(u32, (Ts, Ts), Vec<CallId>)> {
+    let period = period(rule);
+    let mut n = 0u32;
+    let mut newest: Option<Entry> = None;
+    let mut evidence = Vec::new();
+    for y in in_force(triggers, x, period) {
+        newest.get_or_insert(*y);
+        if evidence.len() < ctx.evidence_limit {
+            evidence.push(ctx.id(y.slot()));
+        }
+        n += 1;
+    }
+    let newest = newest?;
+    let end = match period {
+        Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
+        _ => time::start_of_local_day(
+            newest.pv + period.span(),
+            ctx.record_zone(rule, newest.slot()),
+        ),
+    };
+    Some((n, (at(newest.ts), end), evidence))
+}
+
+fn breach(ri: u16, subject: Subject, found: (u32, (Ts, Ts), Vec<CallId>), late: bool) -> Breach {
+    let (observed, bounds, evidence) = found;
+    Breach {
+        rule: ri,
+        subject,
+        observed,
+        limit: 0,
+        bounds: Some(bounds),
+        holiday: false,
+        evidence,
+        late,
+    }
+}
+
+pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
+    let Body::Cooldown { after, period } = &step.rule.body else {
+        unreachable!("a cooldown rule")
+    };
+    let period = *period;
+    let when = step.rule.when.matches(step.call);
+    let trig = after.matches(step.call);
+    if !when && !trig {
+        return Applied::Unmatched;
+    }
+    let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
+        return Applied::Skipped;
+    };
+    let pv = if period.is_local() {
+        step.local().day
+    } else {
+        0
+    };
+    let e = Entry {
+        ts: step.call.occurred_at.0,
+        pv,
+        slot: step.slot,
+        val: Sym::NONE,
+    };
+    let ctx = &step.ctx;
+    let w = step.windows.entry(key).or_default();
+    if trig {
+        insert_sorted(&mut w.triggers, e);
+        // Calls strictly after this trigger and inside its period that were not yet breached.
+        let start = w.calls.partition_point(|y| y.ts <= e.ts);
+        for i in start..w.calls.len() {
+            let c = w.calls[i];
+            if c.ts > e.ts.saturating_add(period.reach()) {
+                break;
+            }
+            if !c.breached() && cooled(&e, &c, period) {
+                w.calls[i].slot |= BREACHED;
+                let f = found(ctx, step.rule, &w.triggers, c).expect("e is in force");
+                out.push(breach(step.ri, ctx.subject(c.slot(), step.slot), f, true));
+            }
+        }
+    }
+    if when {
+        let i = insert_sorted(&mut w.calls, e);
+        if let Some(f) = found(ctx, step.rule, &w.triggers, e) {
+            w.calls[i].slot |= BREACHED;
+            out.push(breach(step.ri, Subject::Judged, f, false));
+        }
+    }
+    Applied::Matched
+}
+
+pub(in crate::engine) fn check(
+    ri: u16,
+    rule: &Rule,
+    windows: &Windows,
+    ctx: &Ctx<'_>,
+    call: &Call,
+) -> Option<Breach> {
+    if !rule.when.matches(call) {
+        return None;
+    }
+    let period = period(rule);
+    let w = windows.get(&ctx.lookup_key(rule, call)??)?;
+    let pv = if period.is_local() {
+        Local::of(call.occurred_at, rule.zone.for_call(call)).day
+    } else {
+        0
+    };
+    let x = Entry {
+        ts: call.occurred_at.0,
+        pv,
+        slot: 0,
+        val: Sym::NONE,
+    };
+    found(ctx, rule, &w.triggers, x).map(|f| breach(ri, Subject::Judged, f, false))
+}

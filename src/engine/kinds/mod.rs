@@ -1,0 +1,196 @@
+//! The rule kinds, one file each. A kind owns its evaluation, its evidence and its window
+//! bounds; [`ingest`] and [`check`] dispatch to it (one line each per kind), and a kind's
+//! `ingest` and `check` judge through the same functions, so the pre-dial check says exactly
+//! what ingesting the call would.
+//!
+//! Adding a kind: a file here with `ingest` and `check`, its [`Body`] variant in `rule`, and
+//! a line in each dispatch below.
+
+pub(super) mod calling_hours;
+pub(super) mod cap;
+pub(super) mod cooldown;
+pub(super) mod forbid;
+
+use super::breach::{Breach, CallId, Subject};
+use super::event::Call;
+use super::intern::{Interner, Sym};
+use super::rule::{Body, Rule, ZoneRule};
+use super::store::Slab;
+use super::time::{Local, Ts};
+use super::window::{Key, Windows};
+use jiff::tz::TimeZone;
+
+/// Read-only views of the engine a kind needs while it updates one rule's windows.
+pub(super) struct Ctx<'a> {
+    pub records: &'a Slab,
+    pub interner: &'a Interner,
+    pub callee_zones: &'a [TimeZone],
+    pub evidence_limit: usize,
+}
+
+impl Ctx<'_> {
+    /// The subject of a breach by the call in `slot`, while the call in `judged` is judged.
+    pub fn subject(&self, slot: u32, judged: u32) -> Subject {
+        if slot == judged {
+            Subject::Judged
+        } else {
+            Subject::Earlier(Box::new(
+                self.records[slot as usize].to_call(self.interner, self.callee_zones),
+            ))
+        }
+    }
+
+    /// The id of the call in `slot`, as evidence.
+    pub fn id(&self, slot: u32) -> CallId {
+        self.records[slot as usize].evidence_id()
+    }
+
+    /// The zone `rule` resolves for the retained call in `slot`.
+    pub fn record_zone<'r>(&'r self, rule: &'r Rule, slot: u32) -> &'r TimeZone {
+        match &rule.zone {
+            ZoneRule::Fixed(tz) => tz,
+            ZoneRule::Callee(d) => match self.records[slot as usize].callee_zone {
+                0 => d,
+                z => &self.callee_zones[z as usize - 1],
+            },
+        }
+    }
+
+    /// The key of the retained call in `slot` for `rule`; `None` if it lacks a key field.
+    pub fn key_of(&self, rule: &Rule, slot: u32) -> Option<Key> {
+        let rec = &self.records[slot as usize];
+        let mut key = [Sym::NONE; 6];
+        for (i, f) in rule.key.iter().enumerate() {
+            let s = rec.syms[*f as usize];
+            if s.is_none() {
+                return None;
+            }
+            key[i] = s;
+        }
+        Some(key)
+    }
+
+    /// The key of a call not retained (a candidate): `None` if it lacks a key field;
+    /// `Some(None)` if some key value was never seen (so no window exists).
+    pub fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
+        let mut key = [Sym::NONE; 6];
+        let mut known = true;
+        for (i, f) in rule.key.iter().enumerate() {
+            let s = call.str_field(*f)?;
+            match self.interner.lookup(s) {
+                Some(sym) => key[i] = sym,
+                None => known = false,
+            }
+        }
+        Some(known.then_some(key))
+    }
+}
+
+/// The judged call's local time per zone, computed once per call whatever the number of rules.
+pub(super) struct Locals<'a> {
+    zones: &'a [TimeZone],
+    fixed: [Option<Local>; 8],
+    callee: Option<Local>,
+}
+
+impl<'a> Locals<'a> {
+    pub fn new(zones: &'a [TimeZone]) -> Locals<'a> {
+        Locals {
+            zones,
+            fixed: [None; 8],
+            callee: None,
+        }
+    }
+
+    /// `call`'s local time in the zone of `rule`, whose fixed zone (if any) is `zone_slot` in
+    /// the engine's zone table.
+    pub fn get(&mut self, rule: &Rule, zone_slot: Option<usize>, call: &Call) -> Local {
+        let t = call.occurred_at;
+        match zone_slot {
+            Some(z) if z < self.fixed.len() => {
+                *self.fixed[z].get_or_insert_with(|| Local::of(t, &self.zones[z]))
+            }
+            Some(z) => Local::of(t, &self.zones[z]),
+            None => *self
+                .callee
+                .get_or_insert_with(|| Local::of(t, rule.zone.for_call(call))),
+        }
+    }
+}
+
+/// One rule applied to the call being ingested (already stored in `slot`).
+pub(super) struct Step<'a, 'b> {
+    pub ri: u16,
+    pub rule: &'a Rule,
+    pub zone_slot: Option<usize>,
+    pub windows: &'b mut Windows,
+    pub ctx: Ctx<'a>,
+    pub scratch: &'b mut Vec<Sym>,
+    pub locals: &'b mut Locals<'a>,
+    pub call: &'b Call,
+    pub slot: u32,
+}
+
+impl Step<'_, '_> {
+    /// The judged call's local time in this rule's zone.
+    pub fn local(&mut self) -> Local {
+        self.locals.get(self.rule, self.zone_slot, self.call)
+    }
+}
+
+/// What applying a rule to a call did, for the per-rule counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// The call is not one the rule looks at.
+    Unmatched,
+    /// Matched and judged.
+    Matched,
+    /// Matched, but it lacks a key field: not judged.
+    Skipped,
+}
+
+/// Applies one rule to a call being ingested: its own breaches and the late ones it causes.
+pub(super) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
+    match &step.rule.body {
+        Body::Cap { .. } => cap::ingest(step, out),
+        Body::Cooldown { .. } => cooldown::ingest(step, out),
+        Body::CallingHours { .. } => calling_hours::ingest(step, out),
+        Body::Forbid => forbid::ingest(step, out),
+    }
+}
+
+/// What one rule says of a candidate call, without recording it.
+pub(super) fn check(
+    ri: u16,
+    rule: &Rule,
+    windows: &Windows,
+    ctx: &Ctx<'_>,
+    scratch: &mut Vec<Sym>,
+    call: &Call,
+) -> Option<Breach> {
+    match &rule.body {
+        Body::Cap { .. } => cap::check(ri, rule, windows, ctx, scratch, call),
+        Body::Cooldown { .. } => cooldown::check(ri, rule, windows, ctx, call),
+        Body::CallingHours { .. } => calling_hours::check(ri, rule, call),
+        Body::Forbid => forbid::check(ri, rule, call),
+    }
+}
+
+/// The breach of a stateless kind: the call itself, alone, is the evidence.
+fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
+    Breach {
+        rule: ri,
+        subject: Subject::Judged,
+        observed: 1,
+        limit: 0,
+        bounds: None,
+        holiday,
+        evidence: vec![CallId::new(&call.call_id)],
+        late: false,
+    }
+}
+
+/// `t` as an instant.
+fn at(t: i64) -> Ts {
+    Ts(t)
+}

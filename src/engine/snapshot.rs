@@ -1,0 +1,454 @@
+//! The whole engine state as bytes, and back: [`Engine::snapshot`] and
+//! [`Engine::from_snapshot`]. A restored engine is the same engine — same records in the same
+//! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
+//! continuation exactly as the original would (property-tested).
+//!
+//! # Format (version 1, little-endian)
+//! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
+//! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
+//! rules is refused, not misread), then: watermark, cutoff, last sweep; lanes; counters; the
+//! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
+//! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
+//! key, each with its call and trigger entries. Strings are a u32 length and UTF-8 bytes.
+
+use super::event::Relation;
+use super::intern::{Interner, Sym};
+use super::store::{Record, Slab};
+use super::window::{Entry, Key, WindowState};
+use super::{Engine, EngineSettings, LaneState};
+use crate::engine::rule::Rule;
+use compact_str::CompactString;
+use sha2::{Digest, Sha256};
+
+const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Why a snapshot could not be restored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a dialguard snapshot.
+    #[error("not a dialguard snapshot (bad magic bytes)")]
+    Magic,
+    /// Written by a version of the format this build does not read.
+    #[error("snapshot format version {0}, this build reads version {VERSION}")]
+    Version(u32),
+    /// Made under other rules or settings.
+    #[error("made under other rules or lateness: its state does not fit these")]
+    OtherRules,
+    /// Cut short or inconsistent.
+    #[error("corrupt snapshot: {0}")]
+    Corrupt(&'static str),
+}
+
+/// What identifies the rules and settings a snapshot's state is shaped by.
+fn fingerprint(rules: &[Rule], lateness: i64, horizon: i64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(format!("{rules:?}").as_bytes());
+    h.update(lateness.to_le_bytes());
+    h.update(horizon.to_le_bytes());
+    h.finalize().into()
+}
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).expect("fewer than 2^32 items"));
+    }
+    fn str(&mut self, s: &str) {
+        self.len(s.len());
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn entry(&mut self, e: &Entry) {
+        let Entry { ts, pv, slot, val } = *e;
+        self.i64(ts);
+        self.u32(pv as u32);
+        self.u32(slot);
+        self.u32(val.0);
+    }
+}
+
+struct R<'a>(&'a [u8]);
+
+type Res<T> = Result<T, SnapshotError>;
+
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Res<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(SnapshotError::Corrupt("cut short"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Res<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Res<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn u32(&mut self) -> Res<u32> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn u64(&mut self) -> Res<u64> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn i64(&mut self) -> Res<i64> {
+        Ok(i64::from_le_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    /// A count of items, each at least `min` bytes: bounded by what is left, so a corrupt
+    /// count cannot make a huge allocation.
+    fn len(&mut self, min: usize) -> Res<usize> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min.max(1)) > self.0.len() {
+            return Err(SnapshotError::Corrupt("a count larger than the data"));
+        }
+        Ok(n)
+    }
+    fn str(&mut self) -> Res<&'a str> {
+        let n = self.len(1)?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| SnapshotError::Corrupt("a string not UTF-8"))
+    }
+    fn entry(&mut self) -> Res<Entry> {
+        Ok(Entry {
+            ts: self.i64()?,
+            pv: self.u32()? as i32,
+            slot: self.u32()?,
+            val: Sym(self.u32()?),
+        })
+    }
+}
+
+impl Engine {
+    /// The whole state as bytes (format above). Deterministic: the same state gives the same
+    /// bytes.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut w = W(Vec::with_capacity(64 + self.live * 96));
+        w.0.extend_from_slice(MAGIC);
+        w.u32(VERSION);
+        w.0.extend_from_slice(&fingerprint(&self.rules, self.lateness, self.horizon));
+        match self.watermark {
+            Some(t) => {
+                w.u8(1);
+                w.i64(t)
+            }
+            None => w.u8(0),
+        }
+        w.i64(self.cutoff);
+        w.i64(self.last_sweep);
+        w.len(self.lanes.len());
+        for l in &self.lanes {
+            match l {
+                None => w.u8(0),
+                Some(LaneState::Unknown) => w.u8(1),
+                Some(LaneState::Active { newest }) => {
+                    w.u8(2);
+                    w.i64(*newest)
+                }
+                Some(LaneState::Idle { newest: None }) => w.u8(3),
+                Some(LaneState::Idle { newest: Some(n) }) => {
+                    w.u8(4);
+                    w.i64(*n)
+                }
+            }
+        }
+        let s = &self.stats;
+        for v in [
+            s.accepted,
+            s.duplicates,
+            s.too_late,
+            s.alerts,
+            s.late_alerts,
+            s.evicted,
+        ] {
+            w.u64(v);
+        }
+        for i in 0..self.rules.len() {
+            w.u64(s.rule_matched[i]);
+            w.u64(s.rule_skipped[i]);
+            w.u64(s.rule_alerts[i]);
+        }
+        w.len(self.callee_zones.len());
+        for z in &self.callee_zones {
+            w.str(z.iana_name().unwrap_or("UTC"));
+        }
+        let slots: Vec<(&str, u32)> = self.interner.slots().collect();
+        w.len(slots.len());
+        for (text, refs) in slots {
+            w.str(text);
+            w.u32(refs);
+        }
+        let free = self.interner.free_slots();
+        w.len(free.len());
+        for f in free {
+            w.u32(*f);
+        }
+        w.len(self.records.len());
+        for r in self.records.iter() {
+            if !r.live {
+                w.u8(0);
+                continue;
+            }
+            w.u8(1);
+            w.i64(r.ts);
+            w.str(&r.ids);
+            w.u16(r.call_id_len);
+            w.u8(r.event_id_present as u8);
+            w.u8(r.relation as u8);
+            w.u16(r.callee_zone);
+            for s in r.syms {
+                w.u32(s.0);
+            }
+            match &r.attrs {
+                None => w.u32(0),
+                Some(a) => {
+                    w.len(a.len());
+                    for (k, v) in a.iter() {
+                        w.str(k);
+                        w.str(v);
+                    }
+                }
+            }
+        }
+        w.len(self.free.len());
+        for f in &self.free {
+            w.u32(*f);
+        }
+        for st in &self.states {
+            let mut keys: Vec<(&Key, &WindowState)> = st.windows.iter().collect();
+            keys.sort_unstable_by_key(|(k, _)| **k);
+            w.len(keys.len());
+            for (k, win) in keys {
+                for s in k {
+                    w.u32(s.0);
+                }
+                for v in [&win.calls, &win.triggers] {
+                    w.len(v.len());
+                    for e in v {
+                        w.entry(e);
+                    }
+                }
+            }
+        }
+        w.0
+    }
+
+    /// An engine for `rules` and `settings` with the state of `bytes` (from
+    /// [`Engine::snapshot`]). Refuses a snapshot made under other rules or lateness, or one
+    /// that is cut short or inconsistent.
+    pub fn from_snapshot(
+        rules: Vec<Rule>,
+        settings: EngineSettings,
+        bytes: &[u8],
+    ) -> Result<Engine, SnapshotError> {
+        let mut e = Engine::new(rules, settings);
+        let mut r = R(bytes);
+        if r.take(MAGIC.len()).map_err(|_| SnapshotError::Magic)? != MAGIC {
+            return Err(SnapshotError::Magic);
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        if r.take(32)? != fingerprint(&e.rules, e.lateness, e.horizon) {
+            return Err(SnapshotError::OtherRules);
+        }
+        e.watermark = match r.u8()? {
+            0 => None,
+            1 => Some(r.i64()?),
+            _ => return Err(SnapshotError::Corrupt("watermark")),
+        };
+        e.cutoff = r.i64()?;
+        e.last_sweep = r.i64()?;
+        let n = r.len(1)?;
+        e.lanes = (0..n)
+            .map(|_| {
+                Ok(match r.u8()? {
+                    0 => None,
+                    1 => Some(LaneState::Unknown),
+                    2 => Some(LaneState::Active { newest: r.i64()? }),
+                    3 => Some(LaneState::Idle { newest: None }),
+                    4 => Some(LaneState::Idle {
+                        newest: Some(r.i64()?),
+                    }),
+                    _ => return Err(SnapshotError::Corrupt("lane state")),
+                })
+            })
+            .collect::<Res<_>>()?;
+        let s = &mut e.stats;
+        s.accepted = r.u64()?;
+        s.duplicates = r.u64()?;
+        s.too_late = r.u64()?;
+        s.alerts = r.u64()?;
+        s.late_alerts = r.u64()?;
+        s.evicted = r.u64()?;
+        for i in 0..e.rules.len() {
+            s.rule_matched[i] = r.u64()?;
+            s.rule_skipped[i] = r.u64()?;
+            s.rule_alerts[i] = r.u64()?;
+        }
+        let n = r.len(4)?;
+        for _ in 0..n {
+            let name = r.str()?;
+            let tz = jiff::tz::db()
+                .get(name)
+                .map_err(|_| SnapshotError::Corrupt("an unknown callee zone"))?;
+            e.callee_zones.push(tz);
+            e.callee_zone_ids
+                .insert(name.to_owned(), e.callee_zones.len() as u16);
+        }
+        let n = r.len(8)?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            slots.push((CompactString::new(r.str()?), r.u32()?));
+        }
+        let n = r.len(4)?;
+        let free = (0..n).map(|_| r.u32()).collect::<Res<Vec<u32>>>()?;
+        if free.iter().any(|f| *f as usize >= slots.len()) {
+            return Err(SnapshotError::Corrupt("interner free list"));
+        }
+        let nsyms = slots.len();
+        e.interner = Interner::from_slots(slots, free);
+        let sym_ok = |s: Sym| s.is_none() || (s.0 as usize) < nsyms;
+        let n = r.len(1)?;
+        let mut records = Slab::default();
+        let mut live = 0usize;
+        for _ in 0..n {
+            if r.u8()? == 0 {
+                records.push(dead());
+                continue;
+            }
+            let ts = r.i64()?;
+            let ids = CompactString::new(r.str()?);
+            let call_id_len = r.u16()?;
+            let event_id_present = r.u8()? != 0;
+            let relation = *Relation::ALL
+                .get(r.u8()? as usize)
+                .ok_or(SnapshotError::Corrupt("relation"))?;
+            let callee_zone = r.u16()?;
+            let mut syms = [Sym::NONE; 7];
+            for s in &mut syms {
+                *s = Sym(r.u32()?);
+                if !sym_ok(*s) {
+                    return Err(SnapshotError::Corrupt("a symbol out of range"));
+                }
+            }
+            if call_id_len as usize > ids.len()
+                || !ids.is_char_boundary(call_id_len as usize)
+                || callee_zone as usize > e.callee_zones.len()
+            {
+                return Err(SnapshotError::Corrupt("record"));
+            }
+            let na = r.len(8)?;
+            let attrs = if na == 0 {
+                None
+            } else {
+                let mut a = Vec::with_capacity(na);
+                for _ in 0..na {
+                    a.push((Box::<str>::from(r.str()?), Box::<str>::from(r.str()?)));
+                }
+                Some(Box::new(a.into_boxed_slice()))
+            };
+            records.push(Record {
+                ts,
+                ids,
+                syms,
+                call_id_len,
+                event_id_present,
+                relation,
+                callee_zone,
+                attrs,
+                live: true,
+            });
+            live += 1;
+        }
+        let n = r.len(4)?;
+        e.free = (0..n).map(|_| r.u32()).collect::<Res<_>>()?;
+        if e.free.iter().any(|f| *f as usize >= records.len()) {
+            return Err(SnapshotError::Corrupt("record free list"));
+        }
+        e.records = records;
+        e.live = live;
+        for slot in 0..e.records.len() {
+            let rec = &e.records[slot];
+            if rec.live {
+                let h = e.hasher.hash_one_id(rec.call_id());
+                let (hasher, records) = (&e.hasher, &e.records);
+                e.dedup.insert_unique(h, slot as u32, |&s| {
+                    hasher.hash_one_id(records[s as usize].call_id())
+                });
+            }
+        }
+        let nrec = e.records.len();
+        for ri in 0..e.rules.len() {
+            let n = r.len(24)?;
+            let windows = &mut e.states[ri].windows;
+            windows.reserve(n);
+            for _ in 0..n {
+                let mut key: Key = [Sym::NONE; 6];
+                for s in &mut key {
+                    *s = Sym(r.u32()?);
+                }
+                let mut win = WindowState::default();
+                for v in [&mut win.calls, &mut win.triggers] {
+                    let m = r.len(20)?;
+                    v.reserve_exact(m);
+                    for _ in 0..m {
+                        let en = r.entry()?;
+                        let slot = en.slot() as usize;
+                        if slot >= nrec || !e.records[slot].live || !sym_ok(en.val) {
+                            return Err(SnapshotError::Corrupt("a window entry"));
+                        }
+                        v.push(en);
+                    }
+                }
+                windows.insert(key, win);
+            }
+        }
+        if !r.0.is_empty() {
+            return Err(SnapshotError::Corrupt("bytes after the end"));
+        }
+        Ok(e)
+    }
+}
+
+fn dead() -> Record {
+    Record {
+        ts: 0,
+        ids: CompactString::default(),
+        syms: [Sym::NONE; 7],
+        call_id_len: 0,
+        event_id_present: false,
+        relation: Relation::Unknown,
+        callee_zone: 0,
+        attrs: None,
+        live: false,
+    }
+}
+
+/// Hashing a call id exactly as the dedup table does.
+trait HashId {
+    fn hash_one_id(&self, id: &str) -> u64;
+}
+
+impl HashId for super::window::Hasher {
+    fn hash_one_id(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(self, id)
+    }
+}

@@ -1,0 +1,128 @@
+//! The judge step, the one way every driver turns a record into an outcome: bytes → decode →
+//! engine → rejected with a reason, a duplicate, or accepted with its breaches. `replay`, the
+//! service, its rebuild and the tests all judge through here, so a reason and its text are
+//! the same wherever a call is refused.
+//!
+//! Decoding and judging are two halves ([`decode`], [`judge`]) because replay decodes on
+//! worker threads and judges on one; [`Judge`] joins them for drivers on one thread.
+
+use crate::alert::{self, Alert};
+use crate::codec::{Decoder, Reason, Reject};
+use crate::config::Settings;
+use crate::engine::breach::Breach;
+use crate::engine::event::Call;
+use crate::engine::time::Ts;
+use crate::engine::{Engine, Ingest, Lane, TooLate};
+
+/// What judging one record came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Not judged: why (the decoder's reasons, and `too_late`).
+    Rejected(Reject),
+    /// A call with this `call_id` is already retained: not counted again.
+    Duplicate,
+    /// Judged and retained, with its breaches in the caller's buffer.
+    Accepted {
+        /// Rules that did not apply because the call lacks a key field.
+        skipped: u32,
+    },
+}
+
+/// The first half: bytes to a call, or the reason it cannot be one. `now` bounds how far in
+/// the future a call may claim to be.
+pub fn decode(decoder: &mut Decoder, bytes: &[u8], now: Ts) -> Result<Call, Reject> {
+    decoder.decode(bytes, now)
+}
+
+/// The second half: judges a decoded call read from `lane`; its breaches are appended to
+/// `out`.
+pub fn judge(engine: &mut Engine, lane: Lane, call: &Call, out: &mut Vec<Breach>) -> Outcome {
+    match engine.ingest_on(lane, call, out) {
+        Ingest::Accepted { skipped } => Outcome::Accepted { skipped },
+        Ingest::Duplicate => Outcome::Duplicate,
+        Ingest::TooLate(why) => Outcome::Rejected(too_late(call, why)),
+    }
+}
+
+/// The rejection of a call the engine refused as too late, with the one text every driver
+/// gives.
+pub fn too_late(call: &Call, why: TooLate) -> Reject {
+    Reject {
+        reason: Reason::TooLate,
+        detail: format!("occurred_at {} is {why}", call.occurred_at),
+    }
+}
+
+/// A decoder and an engine, judging records one at a time on the caller's thread.
+pub struct Judge {
+    /// The decoder.
+    pub decoder: Decoder,
+    /// The engine.
+    pub engine: Engine,
+    breaches: Vec<Breach>,
+    call: Option<Call>,
+}
+
+impl Judge {
+    /// A judge for a configuration.
+    pub fn new(settings: &Settings) -> Judge {
+        Judge {
+            decoder: Decoder::new(settings.decode.clone()),
+            engine: Engine::new(settings.rules.clone(), settings.engine.clone()),
+            breaches: Vec::new(),
+            call: None,
+        }
+    }
+
+    /// Judges one record of `lane`. The breaches it found are in [`Judge::breaches`] until
+    /// the next record.
+    pub fn judge(&mut self, lane: Lane, bytes: &[u8], now: Ts) -> Outcome {
+        self.breaches.clear();
+        self.call = None;
+        match decode(&mut self.decoder, bytes, now) {
+            Err(r) => Outcome::Rejected(r),
+            Ok(call) => {
+                let o = judge(&mut self.engine, lane, &call, &mut self.breaches);
+                self.call = Some(call);
+                o
+            }
+        }
+    }
+
+    /// The last record's call, if it decoded.
+    pub fn call(&self) -> Option<&Call> {
+        self.call.as_ref()
+    }
+
+    /// The breaches the last record caused.
+    pub fn breaches(&self) -> &[Breach] {
+        &self.breaches
+    }
+
+    /// The last record's breaches as alerts, detected at `now`.
+    pub fn alerts(&self, now: Ts) -> Vec<Alert> {
+        match &self.call {
+            Some(c) => self
+                .breaches
+                .iter()
+                .map(|b| alert::render(self.engine.rules(), b, c, now))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Judges a decoded call and renders what it causes as alerts (for tests and tools that want
+/// Alert v1 directly).
+pub fn judge_alerts(
+    engine: &mut Engine,
+    lane: Lane,
+    call: &Call,
+    now: Ts,
+    out: &mut Vec<Alert>,
+) -> Outcome {
+    let mut found = Vec::new();
+    let o = judge(engine, lane, call, &mut found);
+    alert::render_all(engine.rules(), &found, call, now, out);
+    o
+}
