@@ -2,8 +2,12 @@
 //! frequency, calling-hours and third-party-contact rules, in event time, and emits alerts.
 //!
 //! # Layout
-//! - [`engine`]: the pure core — windows, rules, alerts. Synchronous, deterministic, clock
-//!   injected; no async runtime, Kafka, metrics or logging.
+//! - [`engine`]: the pure core — records, windows, one file per rule kind, breaches,
+//!   snapshots. Synchronous, deterministic, no clock; no async runtime, Kafka, metrics or
+//!   logging.
+//! - [`judge`]: the one judge step (bytes → decode → engine → outcome) every driver uses.
+//! - [`alert`]: Alert v1, rendered from the engine's breaches.
+//! - [`policy`]: the TOML rule format (spec → compiled rule) and `check-config`'s printing.
 //! - [`codec`]: call event v1 wire format → [`engine::event::Call`], with a closed set of
 //!   rejection reasons.
 //! - [`config`]: the TOML configuration and policy packs → validated [`config::Settings`].
