@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Old and new binaries alternately on one file, with DuckDB in each round: the A/B of the
+# README's "Engine v2" table. Prints one line per run (calls/s); take the medians.
+#   scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
+# FILE: `dialguard generate --calls 1000000 --seed 7 --days 14 --out FILE`.
+# DuckDB: `pip install duckdb`; ../shared/bench/duckdb_reference.py beside the project.
+set -euo pipefail
+old=$1 new=$2 file=$3 rounds=${4:-3}
+now=2026-12-01T00:00:00Z
+here=$(cd "$(dirname "$0")/.." && pwd)
+rules=$here/../shared/bench/reference-rules.toml
+rate() { "$@" 2>&1 | awk '/events\/s/ {print $2}'; }
+for round in $(seq "$rounds"); do
+  for c in "$rules" "$here/config/dialguard.toml" "$here/config/bench.toml"; do
+    for b in "$old" "$new"; do
+      echo "round $round no-alerts $(basename "$c") $b $(rate "$b" replay --config "$c" --input "$file" --now $now)"
+    done
+  done
+  if [ -f "$here/../shared/bench/duckdb_reference.py" ]; then
+    echo "round $round duckdb $(python3 "$here/../shared/bench/duckdb_reference.py" "$file" --threads 2)"
+  fi
+  for b in "$old" "$new"; do
+    out=$(mktemp)
+    echo "round $round alerts-to-file reference-rules $b $(rate "$b" replay --config "$rules" --input "$file" --now $now --alerts "$out")"
+    rm -f "$out"
+  done
+done
