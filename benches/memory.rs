@@ -61,5 +61,11 @@ fn main() {
             engine.heap_bytes() as f64 / 1048576.0,
             live as f64 / retained as f64
         );
+        let parts: Vec<String> = engine
+            .heap()
+            .iter()
+            .map(|(what, b)| format!("{what} {:.0}", *b as f64 / retained as f64))
+            .collect();
+        println!("  estimated bytes per retained call: {}", parts.join(", "));
     }
 }

@@ -383,37 +383,42 @@ impl Engine {
 
     /// An estimate of the heap the engine holds, from container capacities.
     pub fn heap_bytes(&self) -> usize {
+        self.heap().iter().map(|(_, b)| b).sum()
+    }
+
+    /// [`Engine::heap_bytes`] by structure: records, window entries, window maps, the dedup
+    /// table and free list, the interner.
+    pub fn heap(&self) -> [(&'static str, usize); 5] {
         let entry = std::mem::size_of::<Entry>();
         let wkey = std::mem::size_of::<Key>() + std::mem::size_of::<WindowState>() + 1;
-        let windows: usize = self
+        let maps: usize = self
             .states
             .iter()
-            .map(|s| {
-                s.windows.capacity() * wkey
-                    + s.windows
-                        .values()
-                        .map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry)
-                        .sum::<usize>()
-            })
+            .map(|s| s.windows.capacity() * wkey)
+            .sum();
+        let entries: usize = self
+            .states
+            .iter()
+            .flat_map(|s| s.windows.values())
+            .map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry)
             .sum();
         let recs = self.records.capacity() * std::mem::size_of::<Record>()
             + self
                 .records
                 .iter()
-                .filter(|r| r.live)
-                .map(|r| {
-                    if r.ids.is_heap_allocated() {
-                        r.ids.capacity()
-                    } else {
-                        0
-                    }
-                })
+                .filter(|r| r.live && r.ids.is_heap_allocated())
+                .map(|r| r.ids.capacity())
                 .sum::<usize>();
-        windows
-            + recs
-            + self.dedup.capacity() * 5
-            + self.free.capacity() * 4
-            + self.interner.heap_bytes()
+        [
+            ("records", recs),
+            ("window entries", entries),
+            ("window maps", maps),
+            (
+                "dedup",
+                self.dedup.capacity() * 5 + self.free.capacity() * 4,
+            ),
+            ("interner", self.interner.heap_bytes()),
+        ]
     }
 
     fn call_hash(&self, id: &str) -> u64 {
@@ -659,7 +664,13 @@ impl Engine {
             return;
         }
         self.cutoff = cutoff;
-        for st in &mut self.states {
+        // Each rule keeps only what its own reach needs: a call still judged (within lateness
+        // of the slowest lane) looks back at most its rule's reach. The records stay until the
+        // longest reach is past, since other rules count them.
+        for (st, rule) in self.states.iter_mut().zip(&self.rules) {
+            let cutoff = base
+                .saturating_sub(self.lateness)
+                .saturating_sub(rule.reach());
             st.windows.retain(|_, w| {
                 let k = w.calls.partition_point(|y| y.ts < cutoff);
                 w.calls.drain(..k);
