@@ -39,7 +39,6 @@ pub mod time;
 mod window;
 
 use breach::Breach;
-use compact_str::CompactString;
 use event::{Call, StrField};
 use hashbrown::{HashMap, HashTable};
 use intern::{Interner, Sym};
@@ -402,13 +401,9 @@ impl Engine {
             .flat_map(|s| s.windows.values())
             .map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry)
             .sum();
-        let recs = self.records.capacity() * std::mem::size_of::<Record>()
-            + self
-                .records
-                .iter()
-                .filter(|r| r.live && r.ids.is_heap_allocated())
-                .map(|r| r.ids.capacity())
-                .sum::<usize>();
+        let recs = self.records.capacity()
+            * (std::mem::size_of::<Record>() + std::mem::size_of::<store::Ids>())
+            + self.records.spilled_bytes();
         [
             ("records", recs),
             ("window entries", entries),
@@ -467,7 +462,7 @@ impl Engine {
         let records = &self.records;
         if self
             .dedup
-            .find(h, |&s| *records[s as usize].call_id() == *call.call_id)
+            .find(h, |&s| records.call_id(s) == call.call_id)
             .is_some()
         {
             self.stats.duplicates += 1;
@@ -595,46 +590,33 @@ impl Engine {
         for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
             syms[*f as usize] = self.interner.intern_opt(call.str_field(*f));
         }
-        let mut ids = CompactString::with_capacity(
-            call.call_id.len() + call.event_id.as_ref().map_or(0, |e| e.len()),
-        );
-        ids.push_str(&call.call_id);
-        ids.push_str(call.event_id.as_deref().unwrap_or(""));
         let callee_zone = match &call.callee_tz {
             None => 0,
             Some(tz) => self.callee_zone_index(tz),
         };
         let rec = Record {
             ts: call.occurred_at.0,
-            ids,
             syms,
-            call_id_len: call.call_id.len() as u16,
-            event_id_present: call.event_id.is_some(),
             relation: call.relation,
             callee_zone,
-            attrs: (!call.attrs.is_empty()).then(|| {
-                Box::new(
-                    call.attrs
-                        .iter()
-                        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-                        .collect(),
-                )
-            }),
-            live: true,
         };
+        let attrs: Option<store::Attrs> = (!call.attrs.is_empty()).then(|| {
+            call.attrs
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+                .collect()
+        });
+        let ids = store::Ids::of(call);
         let slot = match self.free.pop() {
             Some(s) => {
-                self.records[s as usize] = rec;
+                self.records.put(s, rec, ids, attrs);
                 s
             }
-            None => {
-                self.records.push(rec);
-                (self.records.len() - 1) as u32
-            }
+            None => self.records.push(rec, ids, attrs),
         };
         let (hasher, records) = (&self.hasher, &self.records);
         self.dedup
-            .insert_unique(h, slot, |&s| hasher.hash_one(records[s as usize].call_id()));
+            .insert_unique(h, slot, |&s| hasher.hash_one(records.call_id(s)));
         self.live += 1;
         slot
     }
@@ -685,31 +667,27 @@ impl Engine {
                 st.windows.shrink_to_fit();
             }
         }
-        for slot in 0..self.records.len() {
-            let r = &self.records[slot];
-            if !r.live || r.ts >= cutoff {
+        for slot in 0..self.records.len() as u32 {
+            if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
                 continue;
             }
-            let h = self.hasher.hash_one(r.call_id());
-            if let Ok(e) = self.dedup.find_entry(h, |&s| s as usize == slot) {
+            let h = self.hasher.hash_one(self.records.call_id(slot));
+            if let Ok(e) = self.dedup.find_entry(h, |&s| s == slot) {
                 e.remove();
             }
-            let r = &mut self.records[slot];
-            r.live = false;
-            r.ids = CompactString::default();
-            r.attrs = None;
-            let syms = r.syms;
+            self.records.kill(slot);
+            let syms = self.records[slot as usize].syms;
             for s in syms {
                 self.interner.release(s);
             }
-            self.free.push(slot as u32);
+            self.free.push(slot);
             self.live -= 1;
             self.stats.evicted += 1;
         }
         if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
             let (hasher, records) = (&self.hasher, &self.records);
             self.dedup
-                .shrink_to_fit(|&s| hasher.hash_one(records[s as usize].call_id()));
+                .shrink_to_fit(|&s| hasher.hash_one(records.call_id(s)));
         }
     }
 
@@ -728,9 +706,10 @@ mod size_tests {
     #[test]
     fn records_and_entries_stay_small() {
         assert!(
-            std::mem::size_of::<super::Record>() <= 80,
-            "Record is {} bytes",
-            std::mem::size_of::<super::Record>()
+            std::mem::size_of::<super::Record>() + std::mem::size_of::<super::store::Ids>() <= 72,
+            "Record {} + Ids {} bytes",
+            std::mem::size_of::<super::Record>(),
+            std::mem::size_of::<super::store::Ids>()
         );
         assert_eq!(std::mem::size_of::<super::Entry>(), 20);
     }

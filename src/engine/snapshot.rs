@@ -13,7 +13,7 @@
 
 use super::event::Relation;
 use super::intern::{Interner, Sym};
-use super::store::{Record, Slab};
+use super::store::{Ids, Record, Slab};
 use super::window::{Entry, Key, WindowState};
 use super::{Engine, EngineSettings, LaneState};
 use crate::engine::rule::Rule;
@@ -200,22 +200,24 @@ impl Engine {
             w.u32(*f);
         }
         w.len(self.records.len());
-        for r in self.records.iter() {
-            if !r.live {
+        for slot in 0..self.records.len() as u32 {
+            let ids = self.records.ids(slot);
+            if !ids.live {
                 w.u8(0);
                 continue;
             }
+            let r = &self.records[slot as usize];
             w.u8(1);
             w.i64(r.ts);
-            w.str(&r.ids);
-            w.u16(r.call_id_len);
-            w.u8(r.event_id_present as u8);
+            w.str(&ids.text);
+            w.u16(ids.call_id_len);
+            w.u8(ids.event_id as u8);
             w.u8(r.relation as u8);
             w.u16(r.callee_zone);
             for s in r.syms {
                 w.u32(s.0);
             }
-            match &r.attrs {
+            match self.records.attrs(slot) {
                 None => w.u32(0),
                 Some(a) => {
                     w.len(a.len());
@@ -331,7 +333,7 @@ impl Engine {
         let mut live = 0usize;
         for _ in 0..n {
             if r.u8()? == 0 {
-                records.push(dead());
+                records.push(dead(), Ids::default(), None);
                 continue;
             }
             let ts = r.i64()?;
@@ -363,19 +365,23 @@ impl Engine {
                 for _ in 0..na {
                     a.push((Box::<str>::from(r.str()?), Box::<str>::from(r.str()?)));
                 }
-                Some(Box::new(a.into_boxed_slice()))
+                Some(a.into_boxed_slice())
             };
-            records.push(Record {
-                ts,
-                ids,
-                syms,
-                call_id_len,
-                event_id_present,
-                relation,
-                callee_zone,
+            records.push(
+                Record {
+                    ts,
+                    syms,
+                    relation,
+                    callee_zone,
+                },
+                Ids {
+                    text: ids,
+                    call_id_len,
+                    event_id: event_id_present,
+                    live: true,
+                },
                 attrs,
-                live: true,
-            });
+            );
             live += 1;
         }
         let n = r.len(4)?;
@@ -385,14 +391,12 @@ impl Engine {
         }
         e.records = records;
         e.live = live;
-        for slot in 0..e.records.len() {
-            let rec = &e.records[slot];
-            if rec.live {
-                let h = e.hasher.hash_one_id(rec.call_id());
+        for slot in 0..e.records.len() as u32 {
+            if e.records.live(slot) {
+                let h = e.hasher.hash_one_id(e.records.call_id(slot));
                 let (hasher, records) = (&e.hasher, &e.records);
-                e.dedup.insert_unique(h, slot as u32, |&s| {
-                    hasher.hash_one_id(records[s as usize].call_id())
-                });
+                e.dedup
+                    .insert_unique(h, slot, |&s| hasher.hash_one_id(records.call_id(s)));
             }
         }
         let nrec = e.records.len();
@@ -412,7 +416,7 @@ impl Engine {
                     for _ in 0..m {
                         let en = r.entry()?;
                         let slot = en.slot() as usize;
-                        if slot >= nrec || !e.records[slot].live || !sym_ok(en.val) {
+                        if slot >= nrec || !e.records.live(slot as u32) || !sym_ok(en.val) {
                             return Err(SnapshotError::Corrupt("a window entry"));
                         }
                         v.push(en);
@@ -431,14 +435,9 @@ impl Engine {
 fn dead() -> Record {
     Record {
         ts: 0,
-        ids: CompactString::default(),
         syms: [Sym::NONE; 7],
-        call_id_len: 0,
-        event_id_present: false,
-        relation: Relation::Unknown,
         callee_zone: 0,
-        attrs: None,
-        live: false,
+        relation: Relation::Unknown,
     }
 }
 

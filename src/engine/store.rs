@@ -1,77 +1,188 @@
-//! Retained calls: one [`Record`] per call, in a slab of fixed chunks, with its strings
-//! interned. Window entries refer to records by slot.
+//! Retained calls, split by use. The *hot* part of a call — its ids, read by the dedup probe
+//! and by every evidence list — lives in one dense array (32 bytes a call); the *cold* part —
+//! time, interned fields, relation, zone — in another (40 bytes), read when a call is judged,
+//! evicted or shown in a late alert. `attrs`, which few calls carry, live in a side table.
+//! Both arrays are chunked, so slots are stable and capacity tracks the live count.
 
 use super::breach::CallId;
 use super::event::{Call, Relation, StrField};
 use super::intern::{Interner, Sym};
 use super::time::Ts;
 use compact_str::CompactString;
+use hashbrown::HashMap;
 use jiff::tz::TimeZone;
 
-/// One retained call: what breaches about it, or citing it, need.
+/// The cold part of a retained call.
+#[derive(Clone, Copy)]
 pub(super) struct Record {
     pub ts: i64,
-    /// `call_id` followed by `event_id`, inline up to 24 bytes (no allocation, and the dedup
-    /// check reads it without another cache miss); event ids are unique per call, so interning
-    /// them would only add overhead.
-    pub ids: CompactString,
     /// Interned string fields, indexed by `StrField as usize` (all but `event_id`).
     pub syms: [Sym; 7],
-    /// Length of `call_id` within `ids`.
-    pub call_id_len: u16,
-    pub event_id_present: bool,
-    pub relation: Relation,
     /// 1 + index into the engine's callee zone table; 0 for none.
     pub callee_zone: u16,
-    pub attrs: Option<Box<Attrs>>,
+    pub relation: Relation,
+}
+
+/// The hot part: `call_id` followed by `event_id`, inline up to 24 bytes (no allocation; event
+/// ids are unique per call, so interning them would only add overhead).
+#[derive(Default)]
+pub(super) struct Ids {
+    pub text: CompactString,
+    /// Length of `call_id` within `text`.
+    pub call_id_len: u16,
+    pub event_id: bool,
     pub live: bool,
+}
+
+impl Ids {
+    pub fn of(call: &Call) -> Ids {
+        let mut text = CompactString::with_capacity(
+            call.call_id.len() + call.event_id.as_ref().map_or(0, |e| e.len()),
+        );
+        text.push_str(&call.call_id);
+        text.push_str(call.event_id.as_deref().unwrap_or(""));
+        Ids {
+            text,
+            call_id_len: call.call_id.len() as u16,
+            event_id: call.event_id.is_some(),
+            live: true,
+        }
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.text[..self.call_id_len as usize]
+    }
+
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id
+            .then(|| &self.text[self.call_id_len as usize..])
+    }
 }
 
 /// A retained call's `attrs`.
 pub(super) type Attrs = Box<[(Box<str>, Box<str>)]>;
 
-impl Record {
-    pub fn call_id(&self) -> &str {
-        &self.ids[..self.call_id_len as usize]
+const CHUNK: usize = 4096;
+
+/// The retained calls by slot.
+#[derive(Default)]
+pub(super) struct Slab {
+    cold: Vec<Vec<Record>>,
+    hot: Vec<Vec<Ids>>,
+    attrs: HashMap<u32, Attrs, super::window::Hasher>,
+    len: usize,
+}
+
+impl Slab {
+    /// Slots in use or free.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
-    pub fn event_id(&self) -> Option<&str> {
-        self.event_id_present
-            .then(|| &self.ids[self.call_id_len as usize..])
+    /// Slots allocated.
+    pub fn capacity(&self) -> usize {
+        self.cold.len() * CHUNK
+    }
+
+    /// Stores a call in a new slot at the end.
+    pub fn push(&mut self, rec: Record, ids: Ids, attrs: Option<Attrs>) -> u32 {
+        if self.len == self.capacity() {
+            self.cold.push(Vec::with_capacity(CHUNK));
+            self.hot.push(Vec::with_capacity(CHUNK));
+        }
+        self.cold[self.len / CHUNK].push(rec);
+        self.hot[self.len / CHUNK].push(ids);
+        let slot = self.len as u32;
+        self.len += 1;
+        if let Some(a) = attrs {
+            self.attrs.insert(slot, a);
+        }
+        slot
+    }
+
+    /// Stores a call in a free slot.
+    pub fn put(&mut self, slot: u32, rec: Record, ids: Ids, attrs: Option<Attrs>) {
+        let i = slot as usize;
+        self.cold[i / CHUNK][i % CHUNK] = rec;
+        self.hot[i / CHUNK][i % CHUNK] = ids;
+        if let Some(a) = attrs {
+            self.attrs.insert(slot, a);
+        }
+    }
+
+    /// Frees a slot's strings and marks it dead.
+    pub fn kill(&mut self, slot: u32) {
+        let i = slot as usize;
+        self.hot[i / CHUNK][i % CHUNK] = Ids::default();
+        if !self.attrs.is_empty() {
+            self.attrs.remove(&slot);
+        }
+    }
+
+    #[inline]
+    pub fn ids(&self, slot: u32) -> &Ids {
+        let i = slot as usize;
+        &self.hot[i / CHUNK][i % CHUNK]
+    }
+
+    pub fn live(&self, slot: u32) -> bool {
+        self.ids(slot).live
+    }
+
+    #[inline]
+    pub fn call_id(&self, slot: u32) -> &str {
+        self.ids(slot).call_id()
     }
 
     /// The call id as evidence.
-    pub fn evidence_id(&self) -> CallId {
-        CallId::new(self.call_id())
+    pub fn evidence_id(&self, slot: u32) -> CallId {
+        CallId::new(self.call_id(slot))
     }
 
-    /// What an alert shows of this call, as a [`Call`] (fields a record does not keep are at
-    /// their defaults).
-    pub fn to_call(&self, interner: &Interner, callee_zones: &[TimeZone]) -> Call {
-        let s = |f: StrField| interner.get_opt(self.syms[f as usize]).map(str::to_owned);
+    pub fn attrs(&self, slot: u32) -> Option<&Attrs> {
+        self.attrs.get(&slot)
+    }
+
+    /// Heap held by strings too long to be inline, and by the attrs table.
+    pub fn spilled_bytes(&self) -> usize {
+        self.hot
+            .iter()
+            .flatten()
+            .filter(|r| r.live && r.text.is_heap_allocated())
+            .map(|r| r.text.capacity())
+            .sum::<usize>()
+            + self.attrs.capacity() * 24
+    }
+
+    /// What an alert shows of the call in `slot`, as a [`Call`] (fields a record does not
+    /// keep are at their defaults).
+    pub fn to_call(&self, slot: u32, interner: &Interner, callee_zones: &[TimeZone]) -> Call {
+        let r = &self[slot as usize];
+        let ids = self.ids(slot);
+        let s = |f: StrField| interner.get_opt(r.syms[f as usize]).map(str::to_owned);
         let mut c = Call::new(
-            self.call_id(),
-            Ts(self.ts),
+            ids.call_id(),
+            Ts(r.ts),
             interner
-                .get_opt(self.syms[StrField::DebtorId as usize])
+                .get_opt(r.syms[StrField::DebtorId as usize])
                 .unwrap_or(""),
             interner
-                .get_opt(self.syms[StrField::Phone as usize])
+                .get_opt(r.syms[StrField::Phone as usize])
                 .unwrap_or(""),
-            self.relation,
+            r.relation,
         );
-        c.event_id = self.event_id().map(str::to_owned);
+        c.event_id = ids.event_id().map(str::to_owned);
         c.account_id = s(StrField::AccountId);
         c.agent_id = s(StrField::AgentId);
         c.agency_id = s(StrField::AgencyId);
         c.creditor_id = s(StrField::CreditorId);
         c.campaign_id = s(StrField::CampaignId);
-        c.callee_tz = match self.callee_zone {
+        c.callee_tz = match r.callee_zone {
             0 => None,
             z => Some(callee_zones[z as usize - 1].clone()),
         };
         c.attrs = self
-            .attrs
+            .attrs(slot)
             .iter()
             .flat_map(|a| a.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();
@@ -79,49 +190,10 @@ impl Record {
     }
 }
 
-/// Records in fixed chunks: capacity tracks the live count closely (a `Vec` would double, and
-/// records are the largest per-call structure). Slots are stable.
-#[derive(Default)]
-pub(super) struct Slab {
-    chunks: Vec<Vec<Record>>,
-    len: usize,
-}
-
-const CHUNK: usize = 4096;
-
-impl Slab {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.chunks.len() * CHUNK
-    }
-
-    pub fn push(&mut self, r: Record) {
-        if self.len == self.capacity() {
-            self.chunks.push(Vec::with_capacity(CHUNK));
-        }
-        self.chunks[self.len / CHUNK].push(r);
-        self.len += 1;
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.chunks.iter().flatten()
-    }
-}
-
 impl std::ops::Index<usize> for Slab {
     type Output = Record;
     #[inline]
     fn index(&self, i: usize) -> &Record {
-        &self.chunks[i / CHUNK][i % CHUNK]
-    }
-}
-
-impl std::ops::IndexMut<usize> for Slab {
-    #[inline]
-    fn index_mut(&mut self, i: usize) -> &mut Record {
-        &mut self.chunks[i / CHUNK][i % CHUNK]
+        &self.cold[i / CHUNK][i % CHUNK]
     }
 }

@@ -34,15 +34,17 @@ impl Ctx<'_> {
         if slot == judged {
             Subject::Judged
         } else {
-            Subject::Earlier(Box::new(
-                self.records[slot as usize].to_call(self.interner, self.callee_zones),
-            ))
+            Subject::Earlier(Box::new(self.records.to_call(
+                slot,
+                self.interner,
+                self.callee_zones,
+            )))
         }
     }
 
     /// The id of the call in `slot`, as evidence.
     pub fn id(&self, slot: u32) -> CallId {
-        self.records[slot as usize].evidence_id()
+        self.records.evidence_id(slot)
     }
 
     /// The zone `rule` resolves for the retained call in `slot`.
