@@ -48,7 +48,7 @@ use rule::{Rule, ZoneRule};
 use std::hash::BuildHasher;
 use store::{Record, Slab};
 use time::Ts;
-use window::{Entry, Hasher, Key, WindowState, Windows};
+use window::{Hasher, Windows};
 
 /// Engine settings (validated by `config`).
 #[derive(Debug, Clone)]
@@ -238,7 +238,7 @@ impl Engine {
                     ZoneRule::Callee(_) => None,
                 };
                 RuleState {
-                    windows: HashMap::with_hasher(Hasher::default()),
+                    windows: Windows::for_key_fields(r.key.len()),
                     zone_slot,
                 }
             })
@@ -388,19 +388,11 @@ impl Engine {
     /// [`Engine::heap_bytes`] by structure: records, window entries, window maps, the dedup
     /// table and free list, the interner.
     pub fn heap(&self) -> [(&'static str, usize); 5] {
-        let entry = std::mem::size_of::<Entry>();
-        let wkey = std::mem::size_of::<Key>() + std::mem::size_of::<WindowState>() + 1;
-        let maps: usize = self
+        let (maps, entries) = self
             .states
             .iter()
-            .map(|s| s.windows.capacity() * wkey)
-            .sum();
-        let entries: usize = self
-            .states
-            .iter()
-            .flat_map(|s| s.windows.values())
-            .map(|w| (w.calls.capacity() + w.triggers.capacity()) * entry)
-            .sum();
+            .map(|s| s.windows.heap_bytes())
+            .fold((0, 0), |(a, b), (m, e)| (a + m, b + e));
         let recs = self.records.capacity()
             * (std::mem::size_of::<Record>() + std::mem::size_of::<store::Ids>())
             + self.records.spilled_bytes();
@@ -653,19 +645,21 @@ impl Engine {
             let cutoff = base
                 .saturating_sub(self.lateness)
                 .saturating_sub(rule.reach());
-            st.windows.retain(|_, w| {
+            st.windows.retain(|w| {
                 let k = w.calls.partition_point(|y| y.ts < cutoff);
                 w.calls.drain(..k);
-                let k = w.triggers.partition_point(|y| y.ts < cutoff);
-                w.triggers.drain(..k);
                 if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
                     w.calls.shrink_to_fit();
                 }
-                !(w.calls.is_empty() && w.triggers.is_empty())
+                if let Some(t) = &mut w.triggers {
+                    let k = t.partition_point(|y| y.ts < cutoff);
+                    t.drain(..k);
+                    if t.is_empty() {
+                        w.triggers = None;
+                    }
+                }
+                !(w.calls.is_empty() && w.triggers.is_none())
             });
-            if st.windows.capacity() > 64 && st.windows.len() < st.windows.capacity() / 4 {
-                st.windows.shrink_to_fit();
-            }
         }
         for slot in 0..self.records.len() as u32 {
             if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
@@ -711,6 +705,6 @@ mod size_tests {
             std::mem::size_of::<super::Record>(),
             std::mem::size_of::<super::store::Ids>()
         );
-        assert_eq!(std::mem::size_of::<super::Entry>(), 20);
+        assert_eq!(std::mem::size_of::<super::window::Entry>(), 20);
     }
 }

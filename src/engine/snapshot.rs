@@ -233,14 +233,13 @@ impl Engine {
             w.u32(*f);
         }
         for st in &self.states {
-            let mut keys: Vec<(&Key, &WindowState)> = st.windows.iter().collect();
-            keys.sort_unstable_by_key(|(k, _)| **k);
+            let keys = st.windows.sorted();
             w.len(keys.len());
             for (k, win) in keys {
                 for s in k {
                     w.u32(s.0);
                 }
-                for v in [&win.calls, &win.triggers] {
+                for v in [&win.calls[..], win.triggers()] {
                     w.len(v.len());
                     for e in v {
                         w.entry(e);
@@ -410,7 +409,8 @@ impl Engine {
                     *s = Sym(r.u32()?);
                 }
                 let mut win = WindowState::default();
-                for v in [&mut win.calls, &mut win.triggers] {
+                let mut triggers = Vec::new();
+                for v in [&mut win.calls, &mut triggers] {
                     let m = r.len(20)?;
                     v.reserve_exact(m);
                     for _ in 0..m {
@@ -421,6 +421,9 @@ impl Engine {
                         }
                         v.push(en);
                     }
+                }
+                if !triggers.is_empty() {
+                    win.triggers = Some(Box::new(triggers));
                 }
                 windows.insert(key, win);
             }

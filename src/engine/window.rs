@@ -2,6 +2,7 @@
 //! per-key window.
 
 use super::intern::Sym;
+use hashbrown::HashMap;
 
 /// The top bit of [`Entry::slot`]: "already breached this rule".
 pub(super) const BREACHED: u32 = 1 << 31;
@@ -35,16 +36,147 @@ impl Entry {
 pub(super) struct WindowState {
     /// Calls that matched `when`, sorted by time.
     pub calls: Vec<Entry>,
-    /// Cooldown triggers, sorted by time.
-    pub triggers: Vec<Entry>,
+    /// Cooldown triggers, sorted by time (boxed: only cooldown rules have them, and a window
+    /// slot is paid for by every key of every rule — 8 bytes here instead of a `Vec`'s 24).
+    #[allow(clippy::box_collection)]
+    pub triggers: Option<Box<Vec<Entry>>>,
 }
 
-/// A window key: the interned values of the rule's key fields.
+impl WindowState {
+    /// The cooldown triggers, sorted by time.
+    pub fn triggers(&self) -> &[Entry] {
+        self.triggers.as_deref().map_or(&[], |v| v.as_slice())
+    }
+
+    /// Entries held (for the heap estimate).
+    pub fn capacity(&self) -> usize {
+        self.calls.capacity() + self.triggers.as_ref().map_or(0, |v| v.capacity())
+    }
+}
+
+/// A window key: the interned values of the rule's key fields (unused ones `Sym::NONE`).
 pub(super) type Key = [Sym; 6];
 /// The hasher of the engine's maps.
 pub(super) type Hasher = foldhash::fast::FixedState;
-/// One rule's windows.
-pub(super) type Windows = hashbrown::HashMap<Key, WindowState, Hasher>;
+
+/// One rule's windows by key. Most rules key on one or two fields: their keys are packed into
+/// 8 bytes instead of 24, since a map slot is paid for by every key.
+pub(super) enum Windows {
+    /// Keys of at most two fields.
+    Narrow(HashMap<u64, WindowState, Hasher>),
+    /// Keys of three to six fields.
+    Wide(HashMap<Key, WindowState, Hasher>),
+}
+
+fn pack(k: &Key) -> u64 {
+    (k[0].0 as u64) << 32 | k[1].0 as u64
+}
+
+fn unpack(k: u64) -> Key {
+    let mut key = [Sym::NONE; 6];
+    key[0] = Sym((k >> 32) as u32);
+    key[1] = Sym(k as u32);
+    key
+}
+
+impl Windows {
+    /// The map for a rule keyed on `fields` fields.
+    pub fn for_key_fields(fields: usize) -> Windows {
+        if fields <= 2 {
+            Windows::Narrow(HashMap::with_hasher(Hasher::default()))
+        } else {
+            Windows::Wide(HashMap::with_hasher(Hasher::default()))
+        }
+    }
+
+    /// The window of `key`, created empty if there is none.
+    pub fn entry(&mut self, key: &Key) -> &mut WindowState {
+        match self {
+            Windows::Narrow(m) => m.entry(pack(key)).or_default(),
+            Windows::Wide(m) => m.entry(*key).or_default(),
+        }
+    }
+
+    /// The window of `key`, if any.
+    pub fn get(&self, key: &Key) -> Option<&WindowState> {
+        match self {
+            Windows::Narrow(m) => m.get(&pack(key)),
+            Windows::Wide(m) => m.get(key),
+        }
+    }
+
+    /// Adds a window (snapshot restore).
+    pub fn insert(&mut self, key: Key, w: WindowState) {
+        match self {
+            Windows::Narrow(m) => {
+                m.insert(pack(&key), w);
+            }
+            Windows::Wide(m) => {
+                m.insert(key, w);
+            }
+        }
+    }
+
+    /// Keeps the windows `f` says to keep, and gives memory back when few are left.
+    pub fn retain(&mut self, mut f: impl FnMut(&mut WindowState) -> bool) {
+        match self {
+            Windows::Narrow(m) => {
+                m.retain(|_, w| f(w));
+                if m.capacity() > 64 && m.len() < m.capacity() / 4 {
+                    m.shrink_to_fit();
+                }
+            }
+            Windows::Wide(m) => {
+                m.retain(|_, w| f(w));
+                if m.capacity() > 64 && m.len() < m.capacity() / 4 {
+                    m.shrink_to_fit();
+                }
+            }
+        }
+    }
+
+    /// Keys with a window.
+    pub fn len(&self) -> usize {
+        match self {
+            Windows::Narrow(m) => m.len(),
+            Windows::Wide(m) => m.len(),
+        }
+    }
+
+    /// Makes room for `n` more windows.
+    pub fn reserve(&mut self, n: usize) {
+        match self {
+            Windows::Narrow(m) => m.reserve(n),
+            Windows::Wide(m) => m.reserve(n),
+        }
+    }
+
+    /// Heap bytes: map slots, and the entries of every window.
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        let entry = std::mem::size_of::<Entry>();
+        let state = std::mem::size_of::<WindowState>() + 1;
+        match self {
+            Windows::Narrow(m) => (
+                m.capacity() * (8 + state),
+                m.values().map(|w| w.capacity() * entry).sum(),
+            ),
+            Windows::Wide(m) => (
+                m.capacity() * (24 + state),
+                m.values().map(|w| w.capacity() * entry).sum(),
+            ),
+        }
+    }
+
+    /// Every window with its key, sorted by key (snapshots are deterministic).
+    pub fn sorted(&self) -> Vec<(Key, &WindowState)> {
+        let mut v: Vec<(Key, &WindowState)> = match self {
+            Windows::Narrow(m) => m.iter().map(|(k, w)| (unpack(*k), w)).collect(),
+            Windows::Wide(m) => m.iter().map(|(k, w)| (*k, w)).collect(),
+        };
+        v.sort_unstable_by_key(|(k, _)| *k);
+        v
+    }
+}
 
 /// Sorted insert (after entries at the same instant); returns the index.
 pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {

@@ -160,7 +160,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         val,
     };
     let reach = window.reach();
-    let w = step.windows.entry(key).or_default();
+    let w = step.windows.entry(&key);
     let at = insert_sorted(&mut w.calls, e);
     // Calls that e can now push over the limit: itself and those after it within reach.
     let start = w.calls[..at].partition_point(|y| y.ts < e.ts);

@@ -108,9 +108,9 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         val: Sym::NONE,
     };
     let ctx = &step.ctx;
-    let w = step.windows.entry(key).or_default();
+    let w = step.windows.entry(&key);
     if trig {
-        insert_sorted(&mut w.triggers, e);
+        insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
         // Calls strictly after this trigger and inside its period that were not yet breached.
         let start = w.calls.partition_point(|y| y.ts <= e.ts);
         for i in start..w.calls.len() {
@@ -120,14 +120,21 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
             }
             if !c.breached() && cooled(&e, &c, period) {
                 w.calls[i].slot |= BREACHED;
-                let f = found(ctx, step.rule, &w.triggers, c).expect("e is in force");
+                let f = found(
+                    ctx,
+                    step.rule,
+                    w.triggers.as_deref().expect("inserted above"),
+                    c,
+                )
+                .expect("e is in force");
                 out.push(breach(step.ri, ctx.subject(c.slot(), step.slot), f, true));
             }
         }
     }
     if when {
         let i = insert_sorted(&mut w.calls, e);
-        if let Some(f) = found(ctx, step.rule, &w.triggers, e) {
+        let triggers: &[Entry] = w.triggers.as_deref().map_or(&[], |v| v.as_slice());
+        if let Some(f) = found(ctx, step.rule, triggers, e) {
             w.calls[i].slot |= BREACHED;
             out.push(breach(step.ri, Subject::Judged, f, false));
         }
@@ -158,5 +165,5 @@ pub(in crate::engine) fn check(
         slot: 0,
         val: Sym::NONE,
     };
-    found(ctx, rule, &w.triggers, x).map(|f| breach(ri, Subject::Judged, f, false))
+    found(ctx, rule, w.triggers(), x).map(|f| breach(ri, Subject::Judged, f, false))
 }
