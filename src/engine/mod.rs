@@ -705,6 +705,6 @@ mod size_tests {
             std::mem::size_of::<super::Record>(),
             std::mem::size_of::<super::store::Ids>()
         );
-        assert_eq!(std::mem::size_of::<super::window::Entry>(), 20);
+        assert_eq!(std::mem::size_of::<super::window::Entry>(), 16);
     }
 }

@@ -76,11 +76,9 @@ impl W {
         self.0.extend_from_slice(s.as_bytes());
     }
     fn entry(&mut self, e: &Entry) {
-        let Entry { ts, pv, slot, val } = *e;
-        self.i64(ts);
-        self.u32(pv as u32);
-        self.u32(slot);
-        self.u32(val.0);
+        self.i64(e.ts);
+        self.u32(e.raw_slot());
+        self.u32(e.val.0);
     }
 }
 
@@ -126,12 +124,7 @@ impl<'a> R<'a> {
         std::str::from_utf8(self.take(n)?).map_err(|_| SnapshotError::Corrupt("a string not UTF-8"))
     }
     fn entry(&mut self) -> Res<Entry> {
-        Ok(Entry {
-            ts: self.i64()?,
-            pv: self.u32()? as i32,
-            slot: self.u32()?,
-            val: Sym(self.u32()?),
-        })
+        Ok(Entry::from_raw(self.i64()?, self.u32()?, Sym(self.u32()?)))
     }
 }
 
@@ -411,7 +404,7 @@ impl Engine {
                 let mut win = WindowState::default();
                 let mut triggers = Vec::new();
                 for v in [&mut win.calls, &mut triggers] {
-                    let m = r.len(20)?;
+                    let m = r.len(16)?;
                     v.reserve_exact(m);
                     for _ in 0..m {
                         let en = r.entry()?;

@@ -4,30 +4,82 @@
 use super::intern::Sym;
 use hashbrown::HashMap;
 
-/// The top bit of [`Entry::slot`]: "already breached this rule".
-pub(super) const BREACHED: u32 = 1 << 31;
+use super::rule::Window;
+use super::time::NANOS_PER_DAY;
 
-/// A window entry: a call's time, its local period value, its record slot (the top bit marks
-/// "already breached this rule") and, for `distinct` caps, the value counted. Keeping that value
-/// here lets a distinct count read the window alone: fetching it from each record missed the
-/// cache once per entry (11% of the engine thread in `perf record` on a replay). Packed to 20
-/// bytes, since one entry exists per retained call and stateful rule.
+/// The top bit of an entry's slot word: "already breached this rule".
+const BREACHED: u32 = 1 << 31;
+/// Bits 29–30: the local period value's offset from the UTC one, plus one.
+const PV_SHIFT: u32 = 29;
+/// The slot itself: bits 0–28 (536 million slots, far more than fit in memory).
+pub(super) const MAX_SLOTS: usize = 1 << PV_SHIFT;
+
+/// A window entry, 16 bytes: a call's time, its record slot with two flags' worth of bits,
+/// and, for `distinct` caps, the value counted (kept here so a distinct count reads the window
+/// alone: fetching it from each record missed the cache once per entry). One entry exists per
+/// retained call and stateful rule it matched, so every byte counts.
+///
+/// The local period value (the local day, week or month index a local window compares) is
+/// not stored whole: a local date is within a day of the UTC date of the same instant (zone
+/// offsets are within ±14 h), so the period value is the UTC date's, or one before or after —
+/// two bits.
 #[derive(Debug, Clone, Copy)]
-#[repr(C, packed(4))]
 pub(super) struct Entry {
     pub ts: i64,
-    pub pv: i32,
-    pub slot: u32,
+    slot: u32,
     pub val: Sym,
 }
 
+/// The period value of the UTC date of `ts` (0 for rolling windows, which use none).
+fn anchor(window: Window, ts: i64) -> i32 {
+    if window.is_local() {
+        window.period_of_day(ts.div_euclid(NANOS_PER_DAY) as i32)
+    } else {
+        0
+    }
+}
+
 impl Entry {
+    /// An entry for a call at `ts` in `slot` whose period value in `window` is `pv`.
+    pub fn new(ts: i64, pv: i32, slot: u32, val: Sym, window: Window) -> Entry {
+        let d = pv - anchor(window, ts);
+        assert!(
+            (-1..=1).contains(&d) && (slot as usize) < MAX_SLOTS,
+            "a local period within a day of UTC's"
+        );
+        Entry {
+            ts,
+            slot: slot | ((d + 1) as u32) << PV_SHIFT,
+            val,
+        }
+    }
+
+    /// The record slot.
     pub fn slot(self) -> u32 {
-        self.slot & !BREACHED
+        self.slot & (MAX_SLOTS as u32 - 1)
+    }
+
+    /// The local period value in `window` (the window the entry was made for).
+    pub fn pv(self, window: Window) -> i32 {
+        anchor(window, self.ts) + ((self.slot >> PV_SHIFT) & 3) as i32 - 1
     }
 
     pub fn breached(self) -> bool {
         self.slot & BREACHED != 0
+    }
+
+    pub fn mark_breached(&mut self) {
+        self.slot |= BREACHED;
+    }
+
+    /// The slot word as stored (snapshots).
+    pub fn raw_slot(self) -> u32 {
+        self.slot
+    }
+
+    /// An entry from its stored parts (snapshots).
+    pub fn from_raw(ts: i64, slot: u32, val: Sym) -> Entry {
+        Entry { ts, slot, val }
     }
 }
 

@@ -8,7 +8,7 @@ use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Calendar, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, Entry, Windows, BREACHED};
+use crate::engine::window::{insert_sorted, Entry, Windows};
 use jiff::tz::TimeZone;
 
 fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
@@ -29,7 +29,10 @@ fn range(v: &[Entry], t: i64, window: Window) -> (usize, usize) {
 fn in_window(y: &Entry, pv: i32, window: Window) -> bool {
     match window {
         Window::Rolling(_) => true,
-        other => y.pv <= pv && y.pv > pv - other.span(),
+        other => {
+            let ypv = y.pv(other);
+            ypv <= pv && ypv > pv - other.span()
+        }
     }
 }
 
@@ -153,12 +156,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let val = distinct.map_or(Sym::NONE, |f| {
         step.ctx.records[step.slot as usize].syms[f as usize]
     });
-    let e = Entry {
-        ts: step.call.occurred_at.0,
-        pv,
-        slot: step.slot,
-        val,
-    };
+    let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
     let w = step.windows.entry(&key);
     let at = insert_sorted(&mut w.calls, e);
@@ -180,14 +178,14 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
             step.scratch,
             &w.calls,
             c.ts,
-            c.pv,
+            c.pv(window),
             window,
             limit,
             distinct,
             None,
         );
         if let Some(n) = found {
-            w.calls[i].slot |= BREACHED;
+            w.calls[i].mark_breached();
             let ctx = &step.ctx;
             out.push(Breach {
                 rule: step.ri,
@@ -196,7 +194,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 limit,
                 bounds: Some(bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
                 holiday: false,
-                evidence: evidence(ctx, &w.calls, c.ts, c.pv, window, distinct, None),
+                evidence: evidence(ctx, &w.calls, c.ts, c.pv(window), window, distinct, None),
                 late: c.slot() != step.slot,
             });
         }

@@ -9,7 +9,7 @@ use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, Entry, Windows, BREACHED};
+use crate::engine::window::{insert_sorted, Entry, Windows};
 
 fn period(rule: &Rule) -> Window {
     match rule.body {
@@ -23,7 +23,10 @@ fn cooled(y: &Entry, x: &Entry, period: Window) -> bool {
     y.ts < x.ts
         && match period {
             Window::Rolling(p) => x.ts - y.ts < p,
-            Window::LocalDays(n) => x.pv >= y.pv && x.pv < y.pv + n as i32,
+            Window::LocalDays(n) => {
+                let (xp, yp) = (x.pv(period), y.pv(period));
+                xp >= yp && xp < yp + n as i32
+            }
             Window::Calendar(_) => false,
         }
 }
@@ -62,7 +65,7 @@ fn found(
     let end = match period {
         Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
         _ => time::start_of_local_day(
-            newest.pv + period.span(),
+            newest.pv(period) + period.span(),
             ctx.record_zone(rule, newest.slot()),
         ),
     };
@@ -101,12 +104,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     } else {
         0
     };
-    let e = Entry {
-        ts: step.call.occurred_at.0,
-        pv,
-        slot: step.slot,
-        val: Sym::NONE,
-    };
+    let e = Entry::new(step.call.occurred_at.0, pv, step.slot, Sym::NONE, period);
     let ctx = &step.ctx;
     let w = step.windows.entry(&key);
     if trig {
@@ -119,7 +117,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 break;
             }
             if !c.breached() && cooled(&e, &c, period) {
-                w.calls[i].slot |= BREACHED;
+                w.calls[i].mark_breached();
                 let f = found(
                     ctx,
                     step.rule,
@@ -135,7 +133,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         let i = insert_sorted(&mut w.calls, e);
         let triggers: &[Entry] = w.triggers.as_deref().map_or(&[], |v| v.as_slice());
         if let Some(f) = found(ctx, step.rule, triggers, e) {
-            w.calls[i].slot |= BREACHED;
+            w.calls[i].mark_breached();
             out.push(breach(step.ri, Subject::Judged, f, false));
         }
     }
@@ -159,11 +157,6 @@ pub(in crate::engine) fn check(
     } else {
         0
     };
-    let x = Entry {
-        ts: call.occurred_at.0,
-        pv,
-        slot: 0,
-        val: Sym::NONE,
-    };
+    let x = Entry::new(call.occurred_at.0, pv, 0, Sym::NONE, period);
     found(ctx, rule, w.triggers(), x).map(|f| breach(ri, Subject::Judged, f, false))
 }
