@@ -495,6 +495,7 @@ impl Decoder {
             purpose: parse_enum("purpose", w.purpose.as_deref())?,
             consent: w.consent.unwrap_or(false),
             attrs,
+            interned: None,
         })
     }
 

@@ -35,9 +35,10 @@ pub fn decode(decoder: &mut Decoder, bytes: &[u8], now: Ts) -> Result<Call, Reje
 }
 
 /// The second half: judges a decoded call read from `lane`; its breaches are appended to
-/// `out`.
-pub fn judge(engine: &mut Engine, lane: Lane, call: &Call, out: &mut Vec<Breach>) -> Outcome {
-    match engine.ingest_on(lane, call, out) {
+/// `out`. Symbols a decoder interned for this engine are taken out of the call
+/// ([`Engine::ingest_owned`]).
+pub fn judge(engine: &mut Engine, lane: Lane, call: &mut Call, out: &mut Vec<Breach>) -> Outcome {
+    match engine.ingest_owned(lane, call, out) {
         Ingest::Accepted { skipped } => Outcome::Accepted { skipped },
         Ingest::Duplicate => Outcome::Duplicate,
         Ingest::TooLate(why) => Outcome::Rejected(too_late(call, why)),
@@ -81,8 +82,8 @@ impl Judge {
         self.call = None;
         match decode(&mut self.decoder, bytes, now) {
             Err(r) => Outcome::Rejected(r),
-            Ok(call) => {
-                let o = judge(&mut self.engine, lane, &call, &mut self.breaches);
+            Ok(mut call) => {
+                let o = judge(&mut self.engine, lane, &mut call, &mut self.breaches);
                 self.call = Some(call);
                 o
             }
@@ -117,7 +118,7 @@ impl Judge {
 pub fn judge_alerts(
     engine: &mut Engine,
     lane: Lane,
-    call: &Call,
+    call: &mut Call,
     now: Ts,
     out: &mut Vec<Alert>,
 ) -> Outcome {

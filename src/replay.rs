@@ -9,6 +9,7 @@ use crate::codec::{DecodeSettings, Decoder, Reject};
 use crate::config::Settings;
 use crate::engine::breach::Breach;
 use crate::engine::event::Call;
+use crate::engine::intern::SharedInterner;
 use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
 use crate::engine::Engine;
@@ -185,7 +186,8 @@ pub fn run(
             let (otx, orx) = sync_channel::<Vec<Decoded>>(4);
             let (rtx, rrx) = sync_channel::<Vec<Decoded>>(8);
             let ds: DecodeSettings = settings.decode.clone();
-            scope.spawn(move || decode_worker(ds, rx, otx, rrx, now));
+            let interner = engine.interner();
+            scope.spawn(move || decode_worker(ds, interner, rx, otx, rrx, now));
             to_workers.push(tx);
             from_workers.push(orx);
             recycle.push(rtx);
@@ -214,7 +216,8 @@ pub fn run(
             let k = i % workers;
             i += 1;
             let t_now = now();
-            for (j, d) in batch.iter().enumerate() {
+            let mut batch = batch;
+            for (j, d) in batch.iter_mut().enumerate() {
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { line, reject, raw } => {
@@ -223,6 +226,7 @@ pub fn run(
                         write_reject(&mut rejects, *line, reject, raw)?;
                     }
                     Decoded::Call(line, call, raw) => {
+                        let call: &mut Call = call;
                         summary.records += 1;
                         let before = found.len();
                         match judge::judge(&mut engine, 0, call, &mut found) {
@@ -400,6 +404,7 @@ fn read_batches(
 
 fn decode_worker(
     settings: DecodeSettings,
+    interner: SharedInterner,
     rx: Receiver<Batch>,
     tx: SyncSender<Vec<Decoded>>,
     recycled: Receiver<Vec<Decoded>>,
@@ -411,7 +416,7 @@ fn decode_worker(
             drop(done);
         }
         let t = now();
-        let out = batch
+        let mut out: Vec<Decoded> = batch
             .lines
             .into_iter()
             .enumerate()
@@ -432,6 +437,12 @@ fn decode_worker(
                 }
             })
             .collect();
+        // The batch's strings are interned here, under one lock, so the engine thread gets
+        // symbols and probes no string table for them.
+        interner.intern_calls(out.iter_mut().filter_map(|d| match d {
+            Decoded::Call(_, c, _) => Some(&mut **c),
+            _ => None,
+        }));
         if tx.send(out).is_err() {
             return;
         }

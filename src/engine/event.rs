@@ -199,6 +199,9 @@ pub struct Call {
     pub consent: bool,
     /// Passed through to alerts.
     pub attrs: Vec<(String, String)>,
+    /// The string fields already interned by a decoder thread for the engine that will judge
+    /// the call ([`super::Engine::ingest_owned`] takes them); `None` from a plain decode.
+    pub interned: Option<super::intern::Interned>,
 }
 
 impl Call {
@@ -232,6 +235,7 @@ impl Call {
             purpose: None,
             consent: false,
             attrs: Vec::new(),
+            interned: None,
         }
     }
 

@@ -2,9 +2,12 @@
 //! numbers, accounts…) repeat across many calls, so each is stored once and calls hold 4-byte
 //! symbols. A string is freed when the last call that holds it is evicted.
 
+use super::event::{Call, StrField};
 use compact_str::CompactString;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A symbol: an index into the interner. [`Sym::NONE`] stands for an absent field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +168,87 @@ impl Interner {
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.live_bytes
+    }
+}
+
+/// A call's string fields interned ahead of judging, by the interner of the engine that will
+/// judge it (`by`): the references are that engine's to keep or release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interned {
+    /// The [`SharedInterner::id`] the symbols belong to.
+    pub by: u64,
+    /// The symbols, indexed by `StrField as usize` (all but `event_id`).
+    pub syms: [Sym; 7],
+}
+
+/// An engine's interner, shared with the decoder threads that feed it, so that they intern a
+/// batch's strings (hash-table probes that miss the cache) while the engine judges the
+/// previous batch. Decoders lock it once per batch; the engine only to release evicted
+/// strings, to look up a candidate's, and to show an earlier call in a late alert. Symbol
+/// numbers depend on that interleaving, but nothing the engine decides depends on them.
+#[derive(Clone)]
+pub struct SharedInterner {
+    inner: Arc<Mutex<Interner>>,
+    id: u64,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for SharedInterner {
+    fn default() -> Self {
+        SharedInterner::from(Interner::default())
+    }
+}
+
+impl From<Interner> for SharedInterner {
+    fn from(i: Interner) -> Self {
+        SharedInterner {
+            inner: Arc::new(Mutex::new(i)),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+impl SharedInterner {
+    /// This interner's identity (what [`Interned::by`] names).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The interner. A panic while it was held cannot leave it half-updated in a way that
+    /// matters more than the panic itself, so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, Interner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Interns the string fields of each call, under one lock, and records the symbols in
+    /// the call ([`Call::interned`]).
+    pub fn intern_calls<'a>(&self, calls: impl Iterator<Item = &'a mut Call>) {
+        let mut i = self.lock();
+        for c in calls {
+            c.interned = Some(Interned {
+                by: self.id,
+                syms: i.intern_fields(c),
+            });
+        }
+    }
+}
+
+impl Interner {
+    /// Interns a call's string fields (all but `event_id`), one reference each.
+    pub fn intern_fields(&mut self, call: &Call) -> [Sym; 7] {
+        let mut syms = [Sym::NONE; 7];
+        for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
+            syms[*f as usize] = self.intern_opt(call.str_field(*f));
+        }
+        syms
+    }
+
+    /// Releases one reference of each symbol.
+    pub fn release_all(&mut self, syms: &[Sym]) {
+        for s in syms {
+            self.release(*s);
+        }
     }
 }
 

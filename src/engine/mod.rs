@@ -39,9 +39,9 @@ pub mod time;
 mod window;
 
 use breach::Breach;
-use event::{Call, StrField};
+use event::Call;
 use hashbrown::{HashMap, HashTable};
-use intern::{Interner, Sym};
+use intern::{Interned, SharedInterner, Sym};
 use jiff::tz::TimeZone;
 use kinds::{Applied, Ctx, Locals, Step};
 use rule::{Rule, ZoneRule};
@@ -194,7 +194,7 @@ pub struct Engine {
     live: usize,
     dedup: HashTable<u32>,
     hasher: Hasher,
-    interner: Interner,
+    interner: SharedInterner,
     /// Lane states, indexed by lane (partition numbers are small and dense).
     lanes: Vec<Option<LaneState>>,
     /// The newest event time over all lanes.
@@ -255,7 +255,7 @@ impl Engine {
             live: 0,
             dedup: HashTable::new(),
             hasher: Hasher::default(),
-            interner: Interner::default(),
+            interner: SharedInterner::default(),
             lanes: Vec::new(),
             watermark: None,
             cutoff: i64::MIN,
@@ -404,7 +404,7 @@ impl Engine {
                 "dedup",
                 self.dedup.capacity() * 5 + self.free.capacity() * 4,
             ),
-            ("interner", self.interner.heap_bytes()),
+            ("interner", self.interner.lock().heap_bytes()),
         ]
     }
 
@@ -420,7 +420,25 @@ impl Engine {
     /// Judges one call read from `lane` and records it. The breaches it causes (its own, and
     /// late ones of earlier calls it pushes over a limit) are appended to `out`.
     pub fn ingest_on(&mut self, lane: Lane, call: &Call, out: &mut Vec<Breach>) -> Ingest {
-        self.ingest_gated(lane, call, out, self.horizon)
+        self.ingest_gated(lane, call, None, out, self.horizon)
+    }
+
+    /// [`Engine::ingest_on`] for a call a decoder thread may have interned for this engine
+    /// ([`Engine::interner`], [`Call::interned`]): the engine takes the symbols — keeps them
+    /// with the call, or releases them if it refuses the call — so they are taken out of it.
+    pub fn ingest_owned(&mut self, lane: Lane, call: &mut Call, out: &mut Vec<Breach>) -> Ingest {
+        let pre = call.interned.take().filter(|i| i.by == self.interner.id());
+        let r = self.ingest_gated(lane, call, pre, out, self.horizon);
+        if let (Some(i), false) = (pre, matches!(r, Ingest::Accepted { .. })) {
+            self.interner.lock().release_all(&i.syms);
+        }
+        r
+    }
+
+    /// The interner, for decoder threads to intern calls for this engine ahead of judging
+    /// ([`SharedInterner::intern_calls`], then [`Engine::ingest_owned`]).
+    pub fn interner(&self) -> SharedInterner {
+        self.interner.clone()
     }
 
     /// [`Engine::restore_on`] for lane 0.
@@ -438,7 +456,7 @@ impl Engine {
     /// already evicted. Returns whether the call was recorded.
     pub fn restore_on(&mut self, lane: Lane, call: &Call, out: &mut Vec<Breach>) -> bool {
         matches!(
-            self.ingest_gated(lane, call, out, 0),
+            self.ingest_gated(lane, call, None, out, 0),
             Ingest::Accepted { .. }
         )
     }
@@ -447,6 +465,7 @@ impl Engine {
         &mut self,
         lane: Lane,
         call: &Call,
+        pre: Option<Interned>,
         out: &mut Vec<Breach>,
         reach: i64,
     ) -> Ingest {
@@ -476,7 +495,7 @@ impl Engine {
                 return Ingest::TooLate(TooLate::Evicted { judged_from });
             }
         }
-        let slot = self.store(call, h);
+        let slot = self.store(call, pre, h);
         let newest = state.and_then(LaneState::newest).map_or(t, |n| n.max(t));
         self.lanes[lane as usize] = Some(LaneState::Active { newest });
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -577,11 +596,11 @@ impl Engine {
         out
     }
 
-    fn store(&mut self, call: &Call, h: u64) -> u32 {
-        let mut syms = [Sym::NONE; 7];
-        for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
-            syms[*f as usize] = self.interner.intern_opt(call.str_field(*f));
-        }
+    fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64) -> u32 {
+        let syms = match pre {
+            Some(i) => i.syms,
+            None => self.interner.lock().intern_fields(call),
+        };
         let callee_zone = match &call.callee_tz {
             None => 0,
             Some(tz) => self.callee_zone_index(tz),
@@ -661,6 +680,7 @@ impl Engine {
                 !(w.calls.is_empty() && w.triggers.is_none())
             });
         }
+        let mut interner = self.interner.lock();
         for slot in 0..self.records.len() as u32 {
             if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
                 continue;
@@ -670,10 +690,7 @@ impl Engine {
                 e.remove();
             }
             self.records.kill(slot);
-            let syms = self.records[slot as usize].syms;
-            for s in syms {
-                self.interner.release(s);
-            }
+            interner.release_all(&self.records[slot as usize].syms);
             self.free.push(slot);
             self.live -= 1;
             self.stats.evicted += 1;

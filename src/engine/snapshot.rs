@@ -181,13 +181,14 @@ impl Engine {
         for z in &self.callee_zones {
             w.str(z.iana_name().unwrap_or("UTC"));
         }
-        let slots: Vec<(&str, u32)> = self.interner.slots().collect();
+        let interner = self.interner.lock();
+        let slots: Vec<(&str, u32)> = interner.slots().collect();
         w.len(slots.len());
         for (text, refs) in slots {
             w.str(text);
             w.u32(refs);
         }
-        let free = self.interner.free_slots();
+        let free = interner.free_slots();
         w.len(free.len());
         for f in free {
             w.u32(*f);
@@ -318,7 +319,7 @@ impl Engine {
             return Err(SnapshotError::Corrupt("interner free list"));
         }
         let nsyms = slots.len();
-        e.interner = Interner::from_slots(slots, free);
+        e.interner = Interner::from_slots(slots, free).into();
         let sym_ok = |s: Sym| s.is_none() || (s.0 as usize) < nsyms;
         let n = r.len(1)?;
         let mut records = Slab::default();

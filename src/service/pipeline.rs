@@ -994,7 +994,7 @@ impl Pipeline<'_> {
         let mut out: Vec<Outgoing> = Vec::new();
         match judge::decode(&mut self.decoder, payload, now) {
             Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
-            Ok(call) => {
+            Ok(mut call) => {
                 let lane = m.partition() as Lane;
                 self.align.last_record.insert(m.partition(), t0);
                 if !self.align.at_end.is_empty() {
@@ -1005,7 +1005,7 @@ impl Pipeline<'_> {
                     .lane_newest(lane)
                     .is_some_and(|w| call.occurred_at < w);
                 let mut found = std::mem::take(&mut self.breaches);
-                match judge::judge(&mut self.engine, lane, &call, &mut found) {
+                match judge::judge(&mut self.engine, lane, &mut call, &mut found) {
                     Outcome::Accepted { .. } => {
                         if behind {
                             self.metrics.late.inc();

@@ -10,6 +10,7 @@ use dialguard::engine::event::{Call, CallOutcome, Relation};
 use dialguard::engine::rule::{Body, Calendar, Rule, Window};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest, Lane, SnapshotError};
+use dialguard::judge::Outcome;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashSet};
@@ -647,6 +648,45 @@ proptest! {
         // Any cut of the bytes is refused, never misread or a panic.
         let cut = split % bytes.len().max(1);
         prop_assert!(Engine::from_snapshot(rules, settings, &bytes[..cut]).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Calls interned ahead by a decoder thread (replay's path) are judged exactly as calls the
+    /// engine interns itself, and every reference is accounted for: duplicates and refused calls
+    /// give theirs back, evicted calls release theirs, so both engines hold the same strings.
+    #[test]
+    fn calls_interned_by_decoders_are_judged_alike_and_leak_nothing(
+        (specs, order, dups, params) in case(),
+        lateness_h in 0i64..24,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let arrived = arrivals(&calls, &order, &dups);
+        let rules = rules_for(&params);
+        let settings = EngineSettings {
+            allowed_lateness: lateness_h * HOUR,
+            sweep_every: Some(HOUR),
+            ..Default::default()
+        };
+        let mut plain = Engine::new(rules.clone(), settings.clone());
+        let mut ahead = Engine::new(rules, settings);
+        let mut batch: Vec<Call> = arrived.clone();
+        ahead.interner().intern_calls(batch.iter_mut());
+        for (c, mut pre) in arrived.iter().zip(batch) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = plain.ingest_alerts(c, Ts(0), &mut a);
+            let rb = dialguard::judge::judge_alerts(&mut ahead, 0, &mut pre, Ts(0), &mut b);
+            prop_assert!(pre.interned.is_none(), "the engine took the symbols");
+            prop_assert_eq!(matches!(ra, Ingest::Accepted { .. }), matches!(rb, Outcome::Accepted { .. }));
+            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+            prop_assert_eq!(json(&a), json(&b));
+        }
+        plain.advance();
+        ahead.advance();
+        prop_assert_eq!(plain.interner().lock().len(), ahead.interner().lock().len());
+        prop_assert_eq!(plain.stats(), ahead.stats());
     }
 }
 

@@ -225,7 +225,7 @@ pub(in crate::engine) fn check(
     // A value never seen cannot equal any in the window: a symbol no string has stands for it.
     let extra = distinct.map_or(Sym::NONE, |f| {
         call.str_field(f).map_or(Sym::NONE, |s| {
-            ctx.interner.lookup(s).unwrap_or(Sym(u32::MAX - 1))
+            ctx.interner.lock().lookup(s).unwrap_or(Sym(u32::MAX - 1))
         })
     });
     let v: &[Entry] = key.and_then(|k| windows.get(&k)).map_or(&[], |w| &w.calls);

@@ -13,7 +13,7 @@ pub(super) mod forbid;
 
 use super::breach::{Breach, CallId, Subject};
 use super::event::Call;
-use super::intern::{Interner, Sym};
+use super::intern::{SharedInterner, Sym};
 use super::rule::{Body, Rule, ZoneRule};
 use super::store::Slab;
 use super::time::{Local, Ts};
@@ -23,7 +23,7 @@ use jiff::tz::TimeZone;
 /// Read-only views of the engine a kind needs while it updates one rule's windows.
 pub(super) struct Ctx<'a> {
     pub records: &'a Slab,
-    pub interner: &'a Interner,
+    pub interner: &'a SharedInterner,
     pub callee_zones: &'a [TimeZone],
     pub evidence_limit: usize,
 }
@@ -36,7 +36,7 @@ impl Ctx<'_> {
         } else {
             Subject::Earlier(Box::new(self.records.to_call(
                 slot,
-                self.interner,
+                &self.interner.lock(),
                 self.callee_zones,
             )))
         }
@@ -77,9 +77,10 @@ impl Ctx<'_> {
     pub fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
         let mut key = [Sym::NONE; 6];
         let mut known = true;
+        let interner = self.interner.lock();
         for (i, f) in rule.key.iter().enumerate() {
             let s = call.str_field(*f)?;
-            match self.interner.lookup(s) {
+            match interner.lookup(s) {
                 Some(sym) => key[i] = sym,
                 None => known = false,
             }
