@@ -15,13 +15,14 @@ use crate::engine::time::Ts;
 use crate::engine::Engine;
 use crate::judge::{self, Outcome};
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-/// Lines per batch handed to a decoder thread.
-const BATCH_LINES: usize = 4096;
+/// Bytes per batch handed to a decoder thread (whole lines: about 2,700 call events).
+const BATCH_BYTES: usize = 1 << 20;
 
 /// Where replay reads and writes.
 pub struct ReplayIo {
@@ -126,27 +127,36 @@ pub enum ReplayError {
     Write(std::io::Error),
 }
 
+/// Whole lines as read, in one buffer (no allocation per line).
 struct Batch {
     first_line: u64,
-    lines: Vec<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// A batch decoded: the lines' buffer (rejects quote from it) and what each line is.
+#[derive(Default)]
+struct DecodedBatch {
+    buf: Vec<u8>,
+    items: Vec<Decoded>,
 }
 
 /// A decoded batch after judging, on its way to the alert writer: the breaches found, each
 /// with the index in `calls` of the call judged when it was found, rendered there.
 struct Judged {
-    calls: Vec<Decoded>,
+    calls: DecodedBatch,
     breaches: Vec<Breach>,
     at: Vec<u32>,
     now: Ts,
 }
 
 enum Decoded {
-    /// Line number, the call, and the original bytes (kept for a `too_late` reject).
-    Call(u64, Box<Call>, Vec<u8>),
+    /// Line number, the call, and where the line is in the batch's buffer (for a `too_late`
+    /// reject).
+    Call(u64, Box<Call>, Range<usize>),
     Rejected {
         line: u64,
         reject: Reject,
-        raw: Vec<u8>,
+        raw: Range<usize>,
     },
     Blank,
 }
@@ -177,14 +187,14 @@ pub fn run(
     let bytes_read = AtomicU64::new(0);
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
-        let mut from_workers: Vec<Receiver<Vec<Decoded>>> = Vec::new();
+        let mut from_workers: Vec<Receiver<DecodedBatch>> = Vec::new();
         // Processed batches go back to the decoder that made them, to be freed there: the engine
         // thread is the busy one.
-        let mut recycle: Vec<SyncSender<Vec<Decoded>>> = Vec::new();
+        let mut recycle: Vec<SyncSender<DecodedBatch>> = Vec::new();
         for _ in 0..workers {
             let (tx, rx) = sync_channel::<Batch>(4);
-            let (otx, orx) = sync_channel::<Vec<Decoded>>(4);
-            let (rtx, rrx) = sync_channel::<Vec<Decoded>>(8);
+            let (otx, orx) = sync_channel::<DecodedBatch>(4);
+            let (rtx, rrx) = sync_channel::<DecodedBatch>(8);
             let ds: DecodeSettings = settings.decode.clone();
             let interner = engine.interner();
             scope.spawn(move || decode_worker(ds, interner, rx, otx, rrx, now));
@@ -217,13 +227,14 @@ pub fn run(
             i += 1;
             let t_now = now();
             let mut batch = batch;
-            for (j, d) in batch.iter_mut().enumerate() {
+            let DecodedBatch { buf, items } = &mut batch;
+            for (j, d) in items.iter_mut().enumerate() {
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { line, reject, raw } => {
                         summary.records += 1;
                         *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                        write_reject(&mut rejects, *line, reject, raw)?;
+                        write_reject(&mut rejects, *line, reject, &buf[raw.clone()])?;
                     }
                     Decoded::Call(line, call, raw) => {
                         let call: &mut Call = call;
@@ -237,7 +248,7 @@ pub fn run(
                             Outcome::Duplicate => summary.duplicates += 1,
                             Outcome::Rejected(reject) => {
                                 *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                                write_reject(&mut rejects, *line, &reject, raw)?;
+                                write_reject(&mut rejects, *line, &reject, &buf[raw.clone()])?;
                             }
                         }
                         if writer.is_some() {
@@ -315,7 +326,7 @@ fn write_alerts(
     }) = rx.recv()
     {
         for (b, &j) in breaches.iter().zip(&at) {
-            let Decoded::Call(_, call, _) = &calls[j as usize] else {
+            let Decoded::Call(_, call, _) = &calls.items[j as usize] else {
                 unreachable!("breaches come from calls")
             };
             let a = alert::render(rules, b, call, now);
@@ -373,41 +384,71 @@ fn read_batches(
 ) -> Result<(), ReplayError> {
     let mut line_no = 0u64;
     let mut k = 0usize;
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        let mut lines = Vec::with_capacity(BATCH_LINES);
-        let first_line = line_no + 1;
-        while lines.len() < BATCH_LINES {
-            let mut buf = Vec::new();
-            let n = input
-                .read_until(b'\n', &mut buf)
-                .map_err(ReplayError::Read)?;
-            if n == 0 {
-                break;
+        let mut buf = std::mem::take(&mut carry);
+        buf.reserve(BATCH_BYTES);
+        let n = (&mut input)
+            .take(BATCH_BYTES as u64)
+            .read_to_end(&mut buf)
+            .map_err(ReplayError::Read)?;
+        bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let eof = n < BATCH_BYTES;
+        if !eof {
+            match memchr::memrchr(b'\n', &buf) {
+                // The part after the last newline starts the next batch.
+                Some(i) => carry = buf.split_off(i + 1),
+                // One line longer than a batch: read on.
+                None => {
+                    carry = buf;
+                    continue;
+                }
             }
-            line_no += 1;
-            bytes.fetch_add(n as u64, Ordering::Relaxed);
-            lines.push(buf);
         }
-        if lines.is_empty() {
+        if buf.is_empty() {
             return Ok(());
         }
-        let last = lines.len() < BATCH_LINES;
-        if to[k % to.len()].send(Batch { first_line, lines }).is_err() {
+        let lines =
+            memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
+        let first_line = line_no + 1;
+        line_no += lines;
+        if to[k % to.len()].send(Batch { first_line, buf }).is_err() {
             return Ok(());
         }
         k += 1;
-        if last {
+        if eof {
             return Ok(());
         }
     }
+}
+
+/// The lines of a batch: ranges without their line ends.
+fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', buf)
+        .map(Some)
+        .chain(std::iter::once(None));
+    ends.filter_map(move |end| {
+        let (s, e) = match end {
+            Some(e) => (start, e),
+            None if start < buf.len() => (start, buf.len()),
+            None => return None,
+        };
+        start = e + 1;
+        let mut e = e;
+        while e > s && (buf[e - 1] == b'\r' || buf[e - 1] == b'\n') {
+            e -= 1;
+        }
+        Some(s..e)
+    })
 }
 
 fn decode_worker(
     settings: DecodeSettings,
     interner: SharedInterner,
     rx: Receiver<Batch>,
-    tx: SyncSender<Vec<Decoded>>,
-    recycled: Receiver<Vec<Decoded>>,
+    tx: SyncSender<DecodedBatch>,
+    recycled: Receiver<DecodedBatch>,
     now: impl Fn() -> Ts,
 ) {
     let mut dec = Decoder::new(settings);
@@ -416,34 +457,32 @@ fn decode_worker(
             drop(done);
         }
         let t = now();
-        let mut out: Vec<Decoded> = batch
-            .lines
-            .into_iter()
+        let buf = batch.buf;
+        let mut items: Vec<Decoded> = lines(&buf)
             .enumerate()
-            .map(|(i, mut raw)| {
-                while raw.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    raw.pop();
-                }
+            .map(|(i, r)| {
+                let raw = &buf[r.clone()];
                 if raw.iter().all(|b| b.is_ascii_whitespace()) {
                     return Decoded::Blank;
                 }
-                match dec.decode(&raw, t) {
-                    Ok(c) => Decoded::Call(batch.first_line + i as u64, Box::new(c), raw),
+                let line = batch.first_line + i as u64;
+                match dec.decode(raw, t) {
+                    Ok(c) => Decoded::Call(line, Box::new(c), r),
                     Err(reject) => Decoded::Rejected {
-                        line: batch.first_line + i as u64,
+                        line,
                         reject,
-                        raw,
+                        raw: r,
                     },
                 }
             })
             .collect();
         // The batch's strings are interned here, under one lock, so the engine thread gets
         // symbols and probes no string table for them.
-        interner.intern_calls(out.iter_mut().filter_map(|d| match d {
+        interner.intern_calls(items.iter_mut().filter_map(|d| match d {
             Decoded::Call(_, c, _) => Some(&mut **c),
             _ => None,
         }));
-        if tx.send(out).is_err() {
+        if tx.send(DecodedBatch { buf, items }).is_err() {
             return;
         }
     }
