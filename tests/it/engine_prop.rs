@@ -603,6 +603,28 @@ proptest! {
     }
 }
 
+/// A case's calls in arrival order, its rules, and settings with `lateness_h` hours of
+/// lateness and hourly sweeps (so evictions and refusals happen).
+fn stream(
+    specs: &[CallSpec],
+    order: &[usize],
+    dups: &[(usize, usize)],
+    params: &RuleParams,
+    lateness_h: i64,
+) -> (Vec<Call>, Vec<Rule>, EngineSettings) {
+    let calls: Vec<Call> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| make_call(i, s))
+        .collect();
+    let settings = EngineSettings {
+        allowed_lateness: lateness_h * HOUR,
+        sweep_every: Some(HOUR),
+        ..Default::default()
+    };
+    (arrivals(&calls, order, dups), rules_for(params), settings)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -616,14 +638,7 @@ proptest! {
         split in 0usize..1000,
         lateness_h in 0i64..72,
     ) {
-        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
-        let arrived = arrivals(&calls, &order, &dups);
-        let rules = rules_for(&params);
-        let settings = EngineSettings {
-            allowed_lateness: lateness_h * HOUR,
-            sweep_every: Some(HOUR),
-            ..Default::default()
-        };
+        let (arrived, rules, settings) = stream(&specs, &order, &dups, &params, lateness_h);
         let k = split % (arrived.len() + 1);
         let mut original = Engine::new(rules.clone(), settings.clone());
         let mut out = Vec::new();
@@ -662,14 +677,7 @@ proptest! {
         (specs, order, dups, params) in case(),
         lateness_h in 0i64..24,
     ) {
-        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
-        let arrived = arrivals(&calls, &order, &dups);
-        let rules = rules_for(&params);
-        let settings = EngineSettings {
-            allowed_lateness: lateness_h * HOUR,
-            sweep_every: Some(HOUR),
-            ..Default::default()
-        };
+        let (arrived, rules, settings) = stream(&specs, &order, &dups, &params, lateness_h);
         let mut plain = Engine::new(rules.clone(), settings.clone());
         let mut ahead = Engine::new(rules, settings);
         let mut batch: Vec<Call> = arrived.clone();
