@@ -4,11 +4,10 @@
 //! the same wherever a call is refused.
 //!
 //! Decoding and judging are two halves ([`decode`], [`judge`]) because replay decodes on
-//! worker threads and judges on one; [`Judge`] joins them for drivers on one thread.
+//! worker threads and judges on one.
 
 use crate::alert::{self, Alert};
 use crate::codec::{Decoder, Reason, Reject};
-use crate::config::Settings;
 use crate::engine::breach::Breach;
 use crate::engine::event::Call;
 use crate::engine::time::Ts;
@@ -51,65 +50,6 @@ pub fn too_late(call: &Call, why: TooLate) -> Reject {
     Reject {
         reason: Reason::TooLate,
         detail: format!("occurred_at {} is {why}", call.occurred_at),
-    }
-}
-
-/// A decoder and an engine, judging records one at a time on the caller's thread.
-pub struct Judge {
-    /// The decoder.
-    pub decoder: Decoder,
-    /// The engine.
-    pub engine: Engine,
-    breaches: Vec<Breach>,
-    call: Option<Call>,
-}
-
-impl Judge {
-    /// A judge for a configuration.
-    pub fn new(settings: &Settings) -> Judge {
-        Judge {
-            decoder: Decoder::new(settings.decode.clone()),
-            engine: Engine::new(settings.rules.clone(), settings.engine.clone()),
-            breaches: Vec::new(),
-            call: None,
-        }
-    }
-
-    /// Judges one record of `lane`. The breaches it found are in [`Judge::breaches`] until
-    /// the next record.
-    pub fn judge(&mut self, lane: Lane, bytes: &[u8], now: Ts) -> Outcome {
-        self.breaches.clear();
-        self.call = None;
-        match decode(&mut self.decoder, bytes, now) {
-            Err(r) => Outcome::Rejected(r),
-            Ok(mut call) => {
-                let o = judge(&mut self.engine, lane, &mut call, &mut self.breaches);
-                self.call = Some(call);
-                o
-            }
-        }
-    }
-
-    /// The last record's call, if it decoded.
-    pub fn call(&self) -> Option<&Call> {
-        self.call.as_ref()
-    }
-
-    /// The breaches the last record caused.
-    pub fn breaches(&self) -> &[Breach] {
-        &self.breaches
-    }
-
-    /// The last record's breaches as alerts, detected at `now`.
-    pub fn alerts(&self, now: Ts) -> Vec<Alert> {
-        match &self.call {
-            Some(c) => self
-                .breaches
-                .iter()
-                .map(|b| alert::render(self.engine.rules(), b, c, now))
-                .collect(),
-            None => Vec::new(),
-        }
     }
 }
 

@@ -4,12 +4,12 @@
 //! `expected.jsonl` line for line (each expected object lists the fields it pins; others are
 //! free). The same events in reverse order must give the same set of breaches.
 
-use crate::support::Alerting;
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::event::Call;
 use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
+use dialguard::judge;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -19,7 +19,7 @@ fn run(settings: &Settings, calls: &[Call]) -> Vec<serde_json::Value> {
     let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
     let mut out = Vec::new();
     for c in calls {
-        engine.ingest_alerts(c, Ts(NOW), &mut out);
+        judge::judge_alerts(&mut engine, 0, &mut c.clone(), Ts(NOW), &mut out);
     }
     out.iter()
         .map(|a| serde_json::to_value(a).unwrap())
