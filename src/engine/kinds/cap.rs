@@ -2,7 +2,7 @@
 //! rolling (`t − W < t_x ≤ t`), N local days, or a calendar day, week or month. A late call can
 //! push the calls after it over the limit: those breaches are found when it arrives.
 
-use super::{at, Applied, Ctx, Step};
+use super::{Applied, Ctx, Step};
 use crate::engine::breach::{Breach, CallId};
 use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
@@ -137,7 +137,7 @@ fn bounds(t: i64, tz: &TimeZone, window: Window) -> (Ts, Ts) {
             time::start_of_local_day(time::first_day_of_month(time::month_of_day(day())), tz)
         }
     };
-    (from, at(t))
+    (from, Ts(t))
 }
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {

@@ -3,7 +3,7 @@
 //! rolling, or N local days with the trigger's date as day 1. A late trigger finds the calls
 //! after it that it cools.
 
-use super::{at, Applied, Ctx, Step};
+use super::{Applied, Ctx, Step};
 use crate::engine::breach::{Breach, CallId, Subject};
 use crate::engine::event::Call;
 use crate::engine::intern::Sym;
@@ -69,7 +69,7 @@ fn found(
             ctx.record_zone(rule, newest.slot()),
         ),
     };
-    Some((n, (at(newest.ts), end), evidence))
+    Some((n, (Ts(newest.ts), end), evidence))
 }
 
 fn breach(ri: u16, subject: Subject, found: (u32, (Ts, Ts), Vec<CallId>), late: bool) -> Breach {

@@ -16,7 +16,7 @@ use super::event::Call;
 use super::intern::{SharedInterner, Sym};
 use super::rule::{Body, Rule, ZoneRule};
 use super::store::Slab;
-use super::time::{Local, Ts};
+use super::time::Local;
 use super::window::{Key, Windows};
 use jiff::tz::TimeZone;
 
@@ -191,9 +191,4 @@ fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
         evidence: vec![CallId::new(&call.call_id)],
         late: false,
     }
-}
-
-/// `t` as an instant.
-fn at(t: i64) -> Ts {
-    Ts(t)
 }
