@@ -5,7 +5,7 @@
 //! the service's produce step), stamping `detected_at` with the caller's clock.
 
 use crate::engine::breach::Breach;
-use crate::engine::event::{Call, StrField};
+use crate::engine::event::{Call, StrField, Text};
 use crate::engine::rule::{self, Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
 use serde::Serialize;
@@ -39,30 +39,30 @@ pub struct Alert {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pack: Option<String>,
     /// The breaching call.
-    pub call_id: String,
+    pub call_id: Text,
     /// The producer's record id of the breaching call.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    pub event_id: Option<Text>,
     /// When the breaching call was placed (RFC 3339, UTC).
     pub occurred_at: String,
     /// The debtor.
-    pub debtor_id: String,
+    pub debtor_id: Text,
     /// The account.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
+    pub account_id: Option<Text>,
     /// The dialled number (E.164).
-    pub phone: String,
+    pub phone: Text,
     /// The callee's relation to the debtor.
     pub relation: &'static str,
     /// Who dialled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
+    pub agent_id: Option<Text>,
     /// The agency.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agency_id: Option<String>,
+    pub agency_id: Option<Text>,
     /// The creditor.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub creditor_id: Option<String>,
+    pub creditor_id: Option<Text>,
     /// The window key: field → value (cap and cooldown).
     pub key: BTreeMap<&'static str, String>,
     /// The count (cap), the number of triggers in force (cooldown), or 1.

@@ -3,7 +3,7 @@
 //! [`Reject`] with a reason from a small closed set (safe as a metric label) and a
 //! human-readable detail (for the dead-letter record and debug logs, never a label).
 
-use crate::engine::event::{Call, Channel, ClosedEnum, Direction};
+use crate::engine::event::{Call, Channel, ClosedEnum, Direction, Text};
 use crate::engine::time::Ts;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -415,7 +415,7 @@ impl Decoder {
             ));
         }
         // Present from here on (checked above).
-        let call_id = w.call_id.unwrap_or_default().into_owned();
+        let call_id = Text::from(w.call_id.unwrap_or_default());
         let n = call_id.chars().count();
         if !(1..=128).contains(&n) {
             return Err(reject(
@@ -437,18 +437,18 @@ impl Decoder {
                 format!("occurred_at {ts_text} is more than the allowed skew ahead of now ({now})"),
             ));
         }
-        let debtor_id = w.debtor_id.unwrap_or_default().into_owned();
+        let debtor_id = Text::from(w.debtor_id.unwrap_or_default());
         check_id("debtor_id", &debtor_id)?;
         let raw_phone = w.phone.unwrap_or_default();
         let phone = self.normalise_phone(&raw_phone)?;
         let relation =
             parse_enum("relation", w.relation.as_deref())?.expect("relation checked present");
-        let opt_id = |v: Option<Cow<'_, str>>, name: &str| -> Result<Option<String>, Reject> {
+        let opt_id = |v: Option<Cow<'_, str>>, name: &str| -> Result<Option<Text>, Reject> {
             match v {
                 None => Ok(None),
                 Some(s) => {
                     check_id(name, &s)?;
-                    Ok(Some(s.into_owned()))
+                    Ok(Some(Text::from(s)))
                 }
             }
         };
@@ -511,7 +511,7 @@ impl Decoder {
     }
 
     /// Normalises a phone number to E.164, reading national formats in the default region.
-    pub fn normalise_phone(&mut self, raw: &str) -> Result<String, Reject> {
+    pub fn normalise_phone(&mut self, raw: &str) -> Result<Text, Reject> {
         self.phones.normalise(raw).ok_or_else(|| bad_phone(raw))
     }
 }

@@ -93,7 +93,7 @@ impl Region {
 /// Normalises numbers; owns the caches.
 pub struct PhoneNormaliser {
     region: phonenumber::country::Id,
-    cache: Map<String, Option<String>>,
+    cache: Map<compact_str::CompactString, Option<compact_str::CompactString>>,
     /// Country calling code → its regions' compiled patterns (`None`: unknown code or a pattern
     /// this engine cannot compile, so the slow path decides).
     codes: Map<u16, Option<Vec<Region>>>,
@@ -115,19 +115,29 @@ impl PhoneNormaliser {
     }
 
     /// The E.164 form of `raw`, or `None` when it is not a valid number.
-    pub fn normalise(&mut self, raw: &str) -> Option<String> {
+    pub fn normalise(&mut self, raw: &str) -> Option<compact_str::CompactString> {
+        // Most numbers arrive without formatting: their key is `raw` itself, looked up as is.
+        let plain = raw.bytes().all(|b| b.is_ascii_digit() || b == b'+');
+        if plain {
+            if let Some(hit) = self.cache.get(raw) {
+                return hit.clone();
+            }
+        }
         canonical_key(raw, &mut self.key);
-        if let Some(hit) = self.cache.get(self.key.as_str()) {
-            return hit.clone();
+        if !plain {
+            if let Some(hit) = self.cache.get(self.key.as_str()) {
+                return hit.clone();
+            }
         }
         let out = match self.fast(raw) {
             Some(r) => r,
             None => slow(self.region, raw),
-        };
+        }
+        .map(compact_str::CompactString::from);
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
-        self.cache.insert(self.key.clone(), out.clone());
+        self.cache.insert(self.key.as_str().into(), out.clone());
         out
     }
 

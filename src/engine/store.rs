@@ -163,7 +163,11 @@ impl Slab {
     pub fn to_call(&self, slot: u32, interner: &Interner, callee_zones: &[TimeZone]) -> Call {
         let r = &self[slot as usize];
         let ids = self.ids(slot);
-        let s = |f: StrField| interner.get_opt(r.syms[f as usize]).map(str::to_owned);
+        let s = |f: StrField| {
+            interner
+                .get_opt(r.syms[f as usize])
+                .map(CompactString::from)
+        };
         let mut c = Call::new(
             ids.call_id(),
             Ts(r.ts),
@@ -175,7 +179,7 @@ impl Slab {
                 .unwrap_or(""),
             r.relation,
         );
-        c.event_id = ids.event_id().map(str::to_owned);
+        c.event_id = ids.event_id().map(CompactString::from);
         c.account_id = s(StrField::AccountId);
         c.agent_id = s(StrField::AgentId);
         c.agency_id = s(StrField::AgencyId);

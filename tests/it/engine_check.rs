@@ -151,7 +151,7 @@ fn restored_history_judges_new_calls_like_live_state() {
     let restored_ids: Vec<String> = hist
         .iter()
         .filter(|c| restored.restore_alerts(c, Ts(0), &mut dropped))
-        .map(|c| c.call_id.clone())
+        .map(|c| c.call_id.to_string())
         .collect();
     assert_eq!(restored_ids, accepted, "restore decides as live did");
     assert_eq!(restored.retained_calls(), live.retained_calls());

@@ -78,7 +78,7 @@ fn make_call(i: usize, s: &CallSpec) -> Call {
         &format!("+8613800000{:03}", s.phone),
         rel,
     );
-    c.account_id = s.account.map(|a| format!("a{a}"));
+    c.account_id = s.account.map(|a| format!("a{a}").into());
     c.outcome = s.outcome.map(|o| {
         [
             CallOutcome::NoAnswer,
@@ -355,7 +355,7 @@ fn oracle(rules: &[Rule], calls: &[Call]) -> BTreeSet<(String, String)> {
                 },
             };
             if breach {
-                out.insert((rule.id.clone(), c.call_id.clone()));
+                out.insert((rule.id.clone(), c.call_id.to_string()));
             }
         }
     }
@@ -401,7 +401,7 @@ fn run_engine(
         for a in &out {
             prop_assert_eq!(a.late, a.call_id != c.call_id, "late flag of {:?}", a);
             prop_assert!(
-                breaches.insert((a.rule_id.clone(), a.call_id.clone())),
+                breaches.insert((a.rule_id.clone(), a.call_id.to_string())),
                 "breach emitted twice: {} {}",
                 a.rule_id,
                 a.call_id
@@ -513,7 +513,7 @@ fn run_lanes(
             other => prop_assert!(false, "{} on lane {l}: {other:?}", c.call_id),
         }
         for a in &out {
-            prop_assert!(breaches.insert((a.rule_id.clone(), a.call_id.clone())));
+            prop_assert!(breaches.insert((a.rule_id.clone(), a.call_id.to_string())));
         }
     }
     Ok(Run { breaches, accepted })

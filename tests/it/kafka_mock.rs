@@ -57,7 +57,9 @@ fn breaches(settings: &Settings, records: &[(u32, &Vec<u8>)]) -> BTreeSet<(Strin
         }
     }
     assert_eq!(engine.stats().too_late, 0);
-    out.into_iter().map(|a| (a.rule_id, a.call_id)).collect()
+    out.into_iter()
+        .map(|a| (a.rule_id, a.call_id.to_string()))
+        .collect()
 }
 
 #[test]
@@ -97,7 +99,7 @@ fn records_cross_kafka_intact_and_judge_like_the_original_lines() {
     let mut keys = Vec::new();
     for l in &lines {
         // Key by debtor (DESIGN.md §1); records that do not decode go unkeyed.
-        let key = dec.decode(l, NOW).ok().map(|c| c.debtor_id);
+        let key = dec.decode(l, NOW).ok().map(|c| c.debtor_id.to_string());
         keys.push(key.clone());
         loop {
             let mut rec = BaseRecord::<String, Vec<u8>>::to(&topic).payload(l);
