@@ -18,11 +18,15 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Bytes per batch handed to a decoder thread (whole lines: about 2,700 call events).
 const BATCH_BYTES: usize = 1 << 20;
+
+/// How many calls ahead of the one judged [`Engine::warm`] reads state.
+const WARM_AHEAD: usize = 6;
 
 /// Where replay reads and writes.
 pub struct ReplayIo {
@@ -129,6 +133,8 @@ pub enum ReplayError {
 
 /// Whole lines as read, in one buffer (no allocation per line).
 struct Batch {
+    /// Position in the input, in batches: the engine judges them in this order.
+    seq: u64,
     first_line: u64,
     buf: Vec<u8>,
 }
@@ -136,6 +142,9 @@ struct Batch {
 /// A batch decoded: the lines' buffer (rejects quote from it) and what each line is.
 #[derive(Default)]
 struct DecodedBatch {
+    seq: u64,
+    /// The decoder thread that made it (it is freed there), or `None`: the engine thread.
+    by: Option<usize>,
     buf: Vec<u8>,
     items: Vec<Decoded>,
 }
@@ -176,34 +185,46 @@ pub fn run(
         .max(1);
     let clock = opts.now;
     let now = move || clock.unwrap_or_else(|| Ts::from_jiff(jiff::Timestamp::now()));
-    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
-    let mut summary = Summary::default();
     let ReplayIo {
         input,
         mut alerts,
         mut rejects,
     } = io;
+    // Without an alerts output no alert is rendered: the engine need not collect evidence.
+    let mut engine_settings = settings.engine.clone();
+    if alerts.is_none() {
+        engine_settings.evidence_limit = 0;
+    }
+    let mut engine = Engine::new(settings.rules.clone(), engine_settings);
+    let mut summary = Summary::default();
 
     let bytes_read = AtomicU64::new(0);
+    let (raw_tx, raw_rx) = sync_channel::<Batch>(2 * workers + 2);
+    let raw_rx = Mutex::new(raw_rx);
     std::thread::scope(|scope| -> Result<(), ReplayError> {
-        let mut to_workers: Vec<SyncSender<Batch>> = Vec::new();
-        let mut from_workers: Vec<Receiver<DecodedBatch>> = Vec::new();
-        // Processed batches go back to the decoder that made them, to be freed there: the engine
-        // thread is the busy one.
+        // Raw batches wait in one queue that every decoder thread — and the engine thread, when
+        // it would otherwise wait — takes from; decoded batches come back tagged with their
+        // place in the input and are judged in that order. The engine thread decoding for
+        // itself when nothing is ready keeps both cores busy whichever side is slower.
+        let raw = &raw_rx;
+        let (done_tx, done_rx) = sync_channel::<DecodedBatch>(2 * workers + 2);
+        // Processed batches go back to the decoder that made them, to be freed there.
         let mut recycle: Vec<SyncSender<DecodedBatch>> = Vec::new();
-        for _ in 0..workers {
-            let (tx, rx) = sync_channel::<Batch>(4);
-            let (otx, orx) = sync_channel::<DecodedBatch>(4);
+        for k in 0..workers {
             let (rtx, rrx) = sync_channel::<DecodedBatch>(8);
             let ds: DecodeSettings = settings.decode.clone();
             let interner = engine.interner();
-            scope.spawn(move || decode_worker(ds, interner, rx, otx, rrx, now));
-            to_workers.push(tx);
-            from_workers.push(orx);
+            let done = done_tx.clone();
+            scope.spawn(move || decode_worker(k, ds, interner, raw, done, rrx, now));
             recycle.push(rtx);
         }
+        drop(done_tx);
+        let mut own_decoder = Decoder::new(settings.decode.clone());
+        let own_interner = engine.interner();
+        let mut pending: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
+        let mut next_seq = 0u64;
         let bytes = &bytes_read;
-        let reader = scope.spawn(move || read_batches(input, to_workers, bytes));
+        let reader = scope.spawn(move || read_batches(input, raw_tx, bytes));
         // Breaches are rendered as alerts, serialised and written on their own thread, a batch
         // at a time; the batch's calls travel with them (a breach refers to the call judged).
         let (alert_tx, alert_rx) = sync_channel::<Judged>(8);
@@ -218,17 +239,45 @@ pub fn run(
         let mut found: Vec<Breach> = Vec::new();
         let mut at: Vec<u32> = Vec::new();
         let mut last_progress = Instant::now();
-        let mut i = 0usize;
         'outer: loop {
-            let Ok(batch) = from_workers[i % workers].recv() else {
-                break 'outer;
+            let mut batch = match pending.remove(&next_seq) {
+                Some(b) => b,
+                None => {
+                    match done_rx.try_recv() {
+                        Ok(b) => {
+                            pending.insert(b.seq, b);
+                            continue;
+                        }
+                        Err(TryRecvError::Disconnected) => break 'outer,
+                        Err(TryRecvError::Empty) => {}
+                    }
+                    // Nothing decoded yet: decode the next raw batch here rather than wait.
+                    let stolen = raw.lock().map_or(None, |r| r.try_recv().ok());
+                    match stolen {
+                        Some(b) => {
+                            let d = decode_batch(&mut own_decoder, &own_interner, None, b, now());
+                            pending.insert(d.seq, d);
+                        }
+                        None => match done_rx.recv() {
+                            Ok(b) => {
+                                pending.insert(b.seq, b);
+                            }
+                            Err(_) => break 'outer,
+                        },
+                    }
+                    continue;
+                }
             };
-            let k = i % workers;
-            i += 1;
+            next_seq += 1;
             let t_now = now();
-            let mut batch = batch;
-            let DecodedBatch { buf, items } = &mut batch;
-            for (j, d) in items.iter_mut().enumerate() {
+            let DecodedBatch { buf, items, .. } = &mut batch;
+            for j in 0..items.len() {
+                // The state a call a few ahead will touch is read now, so its cache misses
+                // overlap judging this one (Engine::warm).
+                if let Some(Decoded::Call(_, ahead, _)) = items.get(j + WARM_AHEAD) {
+                    std::hint::black_box(engine.warm(ahead));
+                }
+                let d = &mut items[j];
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { line, reject, raw } => {
@@ -270,7 +319,7 @@ pub fn run(
                 if alert_tx.send(judged).is_err() {
                     break 'outer; // the writer failed: its error is reported below
                 }
-            } else {
+            } else if let Some(k) = batch.by {
                 let _ = recycle[k].try_send(batch);
             }
             if opts.progress && last_progress.elapsed() > Duration::from_millis(200) {
@@ -379,11 +428,11 @@ fn progress_bar(done: u64, total: Option<u64>) -> String {
 
 fn read_batches(
     mut input: Box<dyn BufRead + Send>,
-    to: Vec<SyncSender<Batch>>,
+    to: SyncSender<Batch>,
     bytes: &AtomicU64,
 ) -> Result<(), ReplayError> {
     let mut line_no = 0u64;
-    let mut k = 0usize;
+    let mut seq = 0u64;
     let mut carry: Vec<u8> = Vec::new();
     loop {
         let mut buf = std::mem::take(&mut carry);
@@ -412,10 +461,17 @@ fn read_batches(
             memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
         let first_line = line_no + 1;
         line_no += lines;
-        if to[k % to.len()].send(Batch { first_line, buf }).is_err() {
+        if to
+            .send(Batch {
+                seq,
+                first_line,
+                buf,
+            })
+            .is_err()
+        {
             return Ok(());
         }
-        k += 1;
+        seq += 1;
         if eof {
             return Ok(());
         }
@@ -444,46 +500,67 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 }
 
 fn decode_worker(
+    k: usize,
     settings: DecodeSettings,
     interner: SharedInterner,
-    rx: Receiver<Batch>,
+    raw: &Mutex<Receiver<Batch>>,
     tx: SyncSender<DecodedBatch>,
     recycled: Receiver<DecodedBatch>,
     now: impl Fn() -> Ts,
 ) {
     let mut dec = Decoder::new(settings);
-    while let Ok(batch) = rx.recv() {
+    loop {
+        // The lock is held only to take one batch (thousands of lines).
+        let Some(batch) = raw.lock().map_or(None, |r| r.recv().ok()) else {
+            return;
+        };
         while let Ok(done) = recycled.try_recv() {
             drop(done);
         }
-        let t = now();
-        let buf = batch.buf;
-        let mut items: Vec<Decoded> = lines(&buf)
-            .enumerate()
-            .map(|(i, r)| {
-                let raw = &buf[r.clone()];
-                if raw.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Decoded::Blank;
-                }
-                let line = batch.first_line + i as u64;
-                match dec.decode(raw, t) {
-                    Ok(c) => Decoded::Call(line, Box::new(c), r),
-                    Err(reject) => Decoded::Rejected {
-                        line,
-                        reject,
-                        raw: r,
-                    },
-                }
-            })
-            .collect();
-        // The batch's strings are interned here, under one lock, so the engine thread gets
-        // symbols and probes no string table for them.
-        interner.intern_calls(items.iter_mut().filter_map(|d| match d {
-            Decoded::Call(_, c, _) => Some(&mut **c),
-            _ => None,
-        }));
-        if tx.send(DecodedBatch { buf, items }).is_err() {
+        let d = decode_batch(&mut dec, &interner, Some(k), batch, now());
+        if tx.send(d).is_err() {
             return;
         }
+    }
+}
+
+/// Decodes a batch's lines and interns its calls' strings for the engine.
+fn decode_batch(
+    dec: &mut Decoder,
+    interner: &SharedInterner,
+    by: Option<usize>,
+    batch: Batch,
+    t: Ts,
+) -> DecodedBatch {
+    let buf = batch.buf;
+    let mut items: Vec<Decoded> = lines(&buf)
+        .enumerate()
+        .map(|(i, r)| {
+            let raw = &buf[r.clone()];
+            if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                return Decoded::Blank;
+            }
+            let line = batch.first_line + i as u64;
+            match dec.decode(raw, t) {
+                Ok(c) => Decoded::Call(line, Box::new(c), r),
+                Err(reject) => Decoded::Rejected {
+                    line,
+                    reject,
+                    raw: r,
+                },
+            }
+        })
+        .collect();
+    // The batch's strings are interned here, under one lock, so the engine thread gets
+    // symbols and probes no string table for them.
+    interner.intern_calls(items.iter_mut().filter_map(|d| match d {
+        Decoded::Call(_, c, _) => Some(&mut **c),
+        _ => None,
+    }));
+    DecodedBatch {
+        seq: batch.seq,
+        by,
+        buf,
+        items,
     }
 }

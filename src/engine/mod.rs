@@ -55,7 +55,9 @@ use window::{Hasher, Windows};
 pub struct EngineSettings {
     /// How far behind the newest event time a call may still be judged, in nanoseconds.
     pub allowed_lateness: i64,
-    /// At most this many call ids in an alert's `evidence`.
+    /// At most this many call ids in an alert's `evidence`. 0 collects none from windows
+    /// (a caller that renders no alerts — a replay writing only its summary — needs none, and
+    /// reading each id from its record is a cache miss).
     pub evidence_limit: usize,
     /// Evict expired state whenever event time has advanced this much since the last sweep
     /// (nanoseconds); `None` picks an eighth of the retention span (at least one second).
@@ -263,7 +265,7 @@ impl Engine {
             horizon,
             sweep_every,
             last_sweep: i64::MIN,
-            evidence_limit: settings.evidence_limit.max(1),
+            evidence_limit: settings.evidence_limit,
             stats: EngineStats {
                 rule_matched: vec![0; n],
                 rule_skipped: vec![0; n],
@@ -433,6 +435,33 @@ impl Engine {
             self.interner.lock().release_all(&i.syms);
         }
         r
+    }
+
+    /// Reads the state judging `call` will touch — its dedup probe, and the window of each
+    /// rule's key — without changing anything, and returns a value that depends on what it read.
+    /// A driver that knows the calls ahead calls it a few calls early: the reads miss the cache
+    /// (the state is far larger than it), and issued early they overlap the judging of the calls
+    /// before, instead of stalling this one. Only calls interned by a decoder thread
+    /// ([`Call::interned`]) have their keys at hand; for others only the dedup probe is read.
+    pub fn warm(&self, call: &Call) -> u64 {
+        let h = self.call_hash(&call.call_id);
+        let mut seen = self.dedup.find(h, |_| false).is_some() as u64;
+        let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
+            return seen;
+        };
+        for (rule, state) in self.rules.iter().zip(&self.states) {
+            if rule.key.is_empty() {
+                continue;
+            }
+            let mut key = [Sym::NONE; 6];
+            for (i, f) in rule.key.iter().enumerate() {
+                key[i] = pre.syms[*f as usize];
+            }
+            if let Some(w) = state.windows.get(&key) {
+                seen = seen.wrapping_add(w.calls.last().map_or(0, |e| e.ts as u64));
+            }
+        }
+        seen
     }
 
     /// The interner, for decoder threads to intern calls for this engine ahead of judging

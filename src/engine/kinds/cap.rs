@@ -94,6 +94,9 @@ fn evidence(
     distinct: Option<StrField>,
     first: Option<(&str, Sym)>,
 ) -> Vec<CallId> {
+    if ctx.evidence_limit == 0 {
+        return Vec::new();
+    }
     let (lo, hi) = range(v, t, window);
     let mut out: Vec<CallId> = Vec::with_capacity(ctx.evidence_limit.min(hi - lo + 1));
     let mut seen: Vec<Sym> = Vec::new();
