@@ -458,7 +458,9 @@ impl Engine {
                 key[i] = pre.syms[*f as usize];
             }
             if let Some(w) = state.windows.get(&key) {
-                seen = seen.wrapping_add(w.calls.last().map_or(0, |e| e.ts as u64));
+                // Judging reads the window at both ends (kinds::cap).
+                let (first, last) = (w.calls.first(), w.calls.last());
+                seen = seen.wrapping_add(first.zip(last).map_or(0, |(a, b)| (a.ts ^ b.ts) as u64));
             }
         }
         seen

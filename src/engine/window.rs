@@ -230,6 +230,34 @@ impl Windows {
     }
 }
 
+/// `v.partition_point(pred)` for a split expected near the front: a galloping search from the
+/// first entry, O(log k) for a split at k. A window's calls before its start are the few not
+/// yet swept, so the split is a cache line or two in, where a binary search over the whole
+/// window would touch a line (and miss the cache) at every step.
+pub(super) fn split_near_front(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usize {
+    let mut hi = 1;
+    while hi <= v.len() && pred(&v[hi - 1]) {
+        hi *= 2;
+    }
+    // pred holds for v[..hi / 2]; it fails at v[hi - 1], or hi is past the end.
+    let lo = hi / 2;
+    lo + v[lo..hi.min(v.len())].partition_point(pred)
+}
+
+/// `v.partition_point(pred)` for a split expected near the back: a galloping search from the
+/// last entry. Calls mostly arrive in time order, so the call judged is at or near the end.
+pub(super) fn split_near_back(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usize {
+    let n = v.len();
+    let mut step = 1;
+    while step <= n && !pred(&v[n - step]) {
+        step *= 2;
+    }
+    // pred fails for v[n - step / 2..]; it holds at v[n - step], or step is past the start.
+    let lo = n.saturating_sub(step);
+    let hi = n - step / 2;
+    lo + v[lo..hi].partition_point(pred)
+}
+
 /// Sorted insert (after entries at the same instant); returns the index.
 pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
     // Most windows hold a few calls: grow those one entry at a time rather than to Vec's minimum
@@ -241,8 +269,29 @@ pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
         v.push(e);
         v.len() - 1
     } else {
-        let i = v.partition_point(|x| x.ts <= e.ts);
+        let i = split_near_back(v, |x| x.ts <= e.ts);
         v.insert(i, e);
         i
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The galloping searches agree with `partition_point` for every split of every length.
+    #[test]
+    fn splits_agree_with_partition_point() {
+        for n in 0..70usize {
+            let v: Vec<Entry> = (0..n)
+                .map(|i| Entry::from_raw(i as i64 * 10, i as u32, Sym::NONE))
+                .collect();
+            for t in -5..(n as i64 * 10 + 5) {
+                let pred = |e: &Entry| e.ts <= t;
+                let want = v.partition_point(pred);
+                assert_eq!(split_near_front(&v, pred), want, "front n={n} t={t}");
+                assert_eq!(split_near_back(&v, pred), want, "back n={n} t={t}");
+            }
+        }
     }
 }

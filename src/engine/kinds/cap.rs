@@ -8,7 +8,7 @@ use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Calendar, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, Entry, Windows};
+use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry, Windows};
 use jiff::tz::TimeZone;
 
 fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
@@ -17,10 +17,16 @@ fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
 
 /// The range of candidate entries for a call at `t`: [lo, hi).
 fn range(v: &[Entry], t: i64, window: Window) -> (usize, usize) {
-    let hi = v.partition_point(|y| y.ts <= t);
+    let hi = split_near_back(v, |y| y.ts <= t);
     let lo = match window {
-        Window::Rolling(w) => v[..hi].partition_point(|y| y.ts <= t.saturating_sub(w)),
-        other => v[..hi].partition_point(|y| y.ts < t.saturating_sub(other.reach())),
+        Window::Rolling(w) => {
+            let from = t.saturating_sub(w);
+            split_near_front(&v[..hi], |y| y.ts <= from)
+        }
+        other => {
+            let from = t.saturating_sub(other.reach());
+            split_near_front(&v[..hi], |y| y.ts < from)
+        }
     };
     (lo, hi)
 }
@@ -164,7 +170,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let w = step.windows.entry(&key);
     let at = insert_sorted(&mut w.calls, e);
     // Calls that e can now push over the limit: itself and those after it within reach.
-    let start = w.calls[..at].partition_point(|y| y.ts < e.ts);
+    let start = split_near_back(&w.calls[..at], |y| y.ts < e.ts);
     for i in start..w.calls.len() {
         let c = w.calls[i];
         let in_reach = match window {
