@@ -696,13 +696,13 @@ impl Engine {
                 .saturating_sub(self.lateness)
                 .saturating_sub(rule.reach());
             st.windows.retain(|w| {
-                let k = w.calls.partition_point(|y| y.ts < cutoff);
+                let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
                 w.calls.drain(..k);
                 if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
                     w.calls.shrink_to_fit();
                 }
                 if let Some(t) = &mut w.triggers {
-                    let k = t.partition_point(|y| y.ts < cutoff);
+                    let k = window::split_near_front(t, |y| y.ts < cutoff);
                     t.drain(..k);
                     if t.is_empty() {
                         w.triggers = None;

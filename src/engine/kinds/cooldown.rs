@@ -9,7 +9,7 @@ use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, Entry, Windows};
+use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry, Windows};
 
 fn period(rule: &Rule) -> Window {
     match rule.body {
@@ -33,8 +33,9 @@ fn cooled(y: &Entry, x: &Entry, period: Window) -> bool {
 
 /// Triggers in force for a call, newest first.
 fn in_force(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item = &Entry> + '_ {
-    let hi = triggers.partition_point(|y| y.ts < x.ts);
-    let lo = triggers[..hi].partition_point(|y| y.ts < x.ts.saturating_sub(period.reach()));
+    let hi = split_near_back(triggers, |y| y.ts < x.ts);
+    let from = x.ts.saturating_sub(period.reach());
+    let lo = split_near_front(&triggers[..hi], |y| y.ts < from);
     triggers[lo..hi]
         .iter()
         .rev()
@@ -110,7 +111,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     if trig {
         insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
         // Calls strictly after this trigger and inside its period that were not yet breached.
-        let start = w.calls.partition_point(|y| y.ts <= e.ts);
+        let start = split_near_back(&w.calls, |y| y.ts <= e.ts);
         for i in start..w.calls.len() {
             let c = w.calls[i];
             if c.ts > e.ts.saturating_add(period.reach()) {
