@@ -9,7 +9,7 @@ use crate::codec::{DecodeSettings, Decoder, Reject};
 use crate::config::Settings;
 use crate::engine::breach::Breach;
 use crate::engine::event::Call;
-use crate::engine::intern::SharedInterner;
+use crate::engine::intern::{InternMemo, SharedInterner};
 use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
 use crate::engine::Engine;
@@ -272,6 +272,7 @@ pub fn run(
         drop(done_tx);
         let mut own_decoder = Decoder::new(settings.decode.clone());
         let own_interner = engine.interner();
+        let mut own_memo = InternMemo::default();
         let mut pending: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next_seq = 0u64;
         let bytes = &bytes_read;
@@ -306,7 +307,14 @@ pub fn run(
                     let stolen = raw.lock().map_or(None, |r| r.try_recv().ok());
                     match stolen {
                         Some(b) => {
-                            let d = decode_batch(&mut own_decoder, &own_interner, pool, b, now());
+                            let d = decode_batch(
+                                &mut own_decoder,
+                                &own_interner,
+                                &mut own_memo,
+                                pool,
+                                b,
+                                now(),
+                            );
                             pending.insert(d.seq, d);
                         }
                         None => match done_rx.recv() {
@@ -567,12 +575,13 @@ fn decode_worker(
     now: impl Fn() -> Ts,
 ) {
     let mut dec = Decoder::new(settings);
+    let mut memo = InternMemo::default();
     loop {
         // The lock is held only to take one batch (thousands of lines).
         let Some(batch) = raw.lock().map_or(None, |r| r.recv().ok()) else {
             return;
         };
-        let d = decode_batch(&mut dec, &interner, pool, batch, now());
+        let d = decode_batch(&mut dec, &interner, &mut memo, pool, batch, now());
         if tx.send(d).is_err() {
             return;
         }
@@ -583,6 +592,7 @@ fn decode_worker(
 fn decode_batch(
     dec: &mut Decoder,
     interner: &SharedInterner,
+    memo: &mut InternMemo,
     pool: &Pool,
     batch: Batch,
     t: Ts,
@@ -610,7 +620,7 @@ fn decode_batch(
     }
     // The batch's strings are interned here, under one lock, so the engine thread gets
     // symbols and probes no string table for them.
-    interner.intern_calls(calls.iter_mut());
+    interner.intern_calls(memo, calls.iter_mut());
     DecodedBatch {
         seq: batch.seq,
         buf,
