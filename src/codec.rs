@@ -327,7 +327,7 @@ fn scan_str(text: &str, i: usize) -> Option<(&str, usize)> {
 /// The index of the first byte of `b` that ends a JSON string or cannot be in one as is: a
 /// quote, a backslash or a control character. Eight bytes at a time (the ids and names in a
 /// record are 8 to 30 bytes; a byte at a time was a tenth of decoding).
-fn string_end(b: &[u8]) -> Option<usize> {
+pub(crate) fn string_end(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;

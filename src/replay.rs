@@ -440,17 +440,19 @@ fn write_alerts(
                 unreachable!("breaches come from calls")
             };
             let call = &calls.calls[*c as usize];
-            let a = alert::render(rules, b, call, now);
-            buf.clear();
-            serde_json::to_writer(&mut buf, &a).map_err(|e| ReplayError::Write(e.into()))?;
+            alert::render(rules, b, call, now).write_json(&mut buf);
             buf.push(b'\n');
-            w.write_all(&buf).map_err(ReplayError::Write)?;
+            if buf.len() >= 1 << 16 {
+                w.write_all(&buf).map_err(ReplayError::Write)?;
+                buf.clear();
+            }
         }
         pool.put(calls);
         breaches.clear();
         at.clear();
         let _ = spent.try_send((breaches, at));
     }
+    w.write_all(&buf).map_err(ReplayError::Write)?;
     w.flush().map_err(ReplayError::Write)
 }
 

@@ -1100,7 +1100,11 @@ impl Pipeline<'_> {
         Outgoing {
             topic: self.settings.kafka.alerts_topic.clone(),
             key: Some(a.debtor_id.as_bytes().to_vec()),
-            payload: serde_json::to_vec(a).expect("alerts serialise"),
+            payload: {
+                let mut v = Vec::with_capacity(1024);
+                a.write_json(&mut v);
+                v
+            },
             headers: self.source_headers(m, h),
             token: Box::new(Token {
                 generation,
