@@ -167,6 +167,13 @@ impl<'a> Obj<'a> {
         json_str(self.out, v);
     }
 
+    fn time(&mut self, k: &str, t: Ts) {
+        self.key(k);
+        self.out.push(b'"');
+        t.write_rfc3339(self.out);
+        self.out.push(b'"');
+    }
+
     fn opt(&mut self, k: &str, v: Option<&str>) {
         if let Some(v) = v {
             self.str(k, v);
@@ -220,18 +227,108 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
 /// `call_id`, in lowercase hex. The same breach always gets the same id, so a replay or restart
 /// never yields a second, different alert for it.
 pub fn alert_id(rule_id: &str, call_id: &str) -> String {
+    let hex = alert_id_hex(rule_id, call_id);
+    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
+}
+
+/// [`alert_id`] as its 32 ASCII bytes.
+fn alert_id_hex(rule_id: &str, call_id: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(rule_id.as_bytes());
     h.update([0x1f]);
     h.update(call_id.as_bytes());
     let d = h.finalize();
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for b in &d[..16] {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
+    let mut s = [0u8; 32];
+    for (i, b) in d[..16].iter().enumerate() {
+        s[2 * i] = HEX[(b >> 4) as usize];
+        s[2 * i + 1] = HEX[(b & 15) as usize];
     }
     s
+}
+
+/// Writes, as JSON, exactly the alert [`render`] gives for the breach (`render(..).write_json`;
+/// the integration tests hold the two equal for every alert they see) — straight from the
+/// breach, without building the [`Alert`] and its dozen strings. `scratch` holds the message
+/// while it is written; keep one per thread. This is how replay writes alerts.
+pub fn write_alert_json(
+    rules: &[Rule],
+    b: &Breach,
+    judged: &Call,
+    now: Ts,
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+) {
+    let rule = &rules[b.rule as usize];
+    let s = b.call(judged);
+    let mut o = Obj::new(out);
+    o.key("alert_id");
+    ascii_str(o.out, &alert_id_hex(&rule.id, &s.call_id));
+    o.str("rule_id", &rule.id);
+    o.str("kind", rule.kind.as_str());
+    o.str("severity", rule.severity.as_str());
+    o.opt("citation", rule.citation.as_deref());
+    o.opt("pack", rule.pack.as_deref());
+    o.str("call_id", &s.call_id);
+    o.opt("event_id", s.event_id.as_deref());
+    o.time("occurred_at", s.occurred_at);
+    o.str("debtor_id", &s.debtor_id);
+    o.opt("account_id", s.account_id.as_deref());
+    o.str("phone", &s.phone);
+    o.str("relation", s.relation.as_str());
+    o.opt("agent_id", s.agent_id.as_deref());
+    o.opt("agency_id", s.agency_id.as_deref());
+    o.opt("creditor_id", s.creditor_id.as_deref());
+    // The key as the map `render` builds: by field name, present fields only.
+    let mut key: Vec<(&str, &str)> = rule
+        .key
+        .iter()
+        .filter_map(|f| s.str_field(*f).map(|v| (f.as_str(), v)))
+        .collect();
+    key.sort_by_key(|(k, _)| *k);
+    key.dedup_by_key(|(k, _)| *k);
+    o.map("key", key.into_iter());
+    o.num("observed", b.observed as u64);
+    o.num("limit", b.limit as u64);
+    if let Some((from, to)) = b.bounds {
+        o.key("window");
+        let mut inner = Obj::new(o.out);
+        inner.time("from", from);
+        inner.time("to", to);
+        inner.end();
+    }
+    o.key("evidence");
+    o.out.push(b'[');
+    for (i, id) in b.evidence.iter().enumerate() {
+        if i > 0 {
+            o.out.push(b',');
+        }
+        json_str(o.out, id);
+    }
+    o.out.push(b']');
+    o.key("late");
+    o.out
+        .extend_from_slice(if b.late { b"true" } else { b"false" });
+    o.time("detected_at", now);
+    scratch.clear();
+    write_message(rule, b, s, scratch);
+    o.str("message", scratch);
+    if !s.attrs.is_empty() {
+        let attrs: BTreeMap<&str, &str> = s
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        o.map("attrs", attrs.into_iter());
+    }
+    o.end();
+}
+
+/// ASCII that needs no escaping, quoted.
+fn ascii_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(s);
+    out.push(b'"');
 }
 
 const WEEKDAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
@@ -282,39 +379,54 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
 
 /// The alert's text for people.
 pub fn message(rule: &Rule, b: &Breach, s: &Call) -> String {
-    let key_text = || {
-        rule.key
-            .iter()
-            .filter_map(|f| s.str_field(*f).map(|v| format!("{} {}", f.as_str(), v)))
-            .collect::<Vec<_>>()
-            .join(" and ")
+    let mut m = String::new();
+    write_message(rule, b, s, &mut m);
+    m
+}
+
+/// [`message`], appended to `out`.
+fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
+    use std::fmt::Write;
+    let key_text = |out: &mut String| {
+        let mut first = true;
+        for f in &rule.key {
+            if let Some(v) = s.str_field(*f) {
+                if !first {
+                    out.push_str(" and ");
+                }
+                first = false;
+                let _ = write!(out, "{} {}", f.as_str(), v);
+            }
+        }
     };
     let observed = b.observed;
-    let message = match &rule.body {
+    match &rule.body {
         Body::Cap {
             window: w,
             limit: l,
             distinct,
         } => {
-            let what = match distinct {
-                None => "calls".to_owned(),
-                Some(f) => format!("distinct {} values", f.as_str()),
-            };
-            format!(
-                "{observed} {what} in {} for {} (limit {l})",
-                w.describe(),
-                key_text()
-            )
+            let _ = write!(out, "{observed} ");
+            match distinct {
+                None => out.push_str("calls"),
+                Some(f) => {
+                    let _ = write!(out, "distinct {} values", f.as_str());
+                }
+            }
+            let _ = write!(out, " in {} for ", w.describe());
+            key_text(out);
+            let _ = write!(out, " (limit {l})");
         }
         Body::Cooldown { period, .. } => {
             let p = match period {
                 Window::Rolling(p) => rule::describe_duration(*p),
                 other => other.describe(),
             };
-            format!(
-                "call inside the {p} cooldown after an earlier call for {}",
-                key_text()
-            )
+            let _ = write!(
+                out,
+                "call inside the {p} cooldown after an earlier call for "
+            );
+            key_text(out);
         }
         Body::CallingHours { .. } => {
             let tz = rule.zone.for_call(s);
@@ -329,16 +441,21 @@ pub fn message(rule: &Rule, b: &Breach, s: &Call) -> String {
                 zone
             );
             if b.holiday {
-                format!("call on a holiday, {when}")
+                let _ = write!(out, "call on a holiday, {when}");
             } else {
-                format!("call at {when}, outside the allowed hours")
+                let _ = write!(out, "call at {when}, outside the allowed hours");
             }
         }
-        Body::Forbid => format!("call to a {} that this rule forbids", s.relation.as_str()),
-    };
-    match &rule.description {
-        Some(d) => format!("{message}: {d}"),
-        None => message,
+        Body::Forbid => {
+            let _ = write!(
+                out,
+                "call to a {} that this rule forbids",
+                s.relation.as_str()
+            );
+        }
+    }
+    if let Some(d) = &rule.description {
+        let _ = write!(out, ": {d}");
     }
 }
 

@@ -427,7 +427,8 @@ fn write_alerts(
     spent: SyncSender<(Vec<Breach>, Vec<u32>)>,
     pool: &Pool,
 ) -> Result<(), ReplayError> {
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
+    let mut scratch = String::new();
     while let Ok(Judged {
         calls,
         mut breaches,
@@ -440,7 +441,7 @@ fn write_alerts(
                 unreachable!("breaches come from calls")
             };
             let call = &calls.calls[*c as usize];
-            alert::render(rules, b, call, now).write_json(&mut buf);
+            alert::write_alert_json(rules, b, call, now, &mut buf, &mut scratch);
             buf.push(b'\n');
             if buf.len() >= 1 << 16 {
                 w.write_all(&buf).map_err(ReplayError::Write)?;

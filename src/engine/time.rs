@@ -49,13 +49,21 @@ impl Ts {
     /// only when it is not zero and without trailing zeros. Alerts carry several of these, so it
     /// is written by hand (years 0000–9999; others fall back to jiff).
     pub fn rfc3339(self) -> String {
+        let mut b = Vec::with_capacity(30);
+        self.write_rfc3339(&mut b);
+        String::from_utf8(b).expect("RFC 3339 is ASCII")
+    }
+
+    /// [`Ts::rfc3339`], appended to `out` (no allocation for years 0000–9999).
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
         let secs = self.0.div_euclid(NANOS_PER_SEC);
         let nanos = self.0.rem_euclid(NANOS_PER_SEC) as u32;
         let day = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400) as u32;
         let (y, m, d) = civil_from_days(day);
         if !(0..=9999).contains(&y) {
-            return self.to_jiff().to_string();
+            out.extend_from_slice(self.to_jiff().to_string().as_bytes());
+            return;
         }
         let mut b = [0u8; 30];
         let put = |b: &mut [u8], at: usize, v: u32, width: usize| {
@@ -86,7 +94,7 @@ impl Ts {
             }
         }
         b[n] = b'Z';
-        String::from_utf8_lossy(&b[..=n]).into_owned()
+        out.extend_from_slice(&b[..=n]);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 
 use dialguard::alert::{self, Alert};
+use dialguard::engine::breach::Breach;
 use dialguard::engine::event::Call;
 use dialguard::engine::rule::Rule;
 use dialguard::engine::time::Ts;
@@ -20,6 +21,23 @@ pub fn rules_from_toml(text: &str, zone: &str) -> Vec<Rule> {
         .iter()
         .map(|r| r.compile(&tz, zone, Some("test")).unwrap())
         .collect()
+}
+
+/// Renders `found` into `out` and holds the direct JSON writer (what replay writes) to the
+/// rendered alerts, byte for byte: every alert a test sees checks it.
+fn render_checked(rules: &[Rule], found: &[Breach], call: &Call, now: Ts, out: &mut Vec<Alert>) {
+    let before = out.len();
+    alert::render_all(rules, found, call, now, out);
+    let mut scratch = String::new();
+    for (b, a) in found.iter().zip(&out[before..]) {
+        let mut direct = Vec::new();
+        alert::write_alert_json(rules, b, call, now, &mut direct, &mut scratch);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            serde_json::to_string(a).unwrap(),
+            "the direct writer and the rendered alert differ"
+        );
+    }
 }
 
 /// The engine's breaches rendered as Alert v1, the way every driver renders them: tests
@@ -55,21 +73,21 @@ impl Alerting for Engine {
     ) -> Ingest {
         let mut found = Vec::new();
         let r = self.ingest_on(lane, call, &mut found);
-        alert::render_all(self.rules(), &found, call, now, out);
+        render_checked(self.rules(), &found, call, now, out);
         r
     }
 
     fn restore_alerts(&mut self, call: &Call, now: Ts, out: &mut Vec<Alert>) -> bool {
         let mut found = Vec::new();
         let r = self.restore(call, &mut found);
-        alert::render_all(self.rules(), &found, call, now, out);
+        render_checked(self.rules(), &found, call, now, out);
         r
     }
 
     fn check_alerts(&mut self, call: &Call, now: Ts) -> Vec<Alert> {
         let found = self.check(call);
         let mut out = Vec::new();
-        alert::render_all(self.rules(), &found, call, now, &mut out);
+        render_checked(self.rules(), &found, call, now, &mut out);
         out
     }
 }
