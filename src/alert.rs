@@ -117,18 +117,8 @@ impl Alert {
             inner.str("to", &w.to);
             inner.end();
         }
-        o.key("evidence");
-        o.out.push(b'[');
-        for (i, id) in self.evidence.iter().enumerate() {
-            if i > 0 {
-                o.out.push(b',');
-            }
-            json_str(o.out, id);
-        }
-        o.out.push(b']');
-        o.key("late");
-        o.out
-            .extend_from_slice(if self.late { b"true" } else { b"false" });
+        o.strs("evidence", &self.evidence);
+        o.bool("late", self.late);
         o.str("detected_at", &self.detected_at);
         o.str("message", &self.message);
         if !self.attrs.is_empty() {
@@ -172,6 +162,24 @@ impl<'a> Obj<'a> {
         self.out.push(b'"');
         t.write_rfc3339(self.out);
         self.out.push(b'"');
+    }
+
+    fn strs(&mut self, k: &str, items: &[Text]) {
+        self.key(k);
+        self.out.push(b'[');
+        for (i, v) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            json_str(self.out, v);
+        }
+        self.out.push(b']');
+    }
+
+    fn bool(&mut self, k: &str, v: bool) {
+        self.key(k);
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
     }
 
     fn opt(&mut self, k: &str, v: Option<&str>) {
@@ -297,18 +305,8 @@ pub fn write_alert_json(
         inner.time("to", to);
         inner.end();
     }
-    o.key("evidence");
-    o.out.push(b'[');
-    for (i, id) in b.evidence.iter().enumerate() {
-        if i > 0 {
-            o.out.push(b',');
-        }
-        json_str(o.out, id);
-    }
-    o.out.push(b']');
-    o.key("late");
-    o.out
-        .extend_from_slice(if b.late { b"true" } else { b"false" });
+    o.strs("evidence", &b.evidence);
+    o.bool("late", b.late);
     o.time("detected_at", now);
     scratch.clear();
     write_message(rule, b, s, scratch);

@@ -1,7 +1,8 @@
 //! `dialguard replay`: a backtest of a policy over recorded call events (JSON lines).
 //!
-//! Reading and decoding run on worker threads, in batches, while the engine judges on the
-//! calling thread in input order; the result is the same as decoding one line at a time.
+//! Reading and decoding run on worker threads, in batches (the calling thread decodes too when
+//! its next batch is not ready), while the engine judges on the calling thread in input order;
+//! the result is the same as decoding one line at a time.
 //! Invalid lines never stop the run: each is written to the rejects output with its reason.
 
 use crate::alert;
