@@ -254,7 +254,9 @@ pub fn run(
 
     let bytes_read = AtomicU64::new(0);
     let (raw_tx, raw_rx) = sync_channel::<Batch>(2 * workers + 2);
-    let raw_rx = Mutex::new(raw_rx);
+    // `None` once judging has stopped early (the alert writer failed): the reader's and the
+    // decoders' sends then fail and they end, instead of waiting on full queues for ever.
+    let raw_rx = Mutex::new(Some(raw_rx));
     let pool = Pool::default();
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         // Raw batches wait in one queue that every decoder thread — and the engine thread, when
@@ -305,7 +307,9 @@ pub fn run(
                         Err(TryRecvError::Empty) => {}
                     }
                     // Nothing decoded yet: decode the next raw batch here rather than wait.
-                    let stolen = raw.lock().map_or(None, |r| r.try_recv().ok());
+                    let stolen = raw
+                        .lock()
+                        .map_or(None, |r| r.as_ref().and_then(|r| r.try_recv().ok()));
                     match stolen {
                         Some(b) => {
                             let d = decode_batch(
@@ -397,6 +401,12 @@ pub fn run(
         }
         if opts.progress {
             eprint!("\r{:100}\r", "");
+        }
+        // If judging stopped early, the decoders and the reader may be waiting to hand over
+        // batches nobody will take: closing both queues ends them.
+        drop(done_rx);
+        if let Ok(mut r) = raw.lock() {
+            r.take();
         }
         drop(alert_tx);
         if let Some(w) = writer {
@@ -573,7 +583,7 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 fn decode_worker(
     settings: DecodeSettings,
     interner: SharedInterner,
-    raw: &Mutex<Receiver<Batch>>,
+    raw: &Mutex<Option<Receiver<Batch>>>,
     pool: &Pool,
     tx: SyncSender<DecodedBatch>,
     now: impl Fn() -> Ts,
@@ -582,7 +592,10 @@ fn decode_worker(
     let mut memo = InternMemo::default();
     loop {
         // The lock is held only to take one batch (thousands of lines).
-        let Some(batch) = raw.lock().map_or(None, |r| r.recv().ok()) else {
+        let Some(batch) = raw
+            .lock()
+            .map_or(None, |r| r.as_ref().and_then(|r| r.recv().ok()))
+        else {
             return;
         };
         let d = decode_batch(&mut dec, &interner, &mut memo, pool, batch, now());

@@ -157,3 +157,48 @@ fn decoder_threads_do_not_change_the_output() {
     assert_eq!(one.0.valid, 20_000);
     assert!(one.0.alerts > 19_000);
 }
+
+/// An alerts output that fails (a full disk, a closed pipe) ends the replay with the write
+/// error — with many batches still being read and decoded, none of the threads is left waiting
+/// on a queue nobody empties.
+#[test]
+fn a_failing_alerts_output_ends_the_replay_with_its_error() {
+    struct Full;
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // Every call after the first in an hour breaches: alerts from the first batch on, and far
+    // more input (tens of 1 MiB batches) than the queues hold.
+    let text: String = (0..200_000)
+        .map(|i| {
+            let t = 1_800_000_000 + i;
+            let at = jiff::Timestamp::from_second(t).unwrap();
+            line(&format!("c{i}"), &at.to_string()) + "\n"
+        })
+        .collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let io = ReplayIo {
+            input: Box::new(std::io::Cursor::new(text.into_bytes())),
+            alerts: Some(Box::new(Full)),
+            rejects: None,
+        };
+        let opts = ReplayOptions {
+            now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
+            decoders: Some(2),
+            progress: false,
+            input_bytes: None,
+        };
+        let _ = tx.send(run(&settings(), io, &opts).map(|_| ()));
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the replay ends");
+    let e = r.expect_err("the write error is reported");
+    assert!(e.to_string().contains("disk full"), "{e}");
+}
