@@ -31,6 +31,7 @@ pub mod breach;
 pub mod event;
 pub mod intern;
 mod kinds;
+mod reserve;
 pub mod rule;
 pub use snapshot::SnapshotError;
 mod snapshot;
@@ -43,12 +44,13 @@ use event::Call;
 use hashbrown::{HashMap, HashTable};
 use intern::{Interned, SharedInterner, Sym};
 use jiff::tz::TimeZone;
-use kinds::{Applied, Ctx, Locals, Step};
+use kinds::{Applied, Clear, Ctx, Locals, Look, Step};
+use reserve::Reservations;
 use rule::{Rule, ZoneRule};
 use std::hash::BuildHasher;
 use store::{Record, Slab};
 use time::Ts;
-use window::{Hasher, Windows};
+use window::{Entry, Hasher, Windows};
 
 /// Engine settings (validated by `config`).
 #[derive(Debug, Clone)]
@@ -210,7 +212,37 @@ pub struct Engine {
     evidence_limit: usize,
     stats: EngineStats,
     scratch: Vec<Sym>,
+    /// Attempts reserved by pre-dial checks (`reserve.rs`).
+    reserved: Reservations,
+    /// Where a check merges a window with its reserved entries.
+    merge: Vec<Entry>,
 }
+
+/// What the pre-dial check says of a candidate call.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The breaches placing the call now would cause (exactly those ingesting it on time
+    /// would yield for the call itself); none means it may be placed.
+    pub breaches: Vec<Breach>,
+    /// The earliest instant, from the call's own time on, at which the same call would breach
+    /// nothing given the current state (reserved attempts included): the call's time when it
+    /// is allowed now. `None` when no later time helps (a rule forbids it outright).
+    pub next_allowed_at: Option<Ts>,
+    /// A call with this id is already retained: ingesting it again would be a duplicate, not
+    /// counted (so it is allowed, and breaches nothing).
+    pub duplicate: bool,
+}
+
+impl Verdict {
+    /// Whether the call may be placed.
+    pub fn allowed(&self) -> bool {
+        self.breaches.is_empty()
+    }
+}
+
+/// How many rule-by-rule steps [`Engine::next_allowed_at`] takes before it gives up (each
+/// moves past at least one instant at which some rule objects).
+const NEXT_ALLOWED_STEPS: usize = 1000;
 
 impl Engine {
     /// Builds an engine for compiled rules.
@@ -246,6 +278,12 @@ impl Engine {
             })
             .collect();
         let n = rules.len();
+        let reserved = Reservations::new(
+            rules
+                .iter()
+                .map(|r| Windows::for_key_fields(r.key.len()))
+                .collect(),
+        );
         Engine {
             rules,
             states,
@@ -273,6 +311,8 @@ impl Engine {
                 ..Default::default()
             },
             scratch: Vec::new(),
+            reserved,
+            merge: Vec::new(),
         }
     }
 
@@ -500,6 +540,11 @@ impl Engine {
         out: &mut Vec<Breach>,
         reach: i64,
     ) -> Ingest {
+        // The reserved attempt has become a call (or a refused record): either way it is no
+        // longer pending.
+        if self.reserved.len() != 0 {
+            self.release(&call.call_id);
+        }
         let h = self.call_hash(&call.call_id);
         let records = &self.records;
         if self
@@ -557,6 +602,7 @@ impl Engine {
             states,
             zones,
             records,
+            reserved,
             interner,
             callee_zones,
             evidence_limit,
@@ -575,6 +621,7 @@ impl Engine {
                 windows: &mut state.windows,
                 ctx: Ctx {
                     records,
+                    reserved: &reserved.records,
                     interner,
                     callee_zones,
                     evidence_limit: *evidence_limit,
@@ -603,28 +650,104 @@ impl Engine {
 
     /// Which rules a call would breach, without recording it — the pre-dial check. Only the
     /// call's own breaches are reported (never the late ones it would cause for earlier calls);
-    /// each is exactly the breach ingesting the call on time would yield.
+    /// each is exactly the breach ingesting the call on time would yield, were the reserved
+    /// attempts ([`Engine::reserve`]) calls already made.
     pub fn check(&mut self, call: &Call) -> Vec<Breach> {
+        let mut out = Vec::new();
+        self.each_look(call, |look| {
+            if let Some(b) = kinds::check(look) {
+                out.push(b);
+            }
+            true
+        });
+        out
+    }
+
+    /// The pre-dial check in full: [`Engine::check`], and when the call may be placed.
+    pub fn verdict(&mut self, call: &Call) -> Verdict {
+        if self.is_retained(&call.call_id) {
+            return Verdict {
+                breaches: Vec::new(),
+                next_allowed_at: Some(call.occurred_at),
+                duplicate: true,
+            };
+        }
+        let breaches = self.check(call);
+        let next_allowed_at = if breaches.is_empty() {
+            Some(call.occurred_at)
+        } else {
+            self.next_allowed_at(call)
+        };
+        Verdict {
+            breaches,
+            next_allowed_at,
+            duplicate: false,
+        }
+    }
+
+    /// The earliest instant from `call`'s time on at which the same call (moved to that instant)
+    /// would breach no rule, given the current state with the reserved attempts; `None` when
+    /// no instant will do (a `forbid` rule matches it, a cap's limit is zero, or no allowed
+    /// calling slot comes within years).
+    ///
+    /// Each rule says from when it could let the call through ([`kinds::clear_after`]: the
+    /// earliest instant, since calls joining a window later only delay it); the call moves to
+    /// the latest of those and is judged again, until no rule objects. Every instant skipped
+    /// has some rule objecting, so the answer is the earliest.
+    pub fn next_allowed_at(&mut self, call: &Call) -> Option<Ts> {
+        let mut c = call.clone();
+        for _ in 0..NEXT_ALLOWED_STEPS {
+            let mut next: Option<i64> = None;
+            let mut never = false;
+            self.each_look(&c, |look| match kinds::clear_after(look) {
+                Clear::Now => true,
+                Clear::Never => {
+                    never = true;
+                    false
+                }
+                Clear::From(t) => {
+                    next = Some(next.map_or(t, |n| n.max(t)));
+                    true
+                }
+            });
+            if never {
+                return None;
+            }
+            match next {
+                None => return Some(c.occurred_at),
+                Some(t) => {
+                    debug_assert!(t > c.occurred_at.0, "a rule's clearing instant is ahead");
+                    c.occurred_at = Ts(t.max(c.occurred_at.0.saturating_add(1)));
+                }
+            }
+        }
+        None
+    }
+
+    /// Calls `f` with a [`Look`] of `call` before each rule, in order, while it returns true.
+    fn each_look(&mut self, call: &Call, mut f: impl FnMut(&mut Look<'_, '_>) -> bool) {
         let ctx = Ctx {
             records: &self.records,
+            reserved: &self.reserved.records,
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
         };
-        let mut out = Vec::new();
         for (ri, (rule, state)) in self.rules.iter().zip(&self.states).enumerate() {
-            if let Some(b) = kinds::check(
-                ri as u16,
+            let mut look = Look {
+                ri: ri as u16,
                 rule,
-                &state.windows,
-                &ctx,
-                &mut self.scratch,
+                windows: &state.windows,
+                reserved: &self.reserved.windows[ri],
+                ctx: &ctx,
+                scratch: &mut self.scratch,
+                buf: &mut self.merge,
                 call,
-            ) {
-                out.push(b);
+            };
+            if !f(&mut look) {
+                break;
             }
         }
-        out
     }
 
     fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64) -> u32 {

@@ -112,6 +112,18 @@ impl Window {
         }
     }
 
+    /// The instant period `p` (a value of [`Window::period_of_day`]) starts in `tz`: its first
+    /// local midnight.
+    pub fn period_start(self, p: i32, tz: &TimeZone) -> super::time::Ts {
+        let day = match self {
+            Window::Rolling(_) | Window::LocalDays(_) | Window::Calendar(Calendar::Day) => p,
+            // week_of_day(d) = (d + 3) div 7, so week p starts on day 7p − 3 (a Monday).
+            Window::Calendar(Calendar::Week) => p * 7 - 3,
+            Window::Calendar(Calendar::Month) => super::time::first_day_of_month(p),
+        };
+        super::time::start_of_local_day(day, tz)
+    }
+
     /// How many consecutive periods, ending with c's, make up the window.
     pub fn span(self) -> i32 {
         match self {

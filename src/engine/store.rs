@@ -87,8 +87,8 @@ impl Slab {
     /// Stores a call in a new slot at the end.
     pub fn push(&mut self, rec: Record, ids: Ids, attrs: Option<Attrs>) -> u32 {
         assert!(
-            self.len < super::window::MAX_SLOTS,
-            "slots for 2^29 retained calls"
+            self.len < super::window::RESERVED as usize,
+            "slots for 2^28 retained calls"
         );
         if self.len == self.capacity() {
             self.cold.push(Vec::with_capacity(CHUNK));

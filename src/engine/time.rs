@@ -191,6 +191,19 @@ pub fn start_of_local_day(day: i32, tz: &TimeZone) -> Ts {
     }
 }
 
+/// The instant local time `sec` (seconds after midnight) of `day` begins in `tz`; a local time
+/// that a DST gap skips maps to the instant after the gap.
+pub fn local_instant(day: i32, sec: u32, tz: &TimeZone) -> Ts {
+    let (y, m, d) = civil_from_days(day as i64);
+    let (h, mi, s) = ((sec / 3600) as i8, (sec / 60 % 60) as i8, (sec % 60) as i8);
+    match jiff::civil::DateTime::new(y as i16, m as i8, d as i8, h, mi, s, 0)
+        .and_then(|dt| dt.to_zoned(tz.clone()))
+    {
+        Ok(z) => Ts::from_jiff(z.timestamp()),
+        Err(_) => Ts((day as i64 * 86_400 + sec as i64) * NANOS_PER_SEC),
+    }
+}
+
 /// Formats a day number as `YYYY-MM-DD`.
 pub fn format_day(day: i32) -> String {
     let (y, m, d) = civil_from_days(day as i64);

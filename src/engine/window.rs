@@ -13,6 +13,9 @@ const BREACHED: u32 = 1 << 31;
 const PV_SHIFT: u32 = 29;
 /// The slot itself: bits 0–28 (536 million slots, far more than fit in memory).
 pub(super) const MAX_SLOTS: usize = 1 << PV_SHIFT;
+/// Bit 28 of a slot: the slot is a reserved attempt's (a pre-dial check's pending call, kept
+/// apart from the retained calls), so retained calls have slots below it (268 million).
+pub(super) const RESERVED: u32 = 1 << 28;
 
 /// A window entry, 16 bytes: a call's time, its record slot with two flags' worth of bits,
 /// and, for `distinct` caps, the value counted (kept here so a distinct count reads the window
@@ -154,6 +157,26 @@ impl Windows {
         match self {
             Windows::Narrow(m) => m.get(&pack(key)),
             Windows::Wide(m) => m.get(key),
+        }
+    }
+
+    /// The window of `key`, if any, to change.
+    pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {
+        match self {
+            Windows::Narrow(m) => m.get_mut(&pack(key)),
+            Windows::Wide(m) => m.get_mut(key),
+        }
+    }
+
+    /// Drops the window of `key`.
+    pub fn remove(&mut self, key: &Key) {
+        match self {
+            Windows::Narrow(m) => {
+                m.remove(&pack(key));
+            }
+            Windows::Wide(m) => {
+                m.remove(key);
+            }
         }
     }
 

@@ -863,3 +863,143 @@ fn state_is_evicted_after_retention() {
         Ingest::TooLate(_)
     ));
 }
+
+/// The calls a case reserves: ids of their own (`r0`, `r1`, …), so ingesting them later is
+/// not a duplicate of a case's call.
+fn reserved_calls(specs: &[CallSpec]) -> Vec<Call> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut c = make_call(i, s);
+            c.call_id = format!("r{i}").into();
+            c
+        })
+        .collect()
+}
+
+fn sorted_json(v: &[Alert]) -> Vec<String> {
+    let mut x: Vec<String> = v
+        .iter()
+        .map(|a| serde_json::to_string(a).unwrap())
+        .collect();
+    x.sort();
+    x
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A reserved attempt counts in every later check exactly as the call made would: checks
+    /// (breaches and next_allowed_at) equal those of an engine that ingested the reserved
+    /// calls. It counts in no alert: when the calls arrive, each is counted once and the alerts
+    /// are those of an engine that never saw a reservation. An expired reservation is gone
+    /// without a trace, strings included.
+    #[test]
+    fn reserved_attempts_count_in_checks_as_calls_made_and_in_no_alert(
+        (specs, order, _dups, params) in case(),
+        reserved in prop::collection::vec(call_spec(), 0..6),
+        candidate in call_spec(),
+        expire_upto in 0i64..7,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let res = reserved_calls(&reserved);
+        let rules = rules_for(&params);
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let new = || Engine::new(rules.clone(), settings.clone());
+        // `holding` reserves; `made` ingested the same calls; `plain` has the case's calls only;
+        // `expiring` reserves with staggered expiry; `rest` ingested those left after it.
+        let (mut holding, mut made, mut plain, mut expiring, mut rest) = (new(), new(), new(), new(), new());
+        let mut out = Vec::new();
+        for &i in &order {
+            for e in [&mut holding, &mut made, &mut plain, &mut expiring, &mut rest] {
+                e.ingest_alerts(&calls[i], Ts(0), &mut out);
+            }
+        }
+        for (i, r) in res.iter().enumerate() {
+            prop_assert!(holding.reserve(r, Ts(1_000)));
+            prop_assert!(expiring.reserve(r, Ts(i as i64)));
+            made.ingest_alerts(r, Ts(0), &mut out);
+            if i as i64 > expire_upto {
+                rest.ingest_alerts(r, Ts(0), &mut out);
+            }
+        }
+        prop_assert_eq!(holding.reservations(), res.len());
+        let mut c = make_call(0, &candidate);
+        c.call_id = "candidate".into();
+        prop_assert_eq!(sorted_json(&holding.check_alerts(&c, Ts(7))), sorted_json(&made.check_alerts(&c, Ts(7))));
+        prop_assert_eq!(holding.verdict(&c).next_allowed_at, made.verdict(&c).next_allowed_at);
+
+        let expected = res.len().min((expire_upto + 1) as usize);
+        prop_assert_eq!(expiring.expire_reservations(Ts(expire_upto)), expected);
+        prop_assert_eq!(sorted_json(&expiring.check_alerts(&c, Ts(7))), sorted_json(&rest.check_alerts(&c, Ts(7))));
+        expiring.expire_reservations(Ts(1_000));
+        prop_assert_eq!(expiring.reservations(), 0);
+        prop_assert_eq!(expiring.interner().lock().len(), plain.interner().lock().len(), "strings leaked");
+
+        for r in &res {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = holding.ingest_alerts(r, Ts(0), &mut a);
+            let rb = plain.ingest_alerts(r, Ts(0), &mut b);
+            prop_assert_eq!(ra, rb);
+            prop_assert_eq!(sorted_json(&a), sorted_json(&b), "alerts of {}", &r.call_id);
+        }
+        prop_assert_eq!(holding.reservations(), 0);
+        prop_assert_eq!(holding.retained_calls(), plain.retained_calls());
+        prop_assert_eq!(sorted_json(&holding.check_alerts(&c, Ts(7))), sorted_json(&made.check_alerts(&c, Ts(7))));
+    }
+
+    /// `next_allowed_at` is the first instant the same call breaches nothing: the call moved
+    /// there is allowed, and moved to the nanosecond before or to any instant in between, it
+    /// is not. Absent, no later instant (within months) allows it.
+    #[test]
+    fn next_allowed_at_is_the_first_instant_the_call_breaches_nothing(
+        (specs, order, _dups, params) in case(),
+        reserved in prop::collection::vec(call_spec(), 0..3),
+        candidate in call_spec(),
+        probes in prop::collection::vec(0.0f64..1.0, 8),
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let rules = rules_for(&params);
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let mut e = Engine::new(rules, settings);
+        let mut out = Vec::new();
+        for &i in &order {
+            e.ingest_alerts(&calls[i], Ts(0), &mut out);
+        }
+        for r in reserved_calls(&reserved) {
+            e.reserve(&r, Ts(1_000));
+        }
+        let mut c = make_call(0, &candidate);
+        c.call_id = "candidate".into();
+        let t = c.occurred_at.0;
+        let v = e.verdict(&c);
+        prop_assert_eq!(v.allowed(), e.check(&c).is_empty());
+        let mut breaches_at = |s: i64| {
+            let mut x = c.clone();
+            x.occurred_at = Ts(s);
+            e.check(&x).len()
+        };
+        match v.next_allowed_at {
+            Some(n) => {
+                prop_assert!(n.0 >= t);
+                prop_assert_eq!(breaches_at(n.0), 0, "breaches at next_allowed_at {}", n);
+                prop_assert_eq!(n.0 == t, v.allowed());
+                if n.0 > t {
+                    prop_assert!(breaches_at(n.0 - 1) > 0, "allowed a nanosecond before {}", n);
+                    for p in &probes {
+                        let s = t + ((n.0 - t) as f64 * p) as i64;
+                        prop_assert!(breaches_at(s) > 0, "allowed at {} before {}", Ts(s), n);
+                    }
+                }
+            }
+            None => {
+                prop_assert!(!v.allowed());
+                for p in &probes {
+                    let s = t + (90.0 * 24.0 * HOUR as f64 * p) as i64;
+                    prop_assert!(breaches_at(s) > 0, "allowed at {}", Ts(s));
+                }
+            }
+        }
+    }
+}

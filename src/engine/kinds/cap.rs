@@ -2,7 +2,7 @@
 //! rolling (`t − W < t_x ≤ t`), N local days, or a calendar day, week or month. A late call can
 //! push the calls after it over the limit: those breaches are found when it arrives.
 
-use super::{Applied, Ctx, Step};
+use super::{Applied, Clear, Ctx, Look, Step};
 use crate::engine::breach::{Breach, CallId};
 use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
@@ -162,9 +162,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     } else {
         0
     };
-    let val = distinct.map_or(Sym::NONE, |f| {
-        step.ctx.records[step.slot as usize].syms[f as usize]
-    });
+    let val = distinct.map_or(Sym::NONE, |f| step.ctx.record(step.slot).syms[f as usize]);
     let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
     let w = step.windows.entry(&key);
@@ -211,18 +209,28 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     Applied::Matched
 }
 
-pub(in crate::engine) fn check(
-    ri: u16,
-    rule: &Rule,
-    windows: &Windows,
+/// A candidate before a cap: the window entries it is counted with, its time, local period,
+/// zone and distinct value. `None` when the rule does not look at it.
+struct Candidate<'x> {
+    v: &'x [Entry],
+    t: i64,
+    pv: i32,
+    tz: &'x TimeZone,
+    extra: Sym,
+}
+
+fn candidate<'x>(
+    rule: &'x Rule,
+    windows: &'x Windows,
+    reserved: &'x Windows,
     ctx: &Ctx<'_>,
-    scratch: &mut Vec<Sym>,
-    call: &Call,
-) -> Option<Breach> {
+    buf: &'x mut Vec<Entry>,
+    call: &'x Call,
+) -> Option<Candidate<'x>> {
     if !rule.when.matches(call) {
         return None;
     }
-    let (window, limit, distinct) = params(rule);
+    let (window, _, distinct) = params(rule);
     let key = ctx.lookup_key(rule, call)?;
     let t = call.occurred_at.0;
     let tz = rule.zone.for_call(call);
@@ -237,24 +245,98 @@ pub(in crate::engine) fn check(
             ctx.interner.lock().lookup(s).unwrap_or(Sym(u32::MAX - 1))
         })
     });
-    let v: &[Entry] = key.and_then(|k| windows.get(&k)).map_or(&[], |w| &w.calls);
-    let n = count(scratch, v, t, pv, window, limit, distinct, Some(extra))?;
+    let v = super::entries(windows, reserved, key, false, buf);
+    Some(Candidate {
+        v,
+        t,
+        pv,
+        tz,
+        extra,
+    })
+}
+
+pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
+    let (window, limit, distinct) = params(l.rule);
+    let c = candidate(l.rule, l.windows, l.reserved, l.ctx, l.buf, l.call)?;
+    let n = count(
+        l.scratch,
+        c.v,
+        c.t,
+        c.pv,
+        window,
+        limit,
+        distinct,
+        Some(c.extra),
+    )?;
     Some(Breach {
-        rule: ri,
+        rule: l.ri,
         subject: crate::engine::breach::Subject::Judged,
         observed: n,
         limit,
-        bounds: Some(bounds(t, tz, window)),
+        bounds: Some(bounds(c.t, c.tz, window)),
         holiday: false,
         evidence: evidence(
-            ctx,
-            v,
-            t,
-            pv,
+            l.ctx,
+            c.v,
+            c.t,
+            c.pv,
             window,
             distinct,
-            Some((&call.call_id, extra)),
+            Some((&l.call.call_id, c.extra)),
         ),
         late: false,
     })
+}
+
+/// When the cap lets the candidate through: once enough of the calls it is counted with have
+/// left its window (or, for a distinct cap, enough values) — calls joining the window later
+/// only delay that, so this is the earliest it can be.
+pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
+    let (window, limit, distinct) = params(l.rule);
+    let Some(c) = candidate(l.rule, l.windows, l.reserved, l.ctx, l.buf, l.call) else {
+        return Clear::Now;
+    };
+    let Some(n) = count(
+        l.scratch,
+        c.v,
+        c.t,
+        c.pv,
+        window,
+        limit,
+        distinct,
+        Some(c.extra),
+    ) else {
+        return Clear::Now;
+    };
+    // The first instant an entry is no longer in the window of a call placed then.
+    let leaves = |y: &Entry| match window {
+        Window::Rolling(w) => y.ts.saturating_add(w),
+        other => other.period_start(y.pv(other) + other.span(), c.tz).0,
+    };
+    let (lo, hi) = range(c.v, c.t, window);
+    let members = c.v[lo..hi].iter().filter(|y| in_window(y, c.pv, window));
+    let mut times: Vec<i64> = match distinct {
+        None => members.map(leaves).collect(),
+        Some(_) => {
+            // A value leaves with its last call; the candidate's own value never does.
+            let mut last: Vec<(Sym, i64)> = members
+                .filter(|y| !y.val.is_none() && y.val != c.extra)
+                .map(|y| (y.val, leaves(y)))
+                .collect();
+            last.sort_unstable();
+            let mut out: Vec<i64> = Vec::with_capacity(last.len());
+            for (i, (v, t)) in last.iter().enumerate() {
+                if last.get(i + 1).is_none_or(|(w, _)| w != v) {
+                    out.push(*t);
+                }
+            }
+            out
+        }
+    };
+    let k = (n - limit) as usize;
+    if times.len() < k {
+        return Clear::Never;
+    }
+    times.sort_unstable();
+    Clear::From(times[k - 1])
 }

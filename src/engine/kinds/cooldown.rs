@@ -3,13 +3,13 @@
 //! rolling, or N local days with the trigger's date as day 1. A late trigger finds the calls
 //! after it that it cools.
 
-use super::{Applied, Ctx, Step};
+use super::{Applied, Clear, Ctx, Look, Step};
 use crate::engine::breach::{Breach, CallId, Subject};
-use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry, Windows};
+use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry};
+use jiff::tz::TimeZone;
 
 fn period(rule: &Rule) -> Window {
     match rule.body {
@@ -141,23 +141,46 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     Applied::Matched
 }
 
-pub(in crate::engine) fn check(
-    ri: u16,
-    rule: &Rule,
-    windows: &Windows,
-    ctx: &Ctx<'_>,
-    call: &Call,
-) -> Option<Breach> {
-    if !rule.when.matches(call) {
+/// The triggers a candidate is judged against and the candidate as an entry; `None` when the
+/// rule does not look at it.
+fn candidate<'x>(l: &'x mut Look<'_, '_>) -> Option<(&'x [Entry], Entry, &'x TimeZone)> {
+    if !l.rule.when.matches(l.call) {
         return None;
     }
-    let period = period(rule);
-    let w = windows.get(&ctx.lookup_key(rule, call)??)?;
+    let period = period(l.rule);
+    let key = l.ctx.lookup_key(l.rule, l.call)?;
+    let tz = l.rule.zone.for_call(l.call);
     let pv = if period.is_local() {
-        Local::of(call.occurred_at, rule.zone.for_call(call)).day
+        Local::of(l.call.occurred_at, tz).day
     } else {
         0
     };
-    let x = Entry::new(call.occurred_at.0, pv, 0, Sym::NONE, period);
-    found(ctx, rule, w.triggers(), x).map(|f| breach(ri, Subject::Judged, f, false))
+    let x = Entry::new(l.call.occurred_at.0, pv, 0, Sym::NONE, period);
+    Some((
+        super::entries(l.windows, l.reserved, key, true, l.buf),
+        x,
+        tz,
+    ))
+}
+
+pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
+    let (ri, rule, ctx) = (l.ri, l.rule, l.ctx);
+    let (triggers, x, _) = candidate(l)?;
+    found(ctx, rule, triggers, x).map(|f| breach(ri, Subject::Judged, f, false))
+}
+
+/// When the cooldown lets the candidate through: once every trigger in force has ended (a
+/// later trigger can only start another).
+pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
+    let period = period(l.rule);
+    let Some((triggers, x, tz)) = candidate(l) else {
+        return Clear::Now;
+    };
+    in_force(triggers, x, period)
+        .map(|y| match period {
+            Window::Rolling(p) => y.ts.saturating_add(p),
+            _ => time::start_of_local_day(y.pv(period) + period.span(), tz).0,
+        })
+        .max()
+        .map_or(Clear::Now, Clear::From)
 }

@@ -1,7 +1,7 @@
 //! `forbid`: every call matching `when` breaches (e.g. calls to a number the debtor's contact
 //! list supplied). Stateless.
 
-use super::{single_call, Applied, Step};
+use super::{single_call, Applied, Clear, Step};
 use crate::engine::breach::Breach;
 use crate::engine::event::Call;
 use crate::engine::rule::Rule;
@@ -18,4 +18,13 @@ pub(in crate::engine) fn check(ri: u16, rule: &Rule, call: &Call) -> Option<Brea
     rule.when
         .matches(call)
         .then(|| single_call(ri, call, false))
+}
+
+/// A forbidden call stays forbidden.
+pub(in crate::engine) fn clear_after(rule: &Rule, call: &Call) -> Clear {
+    if rule.when.matches(call) {
+        Clear::Never
+    } else {
+        Clear::Now
+    }
 }

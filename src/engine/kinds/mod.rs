@@ -15,27 +15,48 @@ use super::breach::{Breach, CallId, Subject};
 use super::event::Call;
 use super::intern::{SharedInterner, Sym};
 use super::rule::{Body, Rule, ZoneRule};
-use super::store::Slab;
+use super::store::{Record, Slab};
 use super::time::Local;
-use super::window::{Key, Windows};
+use super::window::{Entry, Key, WindowState, Windows, RESERVED};
 use jiff::tz::TimeZone;
 
 /// Read-only views of the engine a kind needs while it updates one rule's windows.
 pub(super) struct Ctx<'a> {
+    /// Retained calls.
     pub records: &'a Slab,
+    /// Reserved attempts (slots tagged with [`RESERVED`]).
+    pub reserved: &'a Slab,
     pub interner: &'a SharedInterner,
     pub callee_zones: &'a [TimeZone],
     pub evidence_limit: usize,
 }
 
 impl Ctx<'_> {
+    /// The slab holding `slot`, and the slot's index in it.
+    #[inline]
+    fn slab(&self, slot: u32) -> (&Slab, u32) {
+        if slot & RESERVED == 0 {
+            (self.records, slot)
+        } else {
+            (self.reserved, slot & !RESERVED)
+        }
+    }
+
+    /// The record of the call (or reserved attempt) in `slot`.
+    #[inline]
+    pub fn record(&self, slot: u32) -> &Record {
+        let (slab, i) = self.slab(slot);
+        &slab[i as usize]
+    }
+
     /// The subject of a breach by the call in `slot`, while the call in `judged` is judged.
     pub fn subject(&self, slot: u32, judged: u32) -> Subject {
         if slot == judged {
             Subject::Judged
         } else {
-            Subject::Earlier(Box::new(self.records.to_call(
-                slot,
+            let (slab, i) = self.slab(slot);
+            Subject::Earlier(Box::new(slab.to_call(
+                i,
                 &self.interner.lock(),
                 self.callee_zones,
             )))
@@ -44,14 +65,15 @@ impl Ctx<'_> {
 
     /// The id of the call in `slot`, as evidence.
     pub fn id(&self, slot: u32) -> CallId {
-        self.records.evidence_id(slot)
+        let (slab, i) = self.slab(slot);
+        slab.evidence_id(i)
     }
 
     /// The zone `rule` resolves for the retained call in `slot`.
     pub fn record_zone<'r>(&'r self, rule: &'r Rule, slot: u32) -> &'r TimeZone {
         match &rule.zone {
             ZoneRule::Fixed(tz) => tz,
-            ZoneRule::Callee(d) => match self.records[slot as usize].callee_zone {
+            ZoneRule::Callee(d) => match self.record(slot).callee_zone {
                 0 => d,
                 z => &self.callee_zones[z as usize - 1],
             },
@@ -60,7 +82,7 @@ impl Ctx<'_> {
 
     /// The key of the retained call in `slot` for `rule`; `None` if it lacks a key field.
     pub fn key_of(&self, rule: &Rule, slot: u32) -> Option<Key> {
-        let rec = &self.records[slot as usize];
+        let rec = self.record(slot);
         let mut key = [Sym::NONE; 6];
         for (i, f) in rule.key.iter().enumerate() {
             let s = rec.syms[*f as usize];
@@ -162,20 +184,90 @@ pub(super) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied 
     }
 }
 
+/// A candidate call (the pre-dial check's) before one rule: the rule's windows and those of
+/// the attempts reserved so far, which a candidate counts as calls made.
+pub(super) struct Look<'a, 'b> {
+    pub ri: u16,
+    pub rule: &'a Rule,
+    pub windows: &'a Windows,
+    pub reserved: &'a Windows,
+    pub ctx: &'b Ctx<'a>,
+    pub scratch: &'b mut Vec<Sym>,
+    /// Where a window and its reserved entries are merged.
+    pub buf: &'b mut Vec<Entry>,
+    pub call: &'b Call,
+}
+
+/// The entries of `key`'s window — its calls, or its cooldown triggers — merged in time order
+/// with those of the attempts reserved for the key (after calls at the same instant, where
+/// ingesting them later would put them). `None` is a key never seen: no entries.
+pub(super) fn entries<'x>(
+    windows: &'x Windows,
+    reserved: &'x Windows,
+    key: Option<Key>,
+    triggers: bool,
+    buf: &'x mut Vec<Entry>,
+) -> &'x [Entry] {
+    let Some(key) = key else { return &[] };
+    let pick = |w: &'x WindowState| -> &'x [Entry] {
+        if triggers {
+            w.triggers()
+        } else {
+            &w.calls
+        }
+    };
+    let main = windows.get(&key).map_or(&[][..], pick);
+    let res = reserved.get(&key).map_or(&[][..], pick);
+    if res.is_empty() {
+        return main;
+    }
+    buf.clear();
+    buf.reserve(main.len() + res.len());
+    let (mut i, mut j) = (0, 0);
+    while i < main.len() && j < res.len() {
+        if main[i].ts <= res[j].ts {
+            buf.push(main[i]);
+            i += 1;
+        } else {
+            buf.push(res[j]);
+            j += 1;
+        }
+    }
+    buf.extend_from_slice(&main[i..]);
+    buf.extend_from_slice(&res[j..]);
+    buf
+}
+
 /// What one rule says of a candidate call, without recording it.
-pub(super) fn check(
-    ri: u16,
-    rule: &Rule,
-    windows: &Windows,
-    ctx: &Ctx<'_>,
-    scratch: &mut Vec<Sym>,
-    call: &Call,
-) -> Option<Breach> {
-    match &rule.body {
-        Body::Cap { .. } => cap::check(ri, rule, windows, ctx, scratch, call),
-        Body::Cooldown { .. } => cooldown::check(ri, rule, windows, ctx, call),
-        Body::CallingHours { .. } => calling_hours::check(ri, rule, call),
-        Body::Forbid => forbid::check(ri, rule, call),
+pub(super) fn check(look: &mut Look<'_, '_>) -> Option<Breach> {
+    match &look.rule.body {
+        Body::Cap { .. } => cap::check(look),
+        Body::Cooldown { .. } => cooldown::check(look),
+        Body::CallingHours { .. } => calling_hours::check(look.ri, look.rule, look.call),
+        Body::Forbid => forbid::check(look.ri, look.rule, look.call),
+    }
+}
+
+/// When one rule would let a candidate call through, were it placed later and nothing else
+/// happened meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Clear {
+    /// The rule does not object to the call at its time.
+    Now,
+    /// It objects, and no later time changes that (a forbidden call, a limit of zero).
+    Never,
+    /// It objects until at least this instant (event time, ns): it may allow the call from
+    /// then on, and certainly does not before.
+    From(i64),
+}
+
+/// [`Clear`] for one rule and a candidate.
+pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
+    match &look.rule.body {
+        Body::Cap { .. } => cap::clear_after(look),
+        Body::Cooldown { .. } => cooldown::clear_after(look),
+        Body::CallingHours { .. } => calling_hours::clear_after(look.rule, look.call),
+        Body::Forbid => forbid::clear_after(look.rule, look.call),
     }
 }
 
