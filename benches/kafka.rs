@@ -12,6 +12,13 @@
 //! rate is sustained when none are.
 //! ```text
 //! ```
+//! With `--checks RATE [--clients N]`, N clients (32 by default) also ask the pre-dial check
+//! API (`POST /v1/check`, keep-alive connections) at RATE checks/s in total while the load runs,
+//! each on an open-loop schedule (latency counts from when a check was due, so a stall delays
+//! the checks behind it too):
+//! ```text
+//! cargo bench --bench kafka -- --calls 1000000 --rate 50000 --checks 2000 --clients 32
+//! ```
 //! Latency is the service's own measurement per alert: the call record's Kafka timestamp (set
 //! when the dialer produced it) to the alert's delivery acknowledgement, in milliseconds.
 //! The broker, the dialer and the service share the machine's cores.
@@ -39,6 +46,8 @@ struct Args {
     rate: u64,
     backlog: bool,
     config: String,
+    checks: u64,
+    clients: usize,
 }
 
 fn args() -> Args {
@@ -47,6 +56,8 @@ fn args() -> Args {
         rate: 100_000,
         backlog: false,
         config: "config/dialguard.toml".into(),
+        checks: 0,
+        clients: 32,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -62,6 +73,14 @@ fn args() -> Args {
             }
             "--config" => {
                 a.config = v[i + 1].clone();
+                i += 1;
+            }
+            "--checks" => {
+                a.checks = v[i + 1].parse().expect("--checks RATE");
+                i += 1;
+            }
+            "--clients" => {
+                a.clients = v[i + 1].parse().expect("--clients N");
                 i += 1;
             }
             "--backlog" => a.backlog = true,
@@ -117,6 +136,98 @@ fn produce(
     producer.flush(Duration::from_secs(120)).expect("flush");
 }
 
+/// What one check client saw: latencies in microseconds (from when each check was due), and
+/// answers by status class.
+#[derive(Default)]
+struct ClientReport {
+    latencies_us: Vec<u64>,
+    ok: u64,
+    unavailable: u64,
+    other: u64,
+}
+
+/// One HTTP/1.1 exchange on a keep-alive connection: the status code.
+fn exchange(
+    conn: &mut std::io::BufReader<std::net::TcpStream>,
+    body: &str,
+) -> std::io::Result<u16> {
+    use std::io::{BufRead, Read, Write};
+    write!(
+        conn.get_mut(),
+        "POST /v1/check HTTP/1.1\r\nHost: dialguard\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut line = String::new();
+    conn.read_line(&mut line)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {line:?}")))?;
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        conn.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut rest = vec![0u8; length];
+    conn.read_exact(&mut rest)?;
+    Ok(status)
+}
+
+/// `clients` threads asking the check API at `rate` checks/s in total from `start` until `stop`.
+fn check_load(
+    addr: std::net::SocketAddr,
+    bodies: std::sync::Arc<Vec<String>>,
+    rate: u64,
+    clients: usize,
+    start: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<ClientReport>> {
+    (0..clients)
+        .map(|c| {
+            let (bodies, stop) = (bodies.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut r = ClientReport::default();
+                let connect = || {
+                    let s = std::net::TcpStream::connect(addr).expect("connect to /v1/check");
+                    s.set_nodelay(true).ok();
+                    std::io::BufReader::new(s)
+                };
+                let mut conn = connect();
+                let mut k = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let n = k * clients as u64 + c as u64;
+                    let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
+                    if let Some(w) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(w);
+                    }
+                    let body = &bodies[n as usize % bodies.len()];
+                    match exchange(&mut conn, body) {
+                        Ok(200) | Ok(409) => r.ok += 1,
+                        Ok(503) => r.unavailable += 1,
+                        Ok(_) => r.other += 1,
+                        Err(_) => {
+                            r.other += 1;
+                            conn = connect();
+                        }
+                    }
+                    r.latencies_us.push(due.elapsed().as_micros() as u64);
+                    k += 1;
+                }
+                r
+            })
+        })
+        .collect()
+}
+
 fn pct(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -141,10 +252,13 @@ fn main() {
     // The default configuration: lateness is per partition, so partitions consumed at
     // different paces refuse nothing although the traffic's event time runs fast (days in
     // seconds).
-    let env: HashMap<String, String> = [("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let env: HashMap<String, String> = [
+        ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
+        ("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
     let mut settings = Settings::load_with_env(&root.join(&a.config), Some(env)).expect("config");
 
     eprintln!("generating {} calls", a.calls);
@@ -164,6 +278,21 @@ fn main() {
     })
     .collect();
     let n = lines.len() as u64;
+    // Check candidates: calls like the traffic's (same debtors, numbers and times), with no
+    // call_id, so each is judged as a new call against the live windows.
+    let bodies: std::sync::Arc<Vec<String>> = std::sync::Arc::new(
+        lines
+            .iter()
+            .step_by(97)
+            .filter_map(|(_, l)| {
+                let mut v: serde_json::Value = serde_json::from_str(l).ok()?;
+                let o = v.as_object_mut()?;
+                o.remove("call_id");
+                o.remove("event_id");
+                Some(v.to_string())
+            })
+            .collect(),
+    );
 
     let cluster = MockCluster::new(1).expect("mock cluster");
     let k = settings.kafka.clone();
@@ -236,6 +365,20 @@ fn main() {
     // Done when the dialer has finished and nothing moved for a second: everything consumed
     // (or dropped by the mock broker's retention, about 5 MiB per partition, if the service
     // fell that far behind) and every alert acknowledged.
+    let stop_checks = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checkers = if a.checks > 0 {
+        let addr = h.check_addr.expect("the check API is served");
+        check_load(
+            addr,
+            bodies.clone(),
+            a.checks,
+            a.clients,
+            start + warmup,
+            stop_checks.clone(),
+        )
+    } else {
+        Vec::new()
+    };
     let mut warm: Option<(u64, Instant)> = None;
     let mut last = (0u64, Instant::now());
     let (secs, warm_consumed) = loop {
@@ -249,6 +392,9 @@ fn main() {
             last = (consumed, Instant::now());
         }
         let fed = feeder.as_ref().is_none_or(|f| f.is_finished());
+        if fed {
+            stop_checks.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if fed && h.metrics.in_flight.get() == 0 && last.1.elapsed() >= Duration::from_secs(1) {
             let (c0, t0) = warm.unwrap_or((0, start));
             break (last.1.saturating_duration_since(t0).as_secs_f64(), c0);
@@ -257,6 +403,15 @@ fn main() {
     let consumed = h.metrics.consumed.get();
     if let Some(f) = feeder {
         f.join().unwrap();
+    }
+    stop_checks.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut checks = ClientReport::default();
+    for c in checkers {
+        let r = c.join().unwrap();
+        checks.latencies_us.extend(r.latencies_us);
+        checks.ok += r.ok;
+        checks.unavailable += r.unavailable;
+        checks.other += r.other;
     }
     let mut lat = h.metrics.take_latencies();
     lat.sort_unstable();
@@ -294,4 +449,27 @@ fn main() {
         pct(&lat, 0.999),
         lat.last().copied().unwrap_or(0)
     );
+    if a.checks > 0 {
+        let mut l = checks.latencies_us;
+        l.sort_unstable();
+        let ms = |p: f64| {
+            if l.is_empty() {
+                0.0
+            } else {
+                l[((l.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+            }
+        };
+        println!(
+            "pre-dial checks ({} clients, {}/s offered): {} answered 200/409, {} 503, {} other; latency from due: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            a.clients,
+            a.checks,
+            checks.ok,
+            checks.unavailable,
+            checks.other,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            l.last().map_or(0.0, |m| *m as f64 / 1000.0)
+        );
+    }
 }

@@ -80,6 +80,7 @@ fn spawn(brokers: &str, t: &Topics, http: SocketAddr, instance: Option<&str>) ->
         .env("DIALGUARD__KAFKA__DLQ_TOPIC", &t.dlq)
         .env("DIALGUARD__KAFKA__GROUP_ID", &t.group)
         .env("DIALGUARD__HTTP__LISTEN", http.to_string())
+        .env("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0")
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),

@@ -36,6 +36,221 @@ pub struct RawConfig {
     /// Process behaviour.
     #[serde(default)]
     pub service: RawService,
+    /// The pre-dial check API.
+    #[serde(default)]
+    pub check: RawCheck,
+}
+
+/// `[check]`: the pre-dial check API (`POST /v1/check`), on a listener of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    /// Serve it at all.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Its address, apart from `/metrics` so it can be exposed to dialers alone.
+    #[serde(default = "default_check_listen")]
+    pub listen: String,
+    /// A file of bearer tokens, one per line (`#` comments and blank lines ignored).
+    #[serde(default)]
+    pub tokens_file: Option<String>,
+    /// One bearer token (from the environment: `DIALGUARD__CHECK__TOKEN`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Most candidate calls in one request (`{"calls": [...]}`).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: u64,
+    /// Largest request body.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// How long a reservation holds when the request names none (`"60s"`).
+    #[serde(default = "default_reservation_ttl")]
+    pub reservation_ttl: String,
+    /// Requests waiting for the processing thread before new ones get 503.
+    #[serde(default = "default_check_queue")]
+    pub queue: u64,
+    /// A request not answered within this gets 503 (`"1s"`).
+    #[serde(default = "default_check_timeout")]
+    pub timeout: String,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_check_listen() -> String {
+    "127.0.0.1:9899".into()
+}
+fn default_max_batch() -> u64 {
+    500
+}
+fn default_max_body() -> u64 {
+    1 << 20
+}
+fn default_reservation_ttl() -> String {
+    "60s".into()
+}
+fn default_check_queue() -> u64 {
+    1024
+}
+fn default_check_timeout() -> String {
+    "1s".into()
+}
+
+impl Default for RawCheck {
+    fn default() -> Self {
+        RawCheck {
+            enabled: true,
+            listen: default_check_listen(),
+            tokens_file: None,
+            token: None,
+            max_batch: default_max_batch(),
+            max_body_bytes: default_max_body(),
+            reservation_ttl: default_reservation_ttl(),
+            queue: default_check_queue(),
+            timeout: default_check_timeout(),
+        }
+    }
+}
+
+/// Validated `[check]`.
+#[derive(Clone)]
+pub struct CheckSettings {
+    /// Whether the check API is served.
+    pub enabled: bool,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Accepted bearer tokens; empty means no authentication (loopback only).
+    pub tokens: Vec<String>,
+    /// Most calls per request.
+    pub max_batch: usize,
+    /// Largest body.
+    pub max_body_bytes: usize,
+    /// Default reservation lifetime.
+    pub reservation_ttl: Duration,
+    /// Queue bound.
+    pub queue: usize,
+    /// Answer deadline.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for CheckSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Tokens are secrets: never printed.
+        f.debug_struct("CheckSettings")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("tokens", &format_args!("[{} hidden]", self.tokens.len()))
+            .field("max_batch", &self.max_batch)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("reservation_ttl", &self.reservation_ttl)
+            .field("queue", &self.queue)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Validates `[check]`; `base` resolves a relative `tokens_file`.
+fn check_settings(
+    c: &RawCheck,
+    base: &Path,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<CheckSettings, ConfigError> {
+    let listen: SocketAddr = c.listen.parse().map_err(|_| {
+        invalid(
+            "check.listen",
+            format!(
+                "{:?} is not an address: write ip:port, e.g. \"0.0.0.0:9899\"",
+                c.listen
+            ),
+        )
+    })?;
+    let mut tokens = Vec::new();
+    if let Some(t) = c.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        tokens.push(t.to_owned());
+    }
+    if let Some(f) = c.tokens_file.as_deref().filter(|f| !f.trim().is_empty()) {
+        let path = base.join(f);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            invalid(
+                "check.tokens_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let before = tokens.len();
+        tokens.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+        if tokens.len() == before {
+            return Err(invalid(
+                "check.tokens_file",
+                format!("{} holds no token", path.display()),
+            ));
+        }
+    }
+    if let Some(short) = tokens.iter().find(|t| t.len() < 16) {
+        return Err(invalid(
+            if c.token.as_deref().map(str::trim) == Some(short.as_str()) {
+                "check.token"
+            } else {
+                "check.tokens_file"
+            },
+            format!(
+                "a token of {} characters is too easy to guess: use 16 or more (e.g. openssl rand -hex 32)",
+                short.len()
+            ),
+        ));
+    }
+    if c.enabled && tokens.is_empty() && !listen.ip().is_loopback() {
+        return Err(invalid(
+            "check.listen",
+            format!("{listen} is reachable from other hosts, and no token is set: set check.token (DIALGUARD__CHECK__TOKEN) or check.tokens_file, or listen on 127.0.0.1"),
+        ));
+    }
+    if !(1..=10_000).contains(&c.max_batch) {
+        return Err(invalid(
+            "check.max_batch",
+            format!("{} is outside 1 to 10000", c.max_batch),
+        ));
+    }
+    if !(1024..=64 << 20).contains(&c.max_body_bytes) {
+        return Err(invalid(
+            "check.max_body_bytes",
+            format!("{} is outside 1024 to 67108864", c.max_body_bytes),
+        ));
+    }
+    let ttl =
+        parse_duration(&c.reservation_ttl).map_err(|r| invalid("check.reservation_ttl", r))?;
+    if !(crate::engine::time::NANOS_PER_SEC..=3600 * crate::engine::time::NANOS_PER_SEC)
+        .contains(&ttl)
+    {
+        return Err(invalid(
+            "check.reservation_ttl",
+            "between 1s and 1h: long enough to dial, short enough that an abandoned attempt frees its place".into(),
+        ));
+    }
+    if !(1..=1_000_000).contains(&c.queue) {
+        return Err(invalid(
+            "check.queue",
+            format!("{} is outside 1 to 1000000", c.queue),
+        ));
+    }
+    let timeout = parse_duration(&c.timeout).map_err(|r| invalid("check.timeout", r))?;
+    if timeout < crate::engine::time::NANOS_PER_SEC / 1000 {
+        return Err(invalid("check.timeout", "at least 1ms".into()));
+    }
+    Ok(CheckSettings {
+        enabled: c.enabled,
+        listen,
+        tokens,
+        max_batch: c.max_batch as usize,
+        max_body_bytes: c.max_body_bytes as usize,
+        reservation_ttl: Duration::from_nanos(ttl as u64),
+        queue: c.queue as usize,
+        timeout: Duration::from_nanos(timeout as u64),
+    })
 }
 
 /// `[kafka]`.
@@ -598,6 +813,8 @@ pub struct Settings {
     pub http: HttpSettings,
     /// `[service]`.
     pub service: ServiceSettings,
+    /// `[check]`.
+    pub check: CheckSettings,
 }
 
 impl Settings {
@@ -678,6 +895,7 @@ impl Settings {
         let (kafka, http, service) = service_settings(&raw, &invalid)?;
 
         let base = path.parent().unwrap_or(Path::new("."));
+        let check = check_settings(&raw.check, base, &invalid)?;
         let mut rules: Vec<Rule> = Vec::new();
         let mut origin: HashMap<String, String> = HashMap::new();
         let mut packs = Vec::new();
@@ -748,6 +966,7 @@ impl Settings {
             kafka,
             http,
             service,
+            check,
         })
     }
 }

@@ -111,6 +111,9 @@ pub fn run(
             "  metrics: http://{}/metrics  health: /livez /readyz",
             h.http_addr
         );
+        if let Some(a) = h.check_addr {
+            crate::tell!("  pre-dial check: POST http://{a}/v1/check");
+        }
         crate::tell!("  Ctrl-C to stop\n");
         let m = h.metrics.clone();
         std::thread::spawn(move || {

@@ -13,7 +13,8 @@
 //! - [`config`]: the TOML configuration and policy packs → validated [`config::Settings`].
 //! - [`replay`]: `dialguard replay`, a backtest of a policy over recorded events.
 //! - [`service`]: `dialguard run`, the Kafka service (consume, judge, produce, commit, rebuild);
-//!   [`http`] serves its metrics and health; [`telemetry`] is the metric catalogue.
+//!   [`http`] serves its metrics and health, [`check`] the pre-dial check API; [`telemetry`] is
+//!   the metric catalogue.
 //! - [`console`]: the command line's output, which never panics on a closed pipe.
 //! - [`demo`]: `dialguard demo`, the service on librdkafka's in-process mock cluster with a
 //!   synthetic dialer ([`synth`]).
@@ -21,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alert;
+pub mod check;
 pub mod codec;
 pub mod config;
 pub mod console;

@@ -41,6 +41,11 @@ enum Cmd {
         /// Decoder threads (default: cores - 1, at least 1).
         #[arg(long)]
         decoders: Option<usize>,
+        /// Backtest enforcement: drop every call a pre-dial check would have refused (checked
+        /// against everything read before it); the summary shows them by rule, and the alerts
+        /// that remain are those a check cannot prevent (late data).
+        #[arg(long)]
+        enforce: bool,
     },
     /// Write synthetic dialer traffic (JSON lines) for backtests and benchmarks.
     Generate {
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
             rejects,
             now,
             decoders,
+            enforce,
         } => {
             let settings = match Settings::load(&config) {
                 Ok(s) => s,
@@ -326,6 +332,7 @@ fn main() -> ExitCode {
                 decoders,
                 progress: std::io::stderr().is_terminal(),
                 input_bytes,
+                enforce,
             };
             match replay::run(&settings, io, &opts) {
                 Ok(summary) => {

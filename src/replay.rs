@@ -50,6 +50,9 @@ pub struct ReplayOptions {
     pub progress: bool,
     /// The input's size in bytes, when known (a file): the bar then shows a percentage.
     pub input_bytes: Option<u64>,
+    /// Backtest enforcement: check each call before it is "placed" (against everything read
+    /// before it) and drop it when the check refuses it, as a dialer asking `/v1/check` would.
+    pub enforce: bool,
 }
 
 /// What a replay did.
@@ -73,6 +76,12 @@ pub struct Summary {
     pub late_alerts: u64,
     /// Rule applications skipped for a missing key field.
     pub skipped: u64,
+    /// With `enforce`: calls a pre-dial check refused, which were therefore not placed.
+    pub blocked: u64,
+    /// With `enforce`: refusals by rule (a call refused by two rules counts for both).
+    pub blocked_by_rule: BTreeMap<String, u64>,
+    /// Whether this was an enforcement backtest.
+    pub enforced: bool,
     /// Calls retained at the end.
     pub retained_calls: u64,
     /// Engine heap estimate at the end, bytes.
@@ -94,6 +103,12 @@ impl Summary {
         row("records", self.records.to_string());
         row("valid (accepted)", self.valid.to_string());
         row("duplicates", self.duplicates.to_string());
+        if self.enforced {
+            row("blocked before dialing (enforce)", self.blocked.to_string());
+            for (r, n) in &self.blocked_by_rule {
+                row(&format!("  {r}"), n.to_string());
+            }
+        }
         row("rejected", self.rejected.values().sum::<u64>().to_string());
         for (r, n) in &self.rejected {
             row(&format!("  {r}"), n.to_string());
@@ -250,7 +265,10 @@ pub fn run(
         engine_settings.evidence_limit = 0;
     }
     let mut engine = Engine::new(settings.rules.clone(), engine_settings);
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        enforced: opts.enforce,
+        ..Summary::default()
+    };
 
     let bytes_read = AtomicU64::new(0);
     let (raw_tx, raw_rx) = sync_channel::<Batch>(2 * workers + 2);
@@ -353,6 +371,23 @@ pub fn run(
                         }
                         let call = &mut calls[*c as usize];
                         summary.records += 1;
+                        if opts.enforce && !engine.is_retained(&call.call_id) {
+                            let refused = engine.check(call);
+                            if !refused.is_empty() {
+                                summary.blocked += 1;
+                                for b in &refused {
+                                    let id = &engine.rules()[b.rule as usize].id;
+                                    match summary.blocked_by_rule.get_mut(id) {
+                                        Some(n) => *n += 1,
+                                        None => {
+                                            summary.blocked_by_rule.insert(id.clone(), 1);
+                                        }
+                                    }
+                                }
+                                engine.discard(call);
+                                continue;
+                            }
+                        }
                         let before = found.len();
                         match judge::judge(&mut engine, 0, call, &mut found) {
                             Outcome::Accepted { skipped } => {

@@ -80,10 +80,26 @@ pub struct Metrics {
     pub ready: IntGauge,
     /// Rules loaded.
     pub rules: IntGauge,
+    /// Pre-dial checks answered, per candidate call, by verdict (`allowed`, `refused`), and
+    /// requests turned away (`invalid`, `unauthorized`, `unavailable`).
+    pub checks: IntCounterVec,
+    /// Pre-dial check requests, received to answered.
+    pub check_latency: Histogram,
+    /// Reservations open (candidates allowed and reserved, not yet arrived or expired).
+    pub reservations_open: IntGauge,
     /// Exact alert latencies in milliseconds, kept only when a load benchmark asks for them
     /// ([`Metrics::record_latencies`]); never exported.
     latencies: std::sync::Mutex<Option<Vec<i64>>>,
 }
+
+/// The `verdict` label values of `dialguard_checks_total`.
+pub const CHECK_VERDICTS: [&str; 5] = [
+    "allowed",
+    "refused",
+    "invalid",
+    "unauthorized",
+    "unavailable",
+];
 
 /// Output topics, the `topic` label of `dialguard_produce_errors_total`.
 pub const OUTPUTS: [&str; 2] = ["alerts", "dlq"];
@@ -337,11 +353,31 @@ impl Metrics {
                 "1 when ready: assignment received and windows rebuilt.",
             ),
             rules: gauge(&r, "dialguard_rules", "Rules loaded."),
+            checks: counter_vec(
+                &r,
+                "dialguard_checks_total",
+                "Pre-dial checks: candidate calls allowed or refused, and requests turned away (invalid, unauthorized, unavailable).",
+                &["verdict"],
+            ),
+            check_latency: histogram(
+                &r,
+                "dialguard_check_duration_seconds",
+                "Pre-dial check requests, from received to answered.",
+                prometheus::exponential_buckets(5e-5, 2.0, 16).expect("buckets"),
+            ),
+            reservations_open: gauge(
+                &r,
+                "dialguard_check_reservations_open",
+                "Reserved attempts not yet arrived as calls or expired.",
+            ),
             latencies: std::sync::Mutex::new(None),
             registry: r,
         };
         for reason in Reason::ALL.iter() {
             m.rejected.with_label_values(&[reason.as_str()]);
+        }
+        for verdict in CHECK_VERDICTS {
+            m.checks.with_label_values(&[verdict]);
         }
         for rule in rules {
             m.alerts
@@ -469,6 +505,7 @@ mod tests {
             "version",
             "git_commit",
             "le",
+            "verdict",
         ];
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             if let Some(labels) = line.split_once('{').map(|(_, r)| r) {

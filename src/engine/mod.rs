@@ -477,6 +477,14 @@ impl Engine {
         r
     }
 
+    /// Drops a call a decoder thread interned for this engine without judging it (replay's
+    /// enforcement drops the calls a check refuses): its symbols are given back.
+    pub fn discard(&mut self, call: &mut Call) {
+        if let Some(i) = call.interned.take().filter(|i| i.by == self.interner.id()) {
+            self.interner.lock().release_all(&i.syms);
+        }
+    }
+
     /// Reads the state judging `call` will touch — its dedup probe, and the window of each
     /// rule's key — without changing anything, and returns a value that depends on what it read.
     /// A driver that knows the calls ahead calls it a few calls early: the reads miss the cache

@@ -31,9 +31,11 @@ use std::time::{Duration, Instant};
 /// Why the service stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    /// The HTTP listener could not be bound.
-    #[error("http.listen: cannot listen on {addr}: {source}")]
+    /// The HTTP or check listener could not be bound.
+    #[error("{key}: cannot listen on {addr}: {source}")]
     Listen {
+        /// The configuration key of the address.
+        key: &'static str,
         /// The address.
         addr: std::net::SocketAddr,
         /// Why.
@@ -138,6 +140,8 @@ pub struct Handles {
     pub health: Arc<Health>,
     /// The bound HTTP address (useful with port 0).
     pub http_addr: std::net::SocketAddr,
+    /// The bound address of the pre-dial check API, when it is served.
+    pub check_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the service until `shutdown` is triggered (or, with `signals`, SIGTERM/SIGINT), then
@@ -164,7 +168,11 @@ pub fn run(
     let addr = settings.http.listen;
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|source| ServiceError::Listen { addr, source })?;
+        .map_err(|source| ServiceError::Listen {
+            key: "http.listen",
+            addr,
+            source,
+        })?;
     let http_addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%http_addr, "serving /metrics, /livez, /readyz");
     let http = rt.spawn(crate::http::serve(
@@ -173,6 +181,37 @@ pub fn run(
         health.clone(),
         shutdown.clone(),
     ));
+    let mut checks = None;
+    let mut check_addr = None;
+    if settings.check.enabled {
+        let addr = settings.check.listen;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|source| ServiceError::Listen {
+                key: "check.listen",
+                addr,
+                source,
+            })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        tracing::info!(
+            check_addr = %bound,
+            authenticated = !settings.check.tokens.is_empty(),
+            "serving POST /v1/check"
+        );
+        let (tx, rx) = crate::check::queue(&settings.check);
+        rt.spawn(crate::check::serve(
+            listener,
+            tx,
+            settings.check.clone(),
+            settings.rules.clone(),
+            crate::codec::Decoder::new(settings.decode.clone()),
+            metrics.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+        checks = Some(rx);
+        check_addr = Some(bound);
+    }
     if signals {
         let s = shutdown.clone();
         rt.spawn(async move {
@@ -185,6 +224,7 @@ pub fn run(
         metrics: metrics.clone(),
         health: health.clone(),
         http_addr,
+        check_addr,
     });
 
     let grace = settings.service.shutdown_grace;
@@ -194,7 +234,7 @@ pub fn run(
         .name("dialguard-pipeline".into())
         .spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                pipeline::run(&settings, &m, &h, &s)
+                pipeline::run(&settings, &m, &h, &s, checks)
             }));
             let _ = tx.send(r.unwrap_or_else(|_| {
                 Err(ServiceError::Start("the processing thread panicked".into()))

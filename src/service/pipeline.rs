@@ -8,6 +8,7 @@ use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
+use crate::check::{AsOf, CheckQueue, CheckReply, CheckRequest};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
 use crate::engine::breach::Breach;
@@ -23,7 +24,7 @@ use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessa
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -600,6 +601,11 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
     pub(crate) shutdown: &'a Shutdown,
+    /// Pre-dial checks waiting for the engine (`crate::check`), when the API is served.
+    checks: Option<CheckQueue>,
+    /// Per assigned partition, the next offset to judge: what the state reflects (a check's
+    /// `as_of`).
+    positions: BTreeMap<i32, i64>,
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -608,6 +614,7 @@ pub(crate) fn run(
     metrics: &Arc<Metrics>,
     health: &Arc<Health>,
     shutdown: &Shutdown,
+    checks: Option<CheckQueue>,
 ) -> Result<(), ServiceError> {
     let k = &settings.kafka;
     let shared = Arc::new(Shared {
@@ -689,6 +696,8 @@ pub(crate) fn run(
         metrics,
         health,
         shutdown,
+        checks,
+        positions: BTreeMap::new(),
     };
     p.main_loop();
     let end = p.finish();
@@ -747,6 +756,9 @@ impl Pipeline<'_> {
                 self.metrics
                     .in_flight
                     .set(lock(&self.shared.book).in_flight() as i64);
+                if self.engine.reservations() > 0 {
+                    self.engine.expire_reservations(wall_now());
+                }
                 if last_commit.elapsed() >= commit_every {
                     commit(&self.consumer, &self.shared, CommitMode::Async);
                     last_commit = Instant::now();
@@ -764,10 +776,22 @@ impl Pipeline<'_> {
                 self.on_assignment();
                 continue;
             }
+            self.serve_checks();
             let before = self.shared.generation();
             let consumer = self.consumer.clone();
-            let polled = consumer.poll(Duration::from_millis(100));
+            // With the check API served, an idle loop waits on the check queue rather than in
+            // librdkafka (which nothing here can wake), so a check is answered at once; a
+            // record then waits 5 ms at most.
+            let wait = if self.checks.is_some() {
+                Duration::ZERO
+            } else {
+                Duration::from_millis(100)
+            };
+            let polled = consumer.poll(wait);
             idle = polled.is_none();
+            if idle {
+                self.wait_for_check(Duration::from_millis(5));
+            }
             match polled {
                 Some(Ok(m)) => {
                     if self.shared.generation() != before {
@@ -791,6 +815,7 @@ impl Pipeline<'_> {
     fn update_gauges(&mut self, heap: bool) {
         let m = self.metrics;
         m.window_keys.set(self.engine.window_keys() as i64);
+        m.reservations_open.set(self.engine.reservations() as i64);
         m.retained_calls.set(self.engine.retained_calls() as i64);
         m.in_flight.set(lock(&self.shared.book).in_flight() as i64);
         if let Some(w) = self.engine.watermark() {
@@ -915,6 +940,7 @@ impl Pipeline<'_> {
             self.align = Alignment::default();
             self.engine = Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
             self.suppressed.clear();
+            self.positions.clear();
             if parts.is_empty() {
                 self.stash.clear();
                 self.health.set(false, "waiting for a partition assignment");
@@ -964,6 +990,7 @@ impl Pipeline<'_> {
                     book.resume_at(*part, *offset);
                 }
             }
+            self.positions = resume.iter().map(|(p, o)| (*p, *o)).collect();
             let mut tpl = TopicPartitionList::new();
             for p in &parts {
                 tpl.add_partition(&self.settings.kafka.input_topic, *p);
@@ -981,6 +1008,57 @@ impl Pipeline<'_> {
             }
             return;
         }
+    }
+
+    /// Answers the checks waiting, without blocking.
+    fn serve_checks(&mut self) {
+        while let Some(req) = self.checks.as_ref().and_then(|q| q.try_recv().ok()) {
+            self.answer_check(req);
+        }
+    }
+
+    /// Waits up to `wait` for a check, then answers it and any others waiting.
+    fn wait_for_check(&mut self, wait: Duration) {
+        let Some(q) = &self.checks else { return };
+        if let Ok(req) = q.recv_timeout(wait) {
+            self.answer_check(req);
+            self.serve_checks();
+        }
+    }
+
+    /// Judges a check's candidates against the state as of the last record judged, and
+    /// reserves those allowed when asked to.
+    fn answer_check(&mut self, req: CheckRequest) {
+        if req.reply.is_closed() {
+            // The handler gave up (timed out): judge nothing, reserve nothing.
+            return;
+        }
+        let now = wall_now();
+        self.engine.expire_reservations(now);
+        let mut results = Vec::with_capacity(req.calls.len());
+        for call in &req.calls {
+            let verdict = self.engine.verdict(call);
+            let reserved = match req.reserve {
+                Some(ttl) if verdict.allowed() && !verdict.duplicate => {
+                    let until = now.plus(ttl.as_nanos() as i64);
+                    self.engine.reserve(call, until).then_some(until)
+                }
+                _ => None,
+            };
+            results.push((verdict, reserved));
+        }
+        self.metrics
+            .reservations_open
+            .set(self.engine.reservations() as i64);
+        let as_of = AsOf {
+            event_time: self.engine.watermark(),
+            offsets: self.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+        };
+        let _ = req.reply.send(CheckReply {
+            calls: req.calls,
+            results,
+            as_of,
+        });
     }
 
     /// Judges one record and produces what it causes.
@@ -1036,6 +1114,7 @@ impl Pipeline<'_> {
                 self.breaches = found;
             }
         }
+        self.positions.insert(m.partition(), m.offset() + 1);
         // Register before sending: sending may poll, and polling serves delivery reports.
         let skipped =
             lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);

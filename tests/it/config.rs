@@ -350,6 +350,35 @@ fn broken_service_sections_name_the_key() {
         key_of(&format!("{PACK}[kafka]\ngroupid = \"x\"\n")),
         "kafka.groupid"
     );
+    for (section, key) in [
+        ("[check]\nlisten = \"0.0.0.0:9899\"\n", "check.listen"),
+        ("[check]\nlisten = \"nowhere\"\n", "check.listen"),
+        ("[check]\ntoken = \"short\"\n", "check.token"),
+        (
+            "[check]\ntokens_file = \"no-such-file\"\n",
+            "check.tokens_file",
+        ),
+        ("[check]\nmax_batch = 0\n", "check.max_batch"),
+        ("[check]\nmax_body_bytes = 10\n", "check.max_body_bytes"),
+        (
+            "[check]\nreservation_ttl = \"2h\"\n",
+            "check.reservation_ttl",
+        ),
+        ("[check]\nqueue = 0\n", "check.queue"),
+        ("[check]\ntimeout = \"0s\"\n", "check.timeout"),
+    ] {
+        assert_eq!(key_of(&format!("{PACK}{section}")), key, "{section}");
+    }
+    // Listening beyond loopback is fine with a token; off, the check API needs none.
+    let s = load_text(&format!(
+        "{PACK}[check]\nlisten = \"0.0.0.0:9899\"\ntoken = \"0123456789abcdef\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.check.tokens.len(), 1);
+    assert!(load_text(&format!(
+        "{PACK}[check]\nenabled = false\nlisten = \"0.0.0.0:9899\"\n"
+    ))
+    .is_ok());
 }
 
 #[test]
@@ -362,12 +391,24 @@ fn the_kubernetes_configuration_loads_with_the_image_packs_and_secrets_from_the_
     let env: HashMap<String, String> = [
         ("DIALGUARD__KAFKA__CLIENT__SASL_USERNAME", "dialguard"),
         ("DIALGUARD__KAFKA__CLIENT__SASL_PASSWORD", "s3cret"),
+        ("DIALGUARD__CHECK__TOKEN", "0123456789abcdef0123"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let s = Settings::load_with_env(&c.path, Some(env)).unwrap();
+    let s = Settings::load_with_env(&c.path, Some(env.clone())).unwrap();
     assert_eq!(s.http.listen.to_string(), "0.0.0.0:9898");
+    // The check API is reachable from other pods: it refuses to start without its token.
+    assert_eq!(s.check.listen.to_string(), "0.0.0.0:9899");
+    assert_eq!(s.check.tokens, ["0123456789abcdef0123"]);
+    let mut tokenless = env.clone();
+    tokenless.remove("DIALGUARD__CHECK__TOKEN");
+    let e = Settings::load_with_env(&c.path, Some(tokenless)).unwrap_err();
+    assert_eq!(e.key(), Some("check.listen"), "{e}");
+    assert!(
+        !format!("{s:?}").contains("0123456789abcdef0123"),
+        "a token in Debug output"
+    );
     assert!(s.kafka.partition_lag_metric);
     // The pod's terminationGracePeriodSeconds must stay above the shutdown grace, or Kubernetes
     // kills dialguard before it has committed.

@@ -16,6 +16,7 @@ fn demo(seconds: u64) -> Command {
     c.args(["demo", "--rate", "2000", "--seconds", &seconds.to_string()])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0")
+        .env("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0")
         .env("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "5s")
         .env("RUST_LOG", "info");
     c

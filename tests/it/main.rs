@@ -9,6 +9,8 @@ mod codec;
 mod config;
 // The pre-dial check.
 mod engine_check;
+// The pre-dial check API on a running service.
+mod check_api;
 // The engine against a naive oracle, over random calls and arrival orders.
 mod engine_prop;
 // Kafka protocol round trip on the mock cluster.

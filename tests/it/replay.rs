@@ -81,6 +81,7 @@ fn replay(decoders: usize, text: &str) -> (Summary, String, String) {
         decoders: Some(decoders),
         progress: false,
         input_bytes: None,
+        enforce: false,
     };
     let s = run(&settings(), io, &opts).unwrap();
     let a = String::from_utf8(alerts.0.lock().unwrap().clone()).unwrap();
@@ -193,6 +194,7 @@ fn a_failing_alerts_output_ends_the_replay_with_its_error() {
             decoders: Some(2),
             progress: false,
             input_bytes: None,
+            ..Default::default()
         };
         let _ = tx.send(run(&settings(), io, &opts).map(|_| ()));
     });
@@ -201,4 +203,78 @@ fn a_failing_alerts_output_ends_the_replay_with_its_error() {
         .expect("the replay ends");
     let e = r.expect_err("the write error is reported");
     assert!(e.to_string().contains("disk full"), "{e}");
+}
+
+/// `--enforce` on generated traffic with the default policy: every call whose own check
+/// refuses it is dropped, so the alerts that remain are all late ones (an earlier call pushed
+/// over a limit by a call that arrived after it — nothing a check could have prevented); every
+/// record is accounted for, and enforcement only ever removes alerts.
+#[test]
+fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
+    let mut text = Vec::new();
+    dialguard::synth::generate(
+        &dialguard::synth::SynthParams {
+            calls: 20_000,
+            debtors: 300,
+            days: 3,
+            late_fraction: 0.05,
+            duplicate_fraction: 0.01,
+            invalid_fraction: 0.01,
+            ..Default::default()
+        },
+        &mut text,
+    )
+    .unwrap();
+    let settings = Settings::load_with_env(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
+        Some(HashMap::new()),
+    )
+    .unwrap();
+    let run_with = |enforce: bool| {
+        let alerts = Sink::default();
+        let io = ReplayIo {
+            input: Box::new(std::io::Cursor::new(text.clone())),
+            alerts: Some(Box::new(alerts.clone())),
+            rejects: None,
+        };
+        let opts = ReplayOptions {
+            now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
+            decoders: Some(2),
+            enforce,
+            ..Default::default()
+        };
+        let s = run(&settings, io, &opts).unwrap();
+        let a = String::from_utf8(alerts.0.lock().unwrap().clone()).unwrap();
+        (s, a)
+    };
+    let (plain, plain_alerts) = run_with(false);
+    let (enforced, alerts) = run_with(true);
+    assert!(plain.alerts > 100, "the traffic breaches: {}", plain.alerts);
+    assert!(enforced.enforced && enforced.blocked > 0);
+    assert!(enforced.blocked_by_rule.values().sum::<u64>() >= enforced.blocked);
+    assert!(
+        enforced.alerts < plain.alerts,
+        "{} vs {}",
+        enforced.alerts,
+        plain.alerts
+    );
+    assert_eq!(
+        enforced.alerts, enforced.late_alerts,
+        "only late alerts remain"
+    );
+    for a in alerts.lines() {
+        let v: serde_json::Value = serde_json::from_str(a).unwrap();
+        assert_eq!(v["late"], true, "{a}");
+    }
+    let rejected = |s: &Summary| s.rejected.values().sum::<u64>();
+    assert_eq!(
+        enforced.valid + enforced.duplicates + rejected(&enforced) + enforced.blocked,
+        enforced.records
+    );
+    assert_eq!(enforced.records, plain.records);
+    assert!(plain_alerts.lines().count() as u64 == plain.alerts);
+    assert!(enforced
+        .table()
+        .contains("blocked before dialing (enforce)"));
+    assert!(!plain.table().contains("blocked"));
 }

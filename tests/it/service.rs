@@ -112,6 +112,7 @@ impl Kafka {
     pub(crate) fn settings(&self, policy: &str) -> Settings {
         let env: HashMap<String, String> = [
             ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
+            ("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0"),
             ("DIALGUARD__SERVICE__SHUTDOWN_GRACE", "20s"),
         ]
         .into_iter()
@@ -337,6 +338,7 @@ fn replayed(
             decoders: Some(1),
             progress: false,
             input_bytes: None,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -448,7 +450,7 @@ pub(crate) fn wait_done(kafka: &Kafka, instances: &[&Running]) {
     }
 }
 
-fn metric(text: &str, name: &str) -> f64 {
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.split([' ', '{']).next() == Some(name))
         .and_then(|l| l.rsplit(' ').next())
@@ -656,6 +658,7 @@ pub(crate) fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
             "1000".into(),
         ),
         ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0".into()),
+        ("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0".into()),
         ("RUST_LOG", "warn".into()),
     ]
     .into_iter()
@@ -754,7 +757,7 @@ fn kill_9_twice_during_catch_up_then_restart_gives_every_breach_exactly_once() {
 
 /// The value of `name{labels}` (0 when the series is absent: counters with labels appear at
 /// their first increment).
-fn metric_with(text: &str, name: &str, labels: &str) -> f64 {
+pub(crate) fn metric_with(text: &str, name: &str, labels: &str) -> f64 {
     let series = format!("{name}{{{labels}}}");
     text.lines()
         .find(|l| l.split(' ').next() == Some(series.as_str()))
