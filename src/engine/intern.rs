@@ -3,6 +3,7 @@
 //! symbols. A string is freed when the last call that holds it is evicted.
 
 use super::event::{Call, StrField};
+use super::window::{hashed, rehash, table_hash, Hashed};
 use compact_str::CompactString;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -32,7 +33,8 @@ struct Slot {
 /// The interner.
 #[derive(Default)]
 pub struct Interner {
-    table: HashTable<u32>,
+    /// Slot index by text ([`super::window::Hashed`]: growing never reads a text).
+    table: HashTable<Hashed>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     hasher: foldhash::fast::FixedState,
@@ -41,7 +43,7 @@ pub struct Interner {
 
 impl Interner {
     fn hash(&self, s: &str) -> u64 {
-        self.hasher.hash_one(s)
+        table_hash(self.hasher.hash_one(s))
     }
 
     /// Returns the symbol for `s`, adding one reference.
@@ -72,7 +74,7 @@ impl Interner {
 
     fn intern_hashed(&mut self, h: u64, s: &str) -> Sym {
         let slots = &self.slots;
-        if let Some(&i) = self.table.find(h, |&i| &*slots[i as usize].text == s) {
+        if let Some(&(i, _)) = self.table.find(h, |&(i, _)| &*slots[i as usize].text == s) {
             self.slots[i as usize].refs += 1;
             return Sym(i);
         }
@@ -91,9 +93,7 @@ impl Interner {
                 (self.slots.len() - 1) as u32
             }
         };
-        let (hasher, slots) = (&self.hasher, &self.slots);
-        self.table
-            .insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
+        self.table.insert_unique(h, hashed(i, h), rehash);
         Sym(i)
     }
 
@@ -106,8 +106,8 @@ impl Interner {
     pub fn lookup(&self, s: &str) -> Option<Sym> {
         let h = self.hash(s);
         self.table
-            .find(h, |&i| &*self.slots[i as usize].text == s)
-            .map(|&i| Sym(i))
+            .find(h, |&(i, _)| &*self.slots[i as usize].text == s)
+            .map(|&(i, _)| Sym(i))
     }
 
     /// Drops one reference; the string is freed with the last.
@@ -121,7 +121,7 @@ impl Interner {
             let text = std::mem::take(&mut slot.text);
             self.live_bytes -= if text.len() > 24 { text.len() } else { 0 };
             let h = self.hash(&text);
-            if let Ok(e) = self.table.find_entry(h, |&i| i == sym.0) {
+            if let Ok(e) = self.table.find_entry(h, |&(i, _)| i == sym.0) {
                 e.remove();
             }
             self.free.push(sym.0);
@@ -178,8 +178,8 @@ impl Interner {
             if refs > 0 {
                 let text = &slots[n].text;
                 *live_bytes += if text.len() > 24 { text.len() } else { 0 };
-                let h = hasher.hash_one(&**text);
-                table.insert_unique(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
+                let h = table_hash(hasher.hash_one(&**text));
+                table.insert_unique(h, hashed(n as u32, h), rehash);
             }
         }
         i.free = free;
@@ -188,7 +188,7 @@ impl Interner {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * 5
+        self.table.capacity() * 9
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.live_bytes

@@ -196,7 +196,7 @@ pub struct Engine {
     records: Slab,
     free: Vec<u32>,
     live: usize,
-    dedup: HashTable<u32>,
+    dedup: HashTable<window::Hashed>,
     hasher: Hasher,
     interner: SharedInterner,
     /// Lane states, indexed by lane (partition numbers are small and dense).
@@ -444,14 +444,14 @@ impl Engine {
             ("window maps", maps),
             (
                 "dedup",
-                self.dedup.capacity() * 5 + self.free.capacity() * 4,
+                self.dedup.capacity() * 9 + self.free.capacity() * 4,
             ),
             ("interner", self.interner.lock().heap_bytes()),
         ]
     }
 
     fn call_hash(&self, id: &str) -> u64 {
-        self.hasher.hash_one(id)
+        window::table_hash(self.hasher.hash_one(id))
     }
 
     /// Judges one call of lane 0 (a single input, as in a replay): see [`Engine::ingest_on`].
@@ -557,7 +557,7 @@ impl Engine {
         let records = &self.records;
         if self
             .dedup
-            .find(h, |&s| records.call_id(s) == call.call_id)
+            .find(h, |&(s, _)| records.call_id(s) == call.call_id)
             .is_some()
         {
             self.stats.duplicates += 1;
@@ -787,9 +787,8 @@ impl Engine {
             }
             None => self.records.push(rec, ids, attrs),
         };
-        let (hasher, records) = (&self.hasher, &self.records);
         self.dedup
-            .insert_unique(h, slot, |&s| hasher.hash_one(records.call_id(s)));
+            .insert_unique(h, window::hashed(slot, h), window::rehash);
         self.live += 1;
         slot
     }
@@ -847,8 +846,8 @@ impl Engine {
             if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
                 continue;
             }
-            let h = self.hasher.hash_one(self.records.call_id(slot));
-            if let Ok(e) = self.dedup.find_entry(h, |&s| s == slot) {
+            let h = self.call_hash(self.records.call_id(slot));
+            if let Ok(e) = self.dedup.find_entry(h, |&(s, _)| s == slot) {
                 e.remove();
             }
             self.records.kill(slot);
@@ -858,17 +857,26 @@ impl Engine {
             self.stats.evicted += 1;
         }
         if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
-            let (hasher, records) = (&self.hasher, &self.records);
-            self.dedup
-                .shrink_to_fit(|&s| hasher.hash_one(records.call_id(s)));
+            self.dedup.shrink_to_fit(window::rehash);
         }
     }
 
-    /// Evicts expired state now (the periodic tick an idle partition needs), behind the
-    /// slowest lane.
+    /// Evicts expired state now, behind the slowest lane.
     pub fn advance(&mut self) {
         if let Some(base) = self.slowest() {
             self.sweep(base.0);
+        }
+    }
+
+    /// The periodic tick an idle partition needs: evicts behind the slowest lane when it has
+    /// moved a sweep's span (`sweep_every`) since the last sweep, as ingesting does. A sweep
+    /// reads the whole state: run on every tick while event time advances (live, a second at a
+    /// time), it stalled the service for as long as that takes, every second.
+    pub fn tick(&mut self) {
+        if let Some(base) = self.slowest() {
+            if base.0.saturating_sub(self.last_sweep) >= self.sweep_every {
+                self.sweep(base.0);
+            }
         }
     }
 }

@@ -827,8 +827,9 @@ impl Pipeline<'_> {
         if heap {
             m.engine_heap.set(self.engine.heap_bytes() as i64);
         }
-        // Idle partitions still age out: evict what the watermark has left behind.
-        self.engine.advance();
+        // Idle partitions still age out: evict what the watermark has left behind, once a
+        // sweep is due.
+        self.engine.tick();
     }
 
     /// Watermark alignment: pauses partitions that ran too far ahead of the slowest, resumes

@@ -494,7 +494,10 @@ fn run_lanes(
     while next.iter().zip(lanes).any(|(n, l)| *n < l.len()) {
         let p = *pick.next().unwrap();
         if p >= 200 {
-            engine.advance(); // the service's periodic sweep, between records
+            engine.tick(); // the service's periodic tick, between records
+        }
+        if p >= 250 {
+            engine.advance(); // a forced sweep
         }
         // The picked lane, or the next one with calls left; a lane at its end goes idle, as
         // Kafka's end-of-partition event says.
