@@ -633,6 +633,7 @@ impl Engine {
                     interner,
                     callee_zones,
                     evidence_limit: *evidence_limit,
+                    own: u32::MAX,
                 },
                 scratch,
                 locals: &mut locals,
@@ -740,6 +741,7 @@ impl Engine {
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
+            own: self.reserved.slot_of(&call.call_id),
         };
         for (ri, (rule, state)) in self.rules.iter().zip(&self.states).enumerate() {
             let mut look = Look {

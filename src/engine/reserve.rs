@@ -48,6 +48,14 @@ impl Reservations {
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
+
+    /// The tagged slot reserved for `call_id` (as window entries hold it), or `u32::MAX`.
+    pub fn slot_of(&self, call_id: &str) -> u32 {
+        if self.by_id.is_empty() {
+            return u32::MAX;
+        }
+        self.by_id.get(call_id).map_or(u32::MAX, |i| i | RESERVED)
+    }
 }
 
 impl Engine {
@@ -118,6 +126,7 @@ impl Engine {
                     interner,
                     callee_zones,
                     evidence_limit: 0,
+                    own: u32::MAX,
                 },
                 scratch,
                 locals: &mut locals,
@@ -142,6 +151,7 @@ impl Engine {
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: 0,
+            own: u32::MAX,
         };
         let keys: Vec<Option<_>> = self
             .rules

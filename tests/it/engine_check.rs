@@ -186,3 +186,33 @@ fn restored_history_judges_new_calls_like_live_state() {
     let ancient = call("old", -24 * 400, "+8613800000001");
     assert!(!restored.restore_alerts(&ancient, Ts(0), &mut dropped));
 }
+
+/// A dialer that checks its reserved call again (to refresh the reservation, or re-asks before
+/// dialing) is told what placing that one attempt does: its own reservation is not counted a
+/// second time, while another call is counted against it.
+#[test]
+fn a_reserved_call_checked_again_is_counted_once() {
+    let rules = rules_from_toml("[[rules]]\nid = \"c\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"1h\"\nlimit = 1\n", "UTC");
+    let mut e = Engine::new(rules, EngineSettings::default());
+    let mine = call("mine", 10, "+8613800000001");
+    assert!(e.verdict(&mine).allowed());
+    assert!(e.reserve(&mine, Ts(60)));
+    assert!(
+        e.verdict(&mine).allowed(),
+        "its own reservation counted twice"
+    );
+    let other = call("other", 10, "+8613800000001");
+    let v = e.verdict(&other);
+    assert!(!v.allowed(), "the reservation is not counted");
+    assert_eq!(v.breaches[0].observed, 2);
+    // Reserving it again replaces the reservation (a new expiry), still one attempt.
+    assert!(e.reserve(&mine, Ts(120)));
+    assert_eq!(e.reservations(), 1);
+    assert_eq!(
+        e.expire_reservations(Ts(60)),
+        0,
+        "the replaced expiry is gone"
+    );
+    assert_eq!(e.expire_reservations(Ts(120)), 1);
+    assert!(e.verdict(&other).allowed());
+}

@@ -245,7 +245,7 @@ fn candidate<'x>(
             ctx.interner.lock().lookup(s).unwrap_or(Sym(u32::MAX - 1))
         })
     });
-    let v = super::entries(windows, reserved, key, false, buf);
+    let v = super::entries(windows, reserved, key, false, buf, ctx.own);
     Some(Candidate {
         v,
         t,

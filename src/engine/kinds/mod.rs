@@ -29,6 +29,9 @@ pub(super) struct Ctx<'a> {
     pub interner: &'a SharedInterner,
     pub callee_zones: &'a [TimeZone],
     pub evidence_limit: usize,
+    /// The tagged slot of the judged candidate's own reservation (its `call_id` reserved
+    /// before), which its check must not count a second time; `u32::MAX` for none.
+    pub own: u32,
 }
 
 impl Ctx<'_> {
@@ -200,13 +203,16 @@ pub(super) struct Look<'a, 'b> {
 
 /// The entries of `key`'s window — its calls, or its cooldown triggers — merged in time order
 /// with those of the attempts reserved for the key (after calls at the same instant, where
-/// ingesting them later would put them). `None` is a key never seen: no entries.
+/// ingesting them later would put them), but for the entry of reserved slot `own` (the
+/// candidate's own earlier reservation: one attempt, counted once). `None` is a key never
+/// seen: no entries.
 pub(super) fn entries<'x>(
     windows: &'x Windows,
     reserved: &'x Windows,
     key: Option<Key>,
     triggers: bool,
     buf: &'x mut Vec<Entry>,
+    own: u32,
 ) -> &'x [Entry] {
     let Some(key) = key else { return &[] };
     let pick = |w: &'x WindowState| -> &'x [Entry] {
@@ -229,12 +235,14 @@ pub(super) fn entries<'x>(
             buf.push(main[i]);
             i += 1;
         } else {
-            buf.push(res[j]);
+            if res[j].slot() != own {
+                buf.push(res[j]);
+            }
             j += 1;
         }
     }
     buf.extend_from_slice(&main[i..]);
-    buf.extend_from_slice(&res[j..]);
+    buf.extend(res[j..].iter().filter(|e| e.slot() != own));
     buf
 }
 
