@@ -3,7 +3,6 @@
 //! symbols. A string is freed when the last call that holds it is evicted.
 
 use super::event::{Call, StrField};
-use super::window::{hashed, rehash, table_hash, Hashed};
 use compact_str::CompactString;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
@@ -33,8 +32,7 @@ struct Slot {
 /// The interner.
 #[derive(Default)]
 pub struct Interner {
-    /// Slot index by text ([`super::window::Hashed`]: growing never reads a text).
-    table: HashTable<Hashed>,
+    table: HashTable<u32>,
     slots: Vec<Slot>,
     free: Vec<u32>,
     hasher: foldhash::fast::FixedState,
@@ -43,7 +41,7 @@ pub struct Interner {
 
 impl Interner {
     fn hash(&self, s: &str) -> u64 {
-        table_hash(self.hasher.hash_one(s))
+        self.hasher.hash_one(s)
     }
 
     /// Returns the symbol for `s`, adding one reference.
@@ -74,7 +72,7 @@ impl Interner {
 
     fn intern_hashed(&mut self, h: u64, s: &str) -> Sym {
         let slots = &self.slots;
-        if let Some(&(i, _)) = self.table.find(h, |&(i, _)| &*slots[i as usize].text == s) {
+        if let Some(&i) = self.table.find(h, |&i| &*slots[i as usize].text == s) {
             self.slots[i as usize].refs += 1;
             return Sym(i);
         }
@@ -93,7 +91,9 @@ impl Interner {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.table.insert_unique(h, hashed(i, h), rehash);
+        let (hasher, slots) = (&self.hasher, &self.slots);
+        self.table
+            .insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
         Sym(i)
     }
 
@@ -106,8 +106,8 @@ impl Interner {
     pub fn lookup(&self, s: &str) -> Option<Sym> {
         let h = self.hash(s);
         self.table
-            .find(h, |&(i, _)| &*self.slots[i as usize].text == s)
-            .map(|&(i, _)| Sym(i))
+            .find(h, |&i| &*self.slots[i as usize].text == s)
+            .map(|&i| Sym(i))
     }
 
     /// Drops one reference; the string is freed with the last.
@@ -121,7 +121,7 @@ impl Interner {
             let text = std::mem::take(&mut slot.text);
             self.live_bytes -= if text.len() > 24 { text.len() } else { 0 };
             let h = self.hash(&text);
-            if let Ok(e) = self.table.find_entry(h, |&(i, _)| i == sym.0) {
+            if let Ok(e) = self.table.find_entry(h, |&i| i == sym.0) {
                 e.remove();
             }
             self.free.push(sym.0);
@@ -178,8 +178,8 @@ impl Interner {
             if refs > 0 {
                 let text = &slots[n].text;
                 *live_bytes += if text.len() > 24 { text.len() } else { 0 };
-                let h = table_hash(hasher.hash_one(&**text));
-                table.insert_unique(h, hashed(n as u32, h), rehash);
+                let h = hasher.hash_one(&**text);
+                table.insert_unique(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
             }
         }
         i.free = free;
@@ -188,7 +188,7 @@ impl Interner {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * 9
+        self.table.capacity() * 5
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.live_bytes

@@ -196,7 +196,7 @@ pub struct Engine {
     records: Slab,
     free: Vec<u32>,
     live: usize,
-    dedup: HashTable<window::Hashed>,
+    dedup: HashTable<u32>,
     hasher: Hasher,
     interner: SharedInterner,
     /// Lane states, indexed by lane (partition numbers are small and dense).
@@ -444,14 +444,14 @@ impl Engine {
             ("window maps", maps),
             (
                 "dedup",
-                self.dedup.capacity() * 9 + self.free.capacity() * 4,
+                self.dedup.capacity() * 5 + self.free.capacity() * 4,
             ),
             ("interner", self.interner.lock().heap_bytes()),
         ]
     }
 
     fn call_hash(&self, id: &str) -> u64 {
-        window::table_hash(self.hasher.hash_one(id))
+        self.hasher.hash_one(id)
     }
 
     /// Judges one call of lane 0 (a single input, as in a replay): see [`Engine::ingest_on`].
@@ -557,7 +557,7 @@ impl Engine {
         let records = &self.records;
         if self
             .dedup
-            .find(h, |&(s, _)| records.call_id(s) == call.call_id)
+            .find(h, |&s| records.call_id(s) == call.call_id)
             .is_some()
         {
             self.stats.duplicates += 1;
@@ -789,8 +789,9 @@ impl Engine {
             }
             None => self.records.push(rec, ids, attrs),
         };
+        let (hasher, records) = (&self.hasher, &self.records);
         self.dedup
-            .insert_unique(h, window::hashed(slot, h), window::rehash);
+            .insert_unique(h, slot, |&s| hasher.hash_one(records.call_id(s)));
         self.live += 1;
         slot
     }
@@ -848,8 +849,8 @@ impl Engine {
             if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
                 continue;
             }
-            let h = self.call_hash(self.records.call_id(slot));
-            if let Ok(e) = self.dedup.find_entry(h, |&(s, _)| s == slot) {
+            let h = self.hasher.hash_one(self.records.call_id(slot));
+            if let Ok(e) = self.dedup.find_entry(h, |&s| s == slot) {
                 e.remove();
             }
             self.records.kill(slot);
@@ -859,7 +860,9 @@ impl Engine {
             self.stats.evicted += 1;
         }
         if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
-            self.dedup.shrink_to_fit(window::rehash);
+            let (hasher, records) = (&self.hasher, &self.records);
+            self.dedup
+                .shrink_to_fit(|&s| hasher.hash_one(records.call_id(s)));
         }
     }
 

@@ -213,7 +213,7 @@ impl Engine {
         let h = self.call_hash(call_id);
         let records = &self.records;
         self.dedup
-            .find(h, |&(s, _)| records.call_id(s) == call_id)
+            .find(h, |&s| records.call_id(s) == call_id)
             .is_some()
     }
 }

@@ -386,9 +386,10 @@ impl Engine {
         e.live = live;
         for slot in 0..e.records.len() as u32 {
             if e.records.live(slot) {
-                let h = e.call_hash(e.records.call_id(slot));
+                let h = e.hasher.hash_one_id(e.records.call_id(slot));
+                let (hasher, records) = (&e.hasher, &e.records);
                 e.dedup
-                    .insert_unique(h, super::window::hashed(slot, h), super::window::rehash);
+                    .insert_unique(h, slot, |&s| hasher.hash_one_id(records.call_id(s)));
             }
         }
         let nrec = e.records.len();
@@ -434,5 +435,16 @@ fn dead() -> Record {
         syms: [Sym::NONE; 7],
         callee_zone: 0,
         relation: Relation::Unknown,
+    }
+}
+
+/// Hashing a call id exactly as the dedup table does.
+trait HashId {
+    fn hash_one_id(&self, id: &str) -> u64;
+}
+
+impl HashId for super::window::Hasher {
+    fn hash_one_id(&self, id: &str) -> u64 {
+        std::hash::BuildHasher::hash_one(self, id)
     }
 }

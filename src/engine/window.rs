@@ -114,32 +114,6 @@ pub(super) type Key = [Sym; 6];
 /// The hasher of the engine's maps.
 pub(super) type Hasher = foldhash::fast::FixedState;
 
-/// The hash of a string-keyed table (the dedup table, the interner): 32 bits of the key's hash
-/// in both halves — the low half picks the bucket, the top bits the tag. Each entry keeps those
-/// 32 bits beside its index ([`Hashed`]), so a growing table rehashes from them without
-/// reading a key: reading each key was a cache miss per entry, a 100 ms stall at a million
-/// calls that every record and pre-dial check behind it waited out.
-#[inline]
-pub(super) fn table_hash(h: u64) -> u64 {
-    let x = h >> 32;
-    x | (x << 32)
-}
-
-/// A string-keyed table's entry: the index, and the 32 bits of hash [`table_hash`] keeps.
-pub(super) type Hashed = (u32, u32);
-
-/// The entry for index `i` under table hash `h`.
-#[inline]
-pub(super) fn hashed(i: u32, h: u64) -> Hashed {
-    (i, h as u32)
-}
-
-/// An entry's table hash, for rehashing.
-#[inline]
-pub(super) fn rehash(e: &Hashed) -> u64 {
-    e.1 as u64 | (e.1 as u64) << 32
-}
-
 /// One rule's windows by key. Most rules key on one or two fields: their keys are packed into
 /// 8 bytes instead of 24, since a map slot is paid for by every key.
 pub(super) enum Windows {
