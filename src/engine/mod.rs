@@ -605,6 +605,19 @@ impl Engine {
     /// Applies every rule to the call stored in `slot`; returns the rules skipped for a
     /// missing key field.
     fn apply(&mut self, call: &Call, slot: u32, out: &mut Vec<Breach>) -> u32 {
+        self.apply_to(call, slot, false, out)
+    }
+
+    /// Applies every rule to `call` (in `slot`): to the rules' windows and counters, or — a
+    /// reserved attempt, `slot` tagged — to the reserved windows of the stateful rules only,
+    /// with no evidence (whatever breaches among reservations are found, the caller drops).
+    fn apply_to(
+        &mut self,
+        call: &Call,
+        slot: u32,
+        reserved_windows: bool,
+        out: &mut Vec<Breach>,
+    ) -> u32 {
         let Engine {
             rules,
             states,
@@ -618,21 +631,38 @@ impl Engine {
             stats,
             ..
         } = self;
+        let Reservations {
+            records: reserved_records,
+            windows: reserved_by_rule,
+            ..
+        } = reserved;
         let mut locals = Locals::new(zones);
         let mut skipped = 0u32;
-        for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
+        for (ri, ((rule, state), res)) in rules
+            .iter()
+            .zip(states.iter_mut())
+            .zip(reserved_by_rule.iter_mut())
+            .enumerate()
+        {
+            if reserved_windows && !rule.is_stateful() {
+                continue;
+            }
             let before = out.len();
             let mut step = Step {
                 ri: ri as u16,
                 rule,
                 zone_slot: state.zone_slot,
-                windows: &mut state.windows,
+                windows: if reserved_windows {
+                    res
+                } else {
+                    &mut state.windows
+                },
                 ctx: Ctx {
                     records,
-                    reserved: &reserved.records,
+                    reserved: reserved_records,
                     interner,
                     callee_zones,
-                    evidence_limit: *evidence_limit,
+                    evidence_limit: if reserved_windows { 0 } else { *evidence_limit },
                     own: u32::MAX,
                 },
                 scratch,
@@ -640,7 +670,11 @@ impl Engine {
                 call,
                 slot,
             };
-            match kinds::ingest(&mut step, out) {
+            let applied = kinds::ingest(&mut step, out);
+            if reserved_windows {
+                continue;
+            }
+            match applied {
                 Applied::Unmatched => {}
                 Applied::Matched => stats.rule_matched[ri] += 1,
                 Applied::Skipped => {
@@ -760,7 +794,8 @@ impl Engine {
         }
     }
 
-    fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64) -> u32 {
+    /// The record of `call`, its strings interned (or taken from `pre`, interned already).
+    fn record_of(&mut self, call: &Call, pre: Option<Interned>) -> Record {
         let syms = match pre {
             Some(i) => i.syms,
             None => self.interner.lock().intern_fields(call),
@@ -769,12 +804,16 @@ impl Engine {
             None => 0,
             Some(tz) => self.callee_zone_index(tz),
         };
-        let rec = Record {
+        Record {
             ts: call.occurred_at.0,
             syms,
             relation: call.relation,
             callee_zone,
-        };
+        }
+    }
+
+    fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64) -> u32 {
+        let rec = self.record_of(call, pre);
         let attrs: Option<store::Attrs> = (!call.attrs.is_empty()).then(|| {
             call.attrs
                 .iter()

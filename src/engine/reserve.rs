@@ -9,8 +9,8 @@
 //! reservation outlives its minute-long expiry nowhere.
 
 use super::event::{Call, Text};
-use super::kinds::{self, Applied, Ctx, Locals, Step};
-use super::store::{Ids, Record, Slab};
+use super::kinds::Ctx;
+use super::store::{Ids, Slab};
 use super::time::Ts;
 use super::window::{Hasher, Windows, RESERVED};
 use super::Engine;
@@ -70,17 +70,7 @@ impl Engine {
             return false;
         }
         self.release(&call.call_id);
-        let syms = self.interner.lock().intern_fields(call);
-        let callee_zone = match &call.callee_tz {
-            None => 0,
-            Some(tz) => self.callee_zone_index(tz),
-        };
-        let rec = Record {
-            ts: call.occurred_at.0,
-            syms,
-            relation: call.relation,
-            callee_zone,
-        };
+        let rec = self.record_of(call, None);
         let res = &mut self.reserved;
         let i = match res.free.pop() {
             Some(i) => {
@@ -98,44 +88,8 @@ impl Engine {
         res.by_id.insert(call.call_id.clone(), i);
         // Entered into the reserved windows by each kind's own ingest (its breaches, among
         // reservations alone, are nobody's concern and dropped).
-        let Engine {
-            rules,
-            states,
-            zones,
-            records,
-            reserved,
-            interner,
-            callee_zones,
-            scratch,
-            ..
-        } = self;
-        let mut locals = Locals::new(zones);
         let mut dropped = Vec::new();
-        for (ri, (rule, state)) in rules.iter().zip(states.iter()).enumerate() {
-            if !rule.is_stateful() {
-                continue;
-            }
-            let mut step = Step {
-                ri: ri as u16,
-                rule,
-                zone_slot: state.zone_slot,
-                windows: &mut reserved.windows[ri],
-                ctx: Ctx {
-                    records,
-                    reserved: &reserved.records,
-                    interner,
-                    callee_zones,
-                    evidence_limit: 0,
-                    own: u32::MAX,
-                },
-                scratch,
-                locals: &mut locals,
-                call,
-                slot: i | RESERVED,
-            };
-            let _: Applied = kinds::ingest(&mut step, &mut dropped);
-            dropped.clear();
-        }
+        self.apply_to(call, i | RESERVED, true, &mut dropped);
         true
     }
 

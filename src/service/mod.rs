@@ -165,14 +165,12 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(|e| ServiceError::Start(format!("tokio runtime: {e}")))?;
+    let bind = |key: &'static str, addr: std::net::SocketAddr| {
+        rt.block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|source| ServiceError::Listen { key, addr, source })
+    };
     let addr = settings.http.listen;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .map_err(|source| ServiceError::Listen {
-            key: "http.listen",
-            addr,
-            source,
-        })?;
+    let listener = bind("http.listen", addr)?;
     let http_addr = listener.local_addr().unwrap_or(addr);
     tracing::info!(%http_addr, "serving /metrics, /livez, /readyz");
     let http = rt.spawn(crate::http::serve(
@@ -185,13 +183,7 @@ pub fn run(
     let mut check_addr = None;
     if settings.check.enabled {
         let addr = settings.check.listen;
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|source| ServiceError::Listen {
-                key: "check.listen",
-                addr,
-                source,
-            })?;
+        let listener = bind("check.listen", addr)?;
         let bound = listener.local_addr().unwrap_or(addr);
         tracing::info!(
             check_addr = %bound,

@@ -109,6 +109,16 @@ fn call(id: &str, debtor: &str, phone: &str, when: &str) -> Value {
     })
 }
 
+/// The breach of `rule` in an answer.
+fn breach_of<'a>(v: &'a Value, rule: &str) -> &'a Value {
+    v["breaches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["rule_id"] == rule)
+        .unwrap_or_else(|| panic!("no {rule} breach: {v}"))
+}
+
 fn wait_ready(addr: SocketAddr) {
     let deadline = Instant::now() + PATIENCE;
     while crate::service::http_get(addr, "/readyz").0 != 200 {
@@ -152,12 +162,7 @@ fn a_dialer_learns_before_dialing_what_would_breach_and_when_it_may_call() {
         .map(|b| b["rule_id"].as_str().unwrap())
         .collect();
     assert!(rules.contains(&"cn-cba-six-attempts-per-number-day"), "{v}");
-    let cap = v["breaches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["rule_id"] == "cn-cba-six-attempts-per-number-day")
-        .unwrap();
+    let cap = breach_of(&v, "cn-cba-six-attempts-per-number-day");
     assert_eq!(
         (cap["observed"].as_u64(), cap["limit"].as_u64()),
         (Some(7), Some(6)),
@@ -296,12 +301,7 @@ fn a_dialer_learns_before_dialing_what_would_breach_and_when_it_may_call() {
         &call("after", "D2", "+8613800000002", &at(day, 10, 1)),
     );
     assert_eq!(v["allowed"], false, "six calls made: {v}");
-    let cap = v["breaches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["rule_id"] == "cn-cba-six-attempts-per-number-day")
-        .unwrap();
+    let cap = breach_of(&v, "cn-cba-six-attempts-per-number-day");
     assert_eq!(
         cap["observed"].as_u64(),
         Some(7),

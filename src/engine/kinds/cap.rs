@@ -255,7 +255,8 @@ fn candidate<'x>(
     })
 }
 
-pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
+/// The candidate and its count, when the count exceeds the limit.
+fn over<'x>(l: &'x mut Look<'_, '_>) -> Option<(Candidate<'x>, u32)> {
     let (window, limit, distinct) = params(l.rule);
     let c = candidate(l.rule, l.windows, l.reserved, l.ctx, l.buf, l.call)?;
     let n = count(
@@ -268,21 +269,28 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
         distinct,
         Some(c.extra),
     )?;
+    Some((c, n))
+}
+
+pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
+    let (window, limit, distinct) = params(l.rule);
+    let (ri, ctx, call) = (l.ri, l.ctx, l.call);
+    let (c, n) = over(l)?;
     Some(Breach {
-        rule: l.ri,
+        rule: ri,
         subject: crate::engine::breach::Subject::Judged,
         observed: n,
         limit,
         bounds: Some(bounds(c.t, c.tz, window)),
         holiday: false,
         evidence: evidence(
-            l.ctx,
+            ctx,
             c.v,
             c.t,
             c.pv,
             window,
             distinct,
-            Some((&l.call.call_id, c.extra)),
+            Some((&call.call_id, c.extra)),
         ),
         late: false,
     })
@@ -293,19 +301,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
 /// only delay that, so this is the earliest it can be.
 pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
     let (window, limit, distinct) = params(l.rule);
-    let Some(c) = candidate(l.rule, l.windows, l.reserved, l.ctx, l.buf, l.call) else {
-        return Clear::Now;
-    };
-    let Some(n) = count(
-        l.scratch,
-        c.v,
-        c.t,
-        c.pv,
-        window,
-        limit,
-        distinct,
-        Some(c.extra),
-    ) else {
+    let Some((c, n)) = over(l) else {
         return Clear::Now;
     };
     // The first instant an entry is no longer in the window of a call placed then.
