@@ -240,9 +240,7 @@ fn parse(api: &Api, body: &[u8]) -> Result<Parsed, (StatusCode, &'static str, St
         (Some(_), Some(Value::String(s))) => {
             let ns = crate::policy::parse_duration(&s)
                 .map_err(|r| bad(Reason::BadValue.as_str(), format!("reservation_ttl: {r}")))?;
-            if !(crate::engine::time::NANOS_PER_SEC..=3600 * crate::engine::time::NANOS_PER_SEC)
-                .contains(&ns)
-            {
+            if !crate::config::RESERVATION_TTL.contains(&ns) {
                 return Err(bad(
                     Reason::BadValue.as_str(),
                     "reservation_ttl: between 1s and 1h".into(),

@@ -112,6 +112,11 @@ impl Default for RawCheck {
     }
 }
 
+/// The reservation lifetimes allowed (ns), in `check.reservation_ttl` and in a request: long
+/// enough to dial, short enough that an abandoned attempt frees its place.
+pub const RESERVATION_TTL: std::ops::RangeInclusive<i64> =
+    crate::engine::time::NANOS_PER_SEC..=3600 * crate::engine::time::NANOS_PER_SEC;
+
 /// Validated `[check]`.
 #[derive(Clone)]
 pub struct CheckSettings {
@@ -223,9 +228,7 @@ fn check_settings(
     }
     let ttl =
         parse_duration(&c.reservation_ttl).map_err(|r| invalid("check.reservation_ttl", r))?;
-    if !(crate::engine::time::NANOS_PER_SEC..=3600 * crate::engine::time::NANOS_PER_SEC)
-        .contains(&ttl)
-    {
+    if !RESERVATION_TTL.contains(&ttl) {
         return Err(invalid(
             "check.reservation_ttl",
             "between 1s and 1h: long enough to dial, short enough that an abandoned attempt frees its place".into(),
