@@ -957,6 +957,7 @@ impl Settings {
                 allowed_lateness: lateness,
                 evidence_limit: e.evidence_limit as usize,
                 sweep_every: None,
+                ..EngineSettings::default()
             },
             decode: DecodeSettings {
                 default_region: region,

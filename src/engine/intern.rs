@@ -4,7 +4,6 @@
 
 use super::event::{Call, StrField};
 use compact_str::CompactString;
-use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,8 +31,8 @@ struct Slot {
 /// The interner.
 #[derive(Default)]
 pub struct Interner {
-    table: HashTable<u32>,
-    slots: Vec<Slot>,
+    table: super::table::Sharded,
+    slots: super::table::Chunked<Slot>,
     free: Vec<u32>,
     hasher: foldhash::fast::FixedState,
     live_bytes: usize,
@@ -72,7 +71,7 @@ impl Interner {
 
     fn intern_hashed(&mut self, h: u64, s: &str) -> Sym {
         let slots = &self.slots;
-        if let Some(&i) = self.table.find(h, |&i| &*slots[i as usize].text == s) {
+        if let Some(i) = self.table.find(h, |&i| &*slots[i as usize].text == s) {
             self.slots[i as usize].refs += 1;
             return Sym(i);
         }
@@ -93,7 +92,7 @@ impl Interner {
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
         self.table
-            .insert_unique(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
+            .insert(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
         Sym(i)
     }
 
@@ -107,7 +106,7 @@ impl Interner {
         let h = self.hash(s);
         self.table
             .find(h, |&i| &*self.slots[i as usize].text == s)
-            .map(|&i| Sym(i))
+            .map(Sym)
     }
 
     /// Drops one reference; the string is freed with the last.
@@ -121,9 +120,7 @@ impl Interner {
             let text = std::mem::take(&mut slot.text);
             self.live_bytes -= if text.len() > 24 { text.len() } else { 0 };
             let h = self.hash(&text);
-            if let Ok(e) = self.table.find_entry(h, |&i| i == sym.0) {
-                e.remove();
-            }
+            self.table.remove(h, sym.0);
             self.free.push(sym.0);
         }
     }
@@ -179,7 +176,7 @@ impl Interner {
                 let text = &slots[n].text;
                 *live_bytes += if text.len() > 24 { text.len() } else { 0 };
                 let h = hasher.hash_one(&**text);
-                table.insert_unique(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
+                table.insert(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
             }
         }
         i.free = free;

@@ -36,12 +36,13 @@ pub mod rule;
 pub use snapshot::SnapshotError;
 mod snapshot;
 mod store;
+mod table;
 pub mod time;
 mod window;
 
 use breach::Breach;
 use event::Call;
-use hashbrown::{HashMap, HashTable};
+use hashbrown::HashMap;
 use intern::{Interned, SharedInterner, Sym};
 use jiff::tz::TimeZone;
 use kinds::{Applied, Clear, Ctx, Locals, Look, Step};
@@ -49,6 +50,7 @@ use reserve::Reservations;
 use rule::{Rule, ZoneRule};
 use std::hash::BuildHasher;
 use store::{Record, Slab};
+use table::SHARDS;
 use time::Ts;
 use window::{Entry, Hasher, Windows};
 
@@ -64,6 +66,11 @@ pub struct EngineSettings {
     /// Evict expired state whenever event time has advanced this much since the last sweep
     /// (nanoseconds); `None` picks an eighth of the retention span (at least one second).
     pub sweep_every: Option<i64>,
+    /// Windows or record slots an eviction pass looks at between two calls (at least one
+    /// unit of work: a window shard, or a block of record slots). The default keeps each
+    /// pause to a few hundred microseconds; tests make it small so passes stay under way
+    /// while calls arrive.
+    pub sweep_step: usize,
 }
 
 impl Default for EngineSettings {
@@ -72,6 +79,7 @@ impl Default for EngineSettings {
             allowed_lateness: 3600 * time::NANOS_PER_SEC,
             evidence_limit: 10,
             sweep_every: None,
+            sweep_step: PASS_STEP,
         }
     }
 }
@@ -196,7 +204,7 @@ pub struct Engine {
     records: Slab,
     free: Vec<u32>,
     live: usize,
-    dedup: HashTable<u32>,
+    dedup: table::Sharded,
     hasher: Hasher,
     interner: SharedInterner,
     /// Lane states, indexed by lane (partition numbers are small and dense).
@@ -209,6 +217,9 @@ pub struct Engine {
     horizon: i64,
     sweep_every: i64,
     last_sweep: i64,
+    /// The eviction pass under way, if any (see [`Pass`]).
+    pass: Option<Pass>,
+    pass_step: usize,
     evidence_limit: usize,
     stats: EngineStats,
     scratch: Vec<Sym>,
@@ -293,7 +304,7 @@ impl Engine {
             records: Slab::default(),
             free: Vec::new(),
             live: 0,
-            dedup: HashTable::new(),
+            dedup: table::Sharded::default(),
             hasher: Hasher::default(),
             interner: SharedInterner::default(),
             lanes: Vec::new(),
@@ -303,6 +314,8 @@ impl Engine {
             horizon,
             sweep_every,
             last_sweep: i64::MIN,
+            pass: None,
+            pass_step: settings.sweep_step,
             evidence_limit: settings.evidence_limit,
             stats: EngineStats {
                 rule_matched: vec![0; n],
@@ -554,12 +567,7 @@ impl Engine {
             self.release(&call.call_id);
         }
         let h = self.call_hash(&call.call_id);
-        let records = &self.records;
-        if self
-            .dedup
-            .find(h, |&s| records.call_id(s) == call.call_id)
-            .is_some()
-        {
+        if self.retained_slot(h, &call.call_id).is_some() {
             self.stats.duplicates += 1;
             return Ingest::Duplicate;
         }
@@ -587,6 +595,9 @@ impl Engine {
         let skipped = self.apply(call, slot, out);
         // Eviction follows the slowest lane, which is never ahead of this one: only when this
         // lane has moved a sweep's span is the slowest worth looking for.
+        // The cutoff moves when a sweep is due, whether or not the last pass is over (what a
+        // caller sees follows the cutoff alone); otherwise the pass under way takes a step.
+        let mut swept = false;
         if newest.saturating_sub(self.last_sweep) >= self.sweep_every {
             let base = if self.lanes.len() == 1 {
                 Some(newest)
@@ -596,8 +607,12 @@ impl Engine {
             if let Some(base) = base {
                 if base.saturating_sub(self.last_sweep) >= self.sweep_every {
                     self.sweep(base);
+                    swept = true;
                 }
             }
+        }
+        if !swept {
+            self.step();
         }
         Ingest::Accepted { skipped }
     }
@@ -830,7 +845,7 @@ impl Engine {
         };
         let (hasher, records) = (&self.hasher, &self.records);
         self.dedup
-            .insert_unique(h, slot, |&s| hasher.hash_one(records.call_id(s)));
+            .insert(h, slot, |&s| hasher.hash_one(records.call_id(s)));
         self.live += 1;
         slot
     }
@@ -850,8 +865,20 @@ impl Engine {
         i
     }
 
-    /// Evicts everything older than the retention span behind `base` (the slowest lane).
+    /// The retained call with id `call_id` (hashing to `h`). A call older than the cutoff is
+    /// evicted, whether or not the pass under way has reached its slot yet.
+    fn retained_slot(&self, h: u64, call_id: &str) -> Option<u32> {
+        let (records, cutoff) = (&self.records, self.cutoff);
+        self.dedup.find(h, |&s| {
+            records.call_id(s) == call_id && records[s as usize].ts >= cutoff
+        })
+    }
+
+    /// Starts evicting everything older than the retention span behind `base` (the slowest
+    /// lane): the cutoff moves now, the memory is given back by [`Pass`] units, one between
+    /// two calls. A pass still under way is finished first.
     fn sweep(&mut self, base: i64) {
+        self.finish_pass();
         self.last_sweep = base;
         let cutoff = base
             .saturating_sub(self.lateness)
@@ -860,70 +887,140 @@ impl Engine {
             return;
         }
         self.cutoff = cutoff;
-        // Each rule keeps only what its own reach needs: a call still judged (within lateness
-        // of the slowest lane) looks back at most its rule's reach. The records stay until the
-        // longest reach is past, since other rules count them.
-        for (st, rule) in self.states.iter_mut().zip(&self.rules) {
-            let cutoff = base
-                .saturating_sub(self.lateness)
-                .saturating_sub(rule.reach());
-            st.windows.retain(|w| {
-                let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
-                w.calls.drain(..k);
-                if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
-                    w.calls.shrink_to_fit();
-                }
-                if let Some(t) = &mut w.triggers {
-                    let k = window::split_near_front(t, |y| y.ts < cutoff);
-                    t.drain(..k);
-                    if t.is_empty() {
-                        w.triggers = None;
-                    }
-                }
-                !(w.calls.is_empty() && w.triggers.is_none())
-            });
-        }
-        let mut interner = self.interner.lock();
-        for slot in 0..self.records.len() as u32 {
-            if !self.records.live(slot) || self.records[slot as usize].ts >= cutoff {
-                continue;
-            }
-            let h = self.hasher.hash_one(self.records.call_id(slot));
-            if let Ok(e) = self.dedup.find_entry(h, |&s| s == slot) {
-                e.remove();
-            }
-            self.records.kill(slot);
-            interner.release_all(&self.records[slot as usize].syms);
-            self.free.push(slot);
-            self.live -= 1;
-            self.stats.evicted += 1;
-        }
-        if self.dedup.capacity() > 1024 && self.dedup.len() < self.dedup.capacity() / 4 {
-            let (hasher, records) = (&self.hasher, &self.records);
-            self.dedup
-                .shrink_to_fit(|&s| hasher.hash_one(records.call_id(s)));
+        self.pass = Some(Pass::Windows(0));
+        self.step();
+    }
+
+    /// Runs the pass under way to its end.
+    fn finish_pass(&mut self) {
+        while self.pass.is_some() {
+            self.step();
         }
     }
 
-    /// Evicts expired state now, behind the slowest lane.
+    /// A step of the eviction pass under way: units until `sweep_step` windows or record
+    /// slots were looked at (or the pass is over).
+    fn step(&mut self) {
+        let mut done = 0;
+        while let Some(unit) = self.pass {
+            if done >= self.pass_step {
+                break;
+            }
+            done += self.unit(unit).max(1);
+        }
+    }
+
+    /// Runs one unit of the eviction pass; returns the windows or record slots it looked at.
+    fn unit(&mut self, unit: Pass) -> usize {
+        let base = self.last_sweep;
+        let mut seen = 0;
+        self.pass = match unit {
+            Pass::Windows(u) => {
+                // Each rule keeps only what its own reach needs: a call still judged (within
+                // lateness of the slowest lane) looks back at most its rule's reach. The
+                // records stay until the longest reach is past, since other rules count them.
+                let (ri, shard) = (u as usize / SHARDS, u as usize % SHARDS);
+                let cutoff = base
+                    .saturating_sub(self.lateness)
+                    .saturating_sub(self.rules[ri].reach());
+                seen = self.states[ri].windows.retain_shard(shard, |w| {
+                    let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
+                    w.calls.drain(..k);
+                    if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
+                        w.calls.shrink_to_fit();
+                    }
+                    if let Some(t) = &mut w.triggers {
+                        let k = window::split_near_front(t, |y| y.ts < cutoff);
+                        t.drain(..k);
+                        if t.is_empty() {
+                            w.triggers = None;
+                        }
+                    }
+                    !(w.calls.is_empty() && w.triggers.is_none())
+                });
+                Some(if (u as usize + 1) < self.rules.len() * SHARDS {
+                    Pass::Windows(u + 1)
+                } else {
+                    Pass::Records(0)
+                })
+            }
+            // Every window is past the cutoff now: no entry refers to the records evicted.
+            Pass::Records(first) => {
+                let end = (first as usize + PASS_RECORDS).min(self.records.len()) as u32;
+                seen = end.saturating_sub(first) as usize;
+                let mut interner = self.interner.lock();
+                for slot in first..end {
+                    if !self.records.live(slot) || self.records[slot as usize].ts >= self.cutoff {
+                        continue;
+                    }
+                    let h = self.hasher.hash_one(self.records.call_id(slot));
+                    self.dedup.remove(h, slot);
+                    self.records.kill(slot);
+                    interner.release_all(&self.records[slot as usize].syms);
+                    self.free.push(slot);
+                    self.live -= 1;
+                    self.stats.evicted += 1;
+                }
+                Some(if (end as usize) < self.records.len() {
+                    Pass::Records(end)
+                } else {
+                    Pass::Shrink(0)
+                })
+            }
+            Pass::Shrink(i) => {
+                let (hasher, records) = (&self.hasher, &self.records);
+                self.dedup
+                    .shrink(i as usize, |&s| hasher.hash_one(records.call_id(s)));
+                ((i as usize + 1) < SHARDS).then_some(Pass::Shrink(i + 1))
+            }
+        };
+        seen
+    }
+
+    /// Evicts expired state now, behind the slowest lane, to the end.
     pub fn advance(&mut self) {
         if let Some(base) = self.slowest() {
             self.sweep(base.0);
         }
+        self.finish_pass();
     }
 
-    /// The periodic tick an idle partition needs: evicts behind the slowest lane when it has
-    /// moved a sweep's span (`sweep_every`) since the last sweep, as ingesting does. A sweep
-    /// reads the whole state: run on every tick while event time advances (live, a second at a
-    /// time), it stalled the service for as long as that takes, every second.
+    /// The periodic tick an idle partition needs, between records: when the slowest lane has
+    /// moved a sweep's span (`sweep_every`) since the last sweep, as ingesting does, a new
+    /// eviction pass; otherwise a step of the pass under way. (A whole sweep reads
+    /// the whole state: run on every tick while event time advances, it stalled the service
+    /// for as long as that takes, every second.)
     pub fn tick(&mut self) {
-        if let Some(base) = self.slowest() {
-            if base.0.saturating_sub(self.last_sweep) >= self.sweep_every {
-                self.sweep(base.0);
+        match self.slowest() {
+            Some(base) if base.0.saturating_sub(self.last_sweep) >= self.sweep_every => {
+                self.sweep(base.0)
             }
+            _ => self.step(),
         }
     }
 }
+
+/// An eviction pass under way: the next unit of work. Windows go first — shard by shard of
+/// each rule, each cut to its rule's cutoff — then the records older than the engine's cutoff,
+/// [`PASS_RECORDS`] slots at a time, then each dedup shard gives back memory. Lookups treat a
+/// record older than the cutoff as evicted already, so when a unit runs changes nothing a
+/// caller sees; only the pause is spread (a unit reads 1/64 of a rule's windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// The next window shard: rule × [`SHARDS`] + shard.
+    Windows(u32),
+    /// The first record slot not yet looked at.
+    Records(u32),
+    /// The next dedup shard to shrink.
+    Shrink(u32),
+}
+
+/// Record slots one unit of an eviction pass looks at.
+const PASS_RECORDS: usize = 512;
+
+/// Windows or record slots a step of an eviction pass looks at (one step between two calls):
+/// a small state is swept in one step, a large one a few hundred microseconds at a time.
+const PASS_STEP: usize = 2048;
 
 #[cfg(test)]
 mod size_tests {

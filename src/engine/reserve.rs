@@ -164,10 +164,7 @@ impl Engine {
 
     /// Whether a call with this id is retained (a second one would be a duplicate).
     pub fn is_retained(&self, call_id: &str) -> bool {
-        let h = self.call_hash(call_id);
-        let records = &self.records;
-        self.dedup
-            .find(h, |&s| records.call_id(s) == call_id)
+        self.retained_slot(self.call_hash(call_id), call_id)
             .is_some()
     }
 }

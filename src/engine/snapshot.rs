@@ -3,10 +3,11 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 1, little-endian)
+//! # Format (version 2, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
-//! rules is refused, not misread), then: watermark, cutoff, last sweep; lanes; counters; the
+//! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
+//! way (a tag and a u32: none, window shard, record slot, dedup shard); lanes; counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
 //! key, each with its call and trigger entries. Strings are a u32 length and UTF-8 bytes.
@@ -14,15 +15,16 @@
 use super::event::Relation;
 use super::intern::{Interner, Sym};
 use super::store::{Ids, Record, Slab};
+use super::table::SHARDS;
 use super::window::{Entry, Key, WindowState};
-use super::{Engine, EngineSettings, LaneState};
+use super::{Engine, EngineSettings, LaneState, Pass};
 use crate::engine::rule::Rule;
 use compact_str::CompactString;
 use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -145,6 +147,14 @@ impl Engine {
         }
         w.i64(self.cutoff);
         w.i64(self.last_sweep);
+        let (tag, at) = match self.pass {
+            None => (0, 0),
+            Some(Pass::Windows(u)) => (1, u),
+            Some(Pass::Records(s)) => (2, s),
+            Some(Pass::Shrink(i)) => (3, i),
+        };
+        w.u8(tag);
+        w.u32(at);
         w.len(self.lanes.len());
         for l in &self.lanes {
             match l {
@@ -271,6 +281,14 @@ impl Engine {
         };
         e.cutoff = r.i64()?;
         e.last_sweep = r.i64()?;
+        let (tag, at) = (r.u8()?, r.u32()?);
+        e.pass = match tag {
+            0 => None,
+            1 if (at as usize) < e.rules.len() * SHARDS => Some(Pass::Windows(at)),
+            2 => Some(Pass::Records(at)),
+            3 if (at as usize) < SHARDS => Some(Pass::Shrink(at)),
+            _ => return Err(SnapshotError::Corrupt("eviction pass")),
+        };
         let n = r.len(1)?;
         e.lanes = (0..n)
             .map(|_| {
@@ -389,7 +407,7 @@ impl Engine {
                 let h = e.hasher.hash_one_id(e.records.call_id(slot));
                 let (hasher, records) = (&e.hasher, &e.records);
                 e.dedup
-                    .insert_unique(h, slot, |&s| hasher.hash_one_id(records.call_id(s)));
+                    .insert(h, slot, |&s| hasher.hash_one_id(records.call_id(s)));
             }
         }
         let nrec = e.records.len();

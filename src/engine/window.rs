@@ -114,13 +114,35 @@ pub(super) type Key = [Sym; 6];
 /// The hasher of the engine's maps.
 pub(super) type Hasher = foldhash::fast::FixedState;
 
-/// One rule's windows by key. Most rules key on one or two fields: their keys are packed into
-/// 8 bytes instead of 24, since a map slot is paid for by every key.
+use super::table::SHARDS;
+
+/// The shard of a packed key: the top bits of a multiplicative hash (the map itself hashes
+/// the key again, independently).
+fn shard_of(k: u64) -> usize {
+    (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
+}
+
+fn shard_of_wide(k: &Key) -> usize {
+    shard_of(k.iter().fold(0u64, |h, s| {
+        (h.rotate_left(21) ^ s.0 as u64).wrapping_mul(0xA076_1D64_78BD_642F)
+    }))
+}
+
+type Shards<K> = Box<[HashMap<K, WindowState, Hasher>]>;
+
+fn shards<K>() -> Shards<K> {
+    (0..SHARDS)
+        .map(|_| HashMap::with_hasher(Hasher::default()))
+        .collect()
+}
+
+/// One rule's windows by key, in [`SHARDS`] maps. Most rules key on one or two fields: their
+/// keys are packed into 8 bytes instead of 24, since a map slot is paid for by every key.
 pub(super) enum Windows {
     /// Keys of at most two fields.
-    Narrow(HashMap<u64, WindowState, Hasher>),
+    Narrow(Shards<u64>),
     /// Keys of three to six fields.
-    Wide(HashMap<Key, WindowState, Hasher>),
+    Wide(Shards<Key>),
 }
 
 fn pack(k: &Key) -> u64 {
@@ -134,37 +156,53 @@ fn unpack(k: u64) -> Key {
     key
 }
 
+/// Gives a map's memory back when few of its slots are used.
+fn shrink<K: std::hash::Hash + Eq>(m: &mut HashMap<K, WindowState, Hasher>) {
+    if m.capacity() > 64 && m.len() < m.capacity() / 4 {
+        m.shrink_to_fit();
+    }
+}
+
 impl Windows {
     /// The map for a rule keyed on `fields` fields.
     pub fn for_key_fields(fields: usize) -> Windows {
         if fields <= 2 {
-            Windows::Narrow(HashMap::with_hasher(Hasher::default()))
+            Windows::Narrow(shards())
         } else {
-            Windows::Wide(HashMap::with_hasher(Hasher::default()))
+            Windows::Wide(shards())
         }
     }
 
     /// The window of `key`, created empty if there is none.
     pub fn entry(&mut self, key: &Key) -> &mut WindowState {
         match self {
-            Windows::Narrow(m) => m.entry(pack(key)).or_default(),
-            Windows::Wide(m) => m.entry(*key).or_default(),
+            Windows::Narrow(m) => {
+                let k = pack(key);
+                m[shard_of(k)].entry(k).or_default()
+            }
+            Windows::Wide(m) => m[shard_of_wide(key)].entry(*key).or_default(),
         }
     }
 
     /// The window of `key`, if any.
     pub fn get(&self, key: &Key) -> Option<&WindowState> {
         match self {
-            Windows::Narrow(m) => m.get(&pack(key)),
-            Windows::Wide(m) => m.get(key),
+            Windows::Narrow(m) => {
+                let k = pack(key);
+                m[shard_of(k)].get(&k)
+            }
+            Windows::Wide(m) => m[shard_of_wide(key)].get(key),
         }
     }
 
     /// The window of `key`, if any, to change.
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {
         match self {
-            Windows::Narrow(m) => m.get_mut(&pack(key)),
-            Windows::Wide(m) => m.get_mut(key),
+            Windows::Narrow(m) => {
+                let k = pack(key);
+                m[shard_of(k)].get_mut(&k)
+            }
+            Windows::Wide(m) => m[shard_of_wide(key)].get_mut(key),
         }
     }
 
@@ -172,10 +210,11 @@ impl Windows {
     pub fn remove(&mut self, key: &Key) {
         match self {
             Windows::Narrow(m) => {
-                m.remove(&pack(key));
+                let k = pack(key);
+                m[shard_of(k)].remove(&k);
             }
             Windows::Wide(m) => {
-                m.remove(key);
+                m[shard_of_wide(key)].remove(key);
             }
         }
     }
@@ -184,28 +223,34 @@ impl Windows {
     pub fn insert(&mut self, key: Key, w: WindowState) {
         match self {
             Windows::Narrow(m) => {
-                m.insert(pack(&key), w);
+                let k = pack(&key);
+                m[shard_of(k)].insert(k, w);
             }
             Windows::Wide(m) => {
-                m.insert(key, w);
+                m[shard_of_wide(&key)].insert(key, w);
             }
         }
     }
 
-    /// Keeps the windows `f` says to keep, and gives memory back when few are left.
-    pub fn retain(&mut self, mut f: impl FnMut(&mut WindowState) -> bool) {
+    /// Keeps the windows of shard `shard` that `f` says to keep, and gives memory back when
+    /// few are left; returns how many windows it looked at.
+    pub fn retain_shard(
+        &mut self,
+        shard: usize,
+        mut f: impl FnMut(&mut WindowState) -> bool,
+    ) -> usize {
         match self {
             Windows::Narrow(m) => {
-                m.retain(|_, w| f(w));
-                if m.capacity() > 64 && m.len() < m.capacity() / 4 {
-                    m.shrink_to_fit();
-                }
+                let n = m[shard].len();
+                m[shard].retain(|_, w| f(w));
+                shrink(&mut m[shard]);
+                n
             }
             Windows::Wide(m) => {
-                m.retain(|_, w| f(w));
-                if m.capacity() > 64 && m.len() < m.capacity() / 4 {
-                    m.shrink_to_fit();
-                }
+                let n = m[shard].len();
+                m[shard].retain(|_, w| f(w));
+                shrink(&mut m[shard]);
+                n
             }
         }
     }
@@ -213,16 +258,17 @@ impl Windows {
     /// Keys with a window.
     pub fn len(&self) -> usize {
         match self {
-            Windows::Narrow(m) => m.len(),
-            Windows::Wide(m) => m.len(),
+            Windows::Narrow(m) => m.iter().map(HashMap::len).sum(),
+            Windows::Wide(m) => m.iter().map(HashMap::len).sum(),
         }
     }
 
-    /// Makes room for `n` more windows.
+    /// Makes room for `n` more windows, spread over the shards.
     pub fn reserve(&mut self, n: usize) {
+        let n = n.div_ceil(SHARDS);
         match self {
-            Windows::Narrow(m) => m.reserve(n),
-            Windows::Wide(m) => m.reserve(n),
+            Windows::Narrow(m) => m.iter_mut().for_each(|m| m.reserve(n)),
+            Windows::Wide(m) => m.iter_mut().for_each(|m| m.reserve(n)),
         }
     }
 
@@ -232,12 +278,18 @@ impl Windows {
         let state = std::mem::size_of::<WindowState>() + 1;
         match self {
             Windows::Narrow(m) => (
-                m.capacity() * (8 + state),
-                m.values().map(|w| w.capacity() * entry).sum(),
+                m.iter().map(HashMap::capacity).sum::<usize>() * (8 + state),
+                m.iter()
+                    .flat_map(HashMap::values)
+                    .map(|w| w.capacity() * entry)
+                    .sum(),
             ),
             Windows::Wide(m) => (
-                m.capacity() * (24 + state),
-                m.values().map(|w| w.capacity() * entry).sum(),
+                m.iter().map(HashMap::capacity).sum::<usize>() * (24 + state),
+                m.iter()
+                    .flat_map(HashMap::values)
+                    .map(|w| w.capacity() * entry)
+                    .sum(),
             ),
         }
     }
@@ -245,8 +297,14 @@ impl Windows {
     /// Every window with its key, sorted by key (snapshots are deterministic).
     pub fn sorted(&self) -> Vec<(Key, &WindowState)> {
         let mut v: Vec<(Key, &WindowState)> = match self {
-            Windows::Narrow(m) => m.iter().map(|(k, w)| (unpack(*k), w)).collect(),
-            Windows::Wide(m) => m.iter().map(|(k, w)| (*k, w)).collect(),
+            Windows::Narrow(m) => m
+                .iter()
+                .flat_map(|m| m.iter().map(|(k, w)| (unpack(*k), w)))
+                .collect(),
+            Windows::Wide(m) => m
+                .iter()
+                .flat_map(|m| m.iter().map(|(k, w)| (*k, w)))
+                .collect(),
         };
         v.sort_unstable_by_key(|(k, _)| *k);
         v

@@ -759,6 +759,9 @@ impl Pipeline<'_> {
                 if self.engine.reservations() > 0 {
                     self.engine.expire_reservations(wall_now());
                 }
+                // Idle partitions still age out: a unit of the eviction pass under way, or a
+                // new pass once one is due (ingesting steps it too).
+                self.engine.tick();
                 if last_commit.elapsed() >= commit_every {
                     commit(&self.consumer, &self.shared, CommitMode::Async);
                     last_commit = Instant::now();
@@ -827,9 +830,6 @@ impl Pipeline<'_> {
         if heap {
             m.engine_heap.set(self.engine.heap_bytes() as i64);
         }
-        // Idle partitions still age out: evict what the watermark has left behind, once a
-        // sweep is due.
-        self.engine.tick();
     }
 
     /// Watermark alignment: pauses partitions that ran too far ahead of the slowest, resumes

@@ -1,0 +1,161 @@
+//! A hash table of `u32`s (slots, symbols) keyed by a hash the caller computes, in
+//! [`SHARDS`] tables. One table of the whole state stalled the engine thread for as long as
+//! doubling it took — rehashing reads the key of every entry, a cache miss each: 17 ms for the
+//! interner at 300,000 strings. A shard grows by 1/64 of that at a time.
+
+use hashbrown::HashTable;
+
+/// Shards of each table (and of a rule's window map, `window::Windows`).
+pub(super) const SHARDS: usize = 64;
+
+/// Bits of the hash that choose the shard: neither the tables' bucket index (the low bits)
+/// nor their control bytes (the top seven) use them.
+const SHIFT: u32 = 40;
+
+pub(super) struct Sharded(Box<[HashTable<u32>]>);
+
+impl Default for Sharded {
+    fn default() -> Sharded {
+        Sharded((0..SHARDS).map(|_| HashTable::new()).collect())
+    }
+}
+
+impl Sharded {
+    fn shard(h: u64) -> usize {
+        (h >> SHIFT) as usize % SHARDS
+    }
+
+    /// The value with hash `h` for which `eq` holds.
+    pub fn find(&self, h: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
+        self.0[Self::shard(h)].find(h, eq).copied()
+    }
+
+    /// Adds `v`, whose key hashes to `h`; `hash` hashes a value's key (to grow).
+    pub fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64) {
+        self.0[Self::shard(h)].insert_unique(h, v, hash);
+    }
+
+    /// Removes `v`, whose key hashes to `h`.
+    pub fn remove(&mut self, h: u64, v: u32) {
+        if let Ok(e) = self.0[Self::shard(h)].find_entry(h, |&x| x == v) {
+            e.remove();
+        }
+    }
+
+    /// Gives memory back from shard `i` when few of its slots are used.
+    pub fn shrink(&mut self, i: usize, hash: impl Fn(&u32) -> u64) {
+        let t = &mut self.0[i];
+        if t.capacity() > 64 && t.len() < t.capacity() / 4 {
+            t.shrink_to_fit(hash);
+        }
+    }
+
+    /// Slots allocated.
+    pub fn capacity(&self) -> usize {
+        self.0.iter().map(HashTable::capacity).sum()
+    }
+}
+
+/// Items in chunks of [`CHUNK`]: growing never moves what is there (a `Vec` doubling copies
+/// it all, and faults in twice its size of fresh pages at once).
+pub(super) struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+    len: usize,
+}
+
+const CHUNK: usize = 4096;
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked {
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> Chunked<T> {
+    pub fn push(&mut self, v: T) {
+        if self.len == self.capacity() {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks[self.len / CHUNK].push(v);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.chunks.len() * CHUNK
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.chunks.iter().flatten()
+    }
+}
+
+impl<T> std::ops::Index<usize> for Chunked<T> {
+    type Output = T;
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        &self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+impl<T> std::ops::IndexMut<usize> for Chunked<T> {
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        &mut self.chunks[i / CHUNK][i % CHUNK]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values are found in their shard, whatever bits their hashes differ in, and removed
+    /// values are gone.
+    #[test]
+    fn finds_what_it_holds_and_not_what_it_removed() {
+        let hash = |v: &u32| (*v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut t = Sharded::default();
+        for v in 0..10_000u32 {
+            t.insert(hash(&v), v, hash);
+        }
+        for v in (0..10_000u32).step_by(2) {
+            t.remove(hash(&v), v);
+        }
+        for i in 0..SHARDS {
+            t.shrink(i, hash);
+        }
+        for v in 0..10_000u32 {
+            assert_eq!(
+                t.find(hash(&v), |&x| x == v),
+                (v % 2 == 1).then_some(v),
+                "{v}"
+            );
+        }
+        assert!(t.0.iter().filter(|s| !s.is_empty()).count() > SHARDS / 2);
+    }
+
+    #[test]
+    fn chunked_holds_items_in_order_across_chunks() {
+        let mut c = Chunked::default();
+        for v in 0..(3 * CHUNK + 5) {
+            c.push(v);
+        }
+        c[CHUNK] = 7;
+        assert_eq!(c.len(), 3 * CHUNK + 5);
+        assert_eq!(c.capacity(), 4 * CHUNK);
+        assert_eq!(
+            (c[0], c[CHUNK], c[CHUNK + 1], c[3 * CHUNK + 4]),
+            (0, 7, CHUNK + 1, 3 * CHUNK + 4)
+        );
+        assert!(c
+            .iter()
+            .enumerate()
+            .all(|(i, v)| *v == if i == CHUNK { 7 } else { i }));
+    }
+}
