@@ -5,7 +5,7 @@
 //! the service's produce step), stamping `detected_at` with the caller's clock.
 
 use crate::engine::breach::Breach;
-use crate::engine::event::{Call, StrField, Text};
+use crate::engine::event::{Call, Relation, StrField, Text};
 use crate::engine::rule::{self, Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
 use serde::Serialize;
@@ -447,13 +447,31 @@ fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
         Body::Forbid => {
             let _ = write!(
                 out,
-                "call to a {} that this rule forbids",
-                s.relation.as_str()
+                "call to {} that this rule forbids",
+                callee_phrase(s.relation)
             );
         }
     }
     if let Some(d) = &rule.description {
         let _ = write!(out, ": {d}");
+    }
+}
+
+/// Who the callee is, as a message says it ("call to an emergency contact").
+fn callee_phrase(r: Relation) -> &'static str {
+    match r {
+        Relation::SelfDebtor => "the debtor",
+        Relation::Spouse => "a spouse",
+        Relation::Parent => "a parent",
+        Relation::Guardian => "a guardian",
+        Relation::Executor => "an executor",
+        Relation::Guarantor => "a guarantor",
+        Relation::CoMaker => "a co-maker",
+        Relation::EmergencyContact => "an emergency contact",
+        Relation::Employer => "an employer",
+        Relation::ContactList => "a number from the debtor's contact list",
+        Relation::Other => "another party",
+        Relation::Unknown => "a callee of unknown relation",
     }
 }
 
