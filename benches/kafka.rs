@@ -19,6 +19,9 @@
 //! ```text
 //! cargo bench --bench kafka -- --calls 1000000 --rate 50000 --checks 2000 --clients 32
 //! ```
+//! `--no-directives` publishes no suppression directives (`kafka.suppressions_topic = ""`), to
+//! measure what they cost.
+//!
 //! `--live` stamps each call with the wall-clock time it is produced at (and checks with the time
 //! they are asked), as a dialer fleet placing calls now would: event time then advances in real
 //! time, where the generated history (14 days, replayed in seconds) makes every periodic
@@ -54,6 +57,7 @@ struct Args {
     checks: u64,
     clients: usize,
     live: bool,
+    directives: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +69,7 @@ fn args() -> Args {
         checks: 0,
         clients: 32,
         live: false,
+        directives: true,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -92,6 +97,7 @@ fn args() -> Args {
             }
             "--backlog" => a.backlog = true,
             "--live" => a.live = true,
+            "--no-directives" => a.directives = false,
             _ => {} // cargo's --bench and friends
         }
         i += 1;
@@ -296,6 +302,11 @@ fn main() {
     // The check API only when checks are asked for: without it the loop waits in librdkafka's
     // poll as before, the baseline "without checks".
     settings.check.enabled = a.checks > 0;
+    // Suppression directives (on by default, as in the shipped configuration), or not: what
+    // they cost.
+    if !a.directives {
+        settings.kafka.suppressions_topic = None;
+    }
 
     eprintln!("generating {} calls", a.calls);
     let lines: Vec<(Option<String>, String)> = Synth::new(SynthParams {
@@ -341,6 +352,9 @@ fn main() {
     cluster.create_topic(&k.input_topic, 3, 1).unwrap();
     cluster.create_topic(&k.alerts_topic, 3, 1).unwrap();
     cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
+    if let Some(t) = &k.suppressions_topic {
+        cluster.create_topic(t, 3, 1).unwrap();
+    }
     settings.kafka.brokers = cluster.bootstrap_servers();
     // The mock broker answers an empty fetch only after fetch.wait.max.ms (it does not wake a
     // waiting fetch when data arrives, as Kafka does); the default 500 ms would be the latency.
@@ -462,6 +476,14 @@ fn main() {
         .iter()
         .map(|r| h.metrics.rejected.with_label_values(&[r.as_str()]).get())
         .sum();
+    let directives: u64 = {
+        use prometheus::core::Collector;
+        h.metrics.directives.collect()[0]
+            .get_metric()
+            .iter()
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    };
     // The service's own view of each check request (received to answered), from its
     // histogram: the bucket each quantile falls in.
     let server = {
@@ -490,7 +512,7 @@ fn main() {
         format!("fixed rate {}/s", a.rate)
     };
     println!(
-        "kafka load ({mode}, {}): {consumed} of {n} calls consumed; after the warm-up {} in {secs:.2}s = {:.0} calls/s; {alerts} alerts, {rejected} dead letters",
+        "kafka load ({mode}, {}): {consumed} of {n} calls consumed; after the warm-up {} in {secs:.2}s = {:.0} calls/s; {alerts} alerts, {directives} directives, {rejected} dead letters",
         a.config,
         consumed - warm_consumed,
         (consumed - warm_consumed) as f64 / secs

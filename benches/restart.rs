@@ -67,6 +67,7 @@ struct Topics {
     input: String,
     alerts: String,
     dlq: String,
+    suppressions: String,
     group: String,
 }
 
@@ -78,6 +79,7 @@ fn spawn(brokers: &str, t: &Topics, http: SocketAddr, instance: Option<&str>) ->
         .env("DIALGUARD__KAFKA__INPUT_TOPIC", &t.input)
         .env("DIALGUARD__KAFKA__ALERTS_TOPIC", &t.alerts)
         .env("DIALGUARD__KAFKA__DLQ_TOPIC", &t.dlq)
+        .env("DIALGUARD__KAFKA__SUPPRESSIONS_TOPIC", &t.suppressions)
         .env("DIALGUARD__KAFKA__GROUP_ID", &t.group)
         .env("DIALGUARD__HTTP__LISTEN", http.to_string())
         .env("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0")
@@ -135,6 +137,7 @@ fn main() {
         input: format!("dialer.call-events.{suffix}"),
         alerts: format!("compliance.alerts.{suffix}"),
         dlq: format!("dialer.call-events.dlq.{suffix}"),
+        suppressions: format!("compliance.suppressions.{suffix}"),
         group: format!("dialguard.{suffix}"),
     };
     let cluster = match real {
@@ -150,6 +153,7 @@ fn main() {
         (&topics.input, PARTITIONS),
         (&topics.alerts, PARTITIONS),
         (&topics.dlq, 1),
+        (&topics.suppressions, 3),
     ] {
         match &cluster {
             Some(c) => c.create_topic(t, p, 1).expect("topic"),

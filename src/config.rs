@@ -275,6 +275,10 @@ pub struct RawKafka {
     /// Rejected records out, with the reason in headers.
     #[serde(default = "default_dlq_topic")]
     pub dlq_topic: String,
+    /// Suppression directives out (key: debtor_id): when a call brings a key to a cap's limit
+    /// or starts a cooldown, until when a dialer should not call it again. `""` publishes none.
+    #[serde(default = "default_suppressions_topic")]
+    pub suppressions_topic: String,
     /// How often acknowledged offsets are committed (`"1s"`).
     #[serde(default = "default_commit_interval")]
     pub commit_interval: String,
@@ -343,6 +347,10 @@ fn default_input_topic() -> String {
 fn default_alerts_topic() -> String {
     "compliance.alerts".into()
 }
+fn default_suppressions_topic() -> String {
+    "compliance.suppressions".into()
+}
+
 fn default_dlq_topic() -> String {
     "dialer.call-events.dlq".into()
 }
@@ -370,6 +378,7 @@ impl Default for RawKafka {
             input_topic: default_input_topic(),
             alerts_topic: default_alerts_topic(),
             dlq_topic: default_dlq_topic(),
+            suppressions_topic: default_suppressions_topic(),
             commit_interval: default_commit_interval(),
             max_in_flight: default_max_in_flight(),
             rebuild: true,
@@ -444,6 +453,8 @@ pub struct KafkaSettings {
     pub alerts_topic: String,
     /// Rejected records out.
     pub dlq_topic: String,
+    /// Suppression directives out; `None`: none published.
+    pub suppressions_topic: Option<String>,
     /// Commit cadence.
     pub commit_interval: Duration,
     /// Unacknowledged produced messages before consumption pauses.
@@ -559,6 +570,18 @@ fn service_settings(
             format!("{:?} is also the alerts topic", k.dlq_topic),
         ));
     }
+    let suppressions = &k.suppressions_topic;
+    if !suppressions.is_empty() {
+        valid_topic(suppressions).map_err(|r| invalid("kafka.suppressions_topic", r))?;
+        if [&k.input_topic, &k.alerts_topic, &k.dlq_topic].contains(&suppressions) {
+            return Err(invalid(
+                "kafka.suppressions_topic",
+                format!(
+                    "{suppressions:?} is also the input, alerts or dead-letter topic: directives need a topic of their own"
+                ),
+            ));
+        }
+    }
     let commit =
         parse_duration(&k.commit_interval).map_err(|r| invalid("kafka.commit_interval", r))?;
     if commit <= 0 {
@@ -655,6 +678,8 @@ fn service_settings(
             input_topic: k.input_topic.clone(),
             alerts_topic: k.alerts_topic.clone(),
             dlq_topic: k.dlq_topic.clone(),
+            suppressions_topic: (!k.suppressions_topic.is_empty())
+                .then(|| k.suppressions_topic.clone()),
             commit_interval: Duration::from_nanos(commit as u64),
             max_in_flight: k.max_in_flight as usize,
             rebuild: k.rebuild,

@@ -45,11 +45,13 @@ pub fn run(
     let cluster =
         MockCluster::new(1).map_err(|e| ServiceError::Kafka(format!("mock cluster: {e}")))?;
     let k = settings.kafka.clone();
-    for (topic, parts) in [
-        (&k.input_topic, opts.partitions),
-        (&k.alerts_topic, opts.partitions),
-        (&k.dlq_topic, 1),
-    ] {
+    let topics = [
+        Some((&k.input_topic, opts.partitions)),
+        Some((&k.alerts_topic, opts.partitions)),
+        Some((&k.dlq_topic, 1)),
+        k.suppressions_topic.as_ref().map(|t| (t, opts.partitions)),
+    ];
+    for (topic, parts) in topics.into_iter().flatten() {
         cluster
             .create_topic(topic, parts, 1)
             .map_err(|e| ServiceError::Kafka(format!("creating {topic}: {e}")))?;

@@ -27,6 +27,7 @@ pub mod codec;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod directive;
 pub mod engine;
 pub mod http;
 pub mod judge;

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Alerts not produced again because they were published before a restart or rebalance.
     pub alerts_suppressed: IntCounter,
+    /// Suppression directives produced, by rule and reason.
+    pub directives: IntCounterVec,
     /// Produce failures reported by delivery reports (each message is sent again), by output
     /// topic and error class.
     pub produce_errors: IntCounterVec,
@@ -58,7 +60,7 @@ pub struct Metrics {
     pub rebuild_seconds: Gauge,
     /// Rebuilds done.
     pub rebuilds: IntCounter,
-    /// Records read back during rebuilds, by topic (`input`, `alerts`).
+    /// Records read back during rebuilds, by topic (`input`, `alerts`, `suppressions`).
     pub rebuild_records: IntCounterVec,
     /// Consumer lag summed over assigned partitions (from librdkafka statistics).
     pub consumer_lag: IntGauge,
@@ -230,6 +232,12 @@ impl Metrics {
                 "dialguard_alerts_suppressed_total",
                 "Alerts not produced again: already published before a restart or rebalance.",
             ),
+            directives: counter_vec(
+                &r,
+                "dialguard_directives_total",
+                "Suppression directives produced (the suppressions topic), by rule and reason (cap_reached, cooldown); not counted again when already published before a restart.",
+                &["rule", "reason"],
+            ),
             produce_errors: counter_vec(
                 &r,
                 "dialguard_produce_errors_total",
@@ -291,10 +299,10 @@ impl Metrics {
                 let c = counter_vec(
                     &r,
                     "dialguard_rebuild_records_total",
-                    "Records read back during rebuilds, by topic: input (history) or alerts.",
+                    "Records read back during rebuilds, by topic: input (history), alerts or suppressions (directives).",
                     &["topic"],
                 );
-                for topic in ["input", "alerts"] {
+                for topic in ["input", "alerts", "suppressions"] {
                     c.with_label_values(&[topic]);
                 }
                 c

@@ -51,3 +51,16 @@ impl Breach {
         }
     }
 }
+
+/// What a dialer should hold back after a call: the call brought a cap's key to its limit, or
+/// started a cooldown, so the same call again would breach `rule` from `from` until `until`
+/// (event time; `until` is the first instant that rule would let it through).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// The rule's index in [`super::Engine::rules`].
+    pub rule: u16,
+    /// The call's own time.
+    pub from: Ts,
+    /// When the rule lets the same call through again.
+    pub until: Ts,
+}

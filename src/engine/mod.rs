@@ -40,7 +40,7 @@ mod table;
 pub mod time;
 mod window;
 
-use breach::Breach;
+use breach::{Breach, Hold};
 use event::Call;
 use hashbrown::HashMap;
 use intern::{Interned, SharedInterner, Sym};
@@ -227,6 +227,10 @@ pub struct Engine {
     reserved: Reservations,
     /// Where a check merges a window with its reserved entries.
     merge: Vec<Entry>,
+    /// Empty reserved windows, one per rule: what [`Engine::holds`] merges instead, since
+    /// directives come from calls alone.
+    no_reserved: Vec<Windows>,
+    hold_scratch: Vec<(u16, i64)>,
 }
 
 /// What the pre-dial check says of a candidate call.
@@ -289,12 +293,8 @@ impl Engine {
             })
             .collect();
         let n = rules.len();
-        let reserved = Reservations::new(
-            rules
-                .iter()
-                .map(|r| Windows::for_key_fields(r.key.len()))
-                .collect(),
-        );
+        let rules_keys: Vec<usize> = rules.iter().map(|r| r.key.len()).collect();
+        let reserved = Reservations::new(rules_windows(&rules_keys));
         Engine {
             rules,
             states,
@@ -326,6 +326,8 @@ impl Engine {
             scratch: Vec::new(),
             reserved,
             merge: Vec::new(),
+            no_reserved: rules_windows(&rules_keys),
+            hold_scratch: Vec::new(),
         }
     }
 
@@ -782,22 +784,116 @@ impl Engine {
         None
     }
 
+    /// What a dialer should hold back now that `call` was accepted: for each cap whose key it
+    /// brought to (or kept at, or over) the limit — the same call again, at the same instant,
+    /// would breach it — and each cooldown the same call just after it would breach (one it
+    /// started, or one it fell in), when that rule lets the same call through again. A call
+    /// over a limit extends the hold the call that reached it gave, so it gives one too.
+    /// Reserved attempts are not counted: a hold follows from the calls alone, so judging the
+    /// same calls again (a restart) gives the same holds.
+    ///
+    /// The repeat is the call itself (no rule reads a call's id; only its time moves, and is
+    /// put back): cloning it for every accepted call cost more than the rest.
+    pub fn holds(&mut self, call: &mut Call, out: &mut Vec<Hold>) {
+        let t = call.occurred_at;
+        let mut first = std::mem::take(&mut self.hold_scratch);
+        // A cap counts the call itself at its instant; a cooldown starts strictly after it.
+        for cooldown in [false, true] {
+            call.occurred_at = Ts(t.0 + cooldown as i64);
+            self.looks(call, false, |look| {
+                let is_cooldown = match look.rule.body {
+                    rule::Body::Cap { .. } => false,
+                    rule::Body::Cooldown { .. } => true,
+                    _ => return true,
+                };
+                if is_cooldown == cooldown {
+                    if let Clear::From(x) = kinds::clear_after(look) {
+                        first.push((look.ri, x));
+                    }
+                }
+                true
+            });
+        }
+        // Each rule's own next allowed instant: later calls already in its window can hold
+        // the repeat past the first clearing instant, as in `next_allowed_at`. No hold when
+        // the rule would never allow it (no instant to give).
+        for &(ri, x) in &first {
+            let mut until = Some(x);
+            for _ in 0..NEXT_ALLOWED_STEPS {
+                let Some(u) = until else { break };
+                call.occurred_at = Ts(u);
+                match self.clear_of(ri as usize, call) {
+                    Clear::Now => break,
+                    Clear::Never => until = None,
+                    Clear::From(y) => until = Some(y.max(u.saturating_add(1))),
+                }
+            }
+            if let Some(u) = until {
+                if self.clear_of(ri as usize, call) == Clear::Now {
+                    out.push(Hold {
+                        rule: ri,
+                        from: t,
+                        until: Ts(u),
+                    });
+                }
+            }
+        }
+        call.occurred_at = t;
+        first.clear();
+        self.hold_scratch = first;
+        out.sort_by_key(|h| h.rule);
+    }
+
+    /// [`kinds::clear_after`] of rule `ri` for `call`, reserved attempts left out.
+    fn clear_of(&mut self, ri: usize, call: &Call) -> Clear {
+        let mut clear = Clear::Now;
+        let mut i = 0;
+        self.looks(call, false, |look| {
+            if i == ri {
+                clear = kinds::clear_after(look);
+                return false;
+            }
+            i += 1;
+            true
+        });
+        clear
+    }
+
     /// Calls `f` with a [`Look`] of `call` before each rule, in order, while it returns true.
-    fn each_look(&mut self, call: &Call, mut f: impl FnMut(&mut Look<'_, '_>) -> bool) {
+    fn each_look(&mut self, call: &Call, f: impl FnMut(&mut Look<'_, '_>) -> bool) {
+        self.looks(call, true, f)
+    }
+
+    /// [`Engine::each_look`], with the reserved attempts counted or not.
+    fn looks(
+        &mut self,
+        call: &Call,
+        with_reserved: bool,
+        mut f: impl FnMut(&mut Look<'_, '_>) -> bool,
+    ) {
         let ctx = Ctx {
             records: &self.records,
             reserved: &self.reserved.records,
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
-            own: self.reserved.slot_of(&call.call_id),
+            own: if with_reserved {
+                self.reserved.slot_of(&call.call_id)
+            } else {
+                u32::MAX
+            },
+        };
+        let reserved = if with_reserved {
+            &self.reserved.windows
+        } else {
+            &self.no_reserved
         };
         for (ri, (rule, state)) in self.rules.iter().zip(&self.states).enumerate() {
             let mut look = Look {
                 ri: ri as u16,
                 rule,
                 windows: &state.windows,
-                reserved: &self.reserved.windows[ri],
+                reserved: &reserved[ri],
                 ctx: &ctx,
                 scratch: &mut self.scratch,
                 buf: &mut self.merge,
@@ -1013,6 +1109,14 @@ enum Pass {
     Records(u32),
     /// The next dedup shard to shrink.
     Shrink(u32),
+}
+
+/// Empty window maps for rules keyed on these numbers of fields.
+fn rules_windows(key_fields: &[usize]) -> Vec<Windows> {
+    key_fields
+        .iter()
+        .map(|n| Windows::for_key_fields(*n))
+        .collect()
 }
 
 /// Record slots one unit of an eviction pass looks at.

@@ -11,7 +11,9 @@ use crate::alert::{self, Alert};
 use crate::check::{AsOf, CheckQueue, CheckReply, CheckRequest};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
-use crate::engine::breach::Breach;
+use crate::directive;
+use crate::engine::breach::{Breach, Hold};
+use crate::engine::event::Call;
 use crate::engine::time::Ts;
 use crate::engine::{Engine, Lane};
 use crate::judge::{self, Outcome};
@@ -33,6 +35,8 @@ use std::time::{Duration, Instant};
 pub mod headers {
     /// The alert's id (alerts).
     pub const ALERT_ID: &str = "dialguard.alert_id";
+    /// A suppression directive's id.
+    pub const DIRECTIVE_ID: &str = "dialguard.directive_id";
     /// The rule (alerts).
     pub const RULE_ID: &str = "dialguard.rule_id";
     /// Why the record was refused (dead letters): a [`crate::codec::Reason`].
@@ -58,6 +62,7 @@ const TRUNCATE_TO: usize = 64 * 1024;
 pub(crate) enum Output {
     Alerts,
     Dlq,
+    Suppressions,
 }
 
 impl Output {
@@ -65,6 +70,7 @@ impl Output {
         match self {
             Output::Alerts => "alerts",
             Output::Dlq => "dlq",
+            Output::Suppressions => "suppressions",
         }
     }
 }
@@ -590,6 +596,7 @@ pub(crate) struct Pipeline<'a> {
     seen_generation: u64,
     pub(crate) stash: Vec<OwnedMessage>,
     breaches: Vec<Breach>,
+    holds: Vec<Hold>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     /// Consumption paused for backpressure (all partitions).
@@ -679,6 +686,7 @@ pub(crate) fn run(
         seen_generation: 0,
         stash: Vec::new(),
         breaches: Vec::new(),
+        holds: Vec::new(),
         alert_counters: settings
             .rules
             .iter()
@@ -1105,6 +1113,9 @@ impl Pipeline<'_> {
                             }
                             out.push(self.alert_message(m, &a, record_ms, generation));
                         }
+                        if self.settings.kafka.suppressions_topic.is_some() {
+                            self.directives(m, &mut call, now, generation, &mut out);
+                        }
                     }
                     Outcome::Duplicate => self.metrics.duplicates.inc(),
                     Outcome::Rejected(rej) => {
@@ -1159,6 +1170,59 @@ impl Pipeline<'_> {
             key: headers::SOURCE_OFFSET,
             value: Some(&m.offset().to_string()),
         })
+    }
+
+    /// The suppression directives a call accepted in `m` gives.
+    /// Each is a function of the calls of its key alone, so judging the same calls again gives
+    /// the same directive; a late call's may be over already (dialers ignore a past `until`).
+    fn directives<M: Message>(
+        &mut self,
+        m: &M,
+        call: &mut Call,
+        now: Ts,
+        generation: u64,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let mut holds = std::mem::take(&mut self.holds);
+        self.engine.holds(call, &mut holds);
+        for h in holds.drain(..) {
+            let d = directive::render(self.engine.rules(), &h, call, now);
+            if !self.suppressed.is_empty() && self.suppressed.remove(&d.directive_id) {
+                continue;
+            }
+            self.metrics
+                .directives
+                .with_label_values(&[&d.rule_id, d.reason])
+                .inc();
+            let h = OwnedHeaders::new_with_capacity(5)
+                .insert(Header {
+                    key: headers::DIRECTIVE_ID,
+                    value: Some(&d.directive_id),
+                })
+                .insert(Header {
+                    key: headers::RULE_ID,
+                    value: Some(&d.rule_id),
+                });
+            out.push(Outgoing {
+                topic: self
+                    .settings
+                    .kafka
+                    .suppressions_topic
+                    .clone()
+                    .unwrap_or_default(),
+                key: Some(d.debtor_id.as_bytes().to_vec()),
+                payload: serde_json::to_vec(&d).expect("a directive serializes"),
+                headers: self.source_headers(m, h),
+                token: Box::new(Token {
+                    generation,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    record_ms: m.timestamp().to_millis(),
+                    output: Output::Suppressions,
+                }),
+            });
+        }
+        self.holds = holds;
     }
 
     fn alert_message<M: Message>(

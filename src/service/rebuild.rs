@@ -27,11 +27,12 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// A rebuilt engine and the alert ids not to publish again.
+/// A rebuilt engine and the alert and directive ids not to publish again.
 pub(crate) struct Rebuilt {
     pub(crate) engine: Engine,
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
+    /// Alerts and directives read back.
     pub(crate) alerts_read: u64,
     /// The committed offset of each assigned input partition that has one: where it resumes.
     pub(crate) committed: HashMap<i32, i64>,
@@ -379,46 +380,63 @@ pub(crate) fn rebuild(
         ranges.insert(*part, (start, c));
     }
 
-    // 3. Alerts already published for records about to be judged again.
-    let meta = retry(p, generation, "reading alerts topic metadata", |_| {
-        probe.fetch_metadata(Some(&k.alerts_topic), TIMEOUT)
-    })?;
-    let alert_parts: Vec<i32> = meta
-        .topics()
-        .iter()
-        .filter(|t| t.name() == k.alerts_topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|x| x.id()))
-        .collect();
-    let mut alert_ranges = HashMap::new();
+    // 3. Alerts and suppression directives already published for records about to be judged
+    //    again (both are read the same way: the id header and the source record's position).
+    let mut outputs = vec![(k.alerts_topic.clone(), headers::ALERT_ID, "alerts")];
+    if let Some(t) = &k.suppressions_topic {
+        outputs.push((t.clone(), headers::DIRECTIVE_ID, "suppressions"));
+    }
     let uncommitted = alerts_from_start || alerts_since.is_some() || commit_at.len() < parts.len();
-    for ap in alert_parts.into_iter().filter(|_| uncommitted) {
-        let (lo, hi) = retry(p, generation, "locating alerts", |_| {
-            probe.fetch_watermarks(&k.alerts_topic, ap, TIMEOUT)
+    let mut output_ranges = Vec::new();
+    for (topic, id_header, label) in outputs {
+        let meta = retry(p, generation, "reading output topic metadata", |_| {
+            probe.fetch_metadata(Some(&topic), TIMEOUT)
         })?;
-        let start = match alerts_since {
-            Some(ms) if !alerts_from_start && commit_at.len() == parts.len() => {
-                offset_for_time(&probe, &k.alerts_topic, ap, ms).map_or(lo, |o| o.max(lo))
-            }
-            _ => lo,
-        };
-        alert_ranges.insert(ap, (start, hi));
+        let out_parts: Vec<i32> = meta
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|x| x.id()))
+            .collect();
+        let mut ranges = HashMap::new();
+        for ap in out_parts.into_iter().filter(|_| uncommitted) {
+            let (lo, hi) = retry(p, generation, "locating published outputs", |_| {
+                probe.fetch_watermarks(&topic, ap, TIMEOUT)
+            })?;
+            let start = match alerts_since {
+                Some(ms) if !alerts_from_start && commit_at.len() == parts.len() => {
+                    offset_for_time(&probe, &topic, ap, ms).map_or(lo, |o| o.max(lo))
+                }
+                _ => lo,
+            };
+            ranges.insert(ap, (start, hi));
+        }
+        output_ranges.push((topic, id_header, label, ranges));
     }
     drop(probe);
     let mut published = HashSet::new();
     let input = k.input_topic.clone();
-    let alerts_read = read_ranges(p, generation, &k.alerts_topic, &alert_ranges, |_, m| {
-        let (Some(t), Some(sp), Some(so), Some(id)) = (
-            header(m, headers::SOURCE_TOPIC),
-            header(m, headers::SOURCE_PARTITION).and_then(|v| v.parse::<i32>().ok()),
-            header(m, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok()),
-            header(m, headers::ALERT_ID),
-        ) else {
-            return;
-        };
-        if t == input && parts.contains(&sp) && commit_at.get(&sp).is_none_or(|c| so >= *c) {
-            published.insert(id.to_owned());
-        }
-    })?;
+    let mut alerts_read = 0;
+    for (topic, id_header, label, ranges) in &output_ranges {
+        let n = read_ranges(p, generation, topic, ranges, |_, m| {
+            let (Some(t), Some(sp), Some(so), Some(id)) = (
+                header(m, headers::SOURCE_TOPIC),
+                header(m, headers::SOURCE_PARTITION).and_then(|v| v.parse::<i32>().ok()),
+                header(m, headers::SOURCE_OFFSET).and_then(|v| v.parse::<i64>().ok()),
+                header(m, id_header),
+            ) else {
+                return;
+            };
+            if t == input && parts.contains(&sp) && commit_at.get(&sp).is_none_or(|c| so >= *c) {
+                published.insert(id.to_owned());
+            }
+        })?;
+        p.metrics
+            .rebuild_records
+            .with_label_values(&[label])
+            .inc_by(n);
+        alerts_read += n;
+    }
 
     // 4. The input history up to the committed offsets, each partition its own lane.
     let mut dropped = Vec::new();
@@ -431,7 +449,6 @@ pub(crate) fn rebuild(
     })?;
     let records = &p.metrics.rebuild_records;
     records.with_label_values(&["input"]).inc_by(history);
-    records.with_label_values(&["alerts"]).inc_by(alerts_read);
     Ok(Rebuilt {
         engine,
         published,

@@ -243,6 +243,12 @@ fn service_sections_have_defaults_and_take_overrides() {
     assert_eq!(s.kafka.input_topic, "dialer.call-events");
     assert_eq!(s.kafka.alerts_topic, "compliance.alerts");
     assert_eq!(s.kafka.dlq_topic, "dialer.call-events.dlq");
+    assert_eq!(
+        s.kafka.suppressions_topic.as_deref(),
+        Some("compliance.suppressions")
+    );
+    let off = load_text(&format!("{PACK}[kafka]\nsuppressions_topic = \"\"\n")).unwrap();
+    assert_eq!(off.kafka.suppressions_topic, None);
     assert_eq!(s.http.listen.to_string(), "127.0.0.1:9898");
     assert_eq!(s.service.shutdown_grace.as_secs(), 30);
     assert_eq!(s.kafka.instance_id, None);
@@ -300,6 +306,12 @@ fn broken_service_sections_name_the_key() {
         )),
         "kafka.dlq_topic"
     );
+    for bad in ["compliance.alerts", "bad topic"] {
+        assert_eq!(
+            key_of(&format!("{PACK}[kafka]\nsuppressions_topic = \"{bad}\"\n")),
+            "kafka.suppressions_topic"
+        );
+    }
     assert_eq!(
         key_of(&format!("{PACK}[kafka]\ncommit_interval = \"0s\"\n")),
         "kafka.commit_interval"
