@@ -1,11 +1,18 @@
 //! `dialguard demo`: the whole pipeline with nothing installed. librdkafka's mock cluster (the
 //! real Kafka protocol, in process) stands in for the brokers; a synthetic dialer produces
-//! realistic traffic at a chosen rate; the service judges it; alerts print live, one line each.
+//! realistic traffic at a chosen rate; the service judges it; alerts print live, one line per
+//! call.
+//!
+//! Prevention on one screen: the traffic's debtors are split between agencies
+//! ([`crate::synth::AGENCIES`]); the first `checking_agencies` ask `POST /v1/check` (with a
+//! reservation) before every call and skip what is refused, the others dial blind. The live
+//! lines and the summary show, per agency, calls placed, calls blocked before dialing and
+//! alerts.
 
 use crate::config::Settings;
 use crate::engine::time::{Ts, NANOS_PER_SEC};
 use crate::service::{self, ServiceError, Shutdown};
-use crate::synth::{Synth, SynthParams};
+use crate::synth::{Synth, SynthParams, AGENCIES};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
@@ -13,7 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Message};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Demo options.
@@ -33,6 +40,101 @@ pub struct DemoOptions {
     pub duration: Option<Duration>,
     /// Print alerts (otherwise only the periodic summary).
     pub print_alerts: bool,
+    /// Agencies (`agency-0` …) whose dialer asks the pre-dial check before every call.
+    pub checking_agencies: u64,
+}
+
+/// Per agency: calls placed, calls blocked before dialing (a check refused them), alerts.
+struct Tally {
+    placed: Vec<AtomicU64>,
+    blocked: Vec<AtomicU64>,
+    alerts: Vec<AtomicU64>,
+    /// Agencies `0..checking` check before dialing.
+    checking: u64,
+}
+
+impl Tally {
+    fn new(checking: u64) -> Tally {
+        let row = || (0..AGENCIES).map(|_| AtomicU64::new(0)).collect();
+        Tally {
+            placed: row(),
+            blocked: row(),
+            alerts: row(),
+            checking: checking.min(AGENCIES),
+        }
+    }
+
+    fn sum(v: &[AtomicU64], agencies: std::ops::Range<u64>) -> u64 {
+        agencies
+            .map(|a| v[a as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// One line: the checking agencies' dialer against the others'.
+    fn line(&self) -> String {
+        let (c, all) = (0..self.checking, self.checking..AGENCIES);
+        let mut out = String::new();
+        if self.checking > 0 {
+            out.push_str(&format!(
+                "agencies 0-{} (check first): {} placed, {} blocked before dialing, {} alerts",
+                self.checking - 1,
+                Tally::sum(&self.placed, c.clone()),
+                Tally::sum(&self.blocked, c.clone()),
+                Tally::sum(&self.alerts, c),
+            ));
+        }
+        if self.checking < AGENCIES {
+            if !out.is_empty() {
+                out.push_str(" | ");
+            }
+            out.push_str(&format!(
+                "agencies {}-{} (dial blind): {} placed, {} alerts",
+                self.checking,
+                AGENCIES - 1,
+                Tally::sum(&self.placed, all.clone()),
+                Tally::sum(&self.alerts, all),
+            ));
+        }
+        out
+    }
+
+    /// The per-agency table.
+    fn table(&self) -> String {
+        let mut out = String::from("  agency    dialer          placed  blocked before dialing   alerts  alerts per 1,000 placed\n");
+        for a in 0..AGENCIES as usize {
+            let (p, b, x) = (
+                self.placed[a].load(Ordering::Relaxed),
+                self.blocked[a].load(Ordering::Relaxed),
+                self.alerts[a].load(Ordering::Relaxed),
+            );
+            out.push_str(&format!(
+                "  agency-{a}  {:<14} {p:>7} {b:>23} {x:>8} {:>24.1}\n",
+                if (a as u64) < self.checking {
+                    "checks first"
+                } else {
+                    "dials blind"
+                },
+                if p == 0 {
+                    0.0
+                } else {
+                    x as f64 * 1000.0 / p as f64
+                },
+            ));
+        }
+        out
+    }
+}
+
+/// The agency number of a call event or alert line (`"agency_id":"agency-N"`).
+fn agency_of(text: &str) -> Option<usize> {
+    let n: usize = text
+        .split("\"agency_id\":\"agency-")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .parse()
+        .ok()?;
+    (n < AGENCIES as usize).then_some(n)
 }
 
 /// Runs the demo until interrupted (or `duration`).
@@ -60,10 +162,14 @@ pub fn run(
     settings.kafka.brokers = brokers.clone();
     crate::tell!("dialguard demo: an in-process Kafka-protocol broker at {brokers}");
     crate::tell!(
-        "  topics: {} (dialer calls in), {} (alerts out), {} (rejected records)",
+        "  topics: {} (dialer calls in), {} (alerts out), {} (rejected records){}",
         k.input_topic,
         k.alerts_topic,
-        k.dlq_topic
+        k.dlq_topic,
+        k.suppressions_topic
+            .as_deref()
+            .map(|t| format!(", {t} (directives to dialers)"))
+            .unwrap_or_default()
     );
     crate::tell!("  watch with: kcat -b {brokers} -t {} -C", k.alerts_topic);
     crate::tell!(
@@ -74,30 +180,43 @@ pub fn run(
 
     let produced = Arc::new(AtomicU64::new(0));
     let alerts_seen = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::new(opts.checking_agencies));
+    // The check API's address, once the service is up (the checking agencies wait for it).
+    let check_at: Arc<OnceLock<std::net::SocketAddr>> = Arc::new(OnceLock::new());
+    if settings.check.enabled && tally.checking > 0 {
+        crate::tell!(
+            "  agencies 0-{} ask POST /v1/check (reserving) before every call and skip what is refused; the others dial blind",
+            tally.checking - 1
+        );
+    }
+    let checks = settings.check.enabled;
     let dialer = {
-        let (b, t, s, o, n) = (
+        let (b, t, s, o, n, ta, at) = (
             brokers.clone(),
             k.input_topic.clone(),
             shutdown.clone(),
             opts.clone(),
             produced.clone(),
+            tally.clone(),
+            check_at.clone(),
         );
         std::thread::Builder::new()
             .name("demo-dialer".into())
-            .spawn(move || dialer(&b, &t, &o, &s, &n))
+            .spawn(move || dialer(&b, &t, &o, &s, &n, &ta, checks.then_some(&*at)))
             .map_err(|e| ServiceError::Start(e.to_string()))?
     };
     let printer = {
-        let (b, t, s, n, print) = (
+        let (b, t, s, n, print, ta) = (
             brokers.clone(),
             k.alerts_topic.clone(),
             shutdown.clone(),
             alerts_seen.clone(),
             opts.print_alerts,
+            tally.clone(),
         );
         std::thread::Builder::new()
             .name("demo-alerts".into())
-            .spawn(move || print_alerts(&b, &t, &s, &n, print))
+            .spawn(move || print_alerts(&b, &t, &s, &n, print, &ta))
             .map_err(|e| ServiceError::Start(e.to_string()))?
     };
     if let Some(d) = opts.duration {
@@ -107,7 +226,13 @@ pub fn run(
             s.trigger();
         });
     }
-    let (p2, a2, s2) = (produced.clone(), alerts_seen.clone(), shutdown.clone());
+    let (p2, a2, s2, t2, at2) = (
+        produced.clone(),
+        alerts_seen.clone(),
+        shutdown.clone(),
+        tally.clone(),
+        check_at.clone(),
+    );
     let result = service::run(settings, shutdown.clone(), true, move |h| {
         crate::tell!(
             "  metrics: http://{}/metrics  health: /livez /readyz",
@@ -115,6 +240,7 @@ pub fn run(
         );
         if let Some(a) = h.check_addr {
             crate::tell!("  pre-dial check: POST http://{a}/v1/check");
+            let _ = at2.set(a);
         }
         crate::tell!("  Ctrl-C to stop\n");
         let m = h.metrics.clone();
@@ -124,7 +250,7 @@ pub fn run(
                 std::thread::sleep(Duration::from_millis(250));
                 if start.elapsed().as_millis() % 10_000 < 250 && start.elapsed().as_secs() > 0 {
                     crate::tell!(
-                        "-- {}s: {} calls sent, {} consumed, {} alerts, {} rejected (dead-lettered)",
+                        "-- {}s: {} calls sent, {} consumed, {} alerts, {} rejected (dead-lettered)\n   {}",
                         start.elapsed().as_secs(),
                         p2.load(Ordering::Relaxed),
                         m.consumed.get(),
@@ -133,6 +259,7 @@ pub fn run(
                             .iter()
                             .map(|r| m.rejected.with_label_values(&[r.as_str()]).get())
                             .sum::<u64>(),
+                        t2.line(),
                     );
                 }
             }
@@ -142,16 +269,27 @@ pub fn run(
     let _ = dialer.join();
     let _ = printer.join();
     crate::tell!(
-        "demo stopped: {} calls sent, {} alerts",
+        "demo stopped: {} calls sent, {} alerts\n{}",
         produced.load(Ordering::Relaxed),
-        alerts_seen.load(Ordering::Relaxed)
+        alerts_seen.load(Ordering::Relaxed),
+        tally.table()
     );
     drop(cluster);
     result
 }
 
-/// The synthetic dialer: the generator's traffic, keyed by debtor, paced at `rate`.
-fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &AtomicU64) {
+/// The synthetic dialer: the generator's traffic, keyed by debtor, paced at `rate`. The
+/// checking agencies' calls are checked first (`check_at`, once the service is up), and
+/// skipped when refused.
+fn dialer(
+    brokers: &str,
+    topic: &str,
+    o: &DemoOptions,
+    stop: &Shutdown,
+    sent: &AtomicU64,
+    tally: &Tally,
+    check_at: Option<&OnceLock<std::net::SocketAddr>>,
+) {
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -190,7 +328,18 @@ fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &A
             .nth(1)
             .and_then(|r| r.split('"').next())
             .map(str::to_owned);
-        let payload = line.trim_end().as_bytes();
+        let line = line.trim_end();
+        let agency = agency_of(line);
+        if let (Some(a), Some(at)) = (agency, check_at) {
+            if (a as u64) < tally.checking && !may_dial(at, line, stop) {
+                tally.blocked[a].fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        if let Some(a) = agency {
+            tally.placed[a].fetch_add(1, Ordering::Relaxed);
+        }
+        let payload = line.as_bytes();
         loop {
             let mut rec = BaseRecord::<str, [u8]>::to(topic).payload(payload);
             if let Some(k) = key.as_deref() {
@@ -219,8 +368,89 @@ fn dialer(brokers: &str, topic: &str, o: &DemoOptions, stop: &Shutdown, sent: &A
     }
 }
 
-/// Prints each alert as one readable line.
-fn print_alerts(brokers: &str, topic: &str, stop: &Shutdown, seen: &AtomicU64, print: bool) {
+/// Asks the pre-dial check whether `line` (a call event) may be dialed, reserving the attempt
+/// (released when the call arrives): `?mode=status`, 200 = dial, 409 = do not. Waits while the
+/// service is not up or not ready (503); the demo's dialer fails closed.
+fn may_dial(at: &OnceLock<std::net::SocketAddr>, line: &str, stop: &Shutdown) -> bool {
+    let body = format!(
+        "{{\"reserve\":true,{}",
+        line.strip_prefix('{').unwrap_or(line)
+    );
+    while !stop.is_triggered() {
+        if let Some(addr) = at.get() {
+            match crate::http::request(
+                *addr,
+                "POST",
+                "/v1/check?mode=status",
+                Some(&body),
+                Duration::from_secs(5),
+            ) {
+                Ok((200, _)) => return true,
+                Ok((409, _)) => return false,
+                Ok((400, _)) => return true, // a malformed call: the service dead-letters it
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// One call's alerts, gathered to print as one line.
+struct Pending {
+    call_id: String,
+    occurred_at: String,
+    severity: String,
+    rules: Vec<String>,
+    message: String,
+    late: bool,
+    agency: Option<usize>,
+}
+
+impl Pending {
+    fn print(&self, checking: u64) {
+        let who = match self.agency {
+            Some(a) if (a as u64) < checking => format!("agency-{a} (checks)"),
+            Some(a) => format!("agency-{a} (blind) "),
+            None => String::new(),
+        };
+        let more = match self.rules.len() {
+            1 => String::new(),
+            n => format!(" (+{} more)", n - 1),
+        };
+        crate::say!(
+            "{} {:<8} {:<18} {:<36} {}{}{}",
+            self.occurred_at,
+            self.severity,
+            who,
+            self.rules.join(", "),
+            self.message,
+            more,
+            if self.late { " (late)" } else { "" }
+        );
+    }
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 4,
+        "high" => 3,
+        "medium" => 2,
+        "low" => 1,
+        _ => 0,
+    }
+}
+
+/// Prints the alerts of each call as one readable line (the rules it broke, the most severe
+/// first; the first alert's message), and counts alerts per agency.
+fn print_alerts(
+    brokers: &str,
+    topic: &str,
+    stop: &Shutdown,
+    seen: &AtomicU64,
+    print: bool,
+    tally: &Tally,
+) {
     let consumer: BaseConsumer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "dialguard-demo-printer")
@@ -237,31 +467,95 @@ fn print_alerts(brokers: &str, topic: &str, stop: &Shutdown, seen: &AtomicU64, p
         crate::tell!("demo printer: {e}");
         return;
     }
+    // A call's alerts are produced together, keyed by its debtor: they arrive one after the
+    // other on one partition.
+    let mut pending: Option<Pending> = None;
     while !stop.is_triggered() {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
+            if let Some(p) = pending.take() {
+                p.print(tally.checking);
+            }
             continue;
         };
         seen.fetch_add(1, Ordering::Relaxed);
+        let text = std::str::from_utf8(m.payload().unwrap_or_default()).unwrap_or("");
+        let agency = agency_of(text);
+        if let Some(a) = agency {
+            tally.alerts[a].fetch_add(1, Ordering::Relaxed);
+        }
         if !print {
             continue;
         }
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(m.payload().unwrap_or_default())
-        else {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
             continue;
         };
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
-        let late = if v.get("late").and_then(|x| x.as_bool()) == Some(true) {
-            " (late)"
-        } else {
-            ""
-        };
-        crate::say!(
-            "{} {:<6} {:<36} {}{}",
-            s("occurred_at"),
-            s("severity"),
-            s("rule_id"),
-            s("message"),
-            late
+        let late = v.get("late").and_then(|x| x.as_bool()) == Some(true);
+        match &mut pending {
+            Some(p) if p.call_id == s("call_id") => {
+                if severity_rank(&s("severity")) > severity_rank(&p.severity) {
+                    p.severity = s("severity");
+                    p.rules.insert(0, s("rule_id"));
+                    p.message = s("message");
+                } else {
+                    p.rules.push(s("rule_id"));
+                }
+                p.late |= late;
+            }
+            _ => {
+                if let Some(p) = pending.take() {
+                    p.print(tally.checking);
+                }
+                pending = Some(Pending {
+                    call_id: s("call_id"),
+                    occurred_at: s("occurred_at"),
+                    severity: s("severity"),
+                    rules: vec![s("rule_id")],
+                    message: s("message"),
+                    late,
+                    agency,
+                });
+            }
+        }
+    }
+    if let Some(p) = pending.take() {
+        p.print(tally.checking);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agencies_are_read_from_calls_and_alerts() {
+        assert_eq!(
+            agency_of(r#"{"call_id":"c","agency_id":"agency-3","x":1}"#),
+            Some(3)
         );
+        assert_eq!(
+            agency_of(r#"{"agency_id":"agency-7"}"#),
+            None,
+            "beyond the traffic's"
+        );
+        assert_eq!(agency_of(r#"{"agency_id":"other"}"#), None);
+        assert_eq!(agency_of(r#"{"call_id":"c"}"#), None);
+    }
+
+    #[test]
+    fn the_tally_puts_checking_agencies_first() {
+        let t = Tally::new(2);
+        t.placed[0].fetch_add(10, Ordering::Relaxed);
+        t.blocked[1].fetch_add(4, Ordering::Relaxed);
+        t.placed[5].fetch_add(20, Ordering::Relaxed);
+        t.alerts[5].fetch_add(5, Ordering::Relaxed);
+        assert_eq!(
+            t.line(),
+            "agencies 0-1 (check first): 10 placed, 4 blocked before dialing, 0 alerts | agencies 2-6 (dial blind): 20 placed, 5 alerts"
+        );
+        let table = t.table();
+        assert!(table.contains("agency-1  checks first"), "{table}");
+        assert!(table.contains("agency-5  dials blind"), "{table}");
+        assert!(table.contains("250.0"), "{table}");
     }
 }

@@ -82,14 +82,33 @@ pub fn probe(
     path: &str,
     timeout: std::time::Duration,
 ) -> std::io::Result<(u16, String)> {
+    request(addr, "GET", path, None, timeout)
+}
+
+/// One plain HTTP/1.1 request (a JSON body with POST), the connection closed after it: the
+/// status code and body (at most 4 MiB). For [`probe`] and the demo's dialer asking
+/// `/v1/check`.
+pub fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(body) = json {
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
     s.take(4 << 20).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);

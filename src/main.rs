@@ -103,6 +103,10 @@ enum Cmd {
         /// Only print a summary every 10 s, not each alert.
         #[arg(long)]
         quiet: bool,
+        /// Agencies (of the traffic's 7) whose dialer asks the pre-dial check before every
+        /// call and skips what is refused; the others dial blind.
+        #[arg(long, default_value_t = 4)]
+        checking_agencies: u64,
     },
     /// Ask a running instance whether it is alive (or ready): exit 0 on HTTP 200, else 1. The
     /// container image's health check; it needs no shell or curl.
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
             debtors,
             seconds,
             quiet,
+            checking_agencies,
         } => {
             init_logging();
             let settings = match load(&config) {
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
                 partitions: 3,
                 duration: seconds.map(std::time::Duration::from_secs),
                 print_alerts: !quiet,
+                checking_agencies,
             };
             let shutdown = stoppable(&settings);
             match dialguard::demo::run(settings, &opts, shutdown) {

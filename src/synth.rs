@@ -34,6 +34,10 @@ impl Rng {
     }
 }
 
+/// Agencies the traffic's debtors are split between (`agency-0` …): debtor `d` is worked by
+/// agency `d % AGENCIES`.
+pub const AGENCIES: u64 = 7;
+
 /// Workload parameters.
 #[derive(Debug, Clone)]
 pub struct SynthParams {
@@ -308,7 +312,7 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
         out = outcome,
         dur = if outcome == "conversation" { 30 + rng.below(600) } else { rng.below(40) },
         agent = rng.below(200),
-        agency = d % 7,
+        agency = d % AGENCIES,
         cred = d % 5,
         src = source,
         purpose = purpose,
