@@ -12,30 +12,35 @@ pub(super) const SHARDS: usize = 64;
 /// nor their control bytes (the top seven) use them.
 const SHIFT: u32 = 40;
 
-pub(super) struct Sharded(Box<[HashTable<u32>]>);
+/// Inline, so a probe chases no more pointers than one table did.
+pub(super) struct Sharded([HashTable<u32>; SHARDS]);
 
 impl Default for Sharded {
     fn default() -> Sharded {
-        Sharded((0..SHARDS).map(|_| HashTable::new()).collect())
+        Sharded(std::array::from_fn(|_| HashTable::new()))
     }
 }
 
 impl Sharded {
+    #[inline]
     fn shard(h: u64) -> usize {
         (h >> SHIFT) as usize % SHARDS
     }
 
     /// The value with hash `h` for which `eq` holds.
+    #[inline]
     pub fn find(&self, h: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
         self.0[Self::shard(h)].find(h, eq).copied()
     }
 
     /// Adds `v`, whose key hashes to `h`; `hash` hashes a value's key (to grow).
+    #[inline]
     pub fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64) {
         self.0[Self::shard(h)].insert_unique(h, v, hash);
     }
 
     /// Removes `v`, whose key hashes to `h`.
+    #[inline]
     pub fn remove(&mut self, h: u64, v: u32) {
         if let Ok(e) = self.0[Self::shard(h)].find_entry(h, |&x| x == v) {
             e.remove();

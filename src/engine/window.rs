@@ -118,22 +118,23 @@ use super::table::SHARDS;
 
 /// The shard of a packed key: the top bits of a multiplicative hash (the map itself hashes
 /// the key again, independently).
+#[inline]
 fn shard_of(k: u64) -> usize {
     (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
+#[inline]
 fn shard_of_wide(k: &Key) -> usize {
     shard_of(k.iter().fold(0u64, |h, s| {
         (h.rotate_left(21) ^ s.0 as u64).wrapping_mul(0xA076_1D64_78BD_642F)
     }))
 }
 
-type Shards<K> = Box<[HashMap<K, WindowState, Hasher>]>;
+/// The shards, inline: reaching a window costs no more pointer chases than one map did.
+type Shards<K> = [HashMap<K, WindowState, Hasher>; SHARDS];
 
 fn shards<K>() -> Shards<K> {
-    (0..SHARDS)
-        .map(|_| HashMap::with_hasher(Hasher::default()))
-        .collect()
+    std::array::from_fn(|_| HashMap::with_hasher(Hasher::default()))
 }
 
 /// One rule's windows by key, in [`SHARDS`] maps. Most rules key on one or two fields: their
@@ -174,6 +175,7 @@ impl Windows {
     }
 
     /// The window of `key`, created empty if there is none.
+    #[inline]
     pub fn entry(&mut self, key: &Key) -> &mut WindowState {
         match self {
             Windows::Narrow(m) => {
@@ -185,6 +187,7 @@ impl Windows {
     }
 
     /// The window of `key`, if any.
+    #[inline]
     pub fn get(&self, key: &Key) -> Option<&WindowState> {
         match self {
             Windows::Narrow(m) => {
@@ -196,6 +199,7 @@ impl Windows {
     }
 
     /// The window of `key`, if any, to change.
+    #[inline]
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {
         match self {
             Windows::Narrow(m) => {
