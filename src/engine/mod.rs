@@ -818,23 +818,20 @@ impl Engine {
         // the repeat past the first clearing instant, as in `next_allowed_at`. No hold when
         // the rule would never allow it (no instant to give).
         for &(ri, x) in &first {
-            let mut until = Some(x);
+            let mut at = x;
             for _ in 0..NEXT_ALLOWED_STEPS {
-                let Some(u) = until else { break };
-                call.occurred_at = Ts(u);
+                call.occurred_at = Ts(at);
                 match self.clear_of(ri as usize, call) {
-                    Clear::Now => break,
-                    Clear::Never => until = None,
-                    Clear::From(y) => until = Some(y.max(u.saturating_add(1))),
-                }
-            }
-            if let Some(u) = until {
-                if self.clear_of(ri as usize, call) == Clear::Now {
-                    out.push(Hold {
-                        rule: ri,
-                        from: t,
-                        until: Ts(u),
-                    });
+                    Clear::Now => {
+                        out.push(Hold {
+                            rule: ri,
+                            from: t,
+                            until: Ts(at),
+                        });
+                        break;
+                    }
+                    Clear::Never => break,
+                    Clear::From(y) => at = y.max(at.saturating_add(1)),
                 }
             }
         }
