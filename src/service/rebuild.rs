@@ -6,11 +6,12 @@
 //!    offset comes from the broker's timestamp lookup where it has one, else from a binary
 //!    search by offset over the records' event times (the mock cluster). The wall clock plays
 //!    no part: after long downtime the committed calls are far older than now.
-//! 3. Read the alerts topic back (from shortly before the first record after `C` was
-//!    published, where the broker can look offsets up by time; from the beginning where it
-//!    cannot) and keep the ids of alerts caused by records at or after `C` of an assigned
-//!    partition: those were published before a crash or a rebalance but their records were not
-//!    committed, so they are about to be judged again and must not be published twice.
+//! 3. Read the alerts topic and the suppressions topic back (from shortly before the first
+//!    record after `C` was published, where the broker can look offsets up by time; from the
+//!    beginning where it cannot) and keep the ids of alerts and directives caused by records at
+//!    or after `C` of an assigned partition: those were published before a crash or a
+//!    rebalance but their records were not committed, so they are about to be judged again and
+//!    must not be published twice.
 //! 4. Read each partition's history up to `C` and restore those calls into a fresh engine, each
 //!    partition its own lane (alerts dropped: they were published, since `C` was committed only
 //!    after their acknowledgement).
