@@ -1077,7 +1077,6 @@ impl Pipeline<'_> {
         let now = wall_now();
         let generation = lock(&self.shared.book).generation();
         let payload = m.payload().unwrap_or_default();
-        let record_ms = m.timestamp().to_millis();
         let mut out: Vec<Outgoing> = Vec::new();
         match judge::decode(&mut self.decoder, payload, now) {
             Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
@@ -1111,7 +1110,7 @@ impl Pipeline<'_> {
                                     .with_label_values(&[&a.rule_id, a.severity])
                                     .inc(),
                             }
-                            out.push(self.alert_message(m, &a, record_ms, generation));
+                            out.push(self.alert_message(m, &a, generation));
                         }
                         if self.settings.kafka.suppressions_topic.is_some() {
                             self.directives(m, &mut call, now, generation, &mut out);
@@ -1194,68 +1193,63 @@ impl Pipeline<'_> {
                 .directives
                 .with_label_values(&[&d.rule_id, d.reason])
                 .inc();
-            let h = OwnedHeaders::new_with_capacity(5)
-                .insert(Header {
-                    key: headers::DIRECTIVE_ID,
-                    value: Some(&d.directive_id),
-                })
-                .insert(Header {
-                    key: headers::RULE_ID,
-                    value: Some(&d.rule_id),
-                });
-            out.push(Outgoing {
-                topic: self
-                    .settings
-                    .kafka
-                    .suppressions_topic
-                    .clone()
-                    .unwrap_or_default(),
-                key: Some(d.debtor_id.as_bytes().to_vec()),
-                payload: serde_json::to_vec(&d).expect("a directive serializes"),
-                headers: self.source_headers(m, h),
-                token: Box::new(Token {
-                    generation,
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    record_ms: m.timestamp().to_millis(),
-                    output: Output::Suppressions,
-                }),
-            });
+            let topic = self.settings.kafka.suppressions_topic.as_deref();
+            out.push(self.output_message(
+                m,
+                (topic.unwrap_or_default(), Output::Suppressions),
+                (headers::DIRECTIVE_ID, &d.directive_id, &d.rule_id),
+                &d.debtor_id,
+                serde_json::to_vec(&d).expect("a directive serializes"),
+                generation,
+            ));
         }
         self.holds = holds;
     }
 
-    fn alert_message<M: Message>(
+    fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
+        let mut payload = Vec::with_capacity(1024);
+        a.write_json(&mut payload);
+        self.output_message(
+            m,
+            (&self.settings.kafka.alerts_topic, Output::Alerts),
+            (headers::ALERT_ID, &a.alert_id, &a.rule_id),
+            &a.debtor_id,
+            payload,
+            generation,
+        )
+    }
+
+    /// An alert or a directive for the record `m`: keyed by debtor, with its id, its rule and
+    /// the source record in headers, delivery tracked against `m`'s offset.
+    fn output_message<M: Message>(
         &self,
         m: &M,
-        a: &Alert,
-        record_ms: Option<i64>,
+        (topic, output): (&str, Output),
+        (id_header, id, rule_id): (&str, &str, &str),
+        debtor_id: &str,
+        payload: Vec<u8>,
         generation: u64,
     ) -> Outgoing {
         let h = OwnedHeaders::new_with_capacity(5)
             .insert(Header {
-                key: headers::ALERT_ID,
-                value: Some(&a.alert_id),
+                key: id_header,
+                value: Some(id),
             })
             .insert(Header {
                 key: headers::RULE_ID,
-                value: Some(&a.rule_id),
+                value: Some(rule_id),
             });
         Outgoing {
-            topic: self.settings.kafka.alerts_topic.clone(),
-            key: Some(a.debtor_id.as_bytes().to_vec()),
-            payload: {
-                let mut v = Vec::with_capacity(1024);
-                a.write_json(&mut v);
-                v
-            },
+            topic: topic.to_owned(),
+            key: Some(debtor_id.as_bytes().to_vec()),
+            payload,
             headers: self.source_headers(m, h),
             token: Box::new(Token {
                 generation,
                 partition: m.partition(),
                 offset: m.offset(),
-                record_ms,
-                output: Output::Alerts,
+                record_ms: m.timestamp().to_millis(),
+                output,
             }),
         }
     }
