@@ -191,11 +191,13 @@ fn exchange(
     body: &str,
 ) -> std::io::Result<u16> {
     use std::io::{BufRead, Read, Write};
-    write!(
-        conn.get_mut(),
+    // One write, one segment: `write!` on the stream would send each piece of the format on its
+    // own (TCP_NODELAY is set), waking the server once per piece.
+    let request = format!(
         "POST /v1/check HTTP/1.1\r\nHost: dialguard\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    conn.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     conn.read_line(&mut line)?;
     let status: u16 = line
@@ -279,6 +281,8 @@ fn main() {
         return;
     }
     allocator::tune();
+    // As `dialguard run` does (`MIMALLOC_ALLOW_THP=1` keeps huge pages, to compare).
+    allocator::small_pages();
     let a = args();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

@@ -177,6 +177,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => {
+            allocator::small_pages();
             init_logging();
             let settings = match load(&config) {
                 Ok(s) => s,
@@ -206,6 +207,7 @@ fn main() -> ExitCode {
             quiet,
             checking_agencies,
         } => {
+            allocator::small_pages();
             init_logging();
             let settings = match load(&config) {
                 Ok(s) => s,
