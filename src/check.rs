@@ -8,12 +8,15 @@
 //!
 //! # How it reaches the state
 //! The HTTP handler (on the tokio runtime) authenticates, limits and decodes the request with
-//! the same decoder as the input topic, then hands the calls to the processing thread over a
-//! bounded queue ([`CheckRequest`]). That thread owns the engine: it answers between records
-//! (and at once when idle) with [`crate::engine::Engine::verdict`] and reserves, so a verdict
-//! reads the state after whole records, and reservations need no locks. The handler renders
-//! the answer. A full queue, or no answer within `check.timeout`, is a 503 with
-//! `Retry-After` — a check never holds the processing loop up beyond serving it.
+//! the same decoder as the input topic. The state is a [`Live`] under a mutex that the
+//! processing thread holds only while it judges a record (or applies housekeeping), so a check
+//! always reads the state after whole records. The handler takes the mutex if it is free and
+//! judges there with [`crate::engine::Engine::verdict`] and reserves: no hop to another thread,
+//! and no waiting for the processing thread to be scheduled. If the mutex is held, the calls go
+//! to the processing thread over a bounded queue ([`CheckRequest`]), which answers between
+//! records (and at once when idle) through the same [`Live::answer`]. Either way the handler
+//! renders the answer. A full queue, or no answer within `check.timeout`, is a 503 with
+//! `Retry-After` — a check never holds the processing loop up beyond one verdict.
 
 use crate::alert;
 use crate::codec::{Decoder, Reason};
@@ -21,7 +24,7 @@ use crate::config::CheckSettings;
 use crate::engine::event::Call;
 use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
-use crate::engine::Verdict;
+use crate::engine::{Engine, Verdict};
 use crate::service::{Health, Shutdown};
 use crate::telemetry::Metrics;
 use axum::body::Bytes;
@@ -31,6 +34,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -66,10 +70,63 @@ pub struct AsOf {
     pub offsets: Vec<(i32, i64)>,
 }
 
+/// The state a check reads: shared by the processing thread, which judges records into it,
+/// and the check handlers.
+pub struct Live {
+    /// The windows and reservations.
+    pub engine: Engine,
+    /// Per assigned input partition, the next offset to judge: what the state reflects.
+    pub positions: BTreeMap<i32, i64>,
+    /// Whether the state is whole: false from a new assignment until its rebuild is done (a
+    /// check then gets 503), so a check never reads a state being rebuilt.
+    pub serving: bool,
+}
+
+impl Live {
+    /// An empty state, not serving yet.
+    pub fn new(engine: Engine) -> Live {
+        Live {
+            engine,
+            positions: BTreeMap::new(),
+            serving: false,
+        }
+    }
+
+    /// Judges `calls` against the state at `now` (wall clock, for reservations), and reserves
+    /// those allowed until `now + reserve` when asked to: per call, the verdict and until when
+    /// it is reserved; and what the state reflects.
+    pub fn answer(
+        &mut self,
+        calls: &[Call],
+        reserve: Option<Duration>,
+        now: Ts,
+    ) -> (Vec<(Verdict, Option<Ts>)>, AsOf) {
+        self.engine.expire_reservations(now);
+        let mut results = Vec::with_capacity(calls.len());
+        for call in calls {
+            let verdict = self.engine.verdict(call);
+            let reserved = match reserve {
+                Some(ttl) if verdict.allowed() && !verdict.duplicate => {
+                    let until = now.plus(ttl.as_nanos() as i64);
+                    self.engine.reserve(call, until).then_some(until)
+                }
+                _ => None,
+            };
+            results.push((verdict, reserved));
+        }
+        let as_of = AsOf {
+            event_time: self.engine.watermark(),
+            offsets: self.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+        };
+        (results, as_of)
+    }
+}
+
 /// The processing thread's end of the queue.
 pub type CheckQueue = std::sync::mpsc::Receiver<CheckRequest>;
 
 struct Api {
+    live: Arc<Mutex<Live>>,
     queue: SyncSender<CheckRequest>,
     settings: CheckSettings,
     rules: Arc<Vec<Rule>>,
@@ -90,6 +147,7 @@ pub fn queue(settings: &CheckSettings) -> (SyncSender<CheckRequest>, CheckQueue)
 #[allow(clippy::too_many_arguments)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    live: Arc<Mutex<Live>>,
     queue: SyncSender<CheckRequest>,
     settings: CheckSettings,
     rules: Vec<Rule>,
@@ -103,6 +161,7 @@ pub async fn serve(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let api = Arc::new(Api {
+        live,
         queue,
         settings,
         rules: Arc::new(rules),
@@ -393,6 +452,31 @@ async fn answer(api: &Api, mode: Option<&str>, headers: &HeaderMap, body: &[u8])
             }
         }
     }
+    // The state is free (the processing thread is between records): judge here.
+    if let Ok(mut live) = api.live.try_lock() {
+        if !live.serving {
+            drop(live);
+            return refuse(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "not_ready",
+                "not ready: rebuilding windows".into(),
+                None,
+            );
+        }
+        let (results, as_of) = live.answer(&calls, parsed.reserve, now);
+        let open = live.engine.reservations();
+        drop(live);
+        api.metrics.reservations_open.set(open as i64);
+        let reply = CheckReply {
+            calls,
+            results,
+            as_of,
+        };
+        return render(api, status_mode, parsed.batch, reply);
+    }
+    // Held: the processing thread answers once its record is judged.
     let (tx, rx) = tokio::sync::oneshot::channel();
     let request = CheckRequest {
         calls,
@@ -516,4 +600,143 @@ fn render(api: &Api, status_mode: bool, batch: bool, reply: CheckReply) -> Respo
         StatusCode::OK
     };
     json_response(status, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The two ways a check reaches the state: judged by the handler when the state is free,
+    //! handed to the processing thread's queue when it is held (here the test plays that
+    //! thread), and refused while the state is not serving.
+
+    use super::*;
+    use crate::config::Settings;
+    use std::io::{Read, Write};
+    use std::net::SocketAddr;
+    use std::sync::mpsc::RecvTimeoutError;
+
+    struct Running {
+        addr: SocketAddr,
+        live: Arc<Mutex<Live>>,
+        queue: CheckQueue,
+        shutdown: Shutdown,
+        _rt: tokio::runtime::Runtime,
+    }
+
+    fn running() -> Running {
+        let settings = Settings::load(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
+        )
+        .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut live = Live::new(Engine::new(settings.rules.clone(), settings.engine.clone()));
+        live.serving = true;
+        let live = Arc::new(Mutex::new(live));
+        let (tx, queue) = super::queue(&settings.check);
+        let health = Arc::new(Health::new(Duration::from_secs(60)));
+        health.set(true, "processing");
+        let shutdown = Shutdown::new();
+        rt.spawn(serve(
+            listener,
+            live.clone(),
+            tx,
+            settings.check.clone(),
+            settings.rules.clone(),
+            Decoder::new(settings.decode.clone()),
+            Arc::new(Metrics::new(&settings.rules, false)),
+            health,
+            shutdown.clone(),
+        ));
+        Running {
+            addr,
+            live,
+            queue,
+            shutdown,
+            _rt: rt,
+        }
+    }
+
+    /// Posts one candidate for debtor `D1` on another thread: its status and JSON answer.
+    fn post(addr: SocketAddr, id: &str) -> std::thread::JoinHandle<(u16, Value)> {
+        let body = json!({
+            "call_id": id, "occurred_at": "2026-11-30T02:00:00Z", "debtor_id": "D1",
+            "phone": "+8613800000001", "relation": "self", "outcome": "no_answer",
+            "direction": "outbound", "channel": "voice"
+        })
+        .to_string();
+        std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            write!(
+                s,
+                "POST /v1/check HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+            let code = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+            (
+                code,
+                serde_json::from_str(body.trim()).unwrap_or(Value::Null),
+            )
+        })
+    }
+
+    #[test]
+    fn a_free_state_is_judged_by_the_handler_and_a_held_one_by_the_processing_thread() {
+        let r = running();
+        // Free: answered without the queue.
+        let (code, v) = post(r.addr, "free").join().unwrap();
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["call_id"], "free");
+        assert!(matches!(
+            r.queue.try_recv(),
+            Err(std::sync::mpsc::TryRecvError::Empty)
+        ));
+
+        // Held (the processing thread is judging a record): the check waits in the queue, and
+        // is answered from there once the holder serves it.
+        let mut held = r.live.lock().unwrap();
+        let answer = post(r.addr, "held");
+        let req = r
+            .queue
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the handler queued the check");
+        assert_eq!(req.calls[0].call_id.as_str(), "held");
+        let (results, as_of) = held.answer(&req.calls, req.reserve, Ts(0));
+        drop(held);
+        let _ = req.reply.send(CheckReply {
+            calls: req.calls,
+            results,
+            as_of,
+        });
+        let (code, v) = answer.join().unwrap();
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["call_id"], "held");
+        assert_eq!(v["allowed"], true, "{v}");
+        r.shutdown.trigger();
+    }
+
+    #[test]
+    fn a_state_not_serving_is_not_read() {
+        let r = running();
+        r.live.lock().unwrap().serving = false;
+        let (code, v) = post(r.addr, "rebuilding").join().unwrap();
+        assert_eq!(code, 503, "{v}");
+        assert_eq!(v["error"], "not_ready", "{v}");
+        assert!(matches!(
+            r.queue.recv_timeout(Duration::from_millis(100)),
+            Err(RecvTimeoutError::Timeout)
+        ));
+        r.shutdown.trigger();
+    }
 }

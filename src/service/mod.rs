@@ -181,6 +181,9 @@ pub fn run(
     ));
     let mut checks = None;
     let mut check_addr = None;
+    let live = Arc::new(std::sync::Mutex::new(crate::check::Live::new(
+        crate::engine::Engine::new(settings.rules.clone(), settings.engine.clone()),
+    )));
     if settings.check.enabled {
         let addr = settings.check.listen;
         let listener = bind("check.listen", addr)?;
@@ -193,6 +196,7 @@ pub fn run(
         let (tx, rx) = crate::check::queue(&settings.check);
         rt.spawn(crate::check::serve(
             listener,
+            live.clone(),
             tx,
             settings.check.clone(),
             settings.rules.clone(),
@@ -226,7 +230,7 @@ pub fn run(
         .name("dialguard-pipeline".into())
         .spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                pipeline::run(&settings, &m, &h, &s, checks)
+                pipeline::run(&settings, &m, &h, &s, checks, live)
             }));
             let _ = tx.send(r.unwrap_or_else(|_| {
                 Err(ServiceError::Start("the processing thread panicked".into()))

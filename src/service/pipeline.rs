@@ -8,7 +8,7 @@ use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
-use crate::check::{AsOf, CheckQueue, CheckReply, CheckRequest};
+use crate::check::{CheckQueue, CheckReply, CheckRequest, Live};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
 use crate::directive;
@@ -26,7 +26,7 @@ use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessa
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -591,7 +591,9 @@ pub(crate) struct Pipeline<'a> {
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) decoder: Decoder,
-    engine: Engine,
+    /// The engine and what it reflects, shared with the check handlers: held only while a
+    /// record is judged (or housekeeping touches the engine).
+    live: Arc<Mutex<Live>>,
     suppressed: HashSet<String>,
     seen_generation: u64,
     pub(crate) stash: Vec<OwnedMessage>,
@@ -608,11 +610,9 @@ pub(crate) struct Pipeline<'a> {
     pub(crate) metrics: &'a Metrics,
     pub(crate) health: &'a Health,
     pub(crate) shutdown: &'a Shutdown,
-    /// Pre-dial checks waiting for the engine (`crate::check`), when the API is served.
+    /// Pre-dial checks waiting for the engine (`crate::check`) because a check handler found
+    /// it held, when the API is served.
     checks: Option<CheckQueue>,
-    /// Per assigned partition, the next offset to judge: what the state reflects (a check's
-    /// `as_of`).
-    positions: BTreeMap<i32, i64>,
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -622,6 +622,7 @@ pub(crate) fn run(
     health: &Arc<Health>,
     shutdown: &Shutdown,
     checks: Option<CheckQueue>,
+    live: Arc<Mutex<Live>>,
 ) -> Result<(), ServiceError> {
     let k = &settings.kafka;
     let shared = Arc::new(Shared {
@@ -681,7 +682,7 @@ pub(crate) fn run(
         producer,
         shared,
         decoder: Decoder::new(settings.decode.clone()),
-        engine: Engine::new(settings.rules.clone(), settings.engine.clone()),
+        live,
         suppressed: HashSet::new(),
         seen_generation: 0,
         stash: Vec::new(),
@@ -705,7 +706,6 @@ pub(crate) fn run(
         health,
         shutdown,
         checks,
-        positions: BTreeMap::new(),
     };
     p.main_loop();
     let end = p.finish();
@@ -764,12 +764,15 @@ impl Pipeline<'_> {
                 self.metrics
                     .in_flight
                     .set(lock(&self.shared.book).in_flight() as i64);
-                if self.engine.reservations() > 0 {
-                    self.engine.expire_reservations(wall_now());
+                {
+                    let mut live = lock(&self.live);
+                    if live.engine.reservations() > 0 {
+                        live.engine.expire_reservations(wall_now());
+                    }
+                    // Idle partitions still age out: a unit of the eviction pass under way, or
+                    // a new pass once one is due (ingesting steps it too).
+                    live.engine.tick();
                 }
-                // Idle partitions still age out: a unit of the eviction pass under way, or a
-                // new pass once one is due (ingesting steps it too).
-                self.engine.tick();
                 if last_commit.elapsed() >= commit_every {
                     commit(&self.consumer, &self.shared, CommitMode::Async);
                     last_commit = Instant::now();
@@ -825,19 +828,23 @@ impl Pipeline<'_> {
 
     fn update_gauges(&mut self, heap: bool) {
         let m = self.metrics;
-        m.window_keys.set(self.engine.window_keys() as i64);
-        m.reservations_open.set(self.engine.reservations() as i64);
-        m.retained_calls.set(self.engine.retained_calls() as i64);
+        {
+            let live = lock(&self.live);
+            let engine = &live.engine;
+            m.window_keys.set(engine.window_keys() as i64);
+            m.reservations_open.set(engine.reservations() as i64);
+            m.retained_calls.set(engine.retained_calls() as i64);
+            if let Some(w) = engine.watermark() {
+                m.event_time_lag.set((wall_now().0 - w.0) as f64 / 1e9);
+                let slowest = engine.slowest().unwrap_or(w);
+                m.partition_skew.set((w.0 - slowest.0) as f64 / 1e9);
+            }
+            if heap {
+                m.engine_heap.set(engine.heap_bytes() as i64);
+            }
+        }
         m.in_flight.set(lock(&self.shared.book).in_flight() as i64);
-        if let Some(w) = self.engine.watermark() {
-            m.event_time_lag.set((wall_now().0 - w.0) as f64 / 1e9);
-            let slowest = self.engine.slowest().unwrap_or(w);
-            m.partition_skew.set((w.0 - slowest.0) as f64 / 1e9);
-        }
         m.partitions_paused.set(self.align.paused.len() as i64);
-        if heap {
-            m.engine_heap.set(self.engine.heap_bytes() as i64);
-        }
     }
 
     /// Watermark alignment: pauses partitions that ran too far ahead of the slowest, resumes
@@ -848,16 +855,20 @@ impl Pipeline<'_> {
         // A partition at its end for `idle_after` no longer holds state back: records that
         // reach it later are new. (Marked idle at once, a partition whose producer batches
         // trail the others' by more than the lateness would see its next calls refused.)
-        let engine = &mut self.engine;
-        self.align.at_end.retain(|part, since| {
-            let quiet = now.saturating_duration_since(*since) >= k.idle_after;
-            if quiet {
-                engine.lane_idle(*part as Lane);
-            }
-            !quiet
-        });
+        let lanes = {
+            let mut live = lock(&self.live);
+            let engine = &mut live.engine;
+            self.align.at_end.retain(|part, since| {
+                let quiet = now.saturating_duration_since(*since) >= k.idle_after;
+                if quiet {
+                    engine.lane_idle(*part as Lane);
+                }
+                !quiet
+            });
+            engine.lanes()
+        };
         let decisions = alignment(
-            &self.engine.lanes(),
+            &lanes,
             &self.align.paused,
             &self.align.last_record,
             &self.align.at_end,
@@ -947,9 +958,15 @@ impl Pipeline<'_> {
             self.seen_generation = generation;
             self.paused = false;
             self.align = Alignment::default();
-            self.engine = Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
+            {
+                // Checks get 503 until the rebuild is done.
+                let mut live = lock(&self.live);
+                live.serving = false;
+                live.engine =
+                    Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
+                live.positions.clear();
+            }
             self.suppressed.clear();
-            self.positions.clear();
             if parts.is_empty() {
                 self.stash.clear();
                 self.health.set(false, "waiting for a partition assignment");
@@ -962,7 +979,7 @@ impl Pipeline<'_> {
                 let started = Instant::now();
                 match rebuild::rebuild(self, &parts, generation) {
                     Ok(r) => {
-                        self.engine = r.engine;
+                        lock(&self.live).engine = r.engine;
                         self.suppressed = r.published;
                         resume = r.committed;
                         let secs = started.elapsed().as_secs_f64();
@@ -971,7 +988,7 @@ impl Pipeline<'_> {
                         tracing::info!(
                             seconds = secs,
                             history = r.history,
-                            restored = self.engine.retained_calls(),
+                            restored = lock(&self.live).engine.retained_calls(),
                             alerts_read = r.alerts_read,
                             suppress = self.suppressed.len(),
                             "windows rebuilt"
@@ -987,7 +1004,7 @@ impl Pipeline<'_> {
             // Each partition is a lane: until it delivers a record or reaches its end, nothing
             // is evicted (its records may be older than anything seen).
             let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
-            self.engine.open_lanes(&lanes);
+            lock(&self.live).engine.open_lanes(&lanes);
             let now = Instant::now();
             self.align.last_record = parts.iter().map(|p| (*p, now)).collect();
             // Records resume at the committed offsets: an offset passed over from there on was
@@ -999,7 +1016,11 @@ impl Pipeline<'_> {
                     book.resume_at(*part, *offset);
                 }
             }
-            self.positions = resume.iter().map(|(p, o)| (*p, *o)).collect();
+            {
+                let mut live = lock(&self.live);
+                live.positions = resume.iter().map(|(p, o)| (*p, *o)).collect();
+                live.serving = true;
+            }
             let mut tpl = TopicPartitionList::new();
             for p in &parts {
                 tpl.add_partition(&self.settings.kafka.input_topic, *p);
@@ -1042,27 +1063,16 @@ impl Pipeline<'_> {
             // The handler gave up (timed out): judge nothing, reserve nothing.
             return;
         }
-        let now = wall_now();
-        self.engine.expire_reservations(now);
-        let mut results = Vec::with_capacity(req.calls.len());
-        for call in &req.calls {
-            let verdict = self.engine.verdict(call);
-            let reserved = match req.reserve {
-                Some(ttl) if verdict.allowed() && !verdict.duplicate => {
-                    let until = now.plus(ttl.as_nanos() as i64);
-                    self.engine.reserve(call, until).then_some(until)
-                }
-                _ => None,
-            };
-            results.push((verdict, reserved));
-        }
-        self.metrics
-            .reservations_open
-            .set(self.engine.reservations() as i64);
-        let as_of = AsOf {
-            event_time: self.engine.watermark(),
-            offsets: self.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+        let (results, as_of, open) = {
+            let mut live = lock(&self.live);
+            if !live.serving {
+                // Between assignments: dropping the reply answers 503.
+                return;
+            }
+            let (results, as_of) = live.answer(&req.calls, req.reserve, wall_now());
+            (results, as_of, live.engine.reservations())
         };
+        self.metrics.reservations_open.set(open as i64);
         let _ = req.reply.send(CheckReply {
             calls: req.calls,
             results,
@@ -1078,26 +1088,41 @@ impl Pipeline<'_> {
         let generation = lock(&self.shared.book).generation();
         let payload = m.payload().unwrap_or_default();
         let mut out: Vec<Outgoing> = Vec::new();
-        match judge::decode(&mut self.decoder, payload, now) {
-            Err(rej) => out.push(self.dead_letter(m, rej.reason, &rej.detail, generation)),
+        let decoded = judge::decode(&mut self.decoder, payload, now);
+        // The state is held from here until the record is judged (and its holds found): a
+        // check reads it before or after the whole record, never halfway.
+        let mut live = lock(&self.live);
+        live.positions.insert(m.partition(), m.offset() + 1);
+        match decoded {
+            Err(rej) => {
+                drop(live);
+                out.push(self.dead_letter(m, rej.reason, &rej.detail, generation));
+            }
             Ok(mut call) => {
                 let lane = m.partition() as Lane;
                 self.align.last_record.insert(m.partition(), t0);
                 if !self.align.at_end.is_empty() {
                     self.align.at_end.remove(&m.partition());
                 }
-                let behind = self
+                let behind = live
                     .engine
                     .lane_newest(lane)
                     .is_some_and(|w| call.occurred_at < w);
                 let mut found = std::mem::take(&mut self.breaches);
-                match judge::judge(&mut self.engine, lane, &mut call, &mut found) {
+                let mut holds = std::mem::take(&mut self.holds);
+                let outcome = judge::judge(&mut live.engine, lane, &mut call, &mut found);
+                let directives = self.settings.kafka.suppressions_topic.is_some();
+                if directives && matches!(outcome, Outcome::Accepted { .. }) {
+                    live.engine.holds(&mut call, &mut holds);
+                }
+                drop(live);
+                match outcome {
                     Outcome::Accepted { .. } => {
                         if behind {
                             self.metrics.late.inc();
                         }
                         for b in &found {
-                            let a = alert::render(self.engine.rules(), b, &call, now);
+                            let a = alert::render(&self.settings.rules, b, &call, now);
                             if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
                                 self.metrics.alerts_suppressed.inc();
                                 continue;
@@ -1112,9 +1137,7 @@ impl Pipeline<'_> {
                             }
                             out.push(self.alert_message(m, &a, generation));
                         }
-                        if self.settings.kafka.suppressions_topic.is_some() {
-                            self.directives(m, &mut call, now, generation, &mut out);
-                        }
+                        self.directives(m, &call, &mut holds, now, generation, &mut out);
                     }
                     Outcome::Duplicate => self.metrics.duplicates.inc(),
                     Outcome::Rejected(rej) => {
@@ -1123,9 +1146,10 @@ impl Pipeline<'_> {
                 }
                 found.clear();
                 self.breaches = found;
+                holds.clear();
+                self.holds = holds;
             }
         }
-        self.positions.insert(m.partition(), m.offset() + 1);
         // Register before sending: sending may poll, and polling serves delivery reports.
         let skipped =
             lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);
@@ -1174,18 +1198,18 @@ impl Pipeline<'_> {
     /// The suppression directives a call accepted in `m` gives.
     /// Each is a function of the calls of its key alone, so judging the same calls again gives
     /// the same directive; a late call's may be over already (dialers ignore a past `until`).
+    /// Suppression directives for the holds an accepted call started.
     fn directives<M: Message>(
         &mut self,
         m: &M,
-        call: &mut Call,
+        call: &Call,
+        holds: &mut Vec<Hold>,
         now: Ts,
         generation: u64,
         out: &mut Vec<Outgoing>,
     ) {
-        let mut holds = std::mem::take(&mut self.holds);
-        self.engine.holds(call, &mut holds);
         for h in holds.drain(..) {
-            let d = directive::render(self.engine.rules(), &h, call, now);
+            let d = directive::render(&self.settings.rules, &h, call, now);
             if !self.suppressed.is_empty() && self.suppressed.remove(&d.directive_id) {
                 continue;
             }
@@ -1203,7 +1227,6 @@ impl Pipeline<'_> {
                 generation,
             ));
         }
-        self.holds = holds;
     }
 
     fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
