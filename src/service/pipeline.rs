@@ -26,7 +26,7 @@ use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessa
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -1016,9 +1016,30 @@ impl Pipeline<'_> {
                     book.resume_at(*part, *offset);
                 }
             }
+            // What a check's `as_of` reports per partition: where judging resumes. A partition
+            // with nothing committed resumes at its earliest retained offset (the consumer's
+            // reset point); asked once here, so an answer covers every assigned partition, not
+            // only those that delivered a record since.
+            let mut positions: BTreeMap<i32, i64> = resume.iter().map(|(p, o)| (*p, *o)).collect();
+            for p in &parts {
+                if positions.contains_key(p) {
+                    continue;
+                }
+                match self.consumer.fetch_watermarks(
+                    &self.settings.kafka.input_topic,
+                    *p,
+                    Duration::from_secs(5),
+                ) {
+                    Ok((lo, _)) => {
+                        positions.insert(*p, lo);
+                    }
+                    // Listed from its first record on.
+                    Err(e) => tracing::debug!(partition = p, error = %e, "earliest offset"),
+                }
+            }
             {
                 let mut live = lock(&self.live);
-                live.positions = resume.iter().map(|(p, o)| (*p, *o)).collect();
+                live.positions = positions;
                 live.serving = true;
             }
             let mut tpl = TopicPartitionList::new();

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// A bound for a hung broker, never a timing assertion.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
-const PARTITIONS: i32 = 3;
+pub(crate) const PARTITIONS: i32 = 3;
 
 /// The broker under test.
 pub(crate) struct Kafka {
