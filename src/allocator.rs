@@ -55,8 +55,9 @@ pub fn purge_delay() -> c_long {
 /// zeroed huge page (and, with the kernel's default `defrag = madvise`, may compact memory first):
 /// the thread that touches it stalls for up to milliseconds while the state grows. Measured with
 /// `cargo bench --bench kafka` (checks at 2,000/s while 50,000 calls/s are ingested), turning
-/// them off took the check latency's p99 from 8–14 ms to 2.5–3.6 ms. Replay keeps them: a
-/// throughput job, it ran ~7% faster with them (fewer TLB misses on its hash tables).
+/// them off took the check latency's p99 from 8–14 ms to 2.5–3.6 ms. The price is CPU (more TLB
+/// misses on the state's hash tables): the service loses capacity near saturation (README), and
+/// replay, a throughput job, keeps them — it ran ~7% faster with them.
 #[allow(dead_code)]
 pub fn small_pages() -> bool {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {

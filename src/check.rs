@@ -16,7 +16,7 @@
 //! to the processing thread over a bounded queue ([`CheckRequest`]), which answers between
 //! records (and at once when idle) through the same [`Live::answer`]. Either way the handler
 //! renders the answer. A full queue, or no answer within `check.timeout`, is a 503 with
-//! `Retry-After` — a check never holds the processing loop up beyond one verdict.
+//! `Retry-After` — a check never holds the processing loop up beyond its own verdicts.
 
 use crate::alert;
 use crate::codec::{Decoder, Reason};
