@@ -62,6 +62,16 @@ pub fn directive_id(rule_id: &str, call_id: &str) -> String {
         .collect()
 }
 
+/// The reason a directive of `rule` gives, for the rules that give directives (caps and
+/// cooldowns).
+pub fn reason(rule: &Rule) -> Option<&'static str> {
+    match rule.body {
+        Body::Cap { .. } => Some("cap_reached"),
+        Body::Cooldown { .. } => Some("cooldown"),
+        _ => None,
+    }
+}
+
 /// The directive of a hold found for `call`.
 pub fn render(rules: &[Rule], hold: &Hold, call: &Call, now: Ts) -> Directive {
     let rule = &rules[hold.rule as usize];
@@ -75,10 +85,8 @@ pub fn render(rules: &[Rule], hold: &Hold, call: &Call, now: Ts) -> Directive {
         directive_id: directive_id(&rule.id, &call.call_id),
         rule_id: rule.id.clone(),
         kind: rule.kind.as_str(),
-        reason: match rule.body {
-            Body::Cooldown { .. } => "cooldown",
-            _ => "cap_reached",
-        },
+        // Only caps and cooldowns hold.
+        reason: reason(rule).unwrap_or("cap_reached"),
         severity: rule.severity.as_str(),
         citation: rule.citation.clone(),
         pack: rule.pack.clone(),

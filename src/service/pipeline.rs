@@ -601,6 +601,8 @@ pub(crate) struct Pipeline<'a> {
     holds: Vec<Hold>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
+    /// `dialguard_directives_total` per rule index, for the rules that give directives.
+    directive_counters: Vec<Option<prometheus::IntCounter>>,
     /// Consumption paused for backpressure (all partitions).
     paused: bool,
     /// Watermark alignment: which partitions are paused for running ahead, and when each
@@ -698,6 +700,17 @@ pub(crate) fn run(
                         .alerts
                         .with_label_values(&[r.id.as_str(), r.severity.as_str()]),
                 )
+            })
+            .collect(),
+        directive_counters: settings
+            .rules
+            .iter()
+            .map(|r| {
+                directive::reason(r).map(|reason| {
+                    metrics
+                        .directives
+                        .with_label_values(&[r.id.as_str(), reason])
+                })
             })
             .collect(),
         paused: false,
@@ -1234,10 +1247,14 @@ impl Pipeline<'_> {
             if !self.suppressed.is_empty() && self.suppressed.remove(&d.directive_id) {
                 continue;
             }
-            self.metrics
-                .directives
-                .with_label_values(&[&d.rule_id, d.reason])
-                .inc();
+            match &self.directive_counters[h.rule as usize] {
+                Some(c) => c.inc(),
+                None => self
+                    .metrics
+                    .directives
+                    .with_label_values(&[&d.rule_id, d.reason])
+                    .inc(),
+            }
             let topic = self.settings.kafka.suppressions_topic.as_deref();
             out.push(self.output_message(
                 m,
