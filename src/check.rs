@@ -21,10 +21,11 @@
 use crate::alert;
 use crate::codec::{Decoder, Reason};
 use crate::config::CheckSettings;
-use crate::engine::event::Call;
+use crate::engine::event::{Call, StrField};
 use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
 use crate::engine::{Engine, Verdict};
+use crate::partition::Partitioner;
 use crate::service::{Health, Shutdown};
 use crate::telemetry::Metrics;
 use axum::body::Bytes;
@@ -55,6 +56,8 @@ pub struct CheckRequest {
 pub struct CheckReply {
     /// The candidates, handed back for rendering.
     pub calls: Vec<Call>,
+    /// A candidate whose debtor another instance holds (index, partition): nothing was judged.
+    pub misdirected: Option<(usize, i32)>,
     /// Per candidate, in order: the verdict, and until when it is reserved (wall clock).
     pub results: Vec<(Verdict, Option<Ts>)>,
     /// What the state reflects.
@@ -80,6 +83,34 @@ pub struct Live {
     /// Whether the state is whole: false from a new assignment until its rebuild is done (a
     /// check then gets 503), so a check never reads a state being rebuilt.
     pub serving: bool,
+    /// The input partitions held here, when not all of them: a debtor keyed to another is
+    /// judged by the instance that holds it (`check.partitioner`).
+    pub owned: Option<Owned>,
+}
+
+/// The input partitions this instance holds, out of how many.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    /// How the dialers' producers key debtors to partitions.
+    pub partitioner: Partitioner,
+    /// The input topic's partition count.
+    pub partitions: u32,
+    /// Those assigned here.
+    pub assigned: Vec<i32>,
+}
+
+impl Owned {
+    /// Which candidate, if any, belongs to a partition held elsewhere: (index, partition).
+    pub fn misdirected(&self, calls: &[Call]) -> Option<(usize, i32)> {
+        if self.assigned.len() as u32 >= self.partitions {
+            return None;
+        }
+        calls.iter().enumerate().find_map(|(i, c)| {
+            let key = c.str_field(StrField::DebtorId).unwrap_or_default();
+            let p = self.partitioner.partition(key.as_bytes(), self.partitions);
+            (!self.assigned.contains(&p)).then_some((i, p))
+        })
+    }
 }
 
 impl Live {
@@ -89,6 +120,7 @@ impl Live {
             engine,
             positions: BTreeMap::new(),
             serving: false,
+            owned: None,
         }
     }
 
@@ -465,12 +497,17 @@ async fn answer(api: &Api, mode: Option<&str>, headers: &HeaderMap, body: &[u8])
                 None,
             );
         }
-        let (results, as_of) = live.answer(&calls, parsed.reserve, now);
+        let misdirected = live.owned.as_ref().and_then(|o| o.misdirected(&calls));
+        let (results, as_of) = match misdirected {
+            None => live.answer(&calls, parsed.reserve, now),
+            Some(_) => (Vec::new(), AsOf::default()),
+        };
         let open = live.engine.reservations();
         drop(live);
         api.metrics.reservations_open.set(open as i64);
         let reply = CheckReply {
             calls,
+            misdirected,
             results,
             as_of,
         };
@@ -530,6 +567,19 @@ async fn answer(api: &Api, mode: Option<&str>, headers: &HeaderMap, body: &[u8])
 
 /// The answer's JSON, and its status.
 fn render(api: &Api, status_mode: bool, batch: bool, reply: CheckReply) -> Response {
+    if let Some((i, partition)) = reply.misdirected {
+        return refuse(
+            api,
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected",
+            "not_owner",
+            format!(
+                "the debtor's input partition ({partition}, by check.partitioner = {}) is held by another instance: ask that one (as_of.offsets in its answers lists the partitions it holds)",
+                api.settings.partitioner.map_or("off", Partitioner::as_str)
+            ),
+            batch.then_some(i),
+        );
+    }
     let mut all_allowed = true;
     let mut results = Vec::with_capacity(reply.results.len());
     for ((verdict, reserved), call) in reply.results.iter().zip(&reply.calls) {
@@ -716,6 +766,7 @@ mod tests {
         drop(held);
         let _ = req.reply.send(CheckReply {
             calls: req.calls,
+            misdirected: None,
             results,
             as_of,
         });

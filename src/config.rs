@@ -72,6 +72,10 @@ pub struct RawCheck {
     /// A request not answered within this gets 503 (`"1s"`).
     #[serde(default = "default_check_timeout")]
     pub timeout: String,
+    /// How the dialers' producers partition the input by `debtor_id` (`murmur2`, `consistent`
+    /// or `off`): a check for a debtor whose partition another instance holds gets 421.
+    #[serde(default = "default_partitioner")]
+    pub partitioner: String,
 }
 
 fn yes() -> bool {
@@ -96,6 +100,10 @@ fn default_check_timeout() -> String {
     "1s".into()
 }
 
+fn default_partitioner() -> String {
+    "murmur2".into()
+}
+
 impl Default for RawCheck {
     fn default() -> Self {
         RawCheck {
@@ -108,6 +116,7 @@ impl Default for RawCheck {
             reservation_ttl: default_reservation_ttl(),
             queue: default_check_queue(),
             timeout: default_check_timeout(),
+            partitioner: default_partitioner(),
         }
     }
 }
@@ -136,6 +145,9 @@ pub struct CheckSettings {
     pub queue: usize,
     /// Answer deadline.
     pub timeout: Duration,
+    /// How the input is partitioned by debtor, to refuse checks for debtors held elsewhere;
+    /// `None`: not checked.
+    pub partitioner: Option<crate::partition::Partitioner>,
 }
 
 impl std::fmt::Debug for CheckSettings {
@@ -150,6 +162,7 @@ impl std::fmt::Debug for CheckSettings {
             .field("reservation_ttl", &self.reservation_ttl)
             .field("queue", &self.queue)
             .field("timeout", &self.timeout)
+            .field("partitioner", &self.partitioner)
             .finish()
     }
 }
@@ -244,6 +257,18 @@ fn check_settings(
     if timeout < crate::engine::time::NANOS_PER_SEC / 1000 {
         return Err(invalid("check.timeout", "at least 1ms".into()));
     }
+    use crate::partition::Partitioner;
+    let partitioner = match c.partitioner.as_str() {
+        "murmur2" => Some(Partitioner::Murmur2),
+        "consistent" => Some(Partitioner::Consistent),
+        "off" => None,
+        other => {
+            return Err(invalid(
+                "check.partitioner",
+                format!("{other:?}: murmur2 (Java clients, Kafka Connect), consistent (librdkafka clients) or off"),
+            ))
+        }
+    };
     Ok(CheckSettings {
         enabled: c.enabled,
         listen,
@@ -253,6 +278,7 @@ fn check_settings(
         reservation_ttl: Duration::from_nanos(ttl as u64),
         queue: c.queue as usize,
         timeout: Duration::from_nanos(timeout as u64),
+        partitioner,
     })
 }
 

@@ -31,6 +31,7 @@ pub mod directive;
 pub mod engine;
 pub mod http;
 pub mod judge;
+pub mod partition;
 pub mod phone;
 pub mod policy;
 pub mod replay;

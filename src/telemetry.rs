@@ -95,12 +95,13 @@ pub struct Metrics {
 }
 
 /// The `verdict` label values of `dialguard_checks_total`.
-pub const CHECK_VERDICTS: [&str; 5] = [
+pub const CHECK_VERDICTS: [&str; 6] = [
     "allowed",
     "refused",
     "invalid",
     "unauthorized",
     "unavailable",
+    "misdirected",
 ];
 
 /// Output topics, the `topic` label of `dialguard_produce_errors_total`.
@@ -364,7 +365,7 @@ impl Metrics {
             checks: counter_vec(
                 &r,
                 "dialguard_checks_total",
-                "Pre-dial checks: candidate calls allowed or refused, and requests turned away (invalid, unauthorized, unavailable).",
+                "Pre-dial checks: candidate calls allowed or refused, and requests turned away (invalid, unauthorized, unavailable, misdirected: the debtor is held by another instance).",
                 &["verdict"],
             ),
             check_latency: histogram(

@@ -8,7 +8,7 @@ use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
-use crate::check::{CheckQueue, CheckReply, CheckRequest, Live};
+use crate::check::{CheckQueue, CheckReply, CheckRequest, Live, Owned};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
 use crate::directive;
@@ -1050,9 +1050,33 @@ impl Pipeline<'_> {
                     Err(e) => tracing::debug!(partition = p, error = %e, "earliest offset"),
                 }
             }
+            // Which debtors this instance answers checks for: all, unless other instances hold
+            // some of the input's partitions.
+            let owned = self.settings.check.partitioner.and_then(|partitioner| {
+                let topic = &self.settings.kafka.input_topic;
+                match self
+                    .consumer
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                {
+                    Ok(md) => md
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == topic)
+                        .map(|t| Owned {
+                            partitioner,
+                            partitions: t.partitions().len() as u32,
+                            assigned: parts.clone(),
+                        }),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "input topic metadata: checks are answered for every debtor");
+                        None
+                    }
+                }
+            });
             {
                 let mut live = lock(&self.live);
                 live.positions = positions;
+                live.owned = owned;
                 live.serving = true;
             }
             let mut tpl = TopicPartitionList::new();
@@ -1097,18 +1121,23 @@ impl Pipeline<'_> {
             // The handler gave up (timed out): judge nothing, reserve nothing.
             return;
         }
-        let (results, as_of, open) = {
+        let (misdirected, results, as_of, open) = {
             let mut live = lock(&self.live);
             if !live.serving {
                 // Between assignments: dropping the reply answers 503.
                 return;
             }
-            let (results, as_of) = live.answer(&req.calls, req.reserve, wall_now());
-            (results, as_of, live.engine.reservations())
+            let misdirected = live.owned.as_ref().and_then(|o| o.misdirected(&req.calls));
+            let (results, as_of) = match misdirected {
+                None => live.answer(&req.calls, req.reserve, wall_now()),
+                Some(_) => (Vec::new(), Default::default()),
+            };
+            (misdirected, results, as_of, live.engine.reservations())
         };
         self.metrics.reservations_open.set(open as i64);
         let _ = req.reply.send(CheckReply {
             calls: req.calls,
+            misdirected,
             results,
             as_of,
         });

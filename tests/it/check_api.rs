@@ -407,3 +407,67 @@ fn a_service_not_ready_answers_503_with_retry_after() {
     assert_eq!(v["error"], "not_ready");
     running.stop();
 }
+
+/// With two instances sharing the input, each answers for the debtors whose partition it holds
+/// (it has their calls) and sends the others away with 421, where it would otherwise have
+/// allowed what the owner refuses.
+#[test]
+fn with_two_instances_each_answers_only_for_the_debtors_it_holds() {
+    use dialguard::partition::Partitioner;
+    let kafka = Kafka::new("check-pair");
+    let mut settings = kafka.settings("config/dialguard.toml");
+    // The test producer is librdkafka's, whose default partitioner is `consistent`.
+    settings.check.partitioner = Some(Partitioner::Consistent);
+    let day = yesterday();
+    let debtors: Vec<String> = (0..12).map(|i| format!("D{i}")).collect();
+    let phone = |i: usize| format!("+86138000000{i:02}");
+    // Six calls today to each debtor's number: the per-number cap is reached everywhere.
+    let lines: Vec<Vec<u8>> = debtors
+        .iter()
+        .enumerate()
+        .flat_map(|(i, d)| (0..6).map(move |k| (i, d.clone(), k)))
+        .map(|(i, d, k)| {
+            call(&format!("{d}-{k}"), &d, &phone(i), &at(day, 9, k as i8 * 5))
+                .to_string()
+                .into_bytes()
+        })
+        .collect();
+    kafka.produce(&lines);
+    let a = start(settings.clone());
+    let b = start(settings);
+    wait_ready(a.handles.http_addr);
+    wait_ready(b.handles.http_addr);
+    wait_done(&kafka, &[&a, &b]);
+    let addrs = [a.handles.check_addr.unwrap(), b.handles.check_addr.unwrap()];
+    let mut answered = [0, 0];
+    let mut sent_away = [0, 0];
+    for (i, d) in debtors.iter().enumerate() {
+        let body = call(&format!("cand-{d}"), d, &phone(i), &at(day, 10, 0));
+        let answers: Vec<(u16, Value)> = addrs.iter().map(|addr| check(*addr, &body)).collect();
+        let owners: Vec<usize> = (0..2).filter(|k| answers[*k].0 == 200).collect();
+        assert_eq!(
+            owners.len(),
+            1,
+            "{d}: exactly one instance answers: {answers:?}"
+        );
+        let (owner, other) = (owners[0], 1 - owners[0]);
+        let (_, v) = &answers[owner];
+        assert_eq!(v["allowed"], false, "{d}: the owner has its six calls: {v}");
+        let p = Partitioner::Consistent.partition(d.as_bytes(), 3);
+        assert!(
+            v["as_of"]["offsets"].get(p.to_string()).is_some(),
+            "{d} (partition {p}) is among the owner's partitions: {v}"
+        );
+        let (code, v) = &answers[other];
+        assert_eq!(*code, 421, "{v}");
+        assert_eq!(v["error"], "not_owner", "{v}");
+        answered[owner] += 1;
+        sent_away[other] += 1;
+    }
+    assert!(
+        answered.iter().all(|n| *n > 0) && sent_away.iter().all(|n| *n > 0),
+        "both instances hold some debtors: answered {answered:?}, sent away {sent_away:?}"
+    );
+    a.stop();
+    b.stop();
+}

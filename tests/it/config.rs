@@ -378,6 +378,7 @@ fn broken_service_sections_name_the_key() {
         ),
         ("[check]\nqueue = 0\n", "check.queue"),
         ("[check]\ntimeout = \"0s\"\n", "check.timeout"),
+        ("[check]\npartitioner = \"random\"\n", "check.partitioner"),
     ] {
         assert_eq!(key_of(&format!("{PACK}{section}")), key, "{section}");
     }
@@ -387,6 +388,18 @@ fn broken_service_sections_name_the_key() {
     ))
     .unwrap();
     assert_eq!(s.check.tokens.len(), 1);
+    // Debtors keyed to partitions as Java clients do, unless told otherwise.
+    assert_eq!(
+        s.check.partitioner,
+        Some(dialguard::partition::Partitioner::Murmur2)
+    );
+    let off = load_text(&format!("{PACK}[check]\npartitioner = \"off\"\n")).unwrap();
+    assert_eq!(off.check.partitioner, None);
+    let c = load_text(&format!("{PACK}[check]\npartitioner = \"consistent\"\n")).unwrap();
+    assert_eq!(
+        c.check.partitioner,
+        Some(dialguard::partition::Partitioner::Consistent)
+    );
     assert!(load_text(&format!(
         "{PACK}[check]\nenabled = false\nlisten = \"0.0.0.0:9899\"\n"
     ))
