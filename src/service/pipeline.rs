@@ -1033,16 +1033,19 @@ impl Pipeline<'_> {
             // with nothing committed resumes at its earliest retained offset (the consumer's
             // reset point); asked once here, so an answer covers every assigned partition, not
             // only those that delivered a record since.
+            // Five seconds in all, so a broker that does not answer delays readiness (and a
+            // stop) by that much at most, however many partitions.
+            let budget = Instant::now() + Duration::from_secs(5);
             let mut positions: BTreeMap<i32, i64> = resume.iter().map(|(p, o)| (*p, *o)).collect();
             for p in &parts {
-                if positions.contains_key(p) {
+                let left = budget.saturating_duration_since(Instant::now());
+                if positions.contains_key(p) || left.is_zero() || self.shutdown.is_triggered() {
                     continue;
                 }
-                match self.consumer.fetch_watermarks(
-                    &self.settings.kafka.input_topic,
-                    *p,
-                    Duration::from_secs(5),
-                ) {
+                match self
+                    .consumer
+                    .fetch_watermarks(&self.settings.kafka.input_topic, *p, left)
+                {
                     Ok((lo, _)) => {
                         positions.insert(*p, lo);
                     }
@@ -1054,10 +1057,10 @@ impl Pipeline<'_> {
             // some of the input's partitions.
             let owned = self.settings.check.partitioner.and_then(|partitioner| {
                 let topic = &self.settings.kafka.input_topic;
-                match self
-                    .consumer
-                    .fetch_metadata(Some(topic), Duration::from_secs(5))
-                {
+                let left = budget
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_secs(1));
+                match self.consumer.fetch_metadata(Some(topic), left) {
                     Ok(md) => md
                         .topics()
                         .iter()
