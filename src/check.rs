@@ -14,7 +14,7 @@
 //! judges there with [`crate::engine::Engine::verdict`] and reserves: no hop to another thread,
 //! and no waiting for the processing thread to be scheduled. If the mutex is held, the calls go
 //! to the processing thread over a bounded queue ([`CheckRequest`]), which answers between
-//! records (and at once when idle) through the same [`Live::answer`]. Either way the handler
+//! records (and at once when idle) through the same [`Live::reply`]. Either way the handler
 //! renders the answer. A full queue, or no answer within `check.timeout`, is a 503 with
 //! `Retry-After` — a check never holds the processing loop up beyond its own verdicts.
 
@@ -83,8 +83,9 @@ pub struct Live {
     /// Whether the state is whole: false from a new assignment until its rebuild is done (a
     /// check then gets 503), so a check never reads a state being rebuilt.
     pub serving: bool,
-    /// The input partitions held here, when not all of them: a debtor keyed to another is
-    /// judged by the instance that holds it (`check.partitioner`).
+    /// The input partitions held here, out of how many (`None`: not known, or
+    /// `check.partitioner = "off"`): a debtor keyed to another is judged by the instance that
+    /// holds it.
     pub owned: Option<Owned>,
 }
 
@@ -121,6 +122,22 @@ impl Live {
             positions: BTreeMap::new(),
             serving: false,
             owned: None,
+        }
+    }
+
+    /// The reply to a check of `calls` at `now`: sent away whole when a candidate's debtor is
+    /// held by another instance, judged by [`Live::answer`] otherwise.
+    pub fn reply(&mut self, calls: Vec<Call>, reserve: Option<Duration>, now: Ts) -> CheckReply {
+        let misdirected = self.owned.as_ref().and_then(|o| o.misdirected(&calls));
+        let (results, as_of) = match misdirected {
+            None => self.answer(&calls, reserve, now),
+            Some(_) => (Vec::new(), AsOf::default()),
+        };
+        CheckReply {
+            calls,
+            misdirected,
+            results,
+            as_of,
         }
     }
 
@@ -497,20 +514,10 @@ async fn answer(api: &Api, mode: Option<&str>, headers: &HeaderMap, body: &[u8])
                 None,
             );
         }
-        let misdirected = live.owned.as_ref().and_then(|o| o.misdirected(&calls));
-        let (results, as_of) = match misdirected {
-            None => live.answer(&calls, parsed.reserve, now),
-            Some(_) => (Vec::new(), AsOf::default()),
-        };
+        let reply = live.reply(calls, parsed.reserve, now);
         let open = live.engine.reservations();
         drop(live);
         api.metrics.reservations_open.set(open as i64);
-        let reply = CheckReply {
-            calls,
-            misdirected,
-            results,
-            as_of,
-        };
         return render(api, status_mode, parsed.batch, reply);
     }
     // Held: the processing thread answers once its record is judged.
@@ -762,14 +769,9 @@ mod tests {
             .recv_timeout(Duration::from_secs(30))
             .expect("the handler queued the check");
         assert_eq!(req.calls[0].call_id.as_str(), "held");
-        let (results, as_of) = held.answer(&req.calls, req.reserve, Ts(0));
+        let reply = held.reply(req.calls, req.reserve, Ts(0));
         drop(held);
-        let _ = req.reply.send(CheckReply {
-            calls: req.calls,
-            misdirected: None,
-            results,
-            as_of,
-        });
+        let _ = req.reply.send(reply);
         let (code, v) = answer.join().unwrap();
         assert_eq!(code, 200, "{v}");
         assert_eq!(v["call_id"], "held");

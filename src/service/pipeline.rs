@@ -8,7 +8,7 @@ use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
-use crate::check::{CheckQueue, CheckReply, CheckRequest, Live, Owned};
+use crate::check::{CheckQueue, CheckRequest, Live, Owned};
 use crate::codec::{Decoder, Reason};
 use crate::config::{KafkaSettings, Settings};
 use crate::directive;
@@ -1124,26 +1124,17 @@ impl Pipeline<'_> {
             // The handler gave up (timed out): judge nothing, reserve nothing.
             return;
         }
-        let (misdirected, results, as_of, open) = {
+        let (reply, open) = {
             let mut live = lock(&self.live);
             if !live.serving {
                 // Between assignments: dropping the reply answers 503.
                 return;
             }
-            let misdirected = live.owned.as_ref().and_then(|o| o.misdirected(&req.calls));
-            let (results, as_of) = match misdirected {
-                None => live.answer(&req.calls, req.reserve, wall_now()),
-                Some(_) => (Vec::new(), Default::default()),
-            };
-            (misdirected, results, as_of, live.engine.reservations())
+            let reply = live.reply(req.calls, req.reserve, wall_now());
+            (reply, live.engine.reservations())
         };
         self.metrics.reservations_open.set(open as i64);
-        let _ = req.reply.send(CheckReply {
-            calls: req.calls,
-            misdirected,
-            results,
-            as_of,
-        });
+        let _ = req.reply.send(reply);
     }
 
     /// Judges one record and produces what it causes.
