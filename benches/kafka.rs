@@ -19,6 +19,10 @@
 //! ```text
 //! cargo bench --bench kafka -- --calls 1000000 --rate 50000 --checks 2000 --clients 32
 //! ```
+//! `--floor` has the same clients ask `GET /livez` (on the `/metrics` listener, the same HTTP
+//! runtime) instead of checking: what the clients, HTTP and scheduling cost on this machine with
+//! no check work at all, the floor under the check's latency.
+//!
 //! `--no-directives` publishes no suppression directives (`kafka.suppressions_topic = ""`), to
 //! measure what they cost.
 //!
@@ -58,6 +62,7 @@ struct Args {
     clients: usize,
     live: bool,
     directives: bool,
+    floor: bool,
 }
 
 fn args() -> Args {
@@ -70,6 +75,7 @@ fn args() -> Args {
         clients: 32,
         live: false,
         directives: true,
+        floor: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -98,6 +104,7 @@ fn args() -> Args {
             "--backlog" => a.backlog = true,
             "--live" => a.live = true,
             "--no-directives" => a.directives = false,
+            "--floor" => a.floor = true,
             _ => {} // cargo's --bench and friends
         }
         i += 1;
@@ -185,18 +192,22 @@ struct ClientReport {
     other: u64,
 }
 
-/// One HTTP/1.1 exchange on a keep-alive connection: the status code.
+/// One HTTP/1.1 exchange on a keep-alive connection: the status code. `body` is a check's;
+/// `None` asks `GET /livez` instead (`--floor`).
 fn exchange(
     conn: &mut std::io::BufReader<std::net::TcpStream>,
-    body: &str,
+    body: Option<&str>,
 ) -> std::io::Result<u16> {
     use std::io::{BufRead, Read, Write};
     // One write, one segment: `write!` on the stream would send each piece of the format on its
     // own (TCP_NODELAY is set), waking the server once per piece.
-    let request = format!(
-        "POST /v1/check HTTP/1.1\r\nHost: dialguard\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
+    let request = match body {
+        Some(body) => format!(
+            "POST /v1/check HTTP/1.1\r\nHost: dialguard\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        None => "GET /livez HTTP/1.1\r\nHost: dialguard\r\n\r\n".to_owned(),
+    };
     conn.get_mut().write_all(request.as_bytes())?;
     let mut line = String::new();
     conn.read_line(&mut line)?;
@@ -231,6 +242,7 @@ fn check_load(
     clients: usize,
     start: Instant,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    floor: bool,
 ) -> Vec<std::thread::JoinHandle<ClientReport>> {
     (0..clients)
         .map(|c| {
@@ -251,7 +263,7 @@ fn check_load(
                         std::thread::sleep(w);
                     }
                     let body = &bodies[n as usize % bodies.len()];
-                    match exchange(&mut conn, body) {
+                    match exchange(&mut conn, (!floor).then_some(body.as_str())) {
                         Ok(200) | Ok(409) => r.ok += 1,
                         Ok(503) => r.unavailable += 1,
                         Ok(_) => r.other += 1,
@@ -427,7 +439,11 @@ fn main() {
     // fell that far behind) and every alert acknowledged.
     let stop_checks = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let checkers = if a.checks > 0 {
-        let addr = h.check_addr.expect("the check API is served");
+        let addr = if a.floor {
+            h.http_addr
+        } else {
+            h.check_addr.expect("the check API is served")
+        };
         check_load(
             addr,
             bodies.clone(),
@@ -435,6 +451,7 @@ fn main() {
             a.clients,
             start + warmup,
             stop_checks.clone(),
+            a.floor,
         )
     } else {
         Vec::new()
@@ -546,7 +563,12 @@ fn main() {
             }
         };
         println!(
-            "pre-dial checks ({} clients, {}/s offered): {} answered 200/409, {} 503, {} other; latency from due: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            "{} ({} clients, {}/s offered): {} answered 200/409, {} 503, {} other; latency from due: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            if a.floor {
+                "GET /livez instead of checks (--floor)"
+            } else {
+                "pre-dial checks"
+            },
             a.clients,
             a.checks,
             checks.ok,
@@ -557,9 +579,11 @@ fn main() {
             ms(0.999),
             l.last().map_or(0.0, |m| *m as f64 / 1000.0)
         );
-        println!(
-            "  the service's histogram of the same requests (received -> answered; bucket bounds): {} requests, p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms",
-            server.0, server.1, server.2, server.3
-        );
+        if !a.floor {
+            println!(
+                "  the service's histogram of the same requests (received -> answered; bucket bounds): {} requests, p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms",
+                server.0, server.1, server.2, server.3
+            );
+        }
     }
 }
