@@ -47,7 +47,14 @@ prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
   --web.listen-address="$prom" >"$tmp/prometheus.log" 2>&1 &
 pids+=($!)
 
-python3 - "$prom" <<'PY'
+# On failure, the demo's and Prometheus's last words: the temporary directory goes with the exit.
+show_logs() {
+  for f in demo prometheus; do
+    echo "--- last lines of $f.log"
+    tail -n 30 "$tmp/$f.log" 2>/dev/null || true
+  done
+}
+if ! python3 - "$prom" <<'PY'
 import json, sys, time, urllib.parse, urllib.request
 
 prom = sys.argv[1]
@@ -106,3 +113,7 @@ if empty:
     raise SystemExit(f"dashboard panels without data on a running service: {empty}")
 print("every dashboard panel shows data from the running service")
 PY
+then
+  show_logs
+  exit 1
+fi
