@@ -1018,13 +1018,16 @@ impl Engine {
                     .saturating_sub(self.rules[ri].reach());
                 seen = self.states[ri].windows.retain_shard(shard, |w| {
                     let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
-                    w.calls.drain(..k);
-                    if w.calls.capacity() > 8 && w.calls.len() < w.calls.capacity() / 4 {
-                        w.calls.shrink_to_fit();
+                    if k > 0 {
+                        w.calls.drain(..k);
+                        window::fit(&mut w.calls);
                     }
                     if let Some(t) = &mut w.triggers {
                         let k = window::split_near_front(t, |y| y.ts < cutoff);
-                        t.drain(..k);
+                        if k > 0 {
+                            t.drain(..k);
+                            window::fit(t);
+                        }
                         if t.is_empty() {
                             w.triggers = None;
                         }
@@ -1129,7 +1132,7 @@ mod size_tests {
     #[test]
     fn records_and_entries_stay_small() {
         assert!(
-            std::mem::size_of::<super::Record>() + std::mem::size_of::<super::store::Ids>() <= 72,
+            std::mem::size_of::<super::Record>() + std::mem::size_of::<super::store::Ids>() <= 64,
             "Record {} + Ids {} bytes",
             std::mem::size_of::<super::Record>(),
             std::mem::size_of::<super::store::Ids>()

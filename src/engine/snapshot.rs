@@ -204,18 +204,24 @@ impl Engine {
             w.u32(*f);
         }
         w.len(self.records.len());
+        let mut joined = String::new();
         for slot in 0..self.records.len() as u32 {
             let ids = self.records.ids(slot);
-            if !ids.live {
+            if !ids.live() {
                 w.u8(0);
                 continue;
             }
             let r = &self.records[slot as usize];
             w.u8(1);
             w.i64(r.ts);
-            w.str(&ids.text);
-            w.u16(ids.call_id_len);
-            w.u8(ids.event_id as u8);
+            // The format predates the tagged string: the ids joined, call_id's length, a flag.
+            let (call_id, event_id) = (ids.call_id(), ids.event_id());
+            joined.clear();
+            joined.push_str(call_id);
+            joined.push_str(event_id.unwrap_or(""));
+            w.str(&joined);
+            w.u16(call_id.len() as u16);
+            w.u8(event_id.is_some() as u8);
             w.u8(r.relation as u8);
             w.u16(r.callee_zone);
             for s in r.syms {
@@ -385,12 +391,10 @@ impl Engine {
                     relation,
                     callee_zone,
                 },
-                Ids {
-                    text: ids,
-                    call_id_len,
-                    event_id: event_id_present,
-                    live: true,
-                },
+                Ids::new(
+                    &ids[..call_id_len as usize],
+                    event_id_present.then(|| &ids[call_id_len as usize..]),
+                ),
                 attrs,
             );
             live += 1;

@@ -23,39 +23,81 @@ pub(super) struct Record {
     pub relation: Relation,
 }
 
-/// The hot part: `call_id` followed by `event_id`, inline up to 24 bytes (no allocation; event
-/// ids are unique per call, so interning them would only add overhead).
+/// The hot part: a call's ids in one string, inline up to 24 bytes (no allocation; event ids
+/// are unique per call, so interning them would only add overhead). The string is a tag
+/// character — `call_id`'s length in bytes, times two, plus one if an `event_id` follows —
+/// then `call_id`, then `event_id`. A free slot holds the empty string. Keeping the length and
+/// the flags inside the string made the part 24 bytes instead of 32 (the struct had the
+/// string's 24, then a length and two flags, padded to 8).
 #[derive(Default)]
 pub(super) struct Ids {
-    pub text: CompactString,
-    /// Length of `call_id` within `text`.
-    pub call_id_len: u16,
-    pub event_id: bool,
-    pub live: bool,
+    text: CompactString,
+}
+
+/// The tag's character code for a tag value: Unicode scalar values skip the surrogates.
+fn tag_char(tag: u32) -> char {
+    let code = if tag < 0xD800 { tag } else { tag + 0x800 };
+    char::from_u32(code).expect("ids shorter than half a million bytes")
 }
 
 impl Ids {
     pub fn of(call: &Call) -> Ids {
+        Ids::new(&call.call_id, call.event_id.as_deref())
+    }
+
+    pub fn new(call_id: &str, event_id: Option<&str>) -> Ids {
+        let tag = tag_char((call_id.len() as u32) << 1 | event_id.is_some() as u32);
         let mut text = CompactString::with_capacity(
-            call.call_id.len() + call.event_id.as_ref().map_or(0, |e| e.len()),
+            tag.len_utf8() + call_id.len() + event_id.map_or(0, str::len),
         );
-        text.push_str(&call.call_id);
-        text.push_str(call.event_id.as_deref().unwrap_or(""));
-        Ids {
-            text,
-            call_id_len: call.call_id.len() as u16,
-            event_id: call.event_id.is_some(),
-            live: true,
+        text.push(tag);
+        text.push_str(call_id);
+        text.push_str(event_id.unwrap_or(""));
+        Ids { text }
+    }
+
+    /// The tag's value and the byte its character ends at.
+    #[inline]
+    fn tag(&self) -> (u32, usize) {
+        match self.text.as_bytes().first() {
+            None => (0, 0),
+            // call ids up to 63 bytes: a one-byte tag
+            Some(&b) if b < 0x80 => (b as u32, 1),
+            Some(_) => {
+                let c = self.text.chars().next().expect("not empty");
+                let code = u32::from(c);
+                (
+                    if code < 0xD800 { code } else { code - 0x800 },
+                    c.len_utf8(),
+                )
+            }
         }
     }
 
+    /// Whether the slot holds a call.
+    #[inline]
+    pub fn live(&self) -> bool {
+        !self.text.is_empty()
+    }
+
+    #[inline]
     pub fn call_id(&self) -> &str {
-        &self.text[..self.call_id_len as usize]
+        let (tag, at) = self.tag();
+        &self.text[at..at + (tag >> 1) as usize]
     }
 
     pub fn event_id(&self) -> Option<&str> {
-        self.event_id
-            .then(|| &self.text[self.call_id_len as usize..])
+        let (tag, at) = self.tag();
+        (tag & 1 == 1).then(|| &self.text[at + (tag >> 1) as usize..])
+    }
+
+    /// Heap held by ids too long to be inline.
+    fn spilled(&self) -> usize {
+        if self.text.is_heap_allocated() {
+            self.text.capacity()
+        } else {
+            0
+        }
     }
 }
 
@@ -130,7 +172,7 @@ impl Slab {
     }
 
     pub fn live(&self, slot: u32) -> bool {
-        self.ids(slot).live
+        self.ids(slot).live()
     }
 
     #[inline]
@@ -149,13 +191,7 @@ impl Slab {
 
     /// Heap held by strings too long to be inline, and by the attrs table.
     pub fn spilled_bytes(&self) -> usize {
-        self.hot
-            .iter()
-            .flatten()
-            .filter(|r| r.live && r.text.is_heap_allocated())
-            .map(|r| r.text.capacity())
-            .sum::<usize>()
-            + self.attrs.capacity() * 24
+        self.hot.iter().flatten().map(Ids::spilled).sum::<usize>() + self.attrs.capacity() * 24
     }
 
     /// What an alert shows of the call in `slot`, as a [`Call`] (fields a record does not
@@ -203,5 +239,27 @@ impl std::ops::Index<usize> for Slab {
     #[inline]
     fn index(&self, i: usize) -> &Record {
         &self.cold[i / CHUNK][i % CHUNK]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ids;
+
+    /// The ids come back as stored, whatever their lengths (the tag takes one to four bytes),
+    /// with or without an event id, and a free slot is not live.
+    #[test]
+    fn ids_round_trip_at_every_tag_width() {
+        for n in [1usize, 5, 63, 64, 100, 128, 512, 0x6C00, 0x7000, 70_000] {
+            let call_id: String = (0..n).map(|i| if i % 7 == 0 { 'é' } else { 'c' }).collect();
+            let call_id = &call_id[..call_id.floor_char_boundary(n)];
+            for event_id in [None, Some(""), Some("e-1"), Some("事件")] {
+                let ids = Ids::new(call_id, event_id);
+                assert!(ids.live());
+                assert_eq!((ids.call_id(), ids.event_id()), (call_id, event_id), "{n}");
+            }
+        }
+        assert!(!Ids::default().live());
+        assert_eq!(std::mem::size_of::<Ids>(), 24);
     }
 }

@@ -343,12 +343,28 @@ pub(super) fn split_near_back(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usi
     lo + v[lo..hi].partition_point(pred)
 }
 
+/// Room a full window grows by: a quarter of what it holds (at least one entry). A window is
+/// a sliding span of calls, so the capacity it reaches stays in use — doubling (Vec's own
+/// growth) left 34–43% of all entry memory unused in the memory benchmark. The price is a
+/// few more reallocations of small arrays while a window first fills.
+fn growth(len: usize) -> usize {
+    (len / 4).max(1)
+}
+
+/// Gives back a window's unused room after eviction took entries from its front, once it is
+/// more than a growth step (and a little) beyond what the window holds. What is kept is half a
+/// growth step, so a window refilling at the same pace does not reallocate at once.
+pub(super) fn fit(v: &mut Vec<Entry>) {
+    let len = v.len();
+    if v.capacity() > len + growth(len) + 2 {
+        v.shrink_to(len + growth(len) / 2);
+    }
+}
+
 /// Sorted insert (after entries at the same instant); returns the index.
 pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
-    // Most windows hold a few calls: grow those one entry at a time rather than to Vec's minimum
-    // of four, then double as usual.
-    if v.len() == v.capacity() && v.len() < 4 {
-        v.reserve_exact(1);
+    if v.len() == v.capacity() {
+        v.reserve_exact(growth(v.len()));
     }
     if v.last().is_none_or(|l| l.ts <= e.ts) {
         v.push(e);
