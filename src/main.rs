@@ -132,6 +132,7 @@ enum Cmd {
 // Decoder threads allocate the calls the engine thread frees: glibc's arenas contend on that.
 #[path = "allocator.rs"]
 mod allocator;
+mod mapped;
 #[global_allocator]
 static GLOBAL: allocator::Global = mimalloc::MiMalloc;
 
@@ -362,11 +363,14 @@ fn main() -> ExitCode {
 }
 
 fn open_io(input: &str, alerts: Option<&str>, rejects: Option<&str>) -> Result<ReplayIo, String> {
-    let input: Box<dyn std::io::BufRead + Send> = if input == "-" {
-        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    let input = if input == "-" {
+        replay::Input::reader(BufReader::with_capacity(1 << 20, std::io::stdin()))
     } else {
         let f = std::fs::File::open(input).map_err(|e| format!("--input {input}: {e}"))?;
-        Box::new(BufReader::with_capacity(1 << 20, f))
+        match mapped::Mapped::new(&f) {
+            Some(m) => replay::Input::Bytes(Box::new(m)),
+            None => replay::Input::reader(BufReader::with_capacity(1 << 20, f)),
+        }
     };
     let out = |p: Option<&str>, flag: &str| -> Result<Option<Box<dyn Write + Send>>, String> {
         Ok(match p {

@@ -72,7 +72,7 @@ fn input() -> String {
 fn replay(decoders: usize, text: &str) -> (Summary, String, String) {
     let (alerts, rejects) = (Sink::default(), Sink::default());
     let io = ReplayIo {
-        input: Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
+        input: dialguard::replay::Input::reader(std::io::Cursor::new(text.as_bytes().to_vec())),
         alerts: Some(Box::new(alerts.clone())),
         rejects: Some(Box::new(rejects.clone())),
     };
@@ -185,7 +185,7 @@ fn a_failing_alerts_output_ends_the_replay_with_its_error() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let io = ReplayIo {
-            input: Box::new(std::io::Cursor::new(text.into_bytes())),
+            input: dialguard::replay::Input::reader(std::io::Cursor::new(text.into_bytes())),
             alerts: Some(Box::new(Full)),
             rejects: None,
         };
@@ -233,7 +233,7 @@ fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
     let run_with = |enforce: bool| {
         let alerts = Sink::default();
         let io = ReplayIo {
-            input: Box::new(std::io::Cursor::new(text.clone())),
+            input: dialguard::replay::Input::reader(std::io::Cursor::new(text.clone())),
             alerts: Some(Box::new(alerts.clone())),
             rejects: None,
         };
@@ -277,4 +277,79 @@ fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
         .table()
         .contains("blocked before dialing (enforce)"));
     assert!(!plain.table().contains("blocked"));
+}
+
+/// An input in memory (how the binary hands replay a mapped file) is cut into batches at line
+/// ends as a stream is: the same summary, alerts and rejects, whatever the decoder threads —
+/// over many batches, with CRLF line ends, blank lines, a line longer than a whole batch and
+/// no line end at the end.
+#[test]
+fn an_input_in_memory_judges_exactly_as_a_stream() {
+    let mut text = Vec::new();
+    dialguard::synth::generate(
+        &dialguard::synth::SynthParams {
+            calls: 12_000,
+            debtors: 200,
+            days: 2,
+            late_fraction: 0.05,
+            duplicate_fraction: 0.01,
+            invalid_fraction: 0.02,
+            ..Default::default()
+        },
+        &mut text,
+    )
+    .unwrap();
+    let mut text = String::from_utf8(text).unwrap().replacen("\n", "\r\n", 500);
+    text.push_str(&format!("\n{}\n", "x".repeat(3 << 20)));
+    text.push_str(&text.clone());
+    text.push_str(&line("last", "2026-11-10T10:00:00Z"));
+    assert!(text.len() > 5 << 20, "several batches: {}", text.len());
+    let settings = Settings::load_with_env(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
+        Some(HashMap::new()),
+    )
+    .unwrap();
+    let run_with = |input: dialguard::replay::Input, decoders: usize| {
+        let (alerts, rejects) = (Sink::default(), Sink::default());
+        let io = ReplayIo {
+            input,
+            alerts: Some(Box::new(alerts.clone())),
+            rejects: Some(Box::new(rejects.clone())),
+        };
+        let opts = ReplayOptions {
+            now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
+            decoders: Some(decoders),
+            ..Default::default()
+        };
+        let mut s = run(&settings, io, &opts).unwrap();
+        // Timing, and the interner's table size, which depends on how decoder threads
+        // interleaved: not the output.
+        s.elapsed = Default::default();
+        s.engine_heap_bytes = 0;
+        let a = alerts.0.lock().unwrap().clone();
+        let r = rejects.0.lock().unwrap().clone();
+        (s, a, r)
+    };
+    let stream = run_with(
+        dialguard::replay::Input::reader(std::io::Cursor::new(text.clone().into_bytes())),
+        1,
+    );
+    assert!(
+        stream.0.alerts > 100 && stream.0.rejected.len() > 1,
+        "{:?}",
+        stream.0
+    );
+    assert_eq!(
+        stream.0.records,
+        stream.0.valid + stream.0.duplicates + stream.0.rejected.values().sum::<u64>()
+    );
+    for decoders in [1, 2] {
+        let whole = run_with(
+            dialguard::replay::Input::Bytes(Box::new(text.clone().into_bytes())),
+            decoders,
+        );
+        assert_eq!(whole.0, stream.0, "{decoders} decoders");
+        assert!(whole.1 == stream.1, "alerts differ ({decoders} decoders)");
+        assert!(whole.2 == stream.2, "rejects differ ({decoders} decoders)");
+    }
 }

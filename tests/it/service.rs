@@ -338,7 +338,7 @@ fn replayed(
     let summary = replay::run(
         settings,
         ReplayIo {
-            input: Box::new(std::io::Cursor::new(input)),
+            input: dialguard::replay::Input::reader(std::io::Cursor::new(input)),
             alerts: Some(Box::new(alerts.clone())),
             rejects: None,
         },
