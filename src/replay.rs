@@ -306,8 +306,11 @@ pub fn run(
     };
     // Without an alerts output no alert is rendered: the engine need not collect evidence.
     let mut engine_settings = settings.engine.clone();
+    // Nor need retained calls keep the strings no rule reads (agent, creditor, …): they
+    // would only show in an alert. Fewer strings interned, a smaller state.
     if alerts.is_none() {
         engine_settings.evidence_limit = 0;
+        engine_settings.keep_call_fields = false;
     }
     let mut engine = Engine::new(settings.rules.clone(), engine_settings);
     let mut summary = Summary {

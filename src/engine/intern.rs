@@ -29,14 +29,38 @@ struct Slot {
 }
 
 /// The interner.
-#[derive(Default)]
 pub struct Interner {
     table: super::table::Sharded,
     slots: super::table::Chunked<Slot>,
     free: Vec<u32>,
     hasher: foldhash::fast::FixedState,
     live_bytes: usize,
+    /// The call fields interned, one bit per `StrField as usize`; the others are left
+    /// `Sym::NONE` ([`Interner::keep_only`]).
+    keep: u8,
 }
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            table: Default::default(),
+            slots: Default::default(),
+            free: Vec::new(),
+            hasher: Default::default(),
+            live_bytes: 0,
+            keep: ALL_FIELDS,
+        }
+    }
+}
+
+/// Whether field `f` is interned under mask `keep`.
+#[inline]
+fn keeps(keep: u8, f: StrField) -> bool {
+    f != StrField::EventId && keep & (1 << f as u8) != 0
+}
+
+/// Every string field but `event_id`.
+pub(super) const ALL_FIELDS: u8 = 0x7F;
 
 impl Interner {
     fn hash(&self, s: &str) -> u64 {
@@ -252,7 +276,8 @@ impl SharedInterner {
         let mut i = self.lock();
         for c in calls {
             let mut syms = [Sym::NONE; 7];
-            for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
+            let keep = i.keep;
+            for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
                 if let Some(v) = c.str_field(*f) {
                     syms[*f as usize] = i.intern_memo(memo, v);
                 }
@@ -284,10 +309,18 @@ impl Default for InternMemo {
 }
 
 impl Interner {
-    /// Interns a call's string fields (all but `event_id`), one reference each.
+    /// Interns only the fields in `mask` (bits by `StrField as usize`) from now on: a caller
+    /// that shows no call in full (a replay writing no alerts) keeps only what rules read,
+    /// and interns a fraction of the strings.
+    pub(super) fn keep_only(&mut self, mask: u8) {
+        self.keep = mask & ALL_FIELDS;
+    }
+
+    /// Interns a call's string fields (all but `event_id`, and those kept), one reference each.
     pub fn intern_fields(&mut self, call: &Call) -> [Sym; 7] {
         let mut syms = [Sym::NONE; 7];
-        for f in StrField::ALL.iter().filter(|f| **f != StrField::EventId) {
+        let keep = self.keep;
+        for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
             syms[*f as usize] = self.intern_opt(call.str_field(*f));
         }
         syms

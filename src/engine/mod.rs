@@ -71,6 +71,11 @@ pub struct EngineSettings {
     /// pause to a few hundred microseconds; tests make it small so passes stay under way
     /// while calls arrive.
     pub sweep_step: usize,
+    /// Whether retained calls keep every string field (the default), or only those a rule
+    /// reads (key and distinct fields). Only a caller that renders no alert may turn it off —
+    /// a replay writing only its summary: an earlier call shown in a late breach then lacks
+    /// the other fields. Nothing the engine decides depends on it.
+    pub keep_call_fields: bool,
 }
 
 impl Default for EngineSettings {
@@ -80,6 +85,7 @@ impl Default for EngineSettings {
             evidence_limit: 10,
             sweep_every: None,
             sweep_step: PASS_STEP,
+            keep_call_fields: true,
         }
     }
 }
@@ -207,6 +213,8 @@ pub struct Engine {
     dedup: table::Sharded,
     hasher: Hasher,
     interner: SharedInterner,
+    /// The string fields records keep ([`EngineSettings::keep_call_fields`]), a bit each.
+    kept: u8,
     /// Lane states, indexed by lane (partition numbers are small and dense).
     lanes: Vec<Option<LaneState>>,
     /// The newest event time over all lanes.
@@ -294,6 +302,16 @@ impl Engine {
             .collect();
         let n = rules.len();
         let rules_keys: Vec<usize> = rules.iter().map(|r| r.key.len()).collect();
+        let kept = if settings.keep_call_fields {
+            intern::ALL_FIELDS
+        } else {
+            rules
+                .iter()
+                .flat_map(|r| r.key.iter().copied().chain(r.cap().and_then(|c| c.2)))
+                .fold(0u8, |m, f| m | 1 << f as u8)
+        };
+        let interner = SharedInterner::default();
+        interner.lock().keep_only(kept);
         let reserved = Reservations::new(rules_windows(&rules_keys));
         Engine {
             rules,
@@ -306,7 +324,8 @@ impl Engine {
             live: 0,
             dedup: table::Sharded::default(),
             hasher: Hasher::default(),
-            interner: SharedInterner::default(),
+            interner,
+            kept,
             lanes: Vec::new(),
             watermark: None,
             cutoff: i64::MIN,

@@ -344,6 +344,7 @@ impl Engine {
         }
         let nsyms = slots.len();
         e.interner = Interner::from_slots(slots, free).into();
+        e.interner.lock().keep_only(e.kept);
         let sym_ok = |s: Sym| s.is_none() || (s.0 as usize) < nsyms;
         let n = r.len(1)?;
         let mut records = Slab::default();

@@ -29,3 +29,5 @@ mod exits;
 mod golden;
 // The allocator options the binary sets.
 mod allocator_options;
+#[cfg(unix)]
+mod mapped_input;

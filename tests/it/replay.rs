@@ -353,3 +353,86 @@ fn an_input_in_memory_judges_exactly_as_a_stream() {
         assert!(whole.2 == stream.2, "rejects differ ({decoders} decoders)");
     }
 }
+
+/// A replay writing no alerts keeps only the call fields rules read (`keep_call_fields`): its
+/// state is smaller, and every count it reports is the same as when alerts are written.
+#[test]
+fn without_alerts_a_replay_keeps_less_and_decides_the_same() {
+    let mut text = Vec::new();
+    dialguard::synth::generate(
+        &dialguard::synth::SynthParams {
+            calls: 20_000,
+            debtors: 300,
+            days: 10,
+            late_fraction: 0.05,
+            duplicate_fraction: 0.01,
+            invalid_fraction: 0.01,
+            ..Default::default()
+        },
+        &mut text,
+    )
+    .unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    // A field read only as a cap's distinct value, by no key.
+    let tmp = std::env::temp_dir().join(format!("dialguard-lean-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(
+        tmp.join("distinct.toml"),
+        r#"
+[engine]
+default_timezone = "Asia/Shanghai"
+default_region = "CN"
+[[rules]]
+id = "accounts-per-debtor"
+kind = "cap"
+severity = "low"
+key = ["debtor_id"]
+window = "2d"
+limit = 1
+distinct = "account_id"
+"#,
+    )
+    .unwrap();
+    for policy in [
+        dir.join("dialguard.toml"),
+        dir.join("bench.toml"),
+        tmp.join("distinct.toml"),
+    ] {
+        let settings = Settings::load_with_env(&policy, Some(HashMap::new())).unwrap();
+        let policy = policy.file_name().unwrap().to_str().unwrap();
+        let run_with = |alerts: bool| {
+            let io = ReplayIo {
+                input: dialguard::replay::Input::Bytes(Box::new(text.clone())),
+                alerts: alerts.then(|| Box::new(Sink::default()) as Box<dyn Write + Send>),
+                rejects: None,
+            };
+            let opts = ReplayOptions {
+                now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
+                decoders: Some(1),
+                ..Default::default()
+            };
+            let mut s = run(&settings, io, &opts).unwrap();
+            s.elapsed = Default::default();
+            s
+        };
+        let (full, lean) = (run_with(true), run_with(false));
+        assert!(
+            full.alerts > 100 && full.late_alerts > 0,
+            "{policy}: {full:?}"
+        );
+        // The default policy reads neither account nor agent ids (bench.toml reads most
+        // fields: there the difference is within the tables' growth steps).
+        assert!(
+            policy != "dialguard.toml" || lean.engine_heap_bytes < full.engine_heap_bytes,
+            "{policy}: {} vs {}",
+            lean.engine_heap_bytes,
+            full.engine_heap_bytes
+        );
+        let heap = |mut s: Summary| {
+            s.engine_heap_bytes = 0;
+            s
+        };
+        assert_eq!(heap(lean), heap(full), "{policy}");
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
