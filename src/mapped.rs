@@ -61,10 +61,38 @@ impl Mapped {
     }
 }
 
-impl AsRef<[u8]> for Mapped {
-    fn as_ref(&self) -> &[u8] {
-        self.bytes()
+impl dialguard::replay::InMemory for Mapped {
+    fn bytes(&self) -> &[u8] {
+        Mapped::bytes(self)
     }
+
+    /// Drops the pages wholly inside `range` from the mapping: the file's pages are page
+    /// cache, but mapped they count in the process's resident memory until unmapped, so a
+    /// replay of a large file would show the whole file resident at its end. (Were they read
+    /// again, a private file mapping reads them back from the file: never garbage.)
+    fn done(&self, range: std::ops::Range<usize>) {
+        let page = page_size();
+        let start = range.start.next_multiple_of(page);
+        let end = range.end.min(self.len) / page * page;
+        if end > start {
+            // SAFETY: advice on whole pages inside the mapping made in `new`; the library no
+            // longer reads them, and a read would fault the file's bytes back in.
+            unsafe {
+                libc::madvise(
+                    self.ptr.cast::<u8>().add(start).cast(),
+                    end - start,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+}
+
+/// The system's page size.
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(p).unwrap_or(4096).max(1)
 }
 
 impl Drop for Mapped {

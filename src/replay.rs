@@ -35,7 +35,23 @@ pub enum Input {
     Reader(Box<dyn BufRead + Send>),
     /// The whole input in memory: the binary maps a regular file (no copy of every byte from
     /// the page cache: `perf` put 15% of a replay's CPU in that copy); batches are parts of it.
-    Bytes(Box<dyn AsRef<[u8]> + Send + Sync>),
+    Bytes(Box<dyn InMemory>),
+}
+
+/// An input held in memory whole ([`Input::Bytes`]).
+pub trait InMemory: Send + Sync {
+    /// The input.
+    fn bytes(&self) -> &[u8];
+    /// The lines in `range` (of [`InMemory::bytes`]) were judged and their alerts written:
+    /// nothing reads them again, so their memory may be given back (a mapped file's pages,
+    /// which would otherwise count in the process's resident memory to the end).
+    fn done(&self, _range: Range<usize>) {}
+}
+
+impl InMemory for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
 }
 
 impl Input {
@@ -206,8 +222,9 @@ struct DecodedBatch<'m> {
 /// Batches done with, kept to be filled again by whichever thread needs one next: a fresh
 /// megabyte of input and a fresh vector of calls per batch were fresh pages from the kernel
 /// each time, zeroed on first touch (`perf`: ~9% of a replay in `clear_page_erms`).
-#[derive(Default)]
-struct Pool {
+struct Pool<'m> {
+    /// The input in memory, told of the parts done with.
+    whole: Option<&'m dyn InMemory>,
     bufs: Mutex<Vec<Vec<u8>>>,
     shells: Mutex<Vec<(Vec<Decoded>, Vec<Call>)>>,
 }
@@ -215,13 +232,21 @@ struct Pool {
 /// Batches a pool keeps (more are freed): about as many as are ever in flight.
 const POOL_MAX: usize = 32;
 
-impl Pool {
+impl Pool<'_> {
     /// Gives a batch back. Its calls are dropped by the thread that takes the shell next.
     fn put(&self, b: DecodedBatch<'_>) {
-        if let Buf::Owned(buf) = b.buf {
-            if let Ok(mut bufs) = self.bufs.lock() {
-                if bufs.len() < POOL_MAX {
-                    bufs.push(buf);
+        match b.buf {
+            Buf::Owned(buf) => {
+                if let Ok(mut bufs) = self.bufs.lock() {
+                    if bufs.len() < POOL_MAX {
+                        bufs.push(buf);
+                    }
+                }
+            }
+            Buf::Mapped(part) => {
+                if let Some(w) = self.whole {
+                    let start = part.as_ptr() as usize - w.bytes().as_ptr() as usize;
+                    w.done(start..start + part.len());
                 }
             }
         }
@@ -323,7 +348,11 @@ pub fn run(
     // `None` once judging has stopped early (the alert writer failed): the reader's and the
     // decoders' sends then fail and they end, instead of waiting on full queues for ever.
     let raw_rx = Mutex::new(Some(raw_rx));
-    let pool = Pool::default();
+    let pool = Pool {
+        whole: whole.as_deref(),
+        bufs: Mutex::default(),
+        shells: Mutex::default(),
+    };
     std::thread::scope(|scope| -> Result<(), ReplayError> {
         // Raw batches wait in one queue that every decoder thread — and the engine thread, when
         // it would otherwise wait — takes from; decoded batches come back tagged with their
@@ -345,7 +374,7 @@ pub fn run(
         let mut pending: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next_seq = 0u64;
         let bytes = &bytes_read;
-        let whole: Option<&[u8]> = whole.as_ref().map(|b| (**b).as_ref());
+        let whole: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
         let reader = scope.spawn(move || match (input, whole) {
             (Some(input), _) => read_batches(input, raw_tx, pool, bytes),
             (None, Some(m)) => {

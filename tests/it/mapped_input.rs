@@ -1,5 +1,6 @@
 //! `src/mapped.rs` (the binary maps replay's input file): a regular file maps byte for byte;
-//! what cannot be mapped (empty, a directory) is declined, so the caller reads it instead.
+//! what cannot be mapped (empty, a directory) is declined, so the caller reads it instead;
+//! pages given back after use read back as the file's bytes.
 
 #[path = "../../src/mapped.rs"]
 mod mapped;
@@ -18,6 +19,11 @@ fn maps_a_file_byte_for_byte_and_declines_what_is_not_one() {
         .write_all(&text)
         .unwrap();
     let m = Mapped::new(&std::fs::File::open(&path).unwrap()).expect("a regular file maps");
+    assert_eq!(m.bytes(), &text[..]);
+    // Parts done with give their pages back; read again, they are the file's bytes.
+    use dialguard::replay::InMemory;
+    m.done(1000..300_000);
+    m.done(0..text.len());
     assert_eq!(m.bytes(), &text[..]);
     drop(m);
     let empty = dir.join("empty");
