@@ -48,6 +48,31 @@ limit = 1
     s
 }
 
+/// Generated traffic with 5% late calls, 1% duplicates and `invalid` of bad lines.
+fn traffic(calls: u64, debtors: u64, days: u64, invalid: f64) -> Vec<u8> {
+    let mut text = Vec::new();
+    dialguard::synth::generate(
+        &dialguard::synth::SynthParams {
+            calls,
+            debtors,
+            days,
+            late_fraction: 0.05,
+            duplicate_fraction: 0.01,
+            invalid_fraction: invalid,
+            ..Default::default()
+        },
+        &mut text,
+    )
+    .unwrap();
+    text
+}
+
+/// A policy of the project's `config/`.
+fn policy(file: &str) -> Settings {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    Settings::load_with_env(&dir.join(file), Some(HashMap::new())).unwrap()
+}
+
 fn line(id: &str, t: &str) -> String {
     format!(
         r#"{{"call_id":"{id}","occurred_at":"{t}","debtor_id":"D1","phone":"13800000001","relation":"self"}}"#
@@ -211,25 +236,8 @@ fn a_failing_alerts_output_ends_the_replay_with_its_error() {
 /// record is accounted for, and enforcement only ever removes alerts.
 #[test]
 fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
-    let mut text = Vec::new();
-    dialguard::synth::generate(
-        &dialguard::synth::SynthParams {
-            calls: 20_000,
-            debtors: 300,
-            days: 3,
-            late_fraction: 0.05,
-            duplicate_fraction: 0.01,
-            invalid_fraction: 0.01,
-            ..Default::default()
-        },
-        &mut text,
-    )
-    .unwrap();
-    let settings = Settings::load_with_env(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
-        Some(HashMap::new()),
-    )
-    .unwrap();
+    let text = traffic(20_000, 300, 3, 0.01);
+    let settings = policy("dialguard.toml");
     let run_with = |enforce: bool| {
         let alerts = Sink::default();
         let io = ReplayIo {
@@ -285,30 +293,13 @@ fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
 /// no line end at the end.
 #[test]
 fn an_input_in_memory_judges_exactly_as_a_stream() {
-    let mut text = Vec::new();
-    dialguard::synth::generate(
-        &dialguard::synth::SynthParams {
-            calls: 12_000,
-            debtors: 200,
-            days: 2,
-            late_fraction: 0.05,
-            duplicate_fraction: 0.01,
-            invalid_fraction: 0.02,
-            ..Default::default()
-        },
-        &mut text,
-    )
-    .unwrap();
+    let text = traffic(12_000, 200, 2, 0.02);
     let mut text = String::from_utf8(text).unwrap().replacen("\n", "\r\n", 500);
     text.push_str(&format!("\n{}\n", "x".repeat(3 << 20)));
     text.push_str(&text.clone());
     text.push_str(&line("last", "2026-11-10T10:00:00Z"));
     assert!(text.len() > 5 << 20, "several batches: {}", text.len());
-    let settings = Settings::load_with_env(
-        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
-        Some(HashMap::new()),
-    )
-    .unwrap();
+    let settings = policy("dialguard.toml");
     let run_with = |input: dialguard::replay::Input, decoders: usize| {
         let (alerts, rejects) = (Sink::default(), Sink::default());
         let io = ReplayIo {
@@ -358,20 +349,7 @@ fn an_input_in_memory_judges_exactly_as_a_stream() {
 /// state is smaller, and every count it reports is the same as when alerts are written.
 #[test]
 fn without_alerts_a_replay_keeps_less_and_decides_the_same() {
-    let mut text = Vec::new();
-    dialguard::synth::generate(
-        &dialguard::synth::SynthParams {
-            calls: 20_000,
-            debtors: 300,
-            days: 10,
-            late_fraction: 0.05,
-            duplicate_fraction: 0.01,
-            invalid_fraction: 0.01,
-            ..Default::default()
-        },
-        &mut text,
-    )
-    .unwrap();
+    let text = traffic(20_000, 300, 10, 0.01);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     // A field read only as a cap's distinct value, by no key.
     let tmp = std::env::temp_dir().join(format!("dialguard-lean-{}", std::process::id()));
@@ -393,13 +371,13 @@ distinct = "account_id"
 "#,
     )
     .unwrap();
-    for policy in [
+    for path in [
         dir.join("dialguard.toml"),
         dir.join("bench.toml"),
         tmp.join("distinct.toml"),
     ] {
-        let settings = Settings::load_with_env(&policy, Some(HashMap::new())).unwrap();
-        let policy = policy.file_name().unwrap().to_str().unwrap();
+        let settings = Settings::load_with_env(&path, Some(HashMap::new())).unwrap();
+        let policy = path.file_name().unwrap().to_str().unwrap();
         let run_with = |alerts: bool| {
             let io = ReplayIo {
                 input: dialguard::replay::Input::Bytes(Box::new(text.clone())),
