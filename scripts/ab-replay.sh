@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Old and new binaries alternately on one file, with DuckDB in each round: the A/B of the
 # README's "Engine v2" table. Prints one line per run (calls/s); take the medians.
-#   scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
+#   [OLD_CONFIG_DIR=DIR] scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
 # FILE: `dialguard generate --calls 1000000 --seed 7 --days 14 --out FILE`.
 # DuckDB: `pip install duckdb`; ../shared/bench/duckdb_reference.py beside the project.
 set -euo pipefail
@@ -13,7 +13,13 @@ rate() { "$@" 2>&1 | awk '/events\/s/ {print $2}'; }
 for round in $(seq "$rounds"); do
   for c in "$rules" "$here/config/dialguard.toml" "$here/config/bench.toml"; do
     for b in "$old" "$new"; do
-      echo "round $round no-alerts $(basename "$c") $b $(rate "$b" replay --config "$c" --input "$file" --now $now)"
+      cb=$c
+      # An old binary may refuse keys added to config/ since: OLD_CONFIG_DIR (the old commit's
+      # config/, same rules) is used for it.
+      if [ "$b" = "$old" ] && [ -n "${OLD_CONFIG_DIR:-}" ] && [ -f "$OLD_CONFIG_DIR/$(basename "$c")" ]; then
+        cb=$OLD_CONFIG_DIR/$(basename "$c")
+      fi
+      echo "round $round no-alerts $(basename "$c") $b $(rate "$b" replay --config "$cb" --input "$file" --now $now)"
     done
   done
   if [ -f "$here/../shared/bench/duckdb_reference.py" ]; then
