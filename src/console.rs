@@ -7,7 +7,7 @@
 //! stream pulls the shutdown trigger registered with [`on_closed`], so the command drains and
 //! ends quietly, as command-line tools do when their reader goes away.
 
-use crate::service::Shutdown;
+use crate::lifecycle::Shutdown;
 use std::io::Write;
 use std::sync::OnceLock;
 

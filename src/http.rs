@@ -2,7 +2,7 @@
 //! "is Kafka up", or an orchestrator would restart-loop the pod while brokers are down) and
 //! `/readyz` (configuration loaded, assignment received, windows rebuilt).
 
-use crate::service::{Health, Shutdown};
+use crate::lifecycle::{Health, Shutdown};
 use crate::telemetry::Metrics;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

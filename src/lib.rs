@@ -14,7 +14,7 @@
 //! - [`replay`]: `dialguard replay`, a backtest of a policy over recorded events.
 //! - [`service`]: `dialguard run`, the Kafka service (consume, judge, produce, commit, rebuild);
 //!   [`http`] serves its metrics and health, [`check`] the pre-dial check API; [`telemetry`] is
-//!   the metric catalogue.
+//!   the metric catalogue; [`lifecycle`] holds the shutdown trigger and health, below all three.
 //! - [`console`]: the command line's output, which never panics on a closed pipe.
 //! - [`demo`]: `dialguard demo`, the service on librdkafka's in-process mock cluster with a
 //!   synthetic dialer ([`synth`]).
@@ -31,6 +31,7 @@ pub mod directive;
 pub mod engine;
 pub mod http;
 pub mod judge;
+pub mod lifecycle;
 pub mod partition;
 pub mod phone;
 pub mod policy;

@@ -22,10 +22,11 @@ pub mod offsets;
 pub mod pipeline;
 pub mod rebuild;
 
+pub use crate::lifecycle::{Health, Shutdown};
+
 use crate::config::Settings;
 use crate::telemetry::Metrics;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Why the service stopped with an error.
@@ -50,85 +51,6 @@ pub enum ServiceError {
     /// The processing thread did not stop within the grace period (a Kafka call blocked).
     #[error("the processing thread did not stop within service.shutdown_grace ({0:?}); unacknowledged records stay uncommitted")]
     ShutdownTimeout(Duration),
-}
-
-/// A shutdown trigger shared by the signal handler, tests and the processing loop.
-#[derive(Clone, Default)]
-pub struct Shutdown(Arc<(AtomicBool, tokio::sync::Notify)>);
-
-impl Shutdown {
-    /// A trigger not yet pulled.
-    pub fn new() -> Shutdown {
-        Shutdown::default()
-    }
-    /// Asks everything to stop (idempotent).
-    pub fn trigger(&self) {
-        self.0 .0.store(true, Ordering::SeqCst);
-        self.0 .1.notify_waiters();
-    }
-    /// Whether a stop was asked for.
-    pub fn is_triggered(&self) -> bool {
-        self.0 .0.load(Ordering::SeqCst)
-    }
-    /// Resolves once triggered.
-    pub async fn wait(&self) {
-        loop {
-            let notified = self.0 .1.notified();
-            if self.is_triggered() {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Liveness and readiness, shared between the processing thread and HTTP.
-pub struct Health {
-    start: Instant,
-    beat_ms: AtomicU64,
-    ready: AtomicBool,
-    state: Mutex<&'static str>,
-    stall_after: Duration,
-}
-
-impl Health {
-    /// Not ready; alive as of now.
-    pub fn new(stall_after: Duration) -> Health {
-        Health {
-            start: Instant::now(),
-            beat_ms: AtomicU64::new(0),
-            ready: AtomicBool::new(false),
-            state: Mutex::new("starting"),
-            stall_after,
-        }
-    }
-    /// The processing loop turned.
-    pub fn beat(&self) {
-        self.beat_ms
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    /// Time since the last beat.
-    pub fn since_beat(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.beat_ms.load(Ordering::Relaxed)))
-    }
-    /// Whether the loop is making progress.
-    pub fn alive(&self) -> bool {
-        self.since_beat() < self.stall_after
-    }
-    /// Sets readiness, with what the service is doing (for `/readyz`'s body).
-    pub fn set(&self, ready: bool, state: &'static str) {
-        self.ready.store(ready, Ordering::SeqCst);
-        *self.state.lock().expect("health lock") = state;
-    }
-    /// Whether ready.
-    pub fn ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
-    }
-    /// What the service is doing.
-    pub fn state(&self) -> &'static str {
-        *self.state.lock().expect("health lock")
-    }
 }
 
 /// Handles the service exposes while it runs (tests and the demo use them).
