@@ -4,6 +4,8 @@
 //! `poll`; the producer's delivery reports run on the producer's own thread
 //! ([`ThreadedProducer`]), so acknowledgements are taken as they arrive.
 
+pub use super::messages::headers;
+use super::messages::{self, Outgoing, Output, Token};
 use super::offsets::OffsetBook;
 use super::rebuild;
 use super::{Health, ServiceError, Shutdown};
@@ -22,7 +24,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{DeliveryResult, Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{DeliveryResult, Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
@@ -31,58 +33,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Header names dialguard writes (alerts and dead letters).
-pub mod headers {
-    /// The alert's id (alerts).
-    pub const ALERT_ID: &str = "dialguard.alert_id";
-    /// A suppression directive's id.
-    pub const DIRECTIVE_ID: &str = "dialguard.directive_id";
-    /// The rule (alerts).
-    pub const RULE_ID: &str = "dialguard.rule_id";
-    /// Why the record was refused (dead letters): a [`crate::codec::Reason`].
-    pub const REASON: &str = "dialguard.reason";
-    /// A human-readable detail (dead letters).
-    pub const DETAIL: &str = "dialguard.detail";
-    /// The input record's topic.
-    pub const SOURCE_TOPIC: &str = "dialguard.source.topic";
-    /// The input record's partition.
-    pub const SOURCE_PARTITION: &str = "dialguard.source.partition";
-    /// The input record's offset.
-    pub const SOURCE_OFFSET: &str = "dialguard.source.offset";
-    /// Set when a dead letter's payload was cut to fit the broker's message size: the original
-    /// length in bytes.
-    pub const TRUNCATED: &str = "dialguard.truncated";
-}
-
 /// Dead-letter payloads the broker refuses as too large are cut to this many bytes.
 const TRUNCATE_TO: usize = 64 * 1024;
-
-/// Which output a produced message goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Output {
-    Alerts,
-    Dlq,
-    Suppressions,
-}
-
-impl Output {
-    fn label(self) -> &'static str {
-        match self {
-            Output::Alerts => "alerts",
-            Output::Dlq => "dlq",
-            Output::Suppressions => "suppressions",
-        }
-    }
-}
-
-/// Travels with each produced message through librdkafka and back in its delivery report.
-pub(crate) struct Token {
-    generation: u64,
-    partition: i32,
-    offset: i64,
-    record_ms: Option<i64>,
-    output: Output,
-}
 
 /// The current assignment as the rebalance callbacks left it.
 #[derive(Default)]
@@ -440,15 +392,6 @@ fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, shared: &Shared, mode:
         shared.throttled_warn("offset commit failed", error_class(&e), "retried");
         lock(&shared.book).commit_failed(&offsets);
     }
-}
-
-/// A message to produce.
-struct Outgoing {
-    topic: String,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: OwnedHeaders,
-    token: Box<Token>,
 }
 
 /// Sends one message, waiting out a full local queue (the producer thread drains it). Errors
@@ -1237,21 +1180,6 @@ impl Pipeline<'_> {
         }
     }
 
-    fn source_headers<M: Message>(&self, m: &M, h: OwnedHeaders) -> OwnedHeaders {
-        h.insert(Header {
-            key: headers::SOURCE_TOPIC,
-            value: Some(m.topic()),
-        })
-        .insert(Header {
-            key: headers::SOURCE_PARTITION,
-            value: Some(&m.partition().to_string()),
-        })
-        .insert(Header {
-            key: headers::SOURCE_OFFSET,
-            value: Some(&m.offset().to_string()),
-        })
-    }
-
     /// The suppression directives a call accepted in `m` gives.
     /// Each is a function of the calls of its key alone, so judging the same calls again gives
     /// the same directive; a late call's may be over already (dialers ignore a past `until`).
@@ -1279,62 +1207,12 @@ impl Pipeline<'_> {
                     .inc(),
             }
             let topic = self.settings.kafka.suppressions_topic.as_deref();
-            out.push(self.output_message(
+            out.push(messages::directive(
+                topic.unwrap_or_default(),
                 m,
-                (topic.unwrap_or_default(), Output::Suppressions),
-                (headers::DIRECTIVE_ID, &d.directive_id, &d.rule_id),
-                &d.debtor_id,
-                serde_json::to_vec(&d).expect("a directive serializes"),
+                &d,
                 generation,
             ));
-        }
-    }
-
-    fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
-        let mut payload = Vec::with_capacity(1024);
-        a.write_json(&mut payload);
-        self.output_message(
-            m,
-            (&self.settings.kafka.alerts_topic, Output::Alerts),
-            (headers::ALERT_ID, &a.alert_id, &a.rule_id),
-            &a.debtor_id,
-            payload,
-            generation,
-        )
-    }
-
-    /// An alert or a directive for the record `m`: keyed by debtor, with its id, its rule and
-    /// the source record in headers, delivery tracked against `m`'s offset.
-    fn output_message<M: Message>(
-        &self,
-        m: &M,
-        (topic, output): (&str, Output),
-        (id_header, id, rule_id): (&str, &str, &str),
-        debtor_id: &str,
-        payload: Vec<u8>,
-        generation: u64,
-    ) -> Outgoing {
-        let h = OwnedHeaders::new_with_capacity(5)
-            .insert(Header {
-                key: id_header,
-                value: Some(id),
-            })
-            .insert(Header {
-                key: headers::RULE_ID,
-                value: Some(rule_id),
-            });
-        Outgoing {
-            topic: topic.to_owned(),
-            key: Some(debtor_id.as_bytes().to_vec()),
-            payload,
-            headers: self.source_headers(m, h),
-            token: Box::new(Token {
-                generation,
-                partition: m.partition(),
-                offset: m.offset(),
-                record_ms: m.timestamp().to_millis(),
-                output,
-            }),
         }
     }
 
@@ -1356,37 +1234,17 @@ impl Pipeline<'_> {
             detail,
             "record refused"
         );
-        let mut h = OwnedHeaders::new_with_capacity(8);
-        if let Some(orig) = m.headers() {
-            for x in orig.iter() {
-                h = h.insert(Header {
-                    key: x.key,
-                    value: x.value,
-                });
-            }
-        }
-        let h = h
-            .insert(Header {
-                key: headers::REASON,
-                value: Some(reason.as_str()),
-            })
-            .insert(Header {
-                key: headers::DETAIL,
-                value: Some(detail),
-            });
-        Outgoing {
-            topic: self.settings.kafka.dlq_topic.clone(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().unwrap_or_default().to_vec(),
-            headers: self.source_headers(m, h),
-            token: Box::new(Token {
-                generation,
-                partition: m.partition(),
-                offset: m.offset(),
-                record_ms: None,
-                output: Output::Dlq,
-            }),
-        }
+        messages::dead_letter(
+            &self.settings.kafka.dlq_topic,
+            m,
+            reason,
+            detail,
+            generation,
+        )
+    }
+
+    fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
+        messages::alert(&self.settings.kafka.alerts_topic, m, a, generation)
     }
 
     /// Shutdown: stop fetching, flush, commit, leave the group — within the grace period.
