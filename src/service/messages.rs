@@ -72,6 +72,30 @@ pub(crate) struct Outgoing {
     pub(crate) token: Box<Token>,
 }
 
+/// Dead-letter payloads the broker refuses as too large are cut to this many bytes.
+pub(crate) const TRUNCATE_TO: usize = 64 * 1024;
+
+/// A dead letter the client or broker refused as too large (`class` `message_too_large`) is cut
+/// to [`TRUNCATE_TO`] bytes, its original length in a [`headers::TRUNCATED`] header, to be sent
+/// again; returns whether it was cut. Alerts and directives are never cut: they are sent again
+/// whole (their size is dialguard's own).
+pub(crate) fn cut_to_size(
+    class: &str,
+    output: Output,
+    payload: &mut Vec<u8>,
+    h: &mut OwnedHeaders,
+) -> bool {
+    if class != "message_too_large" || output != Output::Dlq || payload.len() <= TRUNCATE_TO {
+        return false;
+    }
+    *h = std::mem::replace(h, OwnedHeaders::new()).insert(Header {
+        key: headers::TRUNCATED,
+        value: Some(&payload.len().to_string()),
+    });
+    payload.truncate(TRUNCATE_TO);
+    true
+}
+
 /// `h` with the headers naming the input record `m`.
 fn source_headers<M: Message>(m: &M, h: OwnedHeaders) -> OwnedHeaders {
     h.insert(Header {
@@ -254,6 +278,29 @@ mod tests {
                 output: Output::Dlq,
             }
         );
+    }
+
+    #[test]
+    fn only_a_dead_letter_too_large_is_cut_and_marked() {
+        let big = vec![b'x'; TRUNCATE_TO + 10];
+        for (class, output, len, cut) in [
+            ("message_too_large", Output::Dlq, TRUNCATE_TO + 10, true),
+            ("message_too_large", Output::Dlq, TRUNCATE_TO, false),
+            ("message_too_large", Output::Alerts, TRUNCATE_TO + 10, false),
+            ("timed_out", Output::Dlq, TRUNCATE_TO + 10, false),
+        ] {
+            let mut payload = big[..len].to_vec();
+            let mut h = OwnedHeaders::new().insert(Header {
+                key: headers::REASON,
+                value: Some("not_json"),
+            });
+            assert_eq!(cut_to_size(class, output, &mut payload, &mut h), cut);
+            assert_eq!(payload.len(), if cut { TRUNCATE_TO } else { len });
+            assert_eq!(header(&h, headers::REASON), ["not_json"]);
+            let marked = header(&h, headers::TRUNCATED);
+            let original = len.to_string();
+            assert_eq!(marked, if cut { vec![original.as_str()] } else { vec![] });
+        }
     }
 
     #[test]

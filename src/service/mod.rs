@@ -18,6 +18,7 @@
 //!   records after the committed offsets), so a restart after `kill -9` republishes nothing:
 //!   `alert_id` is a function of (rule, call), and the ids seen are not produced again.
 
+mod kafka;
 mod messages;
 pub mod offsets;
 pub mod pipeline;
