@@ -1,9 +1,9 @@
 //! librdkafka's side of the service: the state its callbacks update (`Shared`: the offset
-//! book, failed deliveries to send again, the assignment), the client contexts whose callbacks
-//! only record what happened (deliveries, rebalances, errors, statistics, logs), and the
-//! produce and commit mechanics (send waiting out a full queue, resend, drain, commit). The
-//! loop that decides what to consume, judge and produce is `pipeline`; the messages it
-//! produces are built in `messages`.
+//! book, failed deliveries to send again, the assignment), the client contexts (deliveries,
+//! errors, statistics and logs are recorded; a revoke still drains and commits inside its
+//! callback before the partitions go), and the produce and commit mechanics (send waiting out
+//! a full queue, resend, drain, commit). The loop that decides what to consume, judge and
+//! produce is `pipeline`; the messages it produces are built in `messages`.
 
 use super::messages::{self, Outgoing, Output, Token};
 use super::offsets::OffsetBook;
