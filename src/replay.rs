@@ -325,9 +325,13 @@ pub fn run(
         mut rejects,
     } = io;
     // Bytes in memory outlive every thread reading them: batches borrow from them.
-    let (input, whole) = match input {
-        Input::Reader(r) => (Some(r), None),
-        Input::Bytes(b) => (None, Some(b)),
+    let mut whole: Option<Box<dyn InMemory>> = None;
+    let stream: Box<dyn BufRead + Send> = match input {
+        Input::Reader(r) => r,
+        Input::Bytes(b) => {
+            whole = Some(b);
+            Box::new(std::io::empty())
+        }
     };
     // Without an alerts output no alert is rendered: the engine need not collect evidence.
     let mut engine_settings = settings.engine.clone();
@@ -375,13 +379,12 @@ pub fn run(
         let mut next_seq = 0u64;
         let bytes = &bytes_read;
         let whole: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
-        let reader = scope.spawn(move || match (input, whole) {
-            (Some(input), _) => read_batches(input, raw_tx, pool, bytes),
-            (None, Some(m)) => {
+        let reader = scope.spawn(move || match whole {
+            Some(m) => {
                 split_batches(m, raw_tx, bytes);
                 Ok(())
             }
-            (None, None) => unreachable!("an input is read or mapped"),
+            None => read_batches(stream, raw_tx, pool, bytes),
         });
         // Breaches are rendered as alerts, serialised and written on their own thread, a batch
         // at a time; the batch's calls travel with them (a breach refers to the call judged).
@@ -622,6 +625,11 @@ fn progress_bar(done: u64, total: Option<u64>) -> String {
     }
 }
 
+/// The lines in `buf`, the last one counted whether or not it ends with a line end.
+fn count_lines(buf: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'))
+}
+
 /// The batches of a mapped input: whole lines, about [`BATCH_BYTES`] each, as parts of it.
 fn split_batches<'m>(mut rest: &'m [u8], to: SyncSender<Batch<'m>>, bytes: &AtomicU64) {
     let (mut seq, mut line_no) = (0u64, 0u64);
@@ -639,10 +647,8 @@ fn split_batches<'m>(mut rest: &'m [u8], to: SyncSender<Batch<'m>>, bytes: &Atom
         let (buf, next) = rest.split_at(end);
         rest = next;
         bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let lines =
-            memchr::memchr_iter(b'\n', buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
         let first_line = line_no + 1;
-        line_no += lines;
+        line_no += count_lines(buf);
         let batch = Batch {
             seq,
             first_line,
@@ -691,10 +697,8 @@ fn read_batches(
         if buf.is_empty() {
             return Ok(());
         }
-        let lines =
-            memchr::memchr_iter(b'\n', &buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'));
         let first_line = line_no + 1;
-        line_no += lines;
+        line_no += count_lines(&buf);
         if to
             .send(Batch {
                 seq,
