@@ -132,9 +132,11 @@ enum Cmd {
 // Decoder threads allocate the calls the engine thread frees: glibc's arenas contend on that.
 #[path = "allocator.rs"]
 mod allocator;
-mod mapped;
 #[global_allocator]
 static GLOBAL: allocator::Global = mimalloc::MiMalloc;
+
+// Replay's input file, mapped (unsafe code, which the library forbids).
+mod mapped;
 
 /// Exit status for a configuration or usage error (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;

@@ -378,8 +378,8 @@ pub fn run(
         let mut pending: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next_seq = 0u64;
         let bytes = &bytes_read;
-        let whole: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
-        let reader = scope.spawn(move || match whole {
+        let in_memory: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
+        let reader = scope.spawn(move || match in_memory {
             Some(m) => {
                 split_batches(m, raw_tx, bytes);
                 Ok(())
