@@ -5,7 +5,7 @@
 use super::event::{Call, StrField};
 use compact_str::CompactString;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A symbol: an index into the interner. [`Sym::NONE`] stands for an absent field.
@@ -228,13 +228,22 @@ pub struct Interned {
 
 /// An engine's interner, shared with the decoder threads that feed it, so that they intern a
 /// batch's strings (hash-table probes that miss the cache) while the engine judges the
-/// previous batch. Decoders lock it once per batch; the engine only to release evicted
+/// previous batch. Decoders lock it a few calls at a time; the engine only to release evicted
 /// strings, to look up a candidate's, and to show an earlier call in a late alert. Symbol
 /// numbers depend on that interleaving, but nothing the engine decides depends on them.
 #[derive(Clone)]
 pub struct SharedInterner {
-    inner: Arc<Mutex<Interner>>,
+    inner: Arc<Shared>,
     id: u64,
+}
+
+struct Shared {
+    table: Mutex<Interner>,
+    /// Symbols given back while the table was locked by another thread
+    /// ([`SharedInterner::give_back`]), released by the next holder of the lock.
+    returns: Mutex<Vec<Sym>>,
+    /// Whether `returns` may hold symbols (checked without its lock).
+    returned: AtomicBool,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -248,11 +257,18 @@ impl Default for SharedInterner {
 impl From<Interner> for SharedInterner {
     fn from(i: Interner) -> Self {
         SharedInterner {
-            inner: Arc::new(Mutex::new(i)),
+            inner: Arc::new(Shared {
+                table: Mutex::new(i),
+                returns: Mutex::default(),
+                returned: AtomicBool::new(false),
+            }),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 }
+
+/// Attempts [`SharedInterner::lock`] makes to take the lock before it sleeps on it.
+const LOCK_SPINS: u32 = 4096;
 
 impl SharedInterner {
     /// This interner's identity (what [`Interned::by`] names).
@@ -262,19 +278,74 @@ impl SharedInterner {
 
     /// The interner. A panic while it was held cannot leave it half-updated in a way that
     /// matters more than the panic itself, so a poisoned lock is taken over.
+    ///
+    /// Decoder threads hold it for a few calls at a time (microseconds), so a thread that
+    /// finds it taken tries again for a while before it sleeps: the engine thread, put to
+    /// sleep and woken once per late alert, spent a tenth of a replay asleep with its core idle.
+    /// Symbols given back meanwhile ([`SharedInterner::give_back`]) are released first.
     pub fn lock(&self) -> MutexGuard<'_, Interner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        let table = &self.inner.table;
+        let mut guard = None;
+        for _ in 0..LOCK_SPINS {
+            match table.try_lock() {
+                Ok(g) => {
+                    guard = Some(g);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    guard = Some(p.into_inner());
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::hint::spin_loop(),
+            }
+        }
+        let mut guard = guard.unwrap_or_else(|| table.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.inner.returned.load(Ordering::Acquire) {
+            self.take_returns(&mut guard);
+        }
+        guard
     }
 
-    /// Interns the string fields of each call, under one lock, and records the symbols in
-    /// the call ([`Call::interned`]). `memo` is the calling thread's (see [`InternMemo`]).
+    fn take_returns(&self, table: &mut Interner) {
+        let mut returns = self.inner.returns.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.returned.store(false, Ordering::Release);
+        table.release_all(&returns);
+        returns.clear();
+    }
+
+    /// Releases one reference of each symbol, now if the lock is free, otherwise by the next
+    /// thread that takes it: the engine thread gives back the symbols of a call it refuses
+    /// (a duplicate) without waiting for a decoder thread to let go of the lock.
+    pub fn give_back(&self, syms: &[Sym]) {
+        match self.inner.table.try_lock() {
+            Ok(mut t) => t.release_all(syms),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().release_all(syms),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                let mut returns = self.inner.returns.lock().unwrap_or_else(|p| p.into_inner());
+                returns.extend(syms.iter().filter(|s| !s.is_none()));
+                self.inner.returned.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Interns the string fields of each call and records the symbols in the call
+    /// ([`Call::interned`]). `memo` is the calling thread's (see [`InternMemo`]).
+    ///
+    /// The lock is taken for [`INTERN_CHUNK`] calls at a time, not for the whole batch: the
+    /// engine thread takes it too (to release the symbols of evicted calls, to show an earlier
+    /// call in a late breach), and a batch's worth of interning — about a millisecond —
+    /// left it asleep on the lock that long, with its core idle.
     pub fn intern_calls<'a>(
         &self,
         memo: &mut InternMemo,
         calls: impl Iterator<Item = &'a mut Call>,
     ) {
         let mut i = self.lock();
-        for c in calls {
+        for (n, c) in calls.enumerate() {
+            if n % INTERN_CHUNK == INTERN_CHUNK - 1 {
+                drop(i);
+                i = self.lock();
+            }
             let mut syms = [Sym::NONE; 7];
             let keep = i.keep;
             for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
@@ -286,6 +357,9 @@ impl SharedInterner {
         }
     }
 }
+
+/// Calls interned per hold of the interner's lock ([`SharedInterner::intern_calls`]).
+const INTERN_CHUNK: usize = 8;
 
 /// Slots in an [`InternMemo`]: 2^16 of 8 bytes, half a megabyte, about what a core's cache
 /// keeps beside the work.
@@ -356,5 +430,59 @@ mod tests {
         assert_eq!(i.get(c), "c");
         assert_eq!(i.get(b), "b");
         assert_eq!(i.len(), 2);
+    }
+
+    #[test]
+    fn symbols_given_back_while_locked_are_released_by_the_next_holder() {
+        let shared = SharedInterner::default();
+        let (a, b) = {
+            let mut i = shared.lock();
+            let a = i.intern("a");
+            let b = i.intern("b");
+            i.intern("b");
+            (a, b)
+        };
+        // Free lock: released at once.
+        shared.give_back(&[a]);
+        assert_eq!(shared.lock().lookup("a"), None);
+        // Held elsewhere (a decoder thread): queued, not lost, not waited for.
+        let held = shared.lock();
+        shared.give_back(&[b, Sym::NONE]);
+        shared.give_back(&[b]);
+        assert_eq!(
+            held.lookup("b"),
+            Some(b),
+            "not released under another's lock"
+        );
+        drop(held);
+        let i = shared.lock();
+        assert_eq!(i.lookup("b"), None, "both references released");
+        assert_eq!(i.len(), 0);
+        assert!(shared.inner.returns.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_batch_longer_than_a_chunk_is_interned_whole() {
+        use crate::engine::event::{Call, Relation};
+        use crate::engine::time::Ts;
+        let shared = SharedInterner::default();
+        let mut calls: Vec<Call> = (0..INTERN_CHUNK * 3 + 1)
+            .map(|n| {
+                Call::new(
+                    &format!("c{n}"),
+                    Ts(0),
+                    &format!("d{n}"),
+                    "+1",
+                    Relation::SelfDebtor,
+                )
+            })
+            .collect();
+        let mut memo = InternMemo::default();
+        shared.intern_calls(&mut memo, calls.iter_mut());
+        let i = shared.lock();
+        for (n, c) in calls.iter().enumerate() {
+            let syms = c.interned.expect("interned").syms;
+            assert_eq!(i.get(syms[StrField::DebtorId as usize]), format!("d{n}"));
+        }
     }
 }

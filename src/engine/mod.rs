@@ -506,7 +506,7 @@ impl Engine {
         let pre = call.interned.take().filter(|i| i.by == self.interner.id());
         let r = self.ingest_gated(lane, call, pre, out, self.horizon);
         if let (Some(i), false) = (pre, matches!(r, Ingest::Accepted { .. })) {
-            self.interner.lock().release_all(&i.syms);
+            self.interner.give_back(&i.syms);
         }
         r
     }
@@ -515,7 +515,7 @@ impl Engine {
     /// enforcement drops the calls a check refuses): its symbols are given back.
     pub fn discard(&mut self, call: &mut Call) {
         if let Some(i) = call.interned.take().filter(|i| i.by == self.interner.id()) {
-            self.interner.lock().release_all(&i.syms);
+            self.interner.give_back(&i.syms);
         }
     }
 
