@@ -138,6 +138,20 @@ pub fn error_class(e: &rdkafka::error::KafkaError) -> &'static str {
     }
 }
 
+/// Whether `e` only says that a partition was read to its end. With `enable.partition.eof`,
+/// librdkafka reports an end both on the partition's queue (`KafkaError::PartitionEOF`) and,
+/// for a partition whose queue is not polled at that moment, to the client's error callback as
+/// a global error. Neither is a failure: it is not counted or logged as one.
+pub fn is_partition_eof(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::KafkaError;
+    // `rdkafka_error_code()` gives `None` for the first form: both are matched by name.
+    matches!(
+        e,
+        KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
     r.register(Box::new(c.clone())).expect("registered once");
@@ -448,6 +462,18 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_partition_end_is_not_an_error_in_either_form() {
+        use rdkafka::error::KafkaError;
+        use rdkafka::types::RDKafkaErrorCode as C;
+        assert!(is_partition_eof(&KafkaError::PartitionEOF(3)));
+        assert!(is_partition_eof(&KafkaError::Global(C::PartitionEOF)));
+        assert!(!is_partition_eof(&KafkaError::Global(C::AllBrokersDown)));
+        assert!(!is_partition_eof(&KafkaError::MessageConsumption(
+            C::UnknownTopicOrPartition
+        )));
+    }
 
     fn families(text: &str) -> Vec<(String, String)> {
         // (name, type) from the "# TYPE name type" lines.

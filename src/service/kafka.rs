@@ -126,6 +126,9 @@ impl Shared {
     }
 
     pub(super) fn client_error(&self, error: &KafkaError, reason: &str) {
+        if crate::telemetry::is_partition_eof(error) {
+            return;
+        }
         let class = error_class(error);
         self.metrics.kafka_errors.with_label_values(&[class]).inc();
         self.throttled_warn("kafka client error", class, reason);

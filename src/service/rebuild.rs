@@ -89,7 +89,7 @@ pub(crate) struct ReaderCtx;
 
 impl rdkafka::ClientContext for ReaderCtx {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        if !crate::telemetry::is_partition_eof(&error) {
             tracing::warn!(error = %error, reason, "rebuild reader");
         }
     }
