@@ -228,8 +228,10 @@ pub struct Interned {
 
 /// An engine's interner, shared with the decoder threads that feed it, so that they intern a
 /// batch's strings (hash-table probes that miss the cache) while the engine judges the
-/// previous batch. Decoders lock it a few calls at a time; the engine only to release evicted
-/// strings, to look up a candidate's, and to show an earlier call in a late alert. Symbol
+/// previous batch. Decoders lock it a few calls at a time; the engine only to intern a call no
+/// decoder interned, to look up a candidate's strings, and to show an earlier call in a late
+/// alert — the symbols of the calls it evicts or refuses it hands over, to be released by the
+/// next thread that takes the lock. Symbol
 /// numbers depend on that interleaving, but nothing the engine decides depends on them.
 #[derive(Clone)]
 pub struct SharedInterner {
@@ -313,6 +315,18 @@ impl SharedInterner {
         returns.clear();
     }
 
+    /// Releases one reference of each symbol when the lock is next taken, by whichever thread
+    /// takes it: eviction hands its symbols over so that the releases (cache misses on the
+    /// table) are a decoder thread's work rather than the engine thread's.
+    pub fn hand_over(&self, syms: &[Sym]) {
+        if syms.is_empty() {
+            return;
+        }
+        let mut returns = self.inner.returns.lock().unwrap_or_else(|p| p.into_inner());
+        returns.extend(syms.iter().filter(|s| !s.is_none()));
+        self.inner.returned.store(true, Ordering::Release);
+    }
+
     /// Releases one reference of each symbol, now if the lock is free, otherwise by the next
     /// thread that takes it: the engine thread gives back the symbols of a call it refuses
     /// (a duplicate) without waiting for a decoder thread to let go of the lock.
@@ -320,11 +334,7 @@ impl SharedInterner {
         match self.inner.table.try_lock() {
             Ok(mut t) => t.release_all(syms),
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().release_all(syms),
-            Err(std::sync::TryLockError::WouldBlock) => {
-                let mut returns = self.inner.returns.lock().unwrap_or_else(|p| p.into_inner());
-                returns.extend(syms.iter().filter(|s| !s.is_none()));
-                self.inner.returned.store(true, Ordering::Release);
-            }
+            Err(std::sync::TryLockError::WouldBlock) => self.hand_over(syms),
         }
     }
 

@@ -239,6 +239,8 @@ pub struct Engine {
     /// directives come from calls alone.
     no_reserved: Vec<Windows>,
     hold_scratch: Vec<(u16, i64)>,
+    /// The symbols of the calls one eviction step evicts (kept for its capacity).
+    evicted_syms: Vec<Sym>,
 }
 
 /// What the pre-dial check says of a candidate call.
@@ -347,6 +349,7 @@ impl Engine {
             merge: Vec::new(),
             no_reserved: rules_windows(&rules_keys),
             hold_scratch: Vec::new(),
+            evicted_syms: Vec::new(),
         }
     }
 
@@ -1063,7 +1066,10 @@ impl Engine {
             Pass::Records(first) => {
                 let end = (first as usize + PASS_RECORDS).min(self.records.len()) as u32;
                 seen = end.saturating_sub(first) as usize;
-                let mut interner = self.interner.lock();
+                // The evicted calls' symbols are handed to whichever thread takes the interner's
+                // lock next — a decoder thread, where there is one — so that the releases' cache
+                // misses are not the engine thread's.
+                let mut syms = std::mem::take(&mut self.evicted_syms);
                 for slot in first..end {
                     if !self.records.live(slot) || self.records[slot as usize].ts >= self.cutoff {
                         continue;
@@ -1071,11 +1077,19 @@ impl Engine {
                     let h = self.hasher.hash_one(self.records.call_id(slot));
                     self.dedup.remove(h, slot);
                     self.records.kill(slot);
-                    interner.release_all(&self.records[slot as usize].syms);
+                    syms.extend(
+                        self.records[slot as usize]
+                            .syms
+                            .iter()
+                            .filter(|s| !s.is_none()),
+                    );
                     self.free.push(slot);
                     self.live -= 1;
                     self.stats.evicted += 1;
                 }
+                self.interner.hand_over(&syms);
+                syms.clear();
+                self.evicted_syms = syms;
                 Some(if (end as usize) < self.records.len() {
                     Pass::Records(end)
                 } else {

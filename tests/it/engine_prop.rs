@@ -475,6 +475,62 @@ proptest! {
     }
 }
 
+/// Evicted calls give their strings back, whichever thread takes the interner's lock next
+/// (eviction hands them over rather than releasing them itself): once everything older than
+/// the retention is evicted, the interner holds the strings of the retained call alone.
+#[test]
+fn evicted_calls_give_their_strings_back() {
+    let rules = crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "cap"
+kind = "cap"
+severity = "high"
+key = ["debtor_id"]
+window = "1h"
+limit = 1
+"#,
+        "UTC",
+    );
+    let mut engine = Engine::new(rules, EngineSettings::default());
+    let interner = engine.interner();
+    let mut memo = InternMemo::default();
+    let mut out = Vec::new();
+    let at = |h: i64| Ts(1_794_000_000 * NANOS_PER_SEC + h * HOUR);
+    for i in 0..100 {
+        let mut c = Call::new(
+            &format!("c{i}"),
+            at(0),
+            &format!("d{i}"),
+            &format!("+8613800{i:06}"),
+            Relation::SelfDebtor,
+        );
+        interner.intern_calls(&mut memo, std::iter::once(&mut c));
+        engine.ingest_owned(0, &mut c, &mut out);
+    }
+    let strings_before = interner.lock().len();
+    assert!(strings_before >= 200, "{strings_before}");
+    let mut last = Call::new(
+        "late-comer",
+        at(1000),
+        "d-last",
+        "+8613900000000",
+        Relation::SelfDebtor,
+    );
+    engine.ingest(&last.clone(), &mut out);
+    engine.advance();
+    assert_eq!(engine.retained_calls(), 1);
+    // An engine that only ever saw the last call holds exactly its strings.
+    let mut only_last = Engine::new(engine.rules().to_vec(), EngineSettings::default());
+    last.call_id = "again".into();
+    only_last.ingest(&last, &mut out);
+    assert_eq!(
+        interner.lock().len(),
+        only_last.interner().lock().len(),
+        "strings of evicted calls kept"
+    );
+}
+
 /// Each lane (a Kafka partition) delivers its calls in order within `lateness`; the lanes are
 /// interleaved at random, any of them arbitrarily far behind the others (a backlog, uneven
 /// fetches), with evictions and idle lanes along the way. Nothing may be refused as too late
