@@ -177,10 +177,10 @@ fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
 
 fn main() -> ExitCode {
     allocator::tune();
+    allocator::small_pages();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run { config } => {
-            allocator::small_pages();
             init_logging();
             let settings = match load(&config) {
                 Ok(s) => s,
@@ -210,7 +210,6 @@ fn main() -> ExitCode {
             quiet,
             checking_agencies,
         } => {
-            allocator::small_pages();
             init_logging();
             let settings = match load(&config) {
                 Ok(s) => s,
