@@ -183,7 +183,6 @@ pub enum ReplayError {
 struct Batch<'m> {
     /// Position in the input, in batches: the engine judges them in this order.
     seq: u64,
-    first_line: u64,
     buf: Buf<'m>,
 }
 
@@ -292,12 +291,14 @@ struct Judged<'m> {
     now: Ts,
 }
 
+/// What one line of a batch is, one per line in order: the line number is the engine thread's
+/// count of the lines before the batch plus the item's index (counting the lines of each batch
+/// ahead, on the thread that cuts the input, was another pass over every byte).
 enum Decoded {
-    /// Line number, the call's index in the batch's calls, and where the line is in the
-    /// batch's buffer (for a `too_late` reject).
-    Call(u64, u32, Range<usize>),
+    /// The call's index in the batch's calls, and where the line is in the batch's buffer (for
+    /// a `too_late` reject).
+    Call(u32, Range<usize>),
     Rejected {
-        line: u64,
         reject: Reject,
         raw: Range<usize>,
     },
@@ -377,6 +378,8 @@ pub fn run(
         let mut own_memo = InternMemo::default();
         let mut pending: BTreeMap<u64, DecodedBatch> = BTreeMap::new();
         let mut next_seq = 0u64;
+        // Lines of the batches judged so far: a line's number is this plus its index + 1.
+        let mut lines_before = 0u64;
         let bytes = &bytes_read;
         let in_memory: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
         let reader = scope.spawn(move || match in_memory {
@@ -446,12 +449,13 @@ pub fn run(
             for (j, d) in items.iter().enumerate() {
                 match d {
                     Decoded::Blank => summary.blank += 1,
-                    Decoded::Rejected { line, reject, raw } => {
+                    Decoded::Rejected { reject, raw } => {
+                        let line = lines_before + j as u64 + 1;
                         summary.records += 1;
                         *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                        write_reject(&mut rejects, *line, reject, &buf[raw.clone()])?;
+                        write_reject(&mut rejects, line, reject, &buf[raw.clone()])?;
                     }
-                    Decoded::Call(line, c, raw) => {
+                    Decoded::Call(c, raw) => {
                         // The state a call a few ahead will touch is read now, so its cache
                         // misses overlap judging this one (Engine::warm).
                         if let Some(ahead) = calls.get(*c as usize + WARM_AHEAD) {
@@ -485,7 +489,8 @@ pub fn run(
                             Outcome::Duplicate => summary.duplicates += 1,
                             Outcome::Rejected(reject) => {
                                 *summary.rejected.entry(reject.reason.as_str()).or_default() += 1;
-                                write_reject(&mut rejects, *line, &reject, &buf[raw.clone()])?;
+                                let line = lines_before + j as u64 + 1;
+                                write_reject(&mut rejects, line, &reject, &buf[raw.clone()])?;
                             }
                         }
                         if writer.is_some() {
@@ -496,6 +501,7 @@ pub fn run(
                     }
                 }
             }
+            lines_before += items.len() as u64;
             if !found.is_empty() {
                 let (next_found, next_at) = spent_rx.try_recv().unwrap_or_default();
                 let judged = Judged {
@@ -571,7 +577,7 @@ fn write_alerts(
     }) = rx.recv()
     {
         for (b, &j) in breaches.iter().zip(&at) {
-            let Decoded::Call(_, c, _) = &calls.items[j as usize] else {
+            let Decoded::Call(c, _) = &calls.items[j as usize] else {
                 unreachable!("breaches come from calls")
             };
             let call = &calls.calls[*c as usize];
@@ -625,14 +631,9 @@ fn progress_bar(done: u64, total: Option<u64>) -> String {
     }
 }
 
-/// The lines in `buf`, the last one counted whether or not it ends with a line end.
-fn count_lines(buf: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', buf).count() as u64 + u64::from(buf.last() != Some(&b'\n'))
-}
-
 /// The batches of a mapped input: whole lines, about [`BATCH_BYTES`] each, as parts of it.
 fn split_batches<'m>(mut rest: &'m [u8], to: SyncSender<Batch<'m>>, bytes: &AtomicU64) {
-    let (mut seq, mut line_no) = (0u64, 0u64);
+    let mut seq = 0u64;
     while !rest.is_empty() {
         let end = if rest.len() <= BATCH_BYTES {
             rest.len()
@@ -647,11 +648,8 @@ fn split_batches<'m>(mut rest: &'m [u8], to: SyncSender<Batch<'m>>, bytes: &Atom
         let (buf, next) = rest.split_at(end);
         rest = next;
         bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        let first_line = line_no + 1;
-        line_no += count_lines(buf);
         let batch = Batch {
             seq,
-            first_line,
             buf: Buf::Mapped(buf),
         };
         if to.send(batch).is_err() {
@@ -667,7 +665,6 @@ fn read_batches(
     pool: &Pool,
     bytes: &AtomicU64,
 ) -> Result<(), ReplayError> {
-    let mut line_no = 0u64;
     let mut seq = 0u64;
     let mut carry: Vec<u8> = pool.buf();
     loop {
@@ -697,12 +694,9 @@ fn read_batches(
         if buf.is_empty() {
             return Ok(());
         }
-        let first_line = line_no + 1;
-        line_no += count_lines(&buf);
         if to
             .send(Batch {
                 seq,
-                first_line,
                 buf: Buf::Owned(buf),
             })
             .is_err()
@@ -773,27 +767,22 @@ fn decode_batch<'m>(
 ) -> DecodedBatch<'m> {
     let buf = batch.buf;
     let (mut items, mut calls) = pool.shell();
-    for (i, r) in lines(&buf).enumerate() {
+    for r in lines(&buf) {
         let raw = &buf[r.clone()];
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
             items.push(Decoded::Blank);
             continue;
         }
-        let line = batch.first_line + i as u64;
         items.push(match dec.decode(raw, t) {
             Ok(c) => {
                 calls.push(c);
-                Decoded::Call(line, calls.len() as u32 - 1, r)
+                Decoded::Call(calls.len() as u32 - 1, r)
             }
-            Err(reject) => Decoded::Rejected {
-                line,
-                reject,
-                raw: r,
-            },
+            Err(reject) => Decoded::Rejected { reject, raw: r },
         });
     }
-    // The batch's strings are interned here, under one lock, so the engine thread gets
-    // symbols and probes no string table for them.
+    // The batch's strings are interned here, so the engine thread gets symbols and probes no
+    // string table for them.
     interner.intern_calls(memo, calls.iter_mut());
     DecodedBatch {
         seq: batch.seq,
