@@ -26,7 +26,7 @@ use crate::judge::{self, Outcome};
 use crate::telemetry::Metrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::{Message, TopicPartitionList};
@@ -122,17 +122,17 @@ pub(crate) fn alignment(
 
 /// The processing loop's state.
 pub(crate) struct Pipeline<'a> {
-    pub(crate) settings: &'a Settings,
-    pub(crate) consumer: Arc<BaseConsumer<ConsumerCtx>>,
+    settings: &'a Settings,
+    consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) decoder: Decoder,
+    shared: Arc<Shared>,
+    decoder: Decoder,
     /// The engine and what it reflects, shared with the check handlers: held only while a
     /// record is judged (or housekeeping touches the engine).
     live: Arc<Mutex<Live>>,
     suppressed: HashSet<String>,
     seen_generation: u64,
-    pub(crate) stash: Vec<OwnedMessage>,
+    stash: Vec<OwnedMessage>,
     breaches: Vec<Breach>,
     holds: Vec<Hold>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
@@ -145,9 +145,9 @@ pub(crate) struct Pipeline<'a> {
     /// partition last delivered a record (a slowest partition that delivers nothing for
     /// `idle_after` is not waited for).
     align: Alignment,
-    pub(crate) metrics: &'a Metrics,
-    pub(crate) health: &'a Health,
-    pub(crate) shutdown: &'a Shutdown,
+    metrics: &'a Metrics,
+    health: &'a Health,
+    shutdown: &'a Shutdown,
     /// Pre-dial checks waiting for the engine (`crate::check`) because a check handler found
     /// it held, when the API is served.
     checks: Option<CheckQueue>,
@@ -526,7 +526,21 @@ impl Pipeline<'_> {
             let mut resume = HashMap::new();
             if self.settings.kafka.rebuild {
                 let started = Instant::now();
-                match rebuild::rebuild(self, &parts, generation) {
+                let mut group = GroupSide {
+                    consumer: &self.consumer,
+                    shared: &self.shared,
+                    health: self.health,
+                    shutdown: self.shutdown,
+                    stash: &mut self.stash,
+                    generation,
+                };
+                let mut cx = rebuild::Ctx {
+                    settings: self.settings,
+                    decoder: &mut self.decoder,
+                    records: &self.metrics.rebuild_records,
+                    group: &mut group,
+                };
+                match rebuild::rebuild(&mut cx, &parts) {
                     Ok(r) => {
                         lock(&self.live).engine = r.engine;
                         self.suppressed = r.published;
@@ -864,10 +878,38 @@ impl Pipeline<'_> {
         self.consumer.unsubscribe();
         end
     }
+}
 
-    /// The assignment generation the callbacks last set.
-    pub(crate) fn shared_generation(&self) -> u64 {
-        self.shared.generation()
+/// The group consumer's side of a rebuild: committed offsets, and between reads, a beat, the
+/// consumer's callbacks served (records it delivers meanwhile kept for the loop) and a check
+/// for shutdown or a new assignment.
+struct GroupSide<'p> {
+    consumer: &'p BaseConsumer<ConsumerCtx>,
+    shared: &'p Shared,
+    health: &'p Health,
+    shutdown: &'p Shutdown,
+    stash: &'p mut Vec<OwnedMessage>,
+    /// The assignment the rebuild is for.
+    generation: u64,
+}
+
+impl rebuild::Group for GroupSide<'_> {
+    fn committed(&self, tpl: TopicPartitionList) -> KafkaResult<TopicPartitionList> {
+        self.consumer.committed_offsets(tpl, rebuild::TIMEOUT)
+    }
+
+    fn keep_alive(&mut self) -> Result<(), rebuild::Abort> {
+        self.health.beat();
+        if self.shutdown.is_triggered() {
+            return Err(rebuild::Abort::Shutdown);
+        }
+        if let Some(Ok(m)) = self.consumer.poll(Duration::ZERO) {
+            self.stash.push(m.detach());
+        }
+        if self.shared.generation() != self.generation {
+            return Err(rebuild::Abort::Reassigned);
+        }
+        Ok(())
     }
 }
 

@@ -18,15 +18,44 @@
 //!
 //! The group consumer stays paused meanwhile; it is polled between batches so rebalance
 //! callbacks run, and a new assignment restarts the rebuild.
+//!
+//! A rebuild is given a small context ([`Ctx`]): the settings, a decoder, the counter of
+//! records read back, and the group consumer's side ([`Group`]: committed offsets, and staying
+//! alive between reads) — not the processing loop's whole state. The decisions that need no
+//! broker (where a partition's history starts, which published outputs to suppress) are
+//! functions of what was read, tested on their own.
 
-use super::pipeline::{headers, Pipeline};
+use super::pipeline::headers;
+use crate::codec::Decoder;
+use crate::config::Settings;
 use crate::engine::{Engine, Lane};
 use crate::judge;
+use prometheus::IntCounterVec;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
+
+/// What a rebuild needs from the processing loop.
+pub(crate) struct Ctx<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) decoder: &'a mut Decoder,
+    /// `dialguard_rebuild_records_total`, by what was read back.
+    pub(crate) records: &'a IntCounterVec,
+    /// The group consumer's side.
+    pub(crate) group: &'a mut dyn Group,
+}
+
+/// The group consumer, as a rebuild sees it.
+pub(crate) trait Group {
+    /// The group's committed offsets for `tpl`.
+    fn committed(&self, tpl: TopicPartitionList) -> KafkaResult<TopicPartitionList>;
+    /// Called between reads: beats the liveness check, serves the group consumer's callbacks
+    /// (a rebalance may arrive), and says whether to go on.
+    fn keep_alive(&mut self) -> Result<(), Abort>;
+}
 
 /// A rebuilt engine and the alert and directive ids not to publish again.
 pub(crate) struct Rebuilt {
@@ -47,40 +76,24 @@ pub(crate) enum Abort {
     Shutdown,
 }
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Retries a broker call until it succeeds, the assignment changes or shutdown.
 fn retry<T>(
-    p: &mut Pipeline<'_>,
-    generation: u64,
+    cx: &mut Ctx<'_>,
     what: &str,
-    mut f: impl FnMut(&Pipeline<'_>) -> rdkafka::error::KafkaResult<T>,
+    mut f: impl FnMut(&Ctx<'_>) -> KafkaResult<T>,
 ) -> Result<T, Abort> {
     loop {
-        match f(p) {
+        match f(cx) {
             Ok(v) => return Ok(v),
             Err(e) => {
                 tracing::warn!(error = %e, "rebuild: {what}; retrying");
-                keep_alive(p, generation)?;
+                cx.group.keep_alive()?;
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
     }
-}
-
-/// Beats, serves the group consumer's callbacks, and checks for shutdown or reassignment.
-fn keep_alive(p: &mut Pipeline<'_>, generation: u64) -> Result<(), Abort> {
-    p.health.beat();
-    if p.shutdown.is_triggered() {
-        return Err(Abort::Shutdown);
-    }
-    if let Some(Ok(m)) = p.consumer.poll(Duration::ZERO) {
-        p.stash.push(m.detach());
-    }
-    if p.shared_generation() != generation {
-        return Err(Abort::Reassigned);
-    }
-    Ok(())
 }
 
 /// The rebuild readers' client context: reaching a partition's end is how a read finishes, not
@@ -99,8 +112,8 @@ impl rdkafka::consumer::ConsumerContext for ReaderCtx {}
 
 type Reader = BaseConsumer<ReaderCtx>;
 
-fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<Reader> {
-    let k = &p.settings.kafka;
+fn reader(settings: &Settings) -> KafkaResult<Reader> {
+    let k = &settings.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
         .set("client.id", "dialguard-rebuild");
@@ -117,11 +130,10 @@ fn reader(p: &Pipeline<'_>) -> rdkafka::error::KafkaResult<Reader> {
 
 /// Reads `ranges` (partition → [start, end)) of `topic`, calling `f` for each record.
 fn read_ranges(
-    p: &mut Pipeline<'_>,
-    generation: u64,
+    cx: &mut Ctx<'_>,
     topic: &str,
     ranges: &HashMap<i32, (i64, i64)>,
-    mut f: impl FnMut(&mut Pipeline<'_>, &BorrowedMessage<'_>),
+    mut f: impl FnMut(&mut Ctx<'_>, &BorrowedMessage<'_>),
 ) -> Result<u64, Abort> {
     let mut open: HashMap<i32, i64> = ranges
         .iter()
@@ -131,7 +143,7 @@ fn read_ranges(
     if open.is_empty() {
         return Ok(0);
     }
-    let c = retry(p, generation, "creating a reader", reader)?;
+    let c = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let mut tpl = TopicPartitionList::new();
     for (part, (start, end)) in ranges {
         if start < end {
@@ -144,7 +156,7 @@ fn read_ranges(
     let mut last_beat = Instant::now();
     while !open.is_empty() {
         if last_beat.elapsed() >= Duration::from_millis(100) {
-            keep_alive(p, generation)?;
+            cx.group.keep_alive()?;
             last_beat = Instant::now();
         }
         match c.poll(Duration::from_millis(100)) {
@@ -153,7 +165,7 @@ fn read_ranges(
                 let part = m.partition();
                 if let Some(&end) = open.get(&part) {
                     if m.offset() < end {
-                        f(p, &m);
+                        f(cx, &m);
                     }
                     if m.offset() >= end - 1 {
                         open.remove(&part);
@@ -165,7 +177,7 @@ fn read_ranges(
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "rebuild: reading {topic}");
-                keep_alive(p, generation)?;
+                cx.group.keep_alive()?;
             }
             None => {}
         }
@@ -191,8 +203,7 @@ struct Seen {
 
 /// Reads the records of `partition` in `[from, until)` with `c` (at most a few dozen: probes).
 fn read_span(
-    p: &mut Pipeline<'_>,
-    generation: u64,
+    cx: &mut Ctx<'_>,
     c: &Reader,
     topic: &str,
     partition: i32,
@@ -205,10 +216,10 @@ fn read_span(
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .expect("valid offset");
-    retry(p, generation, "positioning a reader", |_| c.assign(&tpl))?;
+    retry(cx, "positioning a reader", |_| c.assign(&tpl))?;
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
     loop {
-        keep_alive(p, generation)?;
+        cx.group.keep_alive()?;
         match c.poll(Duration::from_millis(100)) {
             // (A message from an earlier position of this reader is never delivered after the
             // new assignment, librdkafka discards outdated fetches; an offset before `from`
@@ -217,7 +228,7 @@ fn read_span(
                 if m.offset() >= until {
                     break;
                 }
-                let event = p
+                let event = cx
                     .decoder
                     .decode(m.payload().unwrap_or_default(), now)
                     .ok()
@@ -246,10 +257,8 @@ fn read_span(
 /// by offset, probing the event times of a few records: an offset is a safe start when a
 /// probe there shows a call more than `lateness` older than `from_ns` (an on-time call so old
 /// means its partition's time, and so every earlier call, was before `from_ns`).
-#[allow(clippy::too_many_arguments)]
 fn history_start(
-    p: &mut Pipeline<'_>,
-    generation: u64,
+    cx: &mut Ctx<'_>,
     c: &Reader,
     topic: &str,
     partition: i32,
@@ -261,19 +270,34 @@ fn history_start(
     if let Some(o) = offset_for_time(c, topic, partition, target_ms) {
         return Ok(o.clamp(lo, committed));
     }
-    let goal = from_ns.saturating_sub(p.settings.engine.allowed_lateness);
+    let goal = from_ns.saturating_sub(cx.settings.engine.allowed_lateness);
+    search_start((lo, committed), goal, |at, until| {
+        let seen = read_span(cx, c, topic, partition, (at, until))?;
+        Ok(seen.iter().filter_map(|s| s.event).max())
+    })
+}
+
+/// Records [`search_start`] reads at each probe.
+const PROBE: i64 = 8;
+/// [`search_start`] stops when the safe start and the first offset known unsafe are this close.
+const SEARCH_SLACK: i64 = 64;
+
+/// The binary search of [`history_start`] over offsets `[lo, committed)`: `probe(at, until)`
+/// gives the newest event time among the records in `[at, until)` that decode. An offset is a
+/// safe start when a probe there shows a call older than `goal` (the history's start less the
+/// allowed lateness): a call judged on time was at most the lateness behind its partition's
+/// time then, so every call before it was older than the history's start. Returns the largest
+/// offset found safe (`lo` when none is), within [`SEARCH_SLACK`] records of the first one not
+/// known to be.
+fn search_start(
+    (lo, committed): (i64, i64),
+    goal: i64,
+    mut probe: impl FnMut(i64, i64) -> Result<Option<i64>, Abort>,
+) -> Result<i64, Abort> {
     let (mut safe, mut above) = (lo, committed);
-    while above - safe > 64 {
+    while above - safe > SEARCH_SLACK {
         let mid = safe + (above - safe) / 2;
-        let seen = read_span(
-            p,
-            generation,
-            c,
-            topic,
-            partition,
-            (mid, (mid + 8).min(committed)),
-        )?;
-        match seen.iter().filter_map(|s| s.event).max() {
+        match probe(mid, (mid + PROBE).min(committed))? {
             Some(t) if t < goal => safe = mid,
             _ => above = mid,
         }
@@ -295,27 +319,38 @@ fn offset_for_time(c: &Reader, topic: &str, partition: i32, ms: i64) -> Option<i
     }
 }
 
-/// Rebuilds the windows for `parts` (see the module documentation).
-pub(crate) fn rebuild(
-    p: &mut Pipeline<'_>,
+/// Whether an output (alert or directive) caused by the record at `(topic, partition, offset)`
+/// is for a record about to be judged again: one of an assigned input partition at or after its
+/// committed offset, or of one with nothing committed. Its id is then kept, so that judging the
+/// record again publishes nothing twice.
+fn judged_again(
+    (topic, partition, offset): (&str, i32, i64),
+    input: &str,
     parts: &[i32],
-    generation: u64,
-) -> Result<Rebuilt, Abort> {
-    let k = p.settings.kafka.clone();
-    let mut engine = Engine::new(p.settings.rules.clone(), p.settings.engine.clone());
+    commit_at: &HashMap<i32, i64>,
+) -> bool {
+    topic == input
+        && parts.contains(&partition)
+        && commit_at.get(&partition).is_none_or(|c| offset >= *c)
+}
+
+/// Rebuilds the windows for `parts` (see the module documentation).
+pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort> {
+    let k = cx.settings.kafka.clone();
+    let mut engine = Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone());
     let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
     engine.open_lanes(&lanes);
     let retention = engine.retention();
     // Producers' clocks may run ahead of event time or of each other: read a little more.
-    let margin_ms = p.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
+    let margin_ms = cx.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
 
     // 1. Committed offsets.
     let mut tpl = TopicPartitionList::new();
     for part in parts {
         tpl.add_partition(&k.input_topic, *part);
     }
-    let committed = retry(p, generation, "reading committed offsets", |p| {
-        p.consumer.committed_offsets(tpl.clone(), TIMEOUT)
+    let committed = retry(cx, "reading committed offsets", |cx| {
+        cx.group.committed(tpl.clone())
     })?;
     let mut commit_at: HashMap<i32, i64> = HashMap::new();
     for e in committed.elements_for_topic(&k.input_topic) {
@@ -328,7 +363,7 @@ pub(crate) fn rebuild(
     //    event time of its committed position (not behind the wall clock: after downtime the
     //    committed calls are older than that). And when the first record not committed was
     //    published: alerts it or later records caused were published after it.
-    let probe = retry(p, generation, "creating a reader", reader)?;
+    let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let mut ranges = HashMap::new();
     let mut alerts_since: Option<i64> = None;
     let mut alerts_from_start = false;
@@ -336,13 +371,12 @@ pub(crate) fn rebuild(
         let Some(&c) = commit_at.get(part) else {
             continue; // nothing committed: live processing starts at the reset point
         };
-        let (lo, hi) = retry(p, generation, "reading offsets", |_| {
+        let (lo, hi) = retry(cx, "reading offsets", |_| {
             probe.fetch_watermarks(&k.input_topic, *part, TIMEOUT)
         })?;
         let c = c.min(hi);
         let tail = read_span(
-            p,
-            generation,
+            cx,
             &probe,
             &k.input_topic,
             *part,
@@ -367,8 +401,7 @@ pub(crate) fn rebuild(
             .max();
         let start = match newest {
             Some(t) => history_start(
-                p,
-                generation,
+                cx,
                 &probe,
                 &k.input_topic,
                 *part,
@@ -390,7 +423,7 @@ pub(crate) fn rebuild(
     let uncommitted = alerts_from_start || alerts_since.is_some() || commit_at.len() < parts.len();
     let mut output_ranges = Vec::new();
     for (topic, id_header, label) in outputs {
-        let meta = retry(p, generation, "reading output topic metadata", |_| {
+        let meta = retry(cx, "reading output topic metadata", |_| {
             probe.fetch_metadata(Some(&topic), TIMEOUT)
         })?;
         let out_parts: Vec<i32> = meta
@@ -401,7 +434,7 @@ pub(crate) fn rebuild(
             .collect();
         let mut ranges = HashMap::new();
         for ap in out_parts.into_iter().filter(|_| uncommitted) {
-            let (lo, hi) = retry(p, generation, "locating published outputs", |_| {
+            let (lo, hi) = retry(cx, "locating published outputs", |_| {
                 probe.fetch_watermarks(&topic, ap, TIMEOUT)
             })?;
             let start = match alerts_since {
@@ -419,7 +452,7 @@ pub(crate) fn rebuild(
     let input = k.input_topic.clone();
     let mut alerts_read = 0;
     for (topic, id_header, label, ranges) in &output_ranges {
-        let n = read_ranges(p, generation, topic, ranges, |_, m| {
+        let n = read_ranges(cx, topic, ranges, |_, m| {
             let (Some(t), Some(sp), Some(so), Some(id)) = (
                 header(m, headers::SOURCE_TOPIC),
                 header(m, headers::SOURCE_PARTITION).and_then(|v| v.parse::<i32>().ok()),
@@ -428,28 +461,24 @@ pub(crate) fn rebuild(
             ) else {
                 return;
             };
-            if t == input && parts.contains(&sp) && commit_at.get(&sp).is_none_or(|c| so >= *c) {
+            if judged_again((t, sp, so), &input, parts, &commit_at) {
                 published.insert(id.to_owned());
             }
         })?;
-        p.metrics
-            .rebuild_records
-            .with_label_values(&[label])
-            .inc_by(n);
+        cx.records.with_label_values(&[label]).inc_by(n);
         alerts_read += n;
     }
 
     // 4. The input history up to the committed offsets, each partition its own lane.
     let mut dropped = Vec::new();
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
-    let history = read_ranges(p, generation, &k.input_topic, &ranges, |p, m| {
-        if let Ok(call) = judge::decode(&mut p.decoder, m.payload().unwrap_or_default(), now) {
+    let history = read_ranges(cx, &k.input_topic, &ranges, |cx, m| {
+        if let Ok(call) = judge::decode(cx.decoder, m.payload().unwrap_or_default(), now) {
             engine.restore_on(m.partition() as Lane, &call, &mut dropped);
             dropped.clear();
         }
     })?;
-    let records = &p.metrics.rebuild_records;
-    records.with_label_values(&["input"]).inc_by(history);
+    cx.records.with_label_values(&["input"]).inc_by(history);
     Ok(Rebuilt {
         engine,
         published,
@@ -457,4 +486,80 @@ pub(crate) fn rebuild(
         alerts_read,
         committed: commit_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `search_start` over a partition whose event times are `events` (offset = index), every
+    /// record read.
+    fn start_of(events: &[i64], goal: i64) -> i64 {
+        let probes = std::cell::Cell::new(0);
+        let r = search_start((0, events.len() as i64), goal, |at, until| {
+            probes.set(probes.get() + 1);
+            Ok(events[at as usize..until as usize].iter().copied().max())
+        });
+        assert!(probes.get() <= 64, "a binary search, not a scan");
+        r.unwrap_or_else(|_| unreachable!("the probe never aborts"))
+    }
+
+    proptest! {
+        /// Whatever the arrival order within the lateness, the start found never leaves out a
+        /// call the history needs (one at or after its start), and never looks past the
+        /// committed offset.
+        #[test]
+        fn the_history_start_leaves_out_no_call_it_needs(
+            steps in prop::collection::vec((0i64..100, 0i64..=50), 0..3000),
+            lateness in 0i64..=50,
+            from in 0i64..150_000,
+        ) {
+            // Each call at most `lateness` behind the newest before it, as the lateness gate
+            // guarantees of judged calls.
+            let mut newest = 0i64;
+            let events: Vec<i64> = steps
+                .iter()
+                .map(|(advance, behind)| {
+                    newest += advance;
+                    newest - behind.min(&lateness)
+                })
+                .collect();
+            let start = start_of(&events, from - lateness);
+            prop_assert!((0..=events.len() as i64).contains(&start));
+            for (o, t) in events.iter().enumerate().take(start as usize) {
+                prop_assert!(*t < from, "offset {o} at {t} is needed (history from {from}) but starts before {start}");
+            }
+        }
+    }
+
+    #[test]
+    fn in_order_calls_give_a_start_within_a_probe_and_the_slack_of_the_boundary() {
+        let events: Vec<i64> = (0..10_000).collect();
+        for goal in [0, 1, 500, 5_000, 9_990, 10_000, 20_000] {
+            let start = start_of(&events, goal);
+            let boundary = goal.clamp(0, 10_000); // the first offset at or after `goal`
+            assert!(start <= boundary, "goal {goal}: {start}");
+            assert!(
+                start >= (boundary - SEARCH_SLACK - PROBE).max(0),
+                "goal {goal}: {start} is too far back"
+            );
+        }
+    }
+
+    #[test]
+    fn outputs_of_records_about_to_be_judged_again_are_suppressed() {
+        let commit_at: HashMap<i32, i64> = [(0, 100), (1, 5)].into_iter().collect();
+        let parts = [0, 1, 2];
+        let again = |t, p, o| judged_again((t, p, o), "calls", &parts, &commit_at);
+        assert!(again("calls", 0, 100), "at the committed offset");
+        assert!(again("calls", 0, 250), "after it");
+        assert!(
+            !again("calls", 0, 99),
+            "committed: its outputs were acknowledged first"
+        );
+        assert!(again("calls", 2, 0), "a partition with nothing committed");
+        assert!(!again("calls", 3, 500), "a partition not assigned here");
+        assert!(!again("other", 0, 500), "another input topic");
+    }
 }
