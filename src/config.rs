@@ -448,6 +448,18 @@ pub struct RawService {
     /// `/livez` fails when the processing loop has not turned for this long (`"60s"`).
     #[serde(default = "default_stall")]
     pub stall_after: String,
+    /// A directory for snapshots of the windows (`""`: none, every assignment rebuilds from
+    /// Kafka).
+    #[serde(default)]
+    pub snapshot_dir: String,
+    /// How often a snapshot is written while records are judged (`"5m"`); one is also written
+    /// at a graceful shutdown.
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: String,
+}
+
+fn default_snapshot_every() -> String {
+    "5m".into()
 }
 
 fn default_grace() -> String {
@@ -462,6 +474,8 @@ impl Default for RawService {
         RawService {
             shutdown_grace: default_grace(),
             stall_after: default_stall(),
+            snapshot_dir: String::new(),
+            snapshot_every: default_snapshot_every(),
         }
     }
 }
@@ -513,6 +527,10 @@ pub struct ServiceSettings {
     pub shutdown_grace: Duration,
     /// Liveness stall threshold.
     pub stall_after: Duration,
+    /// Where snapshots of the windows are written and read (`None`: nowhere).
+    pub snapshot_dir: Option<PathBuf>,
+    /// How often a snapshot is written while records are judged.
+    pub snapshot_every: Duration,
 }
 
 /// librdkafka properties dialguard sets itself: its delivery guarantee depends on them.
@@ -555,9 +573,10 @@ fn valid_topic(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates `[kafka]`, `[http]` and `[service]`.
+/// Validates `[kafka]`, `[http]` and `[service]`; `base` resolves a relative `snapshot_dir`.
 fn service_settings(
     raw: &RawConfig,
+    base: &Path,
     invalid: &dyn Fn(&str, String) -> ConfigError,
 ) -> Result<(KafkaSettings, HttpSettings, ServiceSettings), ConfigError> {
     let k = &raw.kafka;
@@ -697,6 +716,32 @@ fn service_settings(
             "at least 1s: the processing loop turns every 100ms at most when idle".into(),
         ));
     }
+    let snapshot_every = parse_duration(&raw.service.snapshot_every)
+        .map_err(|r| invalid("service.snapshot_every", r))?;
+    if snapshot_every < crate::engine::time::NANOS_PER_SEC {
+        return Err(invalid(
+            "service.snapshot_every",
+            "at least 1s: a snapshot reads the whole state".into(),
+        ));
+    }
+    let snapshot_dir = match raw.service.snapshot_dir.trim() {
+        "" => None,
+        d => {
+            let dir = PathBuf::from(d);
+            let dir = if dir.is_relative() {
+                base.join(dir)
+            } else {
+                dir
+            };
+            if !dir.is_dir() {
+                return Err(invalid(
+                    "service.snapshot_dir",
+                    format!("{} is not a directory", dir.display()),
+                ));
+            }
+            Some(dir)
+        }
+    };
     Ok((
         KafkaSettings {
             brokers: k.brokers.trim().to_owned(),
@@ -719,6 +764,8 @@ fn service_settings(
         ServiceSettings {
             shutdown_grace: Duration::from_nanos(grace.max(0) as u64),
             stall_after: Duration::from_nanos(stall as u64),
+            snapshot_dir,
+            snapshot_every: Duration::from_nanos(snapshot_every as u64),
         },
     ))
 }
@@ -946,9 +993,8 @@ impl Settings {
             ));
         }
 
-        let (kafka, http, service) = service_settings(&raw, &invalid)?;
-
         let base = path.parent().unwrap_or(Path::new("."));
+        let (kafka, http, service) = service_settings(&raw, base, &invalid)?;
         let check = check_settings(&raw.check, base, &invalid)?;
         let mut rules: Vec<Rule> = Vec::new();
         let mut origin: HashMap<String, String> = HashMap::new();

@@ -62,6 +62,14 @@ pub struct Metrics {
     pub rebuilds: IntCounter,
     /// Records read back during rebuilds, by topic (`input`, `alerts`, `suppressions`).
     pub rebuild_records: IntCounterVec,
+    /// Assignments that looked for a snapshot, by result (`restored`, or why not).
+    pub snapshot_restores: IntCounterVec,
+    /// Snapshots written, by result (`ok`, `failed`).
+    pub snapshot_writes: IntCounterVec,
+    /// Size of the last snapshot written.
+    pub snapshot_bytes: IntGauge,
+    /// Time the processing loop was held taking the last snapshot (writing it is off the loop).
+    pub snapshot_seconds: Gauge,
     /// Consumer lag summed over assigned partitions (from librdkafka statistics).
     pub consumer_lag: IntGauge,
     /// Consumer lag per partition (registered only when `kafka.partition_lag_metric` is on).
@@ -322,6 +330,47 @@ impl Metrics {
                 }
                 c
             },
+            snapshot_restores: {
+                let c = counter_vec(
+                    &r,
+                    "dialguard_snapshot_restores_total",
+                    "Assignments that looked for a snapshot of the windows, by result: restored, or why not (absent, unreadable, other_rules, other_partitions, not_at_commit).",
+                    &["result"],
+                );
+                for result in [
+                    "restored",
+                    "absent",
+                    "unreadable",
+                    "other_rules",
+                    "other_partitions",
+                    "not_at_commit",
+                ] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
+            snapshot_writes: {
+                let c = counter_vec(
+                    &r,
+                    "dialguard_snapshot_writes_total",
+                    "Snapshots of the windows written, by result (ok, failed).",
+                    &["result"],
+                );
+                for result in ["ok", "failed"] {
+                    c.with_label_values(&[result]);
+                }
+                c
+            },
+            snapshot_bytes: gauge(
+                &r,
+                "dialguard_snapshot_size_bytes",
+                "Size of the last snapshot of the windows written.",
+            ),
+            snapshot_seconds: fgauge(
+                &r,
+                "dialguard_snapshot_duration_seconds",
+                "Time the processing loop was held taking the last snapshot (writing it to disk is off the loop).",
+            ),
             consumer_lag: gauge(
                 &r,
                 "dialguard_consumer_lag_messages",
@@ -541,6 +590,7 @@ mod tests {
             "git_commit",
             "le",
             "verdict",
+            "result",
         ];
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             if let Some(labels) = line.split_once('{').map(|(_, r)| r) {

@@ -12,6 +12,7 @@ pub use super::messages::headers;
 use super::messages::{self, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
+use super::snapshots;
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
 use crate::check::{CheckQueue, CheckRequest, Live, Owned};
@@ -151,6 +152,15 @@ pub(crate) struct Pipeline<'a> {
     /// Pre-dial checks waiting for the engine (`crate::check`) because a check handler found
     /// it held, when the API is served.
     checks: Option<CheckQueue>,
+    /// The thread writing the last snapshot beside the one in place, with the assignment
+    /// generation and the positions it was taken at.
+    snapshot_writer: Option<(std::thread::JoinHandle<std::io::Result<()>>, SnapshotAt)>,
+    /// A snapshot written and waiting for a confirmed commit of its positions to be put in place.
+    snapshot_pending: Option<SnapshotAt>,
+    /// When the broker was last asked whether the waiting snapshot's positions are committed.
+    snapshot_asked: Instant,
+    /// When the last snapshot was taken (or the windows last restored or rebuilt).
+    last_snapshot: Instant,
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -255,6 +265,10 @@ pub(crate) fn run(
         health,
         shutdown,
         checks,
+        snapshot_writer: None,
+        snapshot_pending: None,
+        snapshot_asked: Instant::now(),
+        last_snapshot: Instant::now(),
     };
     p.main_loop();
     let end = p.finish();
@@ -325,6 +339,12 @@ impl Pipeline<'_> {
                 if last_commit.elapsed() >= commit_every {
                     commit(&self.consumer, &self.shared, CommitMode::Async);
                     last_commit = Instant::now();
+                }
+                if self.settings.service.snapshot_dir.is_some() {
+                    self.promote_snapshot(false);
+                    if self.last_snapshot.elapsed() >= self.settings.service.snapshot_every {
+                        self.snapshot(false);
+                    }
                 }
                 if last_gauges.elapsed() >= Duration::from_secs(1) {
                     let heap = last_heap.elapsed() >= Duration::from_secs(10);
@@ -534,14 +554,34 @@ impl Pipeline<'_> {
                     stash: &mut self.stash,
                     generation,
                 };
+                let restores = &self.metrics.snapshot_restores;
+                let base = self.settings.service.snapshot_dir.as_deref().and_then(|dir| {
+                    match snapshots::load(dir, self.settings, &parts) {
+                        Ok(r) => Some(r),
+                        Err(why) => {
+                            restores.with_label_values(&[why.label()]).inc();
+                            if why == snapshots::Unusable::Absent {
+                                tracing::info!("no snapshot: rebuilding from the input's history");
+                            } else {
+                                tracing::warn!(reason = %why, "snapshot not restored: rebuilding from the input's history");
+                            }
+                            None
+                        }
+                    }
+                });
                 let mut cx = rebuild::Ctx {
                     settings: self.settings,
                     decoder: &mut self.decoder,
                     records: &self.metrics.rebuild_records,
+                    snapshot_restores: restores,
                     group: &mut group,
                 };
-                match rebuild::rebuild(&mut cx, &parts) {
+                match rebuild::rebuild(&mut cx, &parts, base) {
                     Ok(r) => {
+                        if r.from_snapshot {
+                            restores.with_label_values(&["restored"]).inc();
+                        }
+                        self.last_snapshot = Instant::now();
                         lock(&self.live).engine = r.engine;
                         self.suppressed = r.published;
                         resume = r.committed;
@@ -550,6 +590,7 @@ impl Pipeline<'_> {
                         self.metrics.rebuilds.inc();
                         tracing::info!(
                             seconds = secs,
+                            from_snapshot = r.from_snapshot,
                             history = r.history,
                             restored = lock(&self.live).engine.retained_calls(),
                             alerts_read = r.alerts_read,
@@ -854,6 +895,147 @@ impl Pipeline<'_> {
         messages::alert(&self.settings.kafka.alerts_topic, m, a, generation)
     }
 
+    /// Takes a snapshot of the windows (under the state's lock: the engine and the positions it
+    /// reflects, together) and has a thread write it beside the one in place; `wait` writes it
+    /// on this thread (shutdown). Not while the windows are being rebuilt, nor while the last
+    /// write is under way.
+    fn snapshot(&mut self, wait: bool) {
+        self.last_snapshot = Instant::now();
+        let Some(dir) = self.settings.service.snapshot_dir.clone() else {
+            return;
+        };
+        if self.snapshot_writer.is_some() {
+            if !wait {
+                tracing::warn!("the last snapshot is still being written: this one is skipped");
+                return;
+            }
+            self.promote_snapshot(true);
+        }
+        let generation = self.shared.generation();
+        let parts = lock(&self.shared.assignment).partitions.clone();
+        let started = Instant::now();
+        let taken = {
+            let live = lock(&self.live);
+            let positions: BTreeMap<i32, i64> = parts
+                .iter()
+                .filter_map(|p| live.positions.get(p).map(|o| (*p, *o)))
+                .collect();
+            (live.serving && !parts.is_empty() && positions.len() == parts.len())
+                .then(|| (live.engine.snapshot(), positions))
+        };
+        let Some((bytes, positions)) = taken else {
+            tracing::debug!("no snapshot: the windows are not serving every assigned partition");
+            return;
+        };
+        self.metrics
+            .snapshot_seconds
+            .set(started.elapsed().as_secs_f64());
+        let file = snapshots::path(&dir, &self.settings.kafka.group_id);
+        let at = SnapshotAt {
+            generation,
+            positions: positions.clone(),
+            bytes: bytes.len(),
+            file: file.clone(),
+        };
+        let write = move || snapshots::write(&file, &positions, &bytes);
+        if wait {
+            let r = write();
+            self.snapshot_written(r, at);
+        } else {
+            match std::thread::Builder::new()
+                .name("dialguard-snapshot".into())
+                .spawn(write)
+            {
+                Ok(h) => self.snapshot_writer = Some((h, at)),
+                Err(e) => tracing::warn!(error = %e, "starting the snapshot writer"),
+            }
+        }
+    }
+
+    fn snapshot_written(&mut self, r: std::io::Result<()>, at: SnapshotAt) {
+        match r {
+            Ok(()) => self.snapshot_pending = Some(at),
+            Err(e) => {
+                self.metrics
+                    .snapshot_writes
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(error = %e, file = %at.file.display(), "writing a snapshot failed");
+            }
+        }
+    }
+
+    /// Collects the writer's result (`wait`: waits for it), and puts a written snapshot in place
+    /// once the broker has confirmed a commit of the offsets it reflects. A snapshot of an
+    /// earlier assignment is dropped.
+    fn promote_snapshot(&mut self, wait: bool) {
+        if let Some((h, at)) = self.snapshot_writer.take() {
+            if h.is_finished() || wait {
+                let r = h
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked")));
+                self.snapshot_written(r, at);
+            } else {
+                self.snapshot_writer = Some((h, at));
+            }
+        }
+        let Some(at) = self.snapshot_pending.take() else {
+            return;
+        };
+        if at.generation != self.shared.generation() {
+            let _ = std::fs::remove_file(snapshots::pending(&at.file));
+            return;
+        }
+        // Asked of the broker (a round trip), at most once a second while a snapshot waits.
+        if !wait && self.snapshot_asked.elapsed() < Duration::from_secs(1) {
+            self.snapshot_pending = Some(at);
+            return;
+        }
+        self.snapshot_asked = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for p in at.positions.keys() {
+            tpl.add_partition(&self.settings.kafka.input_topic, *p);
+        }
+        let committed: HashMap<i32, i64> =
+            match self.consumer.committed_offsets(tpl, Duration::from_secs(2)) {
+                Ok(c) => c
+                    .elements_for_topic(&self.settings.kafka.input_topic)
+                    .iter()
+                    .filter_map(|e| match e.offset() {
+                        rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                        _ => None,
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "committed offsets, for a snapshot");
+                    self.snapshot_pending = Some(at);
+                    return;
+                }
+            };
+        if !snapshots::at_commit(&at.positions, &committed) {
+            tracing::debug!(positions = ?at.positions, ?committed, "snapshot waits for a commit of its positions");
+            self.snapshot_pending = Some(at);
+            return;
+        }
+        match snapshots::promote(&at.file) {
+            Ok(()) => {
+                self.metrics
+                    .snapshot_writes
+                    .with_label_values(&["ok"])
+                    .inc();
+                self.metrics.snapshot_bytes.set(at.bytes as i64);
+                tracing::debug!(bytes = at.bytes, file = %at.file.display(), "snapshot in place");
+            }
+            Err(e) => {
+                self.metrics
+                    .snapshot_writes
+                    .with_label_values(&["failed"])
+                    .inc();
+                tracing::warn!(error = %e, file = %at.file.display(), "putting a snapshot in place failed");
+            }
+        }
+    }
+
     /// Shutdown: stop fetching, flush, commit, leave the group — within the grace period.
     /// Returns when the clients must be closed by.
     fn finish(&mut self) -> Instant {
@@ -866,6 +1048,12 @@ impl Pipeline<'_> {
         let flushed = drain(&self.producer, &self.shared, self.health, deadline);
         let unacked = lock(&self.shared.book).in_flight();
         commit(&self.consumer, &self.shared, CommitMode::Sync);
+        // After the commit: when everything was acknowledged, the snapshot is at the committed
+        // offsets and goes in place at once, for the next owner to continue from.
+        if self.settings.service.snapshot_dir.is_some() && Instant::now() < deadline {
+            self.snapshot(true);
+            self.promote_snapshot(true);
+        }
         if flushed {
             tracing::info!("drained: every produced message acknowledged, offsets committed");
         } else {
@@ -878,6 +1066,14 @@ impl Pipeline<'_> {
         self.consumer.unsubscribe();
         end
     }
+}
+
+/// A snapshot taken: for which assignment, at which positions, its size and file.
+struct SnapshotAt {
+    generation: u64,
+    positions: BTreeMap<i32, i64>,
+    bytes: usize,
+    file: std::path::PathBuf,
 }
 
 /// The group consumer's side of a rebuild: committed offsets, and between reads, a beat, the

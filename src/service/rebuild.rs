@@ -44,6 +44,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) decoder: &'a mut Decoder,
     /// `dialguard_rebuild_records_total`, by what was read back.
     pub(crate) records: &'a IntCounterVec,
+    /// `dialguard_snapshot_restores_total`, by result.
+    pub(crate) snapshot_restores: &'a IntCounterVec,
     /// The group consumer's side.
     pub(crate) group: &'a mut dyn Group,
 }
@@ -60,6 +62,8 @@ pub(crate) trait Group {
 /// A rebuilt engine and the alert and directive ids not to publish again.
 pub(crate) struct Rebuilt {
     pub(crate) engine: Engine,
+    /// Whether it continues a snapshot (otherwise it was rebuilt from the input's history).
+    pub(crate) from_snapshot: bool,
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
     /// Alerts and directives read back.
@@ -335,12 +339,17 @@ fn judged_again(
 }
 
 /// Rebuilds the windows for `parts` (see the module documentation).
-pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort> {
+///
+/// With a snapshot (`base`), its engine continues from the snapshot's positions: only the input
+/// between them and the committed offsets is read, not the history before — when the snapshot
+/// is at or behind the committed offsets ([`super::snapshots::at_commit`]); otherwise it is set
+/// aside (the log and `dialguard_snapshot_restores_total{result="not_at_commit"}` say so).
+pub(crate) fn rebuild(
+    cx: &mut Ctx<'_>,
+    parts: &[i32],
+    base: Option<super::snapshots::Restored>,
+) -> Result<Rebuilt, Abort> {
     let k = cx.settings.kafka.clone();
-    let mut engine = Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone());
-    let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
-    engine.open_lanes(&lanes);
-    let retention = engine.retention();
     // Producers' clocks may run ahead of event time or of each other: read a little more.
     let margin_ms = cx.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
 
@@ -358,6 +367,26 @@ pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort>
             commit_at.insert(e.partition(), o);
         }
     }
+    let base = base.and_then(|b| {
+        if super::snapshots::at_commit(&b.positions, &commit_at) {
+            Some(b)
+        } else {
+            let why = super::snapshots::Unusable::NotAtCommit;
+            tracing::warn!(reason = %why, "snapshot not restored: rebuilding from the input's history");
+            cx.snapshot_restores.with_label_values(&[why.label()]).inc();
+            None
+        }
+    });
+    let (mut engine, from) = match base {
+        Some(b) => (b.engine, Some(b.positions)),
+        None => (
+            Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone()),
+            None,
+        ),
+    };
+    let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
+    engine.open_lanes(&lanes);
+    let retention = engine.retention();
 
     // 2. Where each partition's history starts: the largest reach plus lateness behind the
     //    event time of its committed position (not behind the wall clock: after downtime the
@@ -399,8 +428,10 @@ pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort>
             .filter(|s| s.offset < c)
             .filter_map(|s| s.event)
             .max();
-        let start = match newest {
-            Some(t) => history_start(
+        let start = match (&from, newest) {
+            // A snapshot reflects the records before its position.
+            (Some(positions), _) => positions.get(part).copied().unwrap_or(lo).max(lo),
+            (None, Some(t)) => history_start(
                 cx,
                 &probe,
                 &k.input_topic,
@@ -409,7 +440,7 @@ pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort>
                 t.saturating_sub(retention),
                 margin_ms,
             )?,
-            None => lo, // no call decodes near the committed offset: read it all
+            (None, None) => lo, // no call decodes near the committed offset: read it all
         };
         ranges.insert(*part, (start, c));
     }
@@ -481,6 +512,7 @@ pub(crate) fn rebuild(cx: &mut Ctx<'_>, parts: &[i32]) -> Result<Rebuilt, Abort>
     cx.records.with_label_values(&["input"]).inc_by(history);
     Ok(Rebuilt {
         engine,
+        from_snapshot: from.is_some(),
         published,
         history,
         alerts_read,

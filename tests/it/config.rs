@@ -210,6 +210,26 @@ fn broken_configurations_name_the_key() {
     assert_eq!(key_of(bad_limit), "rules[0].limit");
     let bad_zone = "[[rules]]\nid = \"x\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"7d\"\nlimit = 2\ntimezone = \"Mars\"\n";
     assert_eq!(key_of(bad_zone), "rules[0].timezone");
+    assert_eq!(
+        key_of(&format!(
+            "{PACK}[service]\nsnapshot_dir = \"no/such/dir\"\n"
+        )),
+        "service.snapshot_dir"
+    );
+    assert_eq!(
+        key_of(&format!("{PACK}[service]\nsnapshot_every = \"10ms\"\n")),
+        "service.snapshot_every"
+    );
+}
+
+#[test]
+fn a_relative_snapshot_dir_is_beside_the_configuration() {
+    // "packs" exists beside every configuration `load_text` writes.
+    let s = load_text(&format!("{PACK}[service]\nsnapshot_dir = \"packs\"\n")).unwrap();
+    let dir = s.service.snapshot_dir.expect("a directory");
+    assert!(dir.ends_with("packs"), "{}", dir.display());
+    assert_eq!(dir.parent(), s.path.parent());
+    assert_eq!(load_text(PACK).unwrap().service.snapshot_dir, None);
 }
 
 #[test]

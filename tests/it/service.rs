@@ -554,6 +554,86 @@ fn a_restart_rebuilds_windows_and_publishes_nothing_twice() {
     assert_same(&all, &want);
 }
 
+/// With a snapshot directory, a graceful stop leaves a snapshot at the committed offsets and
+/// the next instance continues from it, reading no input history; a damaged snapshot is set
+/// aside (with its reason counted) for a full rebuild. Alerts are those of replay either way,
+/// none published twice.
+#[test]
+fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
+    let kafka = Kafka::new("snapshot");
+    let dir = std::env::temp_dir().join(format!("dialguard-snapshots-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings = kafka.settings("config/dialguard.toml");
+    settings.service.snapshot_dir = Some(dir.clone());
+    let lines = traffic(4500, 13);
+    let (want, _) = expected(&settings, &lines);
+    let (first_part, rest) = lines.split_at(lines.len() / 3);
+    let (second_part, third_part) = rest.split_at(rest.len() / 2);
+
+    let first = start(settings.clone());
+    kafka.produce(first_part);
+    wait_done(&kafka, &[&first]);
+    let text = first.handles.metrics.render();
+    assert_eq!(
+        metric_with(
+            &text,
+            "dialguard_snapshot_restores_total",
+            "result=\"absent\""
+        ),
+        1.0
+    );
+    first.stop();
+    let file = dir.join(format!("{}.snapshot", settings.kafka.group_id));
+    assert!(file.is_file(), "a graceful stop writes a snapshot");
+
+    // Continued from the snapshot: no input record is read back.
+    let second = start(settings.clone());
+    kafka.produce(second_part);
+    wait_done(&kafka, &[&second]);
+    let text = second.handles.metrics.render();
+    assert_eq!(
+        metric_with(
+            &text,
+            "dialguard_snapshot_restores_total",
+            "result=\"restored\""
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric_with(&text, "dialguard_rebuild_records_total", "topic=\"input\""),
+        0.0
+    );
+    second.stop();
+    assert_same(
+        &published(&kafka),
+        &expected(&settings, &[first_part, second_part].concat()).0,
+    );
+
+    // A damaged snapshot: set aside, the history read back instead.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let third = start(settings.clone());
+    kafka.produce(third_part);
+    wait_done(&kafka, &[&third]);
+    let text = third.handles.metrics.render();
+    assert_eq!(
+        metric_with(
+            &text,
+            "dialguard_snapshot_restores_total",
+            "result=\"unreadable\""
+        ),
+        1.0
+    );
+    assert!(metric_with(&text, "dialguard_rebuild_records_total", "topic=\"input\"") > 0.0);
+    third.stop();
+    assert_same(&published(&kafka), &want);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The directives the service should publish for `lines`: an engine judging them in file order
 /// (each debtor's calls in the order its partition holds them), each accepted call's holds as
 /// (directive_id, rule_id, call_id, until).
@@ -808,11 +888,33 @@ pub(crate) fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
 }
 
 pub(crate) fn spawn_run(kafka: &Kafka) -> std::process::Child {
+    spawn_run_with(kafka, &[], None)
+}
+
+/// [`spawn_run`] with more environment (overriding `child_env`'s), and its log appended to
+/// `log` when given.
+fn spawn_run_with(
+    kafka: &Kafka,
+    env: &[(&str, String)],
+    log: Option<&Path>,
+) -> std::process::Child {
+    let stderr = match log {
+        Some(path) => std::process::Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        None => std::process::Stdio::inherit(),
+    };
     std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"))
         .args(["run", "--config"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"))
         .envs(child_env(kafka))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap()
 }
@@ -833,9 +935,21 @@ pub(crate) fn alerts_on_topic(kafka: &Kafka) -> i64 {
 /// Starts `dialguard run`, waits until the alerts topic holds `alerts` records, then kills it
 /// with SIGKILL (no flush, no commit), asserting the kill lands mid-stream.
 fn kill_9_after(kafka: &Kafka, alerts: i64) {
-    let mut child = spawn_run(kafka);
+    kill_9_after_with(kafka, alerts, &[], None, None)
+}
+
+/// [`kill_9_after`] for a process with more environment and a log, killed only once `file`
+/// exists too, when given (then the kill may land after the input is all judged).
+fn kill_9_after_with(
+    kafka: &Kafka,
+    alerts: i64,
+    env: &[(&str, String)],
+    log: Option<&Path>,
+    file: Option<&Path>,
+) {
+    let mut child = spawn_run_with(kafka, env, log);
     let deadline = Instant::now() + PATIENCE;
-    while alerts_on_topic(kafka) < alerts {
+    while alerts_on_topic(kafka) < alerts || file.is_some_and(|f| !f.exists()) {
         assert!(Instant::now() < deadline, "no alerts from the process");
         assert!(child.try_wait().unwrap().is_none(), "the process exited");
         std::thread::sleep(Duration::from_millis(20));
@@ -844,7 +958,7 @@ fn kill_9_after(kafka: &Kafka, alerts: i64) {
     child.wait().unwrap();
     let committed = kafka.committed();
     assert!(
-        committed.iter().any(|(c, end)| c < end),
+        file.is_some() || committed.iter().any(|(c, end)| c < end),
         "the kill should land mid-stream: {committed:?}"
     );
 }
@@ -897,6 +1011,67 @@ fn kill_9_twice_during_catch_up_then_restart_gives_every_breach_exactly_once() {
     assert!(dlq
         .iter()
         .all(|r| r.headers["dialguard.reason"] != "too_late"));
+}
+
+/// The kill -9 test with snapshots in play: written every second, so kills land between a
+/// snapshot and the commit of its positions, during a write, or after; every restart continues
+/// from the last snapshot put in place (or rebuilds when there is none yet), and every breach is
+/// still published exactly once.
+#[test]
+fn kill_9_with_snapshots_in_play_gives_every_breach_exactly_once() {
+    let kafka = Kafka::with_partitions("kill9snap", 4);
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic_over(20_000, 16, 7);
+    let (want, _) = expected(&settings, &lines);
+    kafka.produce_to(&lines, skewed);
+    let dir = std::env::temp_dir().join(format!("dialguard-kill9snap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("log");
+    let env = [
+        (
+            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
+            dir.display().to_string(),
+        ),
+        ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+
+    // The first kill lands mid-stream, likely before any snapshot is in place; the second only
+    // once one is (so the restart after it continues from a snapshot).
+    let snapshot = dir.join(format!("{}.snapshot", kafka.group()));
+    kill_9_after_with(&kafka, want.len() as i64 / 10, &env, Some(&log), None);
+    kill_9_after_with(
+        &kafka,
+        want.len() as i64 / 2,
+        &env,
+        Some(&log),
+        Some(&snapshot),
+    );
+    let mut last = spawn_run_with(&kafka, &env, Some(&log));
+    let deadline = Instant::now() + PATIENCE;
+    while !kafka.committed().iter().all(|(c, end)| c == end) {
+        assert!(Instant::now() < deadline, "the last process did not finish");
+        assert!(last.try_wait().unwrap().is_none(), "the process exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &last.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(last.wait().unwrap().success());
+    assert_same(&published(&kafka), &want);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let continued = text
+        .lines()
+        .filter(|l| l.contains("windows rebuilt") && l.contains("from_snapshot=true"))
+        .count();
+    assert!(
+        continued >= 1,
+        "no restart continued from a snapshot:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The value of `name{labels}` (0 when the series is absent: counters with labels appear at

@@ -1,0 +1,306 @@
+//! Snapshots of the windows in a local directory (`[service] snapshot_dir`): the engine's state
+//! with the input position it reflects, so that an assignment restores it and reads only the
+//! input after that position, instead of weeks of history.
+//!
+//! One file per consumer group, `<dir>/<group_id>.snapshot`. A new snapshot is written beside
+//! it (`.snapshot.tmp`, synced) and put in its place (renamed) only once the broker reports
+//! the group's committed offsets at or past the positions it reflects: a snapshot in place is never ahead of the
+//! committed offsets, whenever the process dies (a crash between a snapshot and that commit
+//! leaves the one before in place). Format:
+//!
+//! ```text
+//! "DGSNAPF1" | u32 partitions | (i32 partition, i64 next offset) × partitions
+//!            | u64 engine bytes | engine snapshot (Engine::snapshot) | u64 checksum
+//! ```
+//! (integers little-endian; the checksum covers everything before it). A snapshot is used only
+//! when it is whole, made under the same rules and lateness, for exactly the partitions
+//! assigned, and not ahead of the committed offsets (the records after those are judged again,
+//! and must find a state without them); otherwise the rebuild reads the history from Kafka, and
+//! the log and `dialguard_snapshot_restores_total{result}` say why.
+
+use crate::config::Settings;
+use crate::engine::Engine;
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"DGSNAPF1";
+
+/// Why no snapshot was restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// No snapshot file.
+    Absent,
+    /// Cut short, corrupt, or of another format version.
+    Unreadable(String),
+    /// Made under other rules or another lateness.
+    OtherRules,
+    /// Made for another set of partitions.
+    OtherPartitions,
+    /// It reflects records that were not committed (a crash between a snapshot and the commit
+    /// of its records), or lacks records that were.
+    NotAtCommit,
+}
+
+impl Unusable {
+    /// The `result` label of `dialguard_snapshot_restores_total`.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Unusable::Absent => "absent",
+            Unusable::Unreadable(_) => "unreadable",
+            Unusable::OtherRules => "other_rules",
+            Unusable::OtherPartitions => "other_partitions",
+            Unusable::NotAtCommit => "not_at_commit",
+        }
+    }
+}
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unusable::Absent => write!(f, "no snapshot"),
+            Unusable::Unreadable(why) => write!(f, "the snapshot is unreadable: {why}"),
+            Unusable::OtherRules => write!(f, "the snapshot was made under other rules"),
+            Unusable::OtherPartitions => {
+                write!(f, "the snapshot was made for other partitions")
+            }
+            Unusable::NotAtCommit => write!(
+                f,
+                "the snapshot's input position is not at or behind the committed offsets"
+            ),
+        }
+    }
+}
+
+/// A snapshot read back: the engine, and for each partition it covers, the offset of the
+/// first record it does not reflect.
+pub(crate) struct Restored {
+    pub(crate) engine: Engine,
+    pub(crate) positions: BTreeMap<i32, i64>,
+}
+
+/// The snapshot file of `group_id` in `dir`.
+pub(crate) fn path(dir: &Path, group_id: &str) -> PathBuf {
+    dir.join(format!("{group_id}.snapshot"))
+}
+
+/// A 64-bit checksum, eight bytes at a time (corruption, not tampering).
+#[derive(Default)]
+struct Sum {
+    h: u64,
+    tail: Vec<u8>,
+}
+
+impl Sum {
+    fn add(&mut self, mut b: &[u8]) {
+        if !self.tail.is_empty() {
+            let need = 8 - self.tail.len();
+            let take = need.min(b.len());
+            self.tail.extend_from_slice(&b[..take]);
+            b = &b[take..];
+            if self.tail.len() == 8 {
+                let w = u64::from_le_bytes(self.tail[..].try_into().expect("8 bytes"));
+                self.word(w);
+                self.tail.clear();
+            }
+        }
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        self.tail.extend_from_slice(chunks.remainder());
+    }
+    fn word(&mut self, w: u64) {
+        self.h = (self.h ^ w)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn finish(mut self) -> u64 {
+        let n = self.tail.len() as u64;
+        let mut last = [0u8; 8];
+        last[..self.tail.len()].copy_from_slice(&self.tail);
+        self.word(u64::from_le_bytes(last) ^ (n << 56));
+        self.h
+    }
+}
+
+/// Where a snapshot of `file` waits, whole on disk, to be put in place ([`promote`]).
+pub(crate) fn pending(file: &Path) -> PathBuf {
+    file.with_extension("snapshot.tmp")
+}
+
+/// Writes a snapshot of `engine_bytes` (from [`Engine::snapshot`]) at `positions` beside
+/// `file` ([`pending`]), synced.
+pub(crate) fn write(
+    file: &Path,
+    positions: &BTreeMap<i32, i64>,
+    engine_bytes: &[u8],
+) -> io::Result<()> {
+    let tmp = pending(file);
+    let mut sum = Sum::default();
+    {
+        let f = std::fs::File::create(&tmp)?;
+        let mut w = io::BufWriter::with_capacity(1 << 20, &f);
+        let mut put = |b: &[u8]| -> io::Result<()> {
+            sum.add(b);
+            w.write_all(b)
+        };
+        put(MAGIC)?;
+        put(&(positions.len() as u32).to_le_bytes())?;
+        for (p, o) in positions {
+            put(&p.to_le_bytes())?;
+            put(&o.to_le_bytes())?;
+        }
+        put(&(engine_bytes.len() as u64).to_le_bytes())?;
+        put(engine_bytes)?;
+        let h = std::mem::take(&mut sum).finish();
+        w.write_all(&h.to_le_bytes())?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Puts the snapshot written beside `file` in its place.
+pub(crate) fn promote(file: &Path) -> io::Result<()> {
+    std::fs::rename(pending(file), file)?;
+    // The rename itself is durable once the directory is synced.
+    if let Some(dir) = file.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Splits a snapshot file into its positions and engine bytes, checking its frame and checksum.
+fn frame(bytes: &[u8]) -> Result<(BTreeMap<i32, i64>, &[u8]), String> {
+    if bytes.len() < MAGIC.len() + 4 + 8 + 8 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a dialguard snapshot file (or an older format)".into());
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    let mut s = Sum::default();
+    s.add(body);
+    if s.finish().to_le_bytes() != sum {
+        return Err("checksum mismatch (cut short or corrupt)".into());
+    }
+    let mut at = MAGIC.len();
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let b = body.get(at..at + n).ok_or("cut short")?;
+        at += n;
+        Ok(b)
+    };
+    let n = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
+    let mut positions = BTreeMap::new();
+    for _ in 0..n {
+        let p = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        let o = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        positions.insert(p, o);
+    }
+    let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
+    let engine = take(len)?;
+    if at != body.len() {
+        return Err("trailing bytes".into());
+    }
+    Ok((positions, engine))
+}
+
+/// Reads the snapshot of `group_id` for `parts` (sorted), if there is a usable one. Whether it
+/// is at the committed offsets is for the caller to check, once it has read them
+/// ([`at_commit`]).
+pub(crate) fn load(dir: &Path, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
+    let file = path(dir, &settings.kafka.group_id);
+    let mut bytes = Vec::new();
+    match std::fs::File::open(&file) {
+        Ok(mut f) => f
+            .read_to_end(&mut bytes)
+            .map_err(|e| Unusable::Unreadable(e.to_string()))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Unusable::Absent),
+        Err(e) => return Err(Unusable::Unreadable(e.to_string())),
+    };
+    let (positions, engine_bytes) = frame(&bytes).map_err(Unusable::Unreadable)?;
+    let covered: Vec<i32> = positions.keys().copied().collect();
+    if covered != parts {
+        return Err(Unusable::OtherPartitions);
+    }
+    let engine = Engine::from_snapshot(
+        settings.rules.clone(),
+        settings.engine.clone(),
+        engine_bytes,
+    )
+    .map_err(|e| match e {
+        crate::engine::SnapshotError::OtherRules => Unusable::OtherRules,
+        other => Unusable::Unreadable(other.to_string()),
+    })?;
+    Ok(Restored { engine, positions })
+}
+
+/// Whether a snapshot at `positions` can continue from the committed offsets `committed`: for
+/// every partition, it reflects exactly the committed records or fewer (the records between are
+/// then read again), never records not committed — those are judged again from the committed
+/// offset, and must find a state without them. A partition with nothing committed must have
+/// nothing in the snapshot either.
+pub(crate) fn at_commit(
+    positions: &BTreeMap<i32, i64>,
+    committed: &std::collections::HashMap<i32, i64>,
+) -> bool {
+    positions.iter().all(|(p, s)| match committed.get(p) {
+        Some(c) => s <= c,
+        None => *s <= 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_frame_round_trips_and_any_damage_is_refused() {
+        let dir = std::env::temp_dir().join(format!("dialguard-frame-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let file = path(&dir, "g");
+        let positions: BTreeMap<i32, i64> = [(0, 10), (3, 7)].into_iter().collect();
+        let engine: Vec<u8> = (0..1003u32).map(|i| (i * 7) as u8).collect();
+        write(&file, &positions, &engine).expect("written");
+        assert!(!file.exists(), "not in place before it is promoted");
+        promote(&file).expect("promoted");
+        let bytes = std::fs::read(&file).expect("read");
+        let (p, e) = frame(&bytes).expect("whole");
+        assert_eq!(p, positions);
+        assert_eq!(e, &engine[..]);
+        // Every cut and every flipped byte is refused.
+        for cut in [0, 1, 8, bytes.len() / 2, bytes.len() - 1] {
+            assert!(frame(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        for at in (0..bytes.len()).step_by(37) {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x10;
+            assert!(frame(&bad).is_err(), "flip at {at}");
+        }
+        assert!(!file.with_extension("snapshot.tmp").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_snapshot_continues_only_from_at_or_behind_the_commit() {
+        let positions: BTreeMap<i32, i64> = [(0, 10), (1, 5)].into_iter().collect();
+        let c = |v: &[(i32, i64)]| -> HashMap<i32, i64> { v.iter().copied().collect() };
+        assert!(at_commit(&positions, &c(&[(0, 10), (1, 5)])));
+        assert!(
+            at_commit(&positions, &c(&[(0, 12), (1, 5)])),
+            "records to read again"
+        );
+        assert!(
+            !at_commit(&positions, &c(&[(0, 9), (1, 5)])),
+            "ahead of the commit"
+        );
+        assert!(
+            !at_commit(&positions, &c(&[(0, 10)])),
+            "nothing committed on 1"
+        );
+        let empty: BTreeMap<i32, i64> = [(2, 0)].into_iter().collect();
+        assert!(at_commit(&empty, &c(&[])));
+    }
+}
