@@ -23,7 +23,7 @@ mod messages;
 pub mod offsets;
 pub mod pipeline;
 pub mod rebuild;
-mod snapshots;
+pub mod snapshots;
 
 pub use crate::lifecycle::{Health, Shutdown};
 

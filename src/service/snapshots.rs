@@ -80,7 +80,7 @@ pub(crate) struct Restored {
 }
 
 /// The snapshot file of `group_id` in `dir`.
-pub(crate) fn path(dir: &Path, group_id: &str) -> PathBuf {
+pub fn path(dir: &Path, group_id: &str) -> PathBuf {
     dir.join(format!("{group_id}.snapshot"))
 }
 
@@ -125,17 +125,13 @@ impl Sum {
 }
 
 /// Where a snapshot of `file` waits, whole on disk, to be put in place ([`promote`]).
-pub(crate) fn pending(file: &Path) -> PathBuf {
+pub fn pending(file: &Path) -> PathBuf {
     file.with_extension("snapshot.tmp")
 }
 
 /// Writes a snapshot of `engine_bytes` (from [`Engine::snapshot`]) at `positions` beside
 /// `file` ([`pending`]), synced.
-pub(crate) fn write(
-    file: &Path,
-    positions: &BTreeMap<i32, i64>,
-    engine_bytes: &[u8],
-) -> io::Result<()> {
+pub fn write(file: &Path, positions: &BTreeMap<i32, i64>, engine_bytes: &[u8]) -> io::Result<()> {
     let tmp = pending(file);
     let mut sum = Sum::default();
     {
@@ -163,7 +159,7 @@ pub(crate) fn write(
 }
 
 /// Puts the snapshot written beside `file` in its place.
-pub(crate) fn promote(file: &Path) -> io::Result<()> {
+pub fn promote(file: &Path) -> io::Result<()> {
     std::fs::rename(pending(file), file)?;
     // The rename itself is durable once the directory is synced.
     if let Some(dir) = file.parent() {
