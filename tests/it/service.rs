@@ -977,21 +977,7 @@ fn kill_9_twice_during_catch_up_then_restart_gives_every_breach_exactly_once() {
     kill_9_after(&kafka, want.len() as i64 / 10);
     kill_9_after(&kafka, want.len() as i64 / 2);
 
-    let mut last = spawn_run(&kafka);
-    let deadline = Instant::now() + PATIENCE;
-    while !kafka.committed().iter().all(|(c, end)| c == end) {
-        assert!(Instant::now() < deadline, "the last process did not finish");
-        assert!(last.try_wait().unwrap().is_none(), "the process exited");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // SIGTERM: a graceful stop exits 0.
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &last.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = last.wait().unwrap();
-    assert!(code.success(), "exit status {code:?}");
+    finish_and_stop(&kafka, spawn_run(&kafka));
     assert_same(&published(&kafka), &want);
     // Directives of the calls judged again after each kill are read back and not published
     // again (`directives` panics on an id seen twice).
@@ -1011,6 +997,24 @@ fn kill_9_twice_during_catch_up_then_restart_gives_every_breach_exactly_once() {
     assert!(dlq
         .iter()
         .all(|r| r.headers["dialguard.reason"] != "too_late"));
+}
+
+/// Waits until `process` has committed every input partition to its end, then stops it with
+/// SIGTERM: a graceful stop exits 0.
+fn finish_and_stop(kafka: &Kafka, mut process: std::process::Child) {
+    let deadline = Instant::now() + PATIENCE;
+    while !kafka.committed().iter().all(|(c, end)| c == end) {
+        assert!(Instant::now() < deadline, "the last process did not finish");
+        assert!(process.try_wait().unwrap().is_none(), "the process exited");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = process.wait().unwrap();
+    assert!(code.success(), "exit status {code:?}");
 }
 
 /// The kill -9 test with snapshots in play: written every second, so kills land between a
@@ -1048,19 +1052,7 @@ fn kill_9_with_snapshots_in_play_gives_every_breach_exactly_once() {
         Some(&log),
         Some(&snapshot),
     );
-    let mut last = spawn_run_with(&kafka, &env, Some(&log));
-    let deadline = Instant::now() + PATIENCE;
-    while !kafka.committed().iter().all(|(c, end)| c == end) {
-        assert!(Instant::now() < deadline, "the last process did not finish");
-        assert!(last.try_wait().unwrap().is_none(), "the process exited");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &last.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(last.wait().unwrap().success());
+    finish_and_stop(&kafka, spawn_run_with(&kafka, &env, Some(&log)));
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&log).unwrap();
     let continued = text
