@@ -937,6 +937,10 @@ impl Pipeline<'_> {
             bytes: bytes.len(),
             file: file.clone(),
         };
+        // The new snapshot is written over the one waiting for its commit (the same file beside
+        // the one in place): that one is given up, so that only a whole file whose own positions
+        // are committed is ever put in place.
+        self.snapshot_pending = None;
         let write = move || snapshots::write(&file, &positions, &bytes);
         if wait {
             let r = write();
@@ -986,8 +990,9 @@ impl Pipeline<'_> {
             let _ = std::fs::remove_file(snapshots::pending(&at.file));
             return;
         }
-        // Asked of the broker (a round trip), at most once a second while a snapshot waits.
-        if !wait && self.snapshot_asked.elapsed() < Duration::from_secs(1) {
+        // Asked of the broker, a round trip on this thread: at most every few seconds while a
+        // snapshot waits, and briefly (a slow broker delays the snapshot, not the records).
+        if !wait && self.snapshot_asked.elapsed() < SNAPSHOT_ASK_EVERY {
             self.snapshot_pending = Some(at);
             return;
         }
@@ -996,22 +1001,24 @@ impl Pipeline<'_> {
         for p in at.positions.keys() {
             tpl.add_partition(&self.settings.kafka.input_topic, *p);
         }
-        let committed: HashMap<i32, i64> =
-            match self.consumer.committed_offsets(tpl, Duration::from_secs(2)) {
-                Ok(c) => c
-                    .elements_for_topic(&self.settings.kafka.input_topic)
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
-                        _ => None,
-                    })
-                    .collect(),
-                Err(e) => {
-                    tracing::debug!(error = %e, "committed offsets, for a snapshot");
-                    self.snapshot_pending = Some(at);
-                    return;
-                }
-            };
+        let committed: HashMap<i32, i64> = match self
+            .consumer
+            .committed_offsets(tpl, Duration::from_millis(500))
+        {
+            Ok(c) => c
+                .elements_for_topic(&self.settings.kafka.input_topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(error = %e, "committed offsets, for a snapshot");
+                self.snapshot_pending = Some(at);
+                return;
+            }
+        };
         if !snapshots::at_commit(&at.positions, &committed) {
             tracing::debug!(positions = ?at.positions, ?committed, "snapshot waits for a commit of its positions");
             self.snapshot_pending = Some(at);
@@ -1067,6 +1074,9 @@ impl Pipeline<'_> {
         end
     }
 }
+
+/// How often the broker is asked whether a waiting snapshot's positions are committed.
+const SNAPSHOT_ASK_EVERY: Duration = Duration::from_secs(3);
 
 /// A snapshot taken: for which assignment, at which positions, its size and file.
 struct SnapshotAt {
