@@ -29,31 +29,19 @@ fn main() {
         return; // `cargo bench --list` probes every bench binary
     }
     allocator::tune();
-    if args.iter().any(|a| a == "--service") {
-        let n: u64 = args
-            .iter()
-            .position(|a| a == "--calls")
-            .and_then(|i| args.get(i + 1))
-            .map_or(4_000_000, |v| v.parse().expect("--calls N"));
-        service_restart(n);
-        return;
-    }
     let n: u64 = args
         .iter()
         .position(|a| a == "--calls")
         .and_then(|i| args.get(i + 1))
         .map_or(4_000_000, |v| v.parse().expect("--calls N"));
+    if args.iter().any(|a| a == "--service") {
+        service_restart(n);
+        return;
+    }
     let mut settings = common::settings("dialguard.toml");
     // Keep every call: the figure is per retained call, and the point is a large state.
     settings.engine.allowed_lateness = 60 * 86_400 * dialguard::engine::time::NANOS_PER_SEC;
-    let calls = common::calls(&settings, n, 28);
-    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
-    let mut out = Vec::new();
-    for c in &calls {
-        out.clear();
-        engine.ingest(c, &mut out);
-    }
-    drop(calls);
+    let engine = judged(&settings, &common::calls(&settings, n, 28));
     let retained = engine.retained_calls();
     let t = Instant::now();
     let bytes = engine.snapshot();
@@ -70,6 +58,20 @@ fn main() {
     );
 }
 
+/// An engine that judged `calls` in order.
+fn judged(
+    settings: &dialguard::config::Settings,
+    calls: &[dialguard::engine::event::Call],
+) -> Engine {
+    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    let mut out = Vec::new();
+    for c in calls {
+        out.clear();
+        engine.ingest(c, &mut out);
+    }
+    engine
+}
+
 /// See the module documentation (`--service`).
 fn service_restart(n: u64) {
     use dialguard::service::{self, snapshots, Shutdown};
@@ -79,12 +81,8 @@ fn service_restart(n: u64) {
 
     let mut settings = common::settings("dialguard.toml");
     let calls = common::calls(&settings, n, 7);
-    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    let engine = judged(&settings, &calls);
     let mut out = Vec::new();
-    for c in &calls {
-        out.clear();
-        engine.ingest(c, &mut out);
-    }
     let retained = engine.retained_calls();
     // What a full rebuild does once it has fetched the calls: judge them silently, in order.
     let t = Instant::now();

@@ -959,14 +959,16 @@ impl Pipeline<'_> {
     fn snapshot_written(&mut self, r: std::io::Result<()>, at: SnapshotAt) {
         match r {
             Ok(()) => self.snapshot_pending = Some(at),
-            Err(e) => {
-                self.metrics
-                    .snapshot_writes
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::warn!(error = %e, file = %at.file.display(), "writing a snapshot failed");
-            }
+            Err(e) => self.snapshot_failed("writing a snapshot failed", &e, &at.file),
         }
+    }
+
+    fn snapshot_failed(&self, what: &str, e: &std::io::Error, file: &std::path::Path) {
+        self.metrics
+            .snapshot_writes
+            .with_label_values(&["failed"])
+            .inc();
+        tracing::warn!(error = %e, file = %file.display(), "{what}");
     }
 
     /// Collects the writer's result (`wait`: waits for it), and puts a written snapshot in place
@@ -1033,13 +1035,7 @@ impl Pipeline<'_> {
                 self.metrics.snapshot_bytes.set(at.bytes as i64);
                 tracing::debug!(bytes = at.bytes, file = %at.file.display(), "snapshot in place");
             }
-            Err(e) => {
-                self.metrics
-                    .snapshot_writes
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::warn!(error = %e, file = %at.file.display(), "putting a snapshot in place failed");
-            }
+            Err(e) => self.snapshot_failed("putting a snapshot in place failed", &e, &at.file),
         }
     }
 
