@@ -367,8 +367,21 @@ pub(crate) fn rebuild(
             commit_at.insert(e.partition(), o);
         }
     }
+    let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
+    // A partition with nothing committed is read from its earliest retained offset.
+    let mut earliest: HashMap<i32, i64> = HashMap::new();
+    if let Some(b) = &base {
+        for (part, s) in &b.positions {
+            if *s > 0 && parts.contains(part) && !commit_at.contains_key(part) {
+                let (lo, _) = retry(cx, "reading offsets", |_| {
+                    probe.fetch_watermarks(&k.input_topic, *part, TIMEOUT)
+                })?;
+                earliest.insert(*part, lo);
+            }
+        }
+    }
     let base = base.and_then(|b| {
-        if super::snapshots::at_commit(&b.positions, &commit_at) {
+        if super::snapshots::at_commit(&b.positions, &commit_at, &earliest) {
             Some(b)
         } else {
             let why = super::snapshots::Unusable::NotAtCommit;
@@ -392,7 +405,6 @@ pub(crate) fn rebuild(
     //    event time of its committed position (not behind the wall clock: after downtime the
     //    committed calls are older than that). And when the first record not committed was
     //    published: alerts it or later records caused were published after it.
-    let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let mut ranges = HashMap::new();
     let mut alerts_since: Option<i64> = None;
     let mut alerts_from_start = false;

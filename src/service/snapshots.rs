@@ -235,15 +235,17 @@ pub(crate) fn load(dir: &Path, settings: &Settings, parts: &[i32]) -> Result<Res
 /// Whether a snapshot at `positions` can continue from the committed offsets `committed`: for
 /// every partition, it reflects exactly the committed records or fewer (the records between are
 /// then read again), never records not committed — those are judged again from the committed
-/// offset, and must find a state without them. A partition with nothing committed must have
-/// nothing in the snapshot either.
+/// offset, and must find a state without them. A partition with nothing committed is read
+/// from its earliest retained offset (`earliest`, the consumer's reset point; 0 when not
+/// given): the snapshot must reflect nothing from there on.
 pub(crate) fn at_commit(
     positions: &BTreeMap<i32, i64>,
     committed: &std::collections::HashMap<i32, i64>,
+    earliest: &std::collections::HashMap<i32, i64>,
 ) -> bool {
     positions.iter().all(|(p, s)| match committed.get(p) {
         Some(c) => s <= c,
-        None => *s <= 0,
+        None => *s <= earliest.get(p).copied().unwrap_or(0),
     })
 }
 
@@ -283,20 +285,35 @@ mod tests {
     fn a_snapshot_continues_only_from_at_or_behind_the_commit() {
         let positions: BTreeMap<i32, i64> = [(0, 10), (1, 5)].into_iter().collect();
         let c = |v: &[(i32, i64)]| -> HashMap<i32, i64> { v.iter().copied().collect() };
-        assert!(at_commit(&positions, &c(&[(0, 10), (1, 5)])));
+        let none = c(&[]);
+        assert!(at_commit(&positions, &c(&[(0, 10), (1, 5)]), &none));
         assert!(
-            at_commit(&positions, &c(&[(0, 12), (1, 5)])),
+            at_commit(&positions, &c(&[(0, 12), (1, 5)]), &none),
             "records to read again"
         );
         assert!(
-            !at_commit(&positions, &c(&[(0, 9), (1, 5)])),
+            !at_commit(&positions, &c(&[(0, 9), (1, 5)]), &none),
             "ahead of the commit"
         );
         assert!(
-            !at_commit(&positions, &c(&[(0, 10)])),
-            "nothing committed on 1"
+            !at_commit(&positions, &c(&[(0, 10)]), &none),
+            "nothing committed on 1, and records of it in the snapshot"
         );
         let empty: BTreeMap<i32, i64> = [(2, 0)].into_iter().collect();
-        assert!(at_commit(&empty, &c(&[])));
+        assert!(at_commit(&empty, &none, &none));
+        // A partition whose first records are gone (retention) and nothing committed: the
+        // snapshot taken at its earliest offset is usable, one with records past it is not.
+        assert!(
+            at_commit(&positions, &c(&[(0, 10)]), &c(&[(1, 5)])),
+            "partition 1 idle since its earliest offset"
+        );
+        assert!(
+            at_commit(&positions, &c(&[(0, 10)]), &c(&[(1, 9)])),
+            "the earliest offset moved on since"
+        );
+        assert!(
+            !at_commit(&positions, &c(&[(0, 10)]), &c(&[(1, 4)])),
+            "a record of 1 in the snapshot, not committed"
+        );
     }
 }
