@@ -276,7 +276,7 @@ impl Metrics {
             commit_errors: counter(
                 &r,
                 "dialguard_offset_commit_errors_total",
-                "Offset commits that failed (retried at the next commit).",
+                "Offset commits that failed, or that the broker did not hold when asked 5-10 s later (sent again).",
             ),
             processing: histogram(
                 &r,

@@ -277,6 +277,9 @@ impl ConsumerContext for ConsumerCtx {
         }
     }
 
+    /// Not called for the service's own asynchronous commits today (rust-rdkafka #856): the
+    /// loop confirms those with the broker (`Pipeline::confirm_commits`). Kept for when the
+    /// client reports them, which only makes a refusal known sooner.
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         if let Err(e) = result {
             self.shared.metrics.commit_errors.inc();

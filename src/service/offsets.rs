@@ -14,6 +14,9 @@ struct Part {
     pending: VecDeque<(i64, u32)>,
     /// The offset last handed out for commit.
     committed: Option<i64>,
+    /// The oldest offset handed out for commit and not yet confirmed by the broker, with the
+    /// confirmation round it was handed out in.
+    unconfirmed: Option<(i64, u64)>,
 }
 
 impl Part {
@@ -28,6 +31,8 @@ pub struct OffsetBook {
     parts: HashMap<i32, Part>,
     generation: u64,
     in_flight: usize,
+    /// Confirmation rounds started ([`OffsetBook::due`]).
+    round: u64,
 }
 
 impl OffsetBook {
@@ -104,6 +109,7 @@ impl OffsetBook {
             if let Some(c) = p.committable() {
                 if p.committed.is_none_or(|prev| c > prev) {
                     p.committed = Some(c);
+                    p.unconfirmed.get_or_insert((c, self.round));
                     out.push((partition, c));
                 }
             }
@@ -117,8 +123,67 @@ impl OffsetBook {
         for (partition, _) in offsets {
             if let Some(p) = self.parts.get_mut(partition) {
                 p.committed = None;
+                p.unconfirmed = None;
             }
         }
+    }
+
+    /// Starts a confirmation round and returns the commits to confirm with the broker: the
+    /// oldest unconfirmed offset of each partition, handed out before the previous round began
+    /// (so each has had a whole round to complete). An asynchronous commit's outcome is not
+    /// reported by the client (rust-rdkafka #856): the broker is asked instead.
+    pub fn due(&mut self) -> Vec<(i32, i64)> {
+        let round = self.round;
+        self.round += 1;
+        let mut out: Vec<(i32, i64)> = self
+            .parts
+            .iter()
+            .filter_map(|(k, p)| match p.unconfirmed {
+                Some((o, r)) if r < round => Some((*k, o)),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The broker's committed offsets (`broker`, absent where it has none) for the commits
+    /// [`OffsetBook::due`] returned in `generation`: a partition at or past what was handed
+    /// out is confirmed; one behind it had its commit refused, and its offset is handed out
+    /// again by the next [`OffsetBook::take_commits`]. Returns the refused commits.
+    pub fn confirm(
+        &mut self,
+        generation: u64,
+        due: &[(i32, i64)],
+        broker: &HashMap<i32, i64>,
+    ) -> Vec<(i32, i64)> {
+        let mut refused = Vec::new();
+        if generation != self.generation {
+            return refused;
+        }
+        for (partition, offset) in due {
+            let Some(p) = self.parts.get_mut(partition) else {
+                continue;
+            };
+            // Refused and handed out again since (by a client callback): not this answer's.
+            if p.unconfirmed.map(|u| u.0) != Some(*offset) {
+                continue;
+            }
+            match broker.get(partition) {
+                Some(b) if b >= offset => {
+                    p.unconfirmed = match p.committed {
+                        Some(c) if c > *b => Some((c, self.round)),
+                        _ => None,
+                    };
+                }
+                _ => {
+                    p.committed = None;
+                    p.unconfirmed = None;
+                    refused.push((*partition, *offset));
+                }
+            }
+        }
+        refused
     }
 }
 
@@ -147,6 +212,50 @@ mod tests {
         // A failed commit is handed out again.
         b.commit_failed(&[(0, 13)]);
         assert_eq!(b.take_commits(), vec![(0, 13)]);
+    }
+
+    #[test]
+    fn a_commit_the_broker_does_not_hold_after_a_round_is_handed_out_again() {
+        let mut b = OffsetBook::default();
+        let g = b.generation();
+        let broker = |v: &[(i32, i64)]| -> HashMap<i32, i64> { v.iter().copied().collect() };
+        b.resume_at(1, 40); // read from the broker: nothing to confirm
+        b.processed(0, 10, 0);
+        b.processed(1, 40, 0);
+        assert_eq!(b.take_commits(), vec![(0, 11), (1, 41)]);
+        // Handed out in this round: given until the next to complete.
+        assert_eq!(b.due(), vec![]);
+        b.processed(0, 11, 0);
+        assert_eq!(b.take_commits(), vec![(0, 12)]);
+        // The oldest unconfirmed offset of each partition is asked about.
+        let due = b.due();
+        assert_eq!(due, vec![(0, 11), (1, 41)]);
+        // Partition 0's first commit took (and its second is still unconfirmed); 1's was
+        // refused, so it is handed out again, and nothing else is.
+        assert_eq!(
+            b.confirm(g, &due, &broker(&[(0, 11), (1, 40)])),
+            vec![(1, 41)]
+        );
+        assert_eq!(b.take_commits(), vec![(1, 41)]);
+        assert_eq!(b.due(), vec![]);
+        let due = b.due();
+        assert_eq!(due, vec![(0, 12), (1, 41)]);
+        // A partition with no committed offset at all was refused too.
+        assert_eq!(b.confirm(g, &due, &broker(&[(0, 12)])), vec![(1, 41)]);
+        assert_eq!(b.take_commits(), vec![(1, 41)]);
+        b.due();
+        let due = b.due();
+        assert_eq!(b.confirm(g, &due, &broker(&[(0, 12), (1, 41)])), vec![]);
+        assert_eq!(b.due(), vec![]);
+        assert_eq!(b.due(), vec![], "everything confirmed");
+        // An answer about an earlier assignment changes nothing.
+        b.processed(0, 12, 0);
+        b.take_commits();
+        b.due();
+        let due = b.due();
+        let next = b.reset();
+        assert_ne!(next, g);
+        assert_eq!(b.confirm(g, &due, &broker(&[])), vec![]);
     }
 
     #[test]

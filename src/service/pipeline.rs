@@ -310,6 +310,7 @@ fn close_clients(
 impl Pipeline<'_> {
     fn main_loop(&mut self) {
         let mut last_commit = Instant::now();
+        let mut last_confirm = Instant::now();
         let mut last_gauges = Instant::now();
         let mut last_heap = Instant::now();
         let commit_every = self.settings.kafka.commit_interval;
@@ -339,6 +340,10 @@ impl Pipeline<'_> {
                 if last_commit.elapsed() >= commit_every {
                     commit(&self.consumer, &self.shared, CommitMode::Async);
                     last_commit = Instant::now();
+                }
+                if last_confirm.elapsed() >= COMMIT_CONFIRM_EVERY {
+                    self.confirm_commits();
+                    last_confirm = Instant::now();
                 }
                 if self.settings.service.snapshot_dir.is_some() {
                     self.promote_snapshot(false);
@@ -971,6 +976,54 @@ impl Pipeline<'_> {
         tracing::warn!(error = %e, file = %file.display(), "{what}");
     }
 
+    /// Asks the broker whether the asynchronous commits handed out a round ago took. The
+    /// client reports nothing for them (rust-rdkafka #856, librdkafka only logs a failure), so a
+    /// refused commit would otherwise be taken for done: the partition's offset would stay
+    /// behind until its next record, and a snapshot would wait for it. A refused commit is
+    /// counted and sent again. A round trip on this thread, every few seconds, briefly.
+    fn confirm_commits(&mut self) {
+        let (generation, due) = {
+            let mut book = lock(&self.shared.book);
+            (book.generation(), book.due())
+        };
+        if due.is_empty() {
+            return;
+        }
+        let topic = &self.settings.kafka.input_topic;
+        let mut tpl = TopicPartitionList::new();
+        for (p, _) in &due {
+            tpl.add_partition(topic, *p);
+        }
+        let broker: HashMap<i32, i64> = match self
+            .consumer
+            .committed_offsets(tpl, Duration::from_millis(500))
+        {
+            Ok(c) => c
+                .elements_for_topic(topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                // Asked again next round.
+                tracing::debug!(error = %e, "committed offsets, to confirm commits");
+                return;
+            }
+        };
+        let refused = lock(&self.shared.book).confirm(generation, &due, &broker);
+        if !refused.is_empty() {
+            self.metrics.commit_errors.inc();
+            self.shared.throttled_warn(
+                "offset commit failed",
+                "not_committed",
+                "the broker does not hold it: sent again",
+            );
+            commit(&self.consumer, &self.shared, CommitMode::Async);
+        }
+    }
+
     /// Collects the writer's result (`wait`: waits for it), and puts a written snapshot in place
     /// once the broker has confirmed a commit of the offsets it reflects. A snapshot of an
     /// earlier assignment is dropped.
@@ -1021,7 +1074,26 @@ impl Pipeline<'_> {
                 return;
             }
         };
-        if !snapshots::at_commit(&at.positions, &committed) {
+        // A partition with nothing committed (idle since its earliest retained offset) is
+        // compared with that offset.
+        let mut earliest: HashMap<i32, i64> = HashMap::new();
+        for (p, s) in &at.positions {
+            if *s > 0 && !committed.contains_key(p) {
+                match self.consumer.fetch_watermarks(
+                    &self.settings.kafka.input_topic,
+                    *p,
+                    Duration::from_millis(500),
+                ) {
+                    Ok((lo, _)) => {
+                        earliest.insert(*p, lo);
+                    }
+                    Err(e) => {
+                        tracing::debug!(partition = p, error = %e, "earliest offset, for a snapshot")
+                    }
+                }
+            }
+        }
+        if !snapshots::at_commit(&at.positions, &committed, &earliest) {
             tracing::debug!(positions = ?at.positions, ?committed, "snapshot waits for a commit of its positions");
             self.snapshot_pending = Some(at);
             return;
@@ -1070,6 +1142,9 @@ impl Pipeline<'_> {
         end
     }
 }
+
+/// How often the broker is asked whether the asynchronous commits sent a round before took.
+const COMMIT_CONFIRM_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the broker is asked whether a waiting snapshot's positions are committed.
 const SNAPSHOT_ASK_EVERY: Duration = Duration::from_secs(3);

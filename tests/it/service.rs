@@ -861,6 +861,49 @@ fn a_broker_outage_loses_nothing() {
     }
 }
 
+/// The broker refuses offset commits for a while: each refusal is counted, the offsets are
+/// committed again once it accepts them (none is taken for committed because it was asked),
+/// and nothing is lost or published twice.
+#[test]
+fn refused_offset_commits_are_counted_and_retried() {
+    if on_a_real_broker("needs the mock cluster to refuse commits") {
+        return;
+    }
+    let kafka = Kafka::new("commitfail");
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic(3000, 17);
+    let (want, _) = expected(&settings, &lines);
+    let svc = start(settings);
+    let half = lines.len() / 2;
+    kafka.produce(&lines[..half]);
+    wait_done(&kafka, &[&svc]);
+    let mock = kafka.mock.as_ref().unwrap();
+    // Not retried by the client itself, and no reason to leave the group.
+    mock.request_errors(
+        rdkafka::types::RDKafkaApiKey::OffsetCommit,
+        &[rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_COMMIT_OFFSET_SIZE; 2],
+    );
+    kafka.produce(&lines[half..]);
+    let deadline = Instant::now() + PATIENCE;
+    while metric(
+        &svc.handles.metrics.render(),
+        "dialguard_offset_commit_errors_total",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "no refused commit was counted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The errors run out; what was refused is committed all the same, with no new record to
+    // carry it. (The client reports nothing for an asynchronous commit: the service learns of
+    // the refusal by asking the broker, 5-10 s after each commit.)
+    wait_done(&kafka, &[&svc]);
+    svc.stop();
+    assert_same(&published(&kafka), &want);
+    for (committed, end) in kafka.committed() {
+        assert_eq!(committed, end);
+    }
+}
+
 /// The environment that points a `dialguard run` process at this test's broker and topics.
 pub(crate) fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
     [
