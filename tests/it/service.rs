@@ -1109,6 +1109,76 @@ fn kill_9_with_snapshots_in_play_gives_every_breach_exactly_once() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// kill -9 while a restart restores a snapshot (after its assignment, before it is ready): the
+/// restore writes nothing, so the next start restores the same snapshot, and every breach is
+/// still published exactly once.
+#[test]
+fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
+    let kafka = Kafka::with_partitions("kill9restore", 4);
+    let settings = kafka.settings("config/dialguard.toml");
+    let lines = traffic_over(20_000, 18, 7);
+    let (want, _) = expected(&settings, &lines);
+    kafka.produce_to(&lines, skewed);
+    let dir = std::env::temp_dir().join(format!("dialguard-kill9restore-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = [
+        (
+            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
+            dir.display().to_string(),
+        ),
+        ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let snapshot = dir.join(format!("{}.snapshot", kafka.group()));
+    kill_9_after_with(
+        &kafka,
+        want.len() as i64 / 2,
+        &env,
+        Some(&dir.join("first")),
+        Some(&snapshot),
+    );
+
+    // Killed as soon as it is given its partitions: the restore takes a few hundred
+    // milliseconds (reading the alerts topic and the records after the snapshot), so the kill
+    // lands in it; on a loaded machine it may land after, and the start is tried again.
+    let mut during = 0;
+    for attempt in 0..3 {
+        let log = dir.join(format!("killed-{attempt}"));
+        let mut child = spawn_run_with(&kafka, &env, Some(&log));
+        let deadline = Instant::now() + PATIENCE;
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("partitions assigned")
+        {
+            assert!(Instant::now() < deadline, "no assignment");
+            assert!(child.try_wait().unwrap().is_none(), "the process exited");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if !std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("windows rebuilt")
+        {
+            during += 1;
+            break;
+        }
+    }
+    assert_eq!(during, 1, "no kill landed during a restore");
+
+    let last = dir.join("last");
+    finish_and_stop(&kafka, spawn_run_with(&kafka, &env, Some(&last)));
+    assert_same(&published(&kafka), &want);
+    let text = std::fs::read_to_string(&last).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("windows rebuilt") && l.contains("from_snapshot=true")),
+        "the start after the killed restore did not continue from the snapshot:\n{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The value of `name{labels}` (0 when the series is absent: counters with labels appear at
 /// their first increment).
 pub(crate) fn metric_with(text: &str, name: &str, labels: &str) -> f64 {
