@@ -26,6 +26,12 @@
 //! `--no-directives` publishes no suppression directives (`kafka.suppressions_topic = ""`), to
 //! measure what they cost.
 //!
+//! `--snapshot-every DUR` has the service snapshot its windows to a temporary directory every
+//! DUR (`[service] snapshot_every`; off by default, as shipped), to measure what snapshots cost:
+//! ```text
+//! cargo bench --bench kafka -- --calls 1000000 --rate 0 --snapshot-every 2s
+//! ```
+//!
 //! `--live` stamps each call with the wall-clock time it is produced at (and checks with the time
 //! they are asked), as a dialer fleet placing calls now would: event time then advances in real
 //! time, where the generated history (14 days, replayed in seconds) makes every periodic
@@ -63,6 +69,7 @@ struct Args {
     live: bool,
     directives: bool,
     floor: bool,
+    snapshot_every: Option<String>,
 }
 
 fn args() -> Args {
@@ -76,6 +83,7 @@ fn args() -> Args {
         live: false,
         directives: true,
         floor: false,
+        snapshot_every: None,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -105,6 +113,9 @@ fn args() -> Args {
             "--live" => a.live = true,
             "--no-directives" => a.directives = false,
             "--floor" => a.floor = true,
+            "--snapshot-every" => {
+                a.snapshot_every = Some(v[i + 1].clone());
+            }
             _ => {} // cargo's --bench and friends
         }
         i += 1;
@@ -307,13 +318,23 @@ fn main() {
     // The default configuration: lateness is per partition, so partitions consumed at
     // different paces refuse nothing although the traffic's event time runs fast (days in
     // seconds).
-    let env: HashMap<String, String> = [
+    let mut env: HashMap<String, String> = [
         ("DIALGUARD__HTTP__LISTEN", "127.0.0.1:0"),
         ("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    let snapshot_dir =
+        std::env::temp_dir().join(format!("dialguard-kafka-bench-{}", std::process::id()));
+    if let Some(every) = &a.snapshot_every {
+        std::fs::create_dir_all(&snapshot_dir).expect("a temporary directory");
+        env.insert(
+            "DIALGUARD__SERVICE__SNAPSHOT_DIR".into(),
+            snapshot_dir.display().to_string(),
+        );
+        env.insert("DIALGUARD__SERVICE__SNAPSHOT_EVERY".into(), every.clone());
+    }
     let mut settings = Settings::load_with_env(&root.join(&a.config), Some(env)).expect("config");
     // The check API only when checks are asked for: without it the loop waits in librdkafka's
     // poll as before, the baseline "without checks".
@@ -521,8 +542,14 @@ fn main() {
         };
         (total, q(0.5), q(0.99), q(0.999))
     };
+    let snapshots = h.metrics.snapshot_writes.with_label_values(&["ok"]).get();
+    let snapshot_bytes = h.metrics.snapshot_bytes.get();
+    let snapshot_hold = h.metrics.snapshot_seconds.get();
     shutdown.trigger();
     svc.join().unwrap().unwrap();
+    if a.snapshot_every.is_some() {
+        let _ = std::fs::remove_dir_all(&snapshot_dir);
+    }
     let mode = if a.live {
         format!("live event time, fixed rate {}/s", a.rate)
     } else if a.backlog {
@@ -538,6 +565,12 @@ fn main() {
         consumed - warm_consumed,
         (consumed - warm_consumed) as f64 / secs
     );
+    if let Some(every) = &a.snapshot_every {
+        println!(
+            "snapshots every {every}: {snapshots} put in place during the load, the last {snapshot_bytes} bytes, taking it held the loop {:.3} s",
+            snapshot_hold
+        );
+    }
     if consumed < n {
         println!(
             "  {} calls never reached the service: the mock broker dropped them (it keeps about 5 MiB per partition) while the service was behind",
