@@ -285,6 +285,8 @@ impl SharedInterner {
     /// finds it taken tries again for a while before it sleeps: the engine thread, put to
     /// sleep and woken once per late alert, spent a tenth of a replay asleep with its core idle.
     /// Symbols given back meanwhile ([`SharedInterner::give_back`]) are released first.
+    /// In the service one thread at a time holds the engine (under the state's lock), so the
+    /// table is not contended there and nothing spins under a CPU quota.
     pub fn lock(&self) -> MutexGuard<'_, Interner> {
         let table = &self.inner.table;
         let mut guard = None;
