@@ -1076,14 +1076,16 @@ impl Pipeline<'_> {
         };
         // A partition with nothing committed (idle since its earliest retained offset) is
         // compared with that offset.
+        // Half a second in all, however many partitions.
+        let budget = Instant::now() + Duration::from_millis(500);
         let mut earliest: HashMap<i32, i64> = HashMap::new();
         for (p, s) in &at.positions {
-            if *s > 0 && !committed.contains_key(p) {
-                match self.consumer.fetch_watermarks(
-                    &self.settings.kafka.input_topic,
-                    *p,
-                    Duration::from_millis(500),
-                ) {
+            let left = budget.saturating_duration_since(Instant::now());
+            if *s > 0 && !committed.contains_key(p) && !left.is_zero() {
+                match self
+                    .consumer
+                    .fetch_watermarks(&self.settings.kafka.input_topic, *p, left)
+                {
                     Ok((lo, _)) => {
                         earliest.insert(*p, lo);
                     }
