@@ -17,8 +17,8 @@ pub fn settings(file: &str) -> Settings {
 }
 
 #[allow(dead_code)]
-/// `n` synthetic calls over `days` days, decoded (invalid and duplicate records kept out).
-pub fn calls(settings: &Settings, n: u64, days: u64) -> Vec<Call> {
+/// `n` synthetic call records over `days` days, as JSON lines (no duplicates).
+pub fn lines(n: u64, days: u64) -> Vec<u8> {
     let p = SynthParams {
         calls: n,
         debtors: (n / 50).max(1),
@@ -28,6 +28,18 @@ pub fn calls(settings: &Settings, n: u64, days: u64) -> Vec<Call> {
     };
     let mut buf = Vec::new();
     generate(&p, &mut buf).expect("generate");
+    buf
+}
+
+#[allow(dead_code)]
+/// [`lines`], decoded (invalid records kept out).
+pub fn calls(settings: &Settings, n: u64, days: u64) -> Vec<Call> {
+    decoded(settings, &lines(n, days))
+}
+
+#[allow(dead_code)]
+/// The calls of `buf`'s lines that decode.
+pub fn decoded(settings: &Settings, buf: &[u8]) -> Vec<Call> {
     let mut dec = Decoder::new(settings.decode.clone());
     let now = Ts(i64::MAX / 2);
     buf.split(|b| *b == b'\n')

@@ -10,6 +10,11 @@
 //! restored, the alerts topic read back) is what a restart is blind for. Beside it, the time to
 //! judge the same calls silently, as a full rebuild does after fetching them from Kafka (the
 //! mock broker keeps too little to measure that rebuild whole).
+//!
+//! With `DIALGUARD_TEST_BROKERS=host:port` (a broker that keeps what it is given: Apache Kafka,
+//! or Tansu as in `../shared/reference/kafka-testing.md`) the calls are produced there and
+//! committed, and the same restart is then measured again without the snapshot: the full
+//! rebuild, side by side.
 
 use dialguard::engine::Engine;
 use std::time::Instant;
@@ -74,13 +79,13 @@ fn judged(
 
 /// See the module documentation (`--service`).
 fn service_restart(n: u64) {
-    use dialguard::service::{self, snapshots, Shutdown};
+    use dialguard::service::snapshots;
     use rdkafka::mocking::MockCluster;
     use std::collections::BTreeMap;
-    use std::time::Duration;
 
     let mut settings = common::settings("dialguard.toml");
-    let calls = common::calls(&settings, n, 7);
+    let lines = common::lines(n, 7);
+    let calls = common::decoded(&settings, &lines);
     let engine = judged(&settings, &calls);
     let mut out = Vec::new();
     let retained = engine.retained_calls();
@@ -94,29 +99,94 @@ fn service_restart(n: u64) {
     let judge_s = t.elapsed().as_secs_f64();
     drop((calls, silent));
 
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let k = settings.kafka.clone();
-    cluster.create_topic(&k.input_topic, 1, 1).unwrap();
-    cluster.create_topic(&k.alerts_topic, 1, 1).unwrap();
-    cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
-    if let Some(t) = &k.suppressions_topic {
-        cluster.create_topic(t, 1, 1).unwrap();
+    let real = std::env::var("DIALGUARD_TEST_BROKERS").ok();
+    let cluster = match real {
+        Some(_) => None,
+        None => Some(MockCluster::new(1).expect("mock cluster")),
+    };
+    if real.is_some() {
+        // Topics and group of this run alone.
+        let tag = format!("bench-{}", std::process::id());
+        let k = &mut settings.kafka;
+        k.input_topic = format!("{}.{tag}", k.input_topic);
+        k.alerts_topic = format!("{}.{tag}", k.alerts_topic);
+        k.dlq_topic = format!("{}.{tag}", k.dlq_topic);
+        k.suppressions_topic = k.suppressions_topic.as_ref().map(|t| format!("{t}.{tag}"));
+        k.group_id = format!("{}.{tag}", k.group_id);
     }
-    settings.kafka.brokers = cluster.bootstrap_servers();
+    let k = settings.kafka.clone();
+    let mut topics = vec![
+        k.input_topic.clone(),
+        k.alerts_topic.clone(),
+        k.dlq_topic.clone(),
+    ];
+    topics.extend(k.suppressions_topic.clone());
+    settings.kafka.brokers = match (&cluster, &real) {
+        (Some(c), _) => {
+            for t in &topics {
+                c.create_topic(t, 1, 1).unwrap();
+            }
+            c.bootstrap_servers()
+        }
+        (None, Some(b)) => {
+            create_topics(b, &topics);
+            b.clone()
+        }
+        (None, None) => unreachable!(),
+    };
+    // The instance that stopped had judged the one partition's calls and committed them all.
+    // On the mock the partition is empty (it could not hold them): position 0. On a real
+    // broker the calls are there, committed, so that the full rebuild can be measured beside.
+    let position = match &real {
+        Some(b) => put_committed(b, &k.input_topic, &k.group_id, &lines),
+        None => 0,
+    };
+    drop(lines);
     let dir = std::env::temp_dir().join(format!("dialguard-bench-snap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     settings.service.snapshot_dir = Some(dir.clone());
-    // The instance that stopped had judged the one partition's calls and committed them all;
-    // here the partition is empty (the mock broker could not hold them): position 0.
     let file = snapshots::path(&dir, &k.group_id);
     let bytes = engine.snapshot();
     drop(engine);
-    let positions: BTreeMap<i32, i64> = [(0, 0)].into_iter().collect();
+    let positions: BTreeMap<i32, i64> = [(0, position)].into_iter().collect();
     snapshots::write(&file, &positions, &bytes).unwrap();
     snapshots::promote(&file).unwrap();
     let size = bytes.len();
     drop(bytes);
 
+    let (ready_s, text) = ready_after_start(settings.clone());
+    assert!(
+        text.lines()
+            .any(|l| l == "dialguard_snapshot_restores_total{result=\"restored\"} 1"),
+        "the service did not restore the snapshot:\n{text}"
+    );
+    println!(
+        "service restart from a snapshot: {retained} retained calls, snapshot {:.1} MiB; ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
+        size as f64 / 1048576.0
+    );
+    if real.is_some() {
+        // The same restart without the snapshot: the full rebuild from the input's history.
+        let mut full = settings.clone();
+        full.service.snapshot_dir = None;
+        let (full_s, text) = ready_after_start(full);
+        let read = text
+            .lines()
+            .find(|l| l.starts_with("dialguard_rebuild_records_total{topic=\"input\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or("0")
+            .to_owned();
+        println!(
+            "service restart with a full rebuild (no snapshot), same broker and calls: ready in {full_s:.2} s, {read} input records read back"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the service, waits until it is ready, stops it gracefully: (seconds from start to
+/// ready, its metrics when ready).
+fn ready_after_start(settings: dialguard::config::Settings) -> (f64, String) {
+    use dialguard::service::{self, Shutdown};
+    use std::time::Duration;
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = shutdown.clone();
@@ -132,18 +202,80 @@ fn service_restart(n: u64) {
     }
     let ready_s = started.elapsed().as_secs_f64();
     let text = h.metrics.render();
-    let restored = text
-        .lines()
-        .any(|l| l == "dialguard_snapshot_restores_total{result=\"restored\"} 1");
-    assert!(
-        restored,
-        "the service did not restore the snapshot:\n{text}"
-    );
-    println!(
-        "service restart from a snapshot: {retained} retained calls, snapshot {:.1} MiB; ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
-        size as f64 / 1048576.0
-    );
     shutdown.trigger();
     let _ = svc.join();
-    let _ = std::fs::remove_dir_all(&dir);
+    (ready_s, text)
+}
+
+/// Creates `topics` (one partition each) on a real broker.
+fn create_topics(brokers: &str, topics: &[String]) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, 1, TopicReplication::Fixed(1)))
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for r in rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics")
+    {
+        r.expect("topic created");
+    }
+}
+
+/// Produces `lines` to partition 0 of `topic` and commits its end for `group`, as an instance
+/// that judged them all and stopped would have: returns the end offset.
+fn put_committed(brokers: &str, topic: &str, group: &str, lines: &[u8]) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::time::Duration;
+    let t = Instant::now();
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    let mut sent = 0u64;
+    for l in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(l).partition(0)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce: {e}"),
+            }
+        }
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(600)).expect("flush");
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, hi) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(30))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Offset(hi))
+        .unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    eprintln!(
+        "{sent} records produced and committed in {:.1} s (end offset {hi})",
+        t.elapsed().as_secs_f64()
+    );
+    hi
 }
