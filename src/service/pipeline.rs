@@ -989,23 +989,8 @@ impl Pipeline<'_> {
         if due.is_empty() {
             return;
         }
-        let topic = &self.settings.kafka.input_topic;
-        let mut tpl = TopicPartitionList::new();
-        for (p, _) in &due {
-            tpl.add_partition(topic, *p);
-        }
-        let broker: HashMap<i32, i64> = match self
-            .consumer
-            .committed_offsets(tpl, Duration::from_millis(500))
-        {
-            Ok(c) => c
-                .elements_for_topic(topic)
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
-                    _ => None,
-                })
-                .collect(),
+        let broker = match self.committed_on_broker(due.iter().map(|(p, _)| *p)) {
+            Ok(c) => c,
             Err(e) => {
                 // Asked again next round.
                 tracing::debug!(error = %e, "committed offsets, to confirm commits");
@@ -1022,6 +1007,29 @@ impl Pipeline<'_> {
             );
             commit(&self.consumer, &self.shared, CommitMode::Async);
         }
+    }
+
+    /// The group's committed offsets of `parts` as the broker holds them (absent where it holds
+    /// none), asked briefly: a round trip on this thread.
+    fn committed_on_broker(
+        &self,
+        parts: impl Iterator<Item = i32>,
+    ) -> rdkafka::error::KafkaResult<HashMap<i32, i64>> {
+        let topic = &self.settings.kafka.input_topic;
+        let mut tpl = TopicPartitionList::new();
+        for p in parts {
+            tpl.add_partition(topic, p);
+        }
+        let c = self
+            .consumer
+            .committed_offsets(tpl, Duration::from_millis(500))?;
+        Ok(c.elements_for_topic(topic)
+            .iter()
+            .filter_map(|e| match e.offset() {
+                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Collects the writer's result (`wait`: waits for it), and puts a written snapshot in place
@@ -1052,22 +1060,8 @@ impl Pipeline<'_> {
             return;
         }
         self.snapshot_asked = Instant::now();
-        let mut tpl = TopicPartitionList::new();
-        for p in at.positions.keys() {
-            tpl.add_partition(&self.settings.kafka.input_topic, *p);
-        }
-        let committed: HashMap<i32, i64> = match self
-            .consumer
-            .committed_offsets(tpl, Duration::from_millis(500))
-        {
-            Ok(c) => c
-                .elements_for_topic(&self.settings.kafka.input_topic)
-                .iter()
-                .filter_map(|e| match e.offset() {
-                    rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
-                    _ => None,
-                })
-                .collect(),
+        let committed = match self.committed_on_broker(at.positions.keys().copied()) {
+            Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "committed offsets, for a snapshot");
                 self.snapshot_pending = Some(at);
@@ -1075,8 +1069,7 @@ impl Pipeline<'_> {
             }
         };
         // A partition with nothing committed (idle since its earliest retained offset) is
-        // compared with that offset.
-        // Half a second in all, however many partitions.
+        // compared with that offset, asked in half a second in all, however many partitions.
         let budget = Instant::now() + Duration::from_millis(500);
         let mut earliest: HashMap<i32, i64> = HashMap::new();
         for (p, s) in &at.positions {
