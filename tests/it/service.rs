@@ -1060,6 +1060,23 @@ fn finish_and_stop(kafka: &Kafka, mut process: std::process::Child) {
     assert!(code.success(), "exit status {code:?}");
 }
 
+/// A fresh directory for `name`'s snapshots, and the environment that has a `dialguard run`
+/// process snapshot there every second, logging at info.
+fn snapshots_every_second(name: &str) -> (std::path::PathBuf, [(&'static str, String); 3]) {
+    let dir = std::env::temp_dir().join(format!("dialguard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = [
+        (
+            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
+            dir.display().to_string(),
+        ),
+        ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    (dir, env)
+}
+
 /// The kill -9 test with snapshots in play: written every second, so kills land between a
 /// snapshot and the commit of its positions, during a write, or after; every restart continues
 /// from the last snapshot put in place (or rebuilds when there is none yet), and every breach is
@@ -1071,18 +1088,8 @@ fn kill_9_with_snapshots_in_play_gives_every_breach_exactly_once() {
     let lines = traffic_over(20_000, 16, 7);
     let (want, _) = expected(&settings, &lines);
     kafka.produce_to(&lines, skewed);
-    let dir = std::env::temp_dir().join(format!("dialguard-kill9snap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, env) = snapshots_every_second("kill9snap");
     let log = dir.join("log");
-    let env = [
-        (
-            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
-            dir.display().to_string(),
-        ),
-        ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
 
     // The first kill lands mid-stream, likely before any snapshot is in place; the second only
     // once one is (so the restart after it continues from a snapshot).
@@ -1119,17 +1126,7 @@ fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
     let lines = traffic_over(20_000, 18, 7);
     let (want, _) = expected(&settings, &lines);
     kafka.produce_to(&lines, skewed);
-    let dir = std::env::temp_dir().join(format!("dialguard-kill9restore-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let env = [
-        (
-            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
-            dir.display().to_string(),
-        ),
-        ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
-        ("RUST_LOG", "info".to_owned()),
-    ];
+    let (dir, env) = snapshots_every_second("kill9restore");
     let snapshot = dir.join(format!("{}.snapshot", kafka.group()));
     kill_9_after_with(
         &kafka,
