@@ -1,12 +1,18 @@
-//! Shared by the benchmarks: a decoded synthetic workload and a policy.
+//! Shared by the benchmarks: a decoded synthetic workload, a policy, and producing to Kafka.
+#![allow(dead_code)]
 
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::event::Call;
 use dialguard::engine::time::Ts;
 use dialguard::synth::{generate, SynthParams};
+use rdkafka::error::KafkaError;
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseProducer, BaseRecord};
+use rdkafka::types::RDKafkaErrorCode;
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 /// Settings from a file under `config/`.
 pub fn settings(file: &str) -> Settings {
@@ -46,4 +52,21 @@ pub fn decoded(settings: &Settings, buf: &[u8]) -> Vec<Call> {
         .filter(|l| !l.is_empty())
         .filter_map(|l| dec.decode(l, now).ok())
         .collect()
+}
+
+/// Sends `rec`, waiting out a full local queue (serving the producer's events meanwhile).
+pub fn send<K: ToBytes + ?Sized, P: ToBytes + ?Sized>(
+    p: &BaseProducer,
+    mut rec: BaseRecord<'_, K, P>,
+) {
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                rec = back;
+                p.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
 }

@@ -44,10 +44,8 @@
 use dialguard::config::Settings;
 use dialguard::service::{self, Shutdown};
 use dialguard::synth::{Synth, SynthParams};
-use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::path::Path;
@@ -58,6 +56,9 @@ static GLOBAL: allocator::Global = mimalloc::MiMalloc;
 
 #[path = "../src/allocator.rs"]
 mod allocator;
+
+#[path = "common.rs"]
+mod common;
 
 struct Args {
     calls: u64,
@@ -173,19 +174,11 @@ fn produce(
         } else {
             line
         };
-        loop {
-            let mut rec = BaseRecord::<str, str>::to(topic).payload(line.as_str());
-            if let Some(k) = key {
-                rec = rec.key(k.as_str());
-            }
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    producer.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
+        let mut rec = BaseRecord::<str, str>::to(topic).payload(line.as_str());
+        if let Some(k) = key {
+            rec = rec.key(k.as_str());
         }
+        common::send(producer, rec);
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }

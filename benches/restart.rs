@@ -16,10 +16,8 @@
 //! calls is there before the first start, so each restart also rebuilds its windows from it.
 
 use dialguard::synth::{Synth, SynthParams};
-use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,6 +25,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common.rs"]
+mod common;
 
 const PARTITIONS: i32 = 4;
 
@@ -44,15 +45,7 @@ fn send(p: &BaseProducer, topic: &str, line: &str) {
         .nth(1)
         .and_then(|r| r.split('"').next())
         .unwrap_or("");
-    loop {
-        match p.send(BaseRecord::to(topic).key(key).payload(line.trim_end())) {
-            Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                p.poll(Duration::from_millis(5));
-            }
-            Err((e, _)) => panic!("produce: {e}"),
-        }
-    }
+    common::send(p, BaseRecord::to(topic).key(key).payload(line.trim_end()));
 }
 
 fn metric(text: &str, name: &str) -> f64 {

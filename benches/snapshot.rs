@@ -235,7 +235,6 @@ fn create_topics(brokers: &str, topics: &[String]) {
 /// that judged them all and stopped would have: returns the end offset.
 fn put_committed(brokers: &str, topic: &str, group: &str, lines: &[u8]) -> i64 {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     use rdkafka::{Offset, TopicPartitionList};
     use std::time::Duration;
@@ -248,15 +247,10 @@ fn put_committed(brokers: &str, topic: &str, group: &str, lines: &[u8]) -> i64 {
         .expect("producer");
     let mut sent = 0u64;
     for l in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        loop {
-            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(l).partition(0)) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => panic!("produce: {e}"),
-            }
-        }
+        common::send(
+            &producer,
+            BaseRecord::<(), [u8]>::to(topic).payload(l).partition(0),
+        );
         sent += 1;
     }
     producer.flush(Duration::from_secs(600)).expect("flush");
