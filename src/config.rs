@@ -305,6 +305,11 @@ pub struct RawKafka {
     /// or starts a cooldown, until when a dialer should not call it again. `""` publishes none.
     #[serde(default = "default_suppressions_topic")]
     pub suppressions_topic: String,
+    /// Snapshots of the windows (key: group and partitions): a compacted changelog topic, so
+    /// that a restart or a new pod on any node restores instead of re-reading the history.
+    /// Created compacted when absent. `""` writes none; `[service] snapshot_dir` takes its place.
+    #[serde(default = "default_snapshots_topic")]
+    pub snapshots_topic: String,
     /// How often acknowledged offsets are committed (`"1s"`).
     #[serde(default = "default_commit_interval")]
     pub commit_interval: String,
@@ -373,6 +378,9 @@ fn default_input_topic() -> String {
 fn default_alerts_topic() -> String {
     "compliance.alerts".into()
 }
+fn default_snapshots_topic() -> String {
+    "dialguard.snapshots".into()
+}
 fn default_suppressions_topic() -> String {
     "compliance.suppressions".into()
 }
@@ -405,6 +413,7 @@ impl Default for RawKafka {
             alerts_topic: default_alerts_topic(),
             dlq_topic: default_dlq_topic(),
             suppressions_topic: default_suppressions_topic(),
+            snapshots_topic: default_snapshots_topic(),
             commit_interval: default_commit_interval(),
             max_in_flight: default_max_in_flight(),
             rebuild: true,
@@ -495,6 +504,8 @@ pub struct KafkaSettings {
     pub dlq_topic: String,
     /// Suppression directives out; `None`: none published.
     pub suppressions_topic: Option<String>,
+    /// Snapshots of the windows, a compacted topic; `None`: none there.
+    pub snapshots_topic: Option<String>,
     /// Commit cadence.
     pub commit_interval: Duration,
     /// Unacknowledged produced messages before consumption pauses.
@@ -627,6 +638,18 @@ fn service_settings(
             ));
         }
     }
+    let snapshots = &k.snapshots_topic;
+    if !snapshots.is_empty() {
+        valid_topic(snapshots).map_err(|r| invalid("kafka.snapshots_topic", r))?;
+        if [&k.input_topic, &k.alerts_topic, &k.dlq_topic, suppressions].contains(&snapshots) {
+            return Err(invalid(
+                "kafka.snapshots_topic",
+                format!(
+                    "{snapshots:?} is also the input, alerts, dead-letter or suppressions topic: snapshots need a compacted topic of their own"
+                ),
+            ));
+        }
+    }
     let commit =
         parse_duration(&k.commit_interval).map_err(|r| invalid("kafka.commit_interval", r))?;
     if commit <= 0 {
@@ -751,6 +774,7 @@ fn service_settings(
             dlq_topic: k.dlq_topic.clone(),
             suppressions_topic: (!k.suppressions_topic.is_empty())
                 .then(|| k.suppressions_topic.clone()),
+            snapshots_topic: (!k.snapshots_topic.is_empty()).then(|| k.snapshots_topic.clone()),
             commit_interval: Duration::from_nanos(commit as u64),
             max_in_flight: k.max_in_flight as usize,
             rebuild: k.rebuild,

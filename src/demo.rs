@@ -152,6 +152,11 @@ pub fn run(
         Some((&k.alerts_topic, opts.partitions)),
         Some((&k.dlq_topic, 1)),
         k.suppressions_topic.as_ref().map(|t| (t, opts.partitions)),
+        // Compacted on a real broker; the embedded one cannot be told (nor compacts).
+        k.snapshots_topic
+            .as_ref()
+            .filter(|_| settings.service.snapshot_dir.is_none())
+            .map(|t| (t, 1)),
     ];
     for (topic, parts) in topics.into_iter().flatten() {
         cluster

@@ -18,6 +18,7 @@
 //!   records after the committed offsets), so a restart after `kill -9` republishes nothing:
 //!   `alert_id` is a function of (rule, call), and the ids seen are not produced again.
 
+mod changelog;
 mod kafka;
 mod messages;
 pub mod offsets;
@@ -132,6 +133,16 @@ pub fn run(
         ));
         checks = Some(rx);
         check_addr = Some(bound);
+    }
+    if let (None, Some(topic)) = (
+        &settings.service.snapshot_dir,
+        &settings.kafka.snapshots_topic,
+    ) {
+        let (config, topic) = (pipeline::configured_client(&settings.kafka), topic.clone());
+        std::thread::Builder::new()
+            .name("dialguard-snapshot-topic".into())
+            .spawn(move || changelog::ensure_compacted(config, topic))
+            .map_err(|e| ServiceError::Start(format!("snapshot topic thread: {e}")))?;
     }
     if signals {
         let s = shutdown.clone();

@@ -12,7 +12,7 @@ pub use super::messages::headers;
 use super::messages::{self, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
-use super::snapshots;
+use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
 use crate::check::{CheckQueue, CheckRequest, Live, Owned};
@@ -50,6 +50,31 @@ fn client_config(k: &KafkaSettings) -> ClientConfig {
     c.set("bootstrap.servers", &k.brokers)
         .set("client.id", "dialguard");
     c
+}
+
+/// A client's configuration with the service's own properties (`[kafka.client]`).
+pub(crate) fn configured_client(k: &KafkaSettings) -> ClientConfig {
+    let mut c = client_config(k);
+    apply_client(&mut c, k);
+    c
+}
+
+/// Where the settings say snapshots are kept: a directory when one is set, else the snapshots
+/// topic (a producer of its own), else nowhere.
+fn snapshot_store(settings: &Settings) -> Result<Option<snapshots::Store>, ServiceError> {
+    let k = &settings.kafka;
+    if let Some(dir) = &settings.service.snapshot_dir {
+        return Ok(Some(snapshots::Store::File(snapshots::path(
+            dir,
+            &k.group_id,
+        ))));
+    }
+    let Some(topic) = &k.snapshots_topic else {
+        return Ok(None);
+    };
+    let changelog = super::changelog::Changelog::new(configured_client(k), topic, &k.group_id)
+        .map_err(|e| ServiceError::Kafka(format!("snapshot producer: {e}")))?;
+    Ok(Some(snapshots::Store::Topic(changelog)))
 }
 
 fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
@@ -154,9 +179,14 @@ pub(crate) struct Pipeline<'a> {
     checks: Option<CheckQueue>,
     /// The thread writing the last snapshot beside the one in place, with the assignment
     /// generation and the positions it was taken at.
-    snapshot_writer: Option<(std::thread::JoinHandle<std::io::Result<()>>, SnapshotAt)>,
+    snapshot_writer: Option<(
+        std::thread::JoinHandle<std::io::Result<snapshots::Written>>,
+        SnapshotAt,
+    )>,
     /// A snapshot written and waiting for a confirmed commit of its positions to be put in place.
-    snapshot_pending: Option<SnapshotAt>,
+    snapshot_pending: Option<(SnapshotAt, snapshots::Written)>,
+    /// Where snapshots are kept, if anywhere.
+    store: Option<Arc<snapshots::Store>>,
     /// When the broker was last asked whether the waiting snapshot's positions are committed.
     snapshot_asked: Instant,
     /// When the last snapshot was taken (or the windows last restored or rebuilt).
@@ -223,6 +253,7 @@ pub(crate) fn run(
         rules = settings.rules.len(),
         "consuming"
     );
+    let store = snapshot_store(settings)?.map(Arc::new);
     health.set(false, "waiting for a partition assignment");
     let mut p = Pipeline {
         settings,
@@ -267,6 +298,7 @@ pub(crate) fn run(
         checks,
         snapshot_writer: None,
         snapshot_pending: None,
+        store,
         snapshot_asked: Instant::now(),
         last_snapshot: Instant::now(),
     };
@@ -345,10 +377,10 @@ impl Pipeline<'_> {
                     self.confirm_commits();
                     last_confirm = Instant::now();
                 }
-                if self.settings.service.snapshot_dir.is_some() {
-                    self.promote_snapshot(false);
+                if self.store.is_some() {
+                    self.promote_snapshot(None);
                     if self.last_snapshot.elapsed() >= self.settings.service.snapshot_every {
-                        self.snapshot(false);
+                        self.snapshot(None);
                     }
                 }
                 if last_gauges.elapsed() >= Duration::from_secs(1) {
@@ -560,20 +592,6 @@ impl Pipeline<'_> {
                     generation,
                 };
                 let restores = &self.metrics.snapshot_restores;
-                let base = self.settings.service.snapshot_dir.as_deref().and_then(|dir| {
-                    match snapshots::load(dir, self.settings, &parts) {
-                        Ok(r) => Some(r),
-                        Err(why) => {
-                            restores.with_label_values(&[why.label()]).inc();
-                            if why == snapshots::Unusable::Absent {
-                                tracing::info!("no snapshot: rebuilding from the input's history");
-                            } else {
-                                tracing::warn!(reason = %why, "snapshot not restored: rebuilding from the input's history");
-                            }
-                            None
-                        }
-                    }
-                });
                 let mut cx = rebuild::Ctx {
                     settings: self.settings,
                     decoder: &mut self.decoder,
@@ -581,7 +599,7 @@ impl Pipeline<'_> {
                     snapshot_restores: restores,
                     group: &mut group,
                 };
-                match rebuild::rebuild(&mut cx, &parts, base) {
+                match rebuild::rebuild(&mut cx, &parts, self.store.as_deref()) {
                     Ok(r) => {
                         if r.from_snapshot {
                             restores.with_label_values(&["restored"]).inc();
@@ -901,12 +919,13 @@ impl Pipeline<'_> {
     }
 
     /// Takes a snapshot of the windows (under the state's lock: the engine and the positions it
-    /// reflects, together) and has a thread write it beside the one in place; `wait` writes it
-    /// on this thread (shutdown). Not while the windows are being rebuilt, nor while the last
-    /// write is under way.
-    fn snapshot(&mut self, wait: bool) {
+    /// reflects, together) and has a thread write it beside the one in place; `by` writes it
+    /// on this thread, done by then (shutdown). Not while the windows are being rebuilt, nor
+    /// while the last write is under way.
+    fn snapshot(&mut self, by: Option<Instant>) {
+        let wait = by.is_some();
         self.last_snapshot = Instant::now();
-        let Some(dir) = self.settings.service.snapshot_dir.clone() else {
+        let Some(store) = self.store.clone() else {
             return;
         };
         if self.snapshot_writer.is_some() {
@@ -914,7 +933,11 @@ impl Pipeline<'_> {
                 tracing::warn!("the last snapshot is still being written: this one is skipped");
                 return;
             }
-            self.promote_snapshot(true);
+            self.promote_snapshot(by);
+            if self.snapshot_writer.is_some() {
+                tracing::warn!("the last snapshot is still being written: none at shutdown");
+                return;
+            }
         }
         let generation = self.shared.generation();
         let parts = lock(&self.shared.assignment).partitions.clone();
@@ -935,18 +958,19 @@ impl Pipeline<'_> {
         self.metrics
             .snapshot_seconds
             .set(started.elapsed().as_secs_f64());
-        let file = snapshots::path(&dir, &self.settings.kafka.group_id);
         let at = SnapshotAt {
             generation,
             positions: positions.clone(),
             bytes: bytes.len(),
-            file: file.clone(),
         };
         // The new snapshot is written over the one waiting for its commit (the same file beside
-        // the one in place): that one is given up, so that only a whole file whose own positions
-        // are committed is ever put in place.
+        // the one in place, the same slot of the topic): that one is given up, so that only a
+        // whole snapshot whose own positions are committed is ever put in place.
         self.snapshot_pending = None;
-        let write = move || snapshots::write(&file, &positions, &bytes);
+        let timeout = by.map_or(changelog::WRITE_TIMEOUT, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        let write = move || store.write(&positions, &bytes, timeout);
         if wait {
             let r = write();
             self.snapshot_written(r, at);
@@ -961,19 +985,20 @@ impl Pipeline<'_> {
         }
     }
 
-    fn snapshot_written(&mut self, r: std::io::Result<()>, at: SnapshotAt) {
+    fn snapshot_written(&mut self, r: std::io::Result<snapshots::Written>, at: SnapshotAt) {
         match r {
-            Ok(()) => self.snapshot_pending = Some(at),
-            Err(e) => self.snapshot_failed("writing a snapshot failed", &e, &at.file),
+            Ok(w) => self.snapshot_pending = Some((at, w)),
+            Err(e) => self.snapshot_failed("writing a snapshot failed", &e),
         }
     }
 
-    fn snapshot_failed(&self, what: &str, e: &std::io::Error, file: &std::path::Path) {
+    fn snapshot_failed(&self, what: &str, e: &std::io::Error) {
         self.metrics
             .snapshot_writes
             .with_label_values(&["failed"])
             .inc();
-        tracing::warn!(error = %e, file = %file.display(), "{what}");
+        let place = self.store.as_ref().map(|s| s.place()).unwrap_or_default();
+        tracing::warn!(error = %e, store = place, "{what}");
     }
 
     /// Asks the broker whether the asynchronous commits handed out a round ago took. The
@@ -1035,9 +1060,18 @@ impl Pipeline<'_> {
     /// Collects the writer's result (`wait`: waits for it), and puts a written snapshot in place
     /// once the broker has confirmed a commit of the offsets it reflects. A snapshot of an
     /// earlier assignment is dropped.
-    fn promote_snapshot(&mut self, wait: bool) {
+    fn promote_snapshot(&mut self, by: Option<Instant>) {
+        let wait = by.is_some();
         if let Some((h, at)) = self.snapshot_writer.take() {
-            if h.is_finished() || wait {
+            // A write under way at shutdown is waited for until the deadline, not longer (a
+            // slow broker): then it is left behind, and the last snapshot in place stays.
+            while let Some(d) = by {
+                if h.is_finished() || Instant::now() >= d {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
                 let r = h
                     .join()
                     .unwrap_or_else(|_| Err(std::io::Error::other("the writer panicked")));
@@ -1046,17 +1080,20 @@ impl Pipeline<'_> {
                 self.snapshot_writer = Some((h, at));
             }
         }
-        let Some(at) = self.snapshot_pending.take() else {
+        let Some((at, written)) = self.snapshot_pending.take() else {
+            return;
+        };
+        let Some(store) = self.store.clone() else {
             return;
         };
         if at.generation != self.shared.generation() {
-            let _ = std::fs::remove_file(snapshots::pending(&at.file));
+            store.discard(written);
             return;
         }
         // Asked of the broker, a round trip on this thread: at most every few seconds while a
         // snapshot waits, and briefly (a slow broker delays the snapshot, not the records).
         if !wait && self.snapshot_asked.elapsed() < SNAPSHOT_ASK_EVERY {
-            self.snapshot_pending = Some(at);
+            self.snapshot_pending = Some((at, written));
             return;
         }
         self.snapshot_asked = Instant::now();
@@ -1064,7 +1101,7 @@ impl Pipeline<'_> {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e, "committed offsets, for a snapshot");
-                self.snapshot_pending = Some(at);
+                self.snapshot_pending = Some((at, written));
                 return;
             }
         };
@@ -1090,19 +1127,22 @@ impl Pipeline<'_> {
         }
         if !snapshots::at_commit(&at.positions, &committed, &earliest) {
             tracing::debug!(positions = ?at.positions, ?committed, "snapshot waits for a commit of its positions");
-            self.snapshot_pending = Some(at);
+            self.snapshot_pending = Some((at, written));
             return;
         }
-        match snapshots::promote(&at.file) {
+        let timeout = by.map_or(changelog::MANIFEST_TIMEOUT, |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        match store.promote(written, timeout) {
             Ok(()) => {
                 self.metrics
                     .snapshot_writes
                     .with_label_values(&["ok"])
                     .inc();
                 self.metrics.snapshot_bytes.set(at.bytes as i64);
-                tracing::debug!(bytes = at.bytes, file = %at.file.display(), "snapshot in place");
+                tracing::info!(bytes = at.bytes, store = store.place(), "snapshot in place");
             }
-            Err(e) => self.snapshot_failed("putting a snapshot in place failed", &e, &at.file),
+            Err(e) => self.snapshot_failed("putting a snapshot in place failed", &e),
         }
     }
 
@@ -1120,9 +1160,9 @@ impl Pipeline<'_> {
         commit(&self.consumer, &self.shared, CommitMode::Sync);
         // After the commit: when everything was acknowledged, the snapshot is at the committed
         // offsets and goes in place at once, for the next owner to continue from.
-        if self.settings.service.snapshot_dir.is_some() && Instant::now() < deadline {
-            self.snapshot(true);
-            self.promote_snapshot(true);
+        if self.store.is_some() && Instant::now() < deadline {
+            self.snapshot(Some(deadline));
+            self.promote_snapshot(Some(deadline));
         }
         if flushed {
             tracing::info!("drained: every produced message acknowledged, offsets committed");
@@ -1144,12 +1184,11 @@ const COMMIT_CONFIRM_EVERY: Duration = Duration::from_secs(5);
 /// How often the broker is asked whether a waiting snapshot's positions are committed.
 const SNAPSHOT_ASK_EVERY: Duration = Duration::from_secs(3);
 
-/// A snapshot taken: for which assignment, at which positions, its size and file.
+/// A snapshot taken: for which assignment, at which positions, its size.
 struct SnapshotAt {
     generation: u64,
     positions: BTreeMap<i32, i64>,
     bytes: usize,
-    file: std::path::PathBuf,
 }
 
 /// The group consumer's side of a rebuild: committed offsets, and between reads, a beat, the

@@ -25,7 +25,9 @@
 //! broker (where a partition's history starts, which published outputs to suppress) are
 //! functions of what was read, tested on their own.
 
+use super::changelog::{self, Changelog};
 use super::pipeline::headers;
+use super::snapshots::{self, Restored, Store, Unusable};
 use crate::codec::Decoder;
 use crate::config::Settings;
 use crate::engine::{Engine, Lane};
@@ -189,6 +191,39 @@ fn read_ranges(
     Ok(n)
 }
 
+/// Reads the snapshots topic whole and restores the snapshot of `parts` it holds, if usable;
+/// tells the changelog what it learnt of the slots.
+fn read_changelog(
+    cx: &mut Ctx<'_>,
+    t: &Changelog,
+    parts: &[i32],
+) -> Result<Result<Restored, Unusable>, Abort> {
+    let key = changelog::manifest_key(&cx.settings.kafka.group_id, parts);
+    let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
+    let md = retry(cx, "reading the snapshots topic's metadata", |_| {
+        probe.fetch_metadata(Some(&t.topic), TIMEOUT)
+    })?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .filter(|x| x.name() == t.topic && x.error().is_none())
+        .flat_map(|x| x.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut ranges = HashMap::new();
+    for p in partitions {
+        let range = retry(cx, "reading the snapshots topic's offsets", |_| {
+            probe.fetch_watermarks(&t.topic, p, TIMEOUT)
+        })?;
+        ranges.insert(p, range);
+    }
+    let mut scan = changelog::Scan::new(key.clone());
+    read_ranges(cx, &t.topic, &ranges, |_, m| {
+        scan.add(m.key().unwrap_or_default(), m.payload())
+    })?;
+    t.learn(&key, scan.slots());
+    Ok(scan.restore(cx.settings, parts))
+}
+
 fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
     let h = m.headers()?;
     h.iter()
@@ -347,8 +382,32 @@ fn judged_again(
 pub(crate) fn rebuild(
     cx: &mut Ctx<'_>,
     parts: &[i32],
-    base: Option<super::snapshots::Restored>,
+    store: Option<&Store>,
 ) -> Result<Rebuilt, Abort> {
+    let base = match store {
+        None => None,
+        Some(store) => {
+            let loaded = match store {
+                Store::File(file) => snapshots::load(file, cx.settings, parts),
+                Store::Topic(t) => read_changelog(cx, t, parts)?,
+            };
+            match loaded {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    cx.snapshot_restores.with_label_values(&[why.label()]).inc();
+                    if why == Unusable::Absent {
+                        tracing::info!(
+                            store = store.place(),
+                            "no snapshot: rebuilding from the input's history"
+                        );
+                    } else {
+                        tracing::warn!(reason = %why, store = store.place(), "snapshot not restored: rebuilding from the input's history");
+                    }
+                    None
+                }
+            }
+        }
+    };
     let k = cx.settings.kafka.clone();
     // Producers' clocks may run ahead of event time or of each other: read a little more.
     let margin_ms = cx.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
@@ -381,10 +440,10 @@ pub(crate) fn rebuild(
         }
     }
     let base = base.and_then(|b| {
-        if super::snapshots::at_commit(&b.positions, &commit_at, &earliest) {
+        if snapshots::at_commit(&b.positions, &commit_at, &earliest) {
             Some(b)
         } else {
-            let why = super::snapshots::Unusable::NotAtCommit;
+            let why = Unusable::NotAtCommit;
             tracing::warn!(reason = %why, "snapshot not restored: rebuilding from the input's history");
             cx.snapshot_restores.with_label_values(&[why.label()]).inc();
             None

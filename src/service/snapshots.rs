@@ -1,8 +1,9 @@
-//! Snapshots of the windows in a local directory (`[service] snapshot_dir`): the engine's state
-//! with the input position it reflects, so that an assignment restores it and reads only the
-//! input after that position, instead of weeks of history.
+//! Snapshots of the windows: the engine's state with the input position it reflects, so that an
+//! assignment restores it and reads only the input after that position, instead of weeks of
+//! history. Kept in a compacted topic (`[kafka] snapshots_topic`, the default: `changelog`) or
+//! in a local directory (`[service] snapshot_dir`: this module's files).
 //!
-//! One file per consumer group, `<dir>/<group_id>.snapshot`. A new snapshot is written beside
+//! In a directory: one file per consumer group, `<dir>/<group_id>.snapshot`. A new snapshot is written beside
 //! it (`.snapshot.tmp`, synced) and put in its place (renamed) only once the broker reports
 //! the group's committed offsets at or past the positions it reflects: a snapshot in place is never ahead of the
 //! committed offsets, whenever the process dies (a crash between a snapshot and that commit
@@ -86,13 +87,13 @@ pub fn path(dir: &Path, group_id: &str) -> PathBuf {
 
 /// A 64-bit checksum, eight bytes at a time (corruption, not tampering).
 #[derive(Default)]
-struct Sum {
+pub(crate) struct Sum {
     h: u64,
     tail: Vec<u8>,
 }
 
 impl Sum {
-    fn add(&mut self, mut b: &[u8]) {
+    pub(crate) fn add(&mut self, mut b: &[u8]) {
         if !self.tail.is_empty() {
             let need = 8 - self.tail.len();
             let take = need.min(b.len());
@@ -115,7 +116,7 @@ impl Sum {
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
             .rotate_left(29);
     }
-    fn finish(mut self) -> u64 {
+    pub(crate) fn finish(mut self) -> u64 {
         let n = self.tail.len() as u64;
         let mut last = [0u8; 8];
         last[..self.tail.len()].copy_from_slice(&self.tail);
@@ -202,13 +203,87 @@ fn frame(bytes: &[u8]) -> Result<(BTreeMap<i32, i64>, &[u8]), String> {
     Ok((positions, engine))
 }
 
-/// Reads the snapshot of `group_id` for `parts` (sorted), if there is a usable one. Whether it
+/// Where snapshots are kept.
+pub(crate) enum Store {
+    /// A file in a local directory ([`path`]).
+    File(PathBuf),
+    /// A compacted topic.
+    Topic(super::changelog::Changelog),
+}
+
+/// A snapshot written, not yet in place.
+pub(crate) enum Written {
+    File,
+    Topic(super::changelog::Pending),
+}
+
+impl Store {
+    /// Writes a snapshot of `engine_bytes` at `positions` beside the one in place (on the
+    /// writer's thread), waiting `timeout` at most for a broker.
+    pub(crate) fn write(
+        &self,
+        positions: &BTreeMap<i32, i64>,
+        engine_bytes: &[u8],
+        timeout: std::time::Duration,
+    ) -> io::Result<Written> {
+        match self {
+            Store::File(file) => write(file, positions, engine_bytes).map(|()| Written::File),
+            Store::Topic(t) => t
+                .write(positions, engine_bytes, timeout)
+                .map(Written::Topic),
+        }
+    }
+
+    /// Puts a written snapshot in place, waiting `timeout` at most for a broker.
+    pub(crate) fn promote(&self, w: Written, timeout: std::time::Duration) -> io::Result<()> {
+        match (self, w) {
+            (Store::File(file), _) => promote(file),
+            (Store::Topic(t), Written::Topic(p)) => t.promote(p, timeout),
+            (Store::Topic(_), Written::File) => Err(io::Error::other("not written to the topic")),
+        }
+    }
+
+    /// Gives up a written snapshot (of an earlier assignment).
+    pub(crate) fn discard(&self, _: Written) {
+        if let Store::File(file) = self {
+            let _ = std::fs::remove_file(pending(file));
+        }
+        // In the topic, the chunks stay in the slot not in place, to be written over.
+    }
+
+    /// Where, for logs.
+    pub(crate) fn place(&self) -> String {
+        match self {
+            Store::File(file) => format!("file {}", file.display()),
+            Store::Topic(t) => format!("topic {}", t.topic),
+        }
+    }
+}
+
+/// Restores the engine of a snapshot read whole, under `settings`.
+pub(crate) fn engine_of(
+    settings: &Settings,
+    positions: BTreeMap<i32, i64>,
+    engine_bytes: &[u8],
+) -> Result<Restored, Unusable> {
+    let engine = Engine::from_snapshot(
+        settings.rules.clone(),
+        settings.engine.clone(),
+        engine_bytes,
+    )
+    .map_err(|e| match e {
+        crate::engine::SnapshotError::OtherRules => Unusable::OtherRules,
+        other => Unusable::Unreadable(other.to_string()),
+    })?;
+    Ok(Restored { engine, positions })
+}
+
+/// Reads the snapshot in `file` for `parts` (sorted), if there is a usable one. Whether it
 /// is at the committed offsets is for the caller to check, once it has read them
 /// ([`at_commit`]).
-pub(crate) fn load(dir: &Path, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
-    let file = path(dir, &settings.kafka.group_id);
+pub(crate) fn load(file: &Path, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
     let mut bytes = Vec::new();
-    match std::fs::File::open(&file) {
+    match std::fs::File::open(file) {
         Ok(mut f) => f
             .read_to_end(&mut bytes)
             .map_err(|e| Unusable::Unreadable(e.to_string()))?,
@@ -220,16 +295,7 @@ pub(crate) fn load(dir: &Path, settings: &Settings, parts: &[i32]) -> Result<Res
     if covered != parts {
         return Err(Unusable::OtherPartitions);
     }
-    let engine = Engine::from_snapshot(
-        settings.rules.clone(),
-        settings.engine.clone(),
-        engine_bytes,
-    )
-    .map_err(|e| match e {
-        crate::engine::SnapshotError::OtherRules => Unusable::OtherRules,
-        other => Unusable::Unreadable(other.to_string()),
-    })?;
-    Ok(Restored { engine, positions })
+    engine_of(settings, positions, engine_bytes)
 }
 
 /// Whether a snapshot at `positions` can continue from the committed offsets `committed`: for

@@ -75,6 +75,12 @@ impl Kafka {
         ] {
             k.create_topic(&t, p);
         }
+        // The snapshots topic: the mock cluster cannot be asked to create it compacted (it has
+        // no admin API), so it is created here; a real broker is left to the service, which
+        // creates it compacted.
+        if let Some(m) = &k.mock {
+            m.create_topic(&k.snapshots(), 1, 1).unwrap();
+        }
         k
     }
     fn input(&self) -> String {
@@ -88,6 +94,9 @@ impl Kafka {
     }
     fn suppressions(&self) -> String {
         format!("suppressions.{}", self.tag)
+    }
+    fn snapshots(&self) -> String {
+        format!("snapshots.{}", self.tag)
     }
     fn group(&self) -> String {
         format!("dialguard.{}", self.tag)
@@ -135,6 +144,7 @@ impl Kafka {
         s.kafka.alerts_topic = self.alerts();
         s.kafka.dlq_topic = self.dlq();
         s.kafka.suppressions_topic = Some(self.suppressions());
+        s.kafka.snapshots_topic = Some(self.snapshots());
         s.kafka.client = client_tuning();
         s
     }
@@ -522,7 +532,9 @@ fn alerts_equal_replay_poison_goes_to_the_dlq_and_shutdown_commits() {
 #[test]
 fn a_restart_rebuilds_windows_and_publishes_nothing_twice() {
     let kafka = Kafka::new("restart");
-    let settings = kafka.settings("config/dialguard.toml");
+    let mut settings = kafka.settings("config/dialguard.toml");
+    // The rebuild from the input's history is what this tests: no snapshot to continue from.
+    settings.kafka.snapshots_topic = None;
     let lines = traffic(4000, 12);
     let (want, _) = expected(&settings, &lines);
     let half = lines.len() / 2;
@@ -554,10 +566,36 @@ fn a_restart_rebuilds_windows_and_publishes_nothing_twice() {
     assert_same(&all, &want);
 }
 
-/// With a snapshot directory, a graceful stop leaves a snapshot at the committed offsets and
-/// the next instance continues from it, reading no input history; a damaged snapshot is set
-/// aside (with its reason counted) for a full rebuild. Alerts are those of replay either way,
-/// none published twice.
+/// With the default store (the snapshots topic), a graceful stop leaves a snapshot at the
+/// committed offsets and the next instance continues from it, reading no input history; a
+/// damaged snapshot is set aside (with its reason counted) for a full rebuild. Alerts are those
+/// of replay either way, none published twice.
+#[test]
+fn a_restart_continues_from_the_snapshots_topic_and_a_damaged_snapshot_is_set_aside() {
+    let kafka = Kafka::new("snapshot-topic");
+    let settings = kafka.settings("config/dialguard.toml");
+    let damage = || {
+        // A chunk of each slot written over: the one in place no longer matches its manifest.
+        let group = kafka.group();
+        let junk = b"DGSNAPC1 not the chunk the manifest names".to_vec();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &kafka.brokers)
+            .create()
+            .unwrap();
+        let topic = kafka.snapshots();
+        for slot in 0..2 {
+            let key = format!("{group}/0-{}/{slot}/0", PARTITIONS - 1);
+            producer
+                .send(BaseRecord::to(&topic).key(&key).payload(&junk))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(PATIENCE).unwrap();
+    };
+    restart_from_a_snapshot(&kafka, settings, damage);
+}
+
+/// The same with a snapshot directory (`[service] snapshot_dir`).
 #[test]
 fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
     let kafka = Kafka::new("snapshot");
@@ -566,6 +604,21 @@ fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
     std::fs::create_dir_all(&dir).unwrap();
     let mut settings = kafka.settings("config/dialguard.toml");
     settings.service.snapshot_dir = Some(dir.clone());
+    let file = dir.join(format!("{}.snapshot", settings.kafka.group_id));
+    let damage = || {
+        assert!(file.is_file(), "a graceful stop writes a snapshot");
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x40;
+        std::fs::write(&file, &bytes).unwrap();
+    };
+    restart_from_a_snapshot(&kafka, settings, damage);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Three instances in turn: the first stops gracefully (a snapshot in place), the second must
+/// continue from it, then `damage` spoils it and the third must rebuild from the history.
+fn restart_from_a_snapshot(kafka: &Kafka, settings: Settings, damage: impl FnOnce()) {
     let lines = traffic(4500, 13);
     let (want, _) = expected(&settings, &lines);
     let (first_part, rest) = lines.split_at(lines.len() / 3);
@@ -573,7 +626,7 @@ fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
 
     let first = start(settings.clone());
     kafka.produce(first_part);
-    wait_done(&kafka, &[&first]);
+    wait_done(kafka, &[&first]);
     let text = first.handles.metrics.render();
     assert_eq!(
         metric_with(
@@ -584,13 +637,11 @@ fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
         1.0
     );
     first.stop();
-    let file = dir.join(format!("{}.snapshot", settings.kafka.group_id));
-    assert!(file.is_file(), "a graceful stop writes a snapshot");
 
     // Continued from the snapshot: no input record is read back.
     let second = start(settings.clone());
     kafka.produce(second_part);
-    wait_done(&kafka, &[&second]);
+    wait_done(kafka, &[&second]);
     let text = second.handles.metrics.render();
     assert_eq!(
         metric_with(
@@ -607,18 +658,15 @@ fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
     );
     second.stop();
     assert_same(
-        &published(&kafka),
+        &published(kafka),
         &expected(&settings, &[first_part, second_part].concat()).0,
     );
 
     // A damaged snapshot: set aside, the history read back instead.
-    let mut bytes = std::fs::read(&file).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    std::fs::write(&file, &bytes).unwrap();
+    damage();
     let third = start(settings.clone());
     kafka.produce(third_part);
-    wait_done(&kafka, &[&third]);
+    wait_done(kafka, &[&third]);
     let text = third.handles.metrics.render();
     assert_eq!(
         metric_with(
@@ -630,8 +678,7 @@ fn a_restart_continues_from_a_snapshot_and_a_damaged_one_is_set_aside() {
     );
     assert!(metric_with(&text, "dialguard_rebuild_records_total", "topic=\"input\"") > 0.0);
     third.stop();
-    assert_same(&published(&kafka), &want);
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_same(&published(kafka), &want);
 }
 
 /// The directives the service should publish for `lines`: an engine judging them in file order
@@ -913,6 +960,7 @@ pub(crate) fn child_env(kafka: &Kafka) -> Vec<(String, String)> {
         ("DIALGUARD__KAFKA__ALERTS_TOPIC", kafka.alerts()),
         ("DIALGUARD__KAFKA__DLQ_TOPIC", kafka.dlq()),
         ("DIALGUARD__KAFKA__SUPPRESSIONS_TOPIC", kafka.suppressions()),
+        ("DIALGUARD__KAFKA__SNAPSHOTS_TOPIC", kafka.snapshots()),
         (
             "DIALGUARD__KAFKA__CLIENT__SESSION_TIMEOUT_MS",
             "6000".into(),
@@ -978,21 +1026,26 @@ pub(crate) fn alerts_on_topic(kafka: &Kafka) -> i64 {
 /// Starts `dialguard run`, waits until the alerts topic holds `alerts` records, then kills it
 /// with SIGKILL (no flush, no commit), asserting the kill lands mid-stream.
 fn kill_9_after(kafka: &Kafka, alerts: i64) {
-    kill_9_after_with(kafka, alerts, &[], None, None)
+    kill_9_after_with(kafka, alerts, &[], None, false)
 }
 
-/// [`kill_9_after`] for a process with more environment and a log, killed only once `file`
-/// exists too, when given (then the kill may land after the input is all judged).
+/// [`kill_9_after`] for a process with more environment and a log, killed only once it has
+/// logged a snapshot put in place too, when `in_place` (then the kill may land after the input
+/// is all judged).
 fn kill_9_after_with(
     kafka: &Kafka,
     alerts: i64,
     env: &[(&str, String)],
     log: Option<&Path>,
-    file: Option<&Path>,
+    in_place: bool,
 ) {
     let mut child = spawn_run_with(kafka, env, log);
     let deadline = Instant::now() + PATIENCE;
-    while alerts_on_topic(kafka) < alerts || file.is_some_and(|f| !f.exists()) {
+    let placed = || {
+        log.and_then(|l| std::fs::read_to_string(l).ok())
+            .is_some_and(|t| t.contains("snapshot in place"))
+    };
+    while alerts_on_topic(kafka) < alerts || (in_place && !placed()) {
         assert!(Instant::now() < deadline, "no alerts from the process");
         assert!(child.try_wait().unwrap().is_none(), "the process exited");
         std::thread::sleep(Duration::from_millis(20));
@@ -1001,7 +1054,7 @@ fn kill_9_after_with(
     child.wait().unwrap();
     let committed = kafka.committed();
     assert!(
-        file.is_some() || committed.iter().any(|(c, end)| c < end),
+        in_place || committed.iter().any(|(c, end)| c < end),
         "the kill should land mid-stream: {committed:?}"
     );
 }
@@ -1060,48 +1113,57 @@ fn finish_and_stop(kafka: &Kafka, mut process: std::process::Child) {
     assert!(code.success(), "exit status {code:?}");
 }
 
-/// A fresh directory for `name`'s snapshots, and the environment that has a `dialguard run`
-/// process snapshot there every second, logging at info.
-fn snapshots_every_second(name: &str) -> (std::path::PathBuf, [(&'static str, String); 3]) {
+/// A fresh directory for `name`'s logs, and the environment that has a `dialguard run`
+/// process snapshot every second, logging at info: to the snapshots topic (the default), or to
+/// that directory (`in_dir`).
+fn snapshots_every_second(
+    name: &str,
+    in_dir: bool,
+) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
     let dir = std::env::temp_dir().join(format!("dialguard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let env = [
-        (
-            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
-            dir.display().to_string(),
-        ),
+    let mut env = vec![
         ("DIALGUARD__SERVICE__SNAPSHOT_EVERY", "1s".to_owned()),
         ("RUST_LOG", "info".to_owned()),
     ];
+    if in_dir {
+        env.push((
+            "DIALGUARD__SERVICE__SNAPSHOT_DIR",
+            dir.display().to_string(),
+        ));
+    }
     (dir, env)
 }
 
 /// The kill -9 test with snapshots in play: written every second, so kills land between a
 /// snapshot and the commit of its positions, during a write, or after; every restart continues
 /// from the last snapshot put in place (or rebuilds when there is none yet), and every breach is
-/// still published exactly once.
+/// still published exactly once. In the snapshots topic (the default store):
 #[test]
 fn kill_9_with_snapshots_in_play_gives_every_breach_exactly_once() {
-    let kafka = Kafka::with_partitions("kill9snap", 4);
+    kill_9_with_snapshots_in_play("kill9snap", false);
+}
+
+/// … and in a directory.
+#[test]
+fn kill_9_with_snapshots_in_a_directory_gives_every_breach_exactly_once() {
+    kill_9_with_snapshots_in_play("kill9snapdir", true);
+}
+
+fn kill_9_with_snapshots_in_play(name: &str, in_dir: bool) {
+    let kafka = Kafka::with_partitions(name, 4);
     let settings = kafka.settings("config/dialguard.toml");
     let lines = traffic_over(20_000, 16, 7);
     let (want, _) = expected(&settings, &lines);
     kafka.produce_to(&lines, skewed);
-    let (dir, env) = snapshots_every_second("kill9snap");
+    let (dir, env) = snapshots_every_second(name, in_dir);
     let log = dir.join("log");
 
     // The first kill lands mid-stream, likely before any snapshot is in place; the second only
     // once one is (so the restart after it continues from a snapshot).
-    let snapshot = dir.join(format!("{}.snapshot", kafka.group()));
-    kill_9_after_with(&kafka, want.len() as i64 / 10, &env, Some(&log), None);
-    kill_9_after_with(
-        &kafka,
-        want.len() as i64 / 2,
-        &env,
-        Some(&log),
-        Some(&snapshot),
-    );
+    kill_9_after_with(&kafka, want.len() as i64 / 10, &env, Some(&log), false);
+    kill_9_after_with(&kafka, want.len() as i64 / 2, &env, Some(&log), true);
     finish_and_stop(&kafka, spawn_run_with(&kafka, &env, Some(&log)));
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -1126,14 +1188,13 @@ fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
     let lines = traffic_over(20_000, 18, 7);
     let (want, _) = expected(&settings, &lines);
     kafka.produce_to(&lines, skewed);
-    let (dir, env) = snapshots_every_second("kill9restore");
-    let snapshot = dir.join(format!("{}.snapshot", kafka.group()));
+    let (dir, env) = snapshots_every_second("kill9restore", false);
     kill_9_after_with(
         &kafka,
         want.len() as i64 / 2,
         &env,
         Some(&dir.join("first")),
-        Some(&snapshot),
+        true,
     );
 
     // Killed as soon as it is given its partitions: the restore takes a few hundred
@@ -1275,7 +1336,9 @@ fn a_backlog_over_skewed_partitions_is_judged_like_replay_with_the_default_laten
 #[test]
 fn a_restart_after_long_downtime_finds_breaches_that_need_calls_from_before_it() {
     let kafka = Kafka::new("downtime");
-    let settings = kafka.settings("config/dialguard.toml");
+    let mut settings = kafka.settings("config/dialguard.toml");
+    // Where the rebuild's history starts is what this tests: no snapshot to continue from.
+    settings.kafka.snapshots_topic = None;
     let lines = traffic_over(12_000, 22, 21);
     let (want, _) = expected(&settings, &lines);
     let split = lines.len() * 2 / 3;
