@@ -269,6 +269,12 @@ fn service_sections_have_defaults_and_take_overrides() {
     );
     let off = load_text(&format!("{PACK}[kafka]\nsuppressions_topic = \"\"\n")).unwrap();
     assert_eq!(off.kafka.suppressions_topic, None);
+    assert_eq!(
+        s.kafka.snapshots_topic.as_deref(),
+        Some("dialguard.snapshots")
+    );
+    let off = load_text(&format!("{PACK}[kafka]\nsnapshots_topic = \"\"\n")).unwrap();
+    assert_eq!(off.kafka.snapshots_topic, None);
     assert_eq!(s.http.listen.to_string(), "127.0.0.1:9898");
     assert_eq!(s.service.shutdown_grace.as_secs(), 30);
     assert_eq!(s.kafka.instance_id, None);
@@ -330,6 +336,12 @@ fn broken_service_sections_name_the_key() {
         assert_eq!(
             key_of(&format!("{PACK}[kafka]\nsuppressions_topic = \"{bad}\"\n")),
             "kafka.suppressions_topic"
+        );
+    }
+    for bad in ["compliance.suppressions", "dialer.call-events", "bad topic"] {
+        assert_eq!(
+            key_of(&format!("{PACK}[kafka]\nsnapshots_topic = \"{bad}\"\n")),
+            "kafka.snapshots_topic"
         );
     }
     assert_eq!(
