@@ -14,7 +14,8 @@
 //! With `DIALGUARD_TEST_BROKERS=host:port` (a broker that keeps what it is given: Apache Kafka,
 //! or Tansu as in `../shared/reference/kafka-testing.md`) the calls are produced there and
 //! committed, and the same restart is then measured again without the snapshot: the full
-//! rebuild, side by side.
+//! rebuild, side by side. `--topic` (with such a broker) puts the snapshot in the snapshots
+//! topic, the default store, instead of a directory, and skips the full rebuild.
 
 use dialguard::engine::Engine;
 use std::time::Instant;
@@ -40,7 +41,7 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(4_000_000, |v| v.parse().expect("--calls N"));
     if args.iter().any(|a| a == "--service") {
-        service_restart(n);
+        service_restart(n, args.iter().any(|a| a == "--topic"));
         return;
     }
     let mut settings = common::settings("dialguard.toml");
@@ -78,7 +79,7 @@ fn judged(
 }
 
 /// See the module documentation (`--service`).
-fn service_restart(n: u64) {
+fn service_restart(n: u64, topic: bool) {
     use dialguard::service::snapshots;
     use rdkafka::mocking::MockCluster;
     use std::collections::BTreeMap;
@@ -100,6 +101,10 @@ fn service_restart(n: u64) {
     drop((calls, silent));
 
     let real = std::env::var("DIALGUARD_TEST_BROKERS").ok();
+    assert!(
+        real.is_some() || !topic,
+        "--topic needs DIALGUARD_TEST_BROKERS: the mock cluster keeps about 5 MiB a partition"
+    );
     let cluster = match real {
         Some(_) => None,
         None => Some(MockCluster::new(1).expect("mock cluster")),
@@ -112,6 +117,7 @@ fn service_restart(n: u64) {
         k.alerts_topic = format!("{}.{tag}", k.alerts_topic);
         k.dlq_topic = format!("{}.{tag}", k.dlq_topic);
         k.suppressions_topic = k.suppressions_topic.as_ref().map(|t| format!("{t}.{tag}"));
+        k.snapshots_topic = k.snapshots_topic.as_ref().map(|t| format!("{t}.{tag}"));
         k.group_id = format!("{}.{tag}", k.group_id);
     }
     let k = settings.kafka.clone();
@@ -144,13 +150,15 @@ fn service_restart(n: u64) {
     drop(lines);
     let dir = std::env::temp_dir().join(format!("dialguard-bench-snap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    settings.service.snapshot_dir = Some(dir.clone());
-    let file = snapshots::path(&dir, &k.group_id);
+    if !topic {
+        settings.service.snapshot_dir = Some(dir.clone());
+    }
     let bytes = engine.snapshot();
     drop(engine);
     let positions: BTreeMap<i32, i64> = [(0, position)].into_iter().collect();
-    snapshots::write(&file, &positions, &bytes).unwrap();
-    snapshots::promote(&file).unwrap();
+    let t = Instant::now();
+    snapshots::put_in_place(&settings, &positions, &bytes).unwrap();
+    let put_s = t.elapsed().as_secs_f64();
     let size = bytes.len();
     drop(bytes);
 
@@ -161,13 +169,15 @@ fn service_restart(n: u64) {
         "the service did not restore the snapshot:\n{text}"
     );
     println!(
-        "service restart from a snapshot: {retained} retained calls, snapshot {:.1} MiB; ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
+        "service restart from a snapshot ({}): {retained} retained calls, snapshot {:.1} MiB (written and put in place in {put_s:.2} s); ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
+        if topic { "snapshots topic" } else { "directory" },
         size as f64 / 1048576.0
     );
-    if real.is_some() {
+    if real.is_some() && !topic {
         // The same restart without the snapshot: the full rebuild from the input's history.
         let mut full = settings.clone();
         full.service.snapshot_dir = None;
+        full.kafka.snapshots_topic = None;
         let (full_s, text) = ready_after_start(full);
         let read = text
             .lines()

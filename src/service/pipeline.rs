@@ -61,7 +61,9 @@ pub(crate) fn configured_client(k: &KafkaSettings) -> ClientConfig {
 
 /// Where the settings say snapshots are kept: a directory when one is set, else the snapshots
 /// topic (a producer of its own), else nowhere.
-fn snapshot_store(settings: &Settings) -> Result<Option<snapshots::Store>, ServiceError> {
+pub(crate) fn snapshot_store(
+    settings: &Settings,
+) -> Result<Option<snapshots::Store>, ServiceError> {
     let k = &settings.kafka;
     if let Some(dir) = &settings.service.snapshot_dir {
         return Ok(Some(snapshots::Store::File(snapshots::path(

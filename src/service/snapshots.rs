@@ -260,6 +260,28 @@ impl Store {
     }
 }
 
+/// Writes a snapshot of `engine_bytes` at `positions` to the store `settings` name (the
+/// snapshots topic, or `snapshot_dir`) and puts it in place at once, as an instance that stopped
+/// with all its records committed leaves it: for benchmarks and tools that seed a snapshot.
+pub fn put_in_place(
+    settings: &Settings,
+    positions: &BTreeMap<i32, i64>,
+    engine_bytes: &[u8],
+) -> io::Result<()> {
+    let store = super::pipeline::snapshot_store(settings)
+        .map_err(io::Error::other)?
+        .ok_or_else(|| io::Error::other("no snapshot store is configured"))?;
+    if let Store::Topic(t) = &store {
+        super::changelog::ensure_compacted(
+            super::pipeline::configured_client(&settings.kafka),
+            t.topic.clone(),
+        );
+    }
+    let timeout = super::changelog::WRITE_TIMEOUT;
+    let written = store.write(positions, engine_bytes, timeout)?;
+    store.promote(written, timeout)
+}
+
 /// Restores the engine of a snapshot read whole, under `settings`.
 pub(crate) fn engine_of(
     settings: &Settings,
