@@ -78,6 +78,24 @@ pub(crate) fn partition_set(parts: &[i32]) -> String {
     out
 }
 
+/// The partitions of a set written by [`partition_set`]; `None` if it is not one.
+fn parse_set(set: &str) -> Option<Vec<i32>> {
+    let mut out = Vec::new();
+    for r in set.split(',') {
+        match r.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (a.parse::<i32>().ok()?, b.parse::<i32>().ok()?);
+                if b < a || b - a > 1_000_000 {
+                    return None;
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(r.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
 /// The manifest's key for `group` and `parts`.
 pub(crate) fn manifest_key(group: &str, parts: &[i32]) -> String {
     format!("{group}/{}", partition_set(parts))
@@ -137,6 +155,9 @@ pub(crate) struct Changelog {
     group: String,
     producer: BaseProducer<Deliveries>,
     slots: Mutex<HashMap<String, Slots>>,
+    /// By key: the keys of snapshots made for partition sets that overlap it (before a
+    /// rebalance), deleted once a snapshot of the key is in place.
+    stale: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl Changelog {
@@ -157,6 +178,7 @@ impl Changelog {
             group: group.to_owned(),
             producer: config.create_with_context(Deliveries::default())?,
             slots: Mutex::new(HashMap::new()),
+            stale: Mutex::new(HashMap::new()),
         })
     }
 
@@ -164,9 +186,13 @@ impl Changelog {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// What a restore learnt of `key`'s slots.
-    pub(crate) fn learn(&self, key: &str, slots: Slots) {
+    /// What a restore learnt of `key`'s slots, and the keys its snapshots make stale.
+    pub(crate) fn learn(&self, key: &str, slots: Slots, stale: Vec<String>) {
         self.slots().insert(key.to_owned(), slots);
+        self.stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_owned(), stale);
     }
 
     /// Sends `value` (`None`: a tombstone) under `key`, waiting out a full queue.
@@ -252,12 +278,38 @@ impl Changelog {
     }
 
     /// Produces the manifest of a written snapshot, putting it in place; waits for its
-    /// acknowledgement (a few milliseconds; `timeout` at most).
+    /// acknowledgement (a few milliseconds; `timeout` at most). The first time, the snapshots
+    /// of partition sets it replaces are deleted (tombstones): after a rebalance, their
+    /// partitions are this key's, so they could only be restored stale, and compaction would
+    /// keep them for ever.
     pub(crate) fn promote(&self, p: Pending, timeout: Duration) -> io::Result<()> {
         let failed = self.producer.context().failed.load(Ordering::SeqCst);
         self.send(&p.key, Some(&p.manifest))?;
         self.settle(failed, timeout)?;
-        self.slots().entry(p.key).or_default().in_place = Some(p.slot);
+        self.slots().entry(p.key.clone()).or_default().in_place = Some(p.slot);
+        let stale = self
+            .stale
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&p.key)
+            .unwrap_or_default();
+        if !stale.is_empty() {
+            let failed = self.producer.context().failed.load(Ordering::SeqCst);
+            let sent = stale.iter().try_for_each(|k| self.send(k, None));
+            match sent.and_then(|()| self.settle(failed, timeout)) {
+                Ok(()) => tracing::info!(
+                    keys = stale.len(),
+                    "snapshots of earlier partition sets deleted"
+                ),
+                Err(e) => {
+                    tracing::debug!(error = %e, "deleting snapshots of earlier partition sets; tried again next time");
+                    self.stale
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(p.key, stale);
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -354,21 +406,35 @@ fn read_manifest(b: &[u8]) -> Result<Manifest, String> {
 /// What a restore reads of the snapshots topic for one manifest key: the last value of the
 /// manifest and of each of its chunks (a later value of a key replaces an earlier one, as
 /// compaction would; a tombstone deletes it).
+#[derive(Clone)]
 pub(crate) struct Scan {
-    key: String,
-    prefix: String,
+    /// `<group>/`.
+    group: String,
+    /// The assigned partitions, and as written in keys.
+    parts: Vec<i32>,
+    set: String,
     manifest: Option<Vec<u8>>,
     chunks: HashMap<(u8, u32), Vec<u8>>,
+    /// Live keys of the group's snapshots for other partition sets that share a partition
+    /// with this one: stale once this set has a snapshot in place.
+    stale: std::collections::BTreeSet<String>,
 }
 
 impl Scan {
-    pub(crate) fn new(key: String) -> Scan {
+    pub(crate) fn new(group: &str, parts: &[i32]) -> Scan {
         Scan {
-            prefix: format!("{key}/"),
-            key,
+            group: format!("{group}/"),
+            parts: parts.to_vec(),
+            set: partition_set(parts),
             manifest: None,
             chunks: HashMap::new(),
+            stale: Default::default(),
         }
+    }
+
+    /// The manifest's key.
+    pub(crate) fn key(&self) -> String {
+        format!("{}{}", self.group, self.set)
     }
 
     /// One record of the topic, in offset order.
@@ -376,11 +442,26 @@ impl Scan {
         let Ok(key) = std::str::from_utf8(key) else {
             return;
         };
-        if key == self.key {
-            self.manifest = value.map(<[u8]>::to_vec);
+        let Some(rest) = key.strip_prefix(&self.group) else {
+            return;
+        };
+        let (set, rest) = match rest.split_once('/') {
+            Some((set, rest)) => (set, Some(rest)),
+            None => (rest, None),
+        };
+        if set != self.set {
+            let overlaps = parse_set(set)
+                .is_some_and(|other| other.iter().any(|p| self.parts.contains(p)));
+            if overlaps {
+                match value {
+                    Some(_) => self.stale.insert(key.to_owned()),
+                    None => self.stale.remove(key),
+                };
+            }
             return;
         }
-        let Some(rest) = key.strip_prefix(&self.prefix) else {
+        let Some(rest) = rest else {
+            self.manifest = value.map(<[u8]>::to_vec);
             return;
         };
         let Some((slot, n)) = rest.split_once('/') else {
@@ -400,6 +481,11 @@ impl Scan {
                 self.chunks.remove(&(slot, n));
             }
         }
+    }
+
+    /// The keys of the snapshots a snapshot of this set replaces.
+    pub(crate) fn stale(&self) -> Vec<String> {
+        self.stale.iter().cloned().collect()
     }
 
     /// What was learnt of the key's slots (to write the next snapshot beside the one in place).
@@ -539,6 +625,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn snapshots_of_overlapping_partition_sets_are_stale() {
+        let mut scan = Scan::new("g", &[2, 3]);
+        for k in ["g/0-3", "g/0-3/1/0", "g/3", "g/0-1", "g/0-1/0/0", "h/2-3", "g/x-y", "g/2-3"] {
+            scan.add(k.as_bytes(), Some(b"v"));
+        }
+        // A tombstone ends a key.
+        scan.add(b"g/3", None);
+        assert_eq!(scan.stale(), vec!["g/0-3".to_owned(), "g/0-3/1/0".to_owned()]);
+        assert_eq!(parse_set("0-3,7"), Some(vec![0, 1, 2, 3, 7]));
+        assert_eq!(parse_set("3-1"), None);
+        for parts in [vec![], vec![5], vec![0, 1, 2, 3, 7], vec![0, 2, 4, 5]] {
+            assert_eq!(parse_set(&partition_set(&parts)).unwrap_or_default(), parts);
+        }
+    }
+
+    #[test]
     fn partitions_are_written_as_ranges() {
         assert_eq!(partition_set(&[]), "");
         assert_eq!(partition_set(&[3]), "3");
@@ -572,7 +674,7 @@ mod tests {
     fn the_last_manifest_and_its_own_chunks_make_the_snapshot() {
         let a: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
         let b: Vec<u8> = (0..700u32).map(|i| (i * 3) as u8).collect();
-        let mut scan = Scan::new("g/0-1".into());
+        let mut scan = Scan::new("g", &[0, 1]);
         for (k, v) in written(1, 0, &a, 300) {
             record(&mut scan, &k, Some(v));
         }
@@ -592,14 +694,7 @@ mod tests {
                 chunks: [4, 3]
             }
         );
-        let (positions, bytes) = Scan {
-            key: scan.key.clone(),
-            prefix: scan.prefix.clone(),
-            manifest: scan.manifest.clone(),
-            chunks: scan.chunks.clone(),
-        }
-        .assemble()
-        .expect("whole");
+        let (positions, bytes) = scan.clone().assemble().expect("whole");
         assert_eq!(bytes, a);
         assert_eq!(positions, [(0, 5), (1, 9)].into_iter().collect());
         // Its manifest produced: the second one.
@@ -614,7 +709,7 @@ mod tests {
         let a: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
         let first = written(1, 0, &a, 300);
         let scan_of = |records: &[(String, Vec<u8>)]| {
-            let mut s = Scan::new("g/0-1".into());
+            let mut s = Scan::new("g", &[0, 1]);
             for (k, v) in records {
                 s.add(k.as_bytes(), Some(v));
             }

@@ -198,7 +198,6 @@ fn read_changelog(
     t: &Changelog,
     parts: &[i32],
 ) -> Result<Result<Restored, Unusable>, Abort> {
-    let key = changelog::manifest_key(&cx.settings.kafka.group_id, parts);
     let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let md = retry(cx, "reading the snapshots topic's metadata", |_| {
         probe.fetch_metadata(Some(&t.topic), TIMEOUT)
@@ -216,11 +215,11 @@ fn read_changelog(
         })?;
         ranges.insert(p, range);
     }
-    let mut scan = changelog::Scan::new(key.clone());
+    let mut scan = changelog::Scan::new(&cx.settings.kafka.group_id, parts);
     read_ranges(cx, &t.topic, &ranges, |_, m| {
         scan.add(m.key().unwrap_or_default(), m.payload())
     })?;
-    t.learn(&key, scan.slots());
+    t.learn(&scan.key(), scan.slots(), scan.stale());
     Ok(scan.restore(cx.settings, parts))
 }
 
