@@ -450,8 +450,8 @@ impl Scan {
             None => (rest, None),
         };
         if set != self.set {
-            let overlaps = parse_set(set)
-                .is_some_and(|other| other.iter().any(|p| self.parts.contains(p)));
+            let overlaps =
+                parse_set(set).is_some_and(|other| other.iter().any(|p| self.parts.contains(p)));
             if overlaps {
                 match value {
                     Some(_) => self.stale.insert(key.to_owned()),
@@ -627,12 +627,24 @@ mod tests {
     #[test]
     fn snapshots_of_overlapping_partition_sets_are_stale() {
         let mut scan = Scan::new("g", &[2, 3]);
-        for k in ["g/0-3", "g/0-3/1/0", "g/3", "g/0-1", "g/0-1/0/0", "h/2-3", "g/x-y", "g/2-3"] {
+        for k in [
+            "g/0-3",
+            "g/0-3/1/0",
+            "g/3",
+            "g/0-1",
+            "g/0-1/0/0",
+            "h/2-3",
+            "g/x-y",
+            "g/2-3",
+        ] {
             scan.add(k.as_bytes(), Some(b"v"));
         }
         // A tombstone ends a key.
         scan.add(b"g/3", None);
-        assert_eq!(scan.stale(), vec!["g/0-3".to_owned(), "g/0-3/1/0".to_owned()]);
+        assert_eq!(
+            scan.stale(),
+            vec!["g/0-3".to_owned(), "g/0-3/1/0".to_owned()]
+        );
         assert_eq!(parse_set("0-3,7"), Some(vec![0, 1, 2, 3, 7]));
         assert_eq!(parse_set("3-1"), None);
         for parts in [vec![], vec![5], vec![0, 1, 2, 3, 7], vec![0, 2, 4, 5]] {

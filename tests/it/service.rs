@@ -812,10 +812,27 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     let lines = traffic(4000, 13);
     let (want, _) = expected(&settings, &lines);
     assert!(want.len() > 50, "{}", want.len());
+    let (early, late) = lines.split_at(lines.len() / 4);
+
+    // One instance first: its snapshot (every partition) is left in the snapshots topic.
+    let alone = start(settings.clone());
+    kafka.produce(early);
+    wait_done(&kafka, &[&alone]);
+    alone.stop();
+    let whole = format!("{}/0-{}", kafka.group(), PARTITIONS - 1);
+    let live_keys = || -> BTreeMap<String, bool> {
+        let mut last = BTreeMap::new();
+        for r in kafka.read_all(&kafka.snapshots()) {
+            let key = String::from_utf8(r.key.unwrap()).unwrap();
+            last.insert(key, !r.payload.is_empty());
+        }
+        last
+    };
+    assert_eq!(live_keys().get(&whole), Some(&true), "{:?}", live_keys());
 
     let a = start(settings.clone());
     let b = start(settings);
-    kafka.produce(&lines);
+    kafka.produce(late);
     wait_done(&kafka, &[&a, &b]);
     let (ta, tb) = (a.handles.metrics.render(), b.handles.metrics.render());
     let (pa, pb) = (
@@ -827,6 +844,21 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     a.stop();
     b.stop();
     assert_same(&published(&kafka), &want);
+    // Each stopped with a snapshot of its own partitions in place, and the one made for them
+    // all, which only a stale restore could use now, is deleted, its chunks with it.
+    let keys = live_keys();
+    let manifests: Vec<&String> = keys
+        .iter()
+        .filter(|(k, live)| **live && k.matches('/').count() == 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(manifests.len(), 2, "{keys:?}");
+    assert!(
+        keys.iter()
+            .filter(|(k, _)| **k == whole || k.starts_with(&format!("{whole}/")))
+            .all(|(_, live)| !live),
+        "{keys:?}"
+    );
 }
 
 /// Tests that need the mock cluster's own behaviour skip, saying why, on a real broker.
