@@ -26,10 +26,12 @@
 //! `--no-directives` publishes no suppression directives (`kafka.suppressions_topic = ""`), to
 //! measure what they cost.
 //!
-//! `--snapshot-every DUR` has the service snapshot its windows to a temporary directory every
-//! DUR (`[service] snapshot_every`; off by default, as shipped), to measure what snapshots cost:
+//! `--snapshot-every DUR` has the service snapshot its windows every DUR (`[service]
+//! snapshot_every`; 5 min as shipped, so a run of a few minutes writes one only at its stop), to
+//! measure what snapshots cost: to the snapshots topic (the default store; compressed chunks,
+//! on the mock broker too), or with `--snapshot-dir` to a temporary directory:
 //! ```text
-//! cargo bench --bench kafka -- --calls 1000000 --rate 0 --snapshot-every 2s
+//! cargo bench --bench kafka -- --calls 1000000 --rate 0 --snapshot-every 2s [--snapshot-dir]
 //! ```
 //!
 //! `--live` stamps each call with the wall-clock time it is produced at (and checks with the time
@@ -71,6 +73,7 @@ struct Args {
     directives: bool,
     floor: bool,
     snapshot_every: Option<String>,
+    snapshot_dir: bool,
 }
 
 fn args() -> Args {
@@ -85,6 +88,7 @@ fn args() -> Args {
         directives: true,
         floor: false,
         snapshot_every: None,
+        snapshot_dir: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -116,7 +120,9 @@ fn args() -> Args {
             "--floor" => a.floor = true,
             "--snapshot-every" => {
                 a.snapshot_every = Some(v[i + 1].clone());
+                i += 1;
             }
+            "--snapshot-dir" => a.snapshot_dir = true,
             _ => {} // cargo's --bench and friends
         }
         i += 1;
@@ -321,12 +327,14 @@ fn main() {
     let snapshot_dir =
         std::env::temp_dir().join(format!("dialguard-kafka-bench-{}", std::process::id()));
     if let Some(every) = &a.snapshot_every {
+        env.insert("DIALGUARD__SERVICE__SNAPSHOT_EVERY".into(), every.clone());
+    }
+    if a.snapshot_dir {
         std::fs::create_dir_all(&snapshot_dir).expect("a temporary directory");
         env.insert(
             "DIALGUARD__SERVICE__SNAPSHOT_DIR".into(),
             snapshot_dir.display().to_string(),
         );
-        env.insert("DIALGUARD__SERVICE__SNAPSHOT_EVERY".into(), every.clone());
     }
     let mut settings = Settings::load_with_env(&root.join(&a.config), Some(env)).expect("config");
     // The check API only when checks are asked for: without it the loop waits in librdkafka's
@@ -384,6 +392,9 @@ fn main() {
     cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
     if let Some(t) = &k.suppressions_topic {
         cluster.create_topic(t, 3, 1).unwrap();
+    }
+    if let Some(t) = &k.snapshots_topic {
+        cluster.create_topic(t, 1, 1).unwrap();
     }
     settings.kafka.brokers = cluster.bootstrap_servers();
     // The mock broker answers an empty fetch only after fetch.wait.max.ms (it does not wake a
@@ -540,7 +551,7 @@ fn main() {
     let snapshot_hold = h.metrics.snapshot_seconds.get();
     shutdown.trigger();
     svc.join().unwrap().unwrap();
-    if a.snapshot_every.is_some() {
+    if a.snapshot_dir {
         let _ = std::fs::remove_dir_all(&snapshot_dir);
     }
     let mode = if a.live {
@@ -559,8 +570,13 @@ fn main() {
         (consumed - warm_consumed) as f64 / secs
     );
     if let Some(every) = &a.snapshot_every {
+        let store = if a.snapshot_dir {
+            "directory"
+        } else {
+            "snapshots topic"
+        };
         println!(
-            "snapshots every {every}: {snapshots} put in place during the load, the last {snapshot_bytes} bytes, taking it held the loop {:.3} s",
+            "snapshots every {every} to the {store}: {snapshots} put in place during the load, the last {snapshot_bytes} bytes, taking it held the loop {:.3} s",
             snapshot_hold
         );
     }

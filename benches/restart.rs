@@ -61,6 +61,7 @@ struct Topics {
     alerts: String,
     dlq: String,
     suppressions: String,
+    snapshots: String,
     group: String,
 }
 
@@ -73,6 +74,7 @@ fn spawn(brokers: &str, t: &Topics, http: SocketAddr, instance: Option<&str>) ->
         .env("DIALGUARD__KAFKA__ALERTS_TOPIC", &t.alerts)
         .env("DIALGUARD__KAFKA__DLQ_TOPIC", &t.dlq)
         .env("DIALGUARD__KAFKA__SUPPRESSIONS_TOPIC", &t.suppressions)
+        .env("DIALGUARD__KAFKA__SNAPSHOTS_TOPIC", &t.snapshots)
         .env("DIALGUARD__KAFKA__GROUP_ID", &t.group)
         .env("DIALGUARD__HTTP__LISTEN", http.to_string())
         .env("DIALGUARD__CHECK__LISTEN", "127.0.0.1:0")
@@ -131,6 +133,7 @@ fn main() {
         alerts: format!("compliance.alerts.{suffix}"),
         dlq: format!("dialer.call-events.dlq.{suffix}"),
         suppressions: format!("compliance.suppressions.{suffix}"),
+        snapshots: format!("dialguard.snapshots.{suffix}"),
         group: format!("dialguard.{suffix}"),
     };
     let cluster = match real {
@@ -147,6 +150,7 @@ fn main() {
         (&topics.alerts, PARTITIONS),
         (&topics.dlq, 1),
         (&topics.suppressions, 3),
+        (&topics.snapshots, 1),
     ] {
         match &cluster {
             Some(c) => c.create_topic(t, p, 1).expect("topic"),

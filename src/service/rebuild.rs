@@ -131,6 +131,16 @@ fn reader(settings: &Settings) -> KafkaResult<Reader> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true");
+    // A snapshot's chunks are half a megabyte each: fetching up to 8 MiB of a partition at a
+    // time, rather than librdkafka's 1 MiB, reads one in a fraction of the round trips (on
+    // Tansu, a restore of 4 million calls went from ~39 s to ~22 s a snapshot).
+    if !k
+        .client
+        .iter()
+        .any(|(key, _)| key == "max.partition.fetch.bytes")
+    {
+        c.set("max.partition.fetch.bytes", "8388608");
+    }
     c.create_with_context(ReaderCtx)
 }
 
