@@ -29,7 +29,7 @@
 //! reading is the rebuild's (`rebuild::read_ranges`, which keeps the group alive meanwhile),
 //! and what it read is judged by [`Scan`], which needs no broker.
 
-use super::snapshots::{self, Restored, Sum, Unusable};
+use super::snapshots::{self, Fields, Restored, Sum, Unusable};
 use crate::config::Settings;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
@@ -365,11 +365,7 @@ fn manifest(
     let mut sum = Sum::default();
     sum.add(engine_bytes);
     m.extend_from_slice(&sum.finish().to_le_bytes());
-    m.extend_from_slice(&(positions.len() as u32).to_le_bytes());
-    for (p, o) in positions {
-        m.extend_from_slice(&p.to_le_bytes());
-        m.extend_from_slice(&o.to_le_bytes());
-    }
+    snapshots::put_positions(&mut m, positions);
     let mut sum = Sum::default();
     sum.add(&m);
     m.extend_from_slice(&sum.finish().to_le_bytes());
@@ -388,36 +384,15 @@ struct Manifest {
 }
 
 fn read_manifest(b: &[u8]) -> Result<Manifest, String> {
-    if b.len() < 8 + 8 + 1 + 4 + 8 + 8 + 4 + 8 || &b[..8] != MANIFEST {
-        return Err("not a dialguard snapshot manifest (or an older format)".into());
-    }
-    let (body, tail) = b.split_at(b.len() - 8);
-    let mut s = Sum::default();
-    s.add(body);
-    if s.finish().to_le_bytes() != tail {
-        return Err("manifest checksum mismatch".into());
-    }
-    let mut at = 8;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let v = body.get(at..at + n).ok_or("manifest cut short")?;
-        at += n;
-        Ok(v)
-    };
-    let u64_ = |v: &[u8]| u64::from_le_bytes(v.try_into().expect("8 bytes"));
-    let u32_ = |v: &[u8]| u32::from_le_bytes(v.try_into().expect("4 bytes"));
-    let id = u64_(take(8)?);
-    let slot = take(1)?[0];
-    let chunks = u32_(take(4)?);
-    let len = u64_(take(8)?);
-    let sum = u64_(take(8)?);
-    let n = u32_(take(4)?) as usize;
-    let mut positions = BTreeMap::new();
-    for _ in 0..n {
-        let p = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
-        let o = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        positions.insert(p, o);
-    }
-    if at != body.len() || slot > 1 {
+    let mut f = Fields::open(b, MANIFEST)?;
+    let id = f.u64()?;
+    let slot = f.u8()?;
+    let chunks = f.u32()?;
+    let len = f.u64()?;
+    let sum = f.u64()?;
+    let positions = f.positions()?;
+    f.end()?;
+    if slot > 1 {
         return Err("malformed manifest".into());
     }
     Ok(Manifest {

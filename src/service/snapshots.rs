@@ -142,13 +142,10 @@ pub fn write(file: &Path, positions: &BTreeMap<i32, i64>, engine_bytes: &[u8]) -
             sum.add(b);
             w.write_all(b)
         };
-        put(MAGIC)?;
-        put(&(positions.len() as u32).to_le_bytes())?;
-        for (p, o) in positions {
-            put(&p.to_le_bytes())?;
-            put(&o.to_le_bytes())?;
-        }
-        put(&(engine_bytes.len() as u64).to_le_bytes())?;
+        let mut head = MAGIC.to_vec();
+        put_positions(&mut head, positions);
+        head.extend_from_slice(&(engine_bytes.len() as u64).to_le_bytes());
+        put(&head)?;
         put(engine_bytes)?;
         let h = std::mem::take(&mut sum).finish();
         w.write_all(&h.to_le_bytes())?;
@@ -171,35 +168,91 @@ pub fn promote(file: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// The fields of a framed record (a snapshot file, a manifest): `magic`, then fields read in
+/// order by [`Fields`], then a checksum of everything before it.
+pub(crate) struct Fields<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields after `magic`, if `bytes` start with it and end with the checksum of the rest.
+    pub(crate) fn open(bytes: &'a [u8], magic: &[u8; 8]) -> Result<Fields<'a>, String> {
+        if bytes.len() < magic.len() + 8 || &bytes[..magic.len()] != magic {
+            return Err("not a dialguard snapshot (or an older format)".into());
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 8);
+        let mut s = Sum::default();
+        s.add(body);
+        if s.finish().to_le_bytes() != sum {
+            return Err("checksum mismatch (cut short or corrupt)".into());
+        }
+        Ok(Fields {
+            body,
+            at: magic.len(),
+        })
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let b = self.body.get(self.at..self.at + n).ok_or("cut short")?;
+        self.at += n;
+        Ok(b)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    /// Input positions: a count, then (partition, next offset) pairs ([`put_positions`]).
+    pub(crate) fn positions(&mut self) -> Result<BTreeMap<i32, i64>, String> {
+        let n = self.u32()?;
+        let mut positions = BTreeMap::new();
+        for _ in 0..n {
+            let p = self.u32()? as i32;
+            let o = self.u64()? as i64;
+            positions.insert(p, o);
+        }
+        Ok(positions)
+    }
+
+    /// An error unless every field was read.
+    pub(crate) fn end(&self) -> Result<(), String> {
+        if self.at == self.body.len() {
+            Ok(())
+        } else {
+            Err("trailing bytes".into())
+        }
+    }
+}
+
+/// Appends `positions` as [`Fields::positions`] reads them.
+pub(crate) fn put_positions(out: &mut Vec<u8>, positions: &BTreeMap<i32, i64>) {
+    out.extend_from_slice(&(positions.len() as u32).to_le_bytes());
+    for (p, o) in positions {
+        out.extend_from_slice(&p.to_le_bytes());
+        out.extend_from_slice(&o.to_le_bytes());
+    }
+}
+
 /// Splits a snapshot file into its positions and engine bytes, checking its frame and checksum.
 fn frame(bytes: &[u8]) -> Result<(BTreeMap<i32, i64>, &[u8]), String> {
-    if bytes.len() < MAGIC.len() + 4 + 8 + 8 || &bytes[..MAGIC.len()] != MAGIC {
-        return Err("not a dialguard snapshot file (or an older format)".into());
-    }
-    let (body, sum) = bytes.split_at(bytes.len() - 8);
-    let mut s = Sum::default();
-    s.add(body);
-    if s.finish().to_le_bytes() != sum {
-        return Err("checksum mismatch (cut short or corrupt)".into());
-    }
-    let mut at = MAGIC.len();
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let b = body.get(at..at + n).ok_or("cut short")?;
-        at += n;
-        Ok(b)
-    };
-    let n = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-    let mut positions = BTreeMap::new();
-    for _ in 0..n {
-        let p = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
-        let o = i64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        positions.insert(p, o);
-    }
-    let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
-    let engine = take(len)?;
-    if at != body.len() {
-        return Err("trailing bytes".into());
-    }
+    let mut f = Fields::open(bytes, MAGIC)?;
+    let positions = f.positions()?;
+    let len = f.u64()? as usize;
+    let engine = f.take(len)?;
+    f.end()?;
     Ok((positions, engine))
 }
 
