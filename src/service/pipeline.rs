@@ -74,7 +74,7 @@ pub(crate) fn snapshot_store(
     let Some(topic) = &k.snapshots_topic else {
         return Ok(None);
     };
-    let changelog = super::changelog::Changelog::new(configured_client(k), topic, &k.group_id)
+    let changelog = changelog::Changelog::new(configured_client(k), topic, &k.group_id)
         .map_err(|e| ServiceError::Kafka(format!("snapshot producer: {e}")))?;
     Ok(Some(snapshots::Store::Topic(changelog)))
 }
