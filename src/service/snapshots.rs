@@ -3,10 +3,10 @@
 //! history. Kept in a compacted topic (`[kafka] snapshots_topic`, the default: `changelog`) or
 //! in a local directory (`[service] snapshot_dir`: this module's files).
 //!
-//! In a directory: one file per consumer group, `<dir>/<group_id>.snapshot`. A new snapshot is written beside
-//! it (`.snapshot.tmp`, synced) and put in its place (renamed) only once the broker reports
-//! the group's committed offsets at or past the positions it reflects: a snapshot in place is never ahead of the
-//! committed offsets, whenever the process dies (a crash between a snapshot and that commit
+//! In a directory: one file per consumer group, `<dir>/<group_id>.snapshot`. A new snapshot is
+//! written beside it (`.snapshot.tmp`, synced) and put in its place (renamed) only once the
+//! broker reports the group's committed offsets at or past the positions it reflects: a
+//! snapshot in place is never ahead of the committed offsets, whenever the process dies (a crash between a snapshot and that commit
 //! leaves the one before in place). Format:
 //!
 //! ```text
@@ -194,7 +194,9 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let b = self.body.get(self.at..self.at + n).ok_or("cut short")?;
+        // A length read from damaged bytes may be anything: no overflow, no panic.
+        let end = self.at.checked_add(n).ok_or("cut short")?;
+        let b = self.body.get(self.at..end).ok_or("cut short")?;
         self.at += n;
         Ok(b)
     }
