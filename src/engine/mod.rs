@@ -703,6 +703,7 @@ impl Engine {
                     callee_zones,
                     evidence_limit: if reserved_windows { 0 } else { *evidence_limit },
                     own: u32::MAX,
+                    known: None,
                 },
                 scratch,
                 locals: &mut locals,
@@ -819,10 +820,15 @@ impl Engine {
     pub fn holds(&mut self, call: &mut Call, out: &mut Vec<Hold>) {
         let t = call.occurred_at;
         let mut first = std::mem::take(&mut self.hold_scratch);
+        // The call is retained (accepted): its keys are its record's symbols.
+        let h = self.call_hash(&call.call_id);
+        let known = self
+            .retained_slot(h, &call.call_id)
+            .map(|s| self.records[s as usize].syms);
         // A cap counts the call itself at its instant; a cooldown starts strictly after it.
         for cooldown in [false, true] {
             call.occurred_at = Ts(t.0 + cooldown as i64);
-            self.looks(call, false, |look| {
+            self.looks(call, false, known, |look| {
                 let is_cooldown = match look.rule.body {
                     rule::Body::Cap { .. } => false,
                     rule::Body::Cooldown { .. } => true,
@@ -843,7 +849,7 @@ impl Engine {
             let mut at = x;
             for _ in 0..NEXT_ALLOWED_STEPS {
                 call.occurred_at = Ts(at);
-                match self.clear_of(ri as usize, call) {
+                match self.clear_of(ri as usize, call, known) {
                     Clear::Now => {
                         out.push(Hold {
                             rule: ri,
@@ -864,10 +870,10 @@ impl Engine {
     }
 
     /// [`kinds::clear_after`] of rule `ri` for `call`, reserved attempts left out.
-    fn clear_of(&mut self, ri: usize, call: &Call) -> Clear {
+    fn clear_of(&mut self, ri: usize, call: &Call, known: Option<[Sym; 7]>) -> Clear {
         let mut clear = Clear::Now;
         let mut i = 0;
-        self.looks(call, false, |look| {
+        self.looks(call, false, known, |look| {
             if i == ri {
                 clear = kinds::clear_after(look);
                 return false;
@@ -880,14 +886,16 @@ impl Engine {
 
     /// Calls `f` with a [`Look`] of `call` before each rule, in order, while it returns true.
     fn each_look(&mut self, call: &Call, f: impl FnMut(&mut Look<'_, '_>) -> bool) {
-        self.looks(call, true, f)
+        self.looks(call, true, None, f)
     }
 
     /// [`Engine::each_look`], with the reserved attempts counted or not.
+    /// `known`: the call's symbols, when it is retained (see [`Ctx::known`]).
     fn looks(
         &mut self,
         call: &Call,
         with_reserved: bool,
+        known: Option<[Sym; 7]>,
         mut f: impl FnMut(&mut Look<'_, '_>) -> bool,
     ) {
         let ctx = Ctx {
@@ -901,6 +909,7 @@ impl Engine {
             } else {
                 u32::MAX
             },
+            known,
         };
         let reserved = if with_reserved {
             &self.reserved.windows

@@ -106,6 +106,7 @@ impl Engine {
             callee_zones: &self.callee_zones,
             evidence_limit: 0,
             own: u32::MAX,
+            known: None,
         };
         let keys: Vec<Option<_>> = self
             .rules

@@ -240,11 +240,7 @@ fn candidate<'x>(
         0
     };
     // A value never seen cannot equal any in the window: a symbol no string has stands for it.
-    let extra = distinct.map_or(Sym::NONE, |f| {
-        call.str_field(f).map_or(Sym::NONE, |s| {
-            ctx.interner.lock().lookup(s).unwrap_or(Sym(u32::MAX - 1))
-        })
-    });
+    let extra = distinct.map_or(Sym::NONE, |f| ctx.lookup_field(call, f));
     let v = super::entries(windows, reserved, key, false, buf, ctx.own);
     Some(Candidate {
         v,

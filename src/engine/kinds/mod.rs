@@ -12,7 +12,7 @@ pub(super) mod cooldown;
 pub(super) mod forbid;
 
 use super::breach::{Breach, CallId, Subject};
-use super::event::Call;
+use super::event::{Call, StrField};
 use super::intern::{SharedInterner, Sym};
 use super::rule::{Body, Rule, ZoneRule};
 use super::store::{Record, Slab};
@@ -32,6 +32,10 @@ pub(super) struct Ctx<'a> {
     /// The tagged slot of the judged candidate's own reservation (its `call_id` reserved
     /// before), which its check must not count a second time; `u32::MAX` for none.
     pub own: u32,
+    /// The candidate's symbols when it is a retained call (the suppression holds of a call
+    /// just accepted): its keys are read from them instead of looked up in the interner,
+    /// whose lock a decoder thread may hold.
+    pub known: Option<[Sym; 7]>,
 }
 
 impl Ctx<'_> {
@@ -101,6 +105,15 @@ impl Ctx<'_> {
     /// `Some(None)` if some key value was never seen (so no window exists).
     pub fn lookup_key(&self, rule: &Rule, call: &Call) -> Option<Option<Key>> {
         let mut key = [Sym::NONE; 6];
+        if let Some(syms) = &self.known {
+            for (i, f) in rule.key.iter().enumerate() {
+                key[i] = syms[*f as usize];
+                if key[i].is_none() {
+                    return None;
+                }
+            }
+            return Some(Some(key));
+        }
         let mut known = true;
         let interner = self.interner.lock();
         for (i, f) in rule.key.iter().enumerate() {
@@ -111,6 +124,17 @@ impl Ctx<'_> {
             }
         }
         Some(known.then_some(key))
+    }
+
+    /// The symbol of the candidate's string field `f`: `None` if the call lacks it; a symbol no
+    /// string has if the value was never seen (it equals no value in any window).
+    pub fn lookup_field(&self, call: &Call, f: StrField) -> Sym {
+        if let Some(syms) = &self.known {
+            return syms[f as usize];
+        }
+        call.str_field(f).map_or(Sym::NONE, |s| {
+            self.interner.lock().lookup(s).unwrap_or(Sym(u32::MAX - 1))
+        })
     }
 }
 
