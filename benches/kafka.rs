@@ -6,11 +6,16 @@
 //! cargo bench --bench kafka -- --calls 1000000 --rate 150000   # a rate near saturation
 //! cargo bench --bench kafka -- --calls 1000000 --rate 0        # the dialer unpaced
 //! ```
-//! A backlog cannot be drained instead: the mock broker keeps only about 5 MiB per partition, so
-//! `--backlog` (produce everything first) measures only what it kept. At each rate the report
-//! says how many calls the broker dropped because the service had fallen that far behind: a
-//! rate is sustained when none are.
+//! At each rate the report says how many calls the broker dropped because the service had
+//! fallen that far behind: a rate is sustained when none are.
+//!
+//! `--backlog` produces every call first and then starts the service, which drains the backlog
+//! as fast as it can (the dialer no longer shares the machine): the service's own throughput,
+//! catching up after downtime. The mock broker keeps only about 5 MiB per partition, so give the
+//! input topic enough partitions (`--partitions N`, 3 by default) to hold it — about 300 bytes
+//! a call; the report says how many calls it dropped:
 //! ```text
+//! cargo bench --bench kafka -- --calls 1500000 --backlog --partitions 96
 //! ```
 //! With `--checks RATE [--clients N]`, N clients (32 by default) also ask the pre-dial check
 //! API (`POST /v1/check`, keep-alive connections) at RATE checks/s in total while the load runs,
@@ -74,6 +79,7 @@ struct Args {
     floor: bool,
     snapshot_every: Option<String>,
     snapshot_dir: bool,
+    partitions: i32,
 }
 
 fn args() -> Args {
@@ -89,6 +95,7 @@ fn args() -> Args {
         floor: false,
         snapshot_every: None,
         snapshot_dir: false,
+        partitions: 3,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -115,6 +122,10 @@ fn args() -> Args {
                 i += 1;
             }
             "--backlog" => a.backlog = true,
+            "--partitions" => {
+                a.partitions = v[i + 1].parse().expect("--partitions N");
+                i += 1;
+            }
             "--live" => a.live = true,
             "--no-directives" => a.directives = false,
             "--floor" => a.floor = true,
@@ -387,7 +398,9 @@ fn main() {
 
     let cluster = MockCluster::new(1).expect("mock cluster");
     let k = settings.kafka.clone();
-    cluster.create_topic(&k.input_topic, 3, 1).unwrap();
+    cluster
+        .create_topic(&k.input_topic, a.partitions, 1)
+        .unwrap();
     cluster.create_topic(&k.alerts_topic, 3, 1).unwrap();
     cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
     if let Some(t) = &k.suppressions_topic {

@@ -281,7 +281,7 @@ impl Metrics {
             processing: histogram(
                 &r,
                 "dialguard_processing_duration_seconds",
-                "Decode and judge time per record.",
+                "Time per record on the processing thread: judge, render and produce (decoding is on the decoder thread).",
                 prometheus::exponential_buckets(1e-6, 4.0, 10).expect("buckets"),
             ),
             alert_latency: histogram(

@@ -2,10 +2,11 @@
 //! engine's windows rebuilt from the retained history whenever partitions are assigned.
 //!
 //! # Shape
-//! One processing thread owns the Kafka consumer, the producer, the decoder and the engine, and
-//! handles each partition's records in order ([`pipeline`]). librdkafka calls the rebalance
-//! callbacks on that same thread, from inside `poll`, so the state owner handles them with no
-//! locks between it and itself. A tokio runtime with one worker serves HTTP ([`crate::http`]) and
+//! One processing thread owns the Kafka consumer, the producer and the engine, and judges each
+//! partition's records in order ([`pipeline`]); a decoder thread decodes the records it polled
+//! and interns their strings while it judges the ones before ([`ahead`]). librdkafka calls the
+//! rebalance callbacks on the processing thread, from inside `poll`, so the state owner handles
+//! them with no locks between it and itself. A tokio runtime with one worker serves HTTP ([`crate::http`]) and
 //! waits for signals. Everything meets in [`run`].
 //!
 //! # Delivery (at least once, duplicates suppressed)
@@ -18,6 +19,7 @@
 //!   records after the committed offsets), so a restart after `kill -9` republishes nothing:
 //!   `alert_id` is a function of (rule, call), and the ids seen are not produced again.
 
+mod ahead;
 mod changelog;
 mod kafka;
 mod messages;

@@ -4,6 +4,7 @@
 //! `poll`; the producer's delivery reports run on the producer's own thread
 //! ([`ThreadedProducer`]), so acknowledgements are taken as they arrive.
 
+use super::ahead::{self, Ahead};
 use super::kafka::{
     commit, drain, lock, resend_failed, send, wall_ms, wall_now, Assignment, ConsumerCtx,
     ProducerCtx, Shared, Throttle,
@@ -16,11 +17,12 @@ use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
 use crate::check::{CheckQueue, CheckRequest, Live, Owned};
-use crate::codec::{Decoder, Reason};
+use crate::codec::{Decoder, Reason, Reject};
 use crate::config::{KafkaSettings, Settings};
 use crate::directive;
 use crate::engine::breach::{Breach, Hold};
 use crate::engine::event::Call;
+use crate::engine::intern::SharedInterner;
 use crate::engine::time::Ts;
 use crate::engine::{Engine, Lane};
 use crate::judge::{self, Outcome};
@@ -154,7 +156,15 @@ pub(crate) struct Pipeline<'a> {
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     shared: Arc<Shared>,
+    /// Decodes the records judged after a rebuild's stash (the rest are decoded ahead).
     decoder: Decoder,
+    /// The decoder thread: records polled are decoded and interned there while this thread
+    /// judges the ones before them.
+    ahead: Ahead,
+    /// The interner of the engine in `live`, which the decoder thread interns into.
+    interner: SharedInterner,
+    /// Records judged since the last housekeeping.
+    since_housekeeping: u32,
     /// The engine and what it reflects, shared with the check handlers: held only while a
     /// record is judged (or housekeeping touches the engine).
     live: Arc<Mutex<Live>>,
@@ -256,6 +266,7 @@ pub(crate) fn run(
         "consuming"
     );
     let store = snapshot_store(settings)?.map(Arc::new);
+    let interner = lock(&live).engine.interner();
     health.set(false, "waiting for a partition assignment");
     let mut p = Pipeline {
         settings,
@@ -263,6 +274,10 @@ pub(crate) fn run(
         producer,
         shared,
         decoder: Decoder::new(settings.decode.clone()),
+        ahead: Ahead::start(settings.decode.clone(), wall_now)
+            .map_err(|e| ServiceError::Start(format!("decoder thread: {e}")))?,
+        interner,
+        since_housekeeping: 0,
         live,
         suppressed: HashSet::new(),
         seen_generation: 0,
@@ -348,12 +363,11 @@ impl Pipeline<'_> {
         let mut last_gauges = Instant::now();
         let mut last_heap = Instant::now();
         let commit_every = self.settings.kafka.commit_interval;
-        let mut turns = 0u32;
         let mut idle = true;
         while !self.shutdown.is_triggered() {
-            turns = turns.wrapping_add(1);
             // Housekeeping every 64 records, and on every idle turn.
-            if idle || turns % 64 == 0 {
+            if idle || self.since_housekeeping >= 64 {
+                self.since_housekeeping = 0;
                 self.health.beat();
                 self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
                 resend_failed(&self.producer, &self.shared);
@@ -395,41 +409,116 @@ impl Pipeline<'_> {
                 }
             }
             if self.shared.generation() != self.seen_generation {
+                // Batches polled for the assignment that ended are dropped unjudged: their
+                // offsets were not committed, so their records are read again.
+                while self.ahead.take(true).is_some() {}
                 self.on_assignment();
+                self.interner = lock(&self.live).engine.interner();
                 continue;
             }
             self.serve_checks();
-            let before = self.shared.generation();
-            let consumer = self.consumer.clone();
-            // With the check API served, an idle loop waits on the check queue rather than in
-            // librdkafka (which nothing here can wake), so a check is answered at once; a
-            // record then waits 5 ms at most.
-            let wait = if self.checks.is_some() {
-                Duration::ZERO
+            let polled = if self.ahead.in_flight() < ahead::DEPTH {
+                self.poll_batch()
             } else {
-                Duration::from_millis(100)
+                false
             };
-            let polled = consumer.poll(wait);
-            idle = polled.is_none();
+            // Judge the oldest batch: waiting for it when nothing new came, or the decoder is
+            // as far ahead as it may be; otherwise only if it is ready.
+            let wait = !polled || self.ahead.in_flight() >= ahead::DEPTH;
+            let judged = match self.ahead.take(wait) {
+                Some(batch) => {
+                    self.judge_batch(batch);
+                    true
+                }
+                None => false,
+            };
+            idle = !polled && !judged;
             if idle {
                 self.wait_for_check(Duration::from_millis(5));
             }
-            match polled {
+        }
+    }
+
+    /// Polls the records that are ready, up to a batch, and hands them to the decoder thread.
+    /// Returns whether any came. Waits for the first only when nothing is in flight and the
+    /// check API is not served (see below).
+    fn poll_batch(&mut self) -> bool {
+        let before = self.shared.generation();
+        let consumer = self.consumer.clone();
+        // With the check API served, an idle loop waits on the check queue rather than in
+        // librdkafka (which nothing here can wake), so a check is answered at once; a
+        // record then waits 5 ms at most.
+        let wait = if self.checks.is_some() || self.ahead.in_flight() > 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(100)
+        };
+        let mut batch = Vec::new();
+        let mut at_end = None;
+        while batch.len() < ahead::BATCH {
+            let w = if batch.is_empty() {
+                wait
+            } else {
+                Duration::ZERO
+            };
+            match consumer.poll(w) {
+                None => break,
                 Some(Ok(m)) => {
                     if self.shared.generation() != before {
                         // The poll ran a rebalance callback first: judge this after the rebuild.
                         self.stash.push(m.detach());
-                    } else {
-                        self.handle(&m);
+                        break;
                     }
+                    batch.push(m.detach());
                 }
-                Some(Err(KafkaError::PartitionEOF(part))) if self.shared.generation() == before => {
-                    // Caught up: idle once nothing comes for `idle_after` (see `align`).
-                    self.align.at_end.entry(part).or_insert_with(Instant::now);
+                Some(Err(KafkaError::PartitionEOF(part))) => {
+                    if self.shared.generation() == before {
+                        at_end = Some(part);
+                    }
+                    break;
                 }
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => self.shared.client_error(&e, "consume"),
-                None => {}
+                Some(Err(e)) => {
+                    self.shared.client_error(&e, "consume");
+                    break;
+                }
+            }
+        }
+        let polled = !batch.is_empty();
+        if polled {
+            if let Err(batch) = self.ahead.send(before, self.interner.clone(), batch) {
+                // The decoder thread is gone (it panicked): decode here from now on.
+                tracing::error!("the decoder thread stopped: decoding on the processing thread");
+                for m in &batch {
+                    self.handle_raw(m);
+                }
+            }
+        }
+        if let Some(part) = at_end {
+            // Caught up: idle once nothing comes for `idle_after` (see `align`). Judged after
+            // the partition's records before it, which would otherwise clear it again.
+            while let Some(b) = self.ahead.take(true) {
+                self.judge_batch(b);
+            }
+            self.align.at_end.entry(part).or_insert_with(Instant::now);
+        }
+        polled
+    }
+
+    /// Judges a decoded batch, answering checks every few records. A batch polled for an
+    /// assignment that has ended — even if the callback that ended it ran in the very poll
+    /// after the batch's last record — is dropped: its partitions may be gone, and its offsets
+    /// were not committed, so its records are read again.
+    fn judge_batch(&mut self, batch: ahead::Decoded) {
+        if batch.generation != self.seen_generation || batch.generation != self.shared.generation()
+        {
+            return;
+        }
+        let mut decoded = batch.decoded;
+        for (n, m) in batch.records.iter().enumerate() {
+            let Some(d) = decoded[n].take() else { continue };
+            self.handle(m, d);
+            if n % 16 == 15 {
+                self.serve_checks();
             }
         }
     }
@@ -710,7 +799,7 @@ impl Pipeline<'_> {
             let stash = std::mem::take(&mut self.stash);
             for m in &stash {
                 if parts.contains(&m.partition()) {
-                    self.handle(m);
+                    self.handle_raw(m);
                 }
             }
             return;
@@ -753,15 +842,24 @@ impl Pipeline<'_> {
         let _ = req.reply.send(reply);
     }
 
-    /// Judges one record and produces what it causes.
-    fn handle<M: Message>(&mut self, m: &M) {
+    /// Decodes one record here and judges it.
+    fn handle_raw<M: Message>(&mut self, m: &M) {
+        let decoded = judge::decode(
+            &mut self.decoder,
+            m.payload().unwrap_or_default(),
+            wall_now(),
+        );
+        self.handle(m, decoded);
+    }
+
+    /// Judges one decoded record and produces what it causes.
+    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>) {
         let t0 = Instant::now();
+        self.since_housekeeping += 1;
         self.metrics.consumed.inc();
         let now = wall_now();
         let generation = lock(&self.shared.book).generation();
-        let payload = m.payload().unwrap_or_default();
         let mut out: Vec<Outgoing> = Vec::new();
-        let decoded = judge::decode(&mut self.decoder, payload, now);
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
         let mut live = lock(&self.live);
