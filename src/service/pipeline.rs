@@ -6,8 +6,8 @@
 
 use super::ahead::{self, Ahead};
 use super::kafka::{
-    commit, drain, lock, resend_failed, send, wall_ms, wall_now, Assignment, ConsumerCtx,
-    ProducerCtx, Shared, Throttle,
+    commit, consumer_defaults, drain, lock, resend_failed, send, wall_ms, wall_now, Assignment,
+    ConsumerCtx, ProducerCtx, Shared, Throttle,
 };
 pub use super::messages::headers;
 use super::messages::{self, Outgoing};
@@ -237,6 +237,7 @@ pub(crate) fn run(
     cc.set("group.id", &k.group_id)
         .set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000");
+    consumer_defaults(&mut cc);
     apply_client(&mut cc, k);
     cc.set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -123,6 +123,7 @@ fn reader(settings: &Settings) -> KafkaResult<Reader> {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
         .set("client.id", "dialguard-rebuild");
+    super::kafka::consumer_defaults(&mut c);
     for (key, v) in &k.client {
         c.set(key, v);
     }
