@@ -28,6 +28,13 @@
 //! runtime) instead of checking: what the clients, HTTP and scheduling cost on this machine with
 //! no check work at all, the floor under the check's latency.
 //!
+//! `--consume-only` (with `--backlog`) starts no service: a bare consumer with the service's
+//! client settings reads the backlog and does nothing with it — how fast this machine's mock
+//! broker and librdkafka deliver records at all, the ceiling over any figure above:
+//! ```text
+//! cargo bench --bench kafka -- --calls 1500000 --backlog --partitions 128 --consume-only
+//! ```
+//!
 //! `--no-directives` publishes no suppression directives (`kafka.suppressions_topic = ""`), to
 //! measure what they cost.
 //!
@@ -80,6 +87,7 @@ struct Args {
     snapshot_every: Option<String>,
     snapshot_dir: bool,
     partitions: i32,
+    consume_only: bool,
 }
 
 fn args() -> Args {
@@ -96,6 +104,7 @@ fn args() -> Args {
         snapshot_every: None,
         snapshot_dir: false,
         partitions: 3,
+        consume_only: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -122,6 +131,7 @@ fn args() -> Args {
                 i += 1;
             }
             "--backlog" => a.backlog = true,
+            "--consume-only" => a.consume_only = true,
             "--partitions" => {
                 a.partitions = v[i + 1].parse().expect("--partitions N");
                 i += 1;
@@ -335,6 +345,8 @@ fn main() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    // Any other setting from the environment, as `dialguard run` reads it (`DIALGUARD__K__V`).
+    env.extend(std::env::vars().filter(|(k, _)| k.starts_with("DIALGUARD__")));
     let snapshot_dir =
         std::env::temp_dir().join(format!("dialguard-kafka-bench-{}", std::process::id()));
     if let Some(every) = &a.snapshot_every {
@@ -446,6 +458,11 @@ fn main() {
         );
     }
 
+    if a.consume_only {
+        consume_only(&settings, n);
+        return;
+    }
+
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
     let s2 = shutdown.clone();
@@ -510,7 +527,13 @@ fn main() {
         if fed {
             stop_checks.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        if fed && h.metrics.in_flight.get() == 0 && last.1.elapsed() >= Duration::from_secs(1) {
+        // A backlog's first fetches (from every partition) may take over a second to come.
+        let started = !a.backlog || consumed > 0 || start.elapsed() >= Duration::from_secs(30);
+        if fed
+            && started
+            && h.metrics.in_flight.get() == 0
+            && last.1.elapsed() >= Duration::from_secs(1)
+        {
             let (c0, t0) = warm.unwrap_or((0, start));
             break (last.1.saturating_duration_since(t0).as_secs_f64(), c0);
         }
@@ -641,4 +664,42 @@ fn main() {
             );
         }
     }
+}
+
+/// Reads the input topic with a bare consumer (the service's client settings, nothing done with
+/// the records) until `n` records came or none came for two seconds: the harness's ceiling.
+fn consume_only(settings: &Settings, n: u64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let k = &settings.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("group.id", "consume-only")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("statistics.interval.ms", "5000");
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+    let consumer: BaseConsumer = c.create().expect("consumer");
+    consumer.subscribe(&[&k.input_topic]).expect("subscribe");
+    let (mut got, mut bytes) = (0u64, 0u64);
+    let mut first = None;
+    let mut last = Instant::now();
+    // The first records come after the group join (the mock delays it 3 s).
+    while got < n && last.elapsed() < Duration::from_secs(if first.is_some() { 2 } else { 15 }) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            use rdkafka::Message;
+            first.get_or_insert_with(Instant::now);
+            got += 1;
+            bytes += m.payload().map_or(0, <[u8]>::len) as u64;
+            last = Instant::now();
+        }
+    }
+    let secs = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    println!(
+        "consume only (a backlog, no service): {got} of {n} records in {secs:.2}s = {:.0} records/s, {:.1} MB/s",
+        got as f64 / secs.max(1e-9),
+        bytes as f64 / secs.max(1e-9) / 1e6
+    );
 }
