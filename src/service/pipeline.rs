@@ -156,7 +156,8 @@ pub(crate) struct Pipeline<'a> {
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     shared: Arc<Shared>,
-    /// Decodes the records judged after a rebuild's stash (the rest are decoded ahead).
+    /// Decodes, on this thread, the records stashed during a rebuild (and every record, should
+    /// the decoder thread stop); the rest are decoded ahead.
     decoder: Decoder,
     /// The decoder thread: records polled are decoded and interned there while this thread
     /// judges the ones before them.

@@ -126,8 +126,8 @@ impl Ctx<'_> {
         Some(known.then_some(key))
     }
 
-    /// The symbol of the candidate's string field `f`: `None` if the call lacks it; a symbol no
-    /// string has if the value was never seen (it equals no value in any window).
+    /// The symbol of the candidate's string field `f`: [`Sym::NONE`] if the call lacks it; a
+    /// symbol no string has if the value was never seen (it equals no value in any window).
     pub fn lookup_field(&self, call: &Call, f: StrField) -> Sym {
         if let Some(syms) = &self.known {
             return syms[f as usize];
