@@ -25,6 +25,10 @@ use std::thread::JoinHandle;
 /// Records polled into one batch at most.
 pub(super) const BATCH: usize = 128;
 
+/// Fewer records than this, polled while nothing is in flight, are decoded on the processing
+/// thread: a trickle is not worth a hand-over.
+pub(super) const INLINE_BELOW: usize = 32;
+
 /// Batches handed to the decoder and not yet judged, at most: one being judged, one decoded
 /// and waiting, one being decoded.
 pub(super) const DEPTH: usize = 3;

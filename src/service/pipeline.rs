@@ -442,8 +442,9 @@ impl Pipeline<'_> {
     }
 
     /// Polls the records that are ready, up to a batch, and hands them to the decoder thread.
-    /// Returns whether any came. Waits for the first only when nothing is in flight and the
-    /// check API is not served (see below).
+    /// Returns whether the consumer delivered anything (records, a partition's end, an error):
+    /// only a poll that delivered nothing makes the loop idle. Waits for the first only when
+    /// nothing is in flight and the check API is not served (see below).
     fn poll_batch(&mut self) -> bool {
         let before = self.shared.generation();
         let consumer = self.consumer.clone();
@@ -457,13 +458,19 @@ impl Pipeline<'_> {
         };
         let mut batch = Vec::new();
         let mut at_end = None;
+        // A partition's end is an event too: counted idle, the loop waited 5 ms for a check
+        // after each one, and with the check API served ingestion fell from 50,000 calls/s to
+        // about 11,000 (partitions that keep up reach their end at every fetch).
+        let mut delivered = false;
         while batch.len() < ahead::BATCH {
             let w = if batch.is_empty() {
                 wait
             } else {
                 Duration::ZERO
             };
-            match consumer.poll(w) {
+            let polled = consumer.poll(w);
+            delivered |= polled.is_some();
+            match polled {
                 None => break,
                 Some(Ok(m)) => {
                     if self.shared.generation() != before {
@@ -486,7 +493,15 @@ impl Pipeline<'_> {
             }
         }
         let polled = !batch.is_empty();
-        if polled {
+        if polled && batch.len() < ahead::INLINE_BELOW && self.ahead.in_flight() == 0 {
+            // A trickle (records arriving slower than they are judged): handing a few records
+            // over would cost two thread wake-ups for less work than decoding them here.
+            if before == self.seen_generation && before == self.shared.generation() {
+                for m in &batch {
+                    self.handle_raw(m);
+                }
+            }
+        } else if polled {
             if let Err(batch) = self.ahead.send(before, self.interner.clone(), batch) {
                 // The decoder thread is gone (it panicked): decode here from now on.
                 tracing::error!("the decoder thread stopped: decoding on the processing thread");
@@ -503,7 +518,7 @@ impl Pipeline<'_> {
             }
             self.align.at_end.entry(part).or_insert_with(Instant::now);
         }
-        polled
+        delivered
     }
 
     /// Judges a decoded batch, answering checks every few records. A batch polled for an
