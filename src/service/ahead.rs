@@ -100,7 +100,10 @@ impl Ahead {
                 self.in_flight += 1;
                 Ok(())
             }
-            Err(e) => Err(e.0.records),
+            Err(e) => {
+                self.jobs = None;
+                Err(e.0.records)
+            }
         }
     }
 
@@ -131,6 +134,11 @@ impl Ahead {
                 None
             }
         }
+    }
+
+    /// Whether the decoder thread is gone (it panicked), with whatever batches it held.
+    pub fn lost(&self) -> bool {
+        self.jobs.is_none()
     }
 }
 

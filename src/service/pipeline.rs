@@ -156,8 +156,8 @@ pub(crate) struct Pipeline<'a> {
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     shared: Arc<Shared>,
-    /// Decodes, on this thread, the records stashed during a rebuild (and every record, should
-    /// the decoder thread stop); the rest are decoded ahead.
+    /// Decodes, on this thread, the records stashed during a rebuild and trickles too small to
+    /// hand over; the rest are decoded ahead.
     decoder: Decoder,
     /// The decoder thread: records polled are decoded and interned there while this thread
     /// judges the ones before them.
@@ -434,6 +434,10 @@ impl Pipeline<'_> {
                 }
                 None => false,
             };
+            if self.ahead.lost() {
+                self.decoder_lost();
+                break;
+            }
             idle = !polled && !judged;
             if idle {
                 self.wait_for_check(Duration::from_millis(5));
@@ -501,14 +505,13 @@ impl Pipeline<'_> {
                     self.handle_raw(m);
                 }
             }
-        } else if polled {
-            if let Err(batch) = self.ahead.send(before, self.interner.clone(), batch) {
-                // The decoder thread is gone (it panicked): decode here from now on.
-                tracing::error!("the decoder thread stopped: decoding on the processing thread");
-                for m in &batch {
-                    self.handle_raw(m);
-                }
-            }
+        } else if polled
+            && self
+                .ahead
+                .send(before, self.interner.clone(), batch)
+                .is_err()
+        {
+            self.decoder_lost();
         }
         if let Some(part) = at_end {
             // Caught up: idle once nothing comes for `idle_after` (see `align`). Judged after
@@ -519,6 +522,16 @@ impl Pipeline<'_> {
             self.align.at_end.entry(part).or_insert_with(Instant::now);
         }
         delivered
+    }
+
+    /// The decoder thread is gone (it panicked), and the batches it held with it. Judging on
+    /// past them would commit offsets beyond records never judged; stopping commits only what
+    /// was judged, and the next start reads the rest again.
+    fn decoder_lost(&mut self) {
+        tracing::error!(
+            "the decoder thread stopped: stopping, so that the records it held are read again"
+        );
+        self.shutdown.trigger();
     }
 
     /// Judges a decoded batch, answering checks every few records. A batch polled for an
