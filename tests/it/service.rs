@@ -440,6 +440,18 @@ impl Running {
     }
 }
 
+/// Stops every instance at once, as scaling a deployment to zero does. Stopped one after the
+/// other, the first to leave makes the group hand its partitions to those still running, and
+/// what each stops with then depends on how far that rebalance got.
+pub(crate) fn stop_together(instances: Vec<Running>) {
+    for r in &instances {
+        r.shutdown.trigger();
+    }
+    for r in instances {
+        r.thread.join().unwrap().unwrap();
+    }
+}
+
 /// Waits until the group has committed every input partition to its end (offsets are committed
 /// only once everything they caused is acknowledged) and nothing is in flight. Counting
 /// consumed records would not do: after a rebalance, records are judged again.
@@ -854,8 +866,7 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     );
     assert_eq!(pa + pb, PARTITIONS as f64);
     assert!(pa >= 1.0 && pb >= 1.0, "{pa} + {pb}");
-    a.stop();
-    b.stop();
+    stop_together(vec![a, b]);
     assert_same(&published(&kafka), &want);
     // Each stopped with a snapshot of its own partitions in place, and the one made for them
     // all, which only a stale restore could use now, is deleted, its chunks with it.
