@@ -500,7 +500,7 @@ impl Pipeline<'_> {
         if polled && batch.len() < ahead::INLINE_BELOW && self.ahead.in_flight() == 0 {
             // A trickle (records arriving slower than they are judged): handing a few records
             // over would cost two thread wake-ups for less work than decoding them here.
-            if before == self.seen_generation && before == self.shared.generation() {
+            if self.current(before) {
                 for m in &batch {
                     self.handle_raw(m);
                 }
@@ -524,6 +524,13 @@ impl Pipeline<'_> {
         delivered
     }
 
+    /// Whether records polled in assignment `generation` may be judged: the windows were
+    /// rebuilt for it, and no rebalance callback has ended it since (one may have run in the
+    /// very poll after the records).
+    fn current(&self, generation: u64) -> bool {
+        generation == self.seen_generation && generation == self.shared.generation()
+    }
+
     /// The decoder thread is gone (it panicked), and the batches it held with it. Judging on
     /// past them would commit offsets beyond records never judged; stopping commits only what
     /// was judged, and the next start reads the rest again.
@@ -539,8 +546,7 @@ impl Pipeline<'_> {
     /// after the batch's last record — is dropped: its partitions may be gone, and its offsets
     /// were not committed, so its records are read again.
     fn judge_batch(&mut self, batch: ahead::Decoded) {
-        if batch.generation != self.seen_generation || batch.generation != self.shared.generation()
-        {
+        if !self.current(batch.generation) {
             return;
         }
         let mut decoded = batch.decoded;
