@@ -160,7 +160,7 @@ fn produce(
     rate: u64,
     warmup: Duration,
     live: bool,
-) {
+) -> Option<f64> {
     let mut stamped = String::new();
     let start = Instant::now();
     let warm_rate = if rate == 0 { 10_000 } else { rate.min(10_000) };
@@ -210,7 +210,12 @@ fn produce(
             producer.poll(Duration::ZERO);
         }
     }
+    // The rate the dialer kept after the warm-up: on a machine it shares with the service, a
+    // dialer that falls behind its schedule caps what the service can be shown to consume.
+    let sent = lines.len().saturating_sub(warm_n);
+    let took = start.elapsed().saturating_sub(warmup).as_secs_f64();
     producer.flush(Duration::from_secs(120)).expect("flush");
+    (rate > 0 && sent > 0 && took > 0.0).then(|| sent as f64 / took)
 }
 
 /// What one check client saw: latencies in microseconds (from when each check was due), and
@@ -486,7 +491,7 @@ fn main() {
         let topic = k.input_topic.clone();
         let (rate, live) = (a.rate, a.live);
         Some(std::thread::spawn(move || {
-            produce(&producer, &topic, &lines, rate, warmup, live);
+            produce(&producer, &topic, &lines, rate, warmup, live)
         }))
     };
     // Done when the dialer has finished and nothing moved for a second: everything consumed
@@ -539,9 +544,7 @@ fn main() {
         }
     };
     let consumed = h.metrics.consumed.get();
-    if let Some(f) = feeder {
-        f.join().unwrap();
-    }
+    let dialer_rate = feeder.and_then(|f| f.join().unwrap());
     stop_checks.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut checks = ClientReport::default();
     for c in checkers {
@@ -614,6 +617,12 @@ fn main() {
         println!(
             "snapshots every {every} to the {store}: {snapshots} put in place during the load, the last {snapshot_bytes} bytes, taking it held the loop {:.3} s",
             snapshot_hold
+        );
+    }
+    if let Some(r) = dialer_rate {
+        println!(
+            "  the dialer sent the calls after its warm-up at {r:.0} calls/s (its schedule: {}/s)",
+            a.rate
         );
     }
     if consumed < n {
