@@ -218,6 +218,30 @@ mod tests {
         Ts::from_jiff("2026-12-01T12:00:00Z".parse().unwrap())
     }
 
+    fn dies() -> Ts {
+        panic!("the decoder thread dies (a test)")
+    }
+
+    /// A decoder thread that panics takes the batch it held with it: the batch is not waited
+    /// for for ever, the loss is seen (the pipeline then stops rather than judge past it), and
+    /// a batch handed over afterwards comes straight back.
+    #[test]
+    fn a_dead_decoder_thread_is_seen_and_its_batch_not_waited_for() {
+        let mut a = Ahead::start(DecodeSettings::default(), dies).unwrap();
+        let interner = SharedInterner::default();
+        a.send(0, interner.clone(), vec![record(0, CALL)]).unwrap();
+        assert_eq!(a.in_flight(), 1);
+        assert!(
+            a.take(true).is_none(),
+            "nothing comes back from a dead thread"
+        );
+        assert!(a.lost());
+        assert_eq!(a.in_flight(), 0);
+        let back = a.send(1, interner, vec![record(1, CALL)]).unwrap_err();
+        assert_eq!(back.iter().map(|m| m.offset()).collect::<Vec<_>>(), [1]);
+        assert!(a.take(false).is_none());
+    }
+
     const CALL: &str = r#"{"call_id":"c1","occurred_at":"2026-12-01T09:00:00Z","debtor_id":"D1","phone":"+14155550100","relation":"self","outcome":"no_answer","direction":"outbound","channel":"voice","agent_id":"agent-1"}"#;
 
     #[test]
