@@ -162,7 +162,10 @@ pub(crate) struct Pipeline<'a> {
     /// The decoder thread: records polled are decoded and interned there while this thread
     /// judges the ones before them.
     ahead: Ahead,
-    /// The interner of the engine in `live`, which the decoder thread interns into.
+    /// The interner of the engine in `live`, which the decoder thread interns into: kept here
+    /// so that handing a batch over does not take the state's lock (which a check may hold).
+    /// The engine is replaced only by [`Pipeline::on_assignment`], after which this is
+    /// refreshed.
     interner: SharedInterner,
     /// Records judged since the last housekeeping.
     since_housekeeping: u32,
