@@ -126,26 +126,22 @@ impl PhoneNormaliser {
     pub fn normalise(&mut self, raw: &str) -> Option<compact_str::CompactString> {
         // Most numbers arrive without formatting: their key is `raw` itself, looked up as is.
         let plain = raw.bytes().all(|b| b.is_ascii_digit() || b == b'+');
-        let packed = if plain {
-            pack(raw)
-        } else {
+        if !plain {
             canonical_key(raw, &mut self.key);
-            pack(&self.key)
-        };
+        }
+        let packed = pack(if plain { raw } else { &self.key });
         if let Some(k) = packed {
             if let Some(&v) = self.packed.get(&k) {
                 return unpack_e164(v);
             }
-        } else {
-            if plain {
-                canonical_key(raw, &mut self.key);
-            }
-            if let Some(hit) = self.cache.get(self.key.as_str()) {
-                return hit.clone();
-            }
         }
         if plain {
             canonical_key(raw, &mut self.key);
+        }
+        if packed.is_none() {
+            if let Some(hit) = self.cache.get(self.key.as_str()) {
+                return hit.clone();
+            }
         }
         let out = match self.fast(raw) {
             Some(r) => r,
@@ -319,6 +315,18 @@ fn canonical_key(raw: &str, key: &mut String) {
     );
 }
 
+/// The value of 1 to 17 ASCII digits (below 10^17, so 57 bits).
+fn digits_value(digits: &str) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        digits
+            .bytes()
+            .fold(0u64, |v, b| v * 10 + u64::from(b - b'0')),
+    )
+}
+
 /// A cache key of digits, optionally after one leading `+`, in 8 bytes: the digits' value, their
 /// count (leading zeros count) and the `+`. `None` for anything else or more than 17 digits.
 fn pack(key: &str) -> Option<u64> {
@@ -326,26 +334,14 @@ fn pack(key: &str) -> Option<u64> {
         Some(d) => (1, d),
         None => (0, key),
     };
-    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let value = digits
-        .bytes()
-        .fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
-    Some(value << 6 | (digits.len() as u64) << 1 | plus)
+    Some(digits_value(digits)? << 6 | (digits.len() as u64) << 1 | plus)
 }
 
 /// An E.164 number (`+`, then 1 to 17 digits) in 8 bytes, never 0: the digits' value and
 /// their count. `None` for anything else.
 fn pack_e164(e164: &str) -> Option<u64> {
     let digits = e164.strip_prefix('+')?;
-    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let value = digits
-        .bytes()
-        .fold(0u64, |v, b| v * 10 + u64::from(b - b'0'));
-    Some(value << 5 | digits.len() as u64)
+    Some(digits_value(digits)? << 5 | digits.len() as u64)
 }
 
 /// The number [`pack_e164`] packed (0: none).
