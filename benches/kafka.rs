@@ -7,7 +7,9 @@
 //! cargo bench --bench kafka -- --calls 1000000 --rate 0        # the dialer unpaced
 //! ```
 //! At each rate the report says how many calls the broker dropped because the service had
-//! fallen that far behind: a rate is sustained when none are.
+//! fallen that far behind: a rate is sustained when none are. It also says the rate the dialer
+//! kept after its warm-up: on a machine it shares with the service, a dialer behind its
+//! schedule would cap the figure, not the service.
 //!
 //! `--backlog` produces every call first and then starts the service, which drains the backlog
 //! as fast as it can (the dialer no longer shares the machine): the service's own throughput,
