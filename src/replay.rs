@@ -305,6 +305,15 @@ enum Decoded {
     Blank,
 }
 
+/// A thread builder with `name`: the name shows in `top -H`, `perf` and
+/// `scripts/thread-cpu.sh`, which tell the decoders, the reader and the writer apart by it.
+fn named(name: &str) -> std::thread::Builder {
+    std::thread::Builder::new().name(name.to_owned())
+}
+
+/// `std::thread::Scope::spawn` panics when the system cannot start a thread; so does replay.
+const SPAWN: &str = "the system could not start a replay thread";
+
 /// Runs a replay.
 pub fn run(
     settings: &Settings,
@@ -370,7 +379,11 @@ pub fn run(
             let ds: DecodeSettings = settings.decode.clone();
             let interner = engine.interner();
             let done = done_tx.clone();
-            scope.spawn(move || decode_worker(ds, interner, raw, pool, done, now));
+            named("dialguard-decode")
+                .spawn_scoped(scope, move || {
+                    decode_worker(ds, interner, raw, pool, done, now)
+                })
+                .expect(SPAWN);
         }
         drop(done_tx);
         let mut own_decoder = Decoder::new(settings.decode.clone());
@@ -382,13 +395,15 @@ pub fn run(
         let mut lines_before = 0u64;
         let bytes = &bytes_read;
         let in_memory: Option<&[u8]> = whole.as_deref().map(InMemory::bytes);
-        let reader = scope.spawn(move || match in_memory {
-            Some(m) => {
-                split_batches(m, raw_tx, bytes);
-                Ok(())
-            }
-            None => read_batches(stream, raw_tx, pool, bytes),
-        });
+        let reader = named("dialguard-read")
+            .spawn_scoped(scope, move || match in_memory {
+                Some(m) => {
+                    split_batches(m, raw_tx, bytes);
+                    Ok(())
+                }
+                None => read_batches(stream, raw_tx, pool, bytes),
+            })
+            .expect(SPAWN);
         // Breaches are rendered as alerts, serialised and written on their own thread, a batch
         // at a time; the batch's calls travel with them (a breach refers to the call judged).
         let (alert_tx, alert_rx) = sync_channel::<Judged>(8);
@@ -396,9 +411,13 @@ pub fn run(
         // were fresh pages from the kernel each time, zeroed on the engine thread.
         let (spent_tx, spent_rx) = sync_channel::<(Vec<Breach>, Vec<u32>)>(16);
         let rules: Vec<Rule> = engine.rules().to_vec();
-        let writer = alerts
-            .take()
-            .map(|w| scope.spawn(move || write_alerts(w, &rules, alert_rx, spent_tx, pool)));
+        let writer = alerts.take().map(|w| {
+            named("dialguard-write")
+                .spawn_scoped(scope, move || {
+                    write_alerts(w, &rules, alert_rx, spent_tx, pool)
+                })
+                .expect(SPAWN)
+        });
 
         let mut found: Vec<Breach> = Vec::new();
         let mut at: Vec<u32> = Vec::new();
