@@ -508,13 +508,10 @@ impl Pipeline<'_> {
                     self.handle_raw(m);
                 }
             }
-        } else if polled
-            && self
-                .ahead
-                .send(before, self.interner.clone(), batch)
-                .is_err()
-        {
-            self.decoder_lost();
+        } else if polled {
+            // Refused only when the decoder thread is gone: the loop sees that
+            // (`Ahead::lost`) and stops, so these records are not committed and are read again.
+            let _ = self.ahead.send(before, self.interner.clone(), batch);
         }
         if let Some(part) = at_end {
             // Caught up: idle once nothing comes for `idle_after` (see `align`). Judged after
