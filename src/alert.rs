@@ -21,6 +21,22 @@ pub struct WindowBounds {
     pub to: String,
 }
 
+/// The status that made a `status` rule's breach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusRef {
+    /// The status record's id.
+    pub status_id: String,
+    /// Its kind (Status v1 `status`).
+    pub status: &'static str,
+    /// In force from (RFC 3339, UTC).
+    pub from: String,
+    /// In force until (RFC 3339, UTC, exclusive), if it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Who recorded it.
+    pub source: String,
+}
+
 /// One breach of one rule by one call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -72,6 +88,9 @@ pub struct Alert {
     /// The window or period that made the breach.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowBounds>,
+    /// The status in force (status rules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusRef>,
     /// Call ids that made the count, newest first, bounded.
     pub evidence: Vec<Text>,
     /// The alert was caused by a call that arrived after the breaching call.
@@ -115,6 +134,16 @@ impl Alert {
             let mut inner = Obj::new(o.out);
             inner.str("from", &w.from);
             inner.str("to", &w.to);
+            inner.end();
+        }
+        if let Some(st) = &self.status {
+            o.key("status");
+            let mut inner = Obj::new(o.out);
+            inner.str("status_id", &st.status_id);
+            inner.str("status", st.status);
+            inner.str("from", &st.from);
+            inner.opt("until", st.until.as_deref());
+            inner.str("source", &st.source);
             inner.end();
         }
         o.strs("evidence", &self.evidence);
@@ -305,6 +334,18 @@ pub fn write_alert_json(
         inner.time("to", to);
         inner.end();
     }
+    if let Some(st) = &b.status {
+        o.key("status");
+        let mut inner = Obj::new(o.out);
+        inner.str("status_id", &st.id);
+        inner.str("status", st.kind.as_str());
+        inner.time("from", st.from);
+        if let Some(u) = st.until {
+            inner.time("until", u);
+        }
+        inner.str("source", &st.source);
+        inner.end();
+    }
     o.strs("evidence", &b.evidence);
     o.bool("late", b.late);
     o.time("detected_at", now);
@@ -366,6 +407,13 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
         window: b.bounds.map(|(from, to)| WindowBounds {
             from: from.to_string(),
             to: to.to_string(),
+        }),
+        status: b.status.as_ref().map(|st| StatusRef {
+            status_id: st.id.to_string(),
+            status: st.kind.as_str(),
+            from: st.from.to_string(),
+            until: st.until.map(|u| u.to_string()),
+            source: st.source.to_string(),
         }),
         evidence: b.evidence.clone(),
         late: b.late,
@@ -451,6 +499,21 @@ fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
                 callee_phrase(s.relation)
             );
         }
+        Body::Status { .. } => {
+            let _ = write!(out, "call to {}", callee_phrase(s.relation));
+            match &b.status {
+                Some(st) => {
+                    let _ = write!(
+                        out,
+                        " while status {} ({}) is in force for ",
+                        st.kind.as_str(),
+                        st.id
+                    );
+                }
+                None => out.push_str(" while a status is in force for "),
+            }
+            key_text(out);
+        }
     }
     if let Some(d) = &rule.description {
         let _ = write!(out, ": {d}");
@@ -533,6 +596,13 @@ mod tests {
                 window: (i % 2 == 1).then(|| WindowBounds {
                     from: s.to_string(),
                     to: "t".into(),
+                }),
+                status: (i % 3 == 1).then(|| StatusRef {
+                    status_id: s.to_string(),
+                    status: "cease_communication",
+                    from: "2026-01-01T00:00:00Z".into(),
+                    until: (i % 2 == 0).then(|| s.to_string()),
+                    source: s.to_string(),
                 }),
                 evidence: strings.iter().take(i).map(|e| Text::from(*e)).collect(),
                 late: i % 2 == 0,

@@ -35,6 +35,7 @@ pub mod lifecycle;
 pub mod partition;
 pub mod phone;
 pub mod policy;
+pub mod reference;
 pub mod replay;
 pub mod service;
 pub mod synth;

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use dialguard::config::Settings;
 use dialguard::engine::time::Ts;
 use dialguard::replay::{self, ReplayIo, ReplayOptions};
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,6 +46,11 @@ enum Cmd {
         /// that remain are those a check cannot prevent (late data).
         #[arg(long)]
         enforce: bool,
+        /// Reference data read before the calls: Status v1 records, one JSON object per line
+        /// (`{"status_id": ..., "tombstone": true}` withdraws one). Refused lines go to
+        /// --rejects with `"input": "reference"`.
+        #[arg(long)]
+        reference: Option<String>,
     },
     /// Write synthetic dialer traffic (JSON lines) for backtests and benchmarks.
     Generate {
@@ -311,6 +316,7 @@ fn main() -> ExitCode {
             now,
             decoders,
             enforce,
+            reference,
         } => {
             let settings = match Settings::load(&config) {
                 Ok(s) => s,
@@ -327,7 +333,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(EX_CONFIG);
                 }
             };
-            let io = match open_io(&input, alerts.as_deref(), rejects.as_deref()) {
+            let io = match open_io(
+                &input,
+                alerts.as_deref(),
+                rejects.as_deref(),
+                reference.as_deref(),
+            ) {
                 Ok(io) => io,
                 Err(e) => {
                     dialguard::tell!("error: {e}");
@@ -363,7 +374,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn open_io(input: &str, alerts: Option<&str>, rejects: Option<&str>) -> Result<ReplayIo, String> {
+fn open_io(
+    input: &str,
+    alerts: Option<&str>,
+    rejects: Option<&str>,
+    reference: Option<&str>,
+) -> Result<ReplayIo, String> {
     let input = if input == "-" {
         replay::Input::reader(BufReader::with_capacity(1 << 20, std::io::stdin()))
     } else {
@@ -390,5 +406,12 @@ fn open_io(input: &str, alerts: Option<&str>, rejects: Option<&str>) -> Result<R
         input,
         alerts: out(alerts, "--alerts")?,
         rejects: out(rejects, "--rejects")?,
+        reference: match reference {
+            None => None,
+            Some(p) => {
+                let f = std::fs::File::open(p).map_err(|e| format!("--reference {p}: {e}"))?;
+                Some(Box::new(BufReader::with_capacity(1 << 20, f)) as Box<dyn BufRead + Send>)
+            }
+        },
     })
 }

@@ -15,6 +15,7 @@ use crate::engine::rule::Rule;
 use crate::engine::time::Ts;
 use crate::engine::Engine;
 use crate::judge::{self, Outcome};
+use crate::reference::{Reference, ReferenceDecoder};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::ops::Range;
@@ -69,6 +70,10 @@ pub struct ReplayIo {
     pub alerts: Option<Box<dyn Write + Send>>,
     /// Rejected lines with their reasons, one JSON object per line.
     pub rejects: Option<Box<dyn Write + Send>>,
+    /// Reference data (Status v1 records, JSON lines; `crate::reference`), applied before
+    /// the first call is judged, as the service reads its reference topics in full before it
+    /// is ready.
+    pub reference: Option<Box<dyn BufRead + Send>>,
 }
 
 /// Replay options.
@@ -114,6 +119,14 @@ pub struct Summary {
     pub blocked_by_rule: BTreeMap<String, u64>,
     /// Whether this was an enforcement backtest.
     pub enforced: bool,
+    /// Reference records read (`--reference`, blank lines excluded).
+    pub reference_records: u64,
+    /// Of those, refused, by reason.
+    pub reference_rejected: BTreeMap<&'static str, u64>,
+    /// Statuses known once the reference data was read.
+    pub statuses: u64,
+    /// Time spent reading the reference data.
+    pub reference_elapsed: Duration,
     /// Calls retained at the end.
     pub retained_calls: u64,
     /// Engine heap estimate at the end, bytes.
@@ -132,6 +145,21 @@ impl Summary {
     pub fn table(&self) -> String {
         let mut s = String::new();
         let mut row = |k: &str, v: String| s.push_str(&format!("  {k:<36} {v:>14}\n"));
+        if self.reference_records > 0 {
+            row("reference records", self.reference_records.to_string());
+            row(
+                "  rejected",
+                self.reference_rejected.values().sum::<u64>().to_string(),
+            );
+            for (r, n) in &self.reference_rejected {
+                row(&format!("    {r}"), n.to_string());
+            }
+            row("  statuses known", self.statuses.to_string());
+            row(
+                "  read in",
+                format!("{:.3} s", self.reference_elapsed.as_secs_f64()),
+            );
+        }
         row("records", self.records.to_string());
         row("valid (accepted)", self.valid.to_string());
         row("duplicates", self.duplicates.to_string());
@@ -333,6 +361,7 @@ pub fn run(
         input,
         mut alerts,
         mut rejects,
+        reference,
     } = io;
     // Bytes in memory outlive every thread reading them: batches borrow from them.
     let mut whole: Option<Box<dyn InMemory>> = None;
@@ -356,6 +385,9 @@ pub fn run(
         enforced: opts.enforce,
         ..Summary::default()
     };
+    if let Some(r) = reference {
+        load_reference(settings, &mut engine, r, &mut rejects, &mut summary)?;
+    }
 
     let bytes_read = AtomicU64::new(0);
     let (raw_tx, raw_rx) = sync_channel::<Batch>(2 * workers + 2);
@@ -616,19 +648,86 @@ fn write_alerts(
     w.flush().map_err(ReplayError::Write)
 }
 
+/// Applies the reference file to the engine before any call: statuses and tombstones in file
+/// order (the last record for an id wins, as compaction keeps it); refused lines are written
+/// to the rejects output, marked `"input": "reference"`.
+fn load_reference(
+    settings: &Settings,
+    engine: &mut Engine,
+    mut r: Box<dyn BufRead + Send>,
+    rejects: &mut Option<Box<dyn Write + Send>>,
+    summary: &mut Summary,
+) -> Result<(), ReplayError> {
+    let started = Instant::now();
+    let mut dec = ReferenceDecoder::new(settings.decode.default_region);
+    let mut line = Vec::new();
+    let mut n = 0u64;
+    // No call is retained yet, so no status finds one to flag.
+    let mut none = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line).map_err(ReplayError::Read)? == 0 {
+            break;
+        }
+        n += 1;
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        summary.reference_records += 1;
+        match dec.decode_line(&line) {
+            Ok(Reference::Status(st)) => {
+                engine.apply_status(st, &mut none);
+            }
+            Ok(Reference::Withdraw(id)) => {
+                engine.end_status(&id);
+            }
+            Err(reject) => {
+                *summary
+                    .reference_rejected
+                    .entry(reject.reason.as_str())
+                    .or_default() += 1;
+                write_reject_from(rejects, Some("reference"), n, &reject, trim_newline(&line))?;
+            }
+        }
+    }
+    debug_assert!(none.is_empty());
+    summary.statuses = engine.statuses().len() as u64;
+    summary.reference_elapsed = started.elapsed();
+    Ok(())
+}
+
+fn trim_newline(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 fn write_reject(
     w: &mut Option<Box<dyn Write + Send>>,
     line: u64,
     r: &Reject,
     raw: &[u8],
 ) -> Result<(), ReplayError> {
+    write_reject_from(w, None, line, r, raw)
+}
+
+/// A refused line as JSON: `input` names the input it came from when it is not the calls.
+fn write_reject_from(
+    w: &mut Option<Box<dyn Write + Send>>,
+    input: Option<&str>,
+    line: u64,
+    r: &Reject,
+    raw: &[u8],
+) -> Result<(), ReplayError> {
     let Some(w) = w.as_mut() else { return Ok(()) };
-    let v = serde_json::json!({
+    let mut v = serde_json::json!({
         "line": line,
         "reason": r.reason.as_str(),
         "detail": r.detail,
         "record": String::from_utf8_lossy(raw),
     });
+    if let Some(input) = input {
+        v["input"] = serde_json::Value::from(input);
+    }
     serde_json::to_writer(&mut *w, &v).map_err(|e| ReplayError::Write(e.into()))?;
     w.write_all(b"\n").map_err(ReplayError::Write)
 }

@@ -38,8 +38,38 @@ pub struct Breach {
     pub holiday: bool,
     /// Call ids that made the count, newest first, at most `evidence_limit`.
     pub evidence: Vec<CallId>,
-    /// Found when a call arrived after the breaching call.
+    /// Found when a call (or, for a status rule, the status) arrived after the breaching call.
     pub late: bool,
+    /// The status that made a status rule's breach (`None` for other kinds).
+    pub status: Option<Box<StatusCause>>,
+}
+
+/// What a status breach names of the status in force (`engine::status::Status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusCause {
+    /// The status record's id.
+    pub id: CompactString,
+    /// Its kind.
+    pub kind: super::event::StatusKind,
+    /// In force from.
+    pub from: Ts,
+    /// In force until (exclusive), if it ends.
+    pub until: Option<Ts>,
+    /// Who recorded it.
+    pub source: CompactString,
+}
+
+impl StatusCause {
+    /// What a breach names of `st`.
+    pub fn of(st: &super::status::Status) -> StatusCause {
+        StatusCause {
+            id: st.id.clone(),
+            kind: st.kind,
+            from: st.from,
+            until: st.until,
+            source: st.source.clone(),
+        }
+    }
 }
 
 impl Breach {

@@ -155,6 +155,35 @@ closed_enum!(
     }
 );
 
+closed_enum!(
+    /// A debtor status (Status v1, `crate::reference`): a fact that makes some calls unlawful
+    /// while it is in force.
+    StatusKind {
+        /// The consumer is represented by an attorney (Reg F §1006.6(b)(2)).
+        AttorneyRepresented = "attorney_represented",
+        /// The consumer asked in writing that communication cease (§1006.6(c)).
+        CeaseCommunication = "cease_communication",
+        /// The debt is disputed and verification is pending (§1006.34, FDCPA §809(b)).
+        DisputePending = "dispute_pending",
+        /// The person opted out of a medium (e.g. text messages, §1006.14(h)).
+        MediumOptOut = "medium_opt_out",
+        /// The person asked that one number not be called.
+        NumberOptOut = "number_opt_out",
+        /// A third party asked never to be called again.
+        ThirdPartyStop = "third_party_stop",
+        /// The person named times that are inconvenient (§1006.6(b)(1)(i)).
+        InconvenientTime = "inconvenient_time",
+        /// Calls at the workplace are prohibited (§1006.6(b)(3)).
+        WorkplaceProhibited = "workplace_prohibited",
+        /// The consumer is in bankruptcy (automatic stay).
+        Bankruptcy = "bankruptcy",
+        /// The consumer is deceased.
+        Deceased = "deceased",
+        /// Location information was obtained; no further location calls.
+        LostContact = "lost_contact",
+    }
+);
+
 /// A call's text field: inline up to 24 bytes, so decoding the ids, numbers and names dialers
 /// send allocates nothing (a `String` each was ten allocations per call, freed on another
 /// thread).

@@ -35,13 +35,14 @@ mod reserve;
 pub mod rule;
 pub use snapshot::SnapshotError;
 mod snapshot;
+pub mod status;
 mod store;
 mod table;
 pub mod time;
 mod window;
 
 use breach::{Breach, Hold};
-use event::Call;
+use event::{Call, StrField};
 use hashbrown::HashMap;
 use intern::{Interned, SharedInterner, Sym};
 use jiff::tz::TimeZone;
@@ -241,6 +242,8 @@ pub struct Engine {
     hold_scratch: Vec<(u16, i64)>,
     /// The symbols of the calls one eviction step evicts (kept for its capacity).
     evicted_syms: Vec<Sym>,
+    /// Debtor statuses known (reference data), for `status` rules.
+    statuses: status::Statuses,
 }
 
 /// What the pre-dial check says of a candidate call.
@@ -311,6 +314,14 @@ impl Engine {
                 .iter()
                 .flat_map(|r| r.key.iter().copied().chain(r.cap().and_then(|c| c.2)))
                 .fold(0u8, |m, f| m | 1 << f as u8)
+                // A status arriving after a call compares its scope with the call's record.
+                | if rules.iter().any(|r| r.kind == rule::RuleKind::Status) {
+                    1 << StrField::DebtorId as u8
+                        | 1 << StrField::AccountId as u8
+                        | 1 << StrField::Phone as u8
+                } else {
+                    0
+                }
         };
         let interner = SharedInterner::default();
         interner.lock().keep_only(kept);
@@ -350,6 +361,7 @@ impl Engine {
             no_reserved: rules_windows(&rules_keys),
             hold_scratch: Vec::new(),
             evicted_syms: Vec::new(),
+            statuses: status::Statuses::default(),
         }
     }
 
@@ -668,6 +680,7 @@ impl Engine {
             evidence_limit,
             scratch,
             stats,
+            statuses,
             ..
         } = self;
         let Reservations {
@@ -704,6 +717,7 @@ impl Engine {
                     evidence_limit: if reserved_windows { 0 } else { *evidence_limit },
                     own: u32::MAX,
                     known: None,
+                    statuses,
                 },
                 scratch,
                 locals: &mut locals,
@@ -729,6 +743,75 @@ impl Engine {
             stats.late_alerts += found.iter().filter(|b| b.late).count() as u64;
         }
         skipped
+    }
+
+    /// Makes a debtor status known (reference data: a Status v1 record, `crate::reference`),
+    /// replacing the one with its id. Calls judged from now on are judged against it, and the
+    /// retained calls it covers that no status had flagged yet breach now: late breaches,
+    /// appended to `out`, at most one per call and rule, ever. A call older than a status
+    /// rule's `lookback` (plus lateness) behind the slowest lane is no longer retained for it,
+    /// and is not flagged. Returns the status replaced.
+    pub fn apply_status(
+        &mut self,
+        st: status::Status,
+        out: &mut Vec<Breach>,
+    ) -> Option<status::Status> {
+        let id = st.id.clone();
+        let old = self.statuses.upsert(st);
+        let Engine {
+            rules,
+            states,
+            records,
+            reserved,
+            interner,
+            callee_zones,
+            evidence_limit,
+            stats,
+            statuses,
+            cutoff,
+            last_sweep,
+            lateness,
+            ..
+        } = self;
+        let st = statuses.get(&id).expect("just stored");
+        let ctx = Ctx {
+            records,
+            reserved: &reserved.records,
+            interner,
+            callee_zones,
+            evidence_limit: *evidence_limit,
+            own: u32::MAX,
+            known: None,
+            statuses,
+        };
+        for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
+            if rule.kind != rule::RuleKind::Status {
+                continue;
+            }
+            // What this rule still holds for certain: eviction steps may not have run yet.
+            let held = last_sweep
+                .saturating_sub(*lateness)
+                .saturating_sub(rule.reach())
+                .max(*cutoff);
+            let before = out.len();
+            kinds::status::flag_retained(ri as u16, rule, &mut state.windows, &ctx, st, held, out);
+            let n = (out.len() - before) as u64;
+            stats.alerts += n;
+            stats.rule_alerts[ri] += n;
+            stats.late_alerts += n;
+        }
+        old
+    }
+
+    /// Forgets the status with `id` (a tombstone on the status topic): calls judged from now
+    /// on are judged without it. Breaches it made stand. Returns it.
+    pub fn end_status(&mut self, id: &str) -> Option<status::Status> {
+        self.statuses.remove(id)
+    }
+
+    /// The debtor statuses known.
+    pub fn statuses(&self) -> &status::Statuses {
+        &self.statuses
     }
 
     /// Which rules a call would breach, without recording it — the pre-dial check. Only the
@@ -910,6 +993,7 @@ impl Engine {
                 u32::MAX
             },
             known,
+            statuses: &self.statuses,
         };
         let reserved = if with_reserved {
             &self.reserved.windows

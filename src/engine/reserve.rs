@@ -107,6 +107,7 @@ impl Engine {
             evidence_limit: 0,
             own: u32::MAX,
             known: None,
+            statuses: &self.statuses,
         };
         let keys: Vec<Option<_>> = self
             .rules

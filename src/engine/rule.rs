@@ -6,7 +6,7 @@ use super::event::{Call, StrField};
 use super::time::NANOS_PER_SEC;
 use jiff::tz::TimeZone;
 
-/// The four rule kinds.
+/// The rule kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleKind {
     /// Count calls (or distinct values) in a window.
@@ -17,6 +17,8 @@ pub enum RuleKind {
     CallingHours,
     /// No call matching the filter at all.
     Forbid,
+    /// No call a debtor status in force covers (reference data).
+    Status,
 }
 
 impl RuleKind {
@@ -27,6 +29,7 @@ impl RuleKind {
             RuleKind::Cooldown => "cooldown",
             RuleKind::CallingHours => "calling_hours",
             RuleKind::Forbid => "forbid",
+            RuleKind::Status => "status",
         }
     }
 }
@@ -344,6 +347,15 @@ pub enum Body {
     },
     /// Breach on every matching call.
     Forbid,
+    /// Breach when a status of these kinds, found by the call's `scope` value, covers the call.
+    Status {
+        /// A bit per `StatusKind as u16`.
+        kinds: u16,
+        /// The call field statuses are found by (the rule's key).
+        scope: super::status::Scope,
+        /// How long a call stays where a status that arrives after it can still flag it.
+        lookback: i64,
+    },
 }
 
 /// A compiled, validated rule.
@@ -379,6 +391,7 @@ impl Rule {
         match &self.body {
             Body::Cap { window, .. } => window.reach(),
             Body::Cooldown { period, .. } => period.reach(),
+            Body::Status { lookback, .. } => *lookback,
             Body::CallingHours { .. } | Body::Forbid => 0,
         }
     }
@@ -397,6 +410,9 @@ impl Rule {
 
     /// Whether the rule keeps per-key windows.
     pub fn is_stateful(&self) -> bool {
-        matches!(self.body, Body::Cap { .. } | Body::Cooldown { .. })
+        matches!(
+            self.body,
+            Body::Cap { .. } | Body::Cooldown { .. } | Body::Status { .. }
+        )
     }
 }

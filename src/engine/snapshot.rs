@@ -3,19 +3,22 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 2, little-endian)
+//! # Format (version 3, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
 //! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
 //! way (a tag and a u32: none, window shard, record slot, dedup shard); lanes; counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
-//! key, each with its call and trigger entries. Strings are a u32 length and UTF-8 bytes.
+//! key, each with its call and trigger entries; then (since version 3) the debtor statuses known,
+//! sorted by id. Strings are a u32 length and UTF-8 bytes. Version 2 (no statuses) is read too.
 
-use super::event::Relation;
+use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
+use super::status::Status;
 use super::store::{Ids, Record, Slab};
 use super::table::SHARDS;
+use super::time::Ts;
 use super::window::{Entry, Key, WindowState};
 use super::{Engine, EngineSettings, LaneState, Pass};
 use crate::engine::rule::Rule;
@@ -24,7 +27,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,7 +36,7 @@ pub enum SnapshotError {
     #[error("not a dialguard snapshot (bad magic bytes)")]
     Magic,
     /// Written by a version of the format this build does not read.
-    #[error("snapshot format version {0}, this build reads version {VERSION}")]
+    #[error("snapshot format version {0}, this build reads versions 2 and {VERSION}")]
     Version(u32),
     /// Made under other rules or settings.
     #[error("made under other rules or lateness: its state does not fit these")]
@@ -82,6 +85,41 @@ impl W {
         self.u32(e.raw_slot());
         self.u32(e.val.0);
     }
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            None => self.u8(0),
+            Some(s) => {
+                self.u8(1);
+                self.str(s);
+            }
+        }
+    }
+    fn status(&mut self, st: &Status) {
+        self.str(&st.id);
+        self.u8(st.kind as u8);
+        self.opt_str(st.debtor_id.as_deref());
+        self.opt_str(st.account_id.as_deref());
+        self.opt_str(st.phone.as_deref());
+        self.u8(st.channels);
+        self.i64(st.from.0);
+        match st.until {
+            None => self.u8(0),
+            Some(u) => {
+                self.u8(1);
+                self.i64(u.0);
+            }
+        }
+        self.len(st.allow_phones.len());
+        for p in &st.allow_phones {
+            self.str(p);
+        }
+        self.len(st.windows.len());
+        for (from, to) in &st.windows {
+            self.u32(*from);
+            self.u32(*to);
+        }
+        self.str(&st.source);
+    }
 }
 
 struct R<'a>(&'a [u8]);
@@ -127,6 +165,49 @@ impl<'a> R<'a> {
     }
     fn entry(&mut self) -> Res<Entry> {
         Ok(Entry::from_raw(self.i64()?, self.u32()?, Sym(self.u32()?)))
+    }
+    fn opt_str(&mut self) -> Res<Option<CompactString>> {
+        Ok(match self.u8()? {
+            0 => None,
+            1 => Some(self.str()?.into()),
+            _ => return Err(SnapshotError::Corrupt("an optional string")),
+        })
+    }
+    fn status(&mut self) -> Res<Status> {
+        let id: CompactString = self.str()?.into();
+        let kind = *StatusKind::ALL
+            .get(self.u8()? as usize)
+            .ok_or(SnapshotError::Corrupt("a status kind"))?;
+        let (debtor_id, account_id, phone) = (self.opt_str()?, self.opt_str()?, self.opt_str()?);
+        let channels = self.u8()?;
+        let from = Ts(self.i64()?);
+        let until = match self.u8()? {
+            0 => None,
+            1 => Some(Ts(self.i64()?)),
+            _ => return Err(SnapshotError::Corrupt("a status end")),
+        };
+        let n = self.len(4)?;
+        let allow_phones = (0..n)
+            .map(|_| self.str().map(CompactString::from))
+            .collect::<Res<_>>()?;
+        let n = self.len(8)?;
+        let windows = (0..n)
+            .map(|_| Ok((self.u32()?, self.u32()?)))
+            .collect::<Res<_>>()?;
+        let source = self.str()?.into();
+        Ok(Status {
+            id,
+            kind,
+            debtor_id,
+            account_id,
+            phone,
+            channels,
+            from,
+            until,
+            allow_phones,
+            windows,
+            source,
+        })
     }
 }
 
@@ -257,6 +338,11 @@ impl Engine {
                 }
             }
         }
+        let statuses = self.statuses.all();
+        w.len(statuses.len());
+        for st in statuses {
+            w.status(st);
+        }
         w.0
     }
 
@@ -274,7 +360,7 @@ impl Engine {
             return Err(SnapshotError::Magic);
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if version != VERSION && version != 2 {
             return Err(SnapshotError::Version(version));
         }
         if r.take(32)? != fingerprint(&e.rules, e.lateness, e.horizon) {
@@ -417,6 +503,14 @@ impl Engine {
         }
         let nrec = e.records.len();
         for ri in 0..e.rules.len() {
+            // A status rule's entries carry the call's channel as their value, not a symbol.
+            let val_ok = |v: Sym| {
+                if e.rules[ri].kind == super::rule::RuleKind::Status {
+                    (v.0 as usize) < super::event::Channel::ALL.len()
+                } else {
+                    sym_ok(v)
+                }
+            };
             let n = r.len(24)?;
             let windows = &mut e.states[ri].windows;
             windows.reserve(n);
@@ -433,7 +527,7 @@ impl Engine {
                     for _ in 0..m {
                         let en = r.entry()?;
                         let slot = en.slot() as usize;
-                        if slot >= nrec || !e.records.live(slot as u32) || !sym_ok(en.val) {
+                        if slot >= nrec || !e.records.live(slot as u32) || !val_ok(en.val) {
                             return Err(SnapshotError::Corrupt("a window entry"));
                         }
                         v.push(en);
@@ -443,6 +537,15 @@ impl Engine {
                     win.triggers = Some(Box::new(triggers));
                 }
                 windows.insert(key, win);
+            }
+        }
+        if version >= 3 {
+            let n = r.len(8)?;
+            for _ in 0..n {
+                let st = r.status()?;
+                if e.statuses.upsert(st).is_some() {
+                    return Err(SnapshotError::Corrupt("a status id twice"));
+                }
             }
         }
         if !r.0.is_empty() {

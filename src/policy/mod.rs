@@ -69,6 +69,21 @@ pub fn describe_rule(r: &Rule) -> String {
             format!("allowed {} ({} holidays)", slots.join(", "), holidays.len())
         }
         Body::Forbid => "any matching call".to_owned(),
+        Body::Status {
+            kinds, lookback, ..
+        } => {
+            let names: Vec<&str> = crate::engine::event::StatusKind::ALL
+                .iter()
+                .filter(|k| kinds & (1 << **k as u16) != 0)
+                .map(|k| k.as_str())
+                .collect();
+            format!(
+                "no call per [{}] while a status is in force: {} (calls held {} for late statuses)",
+                keys(r),
+                names.join(", "),
+                crate::engine::rule::describe_duration(*lookback)
+            )
+        }
     };
     format!(
         "{:<40} {:<13} {:<8} {:<18} tz={:<16} {}\n",

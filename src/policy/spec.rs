@@ -58,6 +58,13 @@ pub struct RuleSpec {
     /// Local dates with no calling (calling_hours).
     #[serde(default)]
     pub holidays: Option<Vec<String>>,
+    /// The debtor statuses that make a call breach (status).
+    #[serde(default)]
+    pub statuses: Option<Vec<String>>,
+    /// How long a call stays where a status arriving after it can still flag it (status;
+    /// default 7 days).
+    #[serde(default)]
+    pub lookback: Option<String>,
 }
 
 /// A filter as written: `field = [values]` or `field_not = [values]`.
@@ -320,12 +327,13 @@ impl RuleSpec {
             "cooldown" => RuleKind::Cooldown,
             "calling_hours" => RuleKind::CallingHours,
             "forbid" => RuleKind::Forbid,
-            other => {
-                return Err(err(
-                    "kind",
-                    format!("unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid"),
-                ))
-            }
+            "status" => RuleKind::Status,
+            other => return Err(err(
+                "kind",
+                format!(
+                    "unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid, status"
+                ),
+            )),
         };
         let severity = Severity::ALL
             .iter()
@@ -386,7 +394,17 @@ impl RuleSpec {
         not_for(
             self.key.is_some() && matches!(k, RuleKind::CallingHours | RuleKind::Forbid),
             "key",
-            "cap and cooldown",
+            "cap, cooldown and status",
+        )?;
+        not_for(
+            self.statuses.is_some() && k != RuleKind::Status,
+            "statuses",
+            "status",
+        )?;
+        not_for(
+            self.lookback.is_some() && k != RuleKind::Status,
+            "lookback",
+            "status",
         )?;
 
         let when = match &self.when {
@@ -416,6 +434,12 @@ impl RuleSpec {
                     out.push(f);
                 }
                 out
+            }
+            (None, RuleKind::Status) => {
+                return Err(err(
+                    "key",
+                    "a status rule needs a key: the field statuses are found by, one of [\"debtor_id\"], [\"account_id\"], [\"phone\"]".into(),
+                ))
             }
             (None, RuleKind::Cap | RuleKind::Cooldown) => {
                 return Err(err(
@@ -574,6 +598,47 @@ impl RuleSpec {
                 Body::CallingHours { allowed, holidays }
             }
             RuleKind::Forbid => Body::Forbid,
+            RuleKind::Status => {
+                use crate::engine::event::StatusKind;
+                use crate::engine::status::Scope;
+                let scope = match key.as_slice() {
+                    [StrField::DebtorId] => Scope::Debtor,
+                    [StrField::AccountId] => Scope::Account,
+                    [StrField::Phone] => Scope::Phone,
+                    _ => return Err(err("key", "a status rule finds statuses by one field: [\"debtor_id\"], [\"account_id\"] or [\"phone\"]".into())),
+                };
+                let names = self.statuses.as_ref().ok_or_else(|| {
+                    err(
+                        "statuses",
+                        format!("a status rule needs `statuses`, the ones that make a call breach; known: {}", StatusKind::names()),
+                    )
+                })?;
+                if names.is_empty() {
+                    return Err(err(
+                        "statuses",
+                        "an empty list: name at least one status".into(),
+                    ));
+                }
+                let mut kinds = 0u16;
+                for n in names {
+                    let s = StatusKind::parse(n).ok_or_else(|| {
+                        err(
+                            "statuses",
+                            format!("unknown status {n:?}; known: {}", StatusKind::names()),
+                        )
+                    })?;
+                    kinds |= 1 << s as u16;
+                }
+                let lookback = match &self.lookback {
+                    None => 7 * 86_400 * NANOS_PER_SEC,
+                    Some(d) => parse_duration(d).map_err(|e| err("lookback", e))?,
+                };
+                Body::Status {
+                    kinds,
+                    scope,
+                    lookback,
+                }
+            }
         };
 
         Ok(Rule {

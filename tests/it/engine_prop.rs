@@ -338,6 +338,8 @@ fn oracle(rules: &[Rule], calls: &[Call]) -> BTreeSet<(String, String)> {
                     }
                     _ => false,
                 },
+                // Statuses have an oracle of their own (`status_oracle`).
+                Body::Status { .. } => false,
                 Body::Cooldown { after, period } => match (rule.when.matches(c), key(rule, c)) {
                     (true, Some(k)) => calls.iter().any(|y| {
                         after.matches(y)
@@ -858,12 +860,20 @@ fn a_snapshot_is_refused_under_other_rules_or_another_version() {
         Engine::from_snapshot(rules[1..].to_vec(), EngineSettings::default(), &bytes).err(),
         Some(SnapshotError::OtherRules)
     );
-    let mut v2 = bytes.clone();
-    v2[8] = 9;
+    let mut v9 = bytes.clone();
+    v9[8] = 9;
     assert_eq!(
-        Engine::from_snapshot(rules.clone(), EngineSettings::default(), &v2).err(),
+        Engine::from_snapshot(rules.clone(), EngineSettings::default(), &v9).err(),
         Some(SnapshotError::Version(9))
     );
+    // Version 2, written before statuses were kept: the same bytes without the (empty)
+    // status section at the end. Still read, as the same engine.
+    let mut v2 = bytes[..bytes.len() - 4].to_vec();
+    assert_eq!(&bytes[bytes.len() - 4..], &[0, 0, 0, 0], "no statuses");
+    v2[8] = 2;
+    let restored = Engine::from_snapshot(rules.clone(), EngineSettings::default(), &v2)
+        .expect("a version 2 snapshot is read");
+    assert_eq!(restored.snapshot(), bytes);
     assert_eq!(
         Engine::from_snapshot(rules, EngineSettings::default(), b"{\"not\": 1}").err(),
         Some(SnapshotError::Magic)
@@ -1157,4 +1167,360 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------- debtor statuses
+
+use dialguard::engine::breach::Subject;
+use dialguard::engine::event::{Channel, StatusKind};
+use dialguard::engine::status::Status;
+
+#[derive(Debug, Clone)]
+struct StatusSpec {
+    kind: u8,
+    /// 0: debtor (with an account 1 time in 3), 1: phone, 2: debtor and phone.
+    scope: u8,
+    debtor: u8,
+    account: Option<u8>,
+    phone: u8,
+    from_h: i64,
+    len_h: Option<i64>,
+    channels: u8,
+    allow: Option<u8>,
+    window: Option<(u32, u32)>,
+}
+
+const STATUS_KINDS: [StatusKind; 4] = [
+    StatusKind::AttorneyRepresented,
+    StatusKind::ThirdPartyStop,
+    StatusKind::InconvenientTime,
+    StatusKind::MediumOptOut,
+];
+
+fn status_spec() -> impl Strategy<Value = StatusSpec> {
+    (
+        (
+            0u8..4,
+            0u8..3,
+            0u8..2,
+            prop::option::weighted(0.3, 0u8..2),
+            0u8..3,
+        ),
+        (
+            0i64..24 * 12,
+            prop::option::weighted(0.6, 1i64..24 * 6),
+            prop_oneof![2 => Just(0u8), 1 => 1u8..32],
+            prop::option::weighted(0.3, 0u8..3),
+            (0u32..24, 0u32..24),
+        ),
+    )
+        .prop_map(
+            |((kind, scope, debtor, account, phone), (from_h, len_h, channels, allow, (a, b)))| {
+                StatusSpec {
+                    kind,
+                    scope,
+                    debtor,
+                    account,
+                    phone,
+                    from_h,
+                    len_h,
+                    channels,
+                    allow,
+                    // An inconvenient time always has a window (the wire format requires one).
+                    window: (kind == 2 || a % 3 == 0)
+                        .then_some((a * 3600, if a == b { (b + 1) % 24 } else { b } * 3600)),
+                }
+            },
+        )
+}
+
+fn make_status(i: usize, s: &StatusSpec) -> Status {
+    let phone = |p: u8| format!("+8613800000{p:03}").into();
+    Status {
+        id: format!("s{i}").into(),
+        kind: STATUS_KINDS[s.kind as usize],
+        debtor_id: (s.scope != 1).then(|| format!("d{}", s.debtor).into()),
+        account_id: (s.scope != 1)
+            .then_some(s.account)
+            .flatten()
+            .map(|a| format!("a{a}").into()),
+        phone: (s.scope != 0).then(|| phone(s.phone)),
+        channels: s.channels,
+        from: Ts(BASE + s.from_h * HOUR),
+        until: s.len_h.map(|l| Ts(BASE + (s.from_h + l) * HOUR)),
+        allow_phones: s.allow.map(phone).into_iter().collect(),
+        windows: s.window.into_iter().collect(),
+        source: "test".into(),
+    }
+}
+
+/// Status rules by debtor, phone and account; zones fixed or the callee's.
+fn status_rules(callee: bool) -> Vec<Rule> {
+    let tz = if callee { "callee" } else { "America/New_York" };
+    let text = format!(
+        r#"
+[[rules]]
+id = "by-debtor"
+kind = "status"
+severity = "critical"
+key = ["debtor_id"]
+statuses = ["attorney_represented", "inconvenient_time", "medium_opt_out"]
+timezone = "{tz}"
+lookback = "400d"
+[rules.when]
+relation = ["self", "spouse"]
+
+[[rules]]
+id = "by-phone"
+kind = "status"
+severity = "high"
+key = ["phone"]
+statuses = ["third_party_stop", "medium_opt_out", "inconvenient_time"]
+timezone = "{tz}"
+lookback = "400d"
+
+[[rules]]
+id = "by-account"
+kind = "status"
+severity = "high"
+key = ["account_id"]
+statuses = ["attorney_represented", "third_party_stop"]
+lookback = "400d"
+"#
+    );
+    crate::support::rules_from_toml(&text, "Asia/Shanghai")
+}
+
+/// Every (rule id, call id) breach of the status rules, from the final statuses and calls.
+fn status_oracle(
+    rules: &[Rule],
+    statuses: &[Status],
+    calls: &[Call],
+) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        let Body::Status { kinds, .. } = rule.body else {
+            continue;
+        };
+        let field = rule.key[0];
+        for c in calls {
+            let Some(v) = c.str_field(field) else {
+                continue;
+            };
+            if !rule.when.matches(c) {
+                continue;
+            }
+            let z = c.occurred_at.to_jiff().to_zoned(zone_of(rule, c).clone());
+            let sec = z.hour() as u32 * 3600 + z.minute() as u32 * 60 + z.second() as u32;
+            let t = c.occurred_at.0;
+            let hit = statuses.iter().any(|st| {
+                let scope = match field {
+                    dialguard::engine::event::StrField::DebtorId => st.debtor_id.as_deref(),
+                    dialguard::engine::event::StrField::AccountId => st.account_id.as_deref(),
+                    _ => st.phone.as_deref(),
+                };
+                kinds & (1 << st.kind as u16) != 0
+                    && scope == Some(v)
+                    && st.from.0 <= t
+                    && st.until.is_none_or(|u| t < u.0)
+                    && st
+                        .debtor_id
+                        .as_deref()
+                        .is_none_or(|d| d == c.debtor_id.as_str())
+                    && st
+                        .account_id
+                        .as_deref()
+                        .is_none_or(|a| Some(a) == c.account_id.as_deref())
+                    && st.phone.as_deref().is_none_or(|p| p == c.phone.as_str())
+                    && (st.channels == 0 || st.channels & (1 << c.channel as u8) != 0)
+                    && !st.allow_phones.iter().any(|p| p == c.phone.as_str())
+                    && (st.windows.is_empty()
+                        || st.windows.iter().any(|&(a, b)| {
+                            if a < b {
+                                a <= sec && sec < b
+                            } else {
+                                sec >= a || sec < b
+                            }
+                        }))
+            });
+            if hit {
+                out.insert((rule.id.clone(), c.call_id.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// A call or a status, in arrival order.
+#[derive(Debug, Clone)]
+enum Arrival {
+    Call(Call),
+    Status(Status),
+}
+
+fn breach_key(
+    rules: &[Rule],
+    b: &dialguard::engine::breach::Breach,
+    judged: Option<&Call>,
+) -> (String, String) {
+    let call = match &b.subject {
+        Subject::Judged => judged.expect("a judged call").call_id.to_string(),
+        Subject::Earlier(c) => c.call_id.to_string(),
+    };
+    (rules[b.rule as usize].id.clone(), call)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Calls and debtor statuses in any arrival order, duplicates included: exactly the
+    /// oracle's breaches, each once — a call is flagged when it arrives under a status known
+    /// then, or late when the status arrives after it. Before each call, `check` says what
+    /// ingesting it yields for itself; a snapshot taken anywhere restores the statuses with
+    /// the rest, and the restored engine goes on exactly as the original.
+    #[test]
+    fn statuses_and_calls_in_any_order_give_the_oracles_breaches(
+        specs in prop::collection::vec(call_spec(), 1..30),
+        sspecs in prop::collection::vec(status_spec(), 0..8),
+        seed in any::<u64>(),
+        callee in any::<bool>(),
+        split in 0usize..1000,
+    ) {
+        let calls: Vec<Call> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut c = make_call(i, s);
+                c.channel = [Channel::Voice, Channel::Voice, Channel::Sms][i % 3];
+                c
+            })
+            .collect();
+        let statuses: Vec<Status> = sspecs.iter().enumerate().map(|(i, s)| make_status(i, s)).collect();
+        let rules = status_rules(callee);
+        let expected = status_oracle(&rules, &statuses, &calls);
+        // A deterministic shuffle of calls, statuses and a few duplicate calls.
+        let mut arrivals: Vec<Arrival> = calls.iter().cloned().map(Arrival::Call)
+            .chain(statuses.iter().cloned().map(Arrival::Status))
+            .chain(calls.iter().take(3).cloned().map(Arrival::Call))
+            .collect();
+        let mut x = seed | 1;
+        for i in (1..arrivals.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            arrivals.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let mut engine = Engine::new(rules.clone(), settings.clone());
+        let mut got = BTreeSet::new();
+        let mut seen = HashSet::new();
+        let k = split % (arrivals.len() + 1);
+        for (n, a) in arrivals.iter().enumerate() {
+            if n == k {
+                let bytes = engine.snapshot();
+                engine = Engine::from_snapshot(rules.clone(), settings.clone(), &bytes)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(engine.snapshot(), bytes, "restore changed the state");
+            }
+            let mut found = Vec::new();
+            let mut rendered: Vec<Alert> = Vec::new();
+            match a {
+                Arrival::Call(c) => {
+                    let checked: BTreeSet<(String, String)> = engine
+                        .check(c)
+                        .iter()
+                        .map(|b| breach_key(&rules, b, Some(c)))
+                        .collect();
+                    let r = engine.ingest(c, &mut found);
+                    crate::support::render_checked(&rules, &found, c, Ts(0), &mut rendered);
+                    let own: BTreeSet<(String, String)> = found
+                        .iter()
+                        .filter(|b| !b.late)
+                        .map(|b| breach_key(&rules, b, Some(c)))
+                        .collect();
+                    if seen.insert(c.call_id.clone()) {
+                        let accepted = matches!(r, Ingest::Accepted { .. });
+                        prop_assert!(accepted, "{} refused: {:?}", &c.call_id, r);
+                        prop_assert_eq!(checked, own, "check and ingest differ for {}", &c.call_id);
+                    } else {
+                        prop_assert_eq!(r, Ingest::Duplicate);
+                    }
+                    prop_assert!(found.iter().all(|b| !b.late), "a call made a late status breach");
+                    for b in &found {
+                        prop_assert!(b.status.is_some());
+                        prop_assert!(got.insert(breach_key(&rules, b, Some(c))), "twice: {:?}", b);
+                    }
+                }
+                Arrival::Status(st) => {
+                    engine.apply_status(st.clone(), &mut found);
+                    if let Some(c) = calls.first() {
+                        crate::support::render_checked(&rules, &found, c, Ts(0), &mut rendered);
+                    }
+                    for b in &found {
+                        prop_assert!(b.late);
+                        prop_assert_eq!(b.status.as_ref().map(|s| s.id.clone()), Some(st.id.clone()));
+                        prop_assert!(got.insert(breach_key(&rules, b, None)), "twice: {:?}", b);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(engine.statuses().len(), statuses.len());
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn a_withdrawn_status_flags_no_call_after_it_and_its_breaches_stand() {
+    let rules = status_rules(false);
+    let mut e = Engine::new(rules.clone(), EngineSettings::default());
+    let st = make_status(
+        0,
+        &StatusSpec {
+            kind: 0,
+            scope: 0,
+            debtor: 0,
+            account: None,
+            phone: 0,
+            from_h: 0,
+            len_h: None,
+            channels: 0,
+            allow: None,
+            window: None,
+        },
+    );
+    let call = |i: usize, hour: i64| {
+        make_call(
+            i,
+            &CallSpec {
+                hour,
+                minute: 0,
+                debtor: 0,
+                phone: 0,
+                account: None,
+                outcome: None,
+                relation: 0,
+                tz: None,
+            },
+        )
+    };
+    let mut out = Vec::new();
+    e.ingest(&call(0, 1), &mut out);
+    assert!(out.is_empty());
+    e.apply_status(st.clone(), &mut out);
+    assert_eq!(
+        out.len(),
+        1,
+        "the call before the status is flagged when it arrives"
+    );
+    assert!(out[0].late);
+    out.clear();
+    // Applying the same status again flags nothing twice.
+    e.apply_status(st.clone(), &mut out);
+    assert!(out.is_empty());
+    e.ingest(&call(1, 2), &mut out);
+    assert_eq!(out.len(), 1);
+    out.clear();
+    assert_eq!(e.end_status("s0").map(|s| s.id), Some("s0".into()));
+    e.ingest(&call(2, 3), &mut out);
+    assert!(out.is_empty(), "no status in force once withdrawn");
+    assert_eq!(e.stats().alerts, 2);
+    assert_eq!(e.stats().late_alerts, 1);
 }

@@ -100,6 +100,7 @@ fn replay(decoders: usize, text: &str) -> (Summary, String, String) {
         input: dialguard::replay::Input::reader(std::io::Cursor::new(text.as_bytes().to_vec())),
         alerts: Some(Box::new(alerts.clone())),
         rejects: Some(Box::new(rejects.clone())),
+        reference: None,
     };
     let opts = ReplayOptions {
         now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
@@ -213,6 +214,7 @@ fn a_failing_alerts_output_ends_the_replay_with_its_error() {
             input: dialguard::replay::Input::reader(std::io::Cursor::new(text.into_bytes())),
             alerts: Some(Box::new(Full)),
             rejects: None,
+            reference: None,
         };
         let opts = ReplayOptions {
             now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
@@ -244,6 +246,7 @@ fn enforcement_drops_what_a_check_refuses_and_leaves_only_late_alerts() {
             input: dialguard::replay::Input::reader(std::io::Cursor::new(text.clone())),
             alerts: Some(Box::new(alerts.clone())),
             rejects: None,
+            reference: None,
         };
         let opts = ReplayOptions {
             now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
@@ -306,6 +309,7 @@ fn an_input_in_memory_judges_exactly_as_a_stream() {
             input,
             alerts: Some(Box::new(alerts.clone())),
             rejects: Some(Box::new(rejects.clone())),
+            reference: None,
         };
         let opts = ReplayOptions {
             now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),
@@ -383,6 +387,7 @@ distinct = "account_id"
                 input: dialguard::replay::Input::Bytes(Box::new(text.clone())),
                 alerts: alerts.then(|| Box::new(Sink::default()) as Box<dyn Write + Send>),
                 rejects: None,
+                reference: None,
             };
             let opts = ReplayOptions {
                 now: Some(Ts(1_900_000_000 * NANOS_PER_SEC)),

@@ -351,6 +351,7 @@ fn replayed(
             input: dialguard::replay::Input::reader(std::io::Cursor::new(input)),
             alerts: Some(Box::new(alerts.clone())),
             rejects: None,
+            reference: None,
         },
         &ReplayOptions {
             now: Some(NOW),

@@ -25,7 +25,13 @@ pub fn rules_from_toml(text: &str, zone: &str) -> Vec<Rule> {
 
 /// Renders `found` into `out` and holds the direct JSON writer (what replay writes) to the
 /// rendered alerts, byte for byte: every alert a test sees checks it.
-fn render_checked(rules: &[Rule], found: &[Breach], call: &Call, now: Ts, out: &mut Vec<Alert>) {
+pub fn render_checked(
+    rules: &[Rule],
+    found: &[Breach],
+    call: &Call,
+    now: Ts,
+    out: &mut Vec<Alert>,
+) {
     let before = out.len();
     alert::render_all(rules, found, call, now, out);
     let mut scratch = String::new();

@@ -203,6 +203,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 holiday: false,
                 evidence: evidence(ctx, &w.calls, c.ts, c.pv(window), window, distinct, None),
                 late: c.slot() != step.slot,
+                status: None,
             });
         }
     }
@@ -289,6 +290,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
             Some((&call.call_id, c.extra)),
         ),
         late: false,
+        status: None,
     })
 }
 

@@ -84,6 +84,7 @@ fn breach(ri: u16, subject: Subject, found: (u32, (Ts, Ts), Vec<CallId>), late: 
         holiday: false,
         evidence,
         late,
+        status: None,
     }
 }
 

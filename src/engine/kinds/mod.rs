@@ -10,6 +10,7 @@ pub(super) mod calling_hours;
 pub(super) mod cap;
 pub(super) mod cooldown;
 pub(super) mod forbid;
+pub(super) mod status;
 
 use super::breach::{Breach, CallId, Subject};
 use super::event::{Call, StrField};
@@ -36,6 +37,8 @@ pub(super) struct Ctx<'a> {
     /// just accepted): its keys are read from them instead of looked up in the interner,
     /// whose lock a decoder thread may hold.
     pub known: Option<[Sym; 7]>,
+    /// The debtor statuses known (reference data), for `status` rules.
+    pub statuses: &'a super::status::Statuses,
 }
 
 impl Ctx<'_> {
@@ -208,6 +211,7 @@ pub(super) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied 
         Body::Cooldown { .. } => cooldown::ingest(step, out),
         Body::CallingHours { .. } => calling_hours::ingest(step, out),
         Body::Forbid => forbid::ingest(step, out),
+        Body::Status { .. } => status::ingest(step, out),
     }
 }
 
@@ -277,6 +281,7 @@ pub(super) fn check(look: &mut Look<'_, '_>) -> Option<Breach> {
         Body::Cooldown { .. } => cooldown::check(look),
         Body::CallingHours { .. } => calling_hours::check(look.ri, look.rule, look.call),
         Body::Forbid => forbid::check(look.ri, look.rule, look.call),
+        Body::Status { .. } => status::check(look),
     }
 }
 
@@ -300,6 +305,7 @@ pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
         Body::Cooldown { .. } => cooldown::clear_after(look),
         Body::CallingHours { .. } => calling_hours::clear_after(look.rule, look.call),
         Body::Forbid => forbid::clear_after(look.rule, look.call),
+        Body::Status { .. } => status::clear_after(look),
     }
 }
 
@@ -314,5 +320,6 @@ fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
         holiday,
         evidence: vec![CallId::new(&call.call_id)],
         late: false,
+        status: None,
     }
 }

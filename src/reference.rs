@@ -1,0 +1,366 @@
+//! Reference data on the wire: Status v1 (`schemas/status-v1.schema.json`), the debtor
+//! statuses a compliance team publishes — an attorney's representation, a cease request, an
+//! opted-out number — decoded and validated into the engine's [`Status`].
+//!
+//! On a compacted Kafka topic a record's key is its `status_id` and a null value (a tombstone)
+//! withdraws it; in a file (`replay --reference`) each line is one JSON object, and
+//! `{"status_id": "...", "tombstone": true}` withdraws one. A record that is not valid is
+//! refused with a closed reason, like a call ([`crate::codec::Reject`]), and goes where refused
+//! calls go.
+
+use crate::codec::{Reason, Reject};
+use crate::engine::event::{Channel, StatusKind, Text};
+use crate::engine::status::Status;
+use crate::engine::time::Ts;
+use crate::phone::PhoneNormaliser;
+use serde::Deserialize;
+
+/// A reference record decoded: a status to apply, or one to withdraw.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reference {
+    /// A status, new or replacing the one with its id.
+    Status(Status),
+    /// The status with this id is withdrawn (a tombstone).
+    Withdraw(Text),
+}
+
+/// Status v1 as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireStatus {
+    status_id: Option<String>,
+    status: Option<String>,
+    #[serde(default)]
+    debtor_id: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+    #[serde(default)]
+    channels: Option<Vec<String>>,
+    from: Option<String>,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    allow_phones: Option<Vec<String>>,
+    #[serde(default)]
+    windows: Option<Vec<WireWindow>>,
+    source: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: Option<String>,
+    #[serde(default)]
+    tombstone: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireWindow {
+    from: String,
+    to: String,
+}
+
+fn bad(reason: Reason, detail: impl Into<String>) -> Reject {
+    Reject {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+/// Longest id accepted, in bytes (as for call ids).
+const MAX_ID_BYTES: usize = 128;
+
+/// Decodes Status v1 records; owns a phone-number normaliser (numbers are compared in E.164,
+/// as calls' are).
+pub struct ReferenceDecoder {
+    phones: PhoneNormaliser,
+}
+
+impl ReferenceDecoder {
+    /// A decoder reading national-format numbers in `region` (the engine's default region).
+    pub fn new(region: phonenumber::country::Id) -> ReferenceDecoder {
+        ReferenceDecoder {
+            phones: PhoneNormaliser::new(region),
+        }
+    }
+
+    /// A record from a file line: a status, or `{"status_id", "tombstone": true}`.
+    pub fn decode_line(&mut self, bytes: &[u8]) -> Result<Reference, Reject> {
+        let w: WireStatus = serde_json::from_slice(bytes).map_err(|e| {
+            if e.is_data() {
+                bad(Reason::WrongType, format!("not a Status v1 record: {e}"))
+            } else {
+                bad(Reason::NotJson, format!("not JSON: {e}"))
+            }
+        })?;
+        if w.tombstone == Some(true) {
+            let id = w
+                .status_id
+                .ok_or_else(|| bad(Reason::MissingField, "a tombstone needs status_id"))?;
+            check_id("status_id", &id)?;
+            return Ok(Reference::Withdraw(id.into()));
+        }
+        self.status(w).map(Reference::Status)
+    }
+
+    /// A record from a compacted topic: `key` is the status id, `value` the record or `None`
+    /// (a tombstone).
+    pub fn decode_keyed(
+        &mut self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<Reference, Reject> {
+        let key = key
+            .map(std::str::from_utf8)
+            .transpose()
+            .map_err(|_| bad(Reason::BadValue, "the record key is not UTF-8"))?;
+        match value {
+            None => {
+                let id = key.ok_or_else(|| {
+                    bad(
+                        Reason::MissingField,
+                        "a tombstone (null value) needs the status_id as its key",
+                    )
+                })?;
+                check_id("status_id (key)", id)?;
+                Ok(Reference::Withdraw(id.into()))
+            }
+            Some(v) => {
+                let r = self.decode_line(v)?;
+                if let (Reference::Status(st), Some(k)) = (&r, key) {
+                    if st.id != k {
+                        return Err(bad(
+                            Reason::BadValue,
+                            format!(
+                                "the record key {k:?} is not its status_id {:?}: compaction keeps one record per key",
+                                st.id.as_str()
+                            ),
+                        ));
+                    }
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    fn phone(&mut self, field: &str, raw: &str) -> Result<Text, Reject> {
+        self.phones.normalise(raw).ok_or_else(|| {
+            bad(
+                Reason::BadPhone,
+                format!("{field} {raw:?} is not a valid phone number (E.164, or national format in the default region)"),
+            )
+        })
+    }
+
+    fn status(&mut self, w: WireStatus) -> Result<Status, Reject> {
+        let missing: Vec<&str> = [
+            ("status_id", w.status_id.is_none()),
+            ("status", w.status.is_none()),
+            ("from", w.from.is_none()),
+            ("source", w.source.is_none()),
+        ]
+        .iter()
+        .filter(|(_, m)| *m)
+        .map(|(n, _)| *n)
+        .collect();
+        if !missing.is_empty() {
+            return Err(bad(
+                Reason::MissingField,
+                format!("missing required field(s): {}", missing.join(", ")),
+            ));
+        }
+        let id = w.status_id.unwrap_or_default();
+        check_id("status_id", &id)?;
+        let kind_name = w.status.unwrap_or_default();
+        let kind = StatusKind::parse(&kind_name).ok_or_else(|| {
+            bad(
+                Reason::UnknownValue,
+                format!("status {kind_name:?} is not one of {}", StatusKind::names()),
+            )
+        })?;
+        if w.debtor_id.is_none() && w.account_id.is_none() && w.phone.is_none() {
+            return Err(bad(
+                Reason::MissingField,
+                "a status needs a scope: debtor_id, account_id or phone (or several)",
+            ));
+        }
+        for (name, v) in [("debtor_id", &w.debtor_id), ("account_id", &w.account_id)] {
+            if let Some(v) = v {
+                check_id(name, v)?;
+            }
+        }
+        let phone = match &w.phone {
+            None => None,
+            Some(p) => Some(self.phone("phone", p)?),
+        };
+        let mut channels = 0u8;
+        for c in w.channels.iter().flatten() {
+            let ch = Channel::parse(c).ok_or_else(|| {
+                bad(
+                    Reason::UnknownValue,
+                    format!("channel {c:?} is not one of {}", Channel::names()),
+                )
+            })?;
+            channels |= 1 << ch as u8;
+        }
+        if w.channels.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(bad(
+                Reason::BadValue,
+                "channels is empty: omit it for every channel",
+            ));
+        }
+        let from = timestamp("from", &w.from.unwrap_or_default())?;
+        let until = match &w.until {
+            None => None,
+            Some(u) => Some(timestamp("until", u)?),
+        };
+        if let Some(u) = until {
+            if u <= from {
+                return Err(bad(
+                    Reason::BadValue,
+                    format!("until {u} is not after from {from}"),
+                ));
+            }
+        }
+        let mut allow_phones = Vec::new();
+        for p in w.allow_phones.iter().flatten() {
+            allow_phones.push(self.phone("allow_phones", p)?);
+        }
+        let mut windows = Vec::new();
+        for (i, win) in w.windows.iter().flatten().enumerate() {
+            let from = time_of_day(&format!("windows[{i}].from"), &win.from)?;
+            let to = time_of_day(&format!("windows[{i}].to"), &win.to)?;
+            if from == to {
+                return Err(bad(
+                    Reason::BadValue,
+                    format!("windows[{i}] is empty (from equals to)"),
+                ));
+            }
+            windows.push((from, to));
+        }
+        if kind == StatusKind::InconvenientTime && windows.is_empty() {
+            return Err(bad(
+                Reason::MissingField,
+                "an inconvenient_time status needs windows: the local times that are inconvenient",
+            ));
+        }
+        let source = w.source.unwrap_or_default();
+        check_id("source", &source)?;
+        Ok(Status {
+            id: id.into(),
+            kind,
+            debtor_id: w.debtor_id.map(Text::from),
+            account_id: w.account_id.map(Text::from),
+            phone,
+            channels,
+            from,
+            until,
+            allow_phones,
+            windows,
+            source: source.into(),
+        })
+    }
+}
+
+fn check_id(name: &str, v: &str) -> Result<(), Reject> {
+    if v.is_empty() || v.len() > MAX_ID_BYTES {
+        return Err(bad(
+            Reason::BadValue,
+            format!("{name} must be 1 to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn timestamp(field: &str, s: &str) -> Result<Ts, Reject> {
+    let t: jiff::Timestamp = s.parse().map_err(|e| {
+        bad(
+            Reason::BadTimestamp,
+            format!("{field} {s:?} is not an RFC 3339 timestamp with an offset: {e}"),
+        )
+    })?;
+    Ok(Ts::from_jiff(t))
+}
+
+/// "HH:MM" → seconds since local midnight; "24:00" is the end of the day.
+fn time_of_day(field: &str, s: &str) -> Result<u32, Reject> {
+    crate::policy::spec::parse_time_of_day(s)
+        .map_err(|e| bad(Reason::BadValue, format!("{field}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec() -> ReferenceDecoder {
+        ReferenceDecoder::new(phonenumber::country::Id::CN)
+    }
+
+    #[test]
+    fn a_status_is_decoded_with_numbers_in_e164() {
+        let r = dec()
+            .decode_line(br#"{"status_id":"s1","status":"attorney_represented","debtor_id":"D1","phone":"138 1234 5678","from":"2026-11-01T00:00:00Z","until":"2026-12-01T00:00:00+08:00","allow_phones":["+8613900000000"],"channels":["voice","sms"],"source":"legal","note":"letter of representation"}"#)
+            .unwrap();
+        let Reference::Status(st) = r else {
+            panic!("a status")
+        };
+        assert_eq!(st.kind, StatusKind::AttorneyRepresented);
+        assert_eq!(st.phone.as_deref(), Some("+8613812345678"));
+        assert_eq!(st.allow_phones, vec![Text::from("+8613900000000")]);
+        assert_eq!(
+            st.channels,
+            1 << Channel::Voice as u8 | 1 << Channel::Sms as u8
+        );
+        assert_eq!(st.until.unwrap().to_string(), "2026-11-30T16:00:00Z");
+    }
+
+    #[test]
+    fn tombstones_in_files_and_on_topics() {
+        assert_eq!(
+            dec()
+                .decode_line(br#"{"status_id":"s1","tombstone":true}"#)
+                .unwrap(),
+            Reference::Withdraw("s1".into())
+        );
+        assert_eq!(
+            dec().decode_keyed(Some(b"s2"), None).unwrap(),
+            Reference::Withdraw("s2".into())
+        );
+        assert_eq!(
+            dec().decode_keyed(None, None).unwrap_err().reason,
+            Reason::MissingField
+        );
+    }
+
+    #[test]
+    fn bad_records_are_refused_with_a_reason() {
+        let cases: &[(&[u8], Reason)] = &[
+            (b"{not json", Reason::NotJson),
+            (br#"{"status_id":"s","status":"attorney_represented","from":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::MissingField),
+            (br#"{"status_id":"s","status":"vacation","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::UnknownValue),
+            (br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-01","source":"x"}"#, Reason::BadTimestamp),
+            (br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-02T00:00:00Z","until":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::BadValue),
+            (br#"{"status_id":"s","status":"number_opt_out","phone":"12","from":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::BadPhone),
+            (br#"{"status_id":"s","status":"inconvenient_time","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::MissingField),
+            (br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x","extra":1}"#, Reason::WrongType),
+            (br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-01T00:00:00Z"}"#, Reason::MissingField),
+        ];
+        for (raw, reason) in cases {
+            let e = dec().decode_line(raw).unwrap_err();
+            assert_eq!(
+                e.reason,
+                *reason,
+                "{}: {}",
+                String::from_utf8_lossy(raw),
+                e.detail
+            );
+        }
+        let e = dec()
+            .decode_keyed(
+                Some(b"other"),
+                Some(br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x"}"#),
+            )
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::BadValue);
+    }
+}
