@@ -39,6 +39,26 @@ pub struct RawConfig {
     /// The pre-dial check API.
     #[serde(default)]
     pub check: RawCheck,
+    /// Reference data (`dialguard run`): the topics statuses are read from.
+    #[serde(default)]
+    pub reference: RawReference,
+}
+
+/// `[reference]`: reference data the service reads in full before it is ready, then follows.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawReference {
+    /// Debtor statuses (Status v1, key: status_id; a compacted topic). Needed by `status` rules;
+    /// absent or `""` reads none.
+    #[serde(default)]
+    pub status_topic: Option<String>,
+}
+
+/// `[reference]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct ReferenceSettings {
+    /// The status topic, if any.
+    pub status_topic: Option<String>,
 }
 
 /// `[check]`: the pre-dial check API (`POST /v1/check`), on a listener of its own.
@@ -940,6 +960,8 @@ pub struct Settings {
     pub service: ServiceSettings,
     /// `[check]`.
     pub check: CheckSettings,
+    /// `[reference]`.
+    pub reference: ReferenceSettings,
 }
 
 impl Settings {
@@ -1072,6 +1094,32 @@ impl Settings {
                 "no rules: load at least one pack or write [[rules]]".into(),
             ));
         }
+        let status_topic = raw
+            .reference
+            .status_topic
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        if let Some(t) = status_topic {
+            valid_topic(t).map_err(|r| invalid("reference.status_topic", r))?;
+            let k = &kafka;
+            let ours = [
+                Some(&k.input_topic),
+                Some(&k.alerts_topic),
+                Some(&k.dlq_topic),
+                k.suppressions_topic.as_ref(),
+                k.snapshots_topic.as_ref(),
+            ];
+            if ours.iter().flatten().any(|o| o.as_str() == t) {
+                return Err(invalid(
+                    "reference.status_topic",
+                    format!("{t:?} is also one of the [kafka] topics: statuses need a compacted topic of their own"),
+                ));
+            }
+        }
+        let reference = ReferenceSettings {
+            status_topic: status_topic.map(str::to_owned),
+        };
         Ok(Settings {
             path: path.to_owned(),
             engine: EngineSettings {
@@ -1092,7 +1140,19 @@ impl Settings {
             http,
             service,
             check,
+            reference,
         })
+    }
+
+    /// The first `status` rule when no status topic is configured: `dialguard run` refuses to
+    /// start then, since the rule would never see a status (replay reads `--reference`).
+    pub fn status_rule_without_topic(&self) -> Option<&Rule> {
+        if self.reference.status_topic.is_some() {
+            return None;
+        }
+        self.rules
+            .iter()
+            .find(|r| r.kind == crate::engine::rule::RuleKind::Status)
     }
 }
 

@@ -197,7 +197,8 @@ fn main() -> ExitCode {
                 Err(e) => {
                     dialguard::tell!("error: {e}");
                     match e {
-                        dialguard::service::ServiceError::Listen { .. } => {
+                        dialguard::service::ServiceError::Listen { .. }
+                        | dialguard::service::ServiceError::Config { .. } => {
                             ExitCode::from(EX_CONFIG)
                         }
                         _ => ExitCode::FAILURE,

@@ -103,8 +103,8 @@ impl ReferenceDecoder {
         self.status(w).map(Reference::Status)
     }
 
-    /// A record from a compacted topic: `key` is the status id, `value` the record or `None`
-    /// (a tombstone).
+    /// A record from a compacted topic: `key` is the status id, `value` the record, or `None`
+    /// or empty (a tombstone).
     pub fn decode_keyed(
         &mut self,
         key: Option<&[u8]>,
@@ -114,7 +114,9 @@ impl ReferenceDecoder {
             .map(std::str::from_utf8)
             .transpose()
             .map_err(|_| bad(Reason::BadValue, "the record key is not UTF-8"))?;
-        match value {
+        // A null value is a tombstone; so is an empty one (some clients and brokers give
+        // a null value back as empty).
+        match value.filter(|v| !v.is_empty()) {
             None => {
                 let id = key.ok_or_else(|| {
                     bad(
@@ -325,6 +327,10 @@ mod tests {
         assert_eq!(
             dec().decode_keyed(Some(b"s2"), None).unwrap(),
             Reference::Withdraw("s2".into())
+        );
+        assert_eq!(
+            dec().decode_keyed(Some(b"s3"), Some(b"")).unwrap(),
+            Reference::Withdraw("s3".into())
         );
         assert_eq!(
             dec().decode_keyed(None, None).unwrap_err().reason,

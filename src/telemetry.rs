@@ -68,6 +68,12 @@ pub struct Metrics {
     pub snapshot_writes: IntCounterVec,
     /// Size of the last snapshot written.
     pub snapshot_bytes: IntGauge,
+    /// Status topic records read, by outcome (`applied`, `withdrawn`, `rejected`).
+    pub reference_records: IntCounterVec,
+    /// Debtor statuses known.
+    pub statuses_known: IntGauge,
+    /// Debtor statuses in force at the newest event time, by status.
+    pub statuses_in_force: IntGaugeVec,
     /// Time the processing loop was held taking the last snapshot (writing it is off the loop).
     pub snapshot_seconds: Gauge,
     /// Consumer lag summed over assigned partitions (from librdkafka statistics).
@@ -360,6 +366,35 @@ impl Metrics {
                     c.with_label_values(&[result]);
                 }
                 c
+            },
+            reference_records: {
+                let c = counter_vec(
+                    &r,
+                    "dialguard_reference_records_total",
+                    "Status topic records read, by outcome: applied (a status, new or replacing one), withdrawn (a tombstone), rejected (invalid, sent to the dead-letter topic).",
+                    &["outcome"],
+                );
+                for outcome in ["applied", "withdrawn", "rejected"] {
+                    c.with_label_values(&[outcome]);
+                }
+                c
+            },
+            statuses_known: gauge(
+                &r,
+                "dialguard_statuses_known",
+                "Debtor statuses known (read from the status topic and not withdrawn).",
+            ),
+            statuses_in_force: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "dialguard_statuses_in_force",
+                        "Debtor statuses in force at the newest event time judged, by status.",
+                    ),
+                    &["status"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
             },
             snapshot_bytes: gauge(
                 &r,

@@ -478,7 +478,7 @@ impl Engine {
 
     /// [`Engine::heap_bytes`] by structure: records, window entries, window maps, the dedup
     /// table and free list, the interner.
-    pub fn heap(&self) -> [(&'static str, usize); 5] {
+    pub fn heap(&self) -> [(&'static str, usize); 6] {
         let (maps, entries) = self
             .states
             .iter()
@@ -496,6 +496,7 @@ impl Engine {
                 self.dedup.capacity() * 5 + self.free.capacity() * 4,
             ),
             ("interner", self.interner.lock().heap_bytes()),
+            ("statuses", self.statuses.heap_bytes()),
         ]
     }
 

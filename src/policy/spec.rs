@@ -328,12 +328,14 @@ impl RuleSpec {
             "calling_hours" => RuleKind::CallingHours,
             "forbid" => RuleKind::Forbid,
             "status" => RuleKind::Status,
-            other => return Err(err(
-                "kind",
-                format!(
+            other => {
+                return Err(err(
+                    "kind",
+                    format!(
                     "unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid, status"
                 ),
-            )),
+                ))
+            }
         };
         let severity = Severity::ALL
             .iter()

@@ -19,7 +19,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub(crate) struct Shared {
     pub(super) warnings: Mutex<Throttle>,
     /// Set once shutdown has drained: the final revoke only commits.
     pub(super) closing: AtomicBool,
+    /// Messages caused by statuses (reference data) sent and not yet delivered: no snapshot is
+    /// taken meanwhile, since its marks would say their alerts were made.
+    pub(super) reference_in_flight: AtomicU64,
 }
 
 /// At most one line per key every `every`; counts what it holds back.
@@ -156,6 +159,10 @@ impl ProducerContext for ProducerCtx {
         let sh = &self.shared;
         match result {
             Ok(_) => {
+                if token.generation == messages::REFERENCE {
+                    sh.reference_in_flight.fetch_sub(1, Ordering::Relaxed);
+                    return;
+                }
                 lock(&sh.book).ack(token.generation, token.partition, token.offset);
                 if token.output == Output::Alerts {
                     if let Some(ms) = token.record_ms {

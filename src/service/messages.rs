@@ -50,6 +50,10 @@ impl Output {
     }
 }
 
+/// The generation of messages caused by reference data (a status, not an input record): they
+/// acknowledge no input offset (the offset book ignores generations it never had).
+pub(crate) const REFERENCE: u64 = u64::MAX;
+
 /// Travels with each produced message through librdkafka and back in its delivery report.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Token {
@@ -124,6 +128,35 @@ pub(crate) fn alert<M: Message>(topic: &str, m: &M, a: &Alert, generation: u64) 
         payload,
         generation,
     )
+}
+
+/// An alert found when statuses were applied to a new engine (after an assignment), caused by
+/// no one record: keyed by debtor, acknowledging no input offset.
+pub(crate) fn reference_alert(topic: &str, a: &Alert) -> Outgoing {
+    let mut payload = Vec::with_capacity(1024);
+    a.write_json(&mut payload);
+    let h = OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: headers::ALERT_ID,
+            value: Some(&a.alert_id),
+        })
+        .insert(Header {
+            key: headers::RULE_ID,
+            value: Some(&a.rule_id),
+        });
+    Outgoing {
+        topic: topic.to_owned(),
+        key: Some(a.debtor_id.as_bytes().to_vec()),
+        payload,
+        headers: h,
+        token: Box::new(Token {
+            generation: REFERENCE,
+            partition: -1,
+            offset: -1,
+            record_ms: None,
+            output: Output::Alerts,
+        }),
+    }
 }
 
 /// A suppression directive given by the call in the record `m`, to `topic`.

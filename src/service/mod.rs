@@ -26,6 +26,7 @@ mod messages;
 pub mod offsets;
 pub mod pipeline;
 pub mod rebuild;
+mod reference;
 pub mod snapshots;
 
 pub use crate::lifecycle::{Health, Shutdown};
@@ -47,6 +48,14 @@ pub enum ServiceError {
         addr: std::net::SocketAddr,
         /// Why.
         source: std::io::Error,
+    },
+    /// The configuration cannot work in the service.
+    #[error("invalid configuration: {key}: {reason}")]
+    Config {
+        /// The configuration key.
+        key: String,
+        /// Why.
+        reason: String,
     },
     /// A Kafka client could not be created or subscribed.
     #[error("kafka: {0}")]
@@ -81,6 +90,15 @@ pub fn run(
     signals: bool,
     on_start: impl FnOnce(&Handles),
 ) -> Result<(), ServiceError> {
+    if let Some(r) = settings.status_rule_without_topic() {
+        return Err(ServiceError::Config {
+            key: "reference.status_topic".into(),
+            reason: format!(
+                "rule {} is a status rule, and no status topic is set: it would never see a status (set [reference] status_topic, or leave the rule out)",
+                r.id
+            ),
+        });
+    }
     let metrics = Arc::new(Metrics::new(
         &settings.rules,
         settings.kafka.partition_lag_metric,

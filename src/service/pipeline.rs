@@ -13,6 +13,7 @@ pub use super::messages::headers;
 use super::messages::{self, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
+use super::reference::{StatusFeed, Update};
 use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
@@ -34,7 +35,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::{Message, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -207,6 +208,8 @@ pub(crate) struct Pipeline<'a> {
     snapshot_asked: Instant,
     /// When the last snapshot was taken (or the windows last restored or rebuilt).
     last_snapshot: Instant,
+    /// The status topic's reader and the statuses known, when `[reference] status_topic` is set.
+    statuses: Option<StatusFeed>,
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -227,6 +230,7 @@ pub(crate) fn run(
         input_topic: k.input_topic.clone(),
         warnings: Mutex::new(Throttle::new(Duration::from_secs(10))),
         closing: AtomicBool::new(false),
+        reference_in_flight: AtomicU64::new(0),
     });
     let mut pc = client_config(k);
     pc.set("enable.idempotence", "true").set("linger.ms", "1");
@@ -270,6 +274,10 @@ pub(crate) fn run(
         rules = settings.rules.len(),
         "consuming"
     );
+    let statuses = match &settings.reference.status_topic {
+        None => None,
+        Some(t) => Some(StatusFeed::open(settings, t).map_err(ServiceError::Kafka)?),
+    };
     let store = snapshot_store(settings)?.map(Arc::new);
     let interner = lock(&live).engine.interner();
     health.set(false, "waiting for a partition assignment");
@@ -323,7 +331,9 @@ pub(crate) fn run(
         store,
         snapshot_asked: Instant::now(),
         last_snapshot: Instant::now(),
+        statuses,
     };
+    p.load_statuses();
     p.main_loop();
     let end = p.finish();
     let (consumer, producer) = (p.consumer.clone(), p.producer.clone());
@@ -376,6 +386,7 @@ impl Pipeline<'_> {
                 self.health.beat();
                 self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
                 resend_failed(&self.producer, &self.shared);
+                self.follow_statuses();
                 self.backpressure();
                 self.align();
                 self.metrics
@@ -574,6 +585,17 @@ impl Pipeline<'_> {
             }
             if heap {
                 m.engine_heap.set(engine.heap_bytes() as i64);
+            }
+            if self.statuses.is_some() {
+                m.statuses_known.set(engine.statuses().len() as i64);
+                if let Some(w) = engine.watermark() {
+                    let n = engine.statuses().in_force_by_kind(w);
+                    for (k, v) in crate::engine::event::StatusKind::ALL.iter().zip(n) {
+                        m.statuses_in_force
+                            .with_label_values(&[k.as_str()])
+                            .set(v as i64);
+                    }
+                }
             }
         }
         m.in_flight.set(lock(&self.shared.book).in_flight() as i64);
@@ -817,11 +839,24 @@ impl Pipeline<'_> {
                     }
                 }
             });
+            // The statuses known, into the new engine: calls it restored that one covers and
+            // that none had flagged are alerted now.
+            let mut found = Vec::new();
             {
                 let mut live = lock(&self.live);
+                if let Some(feed) = &self.statuses {
+                    feed.sync(&mut live.engine, &mut found);
+                }
                 live.positions = positions;
                 live.owned = owned;
                 live.serving = true;
+            }
+            let now = wall_now();
+            for b in &found {
+                if let Some(a) = self.status_alert(b, now) {
+                    let o = messages::reference_alert(&self.settings.kafka.alerts_topic, &a);
+                    self.send_reference(o);
+                }
             }
             let mut tpl = TopicPartitionList::new();
             for p in &parts {
@@ -840,6 +875,124 @@ impl Pipeline<'_> {
             }
             return;
         }
+    }
+
+    /// Reads the status topic to the end it has now, before anything is judged: the service is
+    /// not ready until it has (a status missing would let its calls through unflagged).
+    fn load_statuses(&mut self) {
+        let Some(mut feed) = self.statuses.take() else {
+            return;
+        };
+        self.health.set(false, "reading the status topic");
+        let started = Instant::now();
+        let mut out = Vec::new();
+        let shutdown = self.shutdown;
+        let deadline = Instant::now() + Duration::from_secs(365 * 86_400);
+        let done = feed.load(
+            deadline,
+            || shutdown.is_triggered(),
+            |m, u| self.on_status(m, u, &mut out),
+        );
+        for o in out {
+            self.send_reference(o);
+        }
+        tracing::info!(
+            statuses = feed.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            complete = done,
+            "status topic read"
+        );
+        self.metrics.statuses_known.set(feed.len() as i64);
+        self.statuses = Some(feed);
+        self.health.set(false, "waiting for a partition assignment");
+    }
+
+    /// Applies what arrived on the status topic since the last turn (a few thousand records at
+    /// most a turn, so a burst of statuses does not hold the calls back).
+    fn follow_statuses(&mut self) {
+        let Some(mut feed) = self.statuses.take() else {
+            return;
+        };
+        let mut out = Vec::new();
+        feed.poll(Duration::ZERO, 4096, |m, u| self.on_status(m, u, &mut out));
+        self.statuses = Some(feed);
+        for o in out {
+            self.send_reference(o);
+        }
+    }
+
+    /// One status topic record: applied to the engine (its late breaches alerted, the record
+    /// named as their source), withdrawn, or dead-lettered.
+    fn on_status(&mut self, m: &OwnedMessage, u: Update, out: &mut Vec<Outgoing>) {
+        let dlq = &self.settings.kafka.dlq_topic;
+        match u {
+            Update::Apply(st) => {
+                self.metrics
+                    .reference_records
+                    .with_label_values(&["applied"])
+                    .inc();
+                let mut found = std::mem::take(&mut self.breaches);
+                lock(&self.live).engine.apply_status(st, &mut found);
+                let now = wall_now();
+                for b in &found {
+                    if let Some(a) = self.status_alert(b, now) {
+                        out.push(messages::alert(
+                            &self.settings.kafka.alerts_topic,
+                            m,
+                            &a,
+                            messages::REFERENCE,
+                        ));
+                    }
+                }
+                found.clear();
+                self.breaches = found;
+            }
+            Update::Withdraw(id) => {
+                self.metrics
+                    .reference_records
+                    .with_label_values(&["withdrawn"])
+                    .inc();
+                lock(&self.live).engine.end_status(&id);
+            }
+            Update::Refused(r) => {
+                self.metrics
+                    .reference_records
+                    .with_label_values(&["rejected"])
+                    .inc();
+                out.push(messages::dead_letter(
+                    dlq,
+                    m,
+                    r.reason,
+                    &r.detail,
+                    messages::REFERENCE,
+                ));
+            }
+        }
+    }
+
+    /// The alert of a breach a status found for an earlier call (counted), or `None` when the
+    /// alerts topic already holds it (read back after a restart).
+    fn status_alert(&mut self, b: &Breach, now: Ts) -> Option<Alert> {
+        let crate::engine::breach::Subject::Earlier(call) = &b.subject else {
+            return None;
+        };
+        let a = alert::render(&self.settings.rules, b, call, now);
+        if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
+            self.metrics.alerts_suppressed.inc();
+            return None;
+        }
+        if let Some((_, c)) = self.alert_counters.iter().find(|(id, _)| *id == a.rule_id) {
+            c.inc();
+        }
+        Some(a)
+    }
+
+    /// Sends a message caused by a status, counted until it is delivered.
+    fn send_reference(&self, o: Outgoing) {
+        self.shared
+            .reference_in_flight
+            .fetch_add(1, Ordering::Relaxed);
+        send(&self.producer, o, Some(self.shutdown));
     }
 
     /// Answers the checks waiting, without blocking.
@@ -1064,6 +1217,12 @@ impl Pipeline<'_> {
         let Some(store) = self.store.clone() else {
             return;
         };
+        if self.shared.reference_in_flight.load(Ordering::Relaxed) > 0 {
+            // Alerts a status caused are not delivered yet: a snapshot now would hold their
+            // marks, and a restart from it would not make them again. The next turn retries.
+            tracing::debug!("alerts caused by statuses in flight: snapshot put off");
+            return;
+        }
         if self.snapshot_writer.is_some() {
             if !wait {
                 tracing::warn!("the last snapshot is still being written: this one is skipped");

@@ -7,19 +7,43 @@
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::event::Call;
+use dialguard::engine::status::Status;
 use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
 use dialguard::judge;
+use dialguard::reference::{Reference, ReferenceDecoder};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 const NOW: i64 = 1_893_456_000_000_000_000; // 2030-01-01: the fixtures are in the past
 
-fn run(settings: &Settings, calls: &[Call]) -> Vec<serde_json::Value> {
+/// Judges `calls` in order, with the statuses applied before them or, with `statuses_last`,
+/// after them (their breaches then found late).
+fn run(
+    settings: &Settings,
+    calls: &[Call],
+    statuses: &[Status],
+    statuses_last: bool,
+) -> Vec<serde_json::Value> {
     let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
     let mut out = Vec::new();
+    let apply = |engine: &mut Engine, out: &mut Vec<dialguard::alert::Alert>| {
+        for st in statuses {
+            let mut found = Vec::new();
+            engine.apply_status(st.clone(), &mut found);
+            if let Some(c) = calls.first() {
+                dialguard::alert::render_all(engine.rules(), &found, c, Ts(NOW), out);
+            }
+        }
+    };
+    if !statuses_last {
+        apply(&mut engine, &mut out);
+    }
     for c in calls {
         judge::judge_alerts(&mut engine, 0, &mut c.clone(), Ts(NOW), &mut out);
+    }
+    if statuses_last {
+        apply(&mut engine, &mut out);
     }
     out.iter()
         .map(|a| serde_json::to_value(a).unwrap())
@@ -40,13 +64,29 @@ fn scenario(dir: &Path) {
                 .unwrap_or_else(|e| panic!("{name}: events line {}: {e}", i + 1))
         })
         .collect();
+    // Statuses (reference data), when the scenario has them.
+    let mut rdec = ReferenceDecoder::new(settings.decode.default_region);
+    let statuses: Vec<Status> = std::fs::read_to_string(dir.join("reference.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            match rdec
+                .decode_line(l.as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: reference line {}: {e}", i + 1))
+            {
+                Reference::Status(st) => st,
+                Reference::Withdraw(id) => panic!("{name}: a tombstone for {id} in a scenario"),
+            }
+        })
+        .collect();
     let expected: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("expected.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
 
-    let got = run(&settings, &calls);
+    let got = run(&settings, &calls, &statuses, false);
     let brief = |v: &[serde_json::Value]| {
         v.iter()
             .map(|a| format!("{} {}", a["rule_id"], a["call_id"]))
@@ -90,10 +130,23 @@ fn scenario(dir: &Path) {
     let mut reversed = calls.clone();
     reversed.reverse();
     assert_eq!(
-        set(&run(&settings, &reversed)),
+        set(&run(&settings, &reversed, &statuses, false)),
         set(&got),
         "{name}: reverse order changed the breaches"
     );
+    if !statuses.is_empty() {
+        // Statuses known only after the calls: the same breaches, found late.
+        let late = run(&settings, &calls, &statuses, true);
+        assert_eq!(
+            set(&late),
+            set(&got),
+            "{name}: statuses last changed the breaches"
+        );
+        assert!(
+            late.iter().all(|a| a["late"] == true),
+            "{name}: a breach found by a status arriving after its call is late"
+        );
+    }
 }
 
 #[test]

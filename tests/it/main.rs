@@ -21,6 +21,8 @@ mod layout;
 mod replay;
 // `dialguard run` on the mock cluster: delivery, restarts, rebalances, broker outages.
 mod service;
+// Debtor statuses from the status topic, in `run`.
+mod statuses;
 // The deployment files against a running instance: every metric they use is exposed.
 mod ops;
 // Bounded, quiet exits: signals, --seconds, closed pipes, brokers gone.

@@ -36,8 +36,8 @@ pub(crate) const PARTITIONS: i32 = 3;
 /// The broker under test.
 pub(crate) struct Kafka {
     pub(crate) mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
-    brokers: String,
-    tag: String,
+    pub(crate) brokers: String,
+    pub(crate) tag: String,
     partitions: i32,
 }
 
@@ -83,13 +83,13 @@ impl Kafka {
         }
         k
     }
-    fn input(&self) -> String {
+    pub(crate) fn input(&self) -> String {
         format!("calls.{}", self.tag)
     }
-    fn alerts(&self) -> String {
+    pub(crate) fn alerts(&self) -> String {
         format!("alerts.{}", self.tag)
     }
-    fn dlq(&self) -> String {
+    pub(crate) fn dlq(&self) -> String {
         format!("dlq.{}", self.tag)
     }
     fn suppressions(&self) -> String {
@@ -101,7 +101,7 @@ impl Kafka {
     fn group(&self) -> String {
         format!("dialguard.{}", self.tag)
     }
-    fn create_topic(&self, t: &str, p: i32) {
+    pub(crate) fn create_topic(&self, t: &str, p: i32) {
         match &self.mock {
             Some(m) => m.create_topic(t, p, 1).unwrap(),
             None => {
@@ -190,7 +190,7 @@ impl Kafka {
     }
 
     /// Every record of `topic`: (key, payload, headers).
-    fn read_all(&self, topic: &str) -> Vec<Record> {
+    pub(crate) fn read_all(&self, topic: &str) -> Vec<Record> {
         let c: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("reader-{}", self.tag))
@@ -296,10 +296,10 @@ fn client_tuning() -> Vec<(String, String)> {
     ]
 }
 
-struct Record {
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: BTreeMap<String, String>,
+pub(crate) struct Record {
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) headers: BTreeMap<String, String>,
 }
 
 fn debtor_of(line: &[u8]) -> Option<String> {
