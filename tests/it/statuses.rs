@@ -229,3 +229,61 @@ fn a_status_rule_without_a_status_topic_is_refused_at_start() {
         "{text}"
     );
 }
+
+/// The Status v1 schema and the decoder agree: every record of the status fixtures has the
+/// members the schema requires and no others, and the schema's enums are the decoder's.
+#[test]
+fn the_status_schema_describes_what_the_decoder_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/schemas/status.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let kinds: Vec<String> = schema["properties"]["status"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let known: Vec<String> = dialguard::engine::event::StatusKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(kinds, known);
+    let channels = &schema["properties"]["channels"]["items"]["enum"];
+    let known: Vec<serde_json::Value> = dialguard::engine::event::Channel::ALL
+        .iter()
+        .map(|c| c.as_str().into())
+        .collect();
+    assert_eq!(channels.as_array().unwrap(), &known);
+    let mut n = 0;
+    for (dir, region) in [
+        ("pack-us-regf-status", phonenumber::country::Id::US),
+        ("pack-cn-cba-2026-status", phonenumber::country::Id::CN),
+    ] {
+        let mut dec = dialguard::reference::ReferenceDecoder::new(region);
+        for l in std::fs::read_to_string(
+            root.join("tests/fixtures")
+                .join(dir)
+                .join("reference.jsonl"),
+        )
+        .unwrap()
+        .lines()
+        {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object().unwrap();
+            for k in schema["required"].as_array().unwrap() {
+                assert!(o.contains_key(k.as_str().unwrap()), "{k} missing: {l}");
+            }
+            for k in o.keys() {
+                assert!(
+                    schema["properties"].get(k).is_some(),
+                    "{k} not in the schema: {l}"
+                );
+            }
+            assert!(dec.decode_line(l.as_bytes()).is_ok(), "{l}");
+            n += 1;
+        }
+    }
+    assert!(n >= 8);
+}
