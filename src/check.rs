@@ -615,6 +615,18 @@ fn render(api: &Api, status_mode: bool, batch: bool, reply: CheckReply) -> Respo
                 if let Some((from, to)) = b.bounds {
                     o["window"] = json!({"from": from.to_string(), "to": to.to_string()});
                 }
+                if let Some(st) = &b.status {
+                    let mut v = json!({
+                        "status_id": st.id.as_str(),
+                        "status": st.kind.as_str(),
+                        "from": st.from.to_string(),
+                        "source": st.source.as_str(),
+                    });
+                    if let Some(u) = st.until {
+                        v["until"] = json!(u.to_string());
+                    }
+                    o["status"] = v;
+                }
                 if !b.evidence.is_empty() {
                     o["evidence"] =
                         json!(b.evidence.iter().map(|e| e.as_str()).collect::<Vec<_>>());

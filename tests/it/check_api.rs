@@ -32,7 +32,7 @@ fn post(addr: SocketAddr, path: &str, auth: Option<&str>, body: &[u8]) -> (u16, 
     (code, head.to_ascii_lowercase(), v)
 }
 
-fn check(addr: SocketAddr, body: &Value) -> (u16, Value) {
+pub(crate) fn check(addr: SocketAddr, body: &Value) -> (u16, Value) {
     let (code, _, v) = post(addr, "/v1/check", None, body.to_string().as_bytes());
     if code == 200 {
         conforms(&v);

@@ -136,6 +136,27 @@ fn statuses_from_the_topic_flag_calls_before_and_after_them_in_run() {
     }
     assert_eq!(got.len(), 5, "{got:?}");
 
+    // The pre-dial check judges candidates against the same statuses.
+    let addr = svc.handles.check_addr.expect("the check API is served");
+    let candidate = |id: &str, account: &str| {
+        serde_json::json!({"call_id": id, "occurred_at": "2026-11-08T15:00:00Z", "debtor_id": "D2",
+            "account_id": account, "phone": "+1 212 555 0201", "relation": "self"})
+    };
+    let (code, v) = crate::check_api::check(addr, &candidate("k1", "A2-1"));
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(v["breaches"][0]["rule_id"], "regf-cease-or-dispute", "{v}");
+    assert_eq!(
+        v["breaches"][0]["status"]["status_id"], "cease-D2-A2-1",
+        "{v}"
+    );
+    assert!(
+        v.get("next_allowed_at").is_none(),
+        "an open-ended status never clears: {v}"
+    );
+    let (_, v) = crate::check_api::check(addr, &candidate("k2", "A2-2"));
+    assert_eq!(v["allowed"], true, "another debt of D2: {v}");
+
     // Statuses published after the calls they cover flag them late.
     publish(
         &kafka,
