@@ -1144,6 +1144,46 @@ impl Settings {
         })
     }
 
+    /// Adds the rules of the pack at `path` (as `policy.packs` would, in the default zone),
+    /// after those loaded: for commands that add a pack to a policy (the demo's statuses).
+    pub fn add_pack(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Load {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        let pf: PackFile = toml::from_str(&text).map_err(|err| ConfigError::Load {
+            path: shown.clone(),
+            reason: err.to_string().trim_end().to_owned(),
+        })?;
+        let name = pf
+            .pack
+            .as_ref()
+            .and_then(|m| m.name.clone())
+            .unwrap_or_else(|| shown.clone());
+        let zone = TimeZone::get(&self.default_timezone).map_err(|_| ConfigError::Invalid {
+            path: shown.clone(),
+            key: "engine.default_timezone".into(),
+            reason: format!("unknown zone {:?}", self.default_timezone),
+        })?;
+        let mut origin: HashMap<String, String> = self
+            .rules
+            .iter()
+            .map(|r| (r.id.clone(), self.path.display().to_string()))
+            .collect();
+        compile_rules(
+            &pf.rules,
+            &zone,
+            &self.default_timezone,
+            Some(&name),
+            &shown,
+            &mut self.rules,
+            &mut origin,
+        )?;
+        self.packs.push((name, path.to_owned()));
+        Ok(())
+    }
+
     /// The first `status` rule when no status topic is configured: `dialguard run` refuses to
     /// start then, since the rule would never see a status (replay reads `--reference`).
     pub fn status_rule_without_topic(&self) -> Option<&Rule> {

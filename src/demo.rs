@@ -183,6 +183,15 @@ pub fn run(
         settings.path.display()
     );
 
+    let params = traffic(opts);
+    let late_statuses = statuses(
+        &mut settings,
+        &cluster,
+        &brokers,
+        &params,
+        (opts.rate, opts.checking_agencies),
+    )?;
+
     let produced = Arc::new(AtomicU64::new(0));
     let alerts_seen = Arc::new(AtomicU64::new(0));
     let tally = Arc::new(Tally::new(opts.checking_agencies));
@@ -207,7 +216,7 @@ pub fn run(
         );
         std::thread::Builder::new()
             .name("demo-dialer".into())
-            .spawn(move || dialer(&b, &t, &o, &s, &n, &ta, checks.then_some(&*at)))
+            .spawn(move || dialer(&b, &t, params, &o, &s, &n, &ta, checks.then_some(&*at)))
             .map_err(|e| ServiceError::Start(e.to_string()))?
     };
     let printer = {
@@ -224,6 +233,28 @@ pub fn run(
             .spawn(move || print_alerts(&b, &t, &s, &n, print, &ta))
             .map_err(|e| ServiceError::Start(e.to_string()))?
     };
+    if !late_statuses.is_empty() {
+        // Statuses that arrive after calls they cover: those calls are flagged then, late.
+        let (b, t, s) = (
+            brokers.clone(),
+            settings.reference.status_topic.clone().unwrap_or_default(),
+            shutdown.clone(),
+        );
+        std::thread::spawn(move || {
+            let at = Instant::now() + LATE_STATUSES_AFTER;
+            while Instant::now() < at {
+                if s.is_triggered() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            crate::tell!(
+                "-- {} more third parties asked not to be called (published now to {t}): calls already made to them are flagged late",
+                late_statuses.len()
+            );
+            publish_statuses(&b, &t, &late_statuses);
+        });
+    }
     if let Some(d) = opts.duration {
         let s = shutdown.clone();
         std::thread::spawn(move || {
@@ -286,9 +317,141 @@ pub fn run(
 /// The synthetic dialer: the generator's traffic, keyed by debtor, paced at `rate`. The
 /// checking agencies' calls are checked first (`check_at`, once the service is up), and
 /// skipped when refused.
+/// The status topic the demo creates when the policy has status rules.
+const STATUS_TOPIC: &str = "compliance.statuses";
+/// When the demo publishes its late statuses.
+const LATE_STATUSES_AFTER: Duration = Duration::from_secs(15);
+
+/// Debtor statuses for the demo: with no status topic configured, the CBA third-party stop rule
+/// (`packs/cn-cba-2026-status.toml` beside the configuration, when there) joins the policy, a
+/// status topic is created on the embedded broker, and third parties the traffic calls ask not
+/// to be called — four before the service starts, the rest (returned) to be published once
+/// calls to them were made.
+fn statuses(
+    settings: &mut Settings,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: &str,
+    params: &SynthParams,
+    (rate, checking): (u64, u64),
+) -> Result<Vec<(String, String)>, ServiceError> {
+    use crate::engine::rule::RuleKind;
+    if settings.reference.status_topic.is_some() {
+        return Ok(Vec::new());
+    }
+    let has = |s: &Settings| s.rules.iter().any(|r| r.kind == RuleKind::Status);
+    if !has(settings) {
+        let pack = settings
+            .path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("packs/cn-cba-2026-status.toml");
+        if !pack.is_file() {
+            return Ok(Vec::new());
+        }
+        settings
+            .add_pack(&pack)
+            .map_err(|e| ServiceError::Start(format!("demo statuses: {e}")))?;
+    }
+    cluster
+        .create_topic(STATUS_TOPIC, 1, 1)
+        .map_err(|e| ServiceError::Kafka(format!("creating {STATUS_TOPIC}: {e}")))?;
+    settings.reference.status_topic = Some(STATUS_TOPIC.to_owned());
+    // Numbers the traffic calls as third parties (from the debtors' contact lists): for the
+    // late statuses, numbers a blind agency calls in the first 10 s (so calls to them are made
+    // before their status arrives); for the others, any.
+    let (mut early, mut late): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    let first_seconds = (rate.max(1) * 10) as usize;
+    for (i, line) in Synth::new(params.clone()).take(20_000).enumerate() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        let Some(p) = v["phone"]
+            .as_str()
+            .filter(|_| v["relation"] == "contact_list")
+        else {
+            continue;
+        };
+        if early.iter().chain(&late).any(|x| x == p) {
+            continue;
+        }
+        let blind = agency_of(&line).is_some_and(|a| a as u64 >= checking);
+        if late.len() < 2 && i < first_seconds && blind {
+            late.push(p.to_owned());
+        } else if early.len() < 4 {
+            early.push(p.to_owned());
+        }
+        if early.len() >= 4 && late.len() >= 2 {
+            break;
+        }
+    }
+    // In force from before the traffic's first call (it starts at a local midnight up to a day
+    // before `start`).
+    let from = Ts(params.start.0 - 2 * 86_400 * NANOS_PER_SEC).to_string();
+    let records: Vec<(String, String)> = early
+        .iter()
+        .chain(&late)
+        .enumerate()
+        .map(|(i, p)| {
+            let id = format!("demo-stop-{i}");
+            let v = serde_json::json!({
+                "status_id": id, "status": "third_party_stop", "phone": p, "from": from,
+                "source": "demo", "note": "asked never to be called again",
+            });
+            (id, v.to_string())
+        })
+        .collect();
+    let (now, later) = records.split_at(early.len());
+    publish_statuses(brokers, STATUS_TOPIC, now);
+    crate::tell!(
+        "  statuses: {} third parties asked not to be called ({STATUS_TOPIC}, rule cn-cba-third-party-stop); {} more in {} s",
+        now.len(),
+        later.len(),
+        LATE_STATUSES_AFTER.as_secs()
+    );
+    Ok(later.to_vec())
+}
+
+/// Publishes status records (key: status_id).
+fn publish_statuses(brokers: &str, topic: &str, records: &[(String, String)]) {
+    let producer: BaseProducer = match ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            crate::tell!("demo statuses: {e}");
+            return;
+        }
+    };
+    for (k, v) in records {
+        if let Err((e, _)) = producer.send(BaseRecord::to(topic).key(k).payload(v)) {
+            crate::tell!("demo statuses: {e}");
+        }
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+}
+
+/// The synthetic dialer's traffic: `o.days` days ending yesterday (local), so nothing is in the
+/// future.
+fn traffic(o: &DemoOptions) -> SynthParams {
+    let day = 86_400 * NANOS_PER_SEC;
+    let now = Ts::from_jiff(jiff::Timestamp::now());
+    SynthParams {
+        calls: o.calls,
+        debtors: o.debtors,
+        days: o.days,
+        start: Ts(now.0 - (o.days as i64 + 1) * day),
+        seed: now.0 as u64,
+        invalid_fraction: 0.002,
+        ..Default::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn dialer(
     brokers: &str,
     topic: &str,
+    params: SynthParams,
     o: &DemoOptions,
     stop: &Shutdown,
     sent: &AtomicU64,
@@ -305,18 +468,6 @@ fn dialer(
             crate::tell!("demo dialer: {e}");
             return;
         }
-    };
-    let day = 86_400 * NANOS_PER_SEC;
-    let now = Ts::from_jiff(jiff::Timestamp::now());
-    let params = SynthParams {
-        calls: o.calls,
-        debtors: o.debtors,
-        days: o.days,
-        // The traffic ends yesterday (local), so nothing is in the future.
-        start: Ts(now.0 - (o.days as i64 + 1) * day),
-        seed: now.0 as u64,
-        invalid_fraction: 0.002,
-        ..Default::default()
     };
     let start = Instant::now();
     let rate = o.rate.max(1);
