@@ -68,11 +68,11 @@ pub struct Metrics {
     pub snapshot_writes: IntCounterVec,
     /// Size of the last snapshot written.
     pub snapshot_bytes: IntGauge,
-    /// Status topic records read, by outcome (`applied`, `withdrawn`, `rejected`).
+    /// Status topic records read, by result (`applied`, `withdrawn`, `rejected`).
     pub reference_records: IntCounterVec,
     /// Debtor statuses known.
     pub statuses_known: IntGauge,
-    /// Debtor statuses in force at the newest event time, by status.
+    /// Debtor statuses in force at the newest event time, by kind of status.
     pub statuses_in_force: IntGaugeVec,
     /// Time the processing loop was held taking the last snapshot (writing it is off the loop).
     pub snapshot_seconds: Gauge,
@@ -371,8 +371,8 @@ impl Metrics {
                 let c = counter_vec(
                     &r,
                     "dialguard_reference_records_total",
-                    "Status topic records read, by outcome: applied (a status, new or replacing one), withdrawn (a tombstone), rejected (invalid, sent to the dead-letter topic).",
-                    &["outcome"],
+                    "Status topic records read, by result: applied (a status, new or replacing one), withdrawn (a tombstone), rejected (invalid, sent to the dead-letter topic).",
+                    &["result"],
                 );
                 for outcome in ["applied", "withdrawn", "rejected"] {
                     c.with_label_values(&[outcome]);
@@ -388,9 +388,9 @@ impl Metrics {
                 let g = IntGaugeVec::new(
                     Opts::new(
                         "dialguard_statuses_in_force",
-                        "Debtor statuses in force at the newest event time judged, by status.",
+                        "Debtor statuses in force at the newest event time judged, by kind of status.",
                     ),
-                    &["status"],
+                    &["kind"],
                 )
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("registered once");

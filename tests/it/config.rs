@@ -223,6 +223,76 @@ fn broken_configurations_name_the_key() {
 }
 
 #[test]
+fn status_rules_and_the_status_topic_are_validated_with_the_key() {
+    let rule = |extra: &str| {
+        format!("[[rules]]\nid = \"s\"\nkind = \"status\"\nseverity = \"high\"\n{extra}")
+    };
+    let ok =
+        rule("key = [\"debtor_id\"]\nstatuses = [\"cease_communication\"]\nlookback = \"30d\"\n");
+    let s = load_text(&ok).unwrap();
+    assert_eq!(s.rules[0].reach(), 30 * 86_400 * 1_000_000_000);
+    assert_eq!(
+        s.status_rule_without_topic().map(|r| r.id.as_str()),
+        Some("s")
+    );
+    let described = dialguard::policy::describe_rule(&s.rules[0]);
+    assert!(described.contains("cease_communication"), "{described}");
+    // What a status rule needs, and what it does not take.
+    assert_eq!(key_of(&rule("statuses = [\"deceased\"]\n")), "rules[0].key");
+    assert_eq!(
+        key_of(&rule("key = [\"agent_id\"]\nstatuses = [\"deceased\"]\n")),
+        "rules[0].key"
+    );
+    assert_eq!(
+        key_of(&rule(
+            "key = [\"debtor_id\", \"phone\"]\nstatuses = [\"deceased\"]\n"
+        )),
+        "rules[0].key"
+    );
+    assert_eq!(key_of(&rule("key = [\"phone\"]\n")), "rules[0].statuses");
+    assert_eq!(
+        key_of(&rule("key = [\"phone\"]\nstatuses = [\"vacation\"]\n")),
+        "rules[0].statuses"
+    );
+    assert_eq!(
+        key_of(&rule("key = [\"phone\"]\nstatuses = []\n")),
+        "rules[0].statuses"
+    );
+    assert_eq!(
+        key_of(&rule(
+            "key = [\"phone\"]\nstatuses = [\"deceased\"]\nlookback = \"soon\"\n"
+        )),
+        "rules[0].lookback"
+    );
+    assert_eq!(
+        key_of(&rule(
+            "key = [\"phone\"]\nstatuses = [\"deceased\"]\nlimit = 3\n"
+        )),
+        "rules[0].limit"
+    );
+    let cap_with_statuses = "[[rules]]\nid = \"x\"\nkind = \"cap\"\nseverity = \"low\"\nkey = [\"phone\"]\nwindow = \"7d\"\nlimit = 2\nstatuses = [\"deceased\"]\n";
+    assert_eq!(key_of(cap_with_statuses), "rules[0].statuses");
+    // The status topic: a valid name, not one of the [kafka] topics.
+    let with_topic = |t: &str| format!("{ok}[reference]\nstatus_topic = \"{t}\"\n");
+    let s = load_text(&with_topic("compliance.statuses")).unwrap();
+    assert_eq!(
+        s.reference.status_topic.as_deref(),
+        Some("compliance.statuses")
+    );
+    assert!(s.status_rule_without_topic().is_none());
+    assert_eq!(key_of(&with_topic("bad topic!")), "reference.status_topic");
+    assert_eq!(
+        key_of(&with_topic("compliance.alerts")),
+        "reference.status_topic"
+    );
+    assert!(load_text(&with_topic(""))
+        .unwrap()
+        .reference
+        .status_topic
+        .is_none());
+}
+
+#[test]
 fn a_relative_snapshot_dir_is_beside_the_configuration() {
     // "packs" exists beside every configuration `load_text` writes.
     let s = load_text(&format!("{PACK}[service]\nsnapshot_dir = \"packs\"\n")).unwrap();

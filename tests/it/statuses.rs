@@ -186,7 +186,7 @@ fn statuses_from_the_topic_flag_calls_before_and_after_them_in_run() {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let page = svc.handles.metrics.render();
-        if page.contains("dialguard_reference_records_total{outcome=\"withdrawn\"} 1") {
+        if page.contains("dialguard_reference_records_total{result=\"withdrawn\"} 1") {
             break;
         }
         assert!(
@@ -199,11 +199,11 @@ fn statuses_from_the_topic_flag_calls_before_and_after_them_in_run() {
     wait_done(&kafka, &[&svc]);
     let page = svc.handles.metrics.render();
     assert!(
-        page.contains("dialguard_reference_records_total{outcome=\"applied\"} 7"),
+        page.contains("dialguard_reference_records_total{result=\"applied\"} 7"),
         "{page}"
     );
     assert!(
-        page.contains("dialguard_reference_records_total{outcome=\"rejected\"} 1"),
+        page.contains("dialguard_reference_records_total{result=\"rejected\"} 1"),
         "{page}"
     );
     let (code, body) = http_get(svc.handles.http_addr, "/readyz");
