@@ -53,6 +53,15 @@
 //! time, where the generated history (14 days, replayed in seconds) makes every periodic
 //! eviction sweep — due each ~21 h of event time — happen about once a second.
 //!
+//! `--statuses N` publishes N debtor statuses (third-party stop requests, Status v1) to a status
+//! topic first, adds the CBA third-party stop rule, and reports how long the service took to
+//! read them before it was ready (`[reference] status_topic`). The mock broker keeps about
+//! 5 MiB per partition, so the topic gets one partition per 20,000 statuses:
+//!
+//! ```text
+//! cargo bench --bench kafka -- --statuses 1000000 --calls 100000 --rate 50000
+//! ```
+//!
 //! Latency is the service's own measurement per alert: the call record's Kafka timestamp (set
 //! when the dialer produced it) to the alert's delivery acknowledgement, in milliseconds.
 //! The broker, the dialer and the service share the machine's cores.
@@ -60,8 +69,10 @@
 use dialguard::config::Settings;
 use dialguard::service::{self, Shutdown};
 use dialguard::synth::{Synth, SynthParams};
+use rdkafka::error::KafkaError;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 use std::collections::HashMap;
 use std::path::Path;
@@ -90,6 +101,7 @@ struct Args {
     snapshot_dir: bool,
     partitions: i32,
     consume_only: bool,
+    statuses: u64,
 }
 
 fn args() -> Args {
@@ -107,6 +119,7 @@ fn args() -> Args {
         snapshot_dir: false,
         partitions: 3,
         consume_only: false,
+        statuses: 0,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -146,11 +159,55 @@ fn args() -> Args {
                 i += 1;
             }
             "--snapshot-dir" => a.snapshot_dir = true,
+            "--statuses" => {
+                a.statuses = v[i + 1].parse().expect("--statuses N");
+                i += 1;
+            }
             _ => {} // cargo's --bench and friends
         }
         i += 1;
     }
     a
+}
+
+/// Publishes `n` debtor statuses (third-party stop requests for numbers like the traffic's) to
+/// a status topic on `cluster`, and has `settings` read it, with the CBA third-party stop rule.
+fn publish_statuses(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    producer: &BaseProducer,
+    settings: &mut Settings,
+    root: &Path,
+    n: u64,
+) {
+    let topic = "compliance.statuses";
+    let parts = (n / 20_000 + 1) as i32;
+    cluster.create_topic(topic, parts, 1).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        let id = format!("st-{i:08}");
+        let v = format!(
+            r#"{{"status_id":"{id}","status":"third_party_stop","phone":"139{:08}","from":"2026-01-01T00:00:00Z","source":"bench"}}"#,
+            (i * 7_919) % 100_000_000
+        );
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&id).payload(&v)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce a status: {e}"),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    eprintln!(
+        "{n} statuses published to {parts} partitions in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    settings
+        .add_pack(&root.join("config/packs/cn-cba-2026-status.toml"))
+        .expect("the status pack");
+    settings.reference.status_topic = Some(topic.into());
 }
 
 /// Produces `lines` keyed by debtor: the first `warmup` at up to 10,000/s (so the consumer is
@@ -469,6 +526,9 @@ fn main() {
         consume_only(&settings, n);
         return;
     }
+    if a.statuses > 0 {
+        publish_statuses(&cluster, &producer, &mut settings, root, a.statuses);
+    }
 
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -480,6 +540,19 @@ fn main() {
         })
     });
     let h = rx.recv().expect("service started");
+    if a.statuses > 0 {
+        // The service reads the status topic before it serves anything else.
+        let t = Instant::now();
+        while h.metrics.statuses_known.get() < a.statuses as i64 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "statuses read: {} in {secs:.2} s ({:.0} records/s)",
+            a.statuses,
+            a.statuses as f64 / secs
+        );
+    }
     while !h.health.ready() {
         std::thread::sleep(Duration::from_millis(10));
     }

@@ -815,6 +815,12 @@ impl Engine {
         &self.statuses
     }
 
+    /// Moves the debtor statuses out (the engine is left with none): for a caller about to
+    /// replace the engine, who brings the next one to them.
+    pub fn take_statuses(&mut self) -> status::Statuses {
+        std::mem::take(&mut self.statuses)
+    }
+
     /// Which rules a call would breach, without recording it — the pre-dial check. Only the
     /// call's own breaches are reported (never the late ones it would cause for earlier calls);
     /// each is exactly the breach ingesting the call on time would yield, were the reserved

@@ -218,6 +218,11 @@ impl Statuses {
         v
     }
 
+    /// Every status, by value, in no particular order.
+    pub fn into_all(self) -> Vec<Status> {
+        self.slots.into_iter().flatten().collect()
+    }
+
     /// How many statuses are known.
     pub fn len(&self) -> usize {
         self.by_id.len()

@@ -13,7 +13,7 @@ pub use super::messages::headers;
 use super::messages::{self, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
-use super::reference::{StatusFeed, Update};
+use super::reference::{self, StatusFeed, Update};
 use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
@@ -82,7 +82,7 @@ pub(crate) fn snapshot_store(
     Ok(Some(snapshots::Store::Topic(changelog)))
 }
 
-fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
+pub(super) fn apply_client(c: &mut ClientConfig, k: &KafkaSettings) {
     for (key, v) in &k.client {
         c.set(key, v);
     }
@@ -208,8 +208,13 @@ pub(crate) struct Pipeline<'a> {
     snapshot_asked: Instant,
     /// When the last snapshot was taken (or the windows last restored or rebuilt).
     last_snapshot: Instant,
-    /// The status topic's reader and the statuses known, when `[reference] status_topic` is set.
+    /// The status topic's reader, when `[reference] status_topic` is set.
     statuses: Option<StatusFeed>,
+    /// The statuses known, moved out of the engine an assignment replaced, until the next engine
+    /// is brought to them (`reference::sync`); updates read meanwhile go here.
+    held_statuses: Option<crate::engine::status::Statuses>,
+    /// `dialguard_reference_records_total` by result: applied, withdrawn, rejected.
+    reference_counters: [prometheus::IntCounter; 3],
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -332,6 +337,9 @@ pub(crate) fn run(
         snapshot_asked: Instant::now(),
         last_snapshot: Instant::now(),
         statuses,
+        held_statuses: None,
+        reference_counters: ["applied", "withdrawn", "rejected"]
+            .map(|r| metrics.reference_records.with_label_values(&[r])),
     };
     p.load_statuses();
     p.main_loop();
@@ -587,9 +595,11 @@ impl Pipeline<'_> {
                 m.engine_heap.set(engine.heap_bytes() as i64);
             }
             if self.statuses.is_some() {
-                m.statuses_known.set(engine.statuses().len() as i64);
+                // Between an assignment and its engine, the statuses are held apart.
+                let known = self.held_statuses.as_ref().unwrap_or(engine.statuses());
+                m.statuses_known.set(known.len() as i64);
                 if let Some(w) = engine.watermark() {
-                    let n = engine.statuses().in_force_by_kind(w);
+                    let n = known.in_force_by_kind(w);
                     for (k, v) in crate::engine::event::StatusKind::ALL.iter().zip(n) {
                         m.statuses_in_force
                             .with_label_values(&[k.as_str()])
@@ -717,6 +727,11 @@ impl Pipeline<'_> {
                 // Checks get 503 until the rebuild is done.
                 let mut live = lock(&self.live);
                 live.serving = false;
+                // The statuses known go to the next engine (taken once, if this loop turns
+                // again for a newer assignment).
+                if self.statuses.is_some() && self.held_statuses.is_none() {
+                    self.held_statuses = Some(live.engine.take_statuses());
+                }
                 live.engine =
                     Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
                 live.positions.clear();
@@ -844,8 +859,8 @@ impl Pipeline<'_> {
             let mut found = Vec::new();
             {
                 let mut live = lock(&self.live);
-                if let Some(feed) = &self.statuses {
-                    feed.sync(&mut live.engine, &mut found);
+                if let Some(known) = self.held_statuses.take() {
+                    reference::sync(&mut live.engine, known, &mut found);
                 }
                 live.positions = positions;
                 live.owned = owned;
@@ -896,13 +911,14 @@ impl Pipeline<'_> {
         for o in out {
             self.send_reference(o);
         }
+        let known = lock(&self.live).engine.statuses().len();
         tracing::info!(
-            statuses = feed.len(),
+            statuses = known,
             seconds = started.elapsed().as_secs_f64(),
             complete = done,
             "status topic read"
         );
-        self.metrics.statuses_known.set(feed.len() as i64);
+        self.metrics.statuses_known.set(known as i64);
         self.statuses = Some(feed);
         self.health.set(false, "waiting for a partition assignment");
     }
@@ -927,10 +943,12 @@ impl Pipeline<'_> {
         let dlq = &self.settings.kafka.dlq_topic;
         match u {
             Update::Apply(st) => {
-                self.metrics
-                    .reference_records
-                    .with_label_values(&["applied"])
-                    .inc();
+                self.reference_counters[0].inc();
+                if let Some(held) = &mut self.held_statuses {
+                    // Between an assignment and its engine: the next engine gets it.
+                    held.upsert(st);
+                    return;
+                }
                 let mut found = std::mem::take(&mut self.breaches);
                 lock(&self.live).engine.apply_status(st, &mut found);
                 let now = wall_now();
@@ -948,17 +966,18 @@ impl Pipeline<'_> {
                 self.breaches = found;
             }
             Update::Withdraw(id) => {
-                self.metrics
-                    .reference_records
-                    .with_label_values(&["withdrawn"])
-                    .inc();
-                lock(&self.live).engine.end_status(&id);
+                self.reference_counters[1].inc();
+                match &mut self.held_statuses {
+                    Some(held) => {
+                        held.remove(&id);
+                    }
+                    None => {
+                        lock(&self.live).engine.end_status(&id);
+                    }
+                }
             }
             Update::Refused(r) => {
-                self.metrics
-                    .reference_records
-                    .with_label_values(&["rejected"])
-                    .inc();
+                self.reference_counters[2].inc();
                 out.push(messages::dead_letter(
                     dlq,
                     m,

@@ -4,20 +4,21 @@
 //!
 //! [`StatusFeed`] reads it with a consumer of its own, outside the consumer group (every
 //! instance needs every status, whatever input partitions it holds), from the beginning at each
-//! start, and keeps the view of the statuses known: the engine is replaced on every assignment,
-//! and the view is applied to each new one ([`StatusFeed::sync`]).
+//! start. The statuses known live in the engine; the engine is replaced on every assignment, so
+//! the pipeline moves them out of the old one first and brings the new one to them once its
+//! windows are restored ([`sync`]).
 
 use crate::codec::Reject;
 use crate::config::Settings;
 use crate::engine::breach::Breach;
 use crate::engine::event::Text;
-use crate::engine::status::Status;
+use crate::engine::status::{Status, Statuses};
 use crate::engine::Engine;
 use crate::reference::{Reference, ReferenceDecoder};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// One record of the status topic, decoded.
@@ -35,8 +36,6 @@ pub(crate) struct StatusFeed {
     consumer: BaseConsumer,
     topic: String,
     decoder: ReferenceDecoder,
-    /// The statuses known, by id: what a new engine is given.
-    view: BTreeMap<Text, Status>,
     /// Partitions not yet read up to the end they had when the feed opened: (partition, that
     /// end). Empty once loaded.
     loading: HashMap<i32, i64>,
@@ -49,6 +48,10 @@ impl StatusFeed {
     /// Opens the topic and positions a reader at the beginning of every partition.
     pub(crate) fn open(settings: &Settings, topic: &str) -> Result<StatusFeed, String> {
         let mut c = super::pipeline::configured_client(&settings.kafka);
+        // As the service's other consumers: librdkafka's fetch back-off (1 s by default) left
+        // a reader with a full local queue idle most of each second.
+        super::kafka::consumer_defaults(&mut c);
+        super::pipeline::apply_client(&mut c, &settings.kafka);
         c.set("group.id", format!("{}-reference", settings.kafka.group_id))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
@@ -90,7 +93,6 @@ impl StatusFeed {
             consumer,
             topic: topic.to_owned(),
             decoder: ReferenceDecoder::new(settings.decode.default_region),
-            view: BTreeMap::new(),
             loading,
         })
     }
@@ -100,13 +102,8 @@ impl StatusFeed {
         self.loading.is_empty()
     }
 
-    /// The statuses known.
-    pub(crate) fn len(&self) -> usize {
-        self.view.len()
-    }
-
     /// Reads what is there, up to `max` records, waiting up to `wait` for the first; each
-    /// record is decoded, kept in the view, and handed to `f` with its message.
+    /// record is decoded and handed to `f` with its message.
     pub(crate) fn poll(
         &mut self,
         wait: Duration,
@@ -132,14 +129,8 @@ impl StatusFeed {
                 }
             }
             let u = match self.decoder.decode_keyed(m.key(), m.payload()) {
-                Ok(Reference::Status(st)) => {
-                    self.view.insert(st.id.clone(), st.clone());
-                    Update::Apply(st)
-                }
-                Ok(Reference::Withdraw(id)) => {
-                    self.view.remove(&id);
-                    Update::Withdraw(id)
-                }
+                Ok(Reference::Status(st)) => Update::Apply(st),
+                Ok(Reference::Withdraw(id)) => Update::Withdraw(id),
                 Err(r) => Update::Refused(r),
             };
             f(&m, u);
@@ -163,25 +154,88 @@ impl StatusFeed {
         }
         true
     }
+}
 
-    /// Brings `engine`'s statuses to the view: withdraws those no longer known, applies the
-    /// others (a status it already holds, unchanged, flags nothing new). Breaches found — calls
-    /// the engine retains that a status covers and that no status had flagged — go to `out`.
-    pub(crate) fn sync(&self, engine: &mut Engine, out: &mut Vec<Breach>) {
-        let gone: Vec<Text> = engine
-            .statuses()
-            .all()
-            .iter()
-            .filter(|st| !self.view.contains_key(&st.id))
-            .map(|st| st.id.clone())
-            .collect();
-        for id in gone {
-            engine.end_status(&id);
+/// Brings `engine`'s statuses to `known` (those the old engine held, moved out of it): withdraws
+/// those not known, applies the others it lacks or holds otherwise (a snapshot's, older). A
+/// status it already holds unchanged flags nothing new. Breaches found — calls the engine
+/// restored that a status covers and that no status had flagged — go to `out`.
+pub(crate) fn sync(engine: &mut Engine, known: Statuses, out: &mut Vec<Breach>) {
+    let gone: Vec<Text> = engine
+        .statuses()
+        .all()
+        .iter()
+        .filter(|st| known.get(&st.id).is_none())
+        .map(|st| st.id.clone())
+        .collect();
+    for id in gone {
+        engine.end_status(&id);
+    }
+    for st in known.into_all() {
+        if engine.statuses().get(&st.id) != Some(&st) {
+            engine.apply_status(st, out);
         }
-        for st in self.view.values() {
-            if engine.statuses().get(&st.id) != Some(st) {
-                engine.apply_status(st.clone(), out);
-            }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::Call;
+    use crate::engine::time::Ts;
+
+    fn status(id: &str, debtor: &str, from: &str) -> Status {
+        let line = format!(
+            r#"{{"status_id":"{id}","status":"cease_communication","debtor_id":"{debtor}","from":"{from}","source":"t"}}"#
+        );
+        match ReferenceDecoder::new(phonenumber::country::Id::US)
+            .decode_line(line.as_bytes())
+            .unwrap()
+        {
+            Reference::Status(st) => st,
+            Reference::Withdraw(_) => unreachable!(),
         }
+    }
+
+    /// A new engine (a snapshot's statuses, or none) is brought to the statuses known: those
+    /// withdrawn since are ended, the others applied, and restored calls they cover are flagged
+    /// once.
+    #[test]
+    fn sync_brings_a_new_engine_to_the_statuses_known() {
+        let settings = crate::config::Settings::load_with_env(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/pack-us-regf-status/policy.toml"),
+            Some(std::collections::HashMap::new()),
+        )
+        .unwrap();
+        let mut old = Engine::new(settings.rules.clone(), settings.engine.clone());
+        let mut out = Vec::new();
+        old.apply_status(status("a", "D1", "2026-11-01T00:00:00Z"), &mut out);
+        old.apply_status(status("b", "D2", "2026-11-01T00:00:00Z"), &mut out);
+        let known = old.take_statuses();
+        assert!(old.statuses().is_empty());
+        // The new engine restored a call of D1's, and holds a status withdrawn since.
+        let mut new = Engine::new(settings.rules.clone(), settings.engine.clone());
+        new.apply_status(status("gone", "D3", "2026-11-01T00:00:00Z"), &mut out);
+        let t: jiff::Timestamp = "2026-11-02T15:00:00Z".parse().unwrap();
+        let call = Call::new(
+            "c1",
+            Ts::from_jiff(t),
+            "D1",
+            "+12125550101",
+            crate::engine::event::Relation::SelfDebtor,
+        );
+        assert!(new.restore(&call, &mut out));
+        out.clear();
+        sync(&mut new, known, &mut out);
+        assert!(new.statuses().get("gone").is_none());
+        assert!(new.statuses().get("a").is_some() && new.statuses().get("b").is_some());
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].late);
+        // Brought to the same statuses again, nothing is flagged twice.
+        let again = new.take_statuses();
+        out.clear();
+        sync(&mut new, again, &mut out);
+        assert!(out.is_empty(), "{out:?}");
     }
 }
