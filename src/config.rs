@@ -1054,20 +1054,7 @@ impl Settings {
                     format!("cannot read pack {pshown}: {err}"),
                 )
             })?;
-            let pf: PackFile = toml::from_str(&text).map_err(|err| ConfigError::Load {
-                path: pshown.clone(),
-                reason: err.to_string().trim_end().to_owned(),
-            })?;
-            let name = pf
-                .pack
-                .as_ref()
-                .and_then(|m| m.name.clone())
-                .unwrap_or_else(|| {
-                    pack_path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_default()
-                });
+            let (name, pf) = parse_pack(&pack_path, &text)?;
             compile_rules(
                 &pf.rules,
                 &zone,
@@ -1152,15 +1139,7 @@ impl Settings {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
-        let pf: PackFile = toml::from_str(&text).map_err(|err| ConfigError::Load {
-            path: shown.clone(),
-            reason: err.to_string().trim_end().to_owned(),
-        })?;
-        let name = pf
-            .pack
-            .as_ref()
-            .and_then(|m| m.name.clone())
-            .unwrap_or_else(|| shown.clone());
+        let (name, pf) = parse_pack(path, &text)?;
         let zone = TimeZone::get(&self.default_timezone).map_err(|_| ConfigError::Invalid {
             path: shown.clone(),
             key: "engine.default_timezone".into(),
@@ -1194,6 +1173,24 @@ impl Settings {
             .iter()
             .find(|r| r.kind == crate::engine::rule::RuleKind::Status)
     }
+}
+
+/// A pack file's text parsed, with its name (`[pack] name`, else the file's stem).
+fn parse_pack(path: &Path, text: &str) -> Result<(String, PackFile), ConfigError> {
+    let pf: PackFile = toml::from_str(text).map_err(|err| ConfigError::Load {
+        path: path.display().to_string(),
+        reason: err.to_string().trim_end().to_owned(),
+    })?;
+    let name = pf
+        .pack
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    Ok((name, pf))
 }
 
 /// Compiles the rules of one file (a pack, or the configuration's `[[rules]]`), keeping ids

@@ -359,7 +359,11 @@ pub(super) fn drain(
         health.beat();
         resend_failed(producer, shared);
         let _ = producer.flush(Duration::from_millis(50));
-        if lock(&shared.book).in_flight() == 0 && lock(&shared.retry).is_empty() {
+        // Alerts caused by statuses acknowledge no offset, but are waited for all the same.
+        if lock(&shared.book).in_flight() == 0
+            && lock(&shared.retry).is_empty()
+            && shared.reference_in_flight.load(Ordering::Relaxed) == 0
+        {
             return true;
         }
         if Instant::now() >= deadline {
