@@ -11,7 +11,8 @@
 
 use super::event::{Call, Channel, StatusKind, Text};
 use super::time::{Local, Ts};
-use hashbrown::HashMap;
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 /// One status, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,17 +123,49 @@ impl Scope {
 }
 
 /// The statuses known, by id and by each scope value.
+///
+/// Compact: the statuses in slots; the id index and the three scope indexes are hash tables of
+/// slot numbers (4 bytes an entry, the strings compared in the slots), and the statuses sharing
+/// a scope value are linked through `next` (the table holds the first). Kept apart in a map of
+/// strings to vectors, they cost twice the statuses themselves.
 #[derive(Debug, Default, Clone)]
 pub struct Statuses {
-    /// Slots; `None` for one freed.
-    slots: Vec<Option<Status>>,
+    /// Slots; `None` for one freed. Boxed: a vector of whole statuses (200 bytes each) copied
+    /// them all at every doubling, and resident memory peaked at half as much again.
+    slots: Vec<Option<Box<Status>>>,
+    /// Per slot and scope, the next slot with the same scope value ([`NIL`]: none).
+    next: Vec<[u32; 3]>,
     free: Vec<u32>,
-    by_id: HashMap<Text, u32>,
-    /// Scope value → slots, one map per [`Scope`].
-    by_scope: [HashMap<Text, Vec<u32>>; 3],
+    by_id: HashTable<u32>,
+    /// Scope value → the first of its slots, one table per [`Scope`].
+    by_scope: [HashTable<u32>; 3],
+    hasher: foldhash::fast::FixedState,
 }
 
+/// No slot.
+const NIL: u32 = u32::MAX;
+
 impl Statuses {
+    fn hash(&self, s: &str) -> u64 {
+        self.hasher.hash_one(s)
+    }
+
+    fn status(&self, slot: u32) -> &Status {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("indexes name live slots")
+    }
+
+    /// The first slot whose `scope` is `value`.
+    fn head(&self, scope: Scope, value: &str) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_scope[scope as usize]
+            .find(self.hash(value), |&s| {
+                slots[s as usize].as_ref().and_then(|st| st.scope(scope)) == Some(value)
+            })
+            .copied()
+    }
+
     /// Adds a status, or replaces the one with its id; returns the one replaced.
     pub fn upsert(&mut self, st: Status) -> Option<Status> {
         let old = self.remove(&st.id);
@@ -140,54 +173,106 @@ impl Statuses {
             Some(s) => s,
             None => {
                 self.slots.push(None);
+                self.next.push([NIL; 3]);
                 (self.slots.len() - 1) as u32
             }
         };
+        let mut next = [NIL; 3];
         for sc in Scope::ALL {
-            if let Some(v) = st.scope(sc) {
-                self.by_scope[sc as usize]
-                    .entry(Text::from(v))
-                    .or_default()
-                    .push(slot);
+            let Some(v) = st.scope(sc) else { continue };
+            let h = self.hash(v);
+            let slots = &self.slots;
+            let table = &mut self.by_scope[sc as usize];
+            let found = table.find_mut(h, |&s| {
+                slots[s as usize].as_ref().and_then(|x| x.scope(sc)) == Some(v)
+            });
+            match found {
+                Some(head) => {
+                    next[sc as usize] = *head;
+                    *head = slot;
+                }
+                None => {
+                    let hasher = self.hasher;
+                    // (The new status is not in its slot yet: rehashing reads the others.)
+                    table.insert_unique(h, slot, |&s| {
+                        let x = slots[s as usize].as_ref().and_then(|x| x.scope(sc));
+                        hasher.hash_one(x.unwrap_or_default())
+                    });
+                }
             }
         }
-        self.by_id.insert(st.id.clone(), slot);
-        self.slots[slot as usize] = Some(st);
+        self.next[slot as usize] = next;
+        let h = self.hash(&st.id);
+        let (slots, hasher) = (&self.slots, self.hasher);
+        self.by_id.insert_unique(h, slot, |&s| {
+            hasher.hash_one(slots[s as usize].as_ref().map_or("", |x| x.id.as_str()))
+        });
+        self.slots[slot as usize] = Some(Box::new(st));
         old
     }
 
     /// Removes the status with `id` (a tombstone); returns it.
     pub fn remove(&mut self, id: &str) -> Option<Status> {
-        let slot = self.by_id.remove(id)?;
-        let st = self.slots[slot as usize].take()?;
+        let h = self.hash(id);
+        let slots = &self.slots;
+        let slot = match self.by_id.find_entry(h, |&s| {
+            slots[s as usize].as_ref().map(|x| x.id.as_str()) == Some(id)
+        }) {
+            Ok(e) => e.remove().0,
+            Err(_) => return None,
+        };
         for sc in Scope::ALL {
-            if let Some(v) = st.scope(sc) {
-                if let Some(list) = self.by_scope[sc as usize].get_mut(v) {
-                    list.retain(|&s| s != slot);
-                    if list.is_empty() {
-                        self.by_scope[sc as usize].remove(v);
-                    }
+            let Some(v) = self.status(slot).scope(sc).map(Text::from) else {
+                continue;
+            };
+            let after = self.next[slot as usize][sc as usize];
+            let head = self
+                .head(sc, &v)
+                .expect("a scope value of a live status is indexed");
+            if head == slot {
+                let hv = self.hash(&v);
+                let Ok(e) = self.by_scope[sc as usize].find_entry(hv, |&s| s == slot) else {
+                    unreachable!("the head was just found")
+                };
+                if after == NIL {
+                    e.remove();
+                } else {
+                    *e.into_mut() = after;
                 }
+            } else {
+                let mut at = head;
+                while self.next[at as usize][sc as usize] != slot {
+                    at = self.next[at as usize][sc as usize];
+                }
+                self.next[at as usize][sc as usize] = after;
             }
         }
+        self.next[slot as usize] = [NIL; 3];
         self.free.push(slot);
-        Some(st)
+        self.slots[slot as usize].take().map(|b| *b)
     }
 
     /// The status with `id`.
     pub fn get(&self, id: &str) -> Option<&Status> {
+        let slots = &self.slots;
         self.by_id
-            .get(id)
-            .and_then(|&s| self.slots[s as usize].as_ref())
+            .find(self.hash(id), |&s| {
+                slots[s as usize].as_ref().map(|x| x.id.as_str()) == Some(id)
+            })
+            .map(|&s| self.status(s))
     }
 
     /// The statuses whose `scope` is `value`, in no particular order.
     pub fn by_scope(&self, scope: Scope, value: &str) -> impl Iterator<Item = &Status> {
-        self.by_scope[scope as usize]
-            .get(value)
-            .into_iter()
-            .flatten()
-            .filter_map(|&s| self.slots[s as usize].as_ref())
+        let mut at = self.head(scope, value).unwrap_or(NIL);
+        std::iter::from_fn(move || {
+            if at == NIL {
+                return None;
+            }
+            let st = self.status(at);
+            at = self.next[at as usize][scope as usize];
+            Some(st)
+        })
     }
 
     /// The status that makes `call` breach a rule finding statuses by `scope` and caring for
@@ -213,14 +298,14 @@ impl Statuses {
 
     /// Every status, sorted by id (snapshots, tests).
     pub fn all(&self) -> Vec<&Status> {
-        let mut v: Vec<&Status> = self.slots.iter().flatten().collect();
+        let mut v: Vec<&Status> = self.slots.iter().flatten().map(|b| &**b).collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
     /// Every status, by value, in no particular order.
     pub fn into_all(self) -> Vec<Status> {
-        self.slots.into_iter().flatten().collect()
+        self.slots.into_iter().flatten().map(|b| *b).collect()
     }
 
     /// How many statuses are known.
@@ -259,16 +344,100 @@ impl Statuses {
                 + st.windows.capacity() * 8
                 + st.allow_phones.iter().map(text).sum::<usize>()
         };
-        self.slots.capacity() * std::mem::size_of::<Option<Status>>()
-            + self.slots.iter().flatten().map(status).sum::<usize>()
-            + self.by_id.capacity() * (std::mem::size_of::<(Text, u32)>() + 1)
+        self.slots.capacity() * 8
+            + self.next.capacity() * 12
+            + self.free.capacity() * 4
             + self
-                .by_scope
+                .slots
                 .iter()
-                .map(|m| {
-                    m.capacity() * (std::mem::size_of::<(Text, Vec<u32>)>() + 1)
-                        + m.values().map(|v| v.capacity() * 4).sum::<usize>()
-                })
+                .flatten()
+                .map(|st| std::mem::size_of::<Status>() + status(st))
                 .sum::<usize>()
+            + [&self.by_id]
+                .into_iter()
+                .chain(&self.by_scope)
+                .map(|t| t.capacity() * 5)
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st(id: &str, debtor: Option<&str>, phone: Option<&str>) -> Status {
+        Status {
+            id: id.into(),
+            kind: StatusKind::CeaseCommunication,
+            debtor_id: debtor.map(Text::from),
+            account_id: None,
+            phone: phone.map(Text::from),
+            channels: 0,
+            from: Ts(0),
+            until: None,
+            allow_phones: Vec::new(),
+            windows: Vec::new(),
+            source: "t".into(),
+        }
+    }
+
+    fn ids<'a>(it: impl Iterator<Item = &'a Status>) -> Vec<String> {
+        let mut v: Vec<String> = it.map(|s| s.id.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// The indexes agree with a plain list of the statuses through any sequence of inserts,
+    /// replacements and removals (removing heads, middles and tails of the scope lists).
+    #[test]
+    fn indexes_follow_inserts_replacements_and_removals() {
+        let mut s = Statuses::default();
+        let mut model: Vec<Status> = Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let id = format!("s{}", x % 40);
+            let debtor = ["d0", "d1", "d2"][(x >> 8) as usize % 3];
+            let phone = ["+1", "+2"][(x >> 12) as usize % 2];
+            match (x >> 16) % 4 {
+                0 => {
+                    let removed = s.remove(&id).map(|v| v.id.to_string());
+                    let i = model.iter().position(|m| m.id == id);
+                    assert_eq!(removed, i.map(|i| model.remove(i).id.to_string()), "{step}");
+                }
+                k => {
+                    let new = st(&id, (k != 1).then_some(debtor), (k != 2).then_some(phone));
+                    let old = s.upsert(new.clone()).map(|v| v.id.to_string());
+                    let i = model.iter().position(|m| m.id == id);
+                    assert_eq!(old, i.map(|i| model.remove(i).id.to_string()), "{step}");
+                    model.push(new);
+                }
+            }
+            assert_eq!(s.len(), model.len());
+            for d in ["d0", "d1", "d2"] {
+                let want: Vec<String> = {
+                    let mut v: Vec<String> = model
+                        .iter()
+                        .filter(|m| m.debtor_id.as_deref() == Some(d))
+                        .map(|m| m.id.to_string())
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(ids(s.by_scope(Scope::Debtor, d)), want, "{step} {d}");
+            }
+            for p in ["+1", "+2"] {
+                let n = model
+                    .iter()
+                    .filter(|m| m.phone.as_deref() == Some(p))
+                    .count();
+                assert_eq!(s.by_scope(Scope::Phone, p).count(), n, "{step} {p}");
+            }
+            for m in &model {
+                assert_eq!(s.get(&m.id), Some(m));
+            }
+        }
     }
 }
