@@ -394,6 +394,9 @@ impl Metrics {
                 )
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("registered once");
+                for k in crate::engine::event::StatusKind::ALL {
+                    g.with_label_values(&[k.as_str()]);
+                }
                 g
             },
             snapshot_bytes: gauge(
