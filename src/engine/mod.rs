@@ -477,7 +477,7 @@ impl Engine {
     }
 
     /// [`Engine::heap_bytes`] by structure: records, window entries, window maps, the dedup
-    /// table and free list, the interner.
+    /// table and free list, the interner, the debtor statuses.
     pub fn heap(&self) -> [(&'static str, usize); 6] {
         let (maps, entries) = self
             .states

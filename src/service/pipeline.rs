@@ -1232,16 +1232,16 @@ impl Pipeline<'_> {
     /// while the last write is under way.
     fn snapshot(&mut self, by: Option<Instant>) {
         let wait = by.is_some();
-        self.last_snapshot = Instant::now();
-        let Some(store) = self.store.clone() else {
-            return;
-        };
         if self.shared.reference_in_flight.load(Ordering::Relaxed) > 0 {
             // Alerts a status caused are not delivered yet: a snapshot now would hold their
             // marks, and a restart from it would not make them again. The next turn retries.
             tracing::debug!("alerts caused by statuses in flight: snapshot put off");
             return;
         }
+        self.last_snapshot = Instant::now();
+        let Some(store) = self.store.clone() else {
+            return;
+        };
         if self.snapshot_writer.is_some() {
             if !wait {
                 tracing::warn!("the last snapshot is still being written: this one is skipped");
