@@ -558,7 +558,8 @@ fn bad_phone(raw: &str) -> Reject {
     )
 }
 
-fn check_id(name: &str, v: &str) -> Result<(), Reject> {
+/// An id field: not empty, at most `MAX_ID_BYTES` bytes (calls' and reference records' alike).
+pub(crate) fn check_id(name: &str, v: &str) -> Result<(), Reject> {
     if v.is_empty() {
         return Err(reject(
             Reason::BadValue,

@@ -8,7 +8,7 @@
 //! refused with a closed reason, like a call ([`crate::codec::Reject`]), and goes where refused
 //! calls go.
 
-use crate::codec::{Reason, Reject};
+use crate::codec::{check_id, Reason, Reject};
 use crate::engine::event::{Channel, StatusKind, Text};
 use crate::engine::status::Status;
 use crate::engine::time::Ts;
@@ -66,9 +66,6 @@ fn bad(reason: Reason, detail: impl Into<String>) -> Reject {
         detail: detail.into(),
     }
 }
-
-/// Longest id accepted, in bytes (as for call ids).
-const MAX_ID_BYTES: usize = 128;
 
 /// Decodes Status v1 records; owns a phone-number normaliser (numbers are compared in E.164,
 /// as calls' are).
@@ -262,16 +259,6 @@ impl ReferenceDecoder {
             source: source.into(),
         })
     }
-}
-
-fn check_id(name: &str, v: &str) -> Result<(), Reject> {
-    if v.is_empty() || v.len() > MAX_ID_BYTES {
-        return Err(bad(
-            Reason::BadValue,
-            format!("{name} must be 1 to {MAX_ID_BYTES} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 fn timestamp(field: &str, s: &str) -> Result<Ts, Reject> {

@@ -159,7 +159,7 @@ impl ProducerContext for ProducerCtx {
         let sh = &self.shared;
         match result {
             Ok(_) => {
-                if token.generation == messages::REFERENCE {
+                if token.reference {
                     sh.reference_in_flight.fetch_sub(1, Ordering::Relaxed);
                     return;
                 }

@@ -50,10 +50,6 @@ impl Output {
     }
 }
 
-/// The generation of messages caused by reference data (a status, not an input record): they
-/// acknowledge no input offset (the offset book ignores generations it never had).
-pub(crate) const REFERENCE: u64 = u64::MAX;
-
 /// Travels with each produced message through librdkafka and back in its delivery report.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Token {
@@ -65,6 +61,16 @@ pub(crate) struct Token {
     /// The input record's timestamp (alerts: for the alert latency histogram).
     pub(crate) record_ms: Option<i64>,
     pub(crate) output: Output,
+    /// Caused by reference data (a status record), not by an input record: its delivery
+    /// acknowledges no input offset ([`from_reference`]).
+    pub(crate) reference: bool,
+}
+
+/// `o`, marked as caused by reference data: delivered, it acknowledges no input offset (the
+/// partition and offset it names are the status record's, for its headers).
+pub(crate) fn from_reference(mut o: Outgoing) -> Outgoing {
+    o.token.reference = true;
+    o
 }
 
 /// A message to produce.
@@ -150,11 +156,12 @@ pub(crate) fn reference_alert(topic: &str, a: &Alert) -> Outgoing {
         payload,
         headers: h,
         token: Box::new(Token {
-            generation: REFERENCE,
+            generation: 0,
             partition: -1,
             offset: -1,
             record_ms: None,
             output: Output::Alerts,
+            reference: true,
         }),
     }
 }
@@ -206,6 +213,7 @@ fn output<M: Message>(
             offset: m.offset(),
             record_ms: m.timestamp().to_millis(),
             output,
+            reference: false,
         }),
     }
 }
@@ -248,6 +256,7 @@ pub(crate) fn dead_letter<M: Message>(
             offset: m.offset(),
             record_ms: None,
             output: Output::Dlq,
+            reference: false,
         }),
     }
 }
@@ -309,6 +318,7 @@ mod tests {
                 offset: 42,
                 record_ms: None,
                 output: Output::Dlq,
+                reference: false,
             }
         );
     }
@@ -371,6 +381,7 @@ mod tests {
                 offset: 42,
                 record_ms: Some(1_800_000_000_000),
                 output: Output::Suppressions,
+                reference: false,
             }
         );
     }

@@ -954,12 +954,12 @@ impl Pipeline<'_> {
                 let now = wall_now();
                 for b in &found {
                     if let Some(a) = self.status_alert(b, now) {
-                        out.push(messages::alert(
+                        out.push(messages::from_reference(messages::alert(
                             &self.settings.kafka.alerts_topic,
                             m,
                             &a,
-                            messages::REFERENCE,
-                        ));
+                            0,
+                        )));
                     }
                 }
                 found.clear();
@@ -978,13 +978,9 @@ impl Pipeline<'_> {
             }
             Update::Refused(r) => {
                 self.reference_counters[2].inc();
-                out.push(messages::dead_letter(
-                    dlq,
-                    m,
-                    r.reason,
-                    &r.detail,
-                    messages::REFERENCE,
-                ));
+                out.push(messages::from_reference(messages::dead_letter(
+                    dlq, m, r.reason, &r.detail, 0,
+                )));
             }
         }
     }

@@ -1254,7 +1254,8 @@ fn make_status(i: usize, s: &StatusSpec) -> Status {
     }
 }
 
-/// Status rules by debtor, phone and account; zones fixed or the callee's.
+/// Status rules by debtor, phone and account; zones fixed or the callee's. The calls span 12
+/// days: a lookback of 13 keeps the first for a status that arrives last.
 fn status_rules(callee: bool) -> Vec<Rule> {
     let tz = if callee { "callee" } else { "America/New_York" };
     let text = format!(
@@ -1266,7 +1267,7 @@ severity = "critical"
 key = ["debtor_id"]
 statuses = ["attorney_represented", "inconvenient_time", "medium_opt_out"]
 timezone = "{tz}"
-lookback = "400d"
+lookback = "13d"
 [rules.when]
 relation = ["self", "spouse"]
 
@@ -1277,7 +1278,7 @@ severity = "high"
 key = ["phone"]
 statuses = ["third_party_stop", "medium_opt_out", "inconvenient_time"]
 timezone = "{tz}"
-lookback = "400d"
+lookback = "13d"
 
 [[rules]]
 id = "by-account"
@@ -1285,7 +1286,7 @@ kind = "status"
 severity = "high"
 key = ["account_id"]
 statuses = ["attorney_represented", "third_party_stop"]
-lookback = "400d"
+lookback = "13d"
 "#
     );
     crate::support::rules_from_toml(&text, "Asia/Shanghai")

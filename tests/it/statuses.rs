@@ -95,21 +95,17 @@ fn statuses_from_the_topic_flag_calls_before_and_after_them_in_run() {
     let (before, after): (Vec<&String>, Vec<&String>) = statuses
         .iter()
         .partition(|l| !l.contains("noon-D4") && !l.contains("work-D5"));
-    let mut first: Vec<(String, Option<String>)> = before
+    let bad = r#"{"status_id":"bad","status":"vacation","debtor_id":"D1","from":"2026-11-01T00:00:00Z","source":"x"}"#;
+    let keyed = |lines: &[&String]| -> Vec<(String, String)> {
+        lines.iter().map(|l| (status_id(l), (*l).clone())).collect()
+    };
+    let first = keyed(&before);
+    let mut records: Vec<(&str, Option<&str>)> = first
         .iter()
-        .map(|l| (status_id(l), Some((*l).clone())))
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
         .collect();
-    first.push(("bad".into(), Some(r#"{"status_id":"bad","status":"vacation","debtor_id":"D1","from":"2026-11-01T00:00:00Z","source":"x"}"#.into())));
-    let as_refs = |v: &[(String, Option<String>)]| -> Vec<(String, Option<String>)> { v.to_vec() };
-    let first = as_refs(&first);
-    publish(
-        &kafka,
-        &topic,
-        &first
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .collect::<Vec<_>>(),
-    );
+    records.push(("bad", Some(bad)));
+    publish(&kafka, &topic, &records);
 
     let svc = start(settings(&kafka, &topic));
     kafka.produce(
@@ -158,15 +154,13 @@ fn statuses_from_the_topic_flag_calls_before_and_after_them_in_run() {
     assert_eq!(v["allowed"], true, "another debt of D2: {v}");
 
     // Statuses published after the calls they cover flag them late.
+    let later = keyed(&after);
     publish(
         &kafka,
         &topic,
-        &after
+        &later
             .iter()
-            .map(|l| (status_id(l), Some(l.as_str())))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(k, v)| (k.as_str(), *v))
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
             .collect::<Vec<_>>(),
     );
     let got = wait_for_alerts(&kafka, 7);
