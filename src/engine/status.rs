@@ -120,6 +120,15 @@ pub enum Scope {
 
 impl Scope {
     const ALL: [Scope; 3] = [Scope::Debtor, Scope::Account, Scope::Phone];
+
+    /// The call's value of this field (`None`: a call without an account).
+    pub fn of_call(self, call: &Call) -> Option<&str> {
+        match self {
+            Scope::Debtor => Some(&call.debtor_id),
+            Scope::Account => call.account_id.as_deref(),
+            Scope::Phone => Some(&call.phone),
+        }
+    }
 }
 
 /// The statuses known, by id and by each scope value.
@@ -285,12 +294,7 @@ impl Statuses {
         call: &Call,
         mut local: impl FnMut() -> Local,
     ) -> Option<&Status> {
-        let value = match scope {
-            Scope::Debtor => Some(call.debtor_id.as_str()),
-            Scope::Account => call.account_id.as_deref(),
-            Scope::Phone => Some(call.phone.as_str()),
-        }?;
-        self.by_scope(scope, value)
+        self.by_scope(scope, scope.of_call(call)?)
             .filter(|st| kinds & (1 << st.kind as u16) != 0)
             .filter(|st| st.covers_call(call, &mut local))
             .min_by(|a, b| (a.from, &a.id).cmp(&(b.from, &b.id)))

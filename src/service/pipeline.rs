@@ -902,9 +902,7 @@ impl Pipeline<'_> {
         let started = Instant::now();
         let mut out = Vec::new();
         let shutdown = self.shutdown;
-        let deadline = Instant::now() + Duration::from_secs(365 * 86_400);
         let done = feed.load(
-            deadline,
             || shutdown.is_triggered(),
             |m, u| self.on_status(m, u, &mut out),
         );

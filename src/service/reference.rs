@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One record of the status topic, decoded.
 pub(crate) enum Update {
@@ -138,16 +138,15 @@ impl StatusFeed {
         n
     }
 
-    /// Reads the topic up to the end it had when the feed opened (or until `deadline`, or
-    /// `stop` says so), handing each record to `f`; returns whether it got there.
+    /// Reads the topic up to the end it had when the feed opened (or until `stop` says so),
+    /// handing each record to `f`; returns whether it got there.
     pub(crate) fn load(
         &mut self,
-        deadline: Instant,
         stop: impl Fn() -> bool,
         mut f: impl FnMut(&OwnedMessage, Update),
     ) -> bool {
         while !self.loaded() {
-            if stop() || Instant::now() >= deadline {
+            if stop() {
                 return false;
             }
             self.poll(Duration::from_millis(100), 10_000, &mut f);

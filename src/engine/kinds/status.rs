@@ -107,13 +107,9 @@ pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
     let call = l.call;
     let tz = l.rule.zone.for_call(call);
     let local = Local::of(call.occurred_at, tz);
-    let value = match scope {
-        Scope::Debtor => Some(call.debtor_id.as_str()),
-        Scope::Account => call.account_id.as_deref(),
-        Scope::Phone => Some(call.phone.as_str()),
-    };
     let mut until = None::<i64>;
-    for st in value
+    for st in scope
+        .of_call(call)
         .into_iter()
         .flat_map(|v| l.ctx.statuses.by_scope(scope, v))
         .filter(|st| kinds & (1 << st.kind as u16) != 0)
@@ -134,7 +130,7 @@ pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
 }
 
 /// The first instant after `local` at which the status's window containing it closes; `None`
-/// when it holds all day.
+/// when it holds all day (no windows).
 fn window_end(st: &Status, local: &Local, tz: &jiff::tz::TimeZone) -> Option<i64> {
     let s = local.sec_of_day;
     st.windows
@@ -157,7 +153,6 @@ fn window_end(st: &Status, local: &Local, tz: &jiff::tz::TimeZone) -> Option<i64
             Some(time::local_instant(day, to, tz).0)
         })
         .max()
-        .filter(|_| !st.windows.is_empty())
 }
 
 /// The calls retained by a status rule that `st` (just known) covers and that were not flagged
