@@ -424,24 +424,13 @@ impl Decoder {
     }
 
     fn validate(&mut self, w: Wire<'_>, now: Ts) -> Result<Call, Reject> {
-        // Report missing required fields all at once: a producer fixes them together.
-        let missing: Vec<&str> = [
+        require(&[
             ("call_id", w.call_id.is_none()),
             ("occurred_at", w.occurred_at.is_none()),
             ("debtor_id", w.debtor_id.is_none()),
             ("phone", w.phone.is_none()),
             ("relation", w.relation.is_none()),
-        ]
-        .iter()
-        .filter(|(_, m)| *m)
-        .map(|(n, _)| *n)
-        .collect();
-        if !missing.is_empty() {
-            return Err(reject(
-                Reason::MissingField,
-                format!("missing required field(s): {}", missing.join(", ")),
-            ));
-        }
+        ])?;
         // Present from here on (checked above).
         let call_id = Text::from(w.call_id.unwrap_or_default());
         let n = call_id.chars().count();
@@ -556,6 +545,19 @@ fn bad_phone(raw: &str) -> Reject {
         Reason::BadPhone,
         format!("phone {raw:?} is not a valid phone number (E.164, or national format in the default region)"),
     )
+}
+
+/// Refuses a record that lacks required fields, naming them all at once (a producer fixes
+/// them together): `fields` are (name, missing).
+pub(crate) fn require(fields: &[(&str, bool)]) -> Result<(), Reject> {
+    let missing: Vec<&str> = fields.iter().filter(|f| f.1).map(|f| f.0).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(reject(
+        Reason::MissingField,
+        format!("missing required field(s): {}", missing.join(", ")),
+    ))
 }
 
 /// An id field: not empty, at most `MAX_ID_BYTES` bytes (calls' and reference records' alike).

@@ -8,7 +8,7 @@
 //! refused with a closed reason, like a call ([`crate::codec::Reject`]), and goes where refused
 //! calls go.
 
-use crate::codec::{check_id, Reason, Reject};
+use crate::codec::{check_id, require, Reason, Reject};
 use crate::engine::event::{Channel, StatusKind, Text};
 use crate::engine::status::Status;
 use crate::engine::time::Ts;
@@ -152,22 +152,12 @@ impl ReferenceDecoder {
     }
 
     fn status(&mut self, w: WireStatus) -> Result<Status, Reject> {
-        let missing: Vec<&str> = [
+        require(&[
             ("status_id", w.status_id.is_none()),
             ("status", w.status.is_none()),
             ("from", w.from.is_none()),
             ("source", w.source.is_none()),
-        ]
-        .iter()
-        .filter(|(_, m)| *m)
-        .map(|(n, _)| *n)
-        .collect();
-        if !missing.is_empty() {
-            return Err(bad(
-                Reason::MissingField,
-                format!("missing required field(s): {}", missing.join(", ")),
-            ));
-        }
+        ])?;
         let id = w.status_id.unwrap_or_default();
         check_id("status_id", &id)?;
         let kind_name = w.status.unwrap_or_default();
