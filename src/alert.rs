@@ -37,6 +37,17 @@ pub struct StatusRef {
     pub source: String,
 }
 
+/// The contact-book fact that made a `contact` rule's breach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContactRef {
+    /// Whose number it is, in relation to the debtor (Contact v1 `relation`).
+    pub relation: &'static str,
+    /// Where the number came from (Contact v1 `number_source`).
+    pub number_source: &'static str,
+    /// Known from (RFC 3339, UTC).
+    pub from: String,
+}
+
 /// One breach of one rule by one call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
@@ -91,6 +102,9 @@ pub struct Alert {
     /// The status in force (status rules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<StatusRef>,
+    /// The contact-book fact (contact rules, when the event's own values did not breach).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact: Option<ContactRef>,
     /// Call ids that made the count, newest first, bounded.
     pub evidence: Vec<Text>,
     /// The alert was caused by a call that arrived after the breaching call.
@@ -144,6 +158,14 @@ impl Alert {
             inner.str("from", &st.from);
             inner.opt("until", st.until.as_deref());
             inner.str("source", &st.source);
+            inner.end();
+        }
+        if let Some(c) = &self.contact {
+            o.key("contact");
+            let mut inner = Obj::new(o.out);
+            inner.str("relation", c.relation);
+            inner.str("number_source", c.number_source);
+            inner.str("from", &c.from);
             inner.end();
         }
         o.strs("evidence", &self.evidence);
@@ -346,6 +368,14 @@ pub fn write_alert_json(
         inner.str("source", &st.source);
         inner.end();
     }
+    if let Some(c) = &b.contact {
+        o.key("contact");
+        let mut inner = Obj::new(o.out);
+        inner.str("relation", c.relation.as_str());
+        inner.str("number_source", c.source.as_str());
+        inner.time("from", c.from);
+        inner.end();
+    }
     o.strs("evidence", &b.evidence);
     o.bool("late", b.late);
     o.time("detected_at", now);
@@ -414,6 +444,11 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
             from: st.from.to_string(),
             until: st.until.map(|u| u.to_string()),
             source: st.source.to_string(),
+        }),
+        contact: b.contact.as_ref().map(|c| ContactRef {
+            relation: c.relation.as_str(),
+            number_source: c.source.as_str(),
+            from: c.from.to_string(),
         }),
         evidence: b.evidence.clone(),
         late: b.late,
@@ -514,6 +549,28 @@ fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
             }
             key_text(out);
         }
+        Body::Contact { .. } => {
+            let _ = write!(out, "call to {}", callee_phrase(s.relation));
+            match &b.contact {
+                Some(c) => {
+                    let _ = write!(
+                        out,
+                        ", a number the contact book has as {} from {} since {}",
+                        c.relation.as_str(),
+                        c.source.as_str(),
+                        c.from
+                    );
+                }
+                None => match s.number_source {
+                    Some(src) => {
+                        let _ = write!(out, ", a number from {}", src.as_str());
+                    }
+                    None => out.push_str(", a number this rule names"),
+                },
+            }
+            out.push_str(" for ");
+            key_text(out);
+        }
     }
     if let Some(d) = &rule.description {
         let _ = write!(out, ": {d}");
@@ -603,6 +660,11 @@ mod tests {
                     from: "2026-01-01T00:00:00Z".into(),
                     until: (i % 2 == 0).then(|| s.to_string()),
                     source: s.to_string(),
+                }),
+                contact: (i % 4 == 2).then(|| ContactRef {
+                    relation: "contact_list",
+                    number_source: "device_contacts",
+                    from: s.to_string(),
                 }),
                 evidence: strings.iter().take(i).map(|e| Text::from(*e)).collect(),
                 late: i % 2 == 0,

@@ -127,10 +127,15 @@ impl Live {
 
     /// The reply to a check of `calls` at `now`: sent away whole when a candidate's debtor is
     /// held by another instance, judged by [`Live::answer`] otherwise.
-    pub fn reply(&mut self, calls: Vec<Call>, reserve: Option<Duration>, now: Ts) -> CheckReply {
+    pub fn reply(
+        &mut self,
+        mut calls: Vec<Call>,
+        reserve: Option<Duration>,
+        now: Ts,
+    ) -> CheckReply {
         let misdirected = self.owned.as_ref().and_then(|o| o.misdirected(&calls));
         let (results, as_of) = match misdirected {
-            None => self.answer(&calls, reserve, now),
+            None => self.answer(&mut calls, reserve, now),
             Some(_) => (Vec::new(), AsOf::default()),
         };
         CheckReply {
@@ -144,15 +149,18 @@ impl Live {
     /// Judges `calls` against the state at `now` (wall clock, for reservations), and reserves
     /// those allowed until `now + reserve` when asked to: per call, the verdict and until when
     /// it is reserved; and what the state reflects.
+    /// What a candidate lacks is filled from the contact book first, as for a call judged.
     pub fn answer(
         &mut self,
-        calls: &[Call],
+        calls: &mut [Call],
         reserve: Option<Duration>,
         now: Ts,
     ) -> (Vec<(Verdict, Option<Ts>)>, AsOf) {
         self.engine.expire_reservations(now);
         let mut results = Vec::with_capacity(calls.len());
-        for call in calls {
+        for call in calls.iter_mut() {
+            self.engine.enrich(call);
+            let call = &*call;
             let verdict = self.engine.verdict(call);
             let reserved = match reserve {
                 Some(ttl) if verdict.allowed() && !verdict.duplicate => {

@@ -513,6 +513,7 @@ impl Decoder {
             consent: w.consent.unwrap_or(false),
             attrs,
             interned: None,
+            filled: Default::default(),
         })
     }
 

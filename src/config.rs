@@ -52,6 +52,11 @@ pub struct RawReference {
     /// absent or `""` reads none.
     #[serde(default)]
     pub status_topic: Option<String>,
+    /// The lender's contact book (Contact v1, key: `<debtor_id>/<phone>`; a compacted topic):
+    /// fills in what call events lack, and `contact` rules judge from it. Absent or `""` reads
+    /// none (`contact` rules then judge from the events' own values alone).
+    #[serde(default)]
+    pub contacts_topic: Option<String>,
 }
 
 /// `[reference]`, validated.
@@ -59,6 +64,8 @@ pub struct RawReference {
 pub struct ReferenceSettings {
     /// The status topic, if any.
     pub status_topic: Option<String>,
+    /// The contacts topic, if any.
+    pub contacts_topic: Option<String>,
 }
 
 /// `[check]`: the pre-dial check API (`POST /v1/check`), on a listener of its own.
@@ -1081,14 +1088,11 @@ impl Settings {
                 "no rules: load at least one pack or write [[rules]]".into(),
             ));
         }
-        let status_topic = raw
-            .reference
-            .status_topic
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
-        if let Some(t) = status_topic {
-            valid_topic(t).map_err(|r| invalid("reference.status_topic", r))?;
+        let topic_of = |key: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+            let Some(t) = v.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+                return Ok(None);
+            };
+            valid_topic(t).map_err(|r| invalid(key, r))?;
             let k = &kafka;
             let ours = [
                 Some(&k.input_topic),
@@ -1099,13 +1103,23 @@ impl Settings {
             ];
             if ours.iter().flatten().any(|o| o.as_str() == t) {
                 return Err(invalid(
-                    "reference.status_topic",
-                    format!("{t:?} is also one of the [kafka] topics: statuses need a compacted topic of their own"),
+                    key,
+                    format!("{t:?} is also one of the [kafka] topics: reference data needs a compacted topic of its own"),
                 ));
             }
+            Ok(Some(t.to_owned()))
+        };
+        let status_topic = topic_of("reference.status_topic", &raw.reference.status_topic)?;
+        let contacts_topic = topic_of("reference.contacts_topic", &raw.reference.contacts_topic)?;
+        if status_topic.is_some() && status_topic == contacts_topic {
+            return Err(invalid(
+                "reference.contacts_topic",
+                "the same topic as reference.status_topic: statuses and contacts are keyed differently, each needs a topic of its own".into(),
+            ));
         }
         let reference = ReferenceSettings {
-            status_topic: status_topic.map(str::to_owned),
+            status_topic,
+            contacts_topic,
         };
         Ok(Settings {
             path: path.to_owned(),

@@ -34,9 +34,11 @@ pub fn decode(decoder: &mut Decoder, bytes: &[u8], now: Ts) -> Result<Call, Reje
 }
 
 /// The second half: judges a decoded call read from `lane`; its breaches are appended to
-/// `out`. Symbols a decoder interned for this engine are taken out of the call
-/// ([`Engine::ingest_owned`]).
+/// `out`. What the event lacks is filled from the contact book first ([`Engine::enrich`]), so
+/// the caller's call shows it. Symbols a decoder interned for this engine are taken out of the
+/// call ([`Engine::ingest_owned`]).
 pub fn judge(engine: &mut Engine, lane: Lane, call: &mut Call, out: &mut Vec<Breach>) -> Outcome {
+    engine.enrich(call);
     match engine.ingest_owned(lane, call, out) {
         Ingest::Accepted { skipped } => Outcome::Accepted { skipped },
         Ingest::Duplicate => Outcome::Duplicate,

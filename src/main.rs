@@ -46,9 +46,10 @@ enum Cmd {
         /// that remain are those a check cannot prevent (late data).
         #[arg(long)]
         enforce: bool,
-        /// Reference data read before the calls: Status v1 records, one JSON object per line
-        /// (`{"status_id": ..., "tombstone": true}` withdraws one). Refused lines go to
-        /// --rejects with `"input": "reference"`.
+        /// Reference data read before the calls, one JSON object per line: Status v1 records
+        /// (with a `status_id`) and Contact v1 records (the lender's contact book), mixed in
+        /// any order; `"tombstone": true` with a record's key fields withdraws it. Refused
+        /// lines go to --rejects with `"input": "reference"`.
         #[arg(long)]
         reference: Option<String>,
     },

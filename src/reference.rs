@@ -1,30 +1,65 @@
-//! Reference data on the wire: Status v1 (`schemas/status-v1.schema.json`), the debtor
-//! statuses a compliance team publishes — an attorney's representation, a cease request, an
-//! opted-out number — decoded and validated into the engine's [`Status`].
+//! Reference data on the wire, decoded and validated for the engine:
 //!
-//! On a compacted Kafka topic a record's key is its `status_id` and a null value (a tombstone)
-//! withdraws it; in a file (`replay --reference`) each line is one JSON object, and
-//! `{"status_id": "...", "tombstone": true}` withdraws one. A record that is not valid is
-//! refused with a closed reason, like a call ([`crate::codec::Reject`]), and goes where refused
-//! calls go.
+//! - Status v1 (`docs/schemas/status.schema.json`): the debtor statuses a compliance team
+//!   publishes — an attorney's representation, a cease request, an opted-out number — into
+//!   [`Status`]. On a compacted topic a record's key is its `status_id`.
+//! - Contact v1 (`docs/schemas/contact.schema.json`): the lender's contact book — whose number
+//!   it is and where it came from — into [`Contact`]. On a compacted topic a record's key is
+//!   `<debtor_id>/<phone>` (the number in E.164), one record per debtor and number.
+//!
+//! On a topic a null value (a tombstone) withdraws the record its key names. In a file
+//! (`replay --reference`) each line is one JSON object of either contract — a line with a
+//! `status_id` is a status, any other a contact — and `{"status_id": "...", "tombstone":
+//! true}` or `{"debtor_id": "...", "phone": "...", "tombstone": true}` withdraws one. A record
+//! that is not valid is refused with a closed reason, like a call ([`crate::codec::Reject`]),
+//! and goes where refused calls go.
 
 use crate::codec::{check_id, require, Reason, Reject};
-use crate::engine::event::{Channel, StatusKind, Text};
+use crate::engine::contacts::{self, Contact};
+use crate::engine::event::{Channel, NumberSource, Relation, StatusKind, Text};
 use crate::engine::status::Status;
 use crate::engine::time::Ts;
 use crate::phone::PhoneNormaliser;
 use serde::Deserialize;
 
-/// A reference record decoded: a status to apply, or one to withdraw.
+/// A reference record decoded: a status or a contact to apply, or one to withdraw.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reference {
     /// A status, new or replacing the one with its id.
     Status(Status),
     /// The status with this id is withdrawn (a tombstone).
     Withdraw(Text),
+    /// A contact, new or replacing the one for its debtor and number.
+    Contact(Contact),
+    /// The contact for this debtor and number (E.164) is withdrawn (a tombstone).
+    Forget {
+        /// The debtor.
+        debtor_id: Text,
+        /// The number.
+        phone: Text,
+    },
 }
 
-/// Status v1 as written.
+/// Which contract a topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// Status v1.
+    Status,
+    /// Contact v1.
+    Contact,
+}
+
+impl Contract {
+    /// Its name, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::Status => "status",
+            Contract::Contact => "contact",
+        }
+    }
+}
+
+/// Status v1 and Contact v1 as written (one struct, so a file may mix them).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireStatus {
@@ -51,6 +86,42 @@ struct WireStatus {
     note: Option<String>,
     #[serde(default)]
     tombstone: Option<bool>,
+    // Contact v1 only.
+    #[serde(default)]
+    relation: Option<String>,
+    #[serde(default)]
+    number_source: Option<String>,
+    #[serde(default)]
+    consent: Option<bool>,
+}
+
+impl WireStatus {
+    /// A Contact v1 field present, for a record that is a status.
+    fn contact_field(&self) -> Option<&'static str> {
+        [
+            ("relation", self.relation.is_some()),
+            ("number_source", self.number_source.is_some()),
+            ("consent", self.consent.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(n, present)| present.then_some(n))
+    }
+
+    /// A Status v1 field present, for a record that is a contact.
+    fn status_field(&self) -> Option<&'static str> {
+        [
+            ("status", self.status.is_some()),
+            ("account_id", self.account_id.is_some()),
+            ("channels", self.channels.is_some()),
+            ("until", self.until.is_some()),
+            ("allow_phones", self.allow_phones.is_some()),
+            ("windows", self.windows.is_some()),
+            ("source", self.source.is_some()),
+            ("note", self.note.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(n, present)| present.then_some(n))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,15 +152,28 @@ impl ReferenceDecoder {
         }
     }
 
-    /// A record from a file line: a status, or `{"status_id", "tombstone": true}`.
+    /// A record from a file line: a status (a line with `status_id`) or a contact (any other),
+    /// or a tombstone of either.
     pub fn decode_line(&mut self, bytes: &[u8]) -> Result<Reference, Reject> {
         let w: WireStatus = serde_json::from_slice(bytes).map_err(|e| {
             if e.is_data() {
-                bad(Reason::WrongType, format!("not a Status v1 record: {e}"))
+                bad(
+                    Reason::WrongType,
+                    format!("not a Status v1 or Contact v1 record: {e}"),
+                )
             } else {
                 bad(Reason::NotJson, format!("not JSON: {e}"))
             }
         })?;
+        if w.status_id.is_none() && w.status.is_none() {
+            return self.contact(w);
+        }
+        if let Some(f) = w.contact_field() {
+            return Err(bad(
+                Reason::WrongType,
+                format!("{f} is a Contact v1 field, and this record has a status_id (Status v1)"),
+            ));
+        }
         if w.tombstone == Some(true) {
             let id = w
                 .status_id
@@ -100,10 +184,12 @@ impl ReferenceDecoder {
         self.status(w).map(Reference::Status)
     }
 
-    /// A record from a compacted topic: `key` is the status id, `value` the record, or `None`
-    /// or empty (a tombstone).
+    /// A record from a compacted topic carrying `contract`: `key` is the status id (Status
+    /// v1) or `<debtor_id>/<phone>` (Contact v1), `value` the record, or `None` or empty (a
+    /// tombstone).
     pub fn decode_keyed(
         &mut self,
+        contract: Contract,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<Reference, Reject> {
@@ -111,6 +197,9 @@ impl ReferenceDecoder {
             .map(std::str::from_utf8)
             .transpose()
             .map_err(|_| bad(Reason::BadValue, "the record key is not UTF-8"))?;
+        if contract == Contract::Contact {
+            return self.contact_keyed(key, value);
+        }
         // A null value is a tombstone; so is an empty one (some clients and brokers give
         // a null value back as empty).
         match value.filter(|v| !v.is_empty()) {
@@ -126,6 +215,12 @@ impl ReferenceDecoder {
             }
             Some(v) => {
                 let r = self.decode_line(v)?;
+                if matches!(r, Reference::Contact(_) | Reference::Forget { .. }) {
+                    return Err(bad(
+                        Reason::WrongType,
+                        "a Contact v1 record (no status_id) on the status topic",
+                    ));
+                }
                 if let (Reference::Status(st), Some(k)) = (&r, key) {
                     if st.id != k {
                         return Err(bad(
@@ -140,6 +235,134 @@ impl ReferenceDecoder {
                 Ok(r)
             }
         }
+    }
+
+    /// A Contact v1 record from the contacts topic, its key `<debtor_id>/<phone>`.
+    fn contact_keyed(
+        &mut self,
+        key: Option<&str>,
+        value: Option<&[u8]>,
+    ) -> Result<Reference, Reject> {
+        let parsed = key.map(|k| -> Result<(&str, &str), Reject> {
+            let (debtor, phone) = k.rsplit_once('/').ok_or_else(|| {
+                bad(
+                    Reason::BadValue,
+                    format!("the record key {k:?} is not <debtor_id>/<phone>"),
+                )
+            })?;
+            check_id("debtor_id (key)", debtor)?;
+            if contacts::pack_e164(phone).is_none() {
+                return Err(bad(
+                    Reason::BadPhone,
+                    format!("the record key's number {phone:?} is not E.164"),
+                ));
+            }
+            Ok((debtor, phone))
+        });
+        match value.filter(|v| !v.is_empty()) {
+            None => {
+                let (debtor, phone) = parsed.ok_or_else(|| {
+                    bad(
+                        Reason::MissingField,
+                        "a tombstone (null value) needs <debtor_id>/<phone> as its key",
+                    )
+                })??;
+                Ok(Reference::Forget {
+                    debtor_id: debtor.into(),
+                    phone: phone.into(),
+                })
+            }
+            Some(v) => {
+                let r = self.decode_line(v)?;
+                let (debtor, phone) = match &r {
+                    Reference::Contact(c) => (&c.debtor_id, &c.phone),
+                    Reference::Forget { debtor_id, phone } => (debtor_id, phone),
+                    _ => {
+                        return Err(bad(
+                            Reason::WrongType,
+                            "a Status v1 record (with a status_id) on the contacts topic",
+                        ))
+                    }
+                };
+                if let Some(p) = parsed {
+                    let (kd, kp) = p?;
+                    if kd != debtor.as_str() || kp != phone.as_str() {
+                        return Err(bad(
+                            Reason::BadValue,
+                            format!(
+                                "the record key {:?} is not its <debtor_id>/<phone> {:?}: compaction keeps one record per key",
+                                key.unwrap_or_default(),
+                                format!("{debtor}/{phone}")
+                            ),
+                        ));
+                    }
+                }
+                Ok(r)
+            }
+        }
+    }
+
+    /// A Contact v1 record (or its tombstone) from a line without `status_id`.
+    fn contact(&mut self, w: WireStatus) -> Result<Reference, Reject> {
+        if let Some(f) = w.status_field() {
+            return Err(bad(
+                Reason::MissingField,
+                format!("{f} is a Status v1 field, and this record has no status_id"),
+            ));
+        }
+        require(&[
+            ("debtor_id", w.debtor_id.is_none()),
+            ("phone", w.phone.is_none()),
+        ])?;
+        let debtor = w.debtor_id.unwrap_or_default();
+        check_id("debtor_id", &debtor)?;
+        let phone = self.phone("phone", &w.phone.unwrap_or_default())?;
+        if w.tombstone == Some(true) {
+            return Ok(Reference::Forget {
+                debtor_id: debtor.into(),
+                phone,
+            });
+        }
+        require(&[
+            ("relation", w.relation.is_none()),
+            ("number_source", w.number_source.is_none()),
+            ("from", w.from.is_none()),
+        ])?;
+        let rel = w.relation.unwrap_or_default();
+        let relation = Relation::parse(&rel).ok_or_else(|| {
+            bad(
+                Reason::UnknownValue,
+                format!("relation {rel:?} is not one of {}", Relation::names()),
+            )
+        })?;
+        let src = w.number_source.unwrap_or_default();
+        let source = NumberSource::parse(&src).ok_or_else(|| {
+            bad(
+                Reason::UnknownValue,
+                format!(
+                    "number_source {src:?} is not one of {}",
+                    NumberSource::names()
+                ),
+            )
+        })?;
+        let from = timestamp("from", &w.from.unwrap_or_default())?;
+        if from < contacts::FROM_MIN || from > contacts::FROM_MAX {
+            return Err(bad(
+                Reason::BadValue,
+                format!("from {from} is outside 1970-01-01 to 2106-02-07"),
+            ));
+        }
+        Ok(Reference::Contact(Contact {
+            debtor_id: debtor.into(),
+            phone,
+            relation,
+            source,
+            consent: w.consent.unwrap_or(false),
+            // Whole seconds: the book keeps no finer.
+            from: crate::engine::time::Ts(
+                from.0 - from.0.rem_euclid(crate::engine::time::NANOS_PER_SEC),
+            ),
+        }))
     }
 
     fn phone(&mut self, field: &str, raw: &str) -> Result<Text, Reject> {
@@ -302,15 +525,22 @@ mod tests {
             Reference::Withdraw("s1".into())
         );
         assert_eq!(
-            dec().decode_keyed(Some(b"s2"), None).unwrap(),
+            dec()
+                .decode_keyed(Contract::Status, Some(b"s2"), None)
+                .unwrap(),
             Reference::Withdraw("s2".into())
         );
         assert_eq!(
-            dec().decode_keyed(Some(b"s3"), Some(b"")).unwrap(),
+            dec()
+                .decode_keyed(Contract::Status, Some(b"s3"), Some(b""))
+                .unwrap(),
             Reference::Withdraw("s3".into())
         );
         assert_eq!(
-            dec().decode_keyed(None, None).unwrap_err().reason,
+            dec()
+                .decode_keyed(Contract::Status, None, None)
+                .unwrap_err()
+                .reason,
             Reason::MissingField
         );
     }
@@ -340,10 +570,102 @@ mod tests {
         }
         let e = dec()
             .decode_keyed(
+                Contract::Status,
                 Some(b"other"),
                 Some(br#"{"status_id":"s","status":"cease_communication","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x"}"#),
             )
             .unwrap_err();
         assert_eq!(e.reason, Reason::BadValue);
+    }
+
+    #[test]
+    fn a_contact_is_decoded_with_its_number_in_e164_and_from_in_whole_seconds() {
+        let r = dec()
+            .decode_line(br#"{"debtor_id":"D1","phone":"138 1234 5678","relation":"contact_list","number_source":"device_contacts","from":"2026-11-01T08:00:00.750+08:00"}"#)
+            .unwrap();
+        let Reference::Contact(c) = r else {
+            panic!("a contact")
+        };
+        assert_eq!(c.phone, "+8613812345678");
+        assert_eq!(
+            (c.relation, c.source, c.consent),
+            (Relation::ContactList, NumberSource::DeviceContacts, false)
+        );
+        assert_eq!(c.from.to_string(), "2026-11-01T00:00:00Z");
+        assert_eq!(
+            dec()
+                .decode_line(br#"{"debtor_id":"D1","phone":"+8613812345678","tombstone":true}"#)
+                .unwrap(),
+            Reference::Forget {
+                debtor_id: "D1".into(),
+                phone: "+8613812345678".into()
+            }
+        );
+    }
+
+    #[test]
+    fn contacts_on_their_topic_are_keyed_by_debtor_and_number() {
+        let v = br#"{"debtor_id":"D/1","phone":"+8613812345678","relation":"spouse","number_source":"application","consent":true,"from":"2026-11-01T00:00:00Z"}"#;
+        let r = dec()
+            .decode_keyed(Contract::Contact, Some(b"D/1/+8613812345678"), Some(v))
+            .unwrap();
+        assert!(matches!(r, Reference::Contact(ref c) if c.consent && c.debtor_id == "D/1"));
+        assert_eq!(
+            dec()
+                .decode_keyed(Contract::Contact, Some(b"D/1/+8613812345678"), None)
+                .unwrap(),
+            Reference::Forget {
+                debtor_id: "D/1".into(),
+                phone: "+8613812345678".into()
+            }
+        );
+        for (key, value, reason) in [
+            (Some(&b"D/1/+8613800000000"[..]), Some(&v[..]), Reason::BadValue),
+            (Some(b"D1"), None, Reason::BadValue),
+            (Some(b"D1/13812345678"), None, Reason::BadPhone),
+            (None, None, Reason::MissingField),
+            (
+                Some(b"s1"),
+                Some(br#"{"status_id":"s1","status":"deceased","debtor_id":"D","from":"2026-11-01T00:00:00Z","source":"x"}"#),
+                Reason::WrongType,
+            ),
+        ] {
+            assert_eq!(
+                dec().decode_keyed(Contract::Contact, key, value).unwrap_err().reason,
+                reason,
+                "{key:?}"
+            );
+        }
+        // A contact on the status topic is refused too.
+        assert_eq!(
+            dec()
+                .decode_keyed(Contract::Status, Some(b"x"), Some(v))
+                .unwrap_err()
+                .reason,
+            Reason::WrongType
+        );
+    }
+
+    #[test]
+    fn bad_contacts_are_refused_with_a_reason() {
+        let cases: &[(&[u8], Reason)] = &[
+            (br#"{"debtor_id":"D","phone":"+8613812345678","number_source":"call_log","from":"2026-11-01T00:00:00Z"}"#, Reason::MissingField),
+            (br#"{"debtor_id":"D","phone":"+8613812345678","relation":"cousin","number_source":"call_log","from":"2026-11-01T00:00:00Z"}"#, Reason::UnknownValue),
+            (br#"{"debtor_id":"D","phone":"+8613812345678","relation":"other","number_source":"facebook","from":"2026-11-01T00:00:00Z"}"#, Reason::UnknownValue),
+            (br#"{"debtor_id":"D","phone":"12","relation":"other","number_source":"call_log","from":"2026-11-01T00:00:00Z"}"#, Reason::BadPhone),
+            (br#"{"debtor_id":"D","phone":"+8613812345678","relation":"other","number_source":"call_log","from":"1969-12-31T00:00:00Z"}"#, Reason::BadValue),
+            (br#"{"debtor_id":"D","phone":"+8613812345678","relation":"other","number_source":"call_log","from":"2026-11-01T00:00:00Z","until":"2026-12-01T00:00:00Z"}"#, Reason::MissingField),
+            (br#"{"status_id":"s","status":"deceased","debtor_id":"D","relation":"self","from":"2026-11-01T00:00:00Z","source":"x"}"#, Reason::WrongType),
+        ];
+        for (raw, reason) in cases {
+            let e = dec().decode_line(raw).unwrap_err();
+            assert_eq!(
+                e.reason,
+                *reason,
+                "{}: {}",
+                String::from_utf8_lossy(raw),
+                e.detail
+            );
+        }
     }
 }

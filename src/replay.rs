@@ -70,7 +70,7 @@ pub struct ReplayIo {
     pub alerts: Option<Box<dyn Write + Send>>,
     /// Rejected lines with their reasons, one JSON object per line.
     pub rejects: Option<Box<dyn Write + Send>>,
-    /// Reference data (Status v1 records, JSON lines; `crate::reference`), applied before
+    /// Reference data (Status v1 and Contact v1 records, JSON lines; `crate::reference`), applied before
     /// the first call is judged, as the service reads its reference topics in full before it
     /// is ready.
     pub reference: Option<Box<dyn BufRead + Send>>,
@@ -125,6 +125,8 @@ pub struct Summary {
     pub reference_rejected: BTreeMap<&'static str, u64>,
     /// Statuses known once the reference data was read.
     pub statuses: u64,
+    /// Contacts known once the reference data was read.
+    pub contacts: u64,
     /// Time spent reading the reference data.
     pub reference_elapsed: Duration,
     /// Calls retained at the end.
@@ -155,6 +157,7 @@ impl Summary {
                 row(&format!("    {r}"), n.to_string());
             }
             row("  statuses known", self.statuses.to_string());
+            row("  contacts known", self.contacts.to_string());
             row(
                 "  read in",
                 format!("{:.3} s", self.reference_elapsed.as_secs_f64()),
@@ -516,6 +519,7 @@ pub fn run(
                         let call = &mut calls[*c as usize];
                         summary.records += 1;
                         if opts.enforce && !engine.is_retained(&call.call_id) {
+                            engine.enrich(call);
                             let refused = engine.check(call);
                             if !refused.is_empty() {
                                 summary.blocked += 1;
@@ -649,9 +653,9 @@ fn write_alerts(
     w.flush().map_err(ReplayError::Write)
 }
 
-/// Applies the reference file to the engine before any call: statuses and tombstones in file
-/// order (the last record for an id wins, as compaction keeps it); refused lines are written
-/// to the rejects output, marked `"input": "reference"`.
+/// Applies the reference file to the engine before any call: statuses, contacts and
+/// tombstones in file order (the last record for a key wins, as compaction keeps it); refused
+/// lines are written to the rejects output, marked `"input": "reference"`.
 fn load_reference(
     settings: &Settings,
     engine: &mut Engine,
@@ -682,6 +686,15 @@ fn load_reference(
             Ok(Reference::Withdraw(id)) => {
                 engine.end_status(&id);
             }
+            Ok(Reference::Contact(c)) => {
+                // The decoder refuses what the book cannot hold.
+                engine
+                    .apply_contact(c, &mut none)
+                    .expect("a decoded contact fits the book");
+            }
+            Ok(Reference::Forget { debtor_id, phone }) => {
+                engine.end_contact(&debtor_id, &phone);
+            }
             Err(reject) => {
                 *summary
                     .reference_rejected
@@ -693,6 +706,7 @@ fn load_reference(
     }
     debug_assert!(none.is_empty());
     summary.statuses = engine.statuses().len() as u64;
+    summary.contacts = engine.contacts().len() as u64;
     summary.reference_elapsed = started.elapsed();
     Ok(())
 }

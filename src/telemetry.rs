@@ -68,10 +68,12 @@ pub struct Metrics {
     pub snapshot_writes: IntCounterVec,
     /// Size of the last snapshot written.
     pub snapshot_bytes: IntGauge,
-    /// Status topic records read, by result (`applied`, `withdrawn`, `rejected`).
+    /// Reference topic records read, by kind and result (`applied`, `withdrawn`, `rejected`).
     pub reference_records: IntCounterVec,
     /// Debtor statuses known.
     pub statuses_known: IntGauge,
+    /// Contact-book records known.
+    pub contacts_known: IntGauge,
     /// Debtor statuses in force at the newest event time, by kind of status.
     pub statuses_in_force: IntGaugeVec,
     /// Time the processing loop was held taking the last snapshot (writing it is off the loop).
@@ -371,14 +373,21 @@ impl Metrics {
                 let c = counter_vec(
                     &r,
                     "dialguard_reference_records_total",
-                    "Status topic records read, by result: applied (a status, new or replacing one), withdrawn (a tombstone), rejected (invalid, sent to the dead-letter topic).",
-                    &["result"],
+                    "Reference topic records read, by kind (status, contact) and result: applied (a record, new or replacing one), withdrawn (a tombstone), rejected (invalid, sent to the dead-letter topic).",
+                    &["kind", "result"],
                 );
-                for outcome in ["applied", "withdrawn", "rejected"] {
-                    c.with_label_values(&[outcome]);
+                for kind in ["status", "contact"] {
+                    for outcome in ["applied", "withdrawn", "rejected"] {
+                        c.with_label_values(&[kind, outcome]);
+                    }
                 }
                 c
             },
+            contacts_known: gauge(
+                &r,
+                "dialguard_contacts_known",
+                "Contact-book records known (read from the contacts topic and not withdrawn).",
+            ),
             statuses_known: gauge(
                 &r,
                 "dialguard_statuses_known",

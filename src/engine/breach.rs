@@ -42,6 +42,31 @@ pub struct Breach {
     pub late: bool,
     /// The status that made a status rule's breach (`None` for other kinds).
     pub status: Option<Box<StatusCause>>,
+    /// The contact-book fact that made a contact rule's breach, when the event's own values
+    /// did not (`None` otherwise, and for other kinds).
+    pub contact: Option<Box<ContactCause>>,
+}
+
+/// What a contact breach names of the book's fact (`engine::contacts::Fact`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactCause {
+    /// Whose number it is, in relation to the debtor.
+    pub relation: super::event::Relation,
+    /// Where the number came from.
+    pub source: super::event::NumberSource,
+    /// Known from.
+    pub from: Ts,
+}
+
+impl ContactCause {
+    /// What a breach names of `f`.
+    pub fn of(f: &super::contacts::Fact) -> ContactCause {
+        ContactCause {
+            relation: f.relation,
+            source: f.source,
+            from: f.from,
+        }
+    }
 }
 
 /// What a status breach names of the status in force (`engine::status::Status`).

@@ -236,6 +236,18 @@ pub struct Call {
     /// The string fields already interned by a decoder thread for the engine that will judge
     /// the call ([`super::Engine::ingest_owned`] takes them); `None` from a plain decode.
     pub interned: Option<super::intern::Interned>,
+    /// What the contact book filled in ([`super::Engine::enrich`]); nothing for a call as
+    /// decoded. The `contact` rule kind tells the event's own values from the book's by it.
+    pub filled: Filled,
+}
+
+/// Which of a call's fields the contact book filled in (`engine::contacts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filled {
+    /// `relation` (the event said `unknown`).
+    pub relation: bool,
+    /// `number_source` (the event had none).
+    pub number_source: bool,
 }
 
 impl Call {
@@ -270,6 +282,7 @@ impl Call {
             consent: false,
             attrs: Vec::new(),
             interned: None,
+            filled: Filled::default(),
         }
     }
 

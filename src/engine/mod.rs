@@ -34,6 +34,7 @@ mod kinds;
 mod reserve;
 pub mod rule;
 pub use snapshot::SnapshotError;
+pub mod contacts;
 mod snapshot;
 pub mod status;
 mod store;
@@ -244,6 +245,10 @@ pub struct Engine {
     evicted_syms: Vec<Sym>,
     /// Debtor statuses known (reference data), for `status` rules.
     statuses: status::Statuses,
+    /// The lender's contact book (reference data): enrichment and `contact` rules. Shared, so
+    /// that a service replacing its engine gives the next one the book without copying it
+    /// (changed copy-on-write; only the engine holds it while calls are judged).
+    contacts: std::sync::Arc<contacts::Contacts>,
 }
 
 /// What the pre-dial check says of a candidate call.
@@ -322,6 +327,13 @@ impl Engine {
                 } else {
                     0
                 }
+                // A contact arriving after a call compares its debtor and number with the
+                // call's record.
+                | if rules.iter().any(|r| r.kind == rule::RuleKind::Contact) {
+                    1 << StrField::DebtorId as u8 | 1 << StrField::Phone as u8
+                } else {
+                    0
+                }
         };
         let interner = SharedInterner::default();
         interner.lock().keep_only(kept);
@@ -362,6 +374,7 @@ impl Engine {
             hold_scratch: Vec::new(),
             evicted_syms: Vec::new(),
             statuses: status::Statuses::default(),
+            contacts: Default::default(),
         }
     }
 
@@ -477,8 +490,8 @@ impl Engine {
     }
 
     /// [`Engine::heap_bytes`] by structure: records, window entries, window maps, the dedup
-    /// table and free list, the interner, the debtor statuses.
-    pub fn heap(&self) -> [(&'static str, usize); 6] {
+    /// table and free list, the interner, the debtor statuses, the contact book.
+    pub fn heap(&self) -> [(&'static str, usize); 7] {
         let (maps, entries) = self
             .states
             .iter()
@@ -497,6 +510,7 @@ impl Engine {
             ),
             ("interner", self.interner.lock().heap_bytes()),
             ("statuses", self.statuses.heap_bytes()),
+            ("contacts", self.contacts.heap_bytes()),
         ]
     }
 
@@ -682,6 +696,7 @@ impl Engine {
             scratch,
             stats,
             statuses,
+            contacts,
             ..
         } = self;
         let Reservations {
@@ -719,6 +734,7 @@ impl Engine {
                     own: u32::MAX,
                     known: None,
                     statuses,
+                    contacts,
                 },
                 scratch,
                 locals: &mut locals,
@@ -769,6 +785,7 @@ impl Engine {
             evidence_limit,
             stats,
             statuses,
+            contacts,
             cutoff,
             last_sweep,
             lateness,
@@ -784,6 +801,7 @@ impl Engine {
             own: u32::MAX,
             known: None,
             statuses,
+            contacts,
         };
         for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
             if rule.kind != rule::RuleKind::Status {
@@ -819,6 +837,100 @@ impl Engine {
     /// replace the engine, who brings the next one to them.
     pub fn take_statuses(&mut self) -> status::Statuses {
         std::mem::take(&mut self.statuses)
+    }
+
+    /// Fills what a call's event lacks — a `relation` of `unknown`, no `number_source` — from
+    /// the contact book's fact for its debtor and number at its event time; the event's own
+    /// values win ([`contacts::Contacts::enrich`]). The judge step, the pre-dial check and the
+    /// service's rebuild call it before judging, so every rule's `when` sees the filled values;
+    /// [`Engine::ingest`] and [`Engine::check`] judge a call as given.
+    pub fn enrich(&self, call: &mut Call) -> event::Filled {
+        self.contacts.enrich(call)
+    }
+
+    /// Makes a contact-book record known (Contact v1, `crate::reference`), replacing the one
+    /// for its debtor and number. Calls judged from now on are enriched from it, and the
+    /// retained calls of `contact` rules it completes into a breach, not flagged yet, breach
+    /// now: late breaches, appended to `out`, at most one per call and rule, ever (as
+    /// [`Engine::apply_status`]). Calls already judged are not re-judged for other rules'
+    /// `when` (docs/semantics.md). Returns the fact replaced; an error for a number that is
+    /// not E.164 or a `from` outside 1970–2106 (which the decoder refuses first).
+    pub fn apply_contact(
+        &mut self,
+        c: contacts::Contact,
+        out: &mut Vec<Breach>,
+    ) -> Result<Option<contacts::Fact>, &'static str> {
+        let old = std::sync::Arc::make_mut(&mut self.contacts).upsert(&c)?;
+        let Engine {
+            rules,
+            states,
+            records,
+            reserved,
+            interner,
+            callee_zones,
+            evidence_limit,
+            stats,
+            statuses,
+            contacts,
+            cutoff,
+            last_sweep,
+            lateness,
+            ..
+        } = self;
+        let ctx = Ctx {
+            records,
+            reserved: &reserved.records,
+            interner,
+            callee_zones,
+            evidence_limit: *evidence_limit,
+            own: u32::MAX,
+            known: None,
+            statuses,
+            contacts,
+        };
+        for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
+            if rule.kind != rule::RuleKind::Contact {
+                continue;
+            }
+            let held = last_sweep
+                .saturating_sub(*lateness)
+                .saturating_sub(rule.reach())
+                .max(*cutoff);
+            let before = out.len();
+            kinds::contact::flag_retained(ri as u16, rule, &mut state.windows, &ctx, &c, held, out);
+            let n = (out.len() - before) as u64;
+            stats.alerts += n;
+            stats.rule_alerts[ri] += n;
+            stats.late_alerts += n;
+        }
+        Ok(old)
+    }
+
+    /// Forgets the contact for `debtor` and `phone` (E.164; a tombstone on the contacts
+    /// topic). Breaches it made stand. Returns it.
+    pub fn end_contact(&mut self, debtor: &str, phone: &str) -> Option<contacts::Fact> {
+        // Not copied out of a shared book for nothing.
+        self.contacts.get(debtor, phone)?;
+        std::sync::Arc::make_mut(&mut self.contacts).remove(debtor, phone)
+    }
+
+    /// The contact book.
+    pub fn contacts(&self) -> &contacts::Contacts {
+        &self.contacts
+    }
+
+    /// Moves the contact book out (the engine is left with none): for a caller about to
+    /// replace the engine, who gives it to the next one ([`Engine::set_contacts`]).
+    pub fn take_contacts(&mut self) -> std::sync::Arc<contacts::Contacts> {
+        std::mem::take(&mut self.contacts)
+    }
+
+    /// Gives the engine a contact book, replacing its own — before it judges or restores
+    /// calls, so they are enriched and judged as before (no late breaches are looked for).
+    /// The book is changed copy-on-write: while another holder shares it, the first change
+    /// copies it.
+    pub fn set_contacts(&mut self, book: std::sync::Arc<contacts::Contacts>) {
+        self.contacts = book;
     }
 
     /// Which rules a call would breach, without recording it — the pre-dial check. Only the
@@ -1001,6 +1113,7 @@ impl Engine {
             },
             known,
             statuses: &self.statuses,
+            contacts: &self.contacts,
         };
         let reserved = if with_reserved {
             &self.reserved.windows

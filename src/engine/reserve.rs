@@ -108,6 +108,7 @@ impl Engine {
             own: u32::MAX,
             known: None,
             statuses: &self.statuses,
+            contacts: &self.contacts,
         };
         let keys: Vec<Option<_>> = self
             .rules

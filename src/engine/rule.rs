@@ -19,6 +19,9 @@ pub enum RuleKind {
     Forbid,
     /// No call a debtor status in force covers (reference data).
     Status,
+    /// No call to a number whose relation or source (the event's, or the contact book's)
+    /// the rule names.
+    Contact,
 }
 
 impl RuleKind {
@@ -30,6 +33,7 @@ impl RuleKind {
             RuleKind::CallingHours => "calling_hours",
             RuleKind::Forbid => "forbid",
             RuleKind::Status => "status",
+            RuleKind::Contact => "contact",
         }
     }
 }
@@ -297,6 +301,11 @@ impl Filter {
         })
     }
 
+    /// The conditions.
+    pub fn conds(&self) -> &[Cond] {
+        &self.conds
+    }
+
     /// A filter of these conditions (all must hold).
     pub fn new(conds: Vec<Cond>) -> Filter {
         Filter { conds }
@@ -356,7 +365,24 @@ pub enum Body {
         /// How long a call stays where a status that arrives after it can still flag it.
         lookback: i64,
     },
+    /// Breach when the call's number source is one of `sources` and its relation one of
+    /// `relations` — as the event says them, or else as the contact book does for the call's
+    /// debtor and number at its event time.
+    Contact {
+        /// A bit per `NumberSource as u8`; every source when all bits are set.
+        sources: u8,
+        /// A bit per `Relation as u16`, never `unknown`'s; every relation when all the others
+        /// are set.
+        relations: u16,
+        /// How long a call stays where a contact that arrives after it can still flag it.
+        lookback: i64,
+    },
 }
+
+/// A contact rule's `sources` when it names none: any, known or not.
+pub const ANY_SOURCE: u8 = u8::MAX;
+/// A contact rule's `relations` when it names none: any, `unknown` included.
+pub const ANY_RELATION: u16 = u16::MAX;
 
 /// A compiled, validated rule.
 #[derive(Debug, Clone)]
@@ -391,7 +417,7 @@ impl Rule {
         match &self.body {
             Body::Cap { window, .. } => window.reach(),
             Body::Cooldown { period, .. } => period.reach(),
-            Body::Status { lookback, .. } => *lookback,
+            Body::Status { lookback, .. } | Body::Contact { lookback, .. } => *lookback,
             Body::CallingHours { .. } | Body::Forbid => 0,
         }
     }
@@ -412,7 +438,7 @@ impl Rule {
     pub fn is_stateful(&self) -> bool {
         matches!(
             self.body,
-            Body::Cap { .. } | Body::Cooldown { .. } | Body::Status { .. }
+            Body::Cap { .. } | Body::Cooldown { .. } | Body::Status { .. } | Body::Contact { .. }
         )
     }
 }

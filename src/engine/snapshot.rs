@@ -503,13 +503,16 @@ impl Engine {
         }
         let nrec = e.records.len();
         for ri in 0..e.rules.len() {
-            // A status rule's entries carry the call's channel as their value, not a symbol.
-            let val_ok = |v: Sym| {
-                if e.rules[ri].kind == super::rule::RuleKind::Status {
-                    (v.0 as usize) < super::event::Channel::ALL.len()
-                } else {
-                    sym_ok(v)
+            // A status rule's entries carry the call's channel as their value, a contact
+            // rule's the event's own number source and relation (`kinds/contact.rs`), not a
+            // symbol.
+            let val_ok = |v: Sym| match e.rules[ri].kind {
+                super::rule::RuleKind::Status => (v.0 as usize) < super::event::Channel::ALL.len(),
+                super::rule::RuleKind::Contact => {
+                    (v.0 & 0xff) as usize <= super::event::NumberSource::ALL.len()
+                        && ((v.0 >> 8) as usize) < super::event::Relation::ALL.len()
                 }
+                _ => sym_ok(v),
             };
             let n = r.len(24)?;
             let windows = &mut e.states[ri].windows;

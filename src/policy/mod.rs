@@ -84,6 +84,41 @@ pub fn describe_rule(r: &Rule) -> String {
                 crate::engine::rule::describe_duration(*lookback)
             )
         }
+        Body::Contact {
+            sources,
+            relations,
+            lookback,
+        } => {
+            use crate::engine::event::{NumberSource, Relation};
+            use crate::engine::rule::{ANY_RELATION, ANY_SOURCE};
+            let list = |any: bool, names: Vec<&str>| {
+                if any {
+                    "any".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            };
+            format!(
+                "no call to a number with source {} and relation {} (the event's, else the contact book's; calls held {} for late contacts)",
+                list(
+                    *sources == ANY_SOURCE,
+                    NumberSource::ALL
+                        .iter()
+                        .filter(|s| sources & (1 << **s as u8) != 0)
+                        .map(|s| s.as_str())
+                        .collect()
+                ),
+                list(
+                    *relations == ANY_RELATION,
+                    Relation::ALL
+                        .iter()
+                        .filter(|x| relations & (1 << **x as u16) != 0)
+                        .map(|x| x.as_str())
+                        .collect()
+                ),
+                crate::engine::rule::describe_duration(*lookback)
+            )
+        }
     };
     format!(
         "{:<40} {:<13} {:<8} {:<18} tz={:<16} {}\n",

@@ -61,10 +61,16 @@ pub struct RuleSpec {
     /// The debtor statuses that make a call breach (status).
     #[serde(default)]
     pub statuses: Option<Vec<String>>,
-    /// How long a call stays where a status arriving after it can still flag it (status;
-    /// default 7 days).
+    /// How long a call stays where a status or contact arriving after it can still flag it
+    /// (status, contact; default 7 days).
     #[serde(default)]
     pub lookback: Option<String>,
+    /// The number sources that make a call breach (contact).
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// The relations that make a call breach (contact).
+    #[serde(default)]
+    pub relations: Option<Vec<String>>,
 }
 
 /// A filter as written: `field = [values]` or `field_not = [values]`.
@@ -328,11 +334,12 @@ impl RuleSpec {
             "calling_hours" => RuleKind::CallingHours,
             "forbid" => RuleKind::Forbid,
             "status" => RuleKind::Status,
+            "contact" => RuleKind::Contact,
             other => {
                 return Err(err(
                     "kind",
                     format!(
-                    "unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid, status"
+                    "unknown kind {other:?}; known: cap, cooldown, calling_hours, forbid, status, contact"
                 ),
                 ))
             }
@@ -396,7 +403,7 @@ impl RuleSpec {
         not_for(
             self.key.is_some() && matches!(k, RuleKind::CallingHours | RuleKind::Forbid),
             "key",
-            "cap, cooldown and status",
+            "cap, cooldown, status and contact",
         )?;
         not_for(
             self.statuses.is_some() && k != RuleKind::Status,
@@ -404,15 +411,43 @@ impl RuleSpec {
             "status",
         )?;
         not_for(
-            self.lookback.is_some() && k != RuleKind::Status,
+            self.lookback.is_some() && !matches!(k, RuleKind::Status | RuleKind::Contact),
             "lookback",
-            "status",
+            "status and contact",
+        )?;
+        not_for(
+            self.sources.is_some() && k != RuleKind::Contact,
+            "sources",
+            "contact",
+        )?;
+        not_for(
+            self.relations.is_some() && k != RuleKind::Contact,
+            "relations",
+            "contact",
         )?;
 
         let when = match &self.when {
             Some(spec) => compile_filter(spec, &id, "when")?,
             None => Filter::default(),
         };
+        if k == RuleKind::Contact {
+            use crate::engine::rule::FilterField;
+            if let Some(c) = when
+                .conds()
+                .iter()
+                .find(|c| matches!(c.field, FilterField::Relation | FilterField::NumberSource))
+            {
+                let name = if c.field == FilterField::Relation {
+                    "relation"
+                } else {
+                    "number_source"
+                };
+                return Err(err(
+                    "when",
+                    format!("a contact rule's `when` may not test {name}: the contact book fills it in, so name the values in the rule's `relations` or `sources`"),
+                ));
+            }
+        }
         if k == RuleKind::Forbid && when.is_empty() {
             return Err(err(
                 "when",
@@ -443,6 +478,7 @@ impl RuleSpec {
                     "a status rule needs a key: the field statuses are found by, one of [\"debtor_id\"], [\"account_id\"], [\"phone\"]".into(),
                 ))
             }
+            (None, RuleKind::Contact) => vec![StrField::DebtorId],
             (None, RuleKind::Cap | RuleKind::Cooldown) => {
                 return Err(err(
                     "key",
@@ -638,6 +674,69 @@ impl RuleSpec {
                 Body::Status {
                     kinds,
                     scope,
+                    lookback,
+                }
+            }
+            RuleKind::Contact => {
+                use crate::engine::event::{NumberSource, Relation};
+                use crate::engine::rule::{ANY_RELATION, ANY_SOURCE};
+                if key != [StrField::DebtorId] {
+                    return Err(err("key", "a contact rule keeps calls by debtor: omit `key`, or write [\"debtor_id\"]".into()));
+                }
+                if self.sources.is_none() && self.relations.is_none() {
+                    return Err(err("sources", "a contact rule needs `sources` or `relations` (or both): the number sources or relations that make a call breach".into()));
+                }
+                let mut sources = ANY_SOURCE;
+                if let Some(names) = &self.sources {
+                    if names.is_empty() {
+                        return Err(err(
+                            "sources",
+                            "an empty list: name at least one number source".into(),
+                        ));
+                    }
+                    sources = 0;
+                    for n in names {
+                        let s = NumberSource::parse(n).ok_or_else(|| {
+                            err(
+                                "sources",
+                                format!(
+                                    "unknown number source {n:?}; known: {}",
+                                    NumberSource::names()
+                                ),
+                            )
+                        })?;
+                        sources |= 1 << s as u8;
+                    }
+                }
+                let mut relations = ANY_RELATION;
+                if let Some(names) = &self.relations {
+                    if names.is_empty() {
+                        return Err(err(
+                            "relations",
+                            "an empty list: name at least one relation".into(),
+                        ));
+                    }
+                    relations = 0;
+                    for n in names {
+                        let r = Relation::parse(n).ok_or_else(|| {
+                            err(
+                                "relations",
+                                format!("unknown relation {n:?}; known: {}", Relation::names()),
+                            )
+                        })?;
+                        if r == Relation::Unknown {
+                            return Err(err("relations", "\"unknown\" cannot make a call breach: the contact book may name the relation later, and an alert once sent is not withdrawn".into()));
+                        }
+                        relations |= 1 << r as u16;
+                    }
+                }
+                let lookback = match &self.lookback {
+                    None => 7 * 86_400 * NANOS_PER_SEC,
+                    Some(d) => parse_duration(d).map_err(|e| err("lookback", e))?,
+                };
+                Body::Contact {
+                    sources,
+                    relations,
                     lookback,
                 }
             }

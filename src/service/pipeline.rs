@@ -13,7 +13,7 @@ pub use super::messages::headers;
 use super::messages::{self, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
-use super::reference::{self, StatusFeed, Update};
+use super::reference::{self, Feed, Update};
 use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
@@ -27,6 +27,7 @@ use crate::engine::intern::SharedInterner;
 use crate::engine::time::Ts;
 use crate::engine::{Engine, Lane};
 use crate::judge::{self, Outcome};
+use crate::reference::Contract;
 use crate::telemetry::Metrics;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -209,12 +210,18 @@ pub(crate) struct Pipeline<'a> {
     /// When the last snapshot was taken (or the windows last restored or rebuilt).
     last_snapshot: Instant,
     /// The status topic's reader, when `[reference] status_topic` is set.
-    statuses: Option<StatusFeed>,
+    statuses: Option<Feed>,
+    /// The contacts topic's reader, when `[reference] contacts_topic` is set.
+    contacts: Option<Feed>,
+    /// The contact book, moved out of the engine an assignment replaced, until the next engine
+    /// is rebuilt (given to it before it restores calls); updates read meanwhile go here.
+    held_contacts: Option<std::sync::Arc<crate::engine::contacts::Contacts>>,
     /// The statuses known, moved out of the engine an assignment replaced, until the next engine
     /// is brought to them (`reference::sync`); updates read meanwhile go here.
     held_statuses: Option<crate::engine::status::Statuses>,
-    /// `dialguard_reference_records_total` by result: applied, withdrawn, rejected.
-    reference_counters: [prometheus::IntCounter; 3],
+    /// `dialguard_reference_records_total` by result (applied, withdrawn, rejected), for
+    /// statuses then contacts.
+    reference_counters: [[prometheus::IntCounter; 3]; 2],
 }
 
 /// Runs the loop until shutdown, then drains.
@@ -281,7 +288,11 @@ pub(crate) fn run(
     );
     let statuses = match &settings.reference.status_topic {
         None => None,
-        Some(t) => Some(StatusFeed::open(settings, t).map_err(ServiceError::Kafka)?),
+        Some(t) => Some(Feed::open(settings, t, Contract::Status).map_err(ServiceError::Kafka)?),
+    };
+    let contacts = match &settings.reference.contacts_topic {
+        None => None,
+        Some(t) => Some(Feed::open(settings, t, Contract::Contact).map_err(ServiceError::Kafka)?),
     };
     let store = snapshot_store(settings)?.map(Arc::new);
     let interner = lock(&live).engine.interner();
@@ -338,10 +349,14 @@ pub(crate) fn run(
         last_snapshot: Instant::now(),
         statuses,
         held_statuses: None,
-        reference_counters: ["applied", "withdrawn", "rejected"]
-            .map(|r| metrics.reference_records.with_label_values(&[r])),
+        contacts,
+        held_contacts: None,
+        reference_counters: ["status", "contact"].map(|k| {
+            ["applied", "withdrawn", "rejected"]
+                .map(|r| metrics.reference_records.with_label_values(&[k, r]))
+        }),
     };
-    p.load_statuses();
+    p.load_reference();
     p.main_loop();
     let end = p.finish();
     let (consumer, producer) = (p.consumer.clone(), p.producer.clone());
@@ -394,7 +409,7 @@ impl Pipeline<'_> {
                 self.health.beat();
                 self.metrics.last_processed.set(wall_ms() as f64 / 1000.0);
                 resend_failed(&self.producer, &self.shared);
-                self.follow_statuses();
+                self.follow_reference();
                 self.backpressure();
                 self.align();
                 self.metrics
@@ -594,6 +609,10 @@ impl Pipeline<'_> {
             if heap {
                 m.engine_heap.set(engine.heap_bytes() as i64);
             }
+            if self.contacts.is_some() {
+                let known = self.held_contacts.as_deref().unwrap_or(engine.contacts());
+                m.contacts_known.set(known.len() as i64);
+            }
             if self.statuses.is_some() {
                 // Between an assignment and its engine, the statuses are held apart.
                 let known = self.held_statuses.as_ref().unwrap_or(engine.statuses());
@@ -732,6 +751,9 @@ impl Pipeline<'_> {
                 if self.statuses.is_some() && self.held_statuses.is_none() {
                     self.held_statuses = Some(live.engine.take_statuses());
                 }
+                if self.contacts.is_some() && self.held_contacts.is_none() {
+                    self.held_contacts = Some(live.engine.take_contacts());
+                }
                 live.engine =
                     Engine::new(self.settings.rules.clone(), self.settings.engine.clone());
                 live.positions.clear();
@@ -758,6 +780,7 @@ impl Pipeline<'_> {
                 let restores = &self.metrics.snapshot_restores;
                 let mut cx = rebuild::Ctx {
                     settings: self.settings,
+                    contacts: self.held_contacts.clone().unwrap_or_default(),
                     decoder: &mut self.decoder,
                     records: &self.metrics.rebuild_records,
                     snapshot_restores: restores,
@@ -855,10 +878,14 @@ impl Pipeline<'_> {
                 }
             });
             // The statuses known, into the new engine: calls it restored that one covers and
-            // that none had flagged are alerted now.
+            // that none had flagged are alerted now. The contact book it was rebuilt with (the
+            // same, shared) is its own from now on.
             let mut found = Vec::new();
             {
                 let mut live = lock(&self.live);
+                if let Some(book) = self.held_contacts.take() {
+                    live.engine.set_contacts(book);
+                }
                 if let Some(known) = self.held_statuses.take() {
                     reference::sync(&mut live.engine, known, &mut found);
                 }
@@ -892,79 +919,102 @@ impl Pipeline<'_> {
         }
     }
 
-    /// Reads the status topic to the end it has now, before anything is judged: the service is
-    /// not ready until it has (a status missing would let its calls through unflagged).
-    fn load_statuses(&mut self) {
-        let Some(mut feed) = self.statuses.take() else {
-            return;
-        };
-        self.health.set(false, "reading the status topic");
-        let started = Instant::now();
-        let mut out = Vec::new();
-        let shutdown = self.shutdown;
-        let done = feed.load(
-            || shutdown.is_triggered(),
-            |m, u| self.on_status(m, u, &mut out),
-        );
-        for o in out {
-            self.send_reference(o);
+    /// Reads the reference topics to the ends they have now, before anything is judged: the
+    /// service is not ready until it has (a status or a contact missing would let its calls
+    /// through unflagged).
+    fn load_reference(&mut self) {
+        for contract in [Contract::Contact, Contract::Status] {
+            let Some(mut feed) = self.feed(contract).take() else {
+                continue;
+            };
+            self.health.set(
+                false,
+                match contract {
+                    Contract::Status => "reading the status topic",
+                    Contract::Contact => "reading the contacts topic",
+                },
+            );
+            let started = Instant::now();
+            let mut out = Vec::new();
+            let shutdown = self.shutdown;
+            let done = feed.load(
+                || shutdown.is_triggered(),
+                |m, u| self.on_reference(m, u, &mut out),
+            );
+            for o in out {
+                self.send_reference(o);
+            }
+            let (statuses, contacts) = {
+                let live = lock(&self.live);
+                (live.engine.statuses().len(), live.engine.contacts().len())
+            };
+            match contract {
+                Contract::Status => {
+                    tracing::info!(
+                        statuses,
+                        seconds = started.elapsed().as_secs_f64(),
+                        complete = done,
+                        "status topic read"
+                    );
+                    self.metrics.statuses_known.set(statuses as i64);
+                }
+                Contract::Contact => {
+                    tracing::info!(
+                        contacts,
+                        seconds = started.elapsed().as_secs_f64(),
+                        complete = done,
+                        "contacts topic read"
+                    );
+                    self.metrics.contacts_known.set(contacts as i64);
+                }
+            }
+            *self.feed(contract) = Some(feed);
         }
-        let known = lock(&self.live).engine.statuses().len();
-        tracing::info!(
-            statuses = known,
-            seconds = started.elapsed().as_secs_f64(),
-            complete = done,
-            "status topic read"
-        );
-        self.metrics.statuses_known.set(known as i64);
-        self.statuses = Some(feed);
         self.health.set(false, "waiting for a partition assignment");
     }
 
-    /// Applies what arrived on the status topic since the last turn (a few thousand records at
-    /// most a turn, so a burst of statuses does not hold the calls back).
-    fn follow_statuses(&mut self) {
-        let Some(mut feed) = self.statuses.take() else {
-            return;
-        };
-        let mut out = Vec::new();
-        feed.poll(Duration::ZERO, 4096, |m, u| self.on_status(m, u, &mut out));
-        self.statuses = Some(feed);
-        for o in out {
-            self.send_reference(o);
+    fn feed(&mut self, contract: Contract) -> &mut Option<Feed> {
+        match contract {
+            Contract::Status => &mut self.statuses,
+            Contract::Contact => &mut self.contacts,
         }
     }
 
-    /// One status topic record: applied to the engine (its late breaches alerted, the record
-    /// named as their source), withdrawn, or dead-lettered.
-    fn on_status(&mut self, m: &OwnedMessage, u: Update, out: &mut Vec<Outgoing>) {
+    /// Applies what arrived on the reference topics since the last turn (a few thousand records
+    /// at most a turn each, so a burst does not hold the calls back).
+    fn follow_reference(&mut self) {
+        for contract in [Contract::Status, Contract::Contact] {
+            let Some(mut feed) = self.feed(contract).take() else {
+                continue;
+            };
+            let mut out = Vec::new();
+            feed.poll(Duration::ZERO, 4096, |m, u| {
+                self.on_reference(m, u, &mut out)
+            });
+            *self.feed(contract) = Some(feed);
+            for o in out {
+                self.send_reference(o);
+            }
+        }
+    }
+
+    /// One reference topic record: applied to the engine (its late breaches alerted, the
+    /// record named as their source), withdrawn, or dead-lettered.
+    fn on_reference(&mut self, m: &OwnedMessage, u: Update, out: &mut Vec<Outgoing>) {
         let dlq = &self.settings.kafka.dlq_topic;
+        let mut found = std::mem::take(&mut self.breaches);
         match u {
             Update::Apply(st) => {
-                self.reference_counters[0].inc();
+                self.reference_counters[0][0].inc();
                 if let Some(held) = &mut self.held_statuses {
                     // Between an assignment and its engine: the next engine gets it.
                     held.upsert(st);
-                    return;
+                } else {
+                    lock(&self.live).engine.apply_status(st, &mut found);
                 }
-                let mut found = std::mem::take(&mut self.breaches);
-                lock(&self.live).engine.apply_status(st, &mut found);
-                let now = wall_now();
-                for b in &found {
-                    if let Some(a) = self.status_alert(b, now) {
-                        out.push(messages::from_reference(messages::alert(
-                            &self.settings.kafka.alerts_topic,
-                            m,
-                            &a,
-                            0,
-                        )));
-                    }
-                }
-                found.clear();
-                self.breaches = found;
             }
             Update::Withdraw(id) => {
-                self.reference_counters[1].inc();
+                self.reference_counters[0][1].inc();
                 match &mut self.held_statuses {
                     Some(held) => {
                         held.remove(&id);
@@ -974,16 +1024,53 @@ impl Pipeline<'_> {
                     }
                 }
             }
+            Update::Contact(c) => {
+                self.reference_counters[1][0].inc();
+                let r = match &mut self.held_contacts {
+                    // Between an assignment and its engine: the next engine gets it.
+                    Some(held) => std::sync::Arc::make_mut(held).upsert(&c).map(|_| ()),
+                    None => lock(&self.live)
+                        .engine
+                        .apply_contact(c, &mut found)
+                        .map(|_| ()),
+                };
+                debug_assert!(r.is_ok(), "the decoder refuses what the book cannot hold");
+            }
+            Update::Forget(debtor, phone) => {
+                self.reference_counters[1][1].inc();
+                match &mut self.held_contacts {
+                    Some(held) => {
+                        std::sync::Arc::make_mut(held).remove(&debtor, &phone);
+                    }
+                    None => {
+                        lock(&self.live).engine.end_contact(&debtor, &phone);
+                    }
+                }
+            }
             Update::Refused(r) => {
-                self.reference_counters[2].inc();
+                let contact = self.settings.reference.contacts_topic.as_deref() == Some(m.topic());
+                self.reference_counters[contact as usize][2].inc();
                 out.push(messages::from_reference(messages::dead_letter(
                     dlq, m, r.reason, &r.detail, 0,
                 )));
             }
         }
+        let now = wall_now();
+        for b in &found {
+            if let Some(a) = self.status_alert(b, now) {
+                out.push(messages::from_reference(messages::alert(
+                    &self.settings.kafka.alerts_topic,
+                    m,
+                    &a,
+                    0,
+                )));
+            }
+        }
+        found.clear();
+        self.breaches = found;
     }
 
-    /// The alert of a breach a status found for an earlier call (counted), or `None` when the
+    /// The alert of a breach a status or a contact found for an earlier call (counted), or `None` when the
     /// alerts topic already holds it (read back after a restart).
     fn status_alert(&mut self, b: &Breach, now: Ts) -> Option<Alert> {
         let crate::engine::breach::Subject::Earlier(call) = &b.subject else {

@@ -43,6 +43,9 @@ use std::time::{Duration, Instant};
 /// What a rebuild needs from the processing loop.
 pub(crate) struct Ctx<'a> {
     pub(crate) settings: &'a Settings,
+    /// The contact book: the rebuilt engine's from the start, so calls read back are enriched
+    /// and judged as they were.
+    pub(crate) contacts: std::sync::Arc<crate::engine::contacts::Contacts>,
     pub(crate) decoder: &'a mut Decoder,
     /// `dialguard_rebuild_records_total`, by what was read back.
     pub(crate) records: &'a IntCounterVec,
@@ -467,6 +470,7 @@ pub(crate) fn rebuild(
             None,
         ),
     };
+    engine.set_contacts(cx.contacts.clone());
     let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
     engine.open_lanes(&lanes);
     let retention = engine.retention();
@@ -586,7 +590,8 @@ pub(crate) fn rebuild(
     let mut dropped = Vec::new();
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
     let history = read_ranges(cx, &k.input_topic, &ranges, |cx, m| {
-        if let Ok(call) = judge::decode(cx.decoder, m.payload().unwrap_or_default(), now) {
+        if let Ok(mut call) = judge::decode(cx.decoder, m.payload().unwrap_or_default(), now) {
+            engine.enrich(&mut call);
             engine.restore_on(m.partition() as Lane, &call, &mut dropped);
             dropped.clear();
         }

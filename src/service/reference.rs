@@ -1,40 +1,48 @@
-//! The status topic (`[reference] status_topic`): debtor statuses read in full before the
-//! service is ready, then followed. A compacted topic keyed by `status_id`; a null value (a
-//! tombstone) withdraws one.
+//! The reference topics: debtor statuses (`[reference] status_topic`, keyed by `status_id`)
+//! and the lender's contact book (`[reference] contacts_topic`, keyed by
+//! `<debtor_id>/<phone>`), each read in full before the service is ready, then followed.
+//! Compacted topics; a null value (a tombstone) withdraws the record its key names.
 //!
-//! [`StatusFeed`] reads it with a consumer of its own, outside the consumer group (every
-//! instance needs every status, whatever input partitions it holds), from the beginning at each
-//! start. The statuses known live in the engine; the engine is replaced on every assignment, so
-//! the pipeline moves them out of the old one first and brings the new one to them once its
-//! windows are restored ([`sync`]).
+//! A [`Feed`] reads one with a consumer of its own, outside the consumer group (every instance
+//! needs every record, whatever input partitions it holds), from the beginning at each start.
+//! What is known lives in the engine, which is replaced on every assignment: the pipeline moves
+//! the statuses out of the old one first and brings the new one to them once its windows are
+//! restored ([`sync`]); the contact book it gives the new engine before its windows are
+//! restored, so restored calls are enriched and judged as they were.
 
 use crate::codec::Reject;
 use crate::config::Settings;
 use crate::engine::breach::Breach;
+use crate::engine::contacts::Contact;
 use crate::engine::event::Text;
 use crate::engine::status::{Status, Statuses};
 use crate::engine::Engine;
-use crate::reference::{Reference, ReferenceDecoder};
+use crate::reference::{Contract, Reference, ReferenceDecoder};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// One record of the status topic, decoded.
+/// One record of a reference topic, decoded.
 pub(crate) enum Update {
     /// A status to apply (new, or replacing the one with its id).
     Apply(Status),
     /// A tombstone: the status with this id is withdrawn.
     Withdraw(Text),
-    /// Not a valid Status v1 record: for the dead-letter topic.
+    /// A contact to apply (new, or replacing the one for its debtor and number).
+    Contact(Contact),
+    /// A tombstone: the contact for this debtor and number is withdrawn.
+    Forget(Text, Text),
+    /// Not a valid record of the topic's contract: for the dead-letter topic.
     Refused(Reject),
 }
 
-/// The status topic's reader and the statuses it has read.
-pub(crate) struct StatusFeed {
+/// A reference topic's reader.
+pub(crate) struct Feed {
     consumer: BaseConsumer,
     topic: String,
+    contract: Contract,
     decoder: ReferenceDecoder,
     /// Partitions not yet read up to the end they had when the feed opened: (partition, that
     /// end). Empty once loaded.
@@ -44,9 +52,17 @@ pub(crate) struct StatusFeed {
 /// How long opening the feed waits for the broker's metadata and offsets.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-impl StatusFeed {
+impl Feed {
     /// Opens the topic and positions a reader at the beginning of every partition.
-    pub(crate) fn open(settings: &Settings, topic: &str) -> Result<StatusFeed, String> {
+    pub(crate) fn open(
+        settings: &Settings,
+        topic: &str,
+        contract: Contract,
+    ) -> Result<Feed, String> {
+        let setting = match contract {
+            Contract::Status => "reference.status_topic",
+            Contract::Contact => "reference.contacts_topic",
+        };
         let mut c = super::pipeline::configured_client(&settings.kafka);
         // As the service's other consumers: librdkafka's fetch back-off (1 s by default) left
         // a reader with a full local queue idle most of each second.
@@ -57,12 +73,10 @@ impl StatusFeed {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: BaseConsumer = c
-            .create()
-            .map_err(|e| format!("status topic reader: {e}"))?;
+        let consumer: BaseConsumer = c.create().map_err(|e| format!("{setting} reader: {e}"))?;
         let md = consumer
             .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(|e| format!("reference.status_topic {topic}: metadata: {e}"))?;
+            .map_err(|e| format!("{setting} {topic}: metadata: {e}"))?;
         let parts: Vec<i32> = md
             .topics()
             .iter()
@@ -79,19 +93,20 @@ impl StatusFeed {
         for p in parts {
             let (lo, hi) = consumer
                 .fetch_watermarks(topic, p, TIMEOUT)
-                .map_err(|e| format!("reference.status_topic {topic}[{p}]: offsets: {e}"))?;
+                .map_err(|e| format!("{setting} {topic}[{p}]: offsets: {e}"))?;
             if hi > lo {
                 loading.insert(p, hi);
             }
             tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .map_err(|e| format!("reference.status_topic {topic}[{p}]: {e}"))?;
+                .map_err(|e| format!("{setting} {topic}[{p}]: {e}"))?;
         }
         consumer
             .assign(&tpl)
-            .map_err(|e| format!("reference.status_topic {topic}: assign: {e}"))?;
-        Ok(StatusFeed {
+            .map_err(|e| format!("{setting} {topic}: assign: {e}"))?;
+        Ok(Feed {
             consumer,
             topic: topic.to_owned(),
+            contract,
             decoder: ReferenceDecoder::new(settings.decode.default_region),
             loading,
         })
@@ -117,7 +132,7 @@ impl StatusFeed {
                 None => break,
                 Some(Ok(m)) => m.detach(),
                 Some(Err(e)) => {
-                    tracing::warn!(error = %e, topic = %self.topic, "reading the status topic");
+                    tracing::warn!(error = %e, topic = %self.topic, "reading a reference topic");
                     break;
                 }
             };
@@ -128,9 +143,14 @@ impl StatusFeed {
                     self.loading.remove(&m.partition());
                 }
             }
-            let u = match self.decoder.decode_keyed(m.key(), m.payload()) {
+            let u = match self
+                .decoder
+                .decode_keyed(self.contract, m.key(), m.payload())
+            {
                 Ok(Reference::Status(st)) => Update::Apply(st),
                 Ok(Reference::Withdraw(id)) => Update::Withdraw(id),
+                Ok(Reference::Contact(c)) => Update::Contact(c),
+                Ok(Reference::Forget { debtor_id, phone }) => Update::Forget(debtor_id, phone),
                 Err(r) => Update::Refused(r),
             };
             f(&m, u);
@@ -192,7 +212,7 @@ mod tests {
             .unwrap()
         {
             Reference::Status(st) => st,
-            Reference::Withdraw(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

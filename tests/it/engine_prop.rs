@@ -287,7 +287,7 @@ fn in_window(rule: &Rule, w: Window, x: &Call, c: &Call) -> bool {
 }
 
 /// Every (rule id, call id) breach, recomputed from the whole set.
-fn oracle(rules: &[Rule], calls: &[Call]) -> BTreeSet<(String, String)> {
+pub(crate) fn oracle(rules: &[Rule], calls: &[Call]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for rule in rules {
         for c in calls {
@@ -338,8 +338,9 @@ fn oracle(rules: &[Rule], calls: &[Call]) -> BTreeSet<(String, String)> {
                     }
                     _ => false,
                 },
-                // Statuses have an oracle of their own (`status_oracle`).
-                Body::Status { .. } => false,
+                // Statuses and contacts have oracles of their own (`status_oracle`,
+                // `contacts.rs`).
+                Body::Status { .. } | Body::Contact { .. } => false,
                 Body::Cooldown { after, period } => match (rule.when.matches(c), key(rule, c)) {
                     (true, Some(k)) => calls.iter().any(|y| {
                         after.matches(y)

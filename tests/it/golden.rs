@@ -7,7 +7,7 @@
 use dialguard::codec::Decoder;
 use dialguard::config::Settings;
 use dialguard::engine::event::Call;
-use dialguard::engine::status::Status;
+use dialguard::engine::rule::RuleKind;
 use dialguard::engine::time::Ts;
 use dialguard::engine::Engine;
 use dialguard::judge;
@@ -17,20 +17,28 @@ use std::path::Path;
 
 const NOW: i64 = 1_893_456_000_000_000_000; // 2030-01-01: the fixtures are in the past
 
-/// Judges `calls` in order, with the statuses applied before them or, with `statuses_last`,
-/// after them (their breaches then found late).
+/// Judges `calls` in order, with the reference records (statuses, contacts) applied before
+/// them or, with `statuses_last`, after them (their breaches then found late).
 fn run(
     settings: &Settings,
     calls: &[Call],
-    statuses: &[Status],
+    statuses: &[Reference],
     statuses_last: bool,
 ) -> Vec<serde_json::Value> {
     let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
     let mut out = Vec::new();
     let apply = |engine: &mut Engine, out: &mut Vec<dialguard::alert::Alert>| {
-        for st in statuses {
+        for r in statuses {
             let mut found = Vec::new();
-            engine.apply_status(st.clone(), &mut found);
+            match r {
+                Reference::Status(st) => {
+                    engine.apply_status(st.clone(), &mut found);
+                }
+                Reference::Contact(c) => {
+                    engine.apply_contact(c.clone(), &mut found).unwrap();
+                }
+                _ => unreachable!("no tombstones in scenarios"),
+            }
             if let Some(c) = calls.first() {
                 dialguard::alert::render_all(engine.rules(), &found, c, Ts(NOW), out);
             }
@@ -64,9 +72,9 @@ fn scenario(dir: &Path) {
                 .unwrap_or_else(|e| panic!("{name}: events line {}: {e}", i + 1))
         })
         .collect();
-    // Statuses (reference data), when the scenario has them.
+    // Statuses and contacts (reference data), when the scenario has them.
     let mut rdec = ReferenceDecoder::new(settings.decode.default_region);
-    let statuses: Vec<Status> = std::fs::read_to_string(dir.join("reference.jsonl"))
+    let statuses: Vec<Reference> = std::fs::read_to_string(dir.join("reference.jsonl"))
         .unwrap_or_default()
         .lines()
         .enumerate()
@@ -75,8 +83,8 @@ fn scenario(dir: &Path) {
                 .decode_line(l.as_bytes())
                 .unwrap_or_else(|e| panic!("{name}: reference line {}: {e}", i + 1))
             {
-                Reference::Status(st) => st,
-                Reference::Withdraw(id) => panic!("{name}: a tombstone for {id} in a scenario"),
+                r @ (Reference::Status(_) | Reference::Contact(_)) => r,
+                other => panic!("{name}: a tombstone in a scenario: {other:?}"),
             }
         })
         .collect();
@@ -135,16 +143,40 @@ fn scenario(dir: &Path) {
         "{name}: reverse order changed the breaches"
     );
     if !statuses.is_empty() {
-        // Statuses known only after the calls: the same breaches, found late.
+        // Statuses and contacts known only after the calls: the same breaches of status and
+        // contact rules, found late. (Other rules' filters are filled from the book when a
+        // call is judged: those see the calls as their events were.)
         let late = run(&settings, &calls, &statuses, true);
+        let by_reference = |v: &[serde_json::Value]| -> BTreeSet<(String, String)> {
+            set(v)
+                .into_iter()
+                .filter(|(rule, _)| {
+                    settings.rules.iter().any(|r| {
+                        r.id == *rule && matches!(r.kind, RuleKind::Status | RuleKind::Contact)
+                    })
+                })
+                .collect()
+        };
         assert_eq!(
-            set(&late),
-            set(&got),
-            "{name}: statuses last changed the breaches"
+            by_reference(&late),
+            by_reference(&got),
+            "{name}: reference data last changed the breaches"
         );
+        let early: BTreeSet<_> = set(&run(&settings, &calls, &[], false));
+        let late_set = set(&late);
+        for a in &late {
+            let k = (
+                a["rule_id"].as_str().unwrap().to_owned(),
+                a["call_id"].as_str().unwrap().to_owned(),
+            );
+            assert!(
+                a["late"] == true || early.contains(&k),
+                "{name}: {k:?} found on time without the reference data it needs"
+            );
+        }
         assert!(
-            late.iter().all(|a| a["late"] == true),
-            "{name}: a breach found by a status arriving after its call is late"
+            late_set.is_superset(&early),
+            "{name}: reference data withdrew a breach"
         );
     }
 }

@@ -23,6 +23,8 @@ mod replay;
 mod service;
 // Debtor statuses from the status topic, in `run`.
 mod statuses;
+// The lender's contact book: contact rules and enrichment against oracles.
+mod contacts;
 // The deployment files against a running instance: every metric they use is exposed.
 mod ops;
 // Bounded, quiet exits: signals, --seconds, closed pipes, brokers gone.

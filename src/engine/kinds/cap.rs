@@ -204,6 +204,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 evidence: evidence(ctx, &w.calls, c.ts, c.pv(window), window, distinct, None),
                 late: c.slot() != step.slot,
                 status: None,
+                contact: None,
             });
         }
     }
@@ -291,6 +292,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
         ),
         late: false,
         status: None,
+        contact: None,
     })
 }
 

@@ -85,6 +85,7 @@ fn breach(ri: u16, subject: Subject, found: (u32, (Ts, Ts), Vec<CallId>), late: 
         evidence,
         late,
         status: None,
+        contact: None,
     }
 }
 

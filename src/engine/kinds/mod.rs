@@ -8,6 +8,7 @@
 
 pub(super) mod calling_hours;
 pub(super) mod cap;
+pub(super) mod contact;
 pub(super) mod cooldown;
 pub(super) mod forbid;
 pub(super) mod status;
@@ -39,6 +40,8 @@ pub(super) struct Ctx<'a> {
     pub known: Option<[Sym; 7]>,
     /// The debtor statuses known (reference data), for `status` rules.
     pub statuses: &'a super::status::Statuses,
+    /// The lender's contact book (reference data), for `contact` rules.
+    pub contacts: &'a super::contacts::Contacts,
 }
 
 impl Ctx<'_> {
@@ -212,6 +215,7 @@ pub(super) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied 
         Body::CallingHours { .. } => calling_hours::ingest(step, out),
         Body::Forbid => forbid::ingest(step, out),
         Body::Status { .. } => status::ingest(step, out),
+        Body::Contact { .. } => contact::ingest(step, out),
     }
 }
 
@@ -282,6 +286,7 @@ pub(super) fn check(look: &mut Look<'_, '_>) -> Option<Breach> {
         Body::CallingHours { .. } => calling_hours::check(look.ri, look.rule, look.call),
         Body::Forbid => forbid::check(look.ri, look.rule, look.call),
         Body::Status { .. } => status::check(look),
+        Body::Contact { .. } => contact::check(look),
     }
 }
 
@@ -306,6 +311,7 @@ pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
         Body::CallingHours { .. } => calling_hours::clear_after(look.rule, look.call),
         Body::Forbid => forbid::clear_after(look.rule, look.call),
         Body::Status { .. } => status::clear_after(look),
+        Body::Contact { .. } => contact::clear_after(look),
     }
 }
 
@@ -321,5 +327,6 @@ fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
         evidence: vec![CallId::new(&call.call_id)],
         late: false,
         status: None,
+        contact: None,
     }
 }

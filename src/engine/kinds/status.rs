@@ -39,6 +39,7 @@ fn breach(ri: u16, subject: Subject, id: CallId, st: &Status, late: bool) -> Bre
         evidence: vec![id],
         late,
         status: Some(Box::new(StatusCause::of(st))),
+        contact: None,
     }
 }
 

@@ -1,0 +1,501 @@
+//! The lender's contact book: `contact` rules against a naive oracle over random calls and
+//! contacts in any arrival order, and enrichment of other rules' filters against an oracle
+//! that fills each call from the book before judging it (the book read before the calls, as
+//! `run` reads its contacts topic before it is ready).
+
+use dialguard::engine::breach::Subject;
+use dialguard::engine::contacts::Contact;
+use dialguard::engine::event::{Call, CallOutcome, NumberSource, Relation};
+use dialguard::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
+use dialguard::engine::time::{Ts, NANOS_PER_SEC};
+use dialguard::engine::{Engine, EngineSettings, Ingest};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+const HOUR: i64 = 3600 * NANOS_PER_SEC;
+/// 2026-10-26T00:00:00Z.
+const BASE: i64 = 1_793_059_200 * NANOS_PER_SEC;
+
+const RELATIONS: [Relation; 5] = [
+    Relation::SelfDebtor,
+    Relation::Spouse,
+    Relation::ContactList,
+    Relation::Other,
+    Relation::Unknown,
+];
+const SOURCES: [NumberSource; 4] = [
+    NumberSource::DebtorProvided,
+    NumberSource::DeviceContacts,
+    NumberSource::CallLog,
+    NumberSource::SkipTrace,
+];
+
+#[derive(Debug, Clone)]
+struct CallSpec {
+    hour: i64,
+    minute: i64,
+    debtor: u8,
+    phone: u8,
+    /// Index into RELATIONS (4: the event does not know).
+    relation: u8,
+    source: Option<u8>,
+    outcome: Option<u8>,
+}
+
+fn call_spec() -> impl Strategy<Value = CallSpec> {
+    (
+        0i64..24 * 10,
+        prop_oneof![3 => Just(0i64), 1 => 0i64..60],
+        0u8..2,
+        0u8..4,
+        prop_oneof![2 => Just(4u8), 1 => 0u8..4],
+        prop::option::weighted(0.3, 0u8..4),
+        prop::option::weighted(0.7, 0u8..2),
+    )
+        .prop_map(
+            |(hour, minute, debtor, phone, relation, source, outcome)| CallSpec {
+                hour,
+                minute,
+                debtor,
+                phone,
+                relation,
+                source,
+                outcome,
+            },
+        )
+}
+
+fn phone(p: u8) -> String {
+    format!("+8613800000{p:03}")
+}
+
+fn make_call(i: usize, s: &CallSpec) -> Call {
+    let mut c = Call::new(
+        &format!("c{i}"),
+        Ts(BASE + s.hour * HOUR + s.minute * 60 * NANOS_PER_SEC),
+        &format!("d{}", s.debtor),
+        &phone(s.phone),
+        RELATIONS[s.relation as usize],
+    );
+    c.number_source = s.source.map(|x| SOURCES[x as usize]);
+    c.outcome = s
+        .outcome
+        .map(|o| [CallOutcome::NoAnswer, CallOutcome::Conversation][o as usize]);
+    c
+}
+
+#[derive(Debug, Clone)]
+struct ContactSpec {
+    debtor: u8,
+    phone: u8,
+    relation: u8,
+    source: u8,
+    consent: bool,
+    from_h: i64,
+}
+
+fn contact_spec() -> impl Strategy<Value = ContactSpec> {
+    (
+        0u8..2,
+        0u8..4,
+        0u8..4,
+        0u8..4,
+        prop::bool::weighted(0.2),
+        0i64..24 * 10,
+    )
+        .prop_map(
+            |(debtor, phone, relation, source, consent, from_h)| ContactSpec {
+                debtor,
+                phone,
+                relation,
+                source,
+                consent,
+                from_h,
+            },
+        )
+}
+
+/// One contact per (debtor, number), as a compacted topic keeps them.
+fn make_contacts(specs: &[ContactSpec]) -> Vec<Contact> {
+    let mut by_key = BTreeMap::new();
+    for s in specs {
+        by_key.insert(
+            (s.debtor, s.phone),
+            Contact {
+                debtor_id: format!("d{}", s.debtor).into(),
+                phone: phone(s.phone).into(),
+                relation: RELATIONS[s.relation as usize],
+                source: SOURCES[s.source as usize],
+                consent: s.consent,
+                from: Ts(BASE + s.from_h * HOUR),
+            },
+        );
+    }
+    by_key.into_values().collect()
+}
+
+fn contact_rules() -> Vec<Rule> {
+    crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "harvested"
+kind = "contact"
+severity = "high"
+sources = ["device_contacts", "call_log"]
+lookback = "11d"
+[rules.when]
+outcome_not = ["conversation"]
+
+[[rules]]
+id = "third-party"
+kind = "contact"
+severity = "medium"
+relations = ["contact_list", "other"]
+lookback = "11d"
+
+[[rules]]
+id = "harvested-family"
+kind = "contact"
+severity = "medium"
+sources = ["device_contacts"]
+relations = ["spouse", "contact_list"]
+lookback = "11d"
+"#,
+        "Asia/Shanghai",
+    )
+}
+
+/// Every (rule, call) breach of the contact rules, from the calls and the final book: the
+/// event's own values breach, or — filled in by the book's fact for the call's debtor and
+/// number at its time, from a person who did not consent — they do.
+fn contact_oracle(
+    rules: &[Rule],
+    contacts: &[Contact],
+    calls: &[Call],
+) -> BTreeSet<(String, String)> {
+    let names = |rule: &Rule, source: Option<NumberSource>, relation: Relation| {
+        let Body::Contact {
+            sources, relations, ..
+        } = rule.body
+        else {
+            unreachable!()
+        };
+        let s = sources == ANY_SOURCE || source.is_some_and(|s| sources & (1 << s as u8) != 0);
+        let r = relations == ANY_RELATION
+            || (relation != Relation::Unknown && relations & (1 << relation as u16) != 0);
+        s && r
+    };
+    let mut out = BTreeSet::new();
+    for rule in rules {
+        for c in calls {
+            if !rule.when.matches(c) {
+                continue;
+            }
+            let own = names(rule, c.number_source, c.relation);
+            let by_book = contacts.iter().any(|k| {
+                k.debtor_id == c.debtor_id
+                    && k.phone == c.phone
+                    && k.from <= c.occurred_at
+                    && !k.consent
+                    && names(
+                        rule,
+                        c.number_source.or(Some(k.source)),
+                        if c.relation == Relation::Unknown {
+                            k.relation
+                        } else {
+                            c.relation
+                        },
+                    )
+            });
+            if own || by_book {
+                out.insert((rule.id.clone(), c.call_id.to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone)]
+enum Arrival {
+    Call(Box<Call>),
+    Contact(Contact),
+}
+
+fn breach_key(
+    rules: &[Rule],
+    b: &dialguard::engine::breach::Breach,
+    judged: Option<&Call>,
+) -> (String, String) {
+    let call = match &b.subject {
+        Subject::Judged => judged.expect("a judged call").call_id.to_string(),
+        Subject::Earlier(c) => c.call_id.to_string(),
+    };
+    (rules[b.rule as usize].id.clone(), call)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Calls (filled from the book as the judge step does) and contacts in any arrival order,
+    /// duplicates included: exactly the oracle's breaches, each once — found when the call
+    /// arrives if the book then says enough, or late when the contact arrives. Before each
+    /// call, `check` says what ingesting it yields for itself. A snapshot taken anywhere,
+    /// restored with the book handed over (as the service does on an assignment), goes on
+    /// exactly as the original.
+    #[test]
+    fn contacts_and_calls_in_any_order_give_the_oracles_breaches(
+        specs in prop::collection::vec(call_spec(), 1..30),
+        cspecs in prop::collection::vec(contact_spec(), 0..10),
+        seed in any::<u64>(),
+        split in 0usize..1000,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let contacts = make_contacts(&cspecs);
+        let rules = contact_rules();
+        let expected = contact_oracle(&rules, &contacts, &calls);
+        let mut arrivals: Vec<Arrival> = calls.iter().cloned().map(Box::new).map(Arrival::Call)
+            .chain(contacts.iter().cloned().map(Arrival::Contact))
+            .chain(calls.iter().take(3).cloned().map(Box::new).map(Arrival::Call))
+            .collect();
+        let mut x = seed | 1;
+        for i in (1..arrivals.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            arrivals.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let mut engine = Engine::new(rules.clone(), settings.clone());
+        let mut got = BTreeSet::new();
+        let mut seen = HashSet::new();
+        let k = split % (arrivals.len() + 1);
+        for (n, a) in arrivals.iter().enumerate() {
+            if n == k {
+                let bytes = engine.snapshot();
+                let book = engine.take_contacts();
+                engine = Engine::from_snapshot(rules.clone(), settings.clone(), &bytes)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                engine.set_contacts(book);
+            }
+            let mut found = Vec::new();
+            let mut rendered = Vec::new();
+            match a {
+                Arrival::Call(c) => {
+                    let mut c = (**c).clone();
+                    engine.enrich(&mut c);
+                    let checked: BTreeSet<(String, String)> = engine
+                        .check(&c)
+                        .iter()
+                        .map(|b| breach_key(&rules, b, Some(&c)))
+                        .collect();
+                    let r = engine.ingest(&c, &mut found);
+                    crate::support::render_checked(&rules, &found, &c, Ts(0), &mut rendered);
+                    prop_assert!(found.iter().all(|b| !b.late), "a call made a late contact breach");
+                    let own: BTreeSet<(String, String)> =
+                        found.iter().map(|b| breach_key(&rules, b, Some(&c))).collect();
+                    if seen.insert(c.call_id.clone()) {
+                        prop_assert!(matches!(r, Ingest::Accepted { .. }), "{} refused: {:?}", &c.call_id, r);
+                        prop_assert_eq!(checked, own.clone(), "check and ingest differ for {}", &c.call_id);
+                    } else {
+                        prop_assert_eq!(r, Ingest::Duplicate);
+                    }
+                    for k in own {
+                        prop_assert!(got.insert(k.clone()), "twice: {:?}", k);
+                    }
+                }
+                Arrival::Contact(ct) => {
+                    engine.apply_contact(ct.clone(), &mut found).unwrap();
+                    if let Some(c) = calls.first() {
+                        crate::support::render_checked(&rules, &found, c, Ts(0), &mut rendered);
+                    }
+                    for b in &found {
+                        prop_assert!(b.late);
+                        let cause = b.contact.as_ref().expect("a late breach names the fact");
+                        prop_assert_eq!((cause.relation, cause.source, cause.from), (ct.relation, ct.source, ct.from));
+                        prop_assert!(got.insert(breach_key(&rules, b, None)), "twice: {:?}", b);
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(engine.contacts().len(), contacts.len());
+        prop_assert_eq!(got, expected);
+    }
+
+    /// Other rules' `when` sees what the book fills in: with the book read before the calls,
+    /// calls in any order breach exactly what the oracle finds for the calls filled from the
+    /// book (the event's own values winning, a fact applying from its `from` on).
+    #[test]
+    fn enrichment_fills_other_rules_filters_as_the_oracle_does(
+        specs in prop::collection::vec(call_spec(), 1..30),
+        cspecs in prop::collection::vec(contact_spec(), 0..10),
+        seed in any::<u64>(),
+    ) {
+        let rules = crate::support::rules_from_toml(
+            r#"
+[[rules]]
+id = "harvested-forbidden"
+kind = "forbid"
+severity = "high"
+[rules.when]
+number_source = ["device_contacts", "call_log"]
+
+[[rules]]
+id = "third-parties-per-debtor"
+kind = "cap"
+severity = "medium"
+key = ["debtor_id"]
+distinct = "phone"
+window = "3d"
+limit = 1
+[rules.when]
+relation = ["contact_list", "other"]
+
+[[rules]]
+id = "not-self"
+kind = "cap"
+severity = "low"
+key = ["phone"]
+window = "1d"
+limit = 1
+[rules.when]
+relation_not = ["self", "unknown"]
+"#,
+            "Asia/Shanghai",
+        );
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let contacts = make_contacts(&cspecs);
+        // The oracle's own filling, written from the contract.
+        let filled: Vec<Call> = calls.iter().map(|c| {
+            let mut f = c.clone();
+            if let Some(k) = contacts.iter().find(|k| k.debtor_id == c.debtor_id && k.phone == c.phone && k.from <= c.occurred_at) {
+                if f.relation == Relation::Unknown { f.relation = k.relation; }
+                if f.number_source.is_none() { f.number_source = Some(k.source); }
+            }
+            f
+        }).collect();
+        let expected = crate::engine_prop::oracle(&rules, &filled);
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        let mut x = seed | 1;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let mut engine = Engine::new(rules.clone(), settings);
+        let mut none = Vec::new();
+        for c in &contacts {
+            engine.apply_contact(c.clone(), &mut none).unwrap();
+        }
+        prop_assert!(none.is_empty());
+        let mut got = BTreeSet::new();
+        for &i in &order {
+            let mut c = calls[i].clone();
+            let mut found = Vec::new();
+            let o = dialguard::judge::judge(&mut engine, 0, &mut c, &mut found);
+            let accepted = matches!(o, dialguard::judge::Outcome::Accepted { .. });
+            prop_assert!(accepted, "refused: {:?}", o);
+            prop_assert_eq!((c.relation, c.number_source), (filled[i].relation, filled[i].number_source));
+            for b in &found {
+                got.insert(breach_key(&rules, b, Some(&c)));
+            }
+        }
+        prop_assert_eq!(got, expected);
+    }
+}
+
+#[test]
+fn a_forgotten_contact_fills_nothing_after_it_and_its_breaches_stand() {
+    let rules = contact_rules();
+    let mut e = Engine::new(rules.clone(), EngineSettings::default());
+    let ct = Contact {
+        debtor_id: "d0".into(),
+        phone: phone(0).into(),
+        relation: Relation::ContactList,
+        source: NumberSource::DeviceContacts,
+        consent: false,
+        from: Ts(BASE),
+    };
+    let call = |i: usize, hour: i64| {
+        make_call(
+            i,
+            &CallSpec {
+                hour,
+                minute: 0,
+                debtor: 0,
+                phone: 0,
+                relation: 4,
+                source: None,
+                outcome: None,
+            },
+        )
+    };
+    let mut out = Vec::new();
+    e.ingest(&call(0, 1), &mut out);
+    assert!(out.is_empty(), "nothing known of the number");
+    e.apply_contact(ct.clone(), &mut out).unwrap();
+    let ids: BTreeSet<&str> = out
+        .iter()
+        .map(|b| rules[b.rule as usize].id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from(["harvested", "third-party", "harvested-family"]),
+        "the call before the contact is flagged by each rule when it arrives"
+    );
+    assert!(out.iter().all(|b| b.late));
+    out.clear();
+    e.apply_contact(ct.clone(), &mut out).unwrap();
+    assert!(out.is_empty(), "the same contact again flags nothing twice");
+    // A person who consented is not flagged by the book.
+    let mut consented = ct.clone();
+    consented.phone = phone(1).into();
+    consented.consent = true;
+    e.apply_contact(consented, &mut out).unwrap();
+    let mut c1 = call(1, 2);
+    c1.phone = phone(1).into();
+    e.enrich(&mut c1);
+    e.ingest(&c1, &mut out);
+    assert!(out.is_empty(), "consent: {out:?}");
+    assert!(e.end_contact("d0", &phone(0)).is_some());
+    let mut c2 = call(2, 3);
+    assert_eq!(e.enrich(&mut c2), Default::default());
+    e.ingest(&c2, &mut out);
+    assert!(out.is_empty(), "no fact once forgotten");
+    assert_eq!(e.stats().late_alerts, 3);
+}
+
+#[test]
+fn contact_rules_are_refused_where_the_book_would_change_their_filter() {
+    use dialguard::policy::spec::RuleSpec;
+    let tz = jiff::tz::TimeZone::UTC;
+    let compile = |text: &str| {
+        let r: RuleSpec = toml::from_str(text).unwrap();
+        r.compile(&tz, "UTC", None)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let base = "id = \"r\"\nkind = \"contact\"\nseverity = \"high\"\n";
+    assert!(compile(&format!("{base}sources = [\"call_log\"]")).is_ok());
+    for (extra, says) in [
+        (
+            "sources = [\"call_log\"]\n[when]\nrelation = [\"spouse\"]",
+            "may not test relation",
+        ),
+        (
+            "sources = [\"call_log\"]\n[when]\nnumber_source_not = [\"application\"]",
+            "may not test number_source",
+        ),
+        (
+            "relations = [\"unknown\"]",
+            "\"unknown\" cannot make a call breach",
+        ),
+        ("", "needs `sources` or `relations`"),
+        ("sources = []", "an empty list"),
+        ("sources = [\"facebook\"]", "unknown number source"),
+        (
+            "sources = [\"call_log\"]\nkey = [\"phone\"]",
+            "keeps calls by debtor",
+        ),
+    ] {
+        let e = compile(&format!("{base}{extra}")).unwrap_err();
+        assert!(e.contains(says), "{extra}: {e}");
+    }
+}
