@@ -76,6 +76,10 @@ enum Cmd {
         /// Fraction of records sent twice.
         #[arg(long, default_value_t = 0.005)]
         duplicates: f64,
+        /// Write the lender's contact book (Contact v1) of the first --debtors debtors instead
+        /// of calls: each one's own number and its contacts as the traffic calls them.
+        #[arg(long)]
+        contacts: bool,
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -249,6 +253,7 @@ fn main() -> ExitCode {
             invalid,
             late,
             duplicates,
+            contacts,
             out,
         } => {
             let p = dialguard::synth::SynthParams {
@@ -271,7 +276,12 @@ fn main() -> ExitCode {
                 },
                 None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout())),
             };
-            match dialguard::synth::generate(&p, &mut w).and_then(|n| w.flush().map(|_| n)) {
+            let written = if contacts {
+                dialguard::synth::contact_book(&p, &mut w)
+            } else {
+                dialguard::synth::generate(&p, &mut w)
+            };
+            match written.and_then(|n| w.flush().map(|_| n)) {
                 Ok(n) => {
                     dialguard::tell!("wrote {n} records");
                     ExitCode::SUCCESS

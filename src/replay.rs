@@ -9,6 +9,7 @@ use crate::alert;
 use crate::codec::{DecodeSettings, Decoder, Reject};
 use crate::config::Settings;
 use crate::engine::breach::Breach;
+use crate::engine::contacts::Contacts;
 use crate::engine::event::Call;
 use crate::engine::intern::{InternMemo, SharedInterner};
 use crate::engine::rule::Rule;
@@ -392,6 +393,7 @@ pub fn run(
     }
     // The calls' time and rate leave the reference data out (its time is reported apart).
     let started = Instant::now();
+    let shared_book = engine.shared_contacts();
 
     let bytes_read = AtomicU64::new(0);
     let (raw_tx, raw_rx) = sync_channel::<Batch>(2 * workers + 2);
@@ -411,13 +413,17 @@ pub fn run(
         let raw = &raw_rx;
         let (done_tx, done_rx) = sync_channel::<DecodedBatch>(2 * workers + 2);
         let pool = &pool;
+        // The contact book does not change while the calls are judged (it was read before
+        // them): the decoder threads fill in what calls lack from it, off the engine thread,
+        // which then finds them filled (`Call::filled`).
+        let book = (!shared_book.is_empty()).then_some(&*shared_book);
         for _ in 0..workers {
             let ds: DecodeSettings = settings.decode.clone();
             let interner = engine.interner();
             let done = done_tx.clone();
             named("dialguard-decode")
                 .spawn_scoped(scope, move || {
-                    decode_worker(ds, interner, raw, pool, done, now)
+                    decode_worker(ds, interner, book, raw, pool, done, now)
                 })
                 .expect(SPAWN);
         }
@@ -479,6 +485,7 @@ pub fn run(
                             let d = decode_batch(
                                 &mut own_decoder,
                                 &own_interner,
+                                book,
                                 &mut own_memo,
                                 pool,
                                 b,
@@ -706,6 +713,7 @@ fn load_reference(
     }
     debug_assert!(none.is_empty());
     summary.statuses = engine.statuses().len() as u64;
+    engine.shrink_contacts();
     summary.contacts = engine.contacts().len() as u64;
     summary.reference_elapsed = started.elapsed();
     Ok(())
@@ -867,6 +875,7 @@ fn lines(buf: &[u8]) -> impl Iterator<Item = Range<usize>> + '_ {
 fn decode_worker<'m>(
     settings: DecodeSettings,
     interner: SharedInterner,
+    book: Option<&Contacts>,
     raw: &Mutex<Option<Receiver<Batch<'m>>>>,
     pool: &Pool,
     tx: SyncSender<DecodedBatch<'m>>,
@@ -882,17 +891,19 @@ fn decode_worker<'m>(
         else {
             return;
         };
-        let d = decode_batch(&mut dec, &interner, &mut memo, pool, batch, now());
+        let d = decode_batch(&mut dec, &interner, book, &mut memo, pool, batch, now());
         if tx.send(d).is_err() {
             return;
         }
     }
 }
 
-/// Decodes a batch's lines and interns its calls' strings for the engine.
+/// Decodes a batch's lines, interns its calls' strings for the engine and fills in what they
+/// lack from the contact book, if any.
 fn decode_batch<'m>(
     dec: &mut Decoder,
     interner: &SharedInterner,
+    book: Option<&Contacts>,
     memo: &mut InternMemo,
     pool: &Pool,
     batch: Batch<'m>,
@@ -917,6 +928,11 @@ fn decode_batch<'m>(
     // The batch's strings are interned here, so the engine thread gets symbols and probes no
     // string table for them.
     interner.intern_calls(memo, calls.iter_mut());
+    if let Some(book) = book {
+        for c in calls.iter_mut() {
+            book.enrich(c);
+        }
+    }
     DecodedBatch {
         seq: batch.seq,
         buf,

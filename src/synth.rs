@@ -238,6 +238,60 @@ impl Iterator for Synth {
     }
 }
 
+/// A debtor's numbers as the traffic calls them: its own, then its contacts — (number,
+/// relation, source) — drawn exactly as [`call_line`] draws them.
+fn debtor_numbers(p: &SynthParams, d: u64) -> (u64, Vec<(u64, &'static str, &'static str)>) {
+    let mut d_rng = Rng::new(d.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ p.seed);
+    let contacts = 1 + d_rng.below(8);
+    let own = cn_mobile(d_rng.next_u64());
+    let base = d_rng.next_u64();
+    (own, (0..contacts).map(|k| contact_of(base, k)).collect())
+}
+
+/// A debtor's contact `k` — (number, relation, source) — from the debtor's contact seed.
+fn contact_of(base: u64, k: u64) -> (u64, &'static str, &'static str) {
+    let mut c_rng = Rng::new(base ^ k);
+    // 5% of contacts come from a shared pool: one person in several borrowers' address books.
+    let phone = if c_rng.chance(0.05) {
+        cn_mobile(c_rng.below(2000))
+    } else {
+        cn_mobile(c_rng.next_u64())
+    };
+    (
+        phone,
+        RELATIONS[c_rng.below(RELATIONS.len() as u64) as usize],
+        SOURCES[c_rng.below(SOURCES.len() as u64) as usize],
+    )
+}
+
+/// Writes the lender's contact book (Contact v1, JSON lines) of the traffic's debtors — the
+/// first `p.debtors`: each one's own number and its contacts, as the traffic calls them, known
+/// from 30 days before the traffic starts — and returns the number of records written. A
+/// number drawn twice for one debtor is written once.
+pub fn contact_book(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64> {
+    let from = Ts(p.start.0 - 30 * 86_400 * NANOS_PER_SEC);
+    let mut n = 0u64;
+    let mut seen = Vec::new();
+    for d in 0..p.debtors.max(1) {
+        let (own, others) = debtor_numbers(p, d);
+        seen.clear();
+        for (phone, relation, source) in
+            std::iter::once((own, "self", "debtor_provided")).chain(others)
+        {
+            if seen.contains(&phone) {
+                continue;
+            }
+            seen.push(phone);
+            writeln!(
+                out,
+                "{{\"debtor_id\":\"D{d:07}\",\"phone\":\"+86{phone}\",\"relation\":\"{relation}\",\"number_source\":\"{source}\",\"from\":\"{from}\"}}"
+            )?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String {
     if rng.chance(p.invalid_fraction) {
         return match rng.below(6) {
@@ -257,18 +311,7 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
         (own, "self", "debtor_provided")
     } else {
         let k = rng.below(contacts);
-        let mut c_rng = Rng::new(d_rng.next_u64() ^ k);
-        // 5% of contacts come from a shared pool: one person in several borrowers' address books.
-        let phone = if c_rng.chance(0.05) {
-            cn_mobile(c_rng.below(2000))
-        } else {
-            cn_mobile(c_rng.next_u64())
-        };
-        (
-            phone,
-            RELATIONS[c_rng.below(RELATIONS.len() as u64) as usize],
-            SOURCES[c_rng.below(SOURCES.len() as u64) as usize],
-        )
+        contact_of(d_rng.next_u64(), k)
     };
     let phone_text = match rng.below(4) {
         0 => format!("{phone}"),

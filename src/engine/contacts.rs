@@ -7,9 +7,9 @@
 //! sees them; and the `contact` rule kind (`kinds/contact.rs`) judges calls by what the book
 //! says of their number, in event time.
 //!
-//! Compact, because a lender's book holds millions of numbers: per debtor one vector of 16-byte
-//! entries (the number packed in 8 bytes, `from` in whole seconds, relation, source, consent),
-//! the debtor's id stored once, and a hash table of 4-byte indexes to the debtors.
+//! Compact, because a lender's book holds millions of numbers: per debtor one allocation of its
+//! id and its 16-byte entries (the number packed in 8 bytes, `from` in whole seconds, relation,
+//! source, consent), in a hash table by the id.
 
 use super::event::{Call, Filled, NumberSource, Relation, Text};
 use super::time::{Ts, NANOS_PER_SEC};
@@ -97,6 +97,9 @@ struct Entry {
     consent: bool,
 }
 
+/// An entry's size in a book's bytes.
+const ENTRY: usize = 16;
+
 impl Entry {
     fn fact(&self) -> Fact {
         Fact {
@@ -106,50 +109,126 @@ impl Entry {
             from: Ts(self.from as i64 * NANOS_PER_SEC),
         }
     }
+
+    fn write(&self, out: &mut [u8]) {
+        out[..8].copy_from_slice(&self.phone.to_le_bytes());
+        out[8..12].copy_from_slice(&self.from.to_le_bytes());
+        out[12] = self.relation as u8;
+        out[13] = self.source as u8;
+        out[14] = self.consent as u8;
+        out[15] = 0;
+    }
+
+    fn read(b: &[u8]) -> Entry {
+        Entry {
+            phone: u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            from: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            relation: Relation::ALL[b[12] as usize],
+            source: NumberSource::ALL[b[13] as usize],
+            consent: b[14] != 0,
+        }
+    }
 }
 
-/// One debtor's numbers, in no particular order.
+/// One debtor's numbers in one allocation: the debtor's id (a 2-byte length, then its bytes),
+/// then its entries, 16 bytes each, in no particular order. Looking a number up reads the
+/// hash table's slot and this allocation: two dependent cache misses where a table of
+/// indexes, a vector of debtors, the id's string and the entries' vector took five — and the
+/// lookup is on the path of every call that lacks a field.
 #[derive(Debug, Clone)]
-struct Book {
-    debtor: Box<str>,
-    entries: Vec<Entry>,
+struct Book(Vec<u8>);
+
+impl Book {
+    fn new(debtor: &str) -> Book {
+        let mut b = Vec::with_capacity(2 + debtor.len() + ENTRY);
+        b.extend_from_slice(&(debtor.len() as u16).to_le_bytes());
+        b.extend_from_slice(debtor.as_bytes());
+        Book(b)
+    }
+
+    #[inline]
+    fn head(&self) -> usize {
+        2 + u16::from_le_bytes([self.0[0], self.0[1]]) as usize
+    }
+
+    #[inline]
+    fn debtor(&self) -> &[u8] {
+        &self.0[2..self.head()]
+    }
+
+    /// The entries' bytes.
+    #[inline]
+    fn entries(&self) -> &[u8] {
+        &self.0[self.head()..]
+    }
+
+    /// The byte offset (in `entries`) and the entry for `phone`.
+    #[inline]
+    fn find(&self, phone: u64) -> Option<(usize, Entry)> {
+        let want = phone.to_le_bytes();
+        self.entries()
+            .chunks_exact(ENTRY)
+            .position(|e| e[..8] == want)
+            .map(|i| (i * ENTRY, Entry::read(&self.entries()[i * ENTRY..])))
+    }
+
+    fn set(&mut self, at: usize, e: &Entry) {
+        let h = self.head();
+        e.write(&mut self.0[h + at..h + at + ENTRY]);
+    }
+
+    fn push(&mut self, e: &Entry) {
+        let n = self.0.len();
+        self.0.resize(n + ENTRY, 0);
+        e.write(&mut self.0[n..]);
+    }
+
+    /// Removes the entry at `at`, the last one taking its place.
+    fn swap_remove(&mut self, at: usize) {
+        let h = self.head();
+        let last = self.0.len() - ENTRY;
+        if h + at != last {
+            self.0.copy_within(last..last + ENTRY, h + at);
+        }
+        self.0.truncate(last);
+    }
+
+    fn len(&self) -> usize {
+        self.entries().len() / ENTRY
+    }
 }
 
 /// The contact book: facts by (debtor, number).
 #[derive(Debug, Default, Clone)]
 pub struct Contacts {
-    books: Vec<Book>,
-    /// Debtor id → index into `books`.
-    index: HashTable<u32>,
+    /// The debtors' books, by the hash of the debtor's id.
+    books: HashTable<Book>,
     len: usize,
     hasher: foldhash::fast::FixedState,
 }
 
 impl Contacts {
-    fn book(&self, debtor: &str) -> Option<&Book> {
-        let books = &self.books;
-        self.index
-            .find(self.hasher.hash_one(debtor), |&i| {
-                &*books[i as usize].debtor == debtor
-            })
-            .map(|&i| &books[i as usize])
+    #[inline]
+    fn hash(&self, debtor: &[u8]) -> u64 {
+        self.hasher.hash_one(debtor)
     }
 
-    fn book_mut(&mut self, debtor: &str) -> Option<&mut Book> {
-        let books = &self.books;
-        let i = *self.index.find(self.hasher.hash_one(debtor), |&i| {
-            &*books[i as usize].debtor == debtor
-        })?;
-        Some(&mut self.books[i as usize])
+    #[inline]
+    fn book(&self, debtor: &str) -> Option<&Book> {
+        let d = debtor.as_bytes();
+        self.books.find(self.hash(d), |b| b.debtor() == d)
     }
 
     /// Adds a contact, or replaces the one for its (debtor, number); returns the one replaced.
-    /// `None` (and nothing stored) for a number that is not E.164 or a `from` outside
+    /// An error (and nothing stored) for a number that is not E.164 or a `from` outside
     /// [`FROM_MIN`]..=[`FROM_MAX`] — the decoder refuses both.
     pub fn upsert(&mut self, c: &Contact) -> Result<Option<Fact>, &'static str> {
         let phone = pack_e164(&c.phone).ok_or("the number is not E.164")?;
         if c.from < FROM_MIN || c.from > FROM_MAX {
             return Err("from is outside 1970-01-01 to 2106-02-07");
+        }
+        if c.debtor_id.len() > u16::MAX as usize {
+            return Err("the debtor id is longer than 65,535 bytes");
         }
         let e = Entry {
             phone,
@@ -158,54 +237,54 @@ impl Contacts {
             source: c.source,
             consent: c.consent,
         };
-        let book = match self.book_mut(&c.debtor_id) {
+        let d = c.debtor_id.as_bytes();
+        let hasher = self.hasher;
+        let book = match self.books.find_mut(hasher.hash_one(d), |b| b.debtor() == d) {
             Some(b) => b,
-            None => {
-                let i = self.books.len() as u32;
-                self.books.push(Book {
-                    debtor: c.debtor_id.as_str().into(),
-                    entries: Vec::new(),
-                });
-                let (books, hasher) = (&self.books, self.hasher);
-                self.index
-                    .insert_unique(hasher.hash_one(&*c.debtor_id), i, |&j| {
-                        hasher.hash_one(&*books[j as usize].debtor)
-                    });
-                &mut self.books[i as usize]
-            }
+            None => self
+                .books
+                .insert_unique(hasher.hash_one(d), Book::new(&c.debtor_id), |b| {
+                    hasher.hash_one(b.debtor())
+                })
+                .into_mut(),
         };
-        match book.entries.iter_mut().find(|x| x.phone == phone) {
-            Some(x) => {
-                let old = x.fact();
-                *x = e;
-                Ok(Some(old))
+        match book.find(phone) {
+            Some((at, old)) => {
+                book.set(at, &e);
+                Ok(Some(old.fact()))
             }
             None => {
-                book.entries.push(e);
+                book.push(&e);
                 self.len += 1;
                 Ok(None)
             }
         }
     }
 
-    /// Removes the contact for (debtor, number) (a tombstone); returns it.
+    /// Removes the contact for (debtor, number) (a tombstone); returns it. A debtor left with
+    /// no number is forgotten.
     pub fn remove(&mut self, debtor: &str, phone: &str) -> Option<Fact> {
         let phone = pack_e164(phone)?;
-        let book = self.book_mut(debtor)?;
-        let at = book.entries.iter().position(|x| x.phone == phone)?;
-        let old = book.entries.swap_remove(at).fact();
+        let d = debtor.as_bytes();
+        let h = self.hash(d);
+        let Ok(entry) = self.books.find_entry(h, |b| b.debtor() == d) else {
+            return None;
+        };
+        let (at, old) = entry.get().find(phone)?;
+        if entry.get().len() == 1 {
+            entry.remove();
+        } else {
+            entry.into_mut().swap_remove(at);
+        }
         self.len -= 1;
-        Some(old)
+        Some(old.fact())
     }
 
     /// What the book says of `phone` (E.164) for `debtor`, whenever it holds from.
+    #[inline]
     pub fn get(&self, debtor: &str, phone: &str) -> Option<Fact> {
         let phone = pack_e164(phone)?;
-        self.book(debtor)?
-            .entries
-            .iter()
-            .find(|x| x.phone == phone)
-            .map(Entry::fact)
+        self.book(debtor)?.find(phone).map(|(_, e)| e.fact())
     }
 
     /// What the book says of the call's number for its debtor at the call's event time.
@@ -225,42 +304,61 @@ impl Contacts {
     pub fn enrich(&self, call: &mut Call) -> Filled {
         let wants_relation = call.relation == Relation::Unknown;
         let wants_source = call.number_source.is_none();
-        if !(wants_relation || wants_source) {
+        if !(wants_relation || wants_source) || call.filled.looked_up {
             return Filled::default();
         }
-        let Some(f) = self.fact_for(call) else {
-            return Filled::default();
-        };
-        let relation = wants_relation && f.relation != Relation::Unknown;
-        if relation {
-            call.relation = f.relation;
+        let fact = self.fact_for(call);
+        let relation = wants_relation && fact.is_some_and(|f| f.relation != Relation::Unknown);
+        let number_source = wants_source && fact.is_some();
+        if let Some(f) = fact {
+            if relation {
+                call.relation = f.relation;
+            }
+            if number_source {
+                call.number_source = Some(f.source);
+            }
         }
-        if wants_source {
-            call.number_source = Some(f.source);
-        }
-        call.filled = Filled {
-            relation: relation || call.filled.relation,
-            number_source: wants_source || call.filled.number_source,
-        };
-        Filled {
+        let filled = Filled {
             relation,
-            number_source: wants_source,
-        }
+            number_source,
+            looked_up: true,
+            fact,
+        };
+        call.filled = filled;
+        filled
     }
 
-    /// Every contact, by debtor then number (snapshots of the book for tests and tools).
+    /// The fact for a call as [`Contacts::fact_for`], read from the call when [`Contacts::enrich`]
+    /// already asked; `None` too when the event gives both fields (no fact can add to them).
+    #[inline]
+    pub fn fact_of(&self, call: &Call) -> Option<Fact> {
+        if call.filled.looked_up {
+            return call.filled.fact;
+        }
+        if call.relation != Relation::Unknown && call.number_source.is_some() {
+            return None;
+        }
+        self.fact_for(call)
+    }
+
+    /// Every contact, by debtor then number (for tests and tools).
     pub fn all(&self) -> Vec<Contact> {
         let mut v: Vec<Contact> = self
             .books
             .iter()
             .flat_map(|b| {
-                b.entries.iter().map(|e| Contact {
-                    debtor_id: Text::from(&*b.debtor),
-                    phone: unpack_e164(e.phone),
-                    relation: e.relation,
-                    source: e.source,
-                    consent: e.consent,
-                    from: e.fact().from,
+                let debtor =
+                    Text::from(std::str::from_utf8(b.debtor()).expect("stored from a str"));
+                b.entries().chunks_exact(ENTRY).map(move |raw| {
+                    let e = Entry::read(raw);
+                    Contact {
+                        debtor_id: debtor.clone(),
+                        phone: unpack_e164(e.phone),
+                        relation: e.relation,
+                        source: e.source,
+                        consent: e.consent,
+                        from: e.fact().from,
+                    }
                 })
             })
             .collect();
@@ -278,32 +376,24 @@ impl Contacts {
         self.len == 0
     }
 
-    /// How many debtors have a book.
+    /// How many debtors have a number in the book.
     pub fn debtors(&self) -> usize {
-        self.index.len()
+        self.books.len()
     }
 
-    /// Heap bytes held (from capacities: the debtor vector, the index, the entries, and the
-    /// debtor ids).
+    /// Heap bytes held (from capacities: the table and each debtor's allocation).
     pub fn heap_bytes(&self) -> usize {
-        self.books.capacity() * std::mem::size_of::<Book>()
-            + self.index.capacity() * 5
-            + self
-                .books
-                .iter()
-                .map(|b| b.entries.capacity() * std::mem::size_of::<Entry>() + b.debtor.len())
-                .sum::<usize>()
+        self.books.capacity() * (std::mem::size_of::<Book>() + 1)
+            + self.books.iter().map(|b| b.0.capacity()).sum::<usize>()
     }
 
     /// Gives back spare capacity (after a bulk load).
     pub fn shrink_to_fit(&mut self) {
-        self.books.shrink_to_fit();
-        for b in &mut self.books {
-            b.entries.shrink_to_fit();
+        for b in self.books.iter_mut() {
+            b.0.shrink_to_fit();
         }
-        let (books, hasher) = (&self.books, self.hasher);
-        self.index
-            .shrink_to_fit(|&j| hasher.hash_one(&*books[j as usize].debtor));
+        let hasher = self.hasher;
+        self.books.shrink_to_fit(|b| hasher.hash_one(b.debtor()));
     }
 }
 
@@ -323,8 +413,17 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_is_sixteen_bytes() {
-        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    fn an_entry_is_sixteen_bytes_and_reads_back_as_written() {
+        let e = Entry {
+            phone: pack_e164("+8613812345678").unwrap(),
+            from: u32::MAX,
+            relation: Relation::Unknown,
+            source: NumberSource::Other,
+            consent: true,
+        };
+        let mut b = [0u8; ENTRY];
+        e.write(&mut b);
+        assert_eq!((ENTRY, Entry::read(&b)), (16, e));
     }
 
     #[test]
@@ -397,16 +496,16 @@ mod tests {
             Call::new("c", Ts(s * NANOS_PER_SEC), "d", "+8613800000001", relation)
         };
         let mut early = at(99, Relation::Unknown);
-        assert_eq!(b.enrich(&mut early), Filled::default());
+        let f = b.enrich(&mut early);
+        assert!(!f.relation && !f.number_source && f.looked_up && f.fact.is_none());
         assert_eq!(early.number_source, None);
         let mut call = at(100, Relation::Unknown);
-        assert_eq!(
-            b.enrich(&mut call),
-            Filled {
-                relation: true,
-                number_source: true
-            }
-        );
+        let f = b.enrich(&mut call);
+        assert!(f.relation && f.number_source && f.looked_up);
+        assert_eq!(f.fact.unwrap().source, NumberSource::DeviceContacts);
+        assert_eq!(call.filled, f);
+        // Asked once: a second enrichment changes nothing.
+        assert_eq!(b.enrich(&mut call), Filled::default());
         assert_eq!(
             (call.relation, call.number_source),
             (Relation::Spouse, Some(NumberSource::DeviceContacts))

@@ -241,13 +241,19 @@ pub struct Call {
     pub filled: Filled,
 }
 
-/// Which of a call's fields the contact book filled in (`engine::contacts`).
+/// Which of a call's fields the contact book filled in (`engine::contacts`), and the fact it
+/// filled them from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filled {
     /// `relation` (the event said `unknown`).
     pub relation: bool,
     /// `number_source` (the event had none).
     pub number_source: bool,
+    /// The book was asked (the call lacked a field): `fact` is what it said, so a `contact`
+    /// rule need not ask again.
+    pub looked_up: bool,
+    /// The book's fact for the call's debtor and number at its time, when asked.
+    pub fact: Option<super::contacts::Fact>,
 }
 
 impl Call {

@@ -558,6 +558,10 @@ impl Engine {
     pub fn warm(&self, call: &Call) -> u64 {
         let h = self.call_hash(&call.call_id);
         let mut seen = self.dedup.find(h, |_| false).is_some() as u64;
+        // Enriching it will read the contact book: three dependent misses, overlapped too.
+        if let Some(f) = self.contacts.fact_of(call) {
+            seen = seen.wrapping_add(f.from.0 as u64);
+        }
         let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
             return seen;
         };
@@ -912,6 +916,18 @@ impl Engine {
         // Not copied out of a shared book for nothing.
         self.contacts.get(debtor, phone)?;
         std::sync::Arc::make_mut(&mut self.contacts).remove(debtor, phone)
+    }
+
+    /// The contact book, shared: for readers that fill calls in ahead of judging while the
+    /// book does not change (replay's decoder threads). A change to the engine's book copies
+    /// it while such a reader holds it.
+    pub fn shared_contacts(&self) -> std::sync::Arc<contacts::Contacts> {
+        self.contacts.clone()
+    }
+
+    /// Gives back the contact book's spare capacity, after a bulk load.
+    pub fn shrink_contacts(&mut self) {
+        std::sync::Arc::make_mut(&mut self.contacts).shrink_to_fit();
     }
 
     /// The contact book.

@@ -499,3 +499,45 @@ fn contact_rules_are_refused_where_the_book_would_change_their_filter() {
         assert!(e.contains(says), "{extra}: {e}");
     }
 }
+
+/// The generated contact book holds every number the generated traffic calls, with the
+/// relation and source the calls say (what the enrichment benchmark relies on).
+#[test]
+fn the_generated_book_covers_the_generated_traffic() {
+    use dialguard::synth::{contact_book, generate, SynthParams};
+    let p = SynthParams {
+        calls: 3000,
+        debtors: 60,
+        ..Default::default()
+    };
+    let (mut calls, mut book) = (Vec::new(), Vec::new());
+    generate(&p, &mut calls).unwrap();
+    let n = contact_book(&p, &mut book).unwrap();
+    let mut rdec = dialguard::reference::ReferenceDecoder::new(phonenumber::country::Id::CN);
+    let mut engine = Engine::new(contact_rules(), EngineSettings::default());
+    let mut none = Vec::new();
+    for l in String::from_utf8(book).unwrap().lines() {
+        match rdec.decode_line(l.as_bytes()).unwrap() {
+            dialguard::reference::Reference::Contact(c) => {
+                engine.apply_contact(c, &mut none).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(engine.contacts().len() as u64, n);
+    assert!(n > 60 * 2, "{n} contacts");
+    let mut dec = dialguard::codec::Decoder::new(Default::default());
+    for l in String::from_utf8(calls).unwrap().lines() {
+        let c = dec.decode(l.as_bytes(), Ts(i64::MAX)).unwrap();
+        let f = engine
+            .contacts()
+            .get(&c.debtor_id, &c.phone)
+            .unwrap_or_else(|| panic!("{} {} not in the book", c.debtor_id, c.phone));
+        assert_eq!(
+            (f.relation, Some(f.source)),
+            (c.relation, c.number_source),
+            "{l}"
+        );
+        assert!(f.from < c.occurred_at);
+    }
+}

@@ -131,7 +131,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         own.pack(),
         Window::Rolling(lookback),
     );
-    if let Some(fact) = judge(step.rule, own, step.ctx.contacts.fact_for(step.call)) {
+    if let Some(fact) = judge(step.rule, own, step.ctx.contacts.fact_of(step.call)) {
         e.mark_breached();
         out.push(breach(
             step.ri,
@@ -149,7 +149,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
     if !l.rule.when.matches(l.call) {
         return None;
     }
-    let fact = judge(l.rule, Own::of(l.call), l.ctx.contacts.fact_for(l.call))?;
+    let fact = judge(l.rule, Own::of(l.call), l.ctx.contacts.fact_of(l.call))?;
     Some(breach(
         l.ri,
         Subject::Judged,
