@@ -635,6 +635,13 @@ fn render(api: &Api, status_mode: bool, batch: bool, reply: CheckReply) -> Respo
                     }
                     o["status"] = v;
                 }
+                if let Some(c) = &b.contact {
+                    o["contact"] = json!({
+                        "relation": c.relation.as_str(),
+                        "number_source": c.source.as_str(),
+                        "from": c.from.to_string(),
+                    });
+                }
                 if !b.evidence.is_empty() {
                     o["evidence"] =
                         json!(b.evidence.iter().map(|e| e.as_str()).collect::<Vec<_>>());

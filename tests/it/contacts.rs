@@ -456,7 +456,8 @@ fn a_forgotten_contact_fills_nothing_after_it_and_its_breaches_stand() {
     assert!(out.is_empty(), "consent: {out:?}");
     assert!(e.end_contact("d0", &phone(0)).is_some());
     let mut c2 = call(2, 3);
-    assert_eq!(e.enrich(&mut c2), Default::default());
+    let f = e.enrich(&mut c2);
+    assert!(f.fact.is_none() && !f.relation && !f.number_source, "{f:?}");
     e.ingest(&c2, &mut out);
     assert!(out.is_empty(), "no fact once forgotten");
     assert_eq!(e.stats().late_alerts, 3);
@@ -540,4 +541,255 @@ fn the_generated_book_covers_the_generated_traffic() {
         );
         assert!(f.from < c.occurred_at);
     }
+}
+
+// ---------------------------------------------------------------- in `run`, on the mock cluster
+
+use crate::service::{start, wait_done, Kafka, PATIENCE};
+use crate::statuses::{alerts, publish, wait_for_alerts};
+use std::time::{Duration, Instant};
+
+const FIXTURE: &str = "tests/fixtures/pack-contact-list-abuse";
+
+fn fixture(name: &str) -> Vec<String> {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(FIXTURE)
+            .join(name),
+    )
+    .unwrap()
+    .lines()
+    .map(str::to_owned)
+    .collect()
+}
+
+/// A contact line and its topic key, `<debtor_id>/<phone in E.164>`.
+fn keyed(line: &str) -> (String, String) {
+    match dialguard::reference::ReferenceDecoder::new(phonenumber::country::Id::CN)
+        .decode_line(line.as_bytes())
+        .unwrap()
+    {
+        dialguard::reference::Reference::Contact(c) => {
+            (format!("{}/{}", c.debtor_id, c.phone), line.to_owned())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn wait_metric(svc: &crate::service::Running, line: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let page = svc.handles.metrics.render();
+        if page.contains(line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line}: {page}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The contact book from its topic in `run`: read before readiness, it fills in calls that
+/// lack a relation or a number source and the contact rule judges them from it; a contact
+/// published after calls flags them late; a tombstone withdraws one; an invalid record goes
+/// to the dead-letter topic; the check API judges candidates from it; a restart reads it
+/// again, and publishes nothing twice.
+#[test]
+fn the_contact_book_from_its_topic_fills_and_flags_calls_in_run() {
+    let kafka = Kafka::new("contacts");
+    let topic = format!("contacts.{}", kafka.tag);
+    kafka.create_topic(&topic, 2);
+    let book: Vec<(String, String)> = fixture("reference.jsonl")
+        .iter()
+        .map(|l| keyed(l))
+        .collect();
+    let (later, before): (Vec<_>, Vec<_>) =
+        book.iter().partition(|(k, _)| k == "D2/+8613600000002");
+    let bad = r#"{"debtor_id":"D2","phone":"+8613600000009","relation":"cousin","number_source":"call_log","from":"2026-11-01T00:00:00Z"}"#;
+    let mut records: Vec<(&str, Option<&str>)> = before
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    records.push(("D2/+8613600000009", Some(bad)));
+    publish(&kafka, &topic, &records);
+
+    let settings = || {
+        let mut s = kafka.settings(&format!("{FIXTURE}/policy.toml"));
+        s.reference.contacts_topic = Some(topic.clone());
+        s
+    };
+    let svc = start(settings());
+    let calls: Vec<Vec<u8>> = fixture("events.jsonl")
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+    kafka.produce(&calls);
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 4);
+    for (r, c) in [
+        ("cla-third-parties-per-debtor", "k5"),
+        ("cla-debtors-per-number", "q3"),
+        ("cla-device-contact-number", "h0"),
+        ("cla-device-contact-number", "h4"),
+    ] {
+        assert_eq!(
+            got.get(&(r.into(), c.into())),
+            Some(&(1, false)),
+            "{r} {c}: {got:?}"
+        );
+    }
+    assert_eq!(got.len(), 4, "{got:?}");
+    let h0 = kafka
+        .read_all(&kafka.alerts())
+        .into_iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap())
+        .find(|a| a["call_id"] == "h0")
+        .unwrap();
+    assert_eq!(
+        h0["relation"], "contact_list",
+        "filled in from the book: {h0}"
+    );
+    assert_eq!(h0["contact"]["number_source"], "device_contacts", "{h0}");
+
+    // The pre-dial check fills a candidate in from the same book.
+    let addr = svc.handles.check_addr.expect("the check API is served");
+    let (code, v) = crate::check_api::check(
+        addr,
+        &serde_json::json!({"call_id": "k-1", "occurred_at": "2026-11-05T10:00:00+08:00",
+            "debtor_id": "D2", "phone": "13600000001", "relation": "unknown"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["allowed"], false, "{v}");
+    assert_eq!(
+        v["breaches"][0]["rule_id"], "cla-device-contact-number",
+        "{v}"
+    );
+    assert_eq!(
+        v["breaches"][0]["contact"]["relation"], "contact_list",
+        "{v}"
+    );
+
+    // A contact published after the call it completes flags it late.
+    publish(
+        &kafka,
+        &topic,
+        &later
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+            .collect::<Vec<_>>(),
+    );
+    let got = wait_for_alerts(&kafka, 5);
+    assert_eq!(
+        got.get(&("cla-device-contact-number".into(), "h1".into())),
+        Some(&(1, true)),
+        "{got:?}"
+    );
+
+    // A tombstone withdraws a contact: a call to that number, its event silent, is not flagged.
+    publish(&kafka, &topic, &[("D2/+8613600000001", None)]);
+    wait_metric(
+        &svc,
+        "dialguard_reference_records_total{kind=\"contact\",result=\"withdrawn\"} 1",
+    );
+    kafka.produce(&[br#"{"call_id": "h6", "occurred_at": "2026-11-06T10:00:00+08:00", "debtor_id": "D2", "phone": "13600000001", "relation": "unknown"}"#.to_vec()]);
+    wait_done(&kafka, &[&svc]);
+    let page = svc.handles.metrics.render();
+    for line in [
+        "dialguard_reference_records_total{kind=\"contact\",result=\"applied\"} 4",
+        "dialguard_reference_records_total{kind=\"contact\",result=\"rejected\"} 1",
+        "dialguard_contacts_known 3",
+    ] {
+        assert!(page.contains(line), "{line}: {page}");
+    }
+    svc.stop();
+    assert!(!alerts(&kafka).contains_key(&("cla-device-contact-number".into(), "h6".into())));
+
+    // The invalid record is in the dead-letter topic, naming the contacts topic as its source.
+    let dlq = kafka.read_all(&kafka.dlq());
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].headers["dialguard.reason"], "unknown_value");
+    assert_eq!(dlq[0].headers["dialguard.source.topic"], topic);
+
+    // A restart reads the book again (compaction keeps the tombstone's withdrawal): a call to
+    // the call-log number is flagged on time, and nothing is published twice.
+    let svc = start(settings());
+    kafka.produce(&[br#"{"call_id": "h7", "occurred_at": "2026-11-07T10:00:00+08:00", "debtor_id": "D2", "phone": "13600000002", "relation": "unknown"}"#.to_vec()]);
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 6);
+    assert_eq!(
+        got.get(&("cla-device-contact-number".into(), "h7".into())),
+        Some(&(1, false)),
+        "{got:?}"
+    );
+    svc.stop();
+    let got = alerts(&kafka);
+    let twice: Vec<_> = got.iter().filter(|(_, v)| v.0 > 1).collect();
+    assert!(twice.is_empty(), "published twice: {twice:?}");
+}
+
+/// The Contact v1 schema and the decoder agree: the fixtures' contacts have the members the
+/// schema requires and no others, and the schema's enums are the decoder's.
+#[test]
+fn the_contact_schema_describes_what_the_decoder_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("docs/schemas/contact.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&schema["properties"]["relation"]),
+        Relation::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        names(&schema["properties"]["number_source"]),
+        NumberSource::ALL
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect::<Vec<_>>()
+    );
+    let mut n = 0;
+    for dir in ["pack-contact-list-abuse", "pack-cn-cba-2026-status"] {
+        let mut dec = dialguard::reference::ReferenceDecoder::new(phonenumber::country::Id::CN);
+        let text = std::fs::read_to_string(
+            root.join("tests/fixtures")
+                .join(dir)
+                .join("reference.jsonl"),
+        )
+        .unwrap();
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object().unwrap();
+            if o.contains_key("status_id") {
+                continue;
+            }
+            for k in schema["required"].as_array().unwrap() {
+                assert!(o.contains_key(k.as_str().unwrap()), "{k} missing: {l}");
+            }
+            for k in o.keys() {
+                assert!(
+                    schema["properties"].get(k).is_some(),
+                    "{k} not in the schema: {l}"
+                );
+            }
+            assert!(
+                matches!(
+                    dec.decode_line(l.as_bytes()),
+                    Ok(dialguard::reference::Reference::Contact(_))
+                ),
+                "{l}"
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 6, "{n}");
 }
