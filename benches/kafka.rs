@@ -62,6 +62,22 @@
 //! cargo bench --bench kafka -- --statuses 1000000 --calls 100000 --rate 50000
 //! ```
 //!
+//! `--contacts N` publishes the contact book (Contact v1) of the traffic's debtors and of more
+//! debtors after them, N records in all (`synth::contact_book`), to a contacts topic first (a
+//! partition per 30,000 records), and reports how long the service took to read it before it
+//! was ready (`[reference] contacts_topic`):
+//!
+//! ```text
+//! cargo bench --bench kafka -- --contacts 5000000 --calls 100000 --rate 50000
+//! ```
+//!
+//! `--bare` sends the calls without `number_source` and with `relation` "unknown", for the
+//! contact book to fill in (with `--contacts N`, the book of the traffic's debtors):
+//!
+//! ```text
+//! cargo bench --bench kafka -- --contacts 5000000 --bare --calls 1000000 --rate 0
+//! ```
+//!
 //! Latency is the service's own measurement per alert: the call record's Kafka timestamp (set
 //! when the dialer produced it) to the alert's delivery acknowledgement, in milliseconds.
 //! The broker, the dialer and the service share the machine's cores.
@@ -102,6 +118,8 @@ struct Args {
     partitions: i32,
     consume_only: bool,
     statuses: u64,
+    contacts: u64,
+    bare: bool,
 }
 
 fn args() -> Args {
@@ -120,6 +138,8 @@ fn args() -> Args {
         partitions: 3,
         consume_only: false,
         statuses: 0,
+        contacts: 0,
+        bare: false,
     };
     let v: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -159,6 +179,11 @@ fn args() -> Args {
                 i += 1;
             }
             "--snapshot-dir" => a.snapshot_dir = true,
+            "--contacts" => {
+                a.contacts = v[i + 1].parse().expect("--contacts N");
+                i += 1;
+            }
+            "--bare" => a.bare = true,
             "--statuses" => {
                 a.statuses = v[i + 1].parse().expect("--statuses N");
                 i += 1;
@@ -208,6 +233,52 @@ fn publish_statuses(
         .add_pack(&root.join("config/packs/cn-cba-2026-status.toml"))
         .expect("the status pack");
     settings.reference.status_topic = Some(topic.into());
+}
+
+/// Publishes a contact book of `n` records (the generated traffic's debtors' first) to a
+/// contacts topic on `cluster`, and has `settings` read it.
+fn publish_contacts(
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    producer: &BaseProducer,
+    settings: &mut Settings,
+    n: u64,
+) {
+    let topic = "compliance.contacts";
+    let parts = (n / 30_000 + 1) as i32;
+    cluster.create_topic(topic, parts, 1).unwrap();
+    let mut book = Vec::new();
+    let p = dialguard::synth::SynthParams {
+        debtors: n / 5 + 1,
+        ..Default::default()
+    };
+    dialguard::synth::contact_book(&p, &mut book).unwrap();
+    let t = Instant::now();
+    let mut sent = 0;
+    for l in String::from_utf8(book).unwrap().lines().take(n as usize) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let key = format!(
+            "{}/{}",
+            v["debtor_id"].as_str().unwrap(),
+            v["phone"].as_str().unwrap()
+        );
+        loop {
+            match producer.send(BaseRecord::to(topic).key(&key).payload(l)) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => panic!("produce a contact: {e}"),
+            }
+        }
+        sent += 1;
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    assert_eq!(sent, n, "the generated book is short");
+    eprintln!(
+        "{n} contacts published to {parts} partitions in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    settings.reference.contacts_topic = Some(topic.into());
 }
 
 /// Produces `lines` keyed by debtor: the first `warmup` at up to 10,000/s (so the consumer is
@@ -448,7 +519,15 @@ fn main() {
             .nth(1)
             .and_then(|r| r.split('"').next())
             .map(str::to_owned);
-        (key, l.trim_end().to_owned())
+        let l = l.trim_end();
+        (
+            key,
+            if a.bare {
+                dialguard::synth::without_provenance(l)
+            } else {
+                l.to_owned()
+            },
+        )
     })
     .collect();
     let n = lines.len() as u64;
@@ -529,6 +608,9 @@ fn main() {
     if a.statuses > 0 {
         publish_statuses(&cluster, &producer, &mut settings, root, a.statuses);
     }
+    if a.contacts > 0 {
+        publish_contacts(&cluster, &producer, &mut settings, a.contacts);
+    }
 
     let shutdown = Shutdown::new();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -551,6 +633,19 @@ fn main() {
             "statuses read: {} in {secs:.2} s ({:.0} records/s)",
             a.statuses,
             a.statuses as f64 / secs
+        );
+    }
+    if a.contacts > 0 {
+        // The service reads the contacts topic first of all.
+        let t = Instant::now();
+        while h.metrics.contacts_known.get() < a.contacts as i64 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "contacts read: {} in {secs:.2} s ({:.0} records/s)",
+            a.contacts,
+            a.contacts as f64 / secs
         );
     }
     while !h.health.ready() {

@@ -184,6 +184,7 @@ pub fn run(
     );
 
     let params = traffic(opts);
+    let bare = contacts(&mut settings, &cluster, &brokers, &params)?;
     let late_statuses = statuses(
         &mut settings,
         &cluster,
@@ -216,7 +217,19 @@ pub fn run(
         );
         std::thread::Builder::new()
             .name("demo-dialer".into())
-            .spawn(move || dialer(&b, &t, params, &o, &s, &n, &ta, checks.then_some(&*at)))
+            .spawn(move || {
+                dialer(
+                    &b,
+                    &t,
+                    params,
+                    &o,
+                    &s,
+                    &n,
+                    &ta,
+                    checks.then_some(&*at),
+                    bare,
+                )
+            })
             .map_err(|e| ServiceError::Start(e.to_string()))?
     };
     let printer = {
@@ -411,7 +424,49 @@ fn statuses(
     Ok(later.to_vec())
 }
 
-/// Publishes status records (key: status_id).
+/// The contacts topic the demo creates when none is configured.
+const CONTACTS_TOPIC: &str = "compliance.contacts";
+
+/// The lender's contact book for the demo: with no contacts topic configured, one is created on
+/// the embedded broker and the book of the traffic's debtors published to it (each one's own
+/// number and its contacts, with relation and source, `synth::contact_book`). Returns the
+/// agency whose dialer then sends neither relation nor number source, so its calls are filled
+/// in from the book (`None` with a contacts topic of the configuration's own).
+fn contacts(
+    settings: &mut Settings,
+    cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    brokers: &str,
+    params: &SynthParams,
+) -> Result<Option<usize>, ServiceError> {
+    if settings.reference.contacts_topic.is_some() {
+        return Ok(None);
+    }
+    cluster
+        .create_topic(CONTACTS_TOPIC, 1, 1)
+        .map_err(|e| ServiceError::Kafka(format!("creating {CONTACTS_TOPIC}: {e}")))?;
+    settings.reference.contacts_topic = Some(CONTACTS_TOPIC.to_owned());
+    let mut book = Vec::new();
+    crate::synth::contact_book(params, &mut book)
+        .map_err(|e| ServiceError::Start(format!("demo contacts: {e}")))?;
+    let records: Vec<(String, String)> = String::from_utf8_lossy(&book)
+        .lines()
+        .filter_map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).ok()?;
+            let key = format!("{}/{}", v["debtor_id"].as_str()?, v["phone"].as_str()?);
+            Some((key, l.to_owned()))
+        })
+        .collect();
+    publish_statuses(brokers, CONTACTS_TOPIC, &records);
+    let bare = AGENCIES as usize - 1;
+    crate::tell!(
+        "  contacts: {} numbers in {} debtors' books ({CONTACTS_TOPIC}); agency-{bare}'s dialer sends neither relation nor number source: the book fills them in",
+        records.len(),
+        params.debtors
+    );
+    Ok(Some(bare))
+}
+
+/// Publishes reference records (statuses keyed by status_id, contacts by debtor and number).
 fn publish_statuses(brokers: &str, topic: &str, records: &[(String, String)]) {
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -457,6 +512,7 @@ fn dialer(
     sent: &AtomicU64,
     tally: &Tally,
     check_at: Option<&OnceLock<std::net::SocketAddr>>,
+    bare: Option<usize>,
 ) {
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -484,8 +540,14 @@ fn dialer(
             .nth(1)
             .and_then(|r| r.split('"').next())
             .map(str::to_owned);
+        let agency = agency_of(&line);
+        // One agency's dialer knows neither relation nor number source (the contact book
+        // fills them in).
+        let line = match agency {
+            Some(a) if Some(a) == bare => crate::synth::without_provenance(&line),
+            _ => line,
+        };
         let line = line.trim_end();
-        let agency = agency_of(line);
         if let (Some(a), Some(at)) = (agency, check_at) {
             if (a as u64) < tally.checking && !may_dial(at, line, stop) {
                 tally.blocked[a].fetch_add(1, Ordering::Relaxed);
@@ -681,6 +743,7 @@ fn print_alerts(
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]

@@ -292,6 +292,29 @@ pub fn contact_book(p: &SynthParams, out: &mut dyn Write) -> std::io::Result<u64
     Ok(n)
 }
 
+/// A call event line without what says where its number came from and whose it is: no
+/// `number_source`, and `relation` "unknown" — what a dialer that does not know sends (the
+/// demo's and the Kafka benchmark's, for the contact book to fill in).
+pub fn without_provenance(line: &str) -> String {
+    const SOURCE: &str = ",\"number_source\":\"";
+    const RELATION: &str = "\"relation\":\"";
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    if let Some(i) = rest.find(SOURCE) {
+        let v = i + SOURCE.len();
+        let end = rest[v..].find('"').map_or(rest.len(), |j| v + j + 1);
+        out.push_str(&rest[..i]);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    if let Some(i) = out.find(RELATION) {
+        let from = i + RELATION.len();
+        let to = out[from..].find('"').map_or(out.len(), |j| from + j);
+        out.replace_range(from..to, "unknown");
+    }
+    out
+}
+
 fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String {
     if rng.chance(p.invalid_fraction) {
         return match rng.below(6) {
@@ -360,4 +383,18 @@ fn call_line(rng: &mut Rng, p: &SynthParams, d: u64, t: i64, seq: u64) -> String
         src = source,
         purpose = purpose,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_without_provenance_says_unknown_and_has_no_source() {
+        let l = r#"{"call_id":"c","phone":"+8613800000000","relation":"contact_list","outcome":"busy","number_source":"device_contacts","purpose":"collect"}"#;
+        assert_eq!(
+            without_provenance(l),
+            r#"{"call_id":"c","phone":"+8613800000000","relation":"unknown","outcome":"busy","purpose":"collect"}"#
+        );
+    }
 }
