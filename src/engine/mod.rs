@@ -766,19 +766,15 @@ impl Engine {
         skipped
     }
 
-    /// Makes a debtor status known (reference data: a Status v1 record, `crate::reference`),
-    /// replacing the one with its id. Calls judged from now on are judged against it, and the
-    /// retained calls it covers that no status had flagged yet breach now: late breaches,
-    /// appended to `out`, at most one per call and rule, ever. A call older than a status
-    /// rule's `lookback` (plus lateness) behind the slowest lane is no longer retained for it,
-    /// and is not flagged. Returns the status replaced.
-    pub fn apply_status(
+    /// Runs `flag` over each rule of `kind` — a reference record just known looking for the
+    /// retained calls it makes breach late — with what the rule still holds for certain (eviction
+    /// steps may not have run yet: the oldest event time it holds), and counts what it finds.
+    fn flag_late(
         &mut self,
-        st: status::Status,
+        kind: rule::RuleKind,
         out: &mut Vec<Breach>,
-    ) -> Option<status::Status> {
-        let id = st.id.clone();
-        let old = self.statuses.upsert(st);
+        mut flag: impl FnMut(u16, &Rule, &mut Windows, &Ctx<'_>, i64, &mut Vec<Breach>),
+    ) {
         let Engine {
             rules,
             states,
@@ -795,7 +791,6 @@ impl Engine {
             lateness,
             ..
         } = self;
-        let st = statuses.get(&id).expect("just stored");
         let ctx = Ctx {
             records,
             reserved: &reserved.records,
@@ -808,21 +803,43 @@ impl Engine {
             contacts,
         };
         for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
-            if rule.kind != rule::RuleKind::Status {
+            if rule.kind != kind {
                 continue;
             }
-            // What this rule still holds for certain: eviction steps may not have run yet.
             let held = last_sweep
                 .saturating_sub(*lateness)
                 .saturating_sub(rule.reach())
                 .max(*cutoff);
             let before = out.len();
-            kinds::status::flag_retained(ri as u16, rule, &mut state.windows, &ctx, st, held, out);
+            flag(ri as u16, rule, &mut state.windows, &ctx, held, out);
             let n = (out.len() - before) as u64;
             stats.alerts += n;
             stats.rule_alerts[ri] += n;
             stats.late_alerts += n;
         }
+    }
+
+    /// Makes a debtor status known (reference data: a Status v1 record, `crate::reference`),
+    /// replacing the one with its id. Calls judged from now on are judged against it, and the
+    /// retained calls it covers that no status had flagged yet breach now: late breaches,
+    /// appended to `out`, at most one per call and rule, ever. A call older than a status
+    /// rule's `lookback` (plus lateness) behind the slowest lane is no longer retained for it,
+    /// and is not flagged. Returns the status replaced.
+    pub fn apply_status(
+        &mut self,
+        st: status::Status,
+        out: &mut Vec<Breach>,
+    ) -> Option<status::Status> {
+        let id = st.id.clone();
+        let old = self.statuses.upsert(st);
+        self.flag_late(
+            rule::RuleKind::Status,
+            out,
+            |ri, rule, windows, ctx, held, out| {
+                let st = ctx.statuses.get(&id).expect("just stored");
+                kinds::status::flag_retained(ri, rule, windows, ctx, st, held, out);
+            },
+        );
         old
     }
 
@@ -865,48 +882,13 @@ impl Engine {
         out: &mut Vec<Breach>,
     ) -> Result<Option<contacts::Fact>, &'static str> {
         let old = std::sync::Arc::make_mut(&mut self.contacts).upsert(&c)?;
-        let Engine {
-            rules,
-            states,
-            records,
-            reserved,
-            interner,
-            callee_zones,
-            evidence_limit,
-            stats,
-            statuses,
-            contacts,
-            cutoff,
-            last_sweep,
-            lateness,
-            ..
-        } = self;
-        let ctx = Ctx {
-            records,
-            reserved: &reserved.records,
-            interner,
-            callee_zones,
-            evidence_limit: *evidence_limit,
-            own: u32::MAX,
-            known: None,
-            statuses,
-            contacts,
-        };
-        for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
-            if rule.kind != rule::RuleKind::Contact {
-                continue;
-            }
-            let held = last_sweep
-                .saturating_sub(*lateness)
-                .saturating_sub(rule.reach())
-                .max(*cutoff);
-            let before = out.len();
-            kinds::contact::flag_retained(ri as u16, rule, &mut state.windows, &ctx, &c, held, out);
-            let n = (out.len() - before) as u64;
-            stats.alerts += n;
-            stats.rule_alerts[ri] += n;
-            stats.late_alerts += n;
-        }
+        self.flag_late(
+            rule::RuleKind::Contact,
+            out,
+            |ri, rule, windows, ctx, held, out| {
+                kinds::contact::flag_retained(ri, rule, windows, ctx, &c, held, out);
+            },
+        );
         Ok(old)
     }
 

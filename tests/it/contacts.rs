@@ -3,7 +3,7 @@
 //! that fills each call from the book before judging it (the book read before the calls, as
 //! `run` reads its contacts topic before it is ready).
 
-use dialguard::engine::breach::Subject;
+use crate::engine_prop::breach_key;
 use dialguard::engine::contacts::Contact;
 use dialguard::engine::event::{Call, CallOutcome, NumberSource, Relation};
 use dialguard::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
@@ -221,18 +221,6 @@ enum Arrival {
     Contact(Contact),
 }
 
-fn breach_key(
-    rules: &[Rule],
-    b: &dialguard::engine::breach::Breach,
-    judged: Option<&Call>,
-) -> (String, String) {
-    let call = match &b.subject {
-        Subject::Judged => judged.expect("a judged call").call_id.to_string(),
-        Subject::Earlier(c) => c.call_id.to_string(),
-    };
-    (rules[b.rule as usize].id.clone(), call)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -257,11 +245,7 @@ proptest! {
             .chain(contacts.iter().cloned().map(Arrival::Contact))
             .chain(calls.iter().take(3).cloned().map(Box::new).map(Arrival::Call))
             .collect();
-        let mut x = seed | 1;
-        for i in (1..arrivals.len()).rev() {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            arrivals.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        crate::support::shuffle(&mut arrivals, seed);
         let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let mut engine = Engine::new(rules.clone(), settings.clone());
         let mut got = BTreeSet::new();
@@ -373,11 +357,7 @@ relation_not = ["self", "unknown"]
         }).collect();
         let expected = crate::engine_prop::oracle(&rules, &filled);
         let mut order: Vec<usize> = (0..calls.len()).collect();
-        let mut x = seed | 1;
-        for i in (1..order.len()).rev() {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        crate::support::shuffle(&mut order, seed);
         let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let mut engine = Engine::new(rules.clone(), settings);
         let mut none = Vec::new();

@@ -1360,7 +1360,7 @@ enum Arrival {
     Status(Status),
 }
 
-fn breach_key(
+pub(crate) fn breach_key(
     rules: &[Rule],
     b: &dialguard::engine::breach::Breach,
     judged: Option<&Call>,
@@ -1405,11 +1405,7 @@ proptest! {
             .chain(statuses.iter().cloned().map(Arrival::Status))
             .chain(calls.iter().take(3).cloned().map(Arrival::Call))
             .collect();
-        let mut x = seed | 1;
-        for i in (1..arrivals.len()).rev() {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            arrivals.swap(i, (x % (i as u64 + 1)) as usize);
-        }
+        crate::support::shuffle(&mut arrivals, seed);
         let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let mut engine = Engine::new(rules.clone(), settings.clone());
         let mut got = BTreeSet::new();

@@ -97,3 +97,15 @@ impl Alerting for Engine {
         out
     }
 }
+
+/// Shuffles `v` deterministically from `seed` (xorshift; Fisher-Yates): arrival orders for the
+/// property tests, which proptest shrinks through the seed.
+pub fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut x = seed | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+}

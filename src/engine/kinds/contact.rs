@@ -21,8 +21,8 @@ use crate::engine::breach::{Breach, CallId, ContactCause, Subject};
 use crate::engine::contacts::{Contact, Fact};
 use crate::engine::event::{Call, NumberSource, Relation, StrField};
 use crate::engine::intern::Sym;
-use crate::engine::rule::{Body, Rule, Window, ANY_RELATION, ANY_SOURCE};
-use crate::engine::window::{insert_sorted, split_near_front, Entry, Windows};
+use crate::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
+use crate::engine::window::{split_near_front, Windows};
 
 fn params(rule: &Rule) -> (u8, u16, i64) {
     match rule.body {
@@ -102,47 +102,25 @@ fn judge(rule: &Rule, own: Own, fact: Option<Fact>) -> Option<Option<Fact>> {
 
 fn breach(ri: u16, subject: Subject, id: CallId, fact: Option<Fact>, late: bool) -> Breach {
     Breach {
-        rule: ri,
-        subject,
-        observed: 1,
-        limit: 0,
-        bounds: None,
-        holiday: false,
-        evidence: vec![id],
-        late,
-        status: None,
         contact: fact.map(|f| Box::new(ContactCause::of(&f))),
+        ..super::one_call(ri, subject, id, late)
     }
 }
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
-    if !step.rule.when.matches(step.call) {
-        return Applied::Unmatched;
-    }
     let (_, _, lookback) = params(step.rule);
-    let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
-        return Applied::Skipped;
-    };
     let own = Own::of(step.call);
-    let mut e = Entry::new(
-        step.call.occurred_at.0,
-        0,
-        step.slot,
-        own.pack(),
-        Window::Rolling(lookback),
-    );
-    if let Some(fact) = judge(step.rule, own, step.ctx.contacts.fact_of(step.call)) {
-        e.mark_breached();
-        out.push(breach(
-            step.ri,
-            Subject::Judged,
-            CallId::new(&step.call.call_id),
-            fact,
-            false,
-        ));
-    }
-    insert_sorted(&mut step.windows.entry(&key).calls, e);
-    Applied::Matched
+    super::held_for_late(step, lookback, own.pack(), out, |step| {
+        judge(step.rule, own, step.ctx.contacts.fact_of(step.call)).map(|fact| {
+            breach(
+                step.ri,
+                Subject::Judged,
+                CallId::new(&step.call.call_id),
+                fact,
+                false,
+            )
+        })
+    })
 }
 
 pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {

@@ -315,18 +315,59 @@ pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
     }
 }
 
-/// The breach of a stateless kind: the call itself, alone, is the evidence.
-fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
+/// The ingest of a kind judged on reference data (`status`, `contact`): a call matching `when`
+/// joins its key's window for `lookback`, `val` in its entry, so that a record arriving later
+/// finds it; `judge` says whether it breaches now, and the entry is marked so (each call
+/// breaches a rule once).
+fn held_for_late(
+    step: &mut Step<'_, '_>,
+    lookback: i64,
+    val: Sym,
+    out: &mut Vec<Breach>,
+    judge: impl FnOnce(&Step<'_, '_>) -> Option<Breach>,
+) -> Applied {
+    if !step.rule.when.matches(step.call) {
+        return Applied::Unmatched;
+    }
+    let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
+        return Applied::Skipped;
+    };
+    let mut e = Entry::new(
+        step.call.occurred_at.0,
+        0,
+        step.slot,
+        val,
+        super::rule::Window::Rolling(lookback),
+    );
+    if let Some(b) = judge(step) {
+        e.mark_breached();
+        out.push(b);
+    }
+    super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
+    Applied::Matched
+}
+
+/// A breach by one call alone: the call is its only evidence, observed 1 against a limit of 0
+/// (stateless kinds, and the reference-data kinds, which set what caused it).
+fn one_call(ri: u16, subject: Subject, id: CallId, late: bool) -> Breach {
     Breach {
         rule: ri,
-        subject: Subject::Judged,
+        subject,
         observed: 1,
         limit: 0,
         bounds: None,
-        holiday,
-        evidence: vec![CallId::new(&call.call_id)],
-        late: false,
+        holiday: false,
+        evidence: vec![id],
+        late,
         status: None,
         contact: None,
+    }
+}
+
+/// The breach of a stateless kind: the call itself, alone, is the evidence.
+fn single_call(ri: u16, call: &Call, holiday: bool) -> Breach {
+    Breach {
+        holiday,
+        ..one_call(ri, Subject::Judged, CallId::new(&call.call_id), false)
     }
 }

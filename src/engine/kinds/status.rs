@@ -12,10 +12,10 @@ use super::{Applied, Clear, Ctx, Look, Step};
 use crate::engine::breach::{Breach, CallId, StatusCause, Subject};
 use crate::engine::event::Call;
 use crate::engine::intern::Sym;
-use crate::engine::rule::{Body, Rule, Window};
+use crate::engine::rule::{Body, Rule};
 use crate::engine::status::{Scope, Status, Statuses};
 use crate::engine::time::{self, Local};
-use crate::engine::window::{insert_sorted, split_near_front, Entry, Windows};
+use crate::engine::window::{split_near_front, Windows};
 
 fn params(rule: &Rule) -> (u16, Scope, i64) {
     match rule.body {
@@ -30,16 +30,8 @@ fn params(rule: &Rule) -> (u16, Scope, i64) {
 
 fn breach(ri: u16, subject: Subject, id: CallId, st: &Status, late: bool) -> Breach {
     Breach {
-        rule: ri,
-        subject,
-        observed: 1,
-        limit: 0,
-        bounds: None,
-        holiday: false,
-        evidence: vec![id],
-        late,
         status: Some(Box::new(StatusCause::of(st))),
-        contact: None,
+        ..super::one_call(ri, subject, id, late)
     }
 }
 
@@ -51,35 +43,21 @@ fn covering<'s>(rule: &Rule, statuses: &'s Statuses, call: &Call) -> Option<&'s 
 }
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
-    if !step.rule.when.matches(step.call) {
-        return Applied::Unmatched;
-    }
     let (_, _, lookback) = params(step.rule);
-    let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
-        return Applied::Skipped;
-    };
-    let hit = covering(step.rule, step.ctx.statuses, step.call);
     // The channel rides in the entry's value: a status arriving later reads it from there
     // (records do not keep it).
-    let mut e = Entry::new(
-        step.call.occurred_at.0,
-        0,
-        step.slot,
-        Sym(step.call.channel as u32),
-        Window::Rolling(lookback),
-    );
-    if let Some(st) = hit {
-        e.mark_breached();
-        out.push(breach(
-            step.ri,
-            Subject::Judged,
-            CallId::new(&step.call.call_id),
-            st,
-            false,
-        ));
-    }
-    insert_sorted(&mut step.windows.entry(&key).calls, e);
-    Applied::Matched
+    let channel = Sym(step.call.channel as u32);
+    super::held_for_late(step, lookback, channel, out, |step| {
+        covering(step.rule, step.ctx.statuses, step.call).map(|st| {
+            breach(
+                step.ri,
+                Subject::Judged,
+                CallId::new(&step.call.call_id),
+                st,
+                false,
+            )
+        })
+    })
 }
 
 pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
