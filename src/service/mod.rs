@@ -99,6 +99,18 @@ pub fn run(
             ),
         });
     }
+    if settings.reference.contacts_topic.is_none() {
+        if let Some(r) = settings
+            .rules
+            .iter()
+            .find(|r| r.kind == crate::engine::rule::RuleKind::Contact)
+        {
+            tracing::info!(
+                rule = %r.id,
+                "no contacts topic: contact rules judge what call events say of their numbers, not the lender's contact book ([reference] contacts_topic)"
+            );
+        }
+    }
     let metrics = Arc::new(Metrics::new(
         &settings.rules,
         settings.kafka.partition_lag_metric,
