@@ -317,6 +317,13 @@ impl ReferenceDecoder {
         let debtor = w.debtor_id.unwrap_or_default();
         check_id("debtor_id", &debtor)?;
         let phone = self.phone("phone", &w.phone.unwrap_or_default())?;
+        // The book keeps numbers packed in 8 bytes: E.164's 15 digits at most.
+        if contacts::pack_e164(&phone).is_none() {
+            return Err(bad(
+                Reason::BadPhone,
+                format!("phone {phone:?} has more digits than E.164 allows (15)"),
+            ));
+        }
         if w.tombstone == Some(true) {
             return Ok(Reference::Forget {
                 debtor_id: debtor.into(),

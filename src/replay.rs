@@ -6,7 +6,7 @@
 //! Invalid lines never stop the run: each is written to the rejects output with its reason.
 
 use crate::alert;
-use crate::codec::{DecodeSettings, Decoder, Reject};
+use crate::codec::{DecodeSettings, Decoder, Reason, Reject};
 use crate::config::Settings;
 use crate::engine::breach::Breach;
 use crate::engine::contacts::Contacts;
@@ -694,10 +694,19 @@ fn load_reference(
                 engine.end_status(&id);
             }
             Ok(Reference::Contact(c)) => {
-                // The decoder refuses what the book cannot hold.
-                engine
-                    .apply_contact(c, &mut none)
-                    .expect("a decoded contact fits the book");
+                // The decoder refuses what the book cannot hold; were one through, it is
+                // refused here the same way, never applied half.
+                if let Err(why) = engine.apply_contact(c, &mut none) {
+                    let reject = Reject {
+                        reason: Reason::BadValue,
+                        detail: why.to_owned(),
+                    };
+                    *summary
+                        .reference_rejected
+                        .entry(reject.reason.as_str())
+                        .or_default() += 1;
+                    write_reject_from(rejects, Some("reference"), n, &reject, trim_newline(&line))?;
+                }
             }
             Ok(Reference::Forget { debtor_id, phone }) => {
                 engine.end_contact(&debtor_id, &phone);

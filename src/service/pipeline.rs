@@ -1025,7 +1025,6 @@ impl Pipeline<'_> {
                 }
             }
             Update::Contact(c) => {
-                self.reference_counters[1][0].inc();
                 let r = match &mut self.held_contacts {
                     // Between an assignment and its engine: the next engine gets it.
                     Some(held) => std::sync::Arc::make_mut(held).upsert(&c).map(|_| ()),
@@ -1034,7 +1033,21 @@ impl Pipeline<'_> {
                         .apply_contact(c, &mut found)
                         .map(|_| ()),
                 };
-                debug_assert!(r.is_ok(), "the decoder refuses what the book cannot hold");
+                match r {
+                    Ok(()) => self.reference_counters[1][0].inc(),
+                    // The decoder refuses what the book cannot hold; were one through, it is
+                    // dead-lettered like any record refused.
+                    Err(why) => {
+                        self.reference_counters[1][2].inc();
+                        out.push(messages::from_reference(messages::dead_letter(
+                            dlq,
+                            m,
+                            Reason::BadValue,
+                            why,
+                            0,
+                        )));
+                    }
+                }
             }
             Update::Forget(debtor, phone) => {
                 self.reference_counters[1][1].inc();
