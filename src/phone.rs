@@ -12,6 +12,7 @@
 //! packed into 8 bytes each ([`pack`], [`pack_e164`]): a cache of strings took 48 bytes an
 //! entry, and with hundreds of thousands of numbers each lookup missed the processor's cache.
 
+use crate::engine::event::{digits_value, pack_e164, unpack_e164};
 use phonenumber::metadata::{Metadata, DATABASE};
 use regex::Regex;
 use std::collections::HashMap;
@@ -315,18 +316,6 @@ fn canonical_key(raw: &str, key: &mut String) {
     );
 }
 
-/// The value of 1 to 17 ASCII digits (below 10^17, so 57 bits).
-fn digits_value(digits: &str) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 17 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some(
-        digits
-            .bytes()
-            .fold(0u64, |v, b| v * 10 + u64::from(b - b'0')),
-    )
-}
-
 /// A cache key of digits, optionally after one leading `+`, in 8 bytes: the digits' value, their
 /// count (leading zeros count) and the `+`. `None` for anything else or more than 17 digits.
 fn pack(key: &str) -> Option<u64> {
@@ -335,32 +324,6 @@ fn pack(key: &str) -> Option<u64> {
         None => (0, key),
     };
     Some(digits_value(digits)? << 6 | (digits.len() as u64) << 1 | plus)
-}
-
-/// An E.164 number (`+`, then 1 to 17 digits) in 8 bytes, never 0: the digits' value and
-/// their count. `None` for anything else.
-fn pack_e164(e164: &str) -> Option<u64> {
-    let digits = e164.strip_prefix('+')?;
-    Some(digits_value(digits)? << 5 | digits.len() as u64)
-}
-
-/// The number [`pack_e164`] packed (0: none).
-fn unpack_e164(v: u64) -> Option<compact_str::CompactString> {
-    if v == 0 {
-        return None;
-    }
-    let len = (v & 31) as usize;
-    let mut value = v >> 5;
-    let mut buf = [b'0'; 18];
-    buf[0] = b'+';
-    for i in (1..=len).rev() {
-        buf[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-    }
-    // Only ASCII digits and `+` were written.
-    std::str::from_utf8(&buf[..=len])
-        .ok()
-        .map(compact_str::CompactString::from)
 }
 
 /// The full parser: `phonenumber::parse`, then `is_valid`. International input (leading `+`) is

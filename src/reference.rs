@@ -317,11 +317,11 @@ impl ReferenceDecoder {
         let debtor = w.debtor_id.unwrap_or_default();
         check_id("debtor_id", &debtor)?;
         let phone = self.phone("phone", &w.phone.unwrap_or_default())?;
-        // The book keeps numbers packed in 8 bytes: E.164's 15 digits at most.
+        // The book keeps numbers packed in 8 bytes: 17 digits at most.
         if contacts::pack_e164(&phone).is_none() {
             return Err(bad(
                 Reason::BadPhone,
-                format!("phone {phone:?} has more digits than E.164 allows (15)"),
+                format!("phone {phone:?} has more digits than the contact book keeps (17)"),
             ));
         }
         if w.tombstone == Some(true) {
