@@ -18,7 +18,7 @@
 
 use super::{Applied, Clear, Ctx, Look, Step};
 use crate::engine::breach::{Breach, CallId, ContactCause, Subject};
-use crate::engine::contacts::{Contact, Fact};
+use crate::engine::contacts::{Contact, Contacts, Fact};
 use crate::engine::event::{Call, NumberSource, Relation, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
@@ -107,19 +107,24 @@ fn breach(ri: u16, subject: Subject, id: CallId, fact: Option<Fact>, late: bool)
     }
 }
 
+/// The breach of the call being judged (or checked), if it makes one: its own values, or
+/// those completed by the book's fact.
+fn judged(ri: u16, rule: &Rule, call: &Call, book: &Contacts) -> Option<Breach> {
+    let fact = judge(rule, Own::of(call), book.fact_of(call))?;
+    Some(breach(
+        ri,
+        Subject::Judged,
+        CallId::new(&call.call_id),
+        fact,
+        false,
+    ))
+}
+
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
     let (_, _, lookback) = params(step.rule);
-    let own = Own::of(step.call);
-    super::held_for_late(step, lookback, own.pack(), out, |step| {
-        judge(step.rule, own, step.ctx.contacts.fact_of(step.call)).map(|fact| {
-            breach(
-                step.ri,
-                Subject::Judged,
-                CallId::new(&step.call.call_id),
-                fact,
-                false,
-            )
-        })
+    let own = Own::of(step.call).pack();
+    super::held_for_late(step, lookback, own, out, |step| {
+        judged(step.ri, step.rule, step.call, step.ctx.contacts)
     })
 }
 
@@ -127,14 +132,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
     if !l.rule.when.matches(l.call) {
         return None;
     }
-    let fact = judge(l.rule, Own::of(l.call), l.ctx.contacts.fact_of(l.call))?;
-    Some(breach(
-        l.ri,
-        Subject::Judged,
-        CallId::new(&l.call.call_id),
-        fact,
-        false,
-    ))
+    judged(l.ri, l.rule, l.call, l.ctx.contacts)
 }
 
 /// A contact rule objects for good: neither the event's values nor the book's fact end.

@@ -35,6 +35,11 @@ fn breach(ri: u16, subject: Subject, id: CallId, st: &Status, late: bool) -> Bre
     }
 }
 
+/// The breach of the call being judged (or checked), covered by `st`.
+fn judged(ri: u16, call: &Call, st: &Status) -> Breach {
+    breach(ri, Subject::Judged, CallId::new(&call.call_id), st, false)
+}
+
 /// The status covering a call not retained (judged now, or a candidate).
 fn covering<'s>(rule: &Rule, statuses: &'s Statuses, call: &Call) -> Option<&'s Status> {
     let (kinds, scope, _) = params(rule);
@@ -48,15 +53,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     // (records do not keep it).
     let channel = Sym(step.call.channel as u32);
     super::held_for_late(step, lookback, channel, out, |step| {
-        covering(step.rule, step.ctx.statuses, step.call).map(|st| {
-            breach(
-                step.ri,
-                Subject::Judged,
-                CallId::new(&step.call.call_id),
-                st,
-                false,
-            )
-        })
+        covering(step.rule, step.ctx.statuses, step.call).map(|st| judged(step.ri, step.call, st))
     })
 }
 
@@ -64,15 +61,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
     if !l.rule.when.matches(l.call) || l.ctx.lookup_key(l.rule, l.call).is_none() {
         return None;
     }
-    covering(l.rule, l.ctx.statuses, l.call).map(|st| {
-        breach(
-            l.ri,
-            Subject::Judged,
-            CallId::new(&l.call.call_id),
-            st,
-            false,
-        )
-    })
+    covering(l.rule, l.ctx.statuses, l.call).map(|st| judged(l.ri, l.call, st))
 }
 
 /// When the statuses covering the candidate let it through: once every one of them has ended
