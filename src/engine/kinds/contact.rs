@@ -22,7 +22,7 @@ use crate::engine::contacts::{Contact, Contacts, Fact};
 use crate::engine::event::{Call, NumberSource, Relation, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
-use crate::engine::window::{split_near_front, Windows};
+use crate::engine::window::Windows;
 
 fn params(rule: &Rule) -> (u8, u16, i64) {
     match rule.body {
@@ -173,14 +173,10 @@ pub(in crate::engine) fn flag_retained(
     let (Some(debtor), Some(phone)) = (debtor, phone) else {
         return;
     };
-    let mut key = [Sym::NONE; 6];
-    key[0] = debtor;
-    let Some(w) = windows.get_mut(&key) else {
+    let Some(held) = super::held_since(windows, debtor, c.from.0.max(cutoff)) else {
         return;
     };
-    let from = c.from.0.max(cutoff);
-    let lo = split_near_front(&w.calls, |y| y.ts < from);
-    for e in w.calls[lo..].iter_mut() {
+    for e in held.iter_mut() {
         if e.breached() || ctx.record(e.slot()).syms[StrField::Phone as usize] != phone {
             continue;
         }

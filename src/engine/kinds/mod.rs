@@ -347,6 +347,16 @@ fn held_for_late(
     Applied::Matched
 }
 
+/// The entries a reference record arriving now may flag: those of the window keyed by the one
+/// symbol `key` (a reference kind keys by one field) at or after `from`; `None` when no window.
+fn held_since(windows: &mut Windows, key: Sym, from: i64) -> Option<&mut [Entry]> {
+    let mut k = [Sym::NONE; 6];
+    k[0] = key;
+    let w = windows.get_mut(&k)?;
+    let lo = super::window::split_near_front(&w.calls, |y| y.ts < from);
+    Some(&mut w.calls[lo..])
+}
+
 /// A breach by one call alone: the call is its only evidence, observed 1 against a limit of 0
 /// (stateless kinds, and the reference-data kinds, which set what caused it).
 fn one_call(ri: u16, subject: Subject, id: CallId, late: bool) -> Breach {

@@ -15,7 +15,7 @@ use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule};
 use crate::engine::status::{Scope, Status, Statuses};
 use crate::engine::time::{self, Local};
-use crate::engine::window::{split_near_front, Windows};
+use crate::engine::window::Windows;
 
 fn params(rule: &Rule) -> (u16, Scope, i64) {
     match rule.body {
@@ -156,14 +156,10 @@ pub(in crate::engine) fn flag_retained(
         )
     };
     let Some(key_sym) = key_sym else { return };
-    let mut key = [Sym::NONE; 6];
-    key[0] = key_sym;
-    let Some(w) = windows.get_mut(&key) else {
+    let Some(held) = super::held_since(windows, key_sym, st.from.0.max(cutoff)) else {
         return;
     };
-    let from = st.from.0.max(cutoff);
-    let lo = split_near_front(&w.calls, |y| y.ts < from);
-    for e in w.calls[lo..].iter_mut() {
+    for e in held.iter_mut() {
         if st.until.is_some_and(|u| e.ts >= u.0) {
             break;
         }
