@@ -733,7 +733,7 @@ mod tests {
             tx,
             settings.check.clone(),
             settings.rules.clone(),
-            Decoder::new(settings.decode.clone()),
+            Decoder::new(settings.decode.for_v1()),
             Arc::new(Metrics::new(&settings.rules, false)),
             health,
             shutdown.clone(),

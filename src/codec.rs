@@ -33,6 +33,8 @@ pub enum Reason {
     TooLarge,
     /// The call is more than `allowed_lateness` behind the newest event time (from the engine).
     TooLate,
+    /// A dialer record that is not a call attempt (a CSV header row, a CDC delete).
+    NotAnAttempt,
 }
 
 impl Reason {
@@ -48,6 +50,7 @@ impl Reason {
         Reason::BadValue,
         Reason::TooLarge,
         Reason::TooLate,
+        Reason::NotAnAttempt,
     ];
 
     /// The label value.
@@ -63,6 +66,7 @@ impl Reason {
             Reason::BadValue => "bad_value",
             Reason::TooLarge => "too_large",
             Reason::TooLate => "too_late",
+            Reason::NotAnAttempt => "not_an_attempt",
         }
     }
 }
@@ -99,6 +103,8 @@ pub struct DecodeSettings {
     pub max_record_bytes: usize,
     /// Timestamps more than this far (nanoseconds) ahead of the decoder's clock are refused.
     pub max_future_skew: i64,
+    /// The records' format and, for a dialer's own format, where the call's fields are.
+    pub mapping: std::sync::Arc<crate::formats::Mapping>,
 }
 
 impl Default for DecodeSettings {
@@ -107,50 +113,67 @@ impl Default for DecodeSettings {
             default_region: phonenumber::country::Id::CN,
             max_record_bytes: 64 * 1024,
             max_future_skew: 300 * crate::engine::time::NANOS_PER_SEC,
+            mapping: Default::default(),
+        }
+    }
+}
+
+/// A record's fields as read, before validation: what call event v1 decodes to, and what
+/// `crate::formats` reads a dialer's record into.
+impl DecodeSettings {
+    /// The same settings for call event v1 records, whatever the input's format (the pre-dial
+    /// check's requests are call events).
+    pub fn for_v1(&self) -> DecodeSettings {
+        DecodeSettings {
+            mapping: Default::default(),
+            ..self.clone()
         }
     }
 }
 
 #[derive(Deserialize, Default, Debug, PartialEq)]
-struct Wire<'a> {
+pub(crate) struct Wire<'a> {
     #[serde(borrow)]
-    call_id: Option<Cow<'a, str>>,
+    pub(crate) call_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    occurred_at: Option<Cow<'a, str>>,
+    pub(crate) occurred_at: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    debtor_id: Option<Cow<'a, str>>,
+    pub(crate) debtor_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    phone: Option<Cow<'a, str>>,
+    pub(crate) phone: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    relation: Option<Cow<'a, str>>,
+    pub(crate) relation: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
+    pub(crate) event_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    account_id: Option<Cow<'a, str>>,
+    pub(crate) account_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    outcome: Option<Cow<'a, str>>,
+    pub(crate) outcome: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    direction: Option<Cow<'a, str>>,
+    pub(crate) direction: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    channel: Option<Cow<'a, str>>,
-    duration_s: Option<f64>,
+    pub(crate) channel: Option<Cow<'a, str>>,
+    pub(crate) duration_s: Option<f64>,
     #[serde(borrow)]
-    agent_id: Option<Cow<'a, str>>,
+    pub(crate) agent_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    agency_id: Option<Cow<'a, str>>,
+    pub(crate) agency_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    creditor_id: Option<Cow<'a, str>>,
+    pub(crate) creditor_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    campaign_id: Option<Cow<'a, str>>,
+    pub(crate) campaign_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    callee_tz: Option<Cow<'a, str>>,
+    pub(crate) callee_tz: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    number_source: Option<Cow<'a, str>>,
+    pub(crate) number_source: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    purpose: Option<Cow<'a, str>>,
-    consent: Option<bool>,
+    pub(crate) purpose: Option<Cow<'a, str>>,
+    pub(crate) consent: Option<bool>,
     #[serde(borrow, default, deserialize_with = "attrs_pairs")]
-    attrs: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+    pub(crate) attrs: Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+    /// The event time, when a format read it already (then `occurred_at` is absent).
+    #[serde(skip)]
+    pub(crate) at: Option<Ts>,
 }
 
 type Pairs<'a> = Option<Vec<(Cow<'a, str>, Cow<'a, str>)>>;
@@ -413,6 +436,11 @@ impl Decoder {
         }
         let text = std::str::from_utf8(bytes)
             .map_err(|e| reject(Reason::NotJson, format!("not UTF-8: {e}")))?;
+        if self.settings.mapping.format() != crate::formats::Format::CallEventV1 {
+            let mapping = std::sync::Arc::clone(&self.settings.mapping);
+            let w = mapping.read(text.trim_end_matches(['\n', '\r']))?;
+            return self.validate(w, now);
+        }
         let w: Wire<'_> = match scan(text) {
             Some(w) => w,
             None => match serde_json::from_str(text) {
@@ -426,7 +454,7 @@ impl Decoder {
     fn validate(&mut self, w: Wire<'_>, now: Ts) -> Result<Call, Reject> {
         require(&[
             ("call_id", w.call_id.is_none()),
-            ("occurred_at", w.occurred_at.is_none()),
+            ("occurred_at", w.occurred_at.is_none() && w.at.is_none()),
             ("debtor_id", w.debtor_id.is_none()),
             ("phone", w.phone.is_none()),
             ("relation", w.relation.is_none()),
@@ -440,18 +468,23 @@ impl Decoder {
                 format!("call_id must be 1 to 128 characters, got {n}"),
             ));
         }
-        let ts_text = w.occurred_at.unwrap_or_default();
-        let ts: jiff::Timestamp = ts_text.parse().map_err(|e| {
-            reject(
-                Reason::BadTimestamp,
-                format!("occurred_at {ts_text:?} is not an RFC 3339 timestamp with an offset: {e}"),
-            )
-        })?;
-        let occurred_at = Ts::from_jiff(ts);
+        let occurred_at = match w.at {
+            Some(t) => t,
+            None => {
+                let ts_text = w.occurred_at.unwrap_or_default();
+                let ts: jiff::Timestamp = ts_text.parse().map_err(|e| {
+                    reject(
+                        Reason::BadTimestamp,
+                        format!("occurred_at {ts_text:?} is not an RFC 3339 timestamp with an offset: {e}"),
+                    )
+                })?;
+                Ts::from_jiff(ts)
+            }
+        };
         if occurred_at.0 > now.0.saturating_add(self.settings.max_future_skew) {
             return Err(reject(
                 Reason::FutureTimestamp,
-                format!("occurred_at {ts_text} is more than the allowed skew ahead of now ({now})"),
+                format!("occurred_at {occurred_at} is more than the allowed skew ahead of now ({now})"),
             ));
         }
         let debtor_id = Text::from(w.debtor_id.unwrap_or_default());
@@ -546,6 +579,57 @@ fn bad_phone(raw: &str) -> Reject {
         Reason::BadPhone,
         format!("phone {raw:?} is not a valid phone number (E.164, or national format in the default region)"),
     )
+}
+
+/// Writes a call as call event v1 (one JSON object, no line ending): what `dialguard convert`
+/// prints for a dialer's record, and what decodes back to the same call.
+pub fn encode(call: &Call) -> String {
+    use serde_json::{Map, Value};
+    let mut m = Map::new();
+    let s = |v: &str| Value::String(v.to_owned());
+    m.insert("call_id".into(), s(&call.call_id));
+    m.insert("occurred_at".into(), s(&call.occurred_at.rfc3339()));
+    m.insert("debtor_id".into(), s(&call.debtor_id));
+    m.insert("phone".into(), s(&call.phone));
+    m.insert("relation".into(), s(call.relation.as_str()));
+    let opt = [
+        ("event_id", &call.event_id),
+        ("account_id", &call.account_id),
+        ("agent_id", &call.agent_id),
+        ("agency_id", &call.agency_id),
+        ("creditor_id", &call.creditor_id),
+        ("campaign_id", &call.campaign_id),
+    ];
+    for (k, v) in opt {
+        if let Some(v) = v {
+            m.insert(k.into(), s(v));
+        }
+    }
+    if let Some(o) = call.outcome {
+        m.insert("outcome".into(), s(o.as_str()));
+    }
+    m.insert("direction".into(), s(call.direction.as_str()));
+    m.insert("channel".into(), s(call.channel.as_str()));
+    if let Some(d) = call.duration_s {
+        m.insert("duration_s".into(), serde_json::json!(d));
+    }
+    if let Some(tz) = call.callee_tz.as_ref().and_then(|z| z.iana_name()) {
+        m.insert("callee_tz".into(), s(tz));
+    }
+    if let Some(n) = call.number_source {
+        m.insert("number_source".into(), s(n.as_str()));
+    }
+    if let Some(p) = call.purpose {
+        m.insert("purpose".into(), s(p.as_str()));
+    }
+    if call.consent {
+        m.insert("consent".into(), Value::Bool(true));
+    }
+    if !call.attrs.is_empty() {
+        let a: Map<String, Value> = call.attrs.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+        m.insert("attrs".into(), Value::Object(a));
+    }
+    Value::Object(m).to_string()
 }
 
 /// Refuses a record that lacks required fields, naming them all at once (a producer fixes

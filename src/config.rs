@@ -42,6 +42,10 @@ pub struct RawConfig {
     /// Reference data (`dialguard run`): the topics statuses are read from.
     #[serde(default)]
     pub reference: RawReference,
+    /// Where a dialer's own records (`[kafka] input_format`, `replay --format`) hold what a
+    /// call event carries.
+    #[serde(default)]
+    pub mapping: crate::formats::RawMapping,
 }
 
 /// `[reference]`: reference data the service reads in full before it is ready, then follows.
@@ -322,6 +326,10 @@ pub struct RawKafka {
     /// Call events in (key: debtor_id).
     #[serde(default = "default_input_topic")]
     pub input_topic: String,
+    /// The input's record format: `call-event-v1` (the default), `asterisk-cdr-csv`,
+    /// `freeswitch-json-cdr` or `vicidial-log` (read through `[mapping]`).
+    #[serde(default)]
+    pub input_format: Option<String>,
     /// Alerts out (key: debtor_id).
     #[serde(default = "default_alerts_topic")]
     pub alerts_topic: String,
@@ -437,6 +445,7 @@ impl Default for RawKafka {
             brokers: default_brokers(),
             group_id: default_group(),
             input_topic: default_input_topic(),
+            input_format: None,
             alerts_topic: default_alerts_topic(),
             dlq_topic: default_dlq_topic(),
             suppressions_topic: default_suppressions_topic(),
@@ -969,6 +978,8 @@ pub struct Settings {
     pub check: CheckSettings,
     /// `[reference]`.
     pub reference: ReferenceSettings,
+    /// `[mapping]` as written (`replay --format` validates it again for another format).
+    pub raw_mapping: crate::formats::RawMapping,
 }
 
 impl Settings {
@@ -1121,6 +1132,13 @@ impl Settings {
             status_topic,
             contacts_topic,
         };
+        let format = match raw.kafka.input_format.as_deref() {
+            None => crate::formats::Format::CallEventV1,
+            Some(f) => crate::formats::Format::parse(f)
+                .map_err(|r| invalid("kafka.input_format", r))?,
+        };
+        let mapping = crate::formats::Mapping::new(format, &raw.mapping)
+            .map_err(|(key, reason)| invalid(&key, reason))?;
         Ok(Settings {
             path: path.to_owned(),
             engine: EngineSettings {
@@ -1133,7 +1151,9 @@ impl Settings {
                 default_region: region,
                 max_record_bytes: e.max_record_bytes as usize,
                 max_future_skew: skew,
+                mapping: std::sync::Arc::new(mapping),
             },
+            raw_mapping: raw.mapping.clone(),
             rules,
             default_timezone: e.default_timezone.clone(),
             packs,
@@ -1143,6 +1163,19 @@ impl Settings {
             check,
             reference,
         })
+    }
+
+    /// Reads the input in `format` (`replay --format`, `convert`) through `[mapping]`.
+    pub fn set_format(&mut self, format: crate::formats::Format) -> Result<(), ConfigError> {
+        let m = crate::formats::Mapping::new(format, &self.raw_mapping).map_err(|(key, reason)| {
+            ConfigError::Invalid {
+                path: self.path.display().to_string(),
+                key,
+                reason,
+            }
+        })?;
+        self.decode.mapping = std::sync::Arc::new(m);
+        Ok(())
     }
 
     /// Adds the rules of the pack at `path` (as `policy.packs` would, in the default zone),

@@ -198,6 +198,12 @@ pub fn run(
     let tally = Arc::new(Tally::new(opts.checking_agencies));
     // The check API's address, once the service is up (the checking agencies wait for it).
     let check_at: Arc<OnceLock<std::net::SocketAddr>> = Arc::new(OnceLock::new());
+    let format = settings.decode.mapping.format();
+    if format != crate::formats::Format::CallEventV1 {
+        crate::tell!(
+            "  the synthetic dialer writes {format} records (dialguard check-config prints the mapping that reads them)"
+        );
+    }
     if settings.check.enabled && tally.checking > 0 {
         crate::tell!(
             "  agencies 0-{} ask POST /v1/check (reserving) before every call and skip what is refused; the others dial blind",
@@ -215,6 +221,10 @@ pub fn run(
             tally.clone(),
             check_at.clone(),
         );
+        let (mapping, zone) = (
+            settings.decode.mapping.clone(),
+            settings.default_timezone.clone(),
+        );
         std::thread::Builder::new()
             .name("demo-dialer".into())
             .spawn(move || {
@@ -228,6 +238,7 @@ pub fn run(
                     &ta,
                     checks.then_some(&*at),
                     bare,
+                    (&mapping, &zone),
                 )
             })
             .map_err(|e| ServiceError::Start(e.to_string()))?
@@ -513,6 +524,7 @@ fn dialer(
     tally: &Tally,
     check_at: Option<&OnceLock<std::net::SocketAddr>>,
     bare: Option<usize>,
+    (cdr_format, zone): (&crate::formats::Mapping, &str),
 ) {
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -527,6 +539,15 @@ fn dialer(
     };
     let start = Instant::now();
     let rate = o.rate.max(1);
+    // A dialer of another format writes each call as its own record.
+    let mut cdr = (cdr_format.format() != crate::formats::Format::CallEventV1).then(|| {
+        let zone = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+        let v1 = crate::codec::DecodeSettings {
+            max_future_skew: i64::MAX / 4,
+            ..crate::codec::DecodeSettings::default()
+        };
+        (crate::codec::Decoder::new(v1), cdr_format.format(), zone)
+    });
     for (i, line) in Synth::new(params).enumerate() {
         if stop.is_triggered() {
             break;
@@ -548,6 +569,13 @@ fn dialer(
             _ => line,
         };
         let line = line.trim_end();
+        let record = cdr.as_mut().map(|(dec, format, zone)| {
+            // A record the v1 decoder refuses is sent as it is (refused again, as a CDR).
+            match dec.decode(line.as_bytes(), crate::engine::time::Ts(i64::MAX / 2)) {
+                Ok(call) => crate::formats::render::render(*format, &call, zone),
+                Err(_) => line.to_owned(),
+            }
+        });
         if let (Some(a), Some(at)) = (agency, check_at) {
             if (a as u64) < tally.checking && !may_dial(at, line, stop) {
                 tally.blocked[a].fetch_add(1, Ordering::Relaxed);
@@ -557,7 +585,7 @@ fn dialer(
         if let Some(a) = agency {
             tally.placed[a].fetch_add(1, Ordering::Relaxed);
         }
-        let payload = line.as_bytes();
+        let payload = record.as_deref().unwrap_or(line).as_bytes();
         loop {
             let mut rec = BaseRecord::<str, [u8]>::to(topic).payload(payload);
             if let Some(k) = key.as_deref() {

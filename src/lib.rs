@@ -10,11 +10,14 @@
 //! - [`policy`]: the TOML rule format (spec → compiled rule) and `check-config`'s printing.
 //! - [`codec`]: call event v1 wire format → [`engine::event::Call`], with a closed set of
 //!   rejection reasons.
+//! - [`formats`]: dialer records (Asterisk, FreeSWITCH and VICIdial CDRs) read through a
+//!   mapping into what call event v1 decodes to.
 //! - [`config`]: the TOML configuration and policy packs → validated [`config::Settings`].
 //! - [`replay`]: `dialguard replay`, a backtest of a policy over recorded events.
 //! - [`service`]: `dialguard run`, the Kafka service (consume, judge, produce, commit, rebuild);
 //!   [`http`] serves its metrics and health, [`check`] the pre-dial check API; [`telemetry`] is
 //!   the metric catalogue; [`lifecycle`] holds the shutdown trigger and health, below all three.
+//! - [`convert`]: `dialguard convert`, a dialer's records to call events v1.
 //! - [`console`]: the command line's output, which never panics on a closed pipe.
 //! - [`demo`]: `dialguard demo`, the service on librdkafka's in-process mock cluster with a
 //!   synthetic dialer ([`synth`]).
@@ -26,9 +29,11 @@ pub mod check;
 pub mod codec;
 pub mod config;
 pub mod console;
+pub mod convert;
 pub mod demo;
 pub mod directive;
 pub mod engine;
+pub mod formats;
 pub mod http;
 pub mod judge;
 pub mod lifecycle;

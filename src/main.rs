@@ -52,6 +52,34 @@ enum Cmd {
         /// lines go to --rejects with `"input": "reference"`.
         #[arg(long)]
         reference: Option<String>,
+        /// The input's record format (default: the configuration's `[kafka] input_format`):
+        /// call-event-v1, asterisk-cdr-csv, freeswitch-json-cdr or vicidial-log, read through
+        /// the configuration's `[mapping]`.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Convert a dialer's records (CDRs) to call events v1 (JSON lines), through the
+    /// configuration's `[mapping]`: to see or archive what dialguard understood of them.
+    Convert {
+        /// The records' format: asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log (or
+        /// call-event-v1, to normalise events). Default: the configuration's input_format.
+        #[arg(long)]
+        format: Option<String>,
+        /// The configuration file (its `[mapping]` and `[engine]` decoder settings).
+        #[arg(long, default_value = "config/dialguard.toml")]
+        config: PathBuf,
+        /// Records, one per line; `-` for standard input.
+        #[arg(long, default_value = "-")]
+        input: String,
+        /// Call events out; `-` for standard output.
+        #[arg(long, default_value = "-")]
+        output: String,
+        /// Where to write refused records with their reasons (JSON lines).
+        #[arg(long)]
+        rejects: Option<String>,
+        /// Pin the clock (RFC 3339) for the future-timestamp check.
+        #[arg(long)]
+        now: Option<String>,
     },
     /// Write synthetic dialer traffic (JSON lines) for backtests and benchmarks.
     Generate {
@@ -117,6 +145,11 @@ enum Cmd {
         /// call and skips what is refused; the others dial blind.
         #[arg(long, default_value_t = 4)]
         checking_agencies: u64,
+        /// The format the synthetic dialer writes: call-event-v1, or a dialer's own
+        /// (asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log), read through the mapping
+        /// `dialguard check-config` would print for it.
+        #[arg(long, default_value = "call-event-v1")]
+        format: String,
     },
     /// Ask a running instance whether it is alive (or ready): exit 0 on HTTP 200, else 1. The
     /// container image's health check; it needs no shell or curl.
@@ -220,12 +253,28 @@ fn main() -> ExitCode {
             seconds,
             quiet,
             checking_agencies,
+            format,
         } => {
             init_logging();
-            let settings = match load(&config) {
+            let mut settings = match load(&config) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            let format = match dialguard::formats::Format::parse(&format) {
+                Ok(f) => f,
+                Err(e) => {
+                    dialguard::tell!("error: --format: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            if format != dialguard::formats::Format::CallEventV1 {
+                settings.raw_mapping =
+                    dialguard::formats::render::mapping_for(format, &settings.default_timezone);
+                if let Err(e) = settings.set_format(format) {
+                    dialguard::tell!("error: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            }
             let opts = dialguard::demo::DemoOptions {
                 rate,
                 calls,
@@ -320,6 +369,74 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
+        Cmd::Convert {
+            format,
+            config,
+            input,
+            output,
+            rejects,
+            now,
+        } => {
+            let settings = match load_with_format(&config, format.as_deref()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
+                None => Ts::from_jiff(jiff::Timestamp::now()),
+                Some(Ok(t)) => Ts::from_jiff(t),
+                Some(Err(e)) => {
+                    dialguard::tell!("error: --now: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
+            let mut reader: Box<dyn BufRead> = if input == "-" {
+                Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+            } else {
+                match std::fs::File::open(&input) {
+                    Ok(f) => Box::new(BufReader::with_capacity(1 << 20, f)),
+                    Err(e) => {
+                        dialguard::tell!("error: --input {input}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            };
+            let create = |p: &str, flag: &str| -> Result<Box<dyn Write>, ExitCode> {
+                if p == "-" {
+                    return Ok(Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout())));
+                }
+                std::fs::File::create(p)
+                    .map(|f| Box::new(BufWriter::with_capacity(1 << 20, f)) as Box<dyn Write>)
+                    .map_err(|e| {
+                        dialguard::tell!("error: {flag} {p}: {e}");
+                        ExitCode::FAILURE
+                    })
+            };
+            let mut out = match create(&output, "--output") {
+                Ok(w) => w,
+                Err(c) => return c,
+            };
+            let mut rejects = match rejects.as_deref().map(|p| create(p, "--rejects")) {
+                None => None,
+                Some(Ok(w)) => Some(w),
+                Some(Err(c)) => return c,
+            };
+            match dialguard::convert::run(
+                &settings.decode,
+                &mut reader,
+                &mut out,
+                rejects.as_mut().map(|w| w as &mut dyn Write),
+                now,
+            ) {
+                Ok(summary) => {
+                    eprint!("{}", summary.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    dialguard::tell!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Replay {
             config,
             input,
@@ -329,13 +446,11 @@ fn main() -> ExitCode {
             decoders,
             enforce,
             reference,
+            format,
         } => {
-            let settings = match Settings::load(&config) {
+            let settings = match load_with_format(&config, format.as_deref()) {
                 Ok(s) => s,
-                Err(e) => {
-                    dialguard::tell!("error: invalid configuration: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
+                Err(code) => return code,
             };
             let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
                 None => None,
@@ -384,6 +499,25 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The configuration, its input read in `format` when given; the exit code on failure.
+fn load_with_format(config: &std::path::Path, format: Option<&str>) -> Result<Settings, ExitCode> {
+    let mut settings = Settings::load(config).map_err(|e| {
+        dialguard::tell!("error: invalid configuration: {e}");
+        ExitCode::from(EX_CONFIG)
+    })?;
+    if let Some(f) = format {
+        let f = dialguard::formats::Format::parse(f).map_err(|e| {
+            dialguard::tell!("error: --format: {e}");
+            ExitCode::from(EX_CONFIG)
+        })?;
+        settings.set_format(f).map_err(|e| {
+            dialguard::tell!("error: invalid configuration for --format {f}: {e}");
+            ExitCode::from(EX_CONFIG)
+        })?;
+    }
+    Ok(settings)
 }
 
 fn open_io(

@@ -24,6 +24,7 @@ pub fn describe(s: &Settings) -> String {
     for (name, path) in &s.packs {
         out.push_str(&format!("  pack {name} ({})\n", path.display()));
     }
+    out.push_str(&s.decode.mapping.describe());
     out.push('\n');
     for r in &s.rules {
         out.push_str(&describe_rule(r));

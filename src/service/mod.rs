@@ -158,7 +158,7 @@ pub fn run(
             tx,
             settings.check.clone(),
             settings.rules.clone(),
-            crate::codec::Decoder::new(settings.decode.clone()),
+            crate::codec::Decoder::new(settings.decode.for_v1()),
             metrics.clone(),
             health.clone(),
             shutdown.clone(),

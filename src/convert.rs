@@ -1,0 +1,92 @@
+//! `dialguard convert`: a dialer's records in, call events v1 out (JSON lines), for teams that
+//! want to see or archive what dialguard understood of their CDRs. Each record goes through the
+//! same decoder `run` and `replay` use; a record it refuses goes to the rejects output with
+//! its reason, as replay writes them.
+
+use crate::codec::{self, Decoder, DecodeSettings, Reason};
+use crate::engine::time::Ts;
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+/// What a conversion came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Converted {
+    /// Records written as call events.
+    pub written: u64,
+    /// Records refused, by reason.
+    pub rejected: BTreeMap<Reason, u64>,
+    /// Blank lines skipped.
+    pub blank: u64,
+}
+
+impl Converted {
+    /// The summary printed on standard error.
+    pub fn table(&self) -> String {
+        let mut s = format!("converted {} records", self.written);
+        let refused: u64 = self.rejected.values().sum();
+        if refused > 0 {
+            s.push_str(&format!(", refused {refused}:"));
+            for (r, n) in &self.rejected {
+                s.push_str(&format!(" {r} {n}"));
+            }
+        }
+        if self.blank > 0 {
+            s.push_str(&format!(", {} blank lines skipped", self.blank));
+        }
+        s.push('\n');
+        s
+    }
+}
+
+/// Converts every line of `input` (one record per line). `now` bounds future timestamps.
+pub fn run(
+    settings: &DecodeSettings,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    mut rejects: Option<&mut dyn Write>,
+    now: Ts,
+) -> std::io::Result<Converted> {
+    let mut decoder = Decoder::new(settings.clone());
+    let mut summary = Converted::default();
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        if input.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line += 1;
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            summary.blank += 1;
+            continue;
+        }
+        match decoder.decode(&buf, now) {
+            Ok(call) => {
+                out.write_all(codec::encode(&call).as_bytes())?;
+                out.write_all(b"\n")?;
+                summary.written += 1;
+            }
+            Err(r) => {
+                *summary.rejected.entry(r.reason).or_default() += 1;
+                if let Some(w) = rejects.as_mut() {
+                    let v = serde_json::json!({
+                        "line": line,
+                        "reason": r.reason.as_str(),
+                        "detail": r.detail,
+                        "record": String::from_utf8_lossy(&buf),
+                    });
+                    serde_json::to_writer(&mut **w, &v)?;
+                    w.write_all(b"\n")?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    if let Some(w) = rejects.as_mut() {
+        w.flush()?;
+    }
+    Ok(summary)
+}

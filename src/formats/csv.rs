@@ -1,0 +1,108 @@
+//! One CSV record (a line) split into fields: comma separated, a field optionally in double
+//! quotes with `""` for a quote inside (what Asterisk's `cdr_csv` writes, and MySQL or
+//! spreadsheet exports of VICIdial tables). Quoted fields borrow from the line unless they
+//! hold a doubled quote.
+
+use std::borrow::Cow;
+
+/// Splits `line` (without its line ending; a trailing `\r` is dropped) into `out`.
+pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
+    out.clear();
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let b = line.as_bytes();
+    let mut i = 0;
+    loop {
+        if b.get(i) == Some(&b'"') {
+            let start = i + 1;
+            let mut j = start;
+            let mut doubled = false;
+            loop {
+                match b.get(j) {
+                    None => return Err(format!("field {} has no closing quote", out.len() + 1)),
+                    Some(b'"') if b.get(j + 1) == Some(&b'"') => {
+                        doubled = true;
+                        j += 2;
+                    }
+                    Some(b'"') => break,
+                    Some(_) => j += 1,
+                }
+            }
+            let raw = &line[start..j];
+            out.push(if doubled {
+                Cow::Owned(raw.replace("\"\"", "\""))
+            } else {
+                Cow::Borrowed(raw)
+            });
+            i = j + 1;
+            match b.get(i) {
+                None => return Ok(()),
+                Some(b',') => i += 1,
+                Some(_) => {
+                    return Err(format!(
+                        "field {} has text after its closing quote",
+                        out.len()
+                    ))
+                }
+            }
+        } else {
+            let end = b[i..].iter().position(|&c| c == b',').map(|p| i + p);
+            let field = &line[i..end.unwrap_or(b.len())];
+            if field.contains('"') {
+                return Err(format!(
+                    "field {} has a quote inside an unquoted value",
+                    out.len() + 1
+                ));
+            }
+            out.push(Cow::Borrowed(field));
+            match end {
+                None => return Ok(()),
+                Some(e) => i = e + 1,
+            }
+        }
+    }
+}
+
+/// Writes one field as `cdr_csv` does: in quotes, a quote doubled.
+pub(crate) fn quote(out: &mut String, v: &str) {
+    out.push('"');
+    for c in v.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(line: &str) -> Result<Vec<String>, String> {
+        let mut v = Vec::new();
+        split(line, &mut v)?;
+        Ok(v.into_iter().map(|c| c.into_owned()).collect())
+    }
+
+    #[test]
+    fn splits_quoted_unquoted_empty_and_doubled_quotes() {
+        assert_eq!(
+            fields(r#""","1001","""Alice"" <1001>",,12,"a,b""#).unwrap(),
+            ["", "1001", "\"Alice\" <1001>", "", "12", "a,b"]
+        );
+        assert_eq!(fields("a,b,\r").unwrap(), ["a", "b", ""]);
+        assert_eq!(fields("").unwrap(), [""]);
+        assert!(fields(r#""open"#).is_err());
+        assert!(fields(r#""a"b"#).is_err());
+        assert!(fields(r#"a"b"#).is_err());
+    }
+
+    #[test]
+    fn quote_round_trips() {
+        for v in ["", "x", "\"Alice\" <1001>", "a,b", "\"\""] {
+            let mut s = String::new();
+            quote(&mut s, v);
+            assert_eq!(fields(&s).unwrap(), [v]);
+        }
+    }
+}

@@ -1,0 +1,798 @@
+//! Dialer record formats other than call event v1: Asterisk CDRs (`cdr_csv`, `cdr_custom`),
+//! FreeSWITCH JSON CDRs (`mod_json_cdr`) and VICIdial `vicidial_log` rows. Each record is read
+//! into the fields its mapping names ([`Mapping`], the `[mapping]` section), and those become
+//! the same intermediate record a call event v1 decodes to, so the one validation in
+//! [`crate::codec`] judges both: a CDR becomes exactly the call its call event v1 rendering
+//! would (`convert` writes that rendering; a property test holds the two to it).
+//!
+//! What a CDR lacks is never guessed silently: a field the mapping cannot fill is a
+//! `missing_field` rejection naming where it looked; a disposition the outcome table does not
+//! know is an `unknown_value` rejection naming it; `relation` is `unknown` (the contact book
+//! fills it and `number_source` in, `crate::engine::contacts`).
+
+pub(crate) mod asterisk;
+pub(crate) mod csv;
+pub(crate) mod freeswitch;
+pub mod render;
+pub(crate) mod vicidial;
+
+use crate::codec::{Reason, Reject};
+use crate::engine::event::{CallOutcome, Direction};
+use crate::engine::time::{Ts, NANOS_PER_SEC};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+/// The format of an input's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// dialguard's own call event v1 (JSON).
+    #[default]
+    CallEventV1,
+    /// Asterisk `cdr_csv` rows (`Master.csv`), or `cdr_custom` rows through `mapping.columns`.
+    AsteriskCdrCsv,
+    /// FreeSWITCH `mod_json_cdr` documents, one per record.
+    FreeswitchJsonCdr,
+    /// VICIdial `vicidial_log` rows, as JSON objects (flat, or a CDC envelope) or CSV.
+    VicidialLog,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 4] = [
+        Format::CallEventV1,
+        Format::AsteriskCdrCsv,
+        Format::FreeswitchJsonCdr,
+        Format::VicidialLog,
+    ];
+
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::CallEventV1 => "call-event-v1",
+            Format::AsteriskCdrCsv => "asterisk-cdr-csv",
+            Format::FreeswitchJsonCdr => "freeswitch-json-cdr",
+            Format::VicidialLog => "vicidial-log",
+        }
+    }
+
+    /// Parses a configuration name, or says which there are.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        Format::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Format::ALL.iter().map(|f| f.as_str()).collect();
+                format!("{s:?} is not a format: use one of {}", names.join(", "))
+            })
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One place or several (the first with a value wins).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Places {
+    /// One.
+    One(String),
+    /// In order of preference.
+    Many(Vec<String>),
+}
+
+impl Places {
+    fn list(&self) -> Vec<&str> {
+        match self {
+            Places::One(s) => vec![s.as_str()],
+            Places::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// `[mapping]`: where dialguard finds, in a dialer's records, what a call event carries. A
+/// place is a field of the record (`userfield`, `variables.debtor_id`, `lead_id`), a
+/// `key=value` pair inside one (`userfield:debtor` reads `D1` from `debtor=D1;account=A1`,
+/// pairs split on `;`, `,` or `|`), or a constant (`=agency-3`). Unset keys take the format's
+/// defaults (`dialguard check-config` prints the effective mapping).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    /// The attempt's identity (legs of one call share it, so they count once).
+    pub call_id: Option<Places>,
+    /// The debtor (required for Asterisk and FreeSWITCH; VICIdial: `lead_id`).
+    pub debtor_id: Option<Places>,
+    /// The account.
+    pub account_id: Option<Places>,
+    /// The dialled number.
+    pub phone: Option<Places>,
+    /// The agent.
+    pub agent_id: Option<Places>,
+    /// The agency.
+    pub agency_id: Option<Places>,
+    /// The creditor.
+    pub creditor_id: Option<Places>,
+    /// The campaign.
+    pub campaign_id: Option<Places>,
+    /// The callee's IANA zone.
+    pub callee_tz: Option<Places>,
+    /// `outbound` or `inbound`.
+    pub direction: Option<Places>,
+    /// The IANA zone of local time strings (Asterisk `start` unless `usegmtime`, VICIdial
+    /// `call_date`): required where the format writes them.
+    pub timezone: Option<String>,
+    /// Dispositions / hang-up causes / statuses → call outcome, over the format's defaults;
+    /// `""` removes a default.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, String>,
+    /// The record's columns in order (`cdr_custom`, or a VICIdial export's column list).
+    pub columns: Option<Vec<String>>,
+    /// Asterisk `[csv] loguniqueid` (a `uniqueid` column after `amaflags`).
+    #[serde(default)]
+    pub loguniqueid: bool,
+    /// Asterisk `[csv] loguserfield` (a `userfield` column after that).
+    #[serde(default)]
+    pub loguserfield: bool,
+    /// Asterisk `newcdrcolumns` (`peeraccount`, `linkedid`, `sequence` at the end).
+    #[serde(default)]
+    pub newcdrcolumns: bool,
+    /// FreeSWITCH `encode-values` (default true, as FreeSWITCH's): values are URL-encoded.
+    pub url_encoded: Option<bool>,
+    /// FreeSWITCH b-legs (records with `variables.originating_leg_uuid`, written with
+    /// `log-b-leg=true`): `skip` (the default: refused as `not_an_attempt`, the a-leg is the
+    /// attempt) or `count` (judged; the default `call_id` makes both legs one attempt).
+    pub b_legs: Option<String>,
+}
+
+/// The call event fields a mapping fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    CallId,
+    DebtorId,
+    AccountId,
+    Phone,
+    AgentId,
+    AgencyId,
+    CreditorId,
+    CampaignId,
+    CalleeTz,
+    Direction,
+}
+
+const TARGETS: [(Target, &str, bool); 10] = [
+    (Target::CallId, "call_id", true),
+    (Target::DebtorId, "debtor_id", true),
+    (Target::Phone, "phone", true),
+    (Target::AccountId, "account_id", false),
+    (Target::AgentId, "agent_id", false),
+    (Target::AgencyId, "agency_id", false),
+    (Target::CreditorId, "creditor_id", false),
+    (Target::CampaignId, "campaign_id", false),
+    (Target::CalleeTz, "callee_tz", false),
+    (Target::Direction, "direction", false),
+];
+
+/// Where one value comes from, compiled.
+#[derive(Debug, Clone, PartialEq)]
+enum Src {
+    /// A field (its slot).
+    Slot(usize),
+    /// A `key=value` pair inside a field.
+    Pair(usize, String),
+    /// A constant.
+    Const(String),
+}
+
+/// How a time field is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeKind {
+    /// Seconds since the epoch, or a local `YYYY-MM-DD HH:MM:SS` in the mapping's zone.
+    SecsOrLocal,
+    /// Microseconds since the epoch (0 = unset).
+    Micros,
+}
+
+/// What a format reads beyond the mapped fields.
+#[derive(Debug, Clone)]
+pub(crate) struct Fixed {
+    /// Event time, first with a value wins.
+    pub time: Vec<(&'static str, TimeKind)>,
+    /// The disposition.
+    pub outcome: &'static str,
+    /// Seconds answered: an outcome that maps to `conversation` with 0 here is `no_answer`.
+    pub billsec: Option<&'static str>,
+    /// Whole duration in seconds.
+    pub duration: &'static str,
+}
+
+/// A validated mapping for one format.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    format: Format,
+    columns: Vec<String>,
+    slots: Vec<String>,
+    targets: Vec<(Target, Vec<Src>)>,
+    places: Vec<(&'static str, Vec<String>)>,
+    outcomes: HashMap<String, CallOutcome>,
+    zone: Option<(String, TimeZone)>,
+    url_encoded: bool,
+    time: Vec<(usize, TimeKind)>,
+    outcome: usize,
+    billsec: Option<usize>,
+    duration: usize,
+    /// Format-specific slots (VICIdial's `phone_code`).
+    extra: Vec<usize>,
+    /// For CSV formats: slot → column index.
+    slot_col: Vec<usize>,
+    /// Call event v1 with a `[mapping]` written (for `--format`): said by `describe`.
+    unused: bool,
+}
+
+impl Default for Mapping {
+    fn default() -> Mapping {
+        Mapping::new(Format::CallEventV1, &RawMapping::default()).expect("v1 needs no mapping")
+    }
+}
+
+impl Mapping {
+    /// Validates `raw` for `format`: `Err((key, reason))` names the `[mapping]` key at fault.
+    pub fn new(format: Format, raw: &RawMapping) -> Result<Mapping, (String, String)> {
+        let bad = |k: &str, r: String| (format!("mapping.{k}"), r);
+        let mut m = Mapping {
+            format,
+            columns: Vec::new(),
+            slots: Vec::new(),
+            targets: Vec::new(),
+            places: Vec::new(),
+            outcomes: HashMap::new(),
+            zone: None,
+            url_encoded: raw.url_encoded.unwrap_or(true),
+            time: Vec::new(),
+            outcome: 0,
+            billsec: None,
+            duration: 0,
+            extra: Vec::new(),
+            slot_col: Vec::new(),
+            unused: false,
+        };
+        let (defaults, fixed, table): (Vec<(Target, Vec<&str>)>, Fixed, &[(&str, CallOutcome)]) =
+            match format {
+                Format::CallEventV1 => {
+                    // A [mapping] is kept for `replay --format` / `convert --format`.
+                    m.unused = *raw != RawMapping::default();
+                    return Ok(m);
+                }
+                Format::AsteriskCdrCsv => {
+                    m.columns = match &raw.columns {
+                        Some(c) => c.clone(),
+                        None => asterisk::columns(raw),
+                    };
+                    (asterisk::defaults(raw), asterisk::fixed(), asterisk::OUTCOMES)
+                }
+                Format::FreeswitchJsonCdr => (
+                    freeswitch::defaults(),
+                    freeswitch::fixed(),
+                    freeswitch::OUTCOMES,
+                ),
+                Format::VicidialLog => {
+                    m.columns = raw.columns.clone().unwrap_or_else(vicidial::columns);
+                    (vicidial::defaults(), vicidial::fixed(), vicidial::OUTCOMES)
+                }
+            };
+        if format != Format::AsteriskCdrCsv
+            && (raw.loguniqueid || raw.loguserfield || raw.newcdrcolumns)
+        {
+            return Err(bad(
+                "loguniqueid",
+                format!("loguniqueid, loguserfield and newcdrcolumns describe Asterisk's cdr_csv, not {format}"),
+            ));
+        }
+        if format == Format::FreeswitchJsonCdr && raw.columns.is_some() {
+            return Err(bad(
+                "columns",
+                "FreeSWITCH JSON CDRs have no columns: name fields as variables.NAME, caller_profile.NAME, channel_data.NAME".into(),
+            ));
+        }
+        if let Some(c) = &raw.columns {
+            if c.is_empty() {
+                return Err(bad("columns", "must name at least one column".into()));
+            }
+            let mut seen = std::collections::HashSet::new();
+            if let Some(d) = c.iter().find(|n| !seen.insert(n.as_str())) {
+                return Err(bad("columns", format!("{d:?} is named twice")));
+            }
+        }
+        for (target, name, required) in TARGETS {
+            let given = match target {
+                Target::CallId => &raw.call_id,
+                Target::DebtorId => &raw.debtor_id,
+                Target::AccountId => &raw.account_id,
+                Target::Phone => &raw.phone,
+                Target::AgentId => &raw.agent_id,
+                Target::AgencyId => &raw.agency_id,
+                Target::CreditorId => &raw.creditor_id,
+                Target::CampaignId => &raw.campaign_id,
+                Target::CalleeTz => &raw.callee_tz,
+                Target::Direction => &raw.direction,
+            };
+            let places: Vec<String> = match given {
+                Some(p) => p.list().into_iter().map(str::to_owned).collect(),
+                None => defaults
+                    .iter()
+                    .find(|d| d.0 == target)
+                    .map(|d| d.1.iter().map(|s| (*s).to_owned()).collect())
+                    .unwrap_or_default(),
+            };
+            if places.is_empty() {
+                if required {
+                    return Err(bad(
+                        name,
+                        format!("required for {format}: say where the dialer writes it (a field, \"field:key\" for a key=value pair inside one, or \"=constant\")"),
+                    ));
+                }
+                continue;
+            }
+            let mut srcs = Vec::new();
+            for p in &places {
+                let src = if let Some(c) = p.strip_prefix('=') {
+                    if c.is_empty() {
+                        return Err(bad(name, "\"=\" needs a constant after it".into()));
+                    }
+                    Src::Const(c.to_owned())
+                } else if let Some((f, k)) = p.split_once(':') {
+                    if k.is_empty() {
+                        return Err(bad(name, format!("{p:?}: a key after ':' is needed")));
+                    }
+                    Src::Pair(m.slot(f).map_err(|r| bad(name, r))?, k.to_owned())
+                } else {
+                    Src::Slot(m.slot(p).map_err(|r| bad(name, r))?)
+                };
+                srcs.push(src);
+            }
+            if target == Target::Direction {
+                for s in &srcs {
+                    if let Src::Const(c) = s {
+                        if Direction::parse(c).is_none() {
+                            return Err(bad(name, format!("{c:?} is not outbound or inbound")));
+                        }
+                    }
+                }
+            }
+            m.targets.push((target, srcs));
+            m.places.push((name, places));
+        }
+        for (f, kind) in &fixed.time {
+            let s = m.slot(f).map_err(|r| bad("columns", r))?;
+            m.time.push((s, *kind));
+        }
+        m.outcome = m.slot(fixed.outcome).map_err(|r| bad("columns", r))?;
+        m.billsec = match fixed.billsec {
+            Some(b) => Some(m.slot(b).map_err(|r| bad("columns", r))?),
+            None => None,
+        };
+        m.duration = m.slot(fixed.duration).map_err(|r| bad("columns", r))?;
+        if format == Format::VicidialLog {
+            // Optional: a dump without it reads numbers in the default region.
+            if let Ok(s) = m.slot("phone_code") {
+                m.extra.push(s);
+            }
+        }
+        match (format, raw.b_legs.as_deref()) {
+            (Format::FreeswitchJsonCdr, None | Some("skip")) => {
+                let s = m.slot("variables.originating_leg_uuid").expect("a variable");
+                m.extra.push(s);
+            }
+            (Format::FreeswitchJsonCdr, Some("count")) => {}
+            (Format::FreeswitchJsonCdr, Some(other)) => {
+                return Err(bad("b_legs", format!("{other:?} is not skip or count")));
+            }
+            (_, Some(_)) => {
+                return Err(bad("b_legs", format!("b-legs are FreeSWITCH's, not {format}'s")));
+            }
+            (_, None) => {}
+        }
+        for (k, v) in table {
+            m.outcomes.insert((*k).to_owned(), *v);
+        }
+        for (k, v) in &raw.outcomes {
+            if v.is_empty() {
+                m.outcomes.remove(k);
+                continue;
+            }
+            let o = CallOutcome::parse(v).ok_or_else(|| {
+                bad(
+                    &format!("outcomes.{k}"),
+                    format!(
+                        "{v:?} is not an outcome: use one of {}",
+                        <CallOutcome as crate::engine::event::ClosedEnum>::wire_names()
+                    ),
+                )
+            })?;
+            m.outcomes.insert(k.clone(), o);
+        }
+        let needs_zone = matches!(format, Format::AsteriskCdrCsv | Format::VicidialLog);
+        match &raw.timezone {
+            Some(z) => {
+                let tz = TimeZone::get(z).map_err(|_| {
+                    bad(
+                        "timezone",
+                        format!("unknown time zone {z:?}: use an IANA name like \"Asia/Shanghai\""),
+                    )
+                })?;
+                m.zone = Some((z.clone(), tz));
+            }
+            None if needs_zone => {
+                return Err(bad(
+                    "timezone",
+                    format!("required for {format}: its times are written in the server's local time (Asterisk unless usegmtime=yes, VICIdial's call_date); give that zone's IANA name, or \"UTC\""),
+                ));
+            }
+            None => {}
+        }
+        if matches!(format, Format::AsteriskCdrCsv | Format::VicidialLog) {
+            m.slot_col = m
+                .slots
+                .iter()
+                .map(|s| m.columns.iter().position(|c| c == s).expect("checked by slot"))
+                .collect();
+        }
+        Ok(m)
+    }
+
+    /// The format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The slot of a field the mapping reads, checked against the format's fields.
+    fn slot(&mut self, name: &str) -> Result<usize, String> {
+        if let Some(i) = self.slots.iter().position(|s| s == name) {
+            return Ok(i);
+        }
+        match self.format {
+            Format::AsteriskCdrCsv | Format::VicidialLog => {
+                if !self.columns.iter().any(|c| c == name) {
+                    return Err(format!(
+                        "{name:?} is not one of the record's columns ({}); set mapping.columns to the columns your dialer writes",
+                        self.columns.join(", ")
+                    ));
+                }
+            }
+            Format::FreeswitchJsonCdr => freeswitch::check_name(name)?,
+            Format::CallEventV1 => {}
+        }
+        self.slots.push(name.to_owned());
+        Ok(self.slots.len() - 1)
+    }
+
+    /// `check-config`'s account of the effective mapping.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "input format: {}", self.format);
+        if self.format == Format::CallEventV1 {
+            if self.unused {
+                s.push_str("  [mapping] is not used by it (replay and convert use it with --format)\n");
+            }
+            return s;
+        }
+        if !self.columns.is_empty() {
+            let _ = writeln!(s, "  columns: {}", self.columns.join(", "));
+        }
+        for (name, places) in &self.places {
+            let _ = writeln!(s, "  {name:<12} <- {}", places.join(" | "));
+        }
+        let _ = writeln!(s, "  {:<12} <- unknown (the contact book fills it in)", "relation");
+        let times: Vec<&str> = self.time.iter().map(|t| self.slots[t.0].as_str()).collect();
+        let _ = writeln!(s, "  {:<12} <- {}", "occurred_at", times.join(" | "));
+        if let Some((z, _)) = &self.zone {
+            let _ = writeln!(s, "  local times in {z}");
+        }
+        let _ = writeln!(
+            s,
+            "  {:<12} <- {}",
+            "duration_s", self.slots[self.duration]
+        );
+        let _ = writeln!(
+            s,
+            "  {:<12} <- {} through the table below{}",
+            "outcome",
+            self.slots[self.outcome],
+            match self.billsec {
+                Some(b) => format!(" (conversation with {} = 0 is no_answer)", self.slots[b]),
+                None => String::new(),
+            }
+        );
+        let sorted: BTreeMap<&String, &CallOutcome> = self.outcomes.iter().collect();
+        for (k, v) in sorted {
+            let _ = writeln!(s, "    {k:<24} -> {}", v.as_str());
+        }
+        if self.format == Format::FreeswitchJsonCdr {
+            let _ = writeln!(
+                s,
+                "  values URL-encoded: {} (encode-values)",
+                self.url_encoded
+            );
+            let _ = writeln!(
+                s,
+                "  b-legs: {}",
+                if self.extra.is_empty() {
+                    "counted (one attempt with their a-leg by call_id)"
+                } else {
+                    "skipped as not_an_attempt (variables.originating_leg_uuid set)"
+                }
+            );
+        }
+        s
+    }
+
+    /// Reads one record into the intermediate record the v1 validation judges.
+    pub(crate) fn read<'a>(&self, text: &'a str) -> Result<crate::codec::Wire<'a>, Reject> {
+        let slots = match self.format {
+            Format::CallEventV1 => unreachable!("v1 records are decoded by the codec"),
+            Format::AsteriskCdrCsv => self.read_csv(text)?,
+            Format::FreeswitchJsonCdr => freeswitch::read(self, text)?,
+            Format::VicidialLog => {
+                if text.trim_start().starts_with('{') {
+                    vicidial::read_json(self, text)?
+                } else {
+                    self.read_csv(text)?
+                }
+            }
+        };
+        self.wire(slots)
+    }
+
+    fn read_csv<'a>(&self, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>>, Reject> {
+        let mut fields = Vec::with_capacity(self.columns.len());
+        csv::split(text, &mut fields)
+            .map_err(|e| reject(Reason::BadValue, format!("not a CSV row: {e}")))?;
+        if fields.len() != self.columns.len() {
+            if fields.len() >= 2 && fields[0] == self.columns[0].as_str() {
+                return Err(header());
+            }
+            return Err(reject(
+                Reason::BadValue,
+                format!(
+                    "{} fields where mapping.columns (or loguniqueid/loguserfield/newcdrcolumns) say {}",
+                    fields.len(),
+                    self.columns.len()
+                ),
+            ));
+        }
+        if fields.len() >= 2
+            && fields[0] == self.columns[0].as_str()
+            && fields[1] == self.columns[1].as_str()
+        {
+            return Err(header());
+        }
+        Ok(self
+            .slot_col
+            .iter()
+            .map(|&c| Some(std::mem::take(&mut fields[c])).filter(|v| !v.is_empty()))
+            .collect())
+    }
+
+    /// The slots' values (absent or empty: `None`) to the intermediate record.
+    fn wire<'a>(&self, slots: Vec<Option<Cow<'a, str>>>) -> Result<crate::codec::Wire<'a>, Reject> {
+        let decode = |v: &Cow<'a, str>| -> Cow<'a, str> {
+            if self.format == Format::FreeswitchJsonCdr && self.url_encoded && v.contains('%') {
+                Cow::Owned(percent_decode(v))
+            } else {
+                v.clone()
+            }
+        };
+        let get = |i: usize| slots[i].as_ref().map(decode).filter(|v| !v.is_empty());
+        if self.format == Format::FreeswitchJsonCdr {
+            if let Some(a) = self.extra.first().and_then(|&i| get(i)) {
+                return Err(reject(
+                    Reason::NotAnAttempt,
+                    format!("a b-leg of call {a}: its a-leg's record is the attempt (mapping.b_legs = \"skip\"; FreeSWITCH's log-b-leg=false stops writing them)"),
+                ));
+            }
+        }
+        let mut w = crate::codec::Wire::default();
+        let mut missing = Vec::new();
+        for (target, srcs) in &self.targets {
+            let mut value = None;
+            for s in srcs {
+                value = match s {
+                    Src::Slot(i) => get(*i),
+                    Src::Pair(i, key) => get(*i).and_then(|v| pair(&v, key)),
+                    Src::Const(c) => Some(Cow::Owned(c.clone())),
+                };
+                if value.is_some() {
+                    break;
+                }
+            }
+            if value.is_none() && TARGETS.iter().any(|t| t.0 == *target && t.2) {
+                let name = TARGETS.iter().find(|t| t.0 == *target).unwrap().1;
+                let places = &self.places.iter().find(|p| p.0 == name).unwrap().1;
+                missing.push(format!("{name} (from {})", places.join(" | ")));
+                continue;
+            }
+            let slot = match target {
+                Target::CallId => &mut w.call_id,
+                Target::DebtorId => &mut w.debtor_id,
+                Target::AccountId => &mut w.account_id,
+                Target::Phone => &mut w.phone,
+                Target::AgentId => &mut w.agent_id,
+                Target::AgencyId => &mut w.agency_id,
+                Target::CreditorId => &mut w.creditor_id,
+                Target::CampaignId => &mut w.campaign_id,
+                Target::CalleeTz => &mut w.callee_tz,
+                Target::Direction => &mut w.direction,
+            };
+            *slot = value;
+        }
+        let mut at = None;
+        for (i, kind) in &self.time {
+            if let Some(v) = get(*i) {
+                match self.time_of(&v, *kind)? {
+                    Some(t) => {
+                        at = Some(t);
+                        break;
+                    }
+                    None => continue,
+                }
+            }
+        }
+        if at.is_none() {
+            let names: Vec<&str> = self.time.iter().map(|t| self.slots[t.0].as_str()).collect();
+            missing.push(format!("occurred_at (from {})", names.join(" | ")));
+        }
+        let disposition = get(self.outcome);
+        if disposition.is_none() {
+            missing.push(format!("outcome (from {})", self.slots[self.outcome]));
+        }
+        if !missing.is_empty() {
+            return Err(reject(
+                Reason::MissingField,
+                format!("the mapping found no value for: {}", missing.join(", ")),
+            ));
+        }
+        let disposition = disposition.unwrap_or_default();
+        let mut outcome = *self.outcomes.get(disposition.as_ref()).ok_or_else(|| {
+            reject(
+                Reason::UnknownValue,
+                format!(
+                    "{} {disposition:?} is not in the outcome table: add it to [mapping.outcomes]",
+                    self.slots[self.outcome]
+                ),
+            )
+        })?;
+        if let Some(b) = self.billsec {
+            if outcome == CallOutcome::Conversation && number(get(b).as_deref(), &self.slots[b])? == Some(0.0) {
+                outcome = CallOutcome::NoAnswer;
+            }
+        }
+        w.duration_s = number(get(self.duration).as_deref(), &self.slots[self.duration])?;
+        if self.format == Format::VicidialLog {
+            if let (Some(code), Some(phone)) = (self.extra.first().and_then(|&i| get(i)), &w.phone) {
+                if !phone.starts_with('+') {
+                    w.phone = Some(Cow::Owned(format!("+{code}{phone}")));
+                }
+            }
+        }
+        w.outcome = Some(Cow::Borrowed(outcome.as_str()));
+        w.relation = Some(Cow::Borrowed("unknown"));
+        w.at = at;
+        Ok(w)
+    }
+
+    /// `Ok(None)`: written as unset (0).
+    fn time_of(&self, v: &str, kind: TimeKind) -> Result<Option<Ts>, Reject> {
+        let bad = || {
+            reject(
+                Reason::BadTimestamp,
+                format!("{v:?} is not a time (seconds or microseconds since the epoch, or YYYY-MM-DD HH:MM:SS)"),
+            )
+        };
+        if v.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
+            let secs: f64 = v.parse().map_err(|_| bad())?;
+            if secs == 0.0 {
+                return Ok(None);
+            }
+            let ns = match kind {
+                TimeKind::Micros => secs * 1_000.0,
+                TimeKind::SecsOrLocal => secs * NANOS_PER_SEC as f64,
+            };
+            if !(ns < 1e19) {
+                return Err(bad());
+            }
+            return Ok(Some(Ts(ns.round() as i64)));
+        }
+        if kind == TimeKind::Micros {
+            return Err(bad());
+        }
+        let dt: jiff::civil::DateTime = v.parse().map_err(|_| bad())?;
+        let zone = &self.zone.as_ref().expect("formats with local times require a zone").1;
+        let z = zone.to_ambiguous_zoned(dt).compatible().map_err(|_| bad())?;
+        Ok(Some(Ts::from_jiff(z.timestamp())))
+    }
+}
+
+/// A header row (the column names), not a call.
+fn header() -> Reject {
+    reject(
+        Reason::NotAnAttempt,
+        "a header row (the column names), not a call",
+    )
+}
+
+pub(crate) fn reject(reason: Reason, detail: impl Into<String>) -> Reject {
+    Reject {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+fn number(v: Option<&str>, name: &str) -> Result<Option<f64>, Reject> {
+    match v {
+        None => Ok(None),
+        Some(s) => match s.parse::<f64>() {
+            Ok(n) if n.is_finite() && n >= 0.0 => Ok(Some(n)),
+            _ => Err(reject(
+                Reason::BadValue,
+                format!("{name} {s:?} is not a number of seconds >= 0"),
+            )),
+        },
+    }
+}
+
+/// The value of `key=` inside `v` (pairs split on `;`, `,` or `|`).
+fn pair<'a>(v: &str, key: &str) -> Option<Cow<'a, str>> {
+    v.split([';', ',', '|'])
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| Cow::<'a, str>::Owned(v.trim().to_owned()))
+        .filter(|v| !v.is_empty())
+}
+
+/// Undoes FreeSWITCH's URL encoding of values (`%XX`; a `%` not followed by two hex digits is
+/// kept).
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_and_pairs() {
+        assert_eq!(percent_decode("%2B15551234567"), "+15551234567");
+        assert_eq!(percent_decode("a%20b%"), "a b%");
+        assert_eq!(percent_decode("100%zz"), "100%zz");
+        assert_eq!(pair("debtor=D1;account=A1", "account").as_deref(), Some("A1"));
+        assert_eq!(pair("debtor=D1|x=", "x"), None);
+        assert_eq!(pair("plain", "debtor"), None);
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        for f in Format::ALL {
+            assert_eq!(Format::parse(f.as_str()), Ok(f));
+        }
+        assert!(Format::parse("csv").unwrap_err().contains("asterisk-cdr-csv"));
+    }
+}
