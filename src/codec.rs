@@ -484,7 +484,9 @@ impl Decoder {
         if occurred_at.0 > now.0.saturating_add(self.settings.max_future_skew) {
             return Err(reject(
                 Reason::FutureTimestamp,
-                format!("occurred_at {occurred_at} is more than the allowed skew ahead of now ({now})"),
+                format!(
+                    "occurred_at {occurred_at} is more than the allowed skew ahead of now ({now})"
+                ),
             ));
         }
         let debtor_id = Text::from(w.debtor_id.unwrap_or_default());

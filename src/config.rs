@@ -1134,8 +1134,9 @@ impl Settings {
         };
         let format = match raw.kafka.input_format.as_deref() {
             None => crate::formats::Format::CallEventV1,
-            Some(f) => crate::formats::Format::parse(f)
-                .map_err(|r| invalid("kafka.input_format", r))?,
+            Some(f) => {
+                crate::formats::Format::parse(f).map_err(|r| invalid("kafka.input_format", r))?
+            }
         };
         let mapping = crate::formats::Mapping::new(format, &raw.mapping)
             .map_err(|(key, reason)| invalid(&key, reason))?;
@@ -1167,13 +1168,14 @@ impl Settings {
 
     /// Reads the input in `format` (`replay --format`, `convert`) through `[mapping]`.
     pub fn set_format(&mut self, format: crate::formats::Format) -> Result<(), ConfigError> {
-        let m = crate::formats::Mapping::new(format, &self.raw_mapping).map_err(|(key, reason)| {
-            ConfigError::Invalid {
-                path: self.path.display().to_string(),
-                key,
-                reason,
-            }
-        })?;
+        let m =
+            crate::formats::Mapping::new(format, &self.raw_mapping).map_err(|(key, reason)| {
+                ConfigError::Invalid {
+                    path: self.path.display().to_string(),
+                    key,
+                    reason,
+                }
+            })?;
         self.decode.mapping = std::sync::Arc::new(m);
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! same decoder `run` and `replay` use; a record it refuses goes to the rejects output with
 //! its reason, as replay writes them.
 
-use crate::codec::{self, Decoder, DecodeSettings, Reason};
+use crate::codec::{self, DecodeSettings, Decoder, Reason};
 use crate::engine::time::Ts;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};

@@ -402,7 +402,10 @@ fn main() -> ExitCode {
             };
             let create = |p: &str, flag: &str| -> Result<Box<dyn Write>, ExitCode> {
                 if p == "-" {
-                    return Ok(Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout())));
+                    return Ok(Box::new(BufWriter::with_capacity(
+                        1 << 20,
+                        std::io::stdout(),
+                    )));
                 }
                 std::fs::File::create(p)
                     .map(|f| Box::new(BufWriter::with_capacity(1 << 20, f)) as Box<dyn Write>)

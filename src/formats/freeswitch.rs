@@ -147,7 +147,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
                 Ok(Scalar(Some(Cow::Owned(v.to_string()))))
             }
             fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Scalar(Some(Cow::Borrowed(if v { "true" } else { "false" }))))
+                Ok(Scalar(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
             }
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(Scalar(None))
@@ -225,9 +229,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Cdr<'a> {
                 while let Some(k) = m.next_key::<Str<'a>>()? {
                     match k.0.as_ref() {
                         "variables" => c.variables.extend(m.next_value::<Scalars<'a>>()?.0),
-                        "channel_data" => {
-                            c.channel_data.extend(m.next_value::<Scalars<'a>>()?.0)
-                        }
+                        "channel_data" => c.channel_data.extend(m.next_value::<Scalars<'a>>()?.0),
                         // Older builds repeat the key once per profile.
                         "callflow" => c.flows.extend(m.next_value::<Flows<'a>>()?.0),
                         _ => {

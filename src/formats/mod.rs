@@ -209,6 +209,13 @@ pub(crate) struct Fixed {
     pub duration: &'static str,
 }
 
+/// A format's default places, fixed fields and outcome table.
+type FormatParts = (
+    Vec<(Target, Vec<&'static str>)>,
+    Fixed,
+    &'static [(&'static str, CallOutcome)],
+);
+
 /// A validated mapping for one format.
 #[derive(Debug, Clone)]
 pub struct Mapping {
@@ -259,30 +266,33 @@ impl Mapping {
             slot_col: Vec::new(),
             unused: false,
         };
-        let (defaults, fixed, table): (Vec<(Target, Vec<&str>)>, Fixed, &[(&str, CallOutcome)]) =
-            match format {
-                Format::CallEventV1 => {
-                    // A [mapping] is kept for `replay --format` / `convert --format`.
-                    m.unused = *raw != RawMapping::default();
-                    return Ok(m);
-                }
-                Format::AsteriskCdrCsv => {
-                    m.columns = match &raw.columns {
-                        Some(c) => c.clone(),
-                        None => asterisk::columns(raw),
-                    };
-                    (asterisk::defaults(raw), asterisk::fixed(), asterisk::OUTCOMES)
-                }
-                Format::FreeswitchJsonCdr => (
-                    freeswitch::defaults(),
-                    freeswitch::fixed(),
-                    freeswitch::OUTCOMES,
-                ),
-                Format::VicidialLog => {
-                    m.columns = raw.columns.clone().unwrap_or_else(vicidial::columns);
-                    (vicidial::defaults(), vicidial::fixed(), vicidial::OUTCOMES)
-                }
-            };
+        let (defaults, fixed, table): FormatParts = match format {
+            Format::CallEventV1 => {
+                // A [mapping] is kept for `replay --format` / `convert --format`.
+                m.unused = *raw != RawMapping::default();
+                return Ok(m);
+            }
+            Format::AsteriskCdrCsv => {
+                m.columns = match &raw.columns {
+                    Some(c) => c.clone(),
+                    None => asterisk::columns(raw),
+                };
+                (
+                    asterisk::defaults(raw),
+                    asterisk::fixed(),
+                    asterisk::OUTCOMES,
+                )
+            }
+            Format::FreeswitchJsonCdr => (
+                freeswitch::defaults(),
+                freeswitch::fixed(),
+                freeswitch::OUTCOMES,
+            ),
+            Format::VicidialLog => {
+                m.columns = raw.columns.clone().unwrap_or_else(vicidial::columns);
+                (vicidial::defaults(), vicidial::fixed(), vicidial::OUTCOMES)
+            }
+        };
         if format != Format::AsteriskCdrCsv
             && (raw.loguniqueid || raw.loguserfield || raw.newcdrcolumns)
         {
@@ -383,7 +393,9 @@ impl Mapping {
         }
         match (format, raw.b_legs.as_deref()) {
             (Format::FreeswitchJsonCdr, None | Some("skip")) => {
-                let s = m.slot("variables.originating_leg_uuid").expect("a variable");
+                let s = m
+                    .slot("variables.originating_leg_uuid")
+                    .expect("a variable");
                 m.extra.push(s);
             }
             (Format::FreeswitchJsonCdr, Some("count")) => {}
@@ -391,7 +403,10 @@ impl Mapping {
                 return Err(bad("b_legs", format!("{other:?} is not skip or count")));
             }
             (_, Some(_)) => {
-                return Err(bad("b_legs", format!("b-legs are FreeSWITCH's, not {format}'s")));
+                return Err(bad(
+                    "b_legs",
+                    format!("b-legs are FreeSWITCH's, not {format}'s"),
+                ));
             }
             (_, None) => {}
         }
@@ -437,7 +452,12 @@ impl Mapping {
             m.slot_col = m
                 .slots
                 .iter()
-                .map(|s| m.columns.iter().position(|c| c == s).expect("checked by slot"))
+                .map(|s| {
+                    m.columns
+                        .iter()
+                        .position(|c| c == s)
+                        .expect("checked by slot")
+                })
                 .collect();
         }
         Ok(m)
@@ -456,8 +476,21 @@ impl Mapping {
         match self.format {
             Format::AsteriskCdrCsv | Format::VicidialLog => {
                 if !self.columns.iter().any(|c| c == name) {
+                    let option = match name {
+                        "uniqueid" => " (cdr_csv writes it with loguniqueid = true)",
+                        "userfield" => " (cdr_csv writes it with loguserfield = true)",
+                        "peeraccount" | "linkedid" | "sequence" => {
+                            " (cdr_csv writes it with newcdrcolumns = true)"
+                        }
+                        _ => "",
+                    };
+                    let option = if self.format == Format::AsteriskCdrCsv {
+                        option
+                    } else {
+                        ""
+                    };
                     return Err(format!(
-                        "{name:?} is not one of the record's columns ({}); set mapping.columns to the columns your dialer writes",
+                        "{name:?} is not one of the record's columns ({}){option}; set mapping.columns to the columns your dialer writes",
                         self.columns.join(", ")
                     ));
                 }
@@ -476,7 +509,9 @@ impl Mapping {
         let _ = writeln!(s, "input format: {}", self.format);
         if self.format == Format::CallEventV1 {
             if self.unused {
-                s.push_str("  [mapping] is not used by it (replay and convert use it with --format)\n");
+                s.push_str(
+                    "  [mapping] is not used by it (replay and convert use it with --format)\n",
+                );
             }
             return s;
         }
@@ -486,17 +521,17 @@ impl Mapping {
         for (name, places) in &self.places {
             let _ = writeln!(s, "  {name:<12} <- {}", places.join(" | "));
         }
-        let _ = writeln!(s, "  {:<12} <- unknown (the contact book fills it in)", "relation");
+        let _ = writeln!(
+            s,
+            "  {:<12} <- unknown (the contact book fills it in)",
+            "relation"
+        );
         let times: Vec<&str> = self.time.iter().map(|t| self.slots[t.0].as_str()).collect();
         let _ = writeln!(s, "  {:<12} <- {}", "occurred_at", times.join(" | "));
         if let Some((z, _)) = &self.zone {
             let _ = writeln!(s, "  local times in {z}");
         }
-        let _ = writeln!(
-            s,
-            "  {:<12} <- {}",
-            "duration_s", self.slots[self.duration]
-        );
+        let _ = writeln!(s, "  {:<12} <- {}", "duration_s", self.slots[self.duration]);
         let _ = writeln!(
             s,
             "  {:<12} <- {} through the table below{}",
@@ -666,13 +701,16 @@ impl Mapping {
             )
         })?;
         if let Some(b) = self.billsec {
-            if outcome == CallOutcome::Conversation && number(get(b).as_deref(), &self.slots[b])? == Some(0.0) {
+            if outcome == CallOutcome::Conversation
+                && number(get(b).as_deref(), &self.slots[b])? == Some(0.0)
+            {
                 outcome = CallOutcome::NoAnswer;
             }
         }
         w.duration_s = number(get(self.duration).as_deref(), &self.slots[self.duration])?;
         if self.format == Format::VicidialLog {
-            if let (Some(code), Some(phone)) = (self.extra.first().and_then(|&i| get(i)), &w.phone) {
+            if let (Some(code), Some(phone)) = (self.extra.first().and_then(|&i| get(i)), &w.phone)
+            {
                 if !phone.starts_with('+') {
                     w.phone = Some(Cow::Owned(format!("+{code}{phone}")));
                 }
@@ -693,25 +731,44 @@ impl Mapping {
             )
         };
         if v.bytes().all(|c| c.is_ascii_digit() || c == b'.') {
-            let secs: f64 = v.parse().map_err(|_| bad())?;
-            if secs == 0.0 {
-                return Ok(None);
-            }
-            let ns = match kind {
-                TimeKind::Micros => secs * 1_000.0,
-                TimeKind::SecsOrLocal => secs * NANOS_PER_SEC as f64,
-            };
-            if !(ns < 1e19) {
+            // Exact: whole units, then up to nine fraction digits (f64 would round microseconds).
+            let (whole, frac) = v.split_once('.').unwrap_or((v, ""));
+            if whole.is_empty() || whole.len() > 18 || frac.contains('.') {
                 return Err(bad());
             }
-            return Ok(Some(Ts(ns.round() as i64)));
+            let whole: i64 = whole.parse().map_err(|_| bad())?;
+            let unit = match kind {
+                TimeKind::Micros => 1_000,
+                TimeKind::SecsOrLocal => NANOS_PER_SEC,
+            };
+            let mut part = 0i64;
+            let mut scale = unit;
+            for d in frac.bytes().take(9) {
+                scale /= 10;
+                part += (d - b'0') as i64 * scale;
+            }
+            let ns = whole
+                .checked_mul(unit)
+                .and_then(|n| n.checked_add(part))
+                .ok_or_else(bad)?;
+            if ns == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(Ts(ns)));
         }
         if kind == TimeKind::Micros {
             return Err(bad());
         }
         let dt: jiff::civil::DateTime = v.parse().map_err(|_| bad())?;
-        let zone = &self.zone.as_ref().expect("formats with local times require a zone").1;
-        let z = zone.to_ambiguous_zoned(dt).compatible().map_err(|_| bad())?;
+        let zone = &self
+            .zone
+            .as_ref()
+            .expect("formats with local times require a zone")
+            .1;
+        let z = zone
+            .to_ambiguous_zoned(dt)
+            .compatible()
+            .map_err(|_| bad())?;
         Ok(Some(Ts::from_jiff(z.timestamp())))
     }
 }
@@ -783,9 +840,62 @@ mod tests {
         assert_eq!(percent_decode("%2B15551234567"), "+15551234567");
         assert_eq!(percent_decode("a%20b%"), "a b%");
         assert_eq!(percent_decode("100%zz"), "100%zz");
-        assert_eq!(pair("debtor=D1;account=A1", "account").as_deref(), Some("A1"));
+        assert_eq!(
+            pair("debtor=D1;account=A1", "account").as_deref(),
+            Some("A1")
+        );
         assert_eq!(pair("debtor=D1|x=", "x"), None);
         assert_eq!(pair("plain", "debtor"), None);
+    }
+
+    #[test]
+    fn times_are_read_exactly_in_their_unit_and_zone() {
+        let raw = RawMapping {
+            timezone: Some("America/New_York".into()),
+            ..Default::default()
+        };
+        let m = Mapping::new(Format::VicidialLog, &raw).unwrap();
+        let at = |v: &str, k| m.time_of(v, k).map(|t| t.map(|t| t.0));
+        let s = NANOS_PER_SEC;
+        assert_eq!(
+            at("1793581200", TimeKind::SecsOrLocal),
+            Ok(Some(1_793_581_200 * s))
+        );
+        assert_eq!(
+            at("1793581200.123457", TimeKind::SecsOrLocal),
+            Ok(Some(1_793_581_200 * s + 123_457_000))
+        );
+        assert_eq!(
+            at("1793581200123457", TimeKind::Micros),
+            Ok(Some(1_793_581_200 * s + 123_457_000))
+        );
+        assert_eq!(at("0", TimeKind::Micros), Ok(None));
+        assert_eq!(at("0.0", TimeKind::SecsOrLocal), Ok(None));
+        // New York local: EDT (-4) before 2026-11-01 02:00, EST (-5) after; the repeated hour
+        // is read as its first occurrence.
+        let utc = |t: &str| t.parse::<jiff::Timestamp>().unwrap().as_nanosecond() as i64;
+        assert_eq!(
+            at("2026-10-31 09:00:00", TimeKind::SecsOrLocal),
+            Ok(Some(utc("2026-10-31T13:00:00Z")))
+        );
+        assert_eq!(
+            at("2026-11-02 09:00:00", TimeKind::SecsOrLocal),
+            Ok(Some(utc("2026-11-02T14:00:00Z")))
+        );
+        assert_eq!(
+            at("2026-11-01 01:30:00", TimeKind::SecsOrLocal),
+            Ok(Some(utc("2026-11-01T05:30:00Z")))
+        );
+        for bad in [
+            "1.2.3",
+            ".5",
+            "2026-13-01 00:00:00",
+            "yesterday",
+            "99999999999999999999",
+        ] {
+            assert!(at(bad, TimeKind::SecsOrLocal).is_err(), "{bad}");
+        }
+        assert!(at("2026-11-02 09:00:00", TimeKind::Micros).is_err());
     }
 
     #[test]
@@ -793,6 +903,8 @@ mod tests {
         for f in Format::ALL {
             assert_eq!(Format::parse(f.as_str()), Ok(f));
         }
-        assert!(Format::parse("csv").unwrap_err().contains("asterisk-cdr-csv"));
+        assert!(Format::parse("csv")
+            .unwrap_err()
+            .contains("asterisk-cdr-csv"));
     }
 }

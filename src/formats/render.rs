@@ -79,7 +79,10 @@ fn local(call: &Call, zone: &TimeZone) -> String {
 
 /// `call` as one record of `format` (no line ending); local times in `zone`.
 pub fn render(format: Format, call: &Call, zone: &TimeZone) -> String {
-    let secs = call.occurred_at.0.div_euclid(crate::engine::time::NANOS_PER_SEC);
+    let secs = call
+        .occurred_at
+        .0
+        .div_euclid(crate::engine::time::NANOS_PER_SEC);
     let dur = call.duration_s.unwrap_or(0.0).round() as i64;
     let talk = if call.outcome == Some(CallOutcome::Conversation) {
         dur.max(1)

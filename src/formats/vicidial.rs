@@ -100,7 +100,10 @@ pub(crate) const OUTCOMES: &[(&str, CallOutcome)] = &[
 ];
 
 /// A row's fields (any JSON scalar, as text).
-struct Row<'a>(Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>, Option<Box<Row<'a>>>);
+struct Row<'a>(
+    Vec<(Cow<'a, str>, Option<Cow<'a, str>>)>,
+    Option<Box<Row<'a>>>,
+);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -159,6 +162,11 @@ pub(crate) fn read_json<'a>(
     }
     Ok(m.slots
         .iter()
-        .map(|name| row.0.iter().find(|f| f.0 == *name).and_then(|f| f.1.clone()))
+        .map(|name| {
+            row.0
+                .iter()
+                .find(|f| f.0 == *name)
+                .and_then(|f| f.1.clone())
+        })
         .collect())
 }

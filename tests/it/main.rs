@@ -23,6 +23,8 @@ mod replay;
 mod service;
 // Debtor statuses from the status topic, in `run`.
 mod statuses;
+// Dialers' own records (Asterisk, FreeSWITCH, VICIdial) through a mapping.
+mod formats;
 // The lender's contact book: contact rules and enrichment against oracles.
 mod contacts;
 // The deployment files against a running instance: every metric they use is exposed.
