@@ -1,10 +1,15 @@
 //! The decoder alone: records/s through `Decoder::decode` (JSON, validation, phone
 //! normalisation) for synthetic dialer traffic, from a cold decoder each iteration so phone-cache
 //! misses count as they do in a replay. `cargo bench --bench decode`
+//!
+//! `decode-formats/*`: the same calls as call event v1 and as each dialer's records (Asterisk
+//! `cdr_csv`, a FreeSWITCH JSON CDR, a VICIdial `vicidial_log` CSV row; `formats::render`),
+//! each read through its mapping: `cargo bench --bench decode -- decode-formats`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dialguard::codec::Decoder;
 use dialguard::engine::time::Ts;
+use dialguard::formats::{render, Format};
 use dialguard::synth::{generate, SynthParams};
 
 // The same allocator as the `dialguard` binary, so figures match what it does.
@@ -51,6 +56,53 @@ fn bench(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
+    g.finish();
+
+    // The same valid calls in every format.
+    let mut dec = Decoder::new(settings.decode.clone());
+    let (v1, calls): (Vec<&[u8]>, Vec<_>) = lines
+        .iter()
+        .filter_map(|l| dec.decode(l, now).ok().map(|c| (*l, c)))
+        .take(100_000)
+        .unzip();
+    let zone = jiff::tz::TimeZone::get(&settings.default_timezone).unwrap();
+    let mut g = c.benchmark_group("decode-formats");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(calls.len() as u64));
+    for format in Format::ALL {
+        let records: Vec<Vec<u8>> = match format {
+            Format::CallEventV1 => v1.iter().map(|l| l.to_vec()).collect(),
+            f => calls
+                .iter()
+                .map(|c| render::render(f, c, &zone).into_bytes())
+                .collect(),
+        };
+        let mut s = settings.clone();
+        if format != Format::CallEventV1 {
+            s.raw_mapping = render::mapping_for(format, &settings.default_timezone);
+            s.set_format(format).expect("the rendering's mapping");
+        }
+        let bytes: usize = records.iter().map(Vec::len).sum();
+        eprintln!(
+            "{format}: {} records, {:.0} bytes per record",
+            records.len(),
+            bytes as f64 / records.len() as f64
+        );
+        g.bench_function(format.as_str(), |b| {
+            b.iter_batched(
+                || Decoder::new(s.decode.clone()),
+                |mut dec| {
+                    let mut ok = 0usize;
+                    for r in &records {
+                        ok += dec.decode(r, now).is_ok() as usize;
+                    }
+                    assert_eq!(ok, records.len(), "{format}");
+                    dec
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 

@@ -410,6 +410,7 @@ pub struct Decoder {
     settings: DecodeSettings,
     phones: crate::phone::PhoneNormaliser,
     zones: HashMap<String, Option<TimeZone>>,
+    days: crate::formats::LocalDays,
 }
 
 impl Decoder {
@@ -419,6 +420,7 @@ impl Decoder {
             phones: crate::phone::PhoneNormaliser::new(settings.default_region),
             settings,
             zones: HashMap::default(),
+            days: Default::default(),
         }
     }
 
@@ -438,7 +440,7 @@ impl Decoder {
             .map_err(|e| reject(Reason::NotJson, format!("not UTF-8: {e}")))?;
         if self.settings.mapping.format() != crate::formats::Format::CallEventV1 {
             let mapping = std::sync::Arc::clone(&self.settings.mapping);
-            let w = mapping.read(text.trim_end_matches(['\n', '\r']))?;
+            let w = mapping.read(text.trim_end_matches(['\n', '\r']), &mut self.days)?;
             return self.validate(w, now);
         }
         let w: Wire<'_> = match scan(text) {

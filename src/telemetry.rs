@@ -33,6 +33,9 @@ pub struct Metrics {
     pub offsets_skipped: IntCounter,
     /// Alerts produced, by rule and severity.
     pub alerts: IntCounterVec,
+    /// Calls a rule could not judge because they lack one of its key fields (a CDR without an
+    /// account, a debtor-and-account rule on a call with no account_id), by rule.
+    pub rule_skipped: IntCounterVec,
     /// Alerts not produced again because they were published before a restart or rebalance.
     pub alerts_suppressed: IntCounter,
     /// Suppression directives produced, by rule and reason.
@@ -257,6 +260,12 @@ impl Metrics {
                 "dialguard_alerts_total",
                 "Alerts produced, by rule and severity.",
                 &["rule", "severity"],
+            ),
+            rule_skipped: counter_vec(
+                &r,
+                "dialguard_rule_skipped_total",
+                "Calls a rule could not judge because they lack one of its key fields (e.g. no account_id), by rule.",
+                &["rule"],
             ),
             alerts_suppressed: counter(
                 &r,
@@ -501,6 +510,7 @@ impl Metrics {
         for rule in rules {
             m.alerts
                 .with_label_values(&[rule.id.as_str(), rule.severity.as_str()]);
+            m.rule_skipped.with_label_values(&[rule.id.as_str()]);
         }
         for t in OUTPUTS {
             for e in ERROR_CLASSES {

@@ -232,6 +232,8 @@ pub struct Engine {
     pass_step: usize,
     evidence_limit: usize,
     stats: EngineStats,
+    /// The rules the last call judged skipped for a missing key field ([`Engine::last_skipped`]).
+    last_skipped: Vec<u16>,
     scratch: Vec<Sym>,
     /// Attempts reserved by pre-dial checks (`reserve.rs`).
     reserved: Reservations,
@@ -367,6 +369,7 @@ impl Engine {
                 rule_alerts: vec![0; n],
                 ..Default::default()
             },
+            last_skipped: Vec::new(),
             scratch: Vec::new(),
             reserved,
             merge: Vec::new(),
@@ -386,6 +389,12 @@ impl Engine {
     /// Counters since start.
     pub fn stats(&self) -> &EngineStats {
         &self.stats
+    }
+
+    /// The rules (indexes into [`Engine::rules`]) the last accepted call skipped for a missing
+    /// key field: what `Ingest::Accepted { skipped }` counts, named, for a per-rule metric.
+    pub fn last_skipped(&self) -> &[u16] {
+        &self.last_skipped
     }
 
     /// The newest event time seen, over all lanes.
@@ -701,8 +710,12 @@ impl Engine {
             stats,
             statuses,
             contacts,
+            last_skipped,
             ..
         } = self;
+        if !reserved_windows {
+            last_skipped.clear();
+        }
         let Reservations {
             records: reserved_records,
             windows: reserved_by_rule,
@@ -755,6 +768,7 @@ impl Engine {
                 Applied::Skipped => {
                     stats.rule_matched[ri] += 1;
                     stats.rule_skipped[ri] += 1;
+                    last_skipped.push(ri as u16);
                     skipped += 1;
                 }
             }

@@ -112,11 +112,26 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalars<'a> {
     }
 }
 
-struct Str<'a>(Cow<'a, str>);
+/// A key, borrowed from the record unless it holds an escape (serde's own `Cow<str>` always
+/// copies: an allocation per key was most of reading a CDR).
+pub(crate) struct Str<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Str(Cow::<'a, str>::deserialize(d)?))
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V).map(Str)
     }
 }
 
@@ -250,8 +265,16 @@ fn find<'a>(pairs: &[(Cow<'a, str>, Cow<'a, str>)], name: &str) -> Option<Cow<'a
     pairs.iter().find(|p| p.0 == name).map(|p| p.1.clone())
 }
 
-/// Reads a CDR into the mapping's slots.
+/// Reads a CDR into the mapping's slots: by the scanner when it can ([`scan`]), else through
+/// serde_json (escapes in a value read, and every error).
 pub(crate) fn read<'a>(m: &Mapping, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>>, Reject> {
+    if let Some(slots) = scan(m, text) {
+        return Ok(slots);
+    }
+    read_serde(m, text)
+}
+
+fn read_serde<'a>(m: &Mapping, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>>, Reject> {
     let cdr: Cdr<'a> = serde_json::from_str(text).map_err(|e| {
         let reason = if e.is_data() {
             Reason::WrongType
@@ -286,4 +309,474 @@ pub(crate) fn read<'a>(m: &Mapping, text: &'a str) -> Result<Vec<Option<Cow<'a, 
             }
         })
         .collect())
+}
+
+/// Where a slot's value is found, for the scanner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    Variable,
+    ChannelData,
+    Profile,
+    Times,
+    Created,
+    Top,
+}
+
+pub(crate) fn part_of(name: &str) -> (Part, &str) {
+    if let Some(v) = name.strip_prefix("variables.") {
+        (Part::Variable, v)
+    } else if let Some(v) = name.strip_prefix("channel_data.") {
+        (Part::ChannelData, v)
+    } else if let Some(v) = name.strip_prefix("caller_profile.") {
+        (Part::Profile, v)
+    } else if name == "times.created_time" {
+        (Part::Created, "created_time")
+    } else if let Some(v) = name.strip_prefix("times.") {
+        (Part::Times, v)
+    } else {
+        (Part::Top, name)
+    }
+}
+
+/// The CDR read without serde, into the slots [`read_serde`] gives (a test compares them over
+/// fixtures, renderings and mutations): a validating walk over the document that looks only at
+/// the members the mapping names and skips the rest a word at a time. `None` for anything it
+/// leaves to serde_json — an escape in a string it must read, a number it cannot copy as
+/// written, and every error. A real CDR carries hundreds of variables; serde_json building
+/// them all was two thirds of reading one.
+fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
+    let want = &m.fs_parts;
+    let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; want.len()];
+    let mut w = Walk {
+        t: text,
+        b: text.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    // The last profile's members (the call as dialled), and the earliest created_time.
+    let mut last: Vec<Option<&'a str>> = vec![None; want.len()];
+    let mut created: Option<(u64, &'a str)> = None;
+    let mut profiles = 0usize;
+    w.ws();
+    w.object(|w, key| {
+        match key {
+            "variables" | "channel_data" => {
+                let part = if key == "variables" {
+                    Part::Variable
+                } else {
+                    Part::ChannelData
+                };
+                w.members_or_null(|w, k| {
+                    let hit = want.iter().position(|(p, n)| *p == part && n == k);
+                    w.scalar_into(hit.map(|h| &mut slots[h]))
+                })
+            }
+            "callflow" => {
+                let mut profile = |w: &mut Walk<'a>| -> Option<()> {
+                    let mut cur: Vec<Option<&'a str>> = vec![None; want.len()];
+                    let mut first_created: Option<&'a str> = None;
+                    let (mut seen_cp, mut seen_t) = (false, false);
+                    w.object(|w, k| match k {
+                        "caller_profile" | "times" => {
+                            let times = k == "times";
+                            let seen = if times { &mut seen_t } else { &mut seen_cp };
+                            if std::mem::replace(seen, true) {
+                                return None; // a duplicate field: serde's error
+                            }
+                            w.members_or_null(|w, k| {
+                                let part = if times { Part::Times } else { Part::Profile };
+                                let hit = want.iter().position(|(p, n)| *p == part && n == k);
+                                let created_here = times && k == "created_time";
+                                if hit.is_none() && !created_here {
+                                    return w.skip();
+                                }
+                                let v = w.scalar()?;
+                                if let (Some(h), Some(v)) = (hit, v) {
+                                    if cur[h].is_none() {
+                                        cur[h] = Some(v);
+                                    }
+                                }
+                                if created_here && first_created.is_none() {
+                                    first_created = v;
+                                }
+                                Some(())
+                            })
+                        }
+                        _ => w.skip(),
+                    })?;
+                    profiles += 1;
+                    last = cur;
+                    if let Some(c) = first_created.filter(|c| *c != "0") {
+                        let n = c.parse::<u64>().unwrap_or(u64::MAX);
+                        if created.is_none_or(|(m, _)| n < m) {
+                            created = Some((n, c));
+                        }
+                    }
+                    Some(())
+                };
+                match w.peek()? {
+                    b'[' => w.array(|w| profile(w)),
+                    b'{' => profile(w),
+                    b'n' => w.literal("null"),
+                    _ => None,
+                }
+            }
+            _ => {
+                let hit = want.iter().position(|(p, n)| *p == Part::Top && n == key);
+                w.scalar_into(hit.map(|h| &mut slots[h]))
+            }
+        }
+    })?;
+    w.ws();
+    if w.i != w.b.len() {
+        return None;
+    }
+    for (i, (p, _)) in want.iter().enumerate() {
+        match p {
+            Part::Profile | Part::Times if profiles > 0 => slots[i] = last[i].map(Cow::Borrowed),
+            Part::Created => slots[i] = created.map(|c| Cow::Borrowed(c.1)),
+            _ => {}
+        }
+    }
+    Some(slots)
+}
+
+/// A validating JSON walk that borrows what it reads.
+struct Walk<'a> {
+    t: &'a str,
+    b: &'a [u8],
+    i: usize,
+    depth: u32,
+}
+
+impl<'a> Walk<'a> {
+    fn ws(&mut self) {
+        while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.b[self.i..]
+            .starts_with(word.as_bytes())
+            .then(|| self.i += word.len())
+    }
+
+    /// A string without escapes: its contents.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = start + crate::codec::string_end(&self.b[start..])?;
+        if self.b[end] != b'"' {
+            return None;
+        }
+        self.i = end + 1;
+        Some(&self.t[start..end])
+    }
+
+    /// Any valid string (escapes included), skipped.
+    fn skip_str(&mut self) -> Option<()> {
+        self.i += 1; // the opening quote
+        loop {
+            let at = self.i + crate::codec::string_end(&self.b[self.i..])?;
+            match self.b[at] {
+                b'"' => {
+                    self.i = at + 1;
+                    return Some(());
+                }
+                b'\\' => match *self.b.get(at + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i = at + 2,
+                    b'u' => {
+                        let hex = self.b.get(at + 2..at + 6)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        self.i = at + 6;
+                    }
+                    _ => return None,
+                },
+                _ => return None, // a control character
+            }
+        }
+    }
+
+    /// A number as JSON writes it: its text, and whether it is a plain integer that serde's
+    /// integer-to-text gives back as written.
+    fn number(&mut self) -> Option<(&'a str, bool)> {
+        let start = self.i;
+        let b = self.b;
+        let mut i = self.i;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        let int_end = i;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let d = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == d {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let d = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == d {
+                return None;
+            }
+        }
+        self.i = i;
+        let text = &self.t[start..i];
+        let plain = int_end == i && text.len() <= 18 && text != "-0";
+        Some((text, plain))
+    }
+
+    /// A scalar to read: `Some(Some(text))` for a string without escapes, a plain integer or a
+    /// boolean; `Some(None)` for null, an object or an array (skipped); `None` for what serde
+    /// must read (an escaped string, another number) or an error.
+    fn scalar(&mut self) -> Option<Option<&'a str>> {
+        match *self.b.get(self.i)? {
+            b'"' => self.plain_str().map(Some),
+            b't' => self.literal("true").map(|_| Some("true")),
+            b'f' => self.literal("false").map(|_| Some("false")),
+            b'n' => self.literal("null").map(|_| None),
+            b'{' | b'[' => self.skip().map(|_| None),
+            _ => match self.number()? {
+                (n, true) => Some(Some(n)),
+                _ => None,
+            },
+        }
+    }
+
+    /// Reads a scalar into `slot` (first value wins) when there is one, else skips the value.
+    fn scalar_into(&mut self, slot: Option<&mut Option<Cow<'a, str>>>) -> Option<()> {
+        match slot {
+            None => self.skip(),
+            Some(slot) => {
+                let v = self.scalar()?;
+                if slot.is_none() {
+                    *slot = v.map(Cow::Borrowed);
+                }
+                Some(())
+            }
+        }
+    }
+
+    /// Skips any valid value.
+    fn skip(&mut self) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => self.skip_str(),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            b'{' => self.object(|w, _| w.skip()),
+            b'[' => self.array(|w| w.skip()),
+            _ => self.number().map(|_| ()),
+        }
+    }
+
+    /// An object (at `{`): `member` reads each value, the walk at its first byte.
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        if self.b.get(self.i) != Some(&b'{') || self.depth >= 120 {
+            return None;
+        }
+        self.depth += 1;
+        self.i += 1;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            self.depth -= 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let key = self.plain_str()?;
+            if self.peek()? != b':' {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            member(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An object or null whose members `member` reads.
+    fn members_or_null(
+        &mut self,
+        member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+    ) -> Option<()> {
+        if self.b.get(self.i) == Some(&b'n') {
+            return self.literal("null");
+        }
+        self.object(member)
+    }
+
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.depth >= 120 {
+            return None;
+        }
+        self.depth += 1;
+        self.i += 1; // the '['
+        if self.peek()? == b']' {
+            self.i += 1;
+            self.depth -= 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    self.depth -= 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{render, Format, Mapping, RawMapping};
+
+    /// Whenever the scanner answers, serde_json's reading gives the same slots.
+    #[test]
+    fn the_scanner_agrees_with_serde_json() {
+        let raw = RawMapping {
+            debtor_id: Some(crate::formats::Places::One("variables.debtor_id".into())),
+            agent_id: Some(crate::formats::Places::Many(vec![
+                "channel_data.direction".into(),
+                "times.hangup_time".into(),
+            ])),
+            campaign_id: Some(crate::formats::Places::One("switchname".into())),
+            ..Default::default()
+        };
+        let m = Mapping::new(Format::FreeswitchJsonCdr, &raw).unwrap();
+        let fixture = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/cdr/freeswitch/cdrs.jsonl"),
+        )
+        .unwrap();
+        let zone = jiff::tz::TimeZone::UTC;
+        let mut docs: Vec<String> = fixture.lines().map(str::to_owned).collect();
+        let mut call = crate::engine::event::Call::new(
+            "c\"1",
+            crate::engine::time::Ts(1_793_581_200_000_000_000),
+            "D1",
+            "+8613800000001",
+            crate::engine::event::Relation::Unknown,
+        );
+        call.duration_s = Some(30.0);
+        docs.push(render::render(Format::FreeswitchJsonCdr, &call, &zone));
+        let extra = [
+            r#"{}"#,
+            r#"{"variables":null,"callflow":null}"#,
+            r#"{"variables":{"debtor_id":"a\"b"}}"#,
+            r#"{"variables":{"debtor_id":12,"billsec":1.5,"duration":-0,"x":"\u0041"}}"#,
+            r#"{"variables":{"debtor_id":true},"switchname":["x"],"callflow":{"times":{"created_time":"5"}}}"#,
+            r#"{"callflow":[{"times":{"created_time":"9"}},{"times":{"created_time":"0"}},{"caller_profile":{}}]}"#,
+            r#"{"callflow":[{"times":{}, "times":{}}]}"#,
+            r#"{"callflow":[1]}"#,
+            r#"{"variables":{"a":01}}"#,
+            r#"{"variables":{"a":"x"}} x"#,
+            r#"[]"#,
+        ];
+        docs.extend(extra.iter().map(|s| s.to_string()));
+        let mut rng = crate::synth::Rng::new(9);
+        let pieces = [
+            "\"",
+            "\\",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "0",
+            "-",
+            ".5",
+            "e3",
+            "null",
+            "true",
+            "\\u00e9",
+            "%2B",
+            " ",
+            "\"callflow\":",
+            "\"variables\":{",
+            "é",
+        ];
+        let base = docs.len();
+        for _ in 0..20_000 {
+            let mut t = docs[rng.below(base as u64) as usize].clone();
+            for _ in 0..1 + rng.below(3) {
+                let mut at = rng.below(t.len() as u64 + 1) as usize;
+                while !t.is_char_boundary(at) {
+                    at -= 1;
+                }
+                if rng.chance(0.4) {
+                    let mut end = (at + 1 + rng.below(5) as usize).min(t.len());
+                    while !t.is_char_boundary(end) {
+                        end += 1;
+                    }
+                    t.replace_range(at..end, "");
+                } else {
+                    t.insert_str(at, pieces[rng.below(pieces.len() as u64) as usize]);
+                }
+            }
+            docs.push(t);
+        }
+        let mut decided = 0;
+        for d in &docs {
+            if let Some(fast) = scan(&m, d) {
+                let slow = read_serde(&m, d).unwrap_or_else(|e| {
+                    panic!("the scanner accepted what serde refuses ({e}): {d}")
+                });
+                assert_eq!(fast, slow, "{d}");
+                decided += 1;
+            }
+        }
+        assert!(decided > 2_000, "the scanner decided only {decided}");
+        for d in fixture.lines() {
+            assert!(
+                scan(&m, d).is_some(),
+                "the scanner left a fixture to serde: {d}"
+            );
+        }
+    }
 }

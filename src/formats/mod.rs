@@ -183,8 +183,9 @@ enum Src {
     Slot(usize),
     /// A `key=value` pair inside a field.
     Pair(usize, String),
-    /// A constant.
-    Const(String),
+    /// A constant (its text lives as long as the process: a mapping is built at start, and
+    /// the call's fields borrow it instead of copying it per record).
+    Const(&'static str),
 }
 
 /// How a time field is written.
@@ -224,7 +225,7 @@ pub struct Mapping {
     slots: Vec<String>,
     targets: Vec<(Target, Vec<Src>)>,
     places: Vec<(&'static str, Vec<String>)>,
-    outcomes: HashMap<String, CallOutcome>,
+    outcomes: HashMap<String, CallOutcome, foldhash::fast::RandomState>,
     zone: Option<(String, TimeZone)>,
     url_encoded: bool,
     time: Vec<(usize, TimeKind)>,
@@ -235,6 +236,8 @@ pub struct Mapping {
     extra: Vec<usize>,
     /// For CSV formats: slot → column index.
     slot_col: Vec<usize>,
+    /// For FreeSWITCH: where in the document each slot is.
+    fs_parts: Vec<(freeswitch::Part, String)>,
     /// Call event v1 with a `[mapping]` written (for `--format`): said by `describe`.
     unused: bool,
 }
@@ -255,7 +258,7 @@ impl Mapping {
             slots: Vec::new(),
             targets: Vec::new(),
             places: Vec::new(),
-            outcomes: HashMap::new(),
+            outcomes: HashMap::default(),
             zone: None,
             url_encoded: raw.url_encoded.unwrap_or(true),
             time: Vec::new(),
@@ -264,6 +267,7 @@ impl Mapping {
             duration: 0,
             extra: Vec::new(),
             slot_col: Vec::new(),
+            fs_parts: Vec::new(),
             unused: false,
         };
         let (defaults, fixed, table): FormatParts = match format {
@@ -352,7 +356,7 @@ impl Mapping {
                     if c.is_empty() {
                         return Err(bad(name, "\"=\" needs a constant after it".into()));
                     }
-                    Src::Const(c.to_owned())
+                    Src::Const(Box::leak(c.to_owned().into_boxed_str()))
                 } else if let Some((f, k)) = p.split_once(':') {
                     if k.is_empty() {
                         return Err(bad(name, format!("{p:?}: a key after ':' is needed")));
@@ -448,6 +452,14 @@ impl Mapping {
             }
             None => {}
         }
+        m.fs_parts = m
+            .slots
+            .iter()
+            .map(|n| {
+                let (p, name) = freeswitch::part_of(n);
+                (p, name.to_owned())
+            })
+            .collect();
         if matches!(format, Format::AsteriskCdrCsv | Format::VicidialLog) {
             m.slot_col = m
                 .slots
@@ -566,7 +578,11 @@ impl Mapping {
     }
 
     /// Reads one record into the intermediate record the v1 validation judges.
-    pub(crate) fn read<'a>(&self, text: &'a str) -> Result<crate::codec::Wire<'a>, Reject> {
+    pub(crate) fn read<'a>(
+        &self,
+        text: &'a str,
+        days: &mut LocalDays,
+    ) -> Result<crate::codec::Wire<'a>, Reject> {
         let slots = match self.format {
             Format::CallEventV1 => unreachable!("v1 records are decoded by the codec"),
             Format::AsteriskCdrCsv => self.read_csv(text)?,
@@ -579,7 +595,7 @@ impl Mapping {
                 }
             }
         };
-        self.wire(slots)
+        self.wire(slots, days)
     }
 
     fn read_csv<'a>(&self, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>>, Reject> {
@@ -613,7 +629,11 @@ impl Mapping {
     }
 
     /// The slots' values (absent or empty: `None`) to the intermediate record.
-    fn wire<'a>(&self, slots: Vec<Option<Cow<'a, str>>>) -> Result<crate::codec::Wire<'a>, Reject> {
+    fn wire<'a>(
+        &self,
+        slots: Vec<Option<Cow<'a, str>>>,
+        days: &mut LocalDays,
+    ) -> Result<crate::codec::Wire<'a>, Reject> {
         let decode = |v: &Cow<'a, str>| -> Cow<'a, str> {
             if self.format == Format::FreeswitchJsonCdr && self.url_encoded && v.contains('%') {
                 Cow::Owned(percent_decode(v))
@@ -637,8 +657,8 @@ impl Mapping {
             for s in srcs {
                 value = match s {
                     Src::Slot(i) => get(*i),
-                    Src::Pair(i, key) => get(*i).and_then(|v| pair(&v, key)),
-                    Src::Const(c) => Some(Cow::Owned(c.clone())),
+                    Src::Pair(i, key) => get(*i).and_then(|v| pair(v, key)),
+                    Src::Const(c) => Some(Cow::Borrowed(*c)),
                 };
                 if value.is_some() {
                     break;
@@ -667,7 +687,7 @@ impl Mapping {
         let mut at = None;
         for (i, kind) in &self.time {
             if let Some(v) = get(*i) {
-                match self.time_of(&v, *kind)? {
+                match self.time_of(&v, *kind, days)? {
                     Some(t) => {
                         at = Some(t);
                         break;
@@ -723,7 +743,7 @@ impl Mapping {
     }
 
     /// `Ok(None)`: written as unset (0).
-    fn time_of(&self, v: &str, kind: TimeKind) -> Result<Option<Ts>, Reject> {
+    fn time_of(&self, v: &str, kind: TimeKind, days: &mut LocalDays) -> Result<Option<Ts>, Reject> {
         let bad = || {
             reject(
                 Reason::BadTimestamp,
@@ -759,17 +779,74 @@ impl Mapping {
         if kind == TimeKind::Micros {
             return Err(bad());
         }
-        let dt: jiff::civil::DateTime = v.parse().map_err(|_| bad())?;
         let zone = &self
             .zone
             .as_ref()
             .expect("formats with local times require a zone")
             .1;
+        if let Some(t) = days.fast(v, zone) {
+            return Ok(Some(t));
+        }
+        let dt: jiff::civil::DateTime = v.parse().map_err(|_| bad())?;
         let z = zone
             .to_ambiguous_zoned(dt)
             .compatible()
             .map_err(|_| bad())?;
         Ok(Some(Ts::from_jiff(z.timestamp())))
+    }
+}
+
+/// Local `YYYY-MM-DD HH:MM:SS` times read without jiff's parser where it is safe: the offset of
+/// each local day the zone keeps one offset through (no transition), remembered. A day with a
+/// transition, or any other spelling, goes to jiff. Owned by a decoder (one per thread).
+#[derive(Debug, Default)]
+pub(crate) struct LocalDays(HashMap<i64, Option<i64>, foldhash::fast::RandomState>);
+
+impl LocalDays {
+    fn fast(&mut self, v: &str, zone: &TimeZone) -> Option<Ts> {
+        use crate::engine::time::{civil_from_days, days_from_civil};
+        let b = v.as_bytes();
+        if b.len() != 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b' '
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b[r].iter().try_fold(0u32, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
+            })
+        };
+        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if h > 23 || mi > 59 || sec > 59 || !(1..=12).contains(&mo) || d == 0 {
+            return None;
+        }
+        let day = days_from_civil(y as i64, mo, d);
+        if civil_from_days(day) != (y as i64, mo, d) {
+            return None; // no such date (jiff says why)
+        }
+        if self.0.len() > 100_000 {
+            self.0.clear();
+        }
+        let offset = (*self.0.entry(day).or_insert_with(|| {
+            let at = |h: i8, m: i8, s: i8| {
+                let dt = jiff::civil::date(y as i16, mo as i8, d as i8).at(h, m, s, 0);
+                zone.to_ambiguous_zoned(dt)
+                    .unambiguous()
+                    .ok()
+                    .map(|z| z.offset().seconds() as i64)
+            };
+            match (at(0, 0, 0), at(12, 0, 0), at(23, 59, 59)) {
+                (Some(a), Some(b), Some(c)) if a == b && b == c => Some(a),
+                _ => None,
+            }
+        }))?;
+        let local = day * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+        Some(Ts((local - offset) * NANOS_PER_SEC))
     }
 }
 
@@ -802,12 +879,18 @@ fn number(v: Option<&str>, name: &str) -> Result<Option<f64>, Reject> {
 }
 
 /// The value of `key=` inside `v` (pairs split on `;`, `,` or `|`).
-fn pair<'a>(v: &str, key: &str) -> Option<Cow<'a, str>> {
-    v.split([';', ',', '|'])
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim() == key)
-        .map(|(_, v)| Cow::<'a, str>::Owned(v.trim().to_owned()))
-        .filter(|v| !v.is_empty())
+fn pair<'a>(v: Cow<'a, str>, key: &str) -> Option<Cow<'a, str>> {
+    fn find<'s>(v: &'s str, key: &str) -> Option<&'s str> {
+        v.split([';', ',', '|'])
+            .filter_map(|p| p.split_once('='))
+            .find(|(k, _)| k.trim() == key)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+    match v {
+        Cow::Borrowed(b) => find(b, key).map(Cow::Borrowed),
+        Cow::Owned(o) => find(&o, key).map(|f| Cow::Owned(f.to_owned())),
+    }
 }
 
 /// Undoes FreeSWITCH's URL encoding of values (`%XX`; a `%` not followed by two hex digits is
@@ -840,12 +923,14 @@ mod tests {
         assert_eq!(percent_decode("%2B15551234567"), "+15551234567");
         assert_eq!(percent_decode("a%20b%"), "a b%");
         assert_eq!(percent_decode("100%zz"), "100%zz");
+        let p = |v: &str, k: &str| pair(Cow::Borrowed(v), k).map(|c| c.into_owned());
+        assert_eq!(p("debtor=D1;account=A1", "account").as_deref(), Some("A1"));
         assert_eq!(
-            pair("debtor=D1;account=A1", "account").as_deref(),
-            Some("A1")
+            p("debtor = D1 , account=A1", "debtor").as_deref(),
+            Some("D1")
         );
-        assert_eq!(pair("debtor=D1|x=", "x"), None);
-        assert_eq!(pair("plain", "debtor"), None);
+        assert_eq!(p("debtor=D1|x=", "x"), None);
+        assert_eq!(p("plain", "debtor"), None);
     }
 
     #[test]
@@ -855,7 +940,8 @@ mod tests {
             ..Default::default()
         };
         let m = Mapping::new(Format::VicidialLog, &raw).unwrap();
-        let at = |v: &str, k| m.time_of(v, k).map(|t| t.map(|t| t.0));
+        let mut days = LocalDays::default();
+        let mut at = |v: &str, k| m.time_of(v, k, &mut days).map(|t| t.map(|t| t.0));
         let s = NANOS_PER_SEC;
         assert_eq!(
             at("1793581200", TimeKind::SecsOrLocal),

@@ -119,7 +119,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::new();
                 let mut inner = None;
-                while let Some(k) = m.next_key::<Cow<'a, str>>()? {
+                while let Some(super::freeswitch::Str(k)) =
+                    m.next_key::<super::freeswitch::Str<'a>>()?
+                {
                     // A CDC envelope: the row is its `after` (or `payload.after`).
                     if k == "after" || k == "payload" {
                         let r: Row<'a> = m.next_value()?;

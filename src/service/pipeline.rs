@@ -1184,6 +1184,14 @@ impl Pipeline<'_> {
                 let mut found = std::mem::take(&mut self.breaches);
                 let mut holds = std::mem::take(&mut self.holds);
                 let outcome = judge::judge(&mut live.engine, lane, &mut call, &mut found);
+                if matches!(outcome, Outcome::Accepted { skipped } if skipped > 0) {
+                    for &ri in live.engine.last_skipped() {
+                        self.metrics
+                            .rule_skipped
+                            .with_label_values(&[self.settings.rules[ri as usize].id.as_str()])
+                            .inc();
+                    }
+                }
                 let directives = self.settings.kafka.suppressions_topic.is_some();
                 if directives && matches!(outcome, Outcome::Accepted { .. }) {
                     live.engine.holds(&mut call, &mut holds);

@@ -476,12 +476,23 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
     let kafka = Kafka::new("asterisk-cdrs");
     let fixture = "tests/fixtures/cdr/asterisk";
     let svc = start(kafka.settings(&format!("{fixture}/policy.toml")));
-    let rows: Vec<Vec<u8>> = std::fs::read_to_string(root().join("asterisk/Master.csv"))
-        .unwrap()
+    // Keyed by debtor, as the README asks of CDR producers: a debtor's rows on one partition,
+    // in the order Asterisk wrote them (its legs too).
+    let text = std::fs::read_to_string(root().join("asterisk/Master.csv")).unwrap();
+    let rows: Vec<(String, &str)> = text
         .lines()
-        .map(|l| l.as_bytes().to_vec())
+        .map(|l| {
+            let key = l
+                .split("debtor=")
+                .nth(1)
+                .and_then(|r| r.split([';', '"']).next())
+                .unwrap_or("unknown");
+            (key.to_owned(), l)
+        })
         .collect();
-    kafka.produce(&rows);
+    let keyed: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|(k, l)| (k.as_str(), Some(*l))).collect();
+    crate::statuses::publish(&kafka, &kafka.input(), &keyed);
     wait_done(&kafka, &[&svc]);
     let got = wait_for_alerts(&kafka, 2);
     for r in ["ast-two-a-day", "ast-after-conversation"] {
@@ -499,5 +510,20 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
         .collect();
     reasons.sort();
     assert_eq!(reasons, ["bad_value", "missing_field", "unknown_value"]);
+    // The row with no account (D3's) could not be judged by the per-account rule: counted.
+    let page = svc.handles.metrics.render();
+    assert_eq!(
+        crate::service::metric_with(
+            &page,
+            "dialguard_rule_skipped_total",
+            "rule=\"ast-per-account\""
+        ),
+        1.0,
+        "{page}"
+    );
+    assert!(
+        page.contains("dialguard_rule_skipped_total{rule=\"ast-two-a-day\"} 0"),
+        "every rule's series is exposed from the start: {page}"
+    );
     svc.stop();
 }
