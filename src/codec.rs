@@ -33,7 +33,8 @@ pub enum Reason {
     TooLarge,
     /// The call is more than `allowed_lateness` behind the newest event time (from the engine).
     TooLate,
-    /// A dialer record that is not a call attempt (a CSV header row, a CDC delete).
+    /// A dialer's record that is not a call attempt (a CSV header row, a CDC delete, a
+    /// FreeSWITCH b-leg).
     NotAnAttempt,
 }
 
@@ -118,8 +119,6 @@ impl Default for DecodeSettings {
     }
 }
 
-/// A record's fields as read, before validation: what call event v1 decodes to, and what
-/// `crate::formats` reads a dialer's record into.
 impl DecodeSettings {
     /// The same settings for call event v1 records, whatever the input's format (the pre-dial
     /// check's requests are call events).
@@ -131,6 +130,8 @@ impl DecodeSettings {
     }
 }
 
+/// A record's fields as read, before validation: what call event v1 decodes to, and what
+/// `crate::formats` reads a dialer's record into.
 #[derive(Deserialize, Default, Debug, PartialEq)]
 pub(crate) struct Wire<'a> {
     #[serde(borrow)]

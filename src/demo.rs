@@ -201,7 +201,8 @@ pub fn run(
     let format = settings.decode.mapping.format();
     if format != crate::formats::Format::CallEventV1 {
         crate::tell!(
-            "  the synthetic dialer writes {format} records (dialguard check-config prints the mapping that reads them)"
+            "  the synthetic dialer writes {format} records, read through this mapping:\n{}",
+            settings.decode.mapping.describe().trim_end()
         );
     }
     if settings.check.enabled && tally.checking > 0 {

@@ -111,6 +111,10 @@ enum Cmd {
         /// Output file (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Write the calls as a dialer's records (asterisk-cdr-csv, freeswitch-json-cdr,
+        /// vicidial-log; local times in Asia/Shanghai), as `config/dialers/*.toml` read them.
+        #[arg(long, default_value = "call-event-v1")]
+        format: String,
     },
     /// The service: consume call events from Kafka, publish alerts and dead letters.
     Run {
@@ -146,8 +150,8 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         checking_agencies: u64,
         /// The format the synthetic dialer writes: call-event-v1, or a dialer's own
-        /// (asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log), read through the mapping
-        /// `dialguard check-config` would print for it.
+        /// (asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log), read through a mapping of
+        /// the demo's (printed at start; the configuration's `[mapping]` is not used).
         #[arg(long, default_value = "call-event-v1")]
         format: String,
     },
@@ -304,7 +308,15 @@ fn main() -> ExitCode {
             duplicates,
             contacts,
             out,
+            format,
         } => {
+            let format = match dialguard::formats::Format::parse(&format) {
+                Ok(f) => f,
+                Err(e) => {
+                    dialguard::tell!("error: --format: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            };
             let p = dialguard::synth::SynthParams {
                 calls,
                 debtors: debtors.unwrap_or((calls / 50).max(1)),
@@ -325,6 +337,14 @@ fn main() -> ExitCode {
                 },
                 None => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout())),
             };
+            if format != dialguard::formats::Format::CallEventV1 {
+                if contacts {
+                    dialguard::tell!("error: --format is for calls, not the contact book");
+                    return ExitCode::from(EX_CONFIG);
+                }
+                let zone = jiff::tz::TimeZone::get("Asia/Shanghai").expect("a known zone");
+                w = Box::new(dialguard::formats::render::Rendering::new(w, format, zone));
+            }
             let written = if contacts {
                 dialguard::synth::contact_book(&p, &mut w)
             } else {

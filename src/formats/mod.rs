@@ -234,8 +234,8 @@ pub struct Mapping {
     duration: usize,
     /// Format-specific slots (VICIdial's `phone_code`).
     extra: Vec<usize>,
-    /// For CSV formats: slot → column index.
-    slot_col: Vec<usize>,
+    /// For CSV formats: column index → slot.
+    col_slot: Vec<Option<u32>>,
     /// For FreeSWITCH: where in the document each slot is.
     fs_parts: Vec<(freeswitch::Part, String)>,
     /// Call event v1 with a `[mapping]` written (for `--format`): said by `describe`.
@@ -266,7 +266,7 @@ impl Mapping {
             billsec: None,
             duration: 0,
             extra: Vec::new(),
-            slot_col: Vec::new(),
+            col_slot: Vec::new(),
             fs_parts: Vec::new(),
             unused: false,
         };
@@ -303,6 +303,12 @@ impl Mapping {
             return Err(bad(
                 "loguniqueid",
                 format!("loguniqueid, loguserfield and newcdrcolumns describe Asterisk's cdr_csv, not {format}"),
+            ));
+        }
+        if format != Format::FreeswitchJsonCdr && raw.url_encoded.is_some() {
+            return Err(bad(
+                "url_encoded",
+                format!("URL-encoded values are FreeSWITCH's (encode-values), not {format}'s"),
             ));
         }
         if format == Format::FreeswitchJsonCdr && raw.columns.is_some() {
@@ -461,15 +467,10 @@ impl Mapping {
             })
             .collect();
         if matches!(format, Format::AsteriskCdrCsv | Format::VicidialLog) {
-            m.slot_col = m
-                .slots
+            m.col_slot = m
+                .columns
                 .iter()
-                .map(|s| {
-                    m.columns
-                        .iter()
-                        .position(|c| c == s)
-                        .expect("checked by slot")
-                })
+                .map(|c| m.slots.iter().position(|s| s == c).map(|s| s as u32))
                 .collect();
         }
         Ok(m)
@@ -599,33 +600,31 @@ impl Mapping {
     }
 
     fn read_csv<'a>(&self, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>>, Reject> {
-        let mut fields = Vec::with_capacity(self.columns.len());
-        csv::split(text, &mut fields)
-            .map_err(|e| reject(Reason::BadValue, format!("not a CSV row: {e}")))?;
-        if fields.len() != self.columns.len() {
-            if fields.len() >= 2 && fields[0] == self.columns[0].as_str() {
-                return Err(header());
+        // Straight into the slots: the columns nobody maps are not kept.
+        let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; self.slots.len()];
+        let mut named = 0; // leading fields equal to the column names: a header row
+        let n = csv::each(text, |i, v| {
+            if i == named && self.columns.get(i).is_some_and(|c| *c == v) {
+                named += 1;
             }
+            if let Some(Some(s)) = self.col_slot.get(i) {
+                slots[*s as usize] = Some(v).filter(|v| !v.is_empty());
+            }
+        })
+        .map_err(|e| reject(Reason::BadValue, format!("not a CSV row: {e}")))?;
+        if named >= 2 {
+            return Err(header());
+        }
+        if n != self.columns.len() {
             return Err(reject(
                 Reason::BadValue,
                 format!(
-                    "{} fields where mapping.columns (or loguniqueid/loguserfield/newcdrcolumns) say {}",
-                    fields.len(),
+                    "{n} fields where mapping.columns (or loguniqueid/loguserfield/newcdrcolumns) say {}",
                     self.columns.len()
                 ),
             ));
         }
-        if fields.len() >= 2
-            && fields[0] == self.columns[0].as_str()
-            && fields[1] == self.columns[1].as_str()
-        {
-            return Err(header());
-        }
-        Ok(self
-            .slot_col
-            .iter()
-            .map(|&c| Some(std::mem::take(&mut fields[c])).filter(|v| !v.is_empty()))
-            .collect())
+        Ok(slots)
     }
 
     /// The slots' values (absent or empty: `None`) to the intermediate record.

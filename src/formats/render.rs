@@ -227,3 +227,64 @@ pub fn render(format: Format, call: &Call, zone: &TimeZone) -> String {
         }
     }
 }
+
+/// A writer that takes call event v1 lines and writes each as `format`'s record (local times
+/// in `zone`): `dialguard generate --format`. A line the v1 decoder refuses is written as it is
+/// (it stays invalid in the other format too).
+pub struct Rendering<W: std::io::Write> {
+    inner: W,
+    format: Format,
+    zone: TimeZone,
+    decoder: crate::codec::Decoder,
+    pending: Vec<u8>,
+}
+
+impl<W: std::io::Write> Rendering<W> {
+    /// Renders into `inner`.
+    pub fn new(inner: W, format: Format, zone: TimeZone) -> Rendering<W> {
+        let settings = crate::codec::DecodeSettings {
+            max_future_skew: i64::MAX / 4,
+            ..Default::default()
+        };
+        Rendering {
+            inner,
+            format,
+            zone,
+            decoder: crate::codec::Decoder::new(settings),
+            pending: Vec::new(),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) -> std::io::Result<()> {
+        let now = crate::engine::time::Ts(i64::MAX / 2);
+        match self.decoder.decode(line, now) {
+            Ok(call) => self
+                .inner
+                .write_all(render(self.format, &call, &self.zone).as_bytes())?,
+            Err(_) => self.inner.write_all(line)?,
+        }
+        self.inner.write_all(b"\n")
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Rendering<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        let mut start = 0;
+        while let Some(n) = self.pending[start..].iter().position(|&b| b == b'\n') {
+            let line = self.pending[start..start + n].to_vec();
+            self.line(&line)?;
+            start += n + 1;
+        }
+        self.pending.drain(..start);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.pending.is_empty() {
+            let line = std::mem::take(&mut self.pending);
+            self.line(&line)?;
+        }
+        self.inner.flush()
+    }
+}

@@ -399,6 +399,11 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
             "Asterisk",
         ),
         (
+            "[kafka]\ninput_format = \"vicidial-log\"\n[mapping]\ntimezone = \"UTC\"\nurl_encoded = false",
+            "mapping.url_encoded",
+            "FreeSWITCH",
+        ),
+        (
             "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = \"variables.d\"\ndirection = \"=sideways\"",
             "mapping.direction",
             "outbound or inbound",
@@ -526,4 +531,57 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
         "every rule's series is exposed from the start: {page}"
     );
     svc.stop();
+}
+
+/// `config/dialers/*.toml` read what `dialguard generate --format` (and the demo) write: the
+/// same calls accepted as from call events, the rest refused.
+#[test]
+fn the_shipped_dialer_configurations_read_what_generate_writes() {
+    use std::io::Write;
+    let p = dialguard::synth::SynthParams {
+        calls: 3_000,
+        debtors: 60,
+        invalid_fraction: 0.02,
+        ..Default::default()
+    };
+    let mut v1 = Vec::new();
+    dialguard::synth::generate(&p, &mut v1).unwrap();
+    let v1_settings = Settings::load_with_env(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
+        Some(HashMap::new()),
+    )
+    .unwrap();
+    let accepted = |s: &Settings, text: &[u8]| -> usize {
+        let mut dec = Decoder::new(s.decode.clone());
+        text.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter(|l| dec.decode(l, Ts(NOW)).is_ok())
+            .count()
+    };
+    let want = accepted(&v1_settings, &v1);
+    assert!(want > 2_800, "{want}");
+    for (file, format) in [
+        ("asterisk", Format::AsteriskCdrCsv),
+        ("freeswitch", Format::FreeswitchJsonCdr),
+        ("vicidial", Format::VicidialLog),
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config/dialers")
+            .join(format!("{file}.toml"));
+        let s = Settings::load_with_env(&path, Some(HashMap::new())).unwrap();
+        assert_eq!(s.decode.mapping.format(), format);
+        assert_eq!(
+            s.raw_mapping,
+            render::mapping_for(format, "Asia/Shanghai"),
+            "{file}.toml and formats::render::mapping_for disagree"
+        );
+        let mut out = Vec::new();
+        {
+            let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
+            let mut w = render::Rendering::new(&mut out, format, zone);
+            w.write_all(&v1).unwrap();
+            w.flush().unwrap();
+        }
+        assert_eq!(accepted(&s, &out), want, "{file}");
+    }
 }
