@@ -204,8 +204,9 @@ fn attrs_pairs<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Pairs<'
     d.deserialize_any(V(std::marker::PhantomData))
 }
 
-/// A borrowed-when-possible string.
-struct CowStr<'a>(Cow<'a, str>);
+/// A string borrowed from the record unless it holds an escape (serde's own `Cow<str>` always
+/// copies). Also the key of every member `crate::formats` reads.
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -112,28 +112,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalars<'a> {
     }
 }
 
-/// A key, borrowed from the record unless it holds an escape (serde's own `Cow<str>` always
-/// copies: an allocation per key was most of reading a CDR).
-pub(crate) struct Str<'a>(pub(crate) Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_owned()))
-            }
-        }
-        d.deserialize_str(V).map(Str)
-    }
-}
+use crate::codec::CowStr as Str;
 
 /// A string, number or boolean as text; `None` for null, objects and arrays.
 pub(crate) struct Scalar<'a>(pub(crate) Option<Cow<'a, str>>);

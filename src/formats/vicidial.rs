@@ -10,7 +10,7 @@
 //! `uniqueid`: it is a duplicate of the attempt, not a second one.
 
 use super::{reject, Fixed, Mapping, Target, TimeKind};
-use crate::codec::{Reason, Reject};
+use crate::codec::{CowStr, Reason, Reject};
 use crate::engine::event::CallOutcome;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -119,9 +119,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Row<'a> {
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
                 let mut fields = Vec::new();
                 let mut inner = None;
-                while let Some(super::freeswitch::Str(k)) =
-                    m.next_key::<super::freeswitch::Str<'a>>()?
-                {
+                while let Some(CowStr(k)) = m.next_key::<CowStr<'a>>()? {
                     // A CDC envelope: the row is its `after` (or `payload.after`).
                     if k == "after" || k == "payload" {
                         let r: Row<'a> = m.next_value()?;
