@@ -441,8 +441,8 @@ impl Decoder {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| reject(Reason::NotJson, format!("not UTF-8: {e}")))?;
         if self.settings.mapping.format() != crate::formats::Format::CallEventV1 {
-            let mapping = std::sync::Arc::clone(&self.settings.mapping);
-            let w = mapping.read(text.trim_end_matches(['\n', '\r']), &mut self.days)?;
+            let text = text.trim_end_matches(['\n', '\r']);
+            let w = self.settings.mapping.read(text, &mut self.days)?;
             return self.validate(w, now);
         }
         let w: Wire<'_> = match scan(text) {
@@ -808,23 +808,8 @@ mod tests {
         ];
         let mut decided = 0;
         for _ in 0..20_000 {
-            let mut t = lines[rng.below(lines.len() as u64) as usize].to_owned();
-            for _ in 0..1 + rng.below(3) {
-                let mut at = rng.below(t.len() as u64 + 1) as usize;
-                while !t.is_char_boundary(at) {
-                    at -= 1;
-                }
-                match rng.below(3) {
-                    0 => {
-                        let mut end = (at + 1 + rng.below(4) as usize).min(t.len());
-                        while !t.is_char_boundary(end) {
-                            end += 1;
-                        }
-                        t.replace_range(at..end, "");
-                    }
-                    _ => t.insert_str(at, pieces[rng.below(pieces.len() as u64) as usize]),
-                }
-            }
+            let pick = rng.below(lines.len() as u64) as usize;
+            let t = rng.mutate(lines[pick], pieces);
             decided += agree(&t) as u32;
         }
         assert!(

@@ -12,6 +12,29 @@ use std::io::Write;
 pub struct Rng(u64);
 
 impl Rng {
+    /// `text` damaged one to three times, each a cut of up to four bytes (one time in three)
+    /// or one of `pieces` inserted, at random places: the decoders' property tests feed these
+    /// to a fast path and its authority and hold them to agree.
+    pub fn mutate(&mut self, text: &str, pieces: &[&str]) -> String {
+        let mut t = text.to_owned();
+        for _ in 0..1 + self.below(3) {
+            let mut at = self.below(t.len() as u64 + 1) as usize;
+            while !t.is_char_boundary(at) {
+                at -= 1;
+            }
+            if self.below(3) == 0 {
+                let mut end = (at + 1 + self.below(4) as usize).min(t.len());
+                while !t.is_char_boundary(end) {
+                    end += 1;
+                }
+                t.replace_range(at..end, "");
+            } else {
+                t.insert_str(at, pieces[self.below(pieces.len() as u64) as usize]);
+            }
+        }
+        t
+    }
+
     /// Seeds the generator.
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)

@@ -722,22 +722,8 @@ mod tests {
         ];
         let base = docs.len();
         for _ in 0..20_000 {
-            let mut t = docs[rng.below(base as u64) as usize].clone();
-            for _ in 0..1 + rng.below(3) {
-                let mut at = rng.below(t.len() as u64 + 1) as usize;
-                while !t.is_char_boundary(at) {
-                    at -= 1;
-                }
-                if rng.chance(0.4) {
-                    let mut end = (at + 1 + rng.below(5) as usize).min(t.len());
-                    while !t.is_char_boundary(end) {
-                        end += 1;
-                    }
-                    t.replace_range(at..end, "");
-                } else {
-                    t.insert_str(at, pieces[rng.below(pieces.len() as u64) as usize]);
-                }
-            }
+            let pick = rng.below(base as u64) as usize;
+            let t = rng.mutate(&docs[pick], &pieces);
             docs.push(t);
         }
         let mut decided = 0;

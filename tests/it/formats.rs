@@ -229,22 +229,8 @@ fn any_record_an_adapter_accepts_re_encodes_to_the_same_call_event() {
             };
             let base = lines.len();
             for _ in 0..3_000 {
-                let mut t = lines[rng.below(base as u64) as usize].clone();
-                for _ in 0..1 + rng.below(3) {
-                    let mut at = rng.below(t.len() as u64 + 1) as usize;
-                    while !t.is_char_boundary(at) {
-                        at -= 1;
-                    }
-                    if rng.chance(0.4) {
-                        let mut end = (at + 1 + rng.below(6) as usize).min(t.len());
-                        while !t.is_char_boundary(end) {
-                            end += 1;
-                        }
-                        t.replace_range(at..end, "");
-                    } else {
-                        t.insert_str(at, pieces[rng.below(pieces.len() as u64) as usize]);
-                    }
-                }
+                let pick = rng.below(base as u64) as usize;
+                let t = rng.mutate(&lines[pick], &pieces);
                 lines.push(t);
             }
             let mut dec = Decoder::new(s.decode.clone());
