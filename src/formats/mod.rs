@@ -232,8 +232,10 @@ pub struct Mapping {
     outcome: usize,
     billsec: Option<usize>,
     duration: usize,
-    /// Format-specific slots (VICIdial's `phone_code`).
-    extra: Vec<usize>,
+    /// VICIdial: the slot of `phone_code`, prefixed to a number without one.
+    phone_code: Option<usize>,
+    /// FreeSWITCH with `b_legs = "skip"`: the slot that marks a b-leg.
+    b_leg: Option<usize>,
     /// For CSV formats: column index → slot.
     col_slot: Vec<Option<u32>>,
     /// For FreeSWITCH: where in the document each slot is.
@@ -265,7 +267,8 @@ impl Mapping {
             outcome: 0,
             billsec: None,
             duration: 0,
-            extra: Vec::new(),
+            phone_code: None,
+            b_leg: None,
             col_slot: Vec::new(),
             fs_parts: Vec::new(),
             unused: false,
@@ -397,16 +400,14 @@ impl Mapping {
         m.duration = m.slot(fixed.duration).map_err(|r| bad("columns", r))?;
         if format == Format::VicidialLog {
             // Optional: a dump without it reads numbers in the default region.
-            if let Ok(s) = m.slot("phone_code") {
-                m.extra.push(s);
-            }
+            m.phone_code = m.slot("phone_code").ok();
         }
         match (format, raw.b_legs.as_deref()) {
             (Format::FreeswitchJsonCdr, None | Some("skip")) => {
-                let s = m
-                    .slot("variables.originating_leg_uuid")
-                    .expect("a variable");
-                m.extra.push(s);
+                m.b_leg = Some(
+                    m.slot("variables.originating_leg_uuid")
+                        .expect("a variable"),
+                );
             }
             (Format::FreeswitchJsonCdr, Some("count")) => {}
             (Format::FreeswitchJsonCdr, Some(other)) => {
@@ -568,10 +569,10 @@ impl Mapping {
             let _ = writeln!(
                 s,
                 "  b-legs: {}",
-                if self.extra.is_empty() {
-                    "counted (one attempt with their a-leg by call_id)"
-                } else {
+                if self.b_leg.is_some() {
                     "skipped as not_an_attempt (variables.originating_leg_uuid set)"
+                } else {
+                    "counted (one attempt with their a-leg by call_id)"
                 }
             );
         }
@@ -641,13 +642,11 @@ impl Mapping {
             }
         };
         let get = |i: usize| slots[i].as_ref().map(decode).filter(|v| !v.is_empty());
-        if self.format == Format::FreeswitchJsonCdr {
-            if let Some(a) = self.extra.first().and_then(|&i| get(i)) {
-                return Err(reject(
-                    Reason::NotAnAttempt,
-                    format!("a b-leg of call {a}: its a-leg's record is the attempt (mapping.b_legs = \"skip\"; FreeSWITCH's log-b-leg=false stops writing them)"),
-                ));
-            }
+        if let Some(a) = self.b_leg.and_then(get) {
+            return Err(reject(
+                Reason::NotAnAttempt,
+                format!("a b-leg of call {a}: its a-leg's record is the attempt (mapping.b_legs = \"skip\"; FreeSWITCH's log-b-leg=false stops writing them)"),
+            ));
         }
         let mut w = crate::codec::Wire::default();
         let mut missing = Vec::new();
@@ -727,12 +726,9 @@ impl Mapping {
             }
         }
         w.duration_s = number(get(self.duration).as_deref(), &self.slots[self.duration])?;
-        if self.format == Format::VicidialLog {
-            if let (Some(code), Some(phone)) = (self.extra.first().and_then(|&i| get(i)), &w.phone)
-            {
-                if !phone.starts_with('+') {
-                    w.phone = Some(Cow::Owned(format!("+{code}{phone}")));
-                }
+        if let (Some(code), Some(phone)) = (self.phone_code.and_then(get), &w.phone) {
+            if !phone.starts_with('+') {
+                w.phone = Some(Cow::Owned(format!("+{code}{phone}")));
             }
         }
         w.outcome = Some(Cow::Borrowed(outcome.as_str()));
