@@ -143,6 +143,23 @@ fn each_dialers_records_give_the_expected_alerts_and_refusals() {
     assert_eq!(seen, 3);
 }
 
+/// The valid calls of `calls` records of generated traffic.
+fn generated_calls(calls: u64, debtors: u64) -> Vec<Call> {
+    let p = dialguard::synth::SynthParams {
+        calls,
+        debtors,
+        ..Default::default()
+    };
+    let mut buf = Vec::new();
+    dialguard::synth::generate(&p, &mut buf).unwrap();
+    let mut dec = Decoder::new(DecodeSettings::default());
+    String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .filter_map(|l| dec.decode(l.as_bytes(), Ts(NOW)).ok())
+        .collect()
+}
+
 /// The v1 rendering of a call (what `convert` writes) decodes to the same call.
 fn round_trips(call: &Call) {
     let v1 = codec::encode(call);
@@ -160,21 +177,7 @@ fn round_trips(call: &Call) {
 fn any_record_an_adapter_accepts_re_encodes_to_the_same_call_event() {
     let mut rng = Rng::new(14);
     let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
-    let synth = {
-        let p = dialguard::synth::SynthParams {
-            calls: 400,
-            debtors: 20,
-            ..Default::default()
-        };
-        let mut buf = Vec::new();
-        dialguard::synth::generate(&p, &mut buf).unwrap();
-        let mut dec = Decoder::new(DecodeSettings::default());
-        String::from_utf8(buf)
-            .unwrap()
-            .lines()
-            .filter_map(|l| dec.decode(l.as_bytes(), Ts(NOW)).ok())
-            .collect::<Vec<Call>>()
-    };
+    let synth = generated_calls(400, 20);
     let pieces = [
         "\"",
         ",",
@@ -250,19 +253,7 @@ fn any_record_an_adapter_accepts_re_encodes_to_the_same_call_event() {
 #[test]
 fn calls_rendered_as_each_dialers_records_read_back_as_the_same_attempts() {
     let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
-    let p = dialguard::synth::SynthParams {
-        calls: 2_000,
-        debtors: 50,
-        ..Default::default()
-    };
-    let mut buf = Vec::new();
-    dialguard::synth::generate(&p, &mut buf).unwrap();
-    let mut v1 = Decoder::new(DecodeSettings::default());
-    let calls: Vec<Call> = String::from_utf8(buf)
-        .unwrap()
-        .lines()
-        .filter_map(|l| v1.decode(l.as_bytes(), Ts(NOW)).ok())
-        .collect();
+    let calls = generated_calls(2_000, 50);
     for format in [
         Format::AsteriskCdrCsv,
         Format::FreeswitchJsonCdr,
