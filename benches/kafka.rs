@@ -554,7 +554,7 @@ fn main() {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let k = settings.kafka.clone();
     cluster
-        .create_topic(&k.input_topic, a.partitions, 1)
+        .create_topic(&k.inputs[0].topic, a.partitions, 1)
         .unwrap();
     cluster.create_topic(&k.alerts_topic, 3, 1).unwrap();
     cluster.create_topic(&k.dlq_topic, 1, 1).unwrap();
@@ -594,7 +594,14 @@ fn main() {
 
     if a.backlog {
         let t = Instant::now();
-        produce(&producer, &k.input_topic, &lines, 0, Duration::ZERO, a.live);
+        produce(
+            &producer,
+            &k.inputs[0].topic,
+            &lines,
+            0,
+            Duration::ZERO,
+            a.live,
+        );
         eprintln!(
             "backlog of {n} records produced in {:.1}s",
             t.elapsed().as_secs_f64()
@@ -658,7 +665,7 @@ fn main() {
     let feeder = if a.backlog {
         None
     } else {
-        let topic = k.input_topic.clone();
+        let topic = k.inputs[0].topic.clone();
         let (rate, live) = (a.rate, a.live);
         Some(std::thread::spawn(move || {
             produce(&producer, &topic, &lines, rate, warmup, live)
@@ -861,7 +868,9 @@ fn consume_only(settings: &Settings, n: u64) {
         c.set(key, v);
     }
     let consumer: BaseConsumer = c.create().expect("consumer");
-    consumer.subscribe(&[&k.input_topic]).expect("subscribe");
+    consumer
+        .subscribe(&[&k.inputs[0].topic])
+        .expect("subscribe");
     let (mut got, mut bytes) = (0u64, 0u64);
     let mut first = None;
     let mut last = Instant::now();

@@ -114,7 +114,7 @@ fn service_restart(n: u64, topic: bool) {
         // Topics and group of this run alone.
         let tag = format!("bench-{}", std::process::id());
         let k = &mut settings.kafka;
-        k.input_topic = format!("{}.{tag}", k.input_topic);
+        k.inputs[0].topic = format!("{}.{tag}", k.inputs[0].topic);
         k.alerts_topic = format!("{}.{tag}", k.alerts_topic);
         k.dlq_topic = format!("{}.{tag}", k.dlq_topic);
         k.suppressions_topic = k.suppressions_topic.as_ref().map(|t| format!("{t}.{tag}"));
@@ -123,7 +123,7 @@ fn service_restart(n: u64, topic: bool) {
     }
     let k = settings.kafka.clone();
     let mut topics = vec![
-        k.input_topic.clone(),
+        k.inputs[0].topic.clone(),
         k.alerts_topic.clone(),
         k.dlq_topic.clone(),
     ];
@@ -150,7 +150,7 @@ fn service_restart(n: u64, topic: bool) {
     // On the mock the partition is empty (it could not hold them): position 0. On a real
     // broker the calls are there, committed, so that the full rebuild can be measured beside.
     let position = match &real {
-        Some(b) => put_committed(b, &k.input_topic, &k.group_id, &lines),
+        Some(b) => put_committed(b, &k.inputs[0].topic, &k.group_id, &lines),
         None => 0,
     };
     drop(lines);

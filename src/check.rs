@@ -70,7 +70,8 @@ pub struct AsOf {
     /// The newest event time judged, over the assigned partitions.
     pub event_time: Option<Ts>,
     /// Per input partition: the next offset to judge (every record before it is in the state).
-    pub offsets: Vec<(i32, i64)>,
+    /// Named by the partition number with one input topic, by `topic:partition` with several.
+    pub offsets: Vec<(String, i64)>,
 }
 
 /// The state a check reads: shared by the processing thread, which judges records into it,
@@ -78,8 +79,11 @@ pub struct AsOf {
 pub struct Live {
     /// The windows and reservations.
     pub engine: Engine,
-    /// Per assigned input partition, the next offset to judge: what the state reflects.
+    /// Per assigned input partition, the next offset to judge: what the state reflects. Keyed
+    /// by lane: partition `p` of the `i`-th of `n` input topics is `p × n + i`.
     pub positions: BTreeMap<i32, i64>,
+    /// The input topics, in order (names the lanes of `positions`).
+    pub inputs: Vec<String>,
     /// Whether the state is whole: false from a new assignment until its rebuild is done (a
     /// check then gets 503), so a check never reads a state being rebuilt.
     pub serving: bool,
@@ -87,6 +91,17 @@ pub struct Live {
     /// `check.partitioner = "off"`): a debtor keyed to another is judged by the instance that
     /// holds it.
     pub owned: Option<Owned>,
+}
+
+/// How logs and check answers name input lane `lane` of a service reading `topics`: the
+/// partition number with one input topic, `topic:partition` with several (partition `p` of the
+/// `i`-th of `n` topics is lane `p × n + i`).
+pub(crate) fn lane_name(topics: &[String], lane: i32) -> String {
+    let n = topics.len() as i32;
+    if n <= 1 {
+        return lane.to_string();
+    }
+    format!("{}:{}", topics[(lane % n) as usize], lane / n)
 }
 
 /// The input partitions this instance holds, out of how many.
@@ -115,11 +130,18 @@ impl Owned {
 }
 
 impl Live {
+    /// How `as_of` names a lane: its partition with one input topic, `topic:partition` with
+    /// several.
+    fn lane_name(&self, lane: i32) -> String {
+        lane_name(&self.inputs, lane)
+    }
+
     /// An empty state, not serving yet.
     pub fn new(engine: Engine) -> Live {
         Live {
             engine,
             positions: BTreeMap::new(),
+            inputs: Vec::new(),
             serving: false,
             owned: None,
         }
@@ -173,7 +195,11 @@ impl Live {
         }
         let as_of = AsOf {
             event_time: self.engine.watermark(),
-            offsets: self.positions.iter().map(|(p, o)| (*p, *o)).collect(),
+            offsets: self
+                .positions
+                .iter()
+                .map(|(lane, o)| (self.lane_name(*lane), *o))
+                .collect(),
         };
         (results, as_of)
     }
@@ -669,7 +695,7 @@ fn render(api: &Api, status_mode: bool, batch: bool, reply: CheckReply) -> Respo
     }
     let as_of = json!({
         "event_time": reply.as_of.event_time.map(|t| t.to_string()),
-        "offsets": reply.as_of.offsets.iter().map(|(p, o)| (p.to_string(), json!(o))).collect::<Map<String, Value>>(),
+        "offsets": reply.as_of.offsets.iter().map(|(p, o)| (p.clone(), json!(o))).collect::<Map<String, Value>>(),
     });
     let body = if batch {
         json!({"as_of": as_of, "results": results})

@@ -323,13 +323,17 @@ pub struct RawKafka {
     /// Consumer group.
     #[serde(default = "default_group")]
     pub group_id: String,
-    /// Call events in (key: debtor_id).
-    #[serde(default = "default_input_topic")]
-    pub input_topic: String,
+    /// Call events in (key: debtor_id); default `dialer.calls`. Not with `inputs`.
+    #[serde(default)]
+    pub input_topic: Option<String>,
     /// The input's record format: `call-event-v1` (the default), `asterisk-cdr-csv`,
-    /// `freeswitch-json-cdr` or `vicidial-log` (read through `[mapping]`).
+    /// `freeswitch-json-cdr` or `vicidial-log` (read through `[mapping]`). Not with `inputs`.
     #[serde(default)]
     pub input_format: Option<String>,
+    /// Several input topics, each in its own format (`[[kafka.inputs]]`), instead of
+    /// `input_topic`, `input_format` and `[mapping]`.
+    #[serde(default)]
+    pub inputs: Vec<RawInput>,
     /// Alerts out (key: debtor_id).
     #[serde(default = "default_alerts_topic")]
     pub alerts_topic: String,
@@ -407,6 +411,20 @@ fn default_brokers() -> String {
 fn default_group() -> String {
     "dialguard".into()
 }
+/// One of `[[kafka.inputs]]`: a topic, its records' format and where they hold a call's fields.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    /// The topic (key: debtor_id, co-partitioned with the other inputs).
+    pub topic: String,
+    /// As `input_format`; default `call-event-v1`.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// As `[mapping]`, for this topic's records.
+    #[serde(default)]
+    pub mapping: crate::formats::RawMapping,
+}
+
 fn default_input_topic() -> String {
     "dialer.call-events".into()
 }
@@ -444,8 +462,9 @@ impl Default for RawKafka {
         RawKafka {
             brokers: default_brokers(),
             group_id: default_group(),
-            input_topic: default_input_topic(),
+            input_topic: None,
             input_format: None,
+            inputs: Vec::new(),
             alerts_topic: default_alerts_topic(),
             dlq_topic: default_dlq_topic(),
             suppressions_topic: default_suppressions_topic(),
@@ -525,6 +544,22 @@ impl Default for RawService {
     }
 }
 
+/// One validated input topic.
+#[derive(Debug, Clone)]
+pub struct InputSettings {
+    /// The topic.
+    pub topic: String,
+    /// How its records are read.
+    pub mapping: std::sync::Arc<crate::formats::Mapping>,
+}
+
+impl KafkaSettings {
+    /// Whether `topic` is one of the inputs.
+    pub fn is_input(&self, topic: &str) -> bool {
+        self.inputs.iter().any(|i| i.topic == topic)
+    }
+}
+
 /// Validated `[kafka]`.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
@@ -532,8 +567,9 @@ pub struct KafkaSettings {
     pub brokers: String,
     /// Consumer group.
     pub group_id: String,
-    /// Call events in.
-    pub input_topic: String,
+    /// The input topics, each with the mapping its records are read through (at least one; the
+    /// first is `[kafka] input_topic` when `[[kafka.inputs]]` is not given).
+    pub inputs: Vec<InputSettings>,
     /// Alerts out.
     pub alerts_topic: String,
     /// Rejected records out.
@@ -602,6 +638,70 @@ fn client_key(k: &str) -> String {
     }
 }
 
+/// The input topics: `[[kafka.inputs]]`, or else `input_topic` read in `input_format` through
+/// `[mapping]`.
+fn inputs(
+    raw: &RawConfig,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<Vec<InputSettings>, ConfigError> {
+    use crate::formats::{Format, Mapping};
+    let k = &raw.kafka;
+    let format = |key: &str, f: &Option<String>| match f.as_deref() {
+        None => Ok(Format::CallEventV1),
+        Some(f) => Format::parse(f).map_err(|r| invalid(key, r)),
+    };
+    if k.inputs.is_empty() {
+        let topic = k.input_topic.clone().unwrap_or_else(default_input_topic);
+        valid_topic(&topic).map_err(|r| invalid("kafka.input_topic", r))?;
+        let mapping = Mapping::new(format("kafka.input_format", &k.input_format)?, &raw.mapping)
+            .map_err(|(key, reason)| invalid(&key, reason))?;
+        return Ok(vec![InputSettings {
+            topic,
+            mapping: std::sync::Arc::new(mapping),
+        }]);
+    }
+    let single = [
+        ("kafka.input_topic", k.input_topic.is_some()),
+        ("kafka.input_format", k.input_format.is_some()),
+        (
+            "mapping",
+            raw.mapping != crate::formats::RawMapping::default(),
+        ),
+    ];
+    if let Some((key, _)) = single.iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            key,
+            "set beside [[kafka.inputs]]: give each input its topic, format and mapping there"
+                .into(),
+        ));
+    }
+    let mut out: Vec<InputSettings> = Vec::with_capacity(k.inputs.len());
+    for (i, input) in k.inputs.iter().enumerate() {
+        let at = format!("kafka.inputs[{i}]");
+        let topic = input.topic.trim().to_owned();
+        valid_topic(&topic).map_err(|r| invalid(&format!("{at}.topic"), r))?;
+        if out.iter().any(|o| o.topic == topic) {
+            return Err(invalid(
+                &format!("{at}.topic"),
+                format!("{topic:?} is already an input: a topic is read once, in one format"),
+            ));
+        }
+        let f = format(&format!("{at}.format"), &input.format)?;
+        let mapping = Mapping::new(f, &input.mapping).map_err(|(key, reason)| {
+            let key = match key.strip_prefix("mapping") {
+                Some(rest) => format!("{at}.mapping{rest}"),
+                None => key,
+            };
+            invalid(&key, reason)
+        })?;
+        out.push(InputSettings {
+            topic,
+            mapping: std::sync::Arc::new(mapping),
+        });
+    }
+    Ok(out)
+}
+
 fn valid_topic(t: &str) -> Result<(), String> {
     if t.is_empty() || t.len() > 249 {
         return Err(format!("{t:?}: a topic name has 1 to 249 characters"));
@@ -637,24 +737,23 @@ fn service_settings(
         return Err(invalid("kafka.group_id", "empty".into()));
     }
     for (key, t) in [
-        ("kafka.input_topic", &k.input_topic),
         ("kafka.alerts_topic", &k.alerts_topic),
         ("kafka.dlq_topic", &k.dlq_topic),
     ] {
         valid_topic(t).map_err(|r| invalid(key, r))?;
     }
-    if k.alerts_topic == k.input_topic || k.dlq_topic == k.input_topic {
-        return Err(invalid(
-            if k.alerts_topic == k.input_topic {
-                "kafka.alerts_topic"
-            } else {
-                "kafka.dlq_topic"
-            },
-            format!(
-                "{:?} is also the input topic: dialguard would read its own output",
-                k.input_topic
-            ),
-        ));
+    let inputs = inputs(raw, invalid)?;
+    let input_topics: Vec<&String> = inputs.iter().map(|i| &i.topic).collect();
+    for (key, t) in [
+        ("kafka.alerts_topic", &k.alerts_topic),
+        ("kafka.dlq_topic", &k.dlq_topic),
+    ] {
+        if input_topics.contains(&t) {
+            return Err(invalid(
+                key,
+                format!("{t:?} is also an input topic: dialguard would read its own output"),
+            ));
+        }
     }
     if k.alerts_topic == k.dlq_topic {
         return Err(invalid(
@@ -665,7 +764,9 @@ fn service_settings(
     let suppressions = &k.suppressions_topic;
     if !suppressions.is_empty() {
         valid_topic(suppressions).map_err(|r| invalid("kafka.suppressions_topic", r))?;
-        if [&k.input_topic, &k.alerts_topic, &k.dlq_topic].contains(&suppressions) {
+        if [&k.alerts_topic, &k.dlq_topic].contains(&suppressions)
+            || input_topics.contains(&suppressions)
+        {
             return Err(invalid(
                 "kafka.suppressions_topic",
                 format!(
@@ -677,7 +778,9 @@ fn service_settings(
     let snapshots = &k.snapshots_topic;
     if !snapshots.is_empty() {
         valid_topic(snapshots).map_err(|r| invalid("kafka.snapshots_topic", r))?;
-        if [&k.input_topic, &k.alerts_topic, &k.dlq_topic, suppressions].contains(&snapshots) {
+        if [&k.alerts_topic, &k.dlq_topic, suppressions].contains(&snapshots)
+            || input_topics.contains(&snapshots)
+        {
             return Err(invalid(
                 "kafka.snapshots_topic",
                 format!(
@@ -743,6 +846,12 @@ fn service_settings(
                 "cooperative (incremental) rebalancing is not supported: windows are rebuilt for the whole assignment; use range or roundrobin".into(),
             ));
         }
+        if key == "partition.assignment.strategy" && inputs.len() > 1 && !v.starts_with("range") {
+            return Err(invalid(
+                &at,
+                "several input topics need range assignment: it gives one instance the same partitions of each, so a debtor's calls from every input meet in one engine".into(),
+            ));
+        }
         probe.set(&key, &v);
         client.push((key, v));
     }
@@ -805,7 +914,7 @@ fn service_settings(
         KafkaSettings {
             brokers: k.brokers.trim().to_owned(),
             group_id: k.group_id.clone(),
-            input_topic: k.input_topic.clone(),
+            inputs,
             alerts_topic: k.alerts_topic.clone(),
             dlq_topic: k.dlq_topic.clone(),
             suppressions_topic: (!k.suppressions_topic.is_empty())
@@ -1105,8 +1214,13 @@ impl Settings {
             };
             valid_topic(t).map_err(|r| invalid(key, r))?;
             let k = &kafka;
+            if k.is_input(t) {
+                return Err(invalid(
+                    key,
+                    format!("{t:?} is also an input topic: reference data needs a compacted topic of its own"),
+                ));
+            }
             let ours = [
-                Some(&k.input_topic),
                 Some(&k.alerts_topic),
                 Some(&k.dlq_topic),
                 k.suppressions_topic.as_ref(),
@@ -1132,14 +1246,7 @@ impl Settings {
             status_topic,
             contacts_topic,
         };
-        let format = match raw.kafka.input_format.as_deref() {
-            None => crate::formats::Format::CallEventV1,
-            Some(f) => {
-                crate::formats::Format::parse(f).map_err(|r| invalid("kafka.input_format", r))?
-            }
-        };
-        let mapping = crate::formats::Mapping::new(format, &raw.mapping)
-            .map_err(|(key, reason)| invalid(&key, reason))?;
+        let mapping = kafka.inputs[0].mapping.clone();
         Ok(Settings {
             path: path.to_owned(),
             engine: EngineSettings {
@@ -1152,7 +1259,7 @@ impl Settings {
                 default_region: region,
                 max_record_bytes: e.max_record_bytes as usize,
                 max_future_skew: skew,
-                mapping: std::sync::Arc::new(mapping),
+                mapping,
             },
             raw_mapping: raw.mapping.clone(),
             rules,
@@ -1166,8 +1273,26 @@ impl Settings {
         })
     }
 
+    /// How the records of input `index` are decoded.
+    pub fn decode_for(&self, index: usize) -> DecodeSettings {
+        DecodeSettings {
+            mapping: self.kafka.inputs[index].mapping.clone(),
+            ..self.decode.clone()
+        }
+    }
+
     /// Reads the input in `format` (`replay --format`, `convert`) through `[mapping]`.
+    /// With `[[kafka.inputs]]`, the first input in `format` lends its mapping.
     pub fn set_format(&mut self, format: crate::formats::Format) -> Result<(), ConfigError> {
+        if let Some(i) = self
+            .kafka
+            .inputs
+            .iter()
+            .find(|i| i.mapping.format() == format)
+        {
+            self.decode.mapping = i.mapping.clone();
+            return Ok(());
+        }
         let m =
             crate::formats::Mapping::new(format, &self.raw_mapping).map_err(|(key, reason)| {
                 ConfigError::Invalid {

@@ -148,7 +148,7 @@ pub fn run(
         MockCluster::new(1).map_err(|e| ServiceError::Kafka(format!("mock cluster: {e}")))?;
     let k = settings.kafka.clone();
     let topics = [
-        Some((&k.input_topic, opts.partitions)),
+        Some((&k.inputs[0].topic, opts.partitions)),
         Some((&k.alerts_topic, opts.partitions)),
         Some((&k.dlq_topic, 1)),
         k.suppressions_topic.as_ref().map(|t| (t, opts.partitions)),
@@ -168,7 +168,7 @@ pub fn run(
     crate::tell!("dialguard demo: an in-process Kafka-protocol broker at {brokers}");
     crate::tell!(
         "  topics: {} (dialer calls in), {} (alerts out), {} (rejected records){}",
-        k.input_topic,
+        k.inputs[0].topic,
         k.alerts_topic,
         k.dlq_topic,
         k.suppressions_topic
@@ -215,7 +215,7 @@ pub fn run(
     let dialer = {
         let (b, t, s, o, n, ta, at) = (
             brokers.clone(),
-            k.input_topic.clone(),
+            k.inputs[0].topic.clone(),
             shutdown.clone(),
             opts.clone(),
             produced.clone(),

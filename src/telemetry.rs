@@ -438,7 +438,7 @@ impl Metrics {
                         "dialguard_partition_consumer_lag_messages",
                         "Messages behind the end of one assigned input partition (opt-in).",
                     ),
-                    &["partition"],
+                    &["topic", "partition"],
                 )
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("registered once");
@@ -604,7 +604,7 @@ mod tests {
         m.consumer_lag_partition
             .as_ref()
             .unwrap()
-            .with_label_values(&["0"])
+            .with_label_values(&["dialer.calls", "0"])
             .set(1);
         let text = m.render();
         let fams = families(&text);

@@ -24,7 +24,14 @@ pub fn describe(s: &Settings) -> String {
     for (name, path) in &s.packs {
         out.push_str(&format!("  pack {name} ({})\n", path.display()));
     }
-    out.push_str(&s.decode.mapping.describe());
+    if s.kafka.inputs.len() == 1 {
+        out.push_str(&s.decode.mapping.describe());
+    } else {
+        for i in &s.kafka.inputs {
+            out.push_str(&format!("input topic {}, ", i.topic));
+            out.push_str(&i.mapping.describe());
+        }
+    }
     out.push('\n');
     for r in &s.rules {
         out.push_str(&describe_rule(r));

@@ -13,7 +13,8 @@
 //! another engine's interner is interned again by the engine that judges it
 //! ([`crate::engine::Engine::ingest_owned`]).
 
-use crate::codec::{DecodeSettings, Decoder, Reject};
+use super::inputs::Decoders;
+use crate::codec::{DecodeSettings, Reject};
 use crate::engine::event::Call;
 use crate::engine::intern::{InternMemo, SharedInterner};
 use crate::judge;
@@ -57,16 +58,17 @@ pub(super) struct Ahead {
 }
 
 impl Ahead {
-    /// Starts the decoder thread.
+    /// Starts the decoder thread, for the input topics `inputs` (each with how its records are
+    /// decoded, [`Decoders::settings`]).
     pub fn start(
-        settings: DecodeSettings,
+        inputs: Vec<(String, DecodeSettings)>,
         now: fn() -> crate::engine::time::Ts,
     ) -> std::io::Result<Ahead> {
         let (jobs, rx) = sync_channel::<Job>(DEPTH);
         let (tx, done) = sync_channel::<Decoded>(DEPTH);
         let worker = std::thread::Builder::new()
             .name("dialguard-decode".into())
-            .spawn(move || work(settings, rx, tx, now))?;
+            .spawn(move || work(inputs, rx, tx, now))?;
         Ok(Ahead {
             jobs: Some(jobs),
             done,
@@ -154,12 +156,12 @@ impl Drop for Ahead {
 }
 
 fn work(
-    settings: DecodeSettings,
+    inputs: Vec<(String, DecodeSettings)>,
     jobs: Receiver<Job>,
     done: SyncSender<Decoded>,
     now: fn() -> crate::engine::time::Ts,
 ) {
-    let mut decoder = Decoder::new(settings);
+    let mut decoders = Decoders::of_each(inputs);
     let mut memo = InternMemo::default();
     let mut memo_of = 0;
     while let Ok(job) = jobs.recv() {
@@ -169,7 +171,7 @@ fn work(
             .iter()
             .map(|m| {
                 Some(judge::decode(
-                    &mut decoder,
+                    decoders.of(m.topic()),
                     m.payload().unwrap_or_default(),
                     t,
                 ))
@@ -227,7 +229,7 @@ mod tests {
     /// a batch handed over afterwards comes straight back.
     #[test]
     fn a_dead_decoder_thread_is_seen_and_its_batch_not_waited_for() {
-        let mut a = Ahead::start(DecodeSettings::default(), dies).unwrap();
+        let mut a = Ahead::start(vec![("calls".into(), DecodeSettings::default())], dies).unwrap();
         let interner = SharedInterner::default();
         a.send(0, interner.clone(), vec![record(0, CALL)]).unwrap();
         assert_eq!(a.in_flight(), 1);
@@ -246,7 +248,7 @@ mod tests {
 
     #[test]
     fn batches_come_back_in_order_decoded_and_interned_for_the_interner_they_name() {
-        let mut a = Ahead::start(DecodeSettings::default(), now).unwrap();
+        let mut a = Ahead::start(vec![("calls".into(), DecodeSettings::default())], now).unwrap();
         let interner = SharedInterner::default();
         for g in 0..3u64 {
             let recs = (0..5)

@@ -5,6 +5,7 @@
 //! a full queue, resend, drain, commit). The loop that decides what to consume, judge and
 //! produce is `pipeline`; the messages it produces are built in `messages`.
 
+use super::inputs::Inputs;
 use super::messages::{self, Outgoing, Output, Token};
 use super::offsets::OffsetBook;
 use super::{Health, Shutdown};
@@ -17,7 +18,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{DeliveryResult, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Message, Offset, Statistics, TopicPartitionList};
+use rdkafka::{Message, Statistics, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,7 +38,8 @@ pub(crate) struct Shared {
     pub(super) retry: Mutex<Vec<(OwnedMessage, Box<Token>, &'static str)>>,
     pub(super) assignment: Mutex<Assignment>,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) input_topic: String,
+    /// The input topics; offsets, positions and the assignment are kept by lane.
+    pub(super) inputs: Inputs,
     /// Warnings that repeat fast (broker trouble, librdkafka's own log, input gaps): at most one
     /// of each kind every 10 s.
     pub(super) warnings: Mutex<Throttle>,
@@ -205,18 +207,21 @@ impl ClientContext for ConsumerCtx {
     }
 
     fn stats(&self, stats: Statistics) {
-        let Some(t) = stats.topics.get(&self.shared.input_topic) else {
-            return;
-        };
         let mut total = 0i64;
-        for (id, p) in &t.partitions {
-            if *id < 0 || p.consumer_lag < 0 {
+        for topic in self.shared.inputs.topics() {
+            let Some(t) = stats.topics.get(topic) else {
                 continue;
-            }
-            total += p.consumer_lag;
-            if self.partition_lag {
-                if let Some(g) = &self.shared.metrics.consumer_lag_partition {
-                    g.with_label_values(&[&id.to_string()]).set(p.consumer_lag);
+            };
+            for (id, p) in &t.partitions {
+                if *id < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                total += p.consumer_lag;
+                if self.partition_lag {
+                    if let Some(g) = &self.shared.metrics.consumer_lag_partition {
+                        g.with_label_values(&[topic, &id.to_string()])
+                            .set(p.consumer_lag);
+                    }
                 }
             }
         }
@@ -264,14 +269,10 @@ impl ConsumerContext for ConsumerCtx {
                 if let Err(e) = consumer.pause(tpl) {
                     tracing::warn!(error = %e, "pausing newly assigned partitions");
                 }
-                let mut parts: Vec<i32> = tpl
-                    .elements_for_topic(&sh.input_topic)
-                    .iter()
-                    .map(|e| e.partition())
-                    .collect();
-                parts.sort_unstable();
+                let parts = sh.inputs.lanes_of(tpl);
                 sh.metrics.assigned_partitions.set(parts.len() as i64);
-                tracing::info!(partitions = ?parts, "partitions assigned");
+                let names: Vec<String> = parts.iter().map(|l| sh.inputs.name(*l)).collect();
+                tracing::info!(partitions = ?names, "partitions assigned");
                 lock(&sh.book).reset();
                 let mut a = lock(&sh.assignment);
                 a.generation += 1;
@@ -295,7 +296,8 @@ impl ConsumerContext for ConsumerCtx {
             let failed: Vec<(i32, i64)> = offsets
                 .elements()
                 .iter()
-                .map(|e| (e.partition(), 0))
+                .filter(|e| self.shared.inputs.index(e.topic()).is_some())
+                .map(|e| (self.shared.inputs.lane(e.topic(), e.partition()), 0))
                 .collect();
             lock(&self.shared.book).commit_failed(&failed);
         }
@@ -382,15 +384,7 @@ pub(super) fn commit<C: ConsumerContext>(
     if offsets.is_empty() {
         return;
     }
-    let mut tpl = TopicPartitionList::new();
-    for (p, o) in &offsets {
-        if tpl
-            .add_partition_offset(&shared.input_topic, *p, Offset::Offset(*o))
-            .is_err()
-        {
-            return;
-        }
-    }
+    let tpl = shared.inputs.list_at(offsets.iter().map(|(p, o)| (p, o)));
     if let Err(e) = consumer.commit(&tpl, mode) {
         shared.metrics.commit_errors.inc();
         shared.throttled_warn("offset commit failed", error_class(&e), "retried");

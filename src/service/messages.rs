@@ -55,7 +55,8 @@ impl Output {
 pub(crate) struct Token {
     /// The assignment generation the message was produced under.
     pub(crate) generation: u64,
-    /// The input record's partition and offset, acknowledged once the message is delivered.
+    /// The input record's lane (its partition with one input topic, `service::inputs`) and
+    /// offset, acknowledged once the message is delivered.
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     /// The input record's timestamp (alerts: for the alert latency histogram).

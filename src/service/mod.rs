@@ -21,6 +21,7 @@
 
 mod ahead;
 mod changelog;
+mod inputs;
 mod kafka;
 mod messages;
 pub mod offsets;
@@ -139,9 +140,17 @@ pub fn run(
     ));
     let mut checks = None;
     let mut check_addr = None;
-    let live = Arc::new(std::sync::Mutex::new(crate::check::Live::new(
-        crate::engine::Engine::new(settings.rules.clone(), settings.engine.clone()),
-    )));
+    let mut state = crate::check::Live::new(crate::engine::Engine::new(
+        settings.rules.clone(),
+        settings.engine.clone(),
+    ));
+    state.inputs = settings
+        .kafka
+        .inputs
+        .iter()
+        .map(|i| i.topic.clone())
+        .collect();
+    let live = Arc::new(std::sync::Mutex::new(state));
     if settings.check.enabled {
         let addr = settings.check.listen;
         let listener = bind("check.listen", addr)?;

@@ -5,6 +5,7 @@
 //! ([`ThreadedProducer`]), so acknowledgements are taken as they arrive.
 
 use super::ahead::{self, Ahead};
+use super::inputs::{Decoders, Inputs};
 use super::kafka::{
     commit, consumer_defaults, drain, lock, resend_failed, send, wall_ms, wall_now, Assignment,
     ConsumerCtx, ProducerCtx, Shared, Throttle,
@@ -18,7 +19,7 @@ use super::{changelog, snapshots};
 use super::{Health, ServiceError, Shutdown};
 use crate::alert::{self, Alert};
 use crate::check::{CheckQueue, CheckRequest, Live, Owned};
-use crate::codec::{Decoder, Reason, Reject};
+use crate::codec::{Reason, Reject};
 use crate::config::{KafkaSettings, Settings};
 use crate::directive;
 use crate::engine::breach::{Breach, Hold};
@@ -72,13 +73,14 @@ pub(crate) fn snapshot_store(
     if let Some(dir) = &settings.service.snapshot_dir {
         return Ok(Some(snapshots::Store::File(snapshots::path(
             dir,
-            &k.group_id,
+            &Inputs::of(settings).snapshot_scope(&k.group_id),
         ))));
     }
     let Some(topic) = &k.snapshots_topic else {
         return Ok(None);
     };
-    let changelog = changelog::Changelog::new(configured_client(k), topic, &k.group_id)
+    let scope = Inputs::of(settings).snapshot_scope(&k.group_id);
+    let changelog = changelog::Changelog::new(configured_client(k), topic, &scope)
         .map_err(|e| ServiceError::Kafka(format!("snapshot producer: {e}")))?;
     Ok(Some(snapshots::Store::Topic(changelog)))
 }
@@ -158,9 +160,9 @@ pub(crate) struct Pipeline<'a> {
     consumer: Arc<BaseConsumer<ConsumerCtx>>,
     producer: Arc<ThreadedProducer<ProducerCtx>>,
     shared: Arc<Shared>,
-    /// Decodes, on this thread, the records stashed during a rebuild and trickles too small to
-    /// hand over; the rest are decoded ahead.
-    decoder: Decoder,
+    /// Decode, on this thread, the records stashed during a rebuild and trickles too small to
+    /// hand over; the rest are decoded ahead. One per input topic.
+    decoders: Decoders,
     /// The decoder thread: records polled are decoded and interned there while this thread
     /// judges the ones before them.
     ahead: Ahead,
@@ -239,7 +241,7 @@ pub(crate) fn run(
         retry: Mutex::new(Vec::new()),
         assignment: Mutex::new(Assignment::default()),
         metrics: metrics.clone(),
-        input_topic: k.input_topic.clone(),
+        inputs: Inputs::of(settings),
         warnings: Mutex::new(Throttle::new(Duration::from_secs(10))),
         closing: AtomicBool::new(false),
         reference_in_flight: AtomicU64::new(0),
@@ -276,13 +278,14 @@ pub(crate) fn run(
             partition_lag: k.partition_lag_metric,
         })
         .map_err(|e| ServiceError::Kafka(format!("consumer: {e}")))?;
+    let topics: Vec<&str> = k.inputs.iter().map(|i| i.topic.as_str()).collect();
     consumer
-        .subscribe(&[&k.input_topic])
-        .map_err(|e| ServiceError::Kafka(format!("subscribe to {}: {e}", k.input_topic)))?;
+        .subscribe(&topics)
+        .map_err(|e| ServiceError::Kafka(format!("subscribe to {}: {e}", topics.join(", "))))?;
     tracing::info!(
         brokers = %k.brokers,
         group = %k.group_id,
-        input = %k.input_topic,
+        input = %topics.join(", "),
         rules = settings.rules.len(),
         "consuming"
     );
@@ -302,8 +305,8 @@ pub(crate) fn run(
         consumer: Arc::new(consumer),
         producer,
         shared,
-        decoder: Decoder::new(settings.decode.clone()),
-        ahead: Ahead::start(settings.decode.clone(), wall_now)
+        decoders: Decoders::new(settings),
+        ahead: Ahead::start(Decoders::settings(settings), wall_now)
             .map_err(|e| ServiceError::Start(format!("decoder thread: {e}")))?,
         interner,
         since_housekeeping: 0,
@@ -661,13 +664,12 @@ impl Pipeline<'_> {
             k.idle_after,
         );
         for (part, what) in decisions {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(&k.input_topic, part);
+            let tpl = self.shared.inputs.list([part]);
             match what {
                 Align::Pause => {
                     if self.consumer.pause(&tpl).is_ok() {
                         tracing::debug!(
-                            partition = part,
+                            partition = %self.shared.inputs.name(part),
                             "partition paused: more than kafka.max_partition_skew ahead of the slowest"
                         );
                         self.align.paused.insert(part);
@@ -676,7 +678,7 @@ impl Pipeline<'_> {
                 Align::Resume => {
                     // Under backpressure everything stays paused; it resumes all but these.
                     if self.paused || self.consumer.resume(&tpl).is_ok() {
-                        tracing::debug!(partition = part, "partition resumed");
+                        tracing::debug!(partition = %self.shared.inputs.name(part), "partition resumed");
                         self.align.paused.remove(&part);
                         // Waiting while paused is not a stall.
                         self.align.last_record.insert(part, Instant::now());
@@ -713,7 +715,8 @@ impl Pipeline<'_> {
             // Partitions paused for running ahead stay paused.
             let mut keep = TopicPartitionList::new();
             for e in tpl.elements() {
-                if !self.align.paused.contains(&e.partition()) {
+                let lane = self.shared.inputs.lane(e.topic(), e.partition());
+                if !self.align.paused.contains(&lane) {
                     keep.add_partition(e.topic(), e.partition());
                 }
             }
@@ -781,7 +784,7 @@ impl Pipeline<'_> {
                 let mut cx = rebuild::Ctx {
                     settings: self.settings,
                     contacts: self.held_contacts.clone().unwrap_or_default(),
-                    decoder: &mut self.decoder,
+                    decoders: &mut self.decoders,
                     records: &self.metrics.rebuild_records,
                     snapshot_restores: restores,
                     group: &mut group,
@@ -843,21 +846,21 @@ impl Pipeline<'_> {
                 if positions.contains_key(p) || left.is_zero() || self.shutdown.is_triggered() {
                     continue;
                 }
-                match self
-                    .consumer
-                    .fetch_watermarks(&self.settings.kafka.input_topic, *p, left)
-                {
+                let (topic, partition) = self.shared.inputs.split(*p);
+                match self.consumer.fetch_watermarks(topic, partition, left) {
                     Ok((lo, _)) => {
                         positions.insert(*p, lo);
                     }
                     // Listed from its first record on.
-                    Err(e) => tracing::debug!(partition = p, error = %e, "earliest offset"),
+                    Err(e) => tracing::debug!(topic, partition, error = %e, "earliest offset"),
                 }
             }
             // Which debtors this instance answers checks for: all, unless other instances hold
-            // some of the input's partitions.
+            // some of the input's partitions. (Several inputs are co-partitioned: the first
+            // one's partitions say.)
             let owned = self.settings.check.partitioner.and_then(|partitioner| {
-                let topic = &self.settings.kafka.input_topic;
+                let inputs = &self.shared.inputs;
+                let topic = &inputs.topics()[0];
                 let left = budget
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_secs(1));
@@ -869,7 +872,11 @@ impl Pipeline<'_> {
                         .map(|t| Owned {
                             partitioner,
                             partitions: t.partitions().len() as u32,
-                            assigned: parts.clone(),
+                            assigned: parts
+                                .iter()
+                                .filter(|l| inputs.index_of(**l) == 0)
+                                .map(|l| inputs.split(*l).1)
+                                .collect(),
                         }),
                     Err(e) => {
                         tracing::warn!(error = %e, "input topic metadata: checks are answered for every debtor");
@@ -900,10 +907,7 @@ impl Pipeline<'_> {
                     self.send_reference(o);
                 }
             }
-            let mut tpl = TopicPartitionList::new();
-            for p in &parts {
-                tpl.add_partition(&self.settings.kafka.input_topic, *p);
-            }
+            let tpl = self.shared.inputs.list(parts.iter().copied());
             if let Err(e) = self.consumer.resume(&tpl) {
                 tracing::warn!(error = %e, "resuming partitions");
             }
@@ -911,7 +915,7 @@ impl Pipeline<'_> {
             self.metrics.ready.set(1);
             let stash = std::mem::take(&mut self.stash);
             for m in &stash {
-                if parts.contains(&m.partition()) {
+                if parts.contains(&self.shared.inputs.lane(m.topic(), m.partition())) {
                     self.handle_raw(m);
                 }
             }
@@ -1147,7 +1151,7 @@ impl Pipeline<'_> {
     /// Decodes one record here and judges it.
     fn handle_raw<M: Message>(&mut self, m: &M) {
         let decoded = judge::decode(
-            &mut self.decoder,
+            self.decoders.of(m.topic()),
             m.payload().unwrap_or_default(),
             wall_now(),
         );
@@ -1164,26 +1168,26 @@ impl Pipeline<'_> {
         let mut out: Vec<Outgoing> = Vec::new();
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
+        let lane = self.shared.inputs.lane(m.topic(), m.partition());
         let mut live = lock(&self.live);
-        live.positions.insert(m.partition(), m.offset() + 1);
+        live.positions.insert(lane, m.offset() + 1);
         match decoded {
             Err(rej) => {
                 drop(live);
                 out.push(self.dead_letter(m, rej.reason, &rej.detail, generation));
             }
             Ok(mut call) => {
-                let lane = m.partition() as Lane;
-                self.align.last_record.insert(m.partition(), t0);
+                self.align.last_record.insert(lane, t0);
                 if !self.align.at_end.is_empty() {
-                    self.align.at_end.remove(&m.partition());
+                    self.align.at_end.remove(&lane);
                 }
                 let behind = live
                     .engine
-                    .lane_newest(lane)
+                    .lane_newest(lane as Lane)
                     .is_some_and(|w| call.occurred_at < w);
                 let mut found = std::mem::take(&mut self.breaches);
                 let mut holds = std::mem::take(&mut self.holds);
-                let outcome = judge::judge(&mut live.engine, lane, &mut call, &mut found);
+                let outcome = judge::judge(&mut live.engine, lane as Lane, &mut call, &mut found);
                 if matches!(outcome, Outcome::Accepted { skipped } if skipped > 0) {
                     for &ri in live.engine.last_skipped() {
                         self.metrics
@@ -1232,10 +1236,9 @@ impl Pipeline<'_> {
             }
         }
         // Register before sending: sending may poll, and polling serves delivery reports.
-        let skipped =
-            lock(&self.shared.book).processed(m.partition(), m.offset(), out.len() as u32);
+        let skipped = lock(&self.shared.book).processed(lane, m.offset(), out.len() as u32);
         if skipped > 0 {
-            self.passed_over(m.partition(), m.offset(), skipped);
+            self.passed_over(lane, m.offset(), skipped);
         }
         for o in out {
             send(&self.producer, o, Some(self.shutdown));
@@ -1247,11 +1250,13 @@ impl Pipeline<'_> {
     /// read, when the consumer resets to the earliest retained offset; or transaction markers):
     /// those calls were never judged. Warns at most once every 10 s, saying how many gaps were
     /// not logged.
-    fn passed_over(&self, partition: i32, offset: i64, skipped: u64) {
+    fn passed_over(&self, lane: i32, offset: i64, skipped: u64) {
         self.metrics.offsets_skipped.inc_by(skipped);
         let admitted = lock(&self.shared.warnings).admit("input-gap", Instant::now());
         if let Some(held_back) = admitted {
+            let (topic, partition) = self.shared.inputs.split(lane);
             tracing::warn!(
+                topic,
                 partition,
                 from = offset - skipped as i64,
                 to = offset,
@@ -1288,11 +1293,9 @@ impl Pipeline<'_> {
                     .inc(),
             }
             let topic = self.settings.kafka.suppressions_topic.as_deref();
-            out.push(messages::directive(
-                topic.unwrap_or_default(),
+            out.push(self.on_lane(
                 m,
-                &d,
-                generation,
+                messages::directive(topic.unwrap_or_default(), m, &d, generation),
             ));
         }
     }
@@ -1309,23 +1312,26 @@ impl Pipeline<'_> {
             .with_label_values(&[reason.as_str()])
             .inc();
         tracing::debug!(
+            topic = m.topic(),
             partition = m.partition(),
             offset = m.offset(),
             reason = reason.as_str(),
             detail,
             "record refused"
         );
-        messages::dead_letter(
-            &self.settings.kafka.dlq_topic,
-            m,
-            reason,
-            detail,
-            generation,
-        )
+        let dlq = &self.settings.kafka.dlq_topic;
+        self.on_lane(m, messages::dead_letter(dlq, m, reason, detail, generation))
     }
 
     fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
-        messages::alert(&self.settings.kafka.alerts_topic, m, a, generation)
+        let o = messages::alert(&self.settings.kafka.alerts_topic, m, a, generation);
+        self.on_lane(m, o)
+    }
+
+    /// `o`, caused by the input record `m`: its delivery acknowledges `m`'s offset on `m`'s lane.
+    fn on_lane<M: Message>(&self, m: &M, mut o: Outgoing) -> Outgoing {
+        o.token.partition = self.shared.inputs.lane(m.topic(), m.partition());
+        o
     }
 
     /// Takes a snapshot of the windows (under the state's lock: the engine and the positions it
@@ -1456,18 +1462,15 @@ impl Pipeline<'_> {
         &self,
         parts: impl Iterator<Item = i32>,
     ) -> rdkafka::error::KafkaResult<HashMap<i32, i64>> {
-        let topic = &self.settings.kafka.input_topic;
-        let mut tpl = TopicPartitionList::new();
-        for p in parts {
-            tpl.add_partition(topic, p);
-        }
+        let inputs = &self.shared.inputs;
         let c = self
             .consumer
-            .committed_offsets(tpl, Duration::from_millis(500))?;
-        Ok(c.elements_for_topic(topic)
+            .committed_offsets(inputs.list(parts), Duration::from_millis(500))?;
+        Ok(c.elements()
             .iter()
+            .filter(|e| inputs.index(e.topic()).is_some())
             .filter_map(|e| match e.offset() {
-                rdkafka::Offset::Offset(o) => Some((e.partition(), o)),
+                rdkafka::Offset::Offset(o) => Some((inputs.lane(e.topic(), e.partition()), o)),
                 _ => None,
             })
             .collect())
@@ -1528,15 +1531,13 @@ impl Pipeline<'_> {
         for (p, s) in &at.positions {
             let left = budget.saturating_duration_since(Instant::now());
             if *s > 0 && !committed.contains_key(p) && !left.is_zero() {
-                match self
-                    .consumer
-                    .fetch_watermarks(&self.settings.kafka.input_topic, *p, left)
-                {
+                let (topic, partition) = self.shared.inputs.split(*p);
+                match self.consumer.fetch_watermarks(topic, partition, left) {
                     Ok((lo, _)) => {
                         earliest.insert(*p, lo);
                     }
                     Err(e) => {
-                        tracing::debug!(partition = p, error = %e, "earliest offset, for a snapshot")
+                        tracing::debug!(topic, partition, error = %e, "earliest offset, for a snapshot")
                     }
                 }
             }

@@ -26,9 +26,9 @@
 //! functions of what was read, tested on their own.
 
 use super::changelog::{self, Changelog};
+use super::inputs::{Decoders, Inputs};
 use super::pipeline::headers;
 use super::snapshots::{self, Restored, Store, Unusable};
-use crate::codec::Decoder;
 use crate::config::Settings;
 use crate::engine::{Engine, Lane};
 use crate::judge;
@@ -46,7 +46,8 @@ pub(crate) struct Ctx<'a> {
     /// The contact book: the rebuilt engine's from the start, so calls read back are enriched
     /// and judged as they were.
     pub(crate) contacts: std::sync::Arc<crate::engine::contacts::Contacts>,
-    pub(crate) decoder: &'a mut Decoder,
+    /// A decoder per input topic.
+    pub(crate) decoders: &'a mut Decoders,
     /// `dialguard_rebuild_records_total`, by what was read back.
     pub(crate) records: &'a IntCounterVec,
     /// `dialguard_snapshot_restores_total`, by result.
@@ -230,7 +231,8 @@ fn read_changelog(
         })?;
         ranges.insert(p, range);
     }
-    let mut scan = changelog::Scan::new(&cx.settings.kafka.group_id, parts);
+    let scope = Inputs::of(cx.settings).snapshot_scope(&cx.settings.kafka.group_id);
+    let mut scan = changelog::Scan::new(&scope, parts);
     read_ranges(cx, &t.topic, &ranges, |_, m| {
         scan.add(m.key().unwrap_or_default(), m.payload())
     })?;
@@ -282,7 +284,8 @@ fn read_span(
                     break;
                 }
                 let event = cx
-                    .decoder
+                    .decoders
+                    .of(topic)
                     .decode(m.payload().unwrap_or_default(), now)
                     .ok()
                     .map(|call| call.occurred_at.0);
@@ -378,13 +381,15 @@ fn offset_for_time(c: &Reader, topic: &str, partition: i32, ms: i64) -> Option<i
 /// record again publishes nothing twice.
 fn judged_again(
     (topic, partition, offset): (&str, i32, i64),
-    input: &str,
+    inputs: &Inputs,
     parts: &[i32],
     commit_at: &HashMap<i32, i64>,
 ) -> bool {
-    topic == input
-        && parts.contains(&partition)
-        && commit_at.get(&partition).is_none_or(|c| offset >= *c)
+    if inputs.index(topic).is_none() {
+        return false;
+    }
+    let lane = inputs.lane(topic, partition);
+    parts.contains(&lane) && commit_at.get(&lane).is_none_or(|c| offset >= *c)
 }
 
 /// Rebuilds the windows for `parts` (see the module documentation).
@@ -426,18 +431,16 @@ pub(crate) fn rebuild(
     // Producers' clocks may run ahead of event time or of each other: read a little more.
     let margin_ms = cx.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
 
-    // 1. Committed offsets.
-    let mut tpl = TopicPartitionList::new();
-    for part in parts {
-        tpl.add_partition(&k.input_topic, *part);
-    }
+    // 1. Committed offsets, by lane (`parts` are lanes: partitions of the input topics).
+    let inputs = Inputs::of(cx.settings);
+    let tpl = inputs.list(parts.iter().copied());
     let committed = retry(cx, "reading committed offsets", |cx| {
         cx.group.committed(tpl.clone())
     })?;
     let mut commit_at: HashMap<i32, i64> = HashMap::new();
-    for e in committed.elements_for_topic(&k.input_topic) {
-        if let Offset::Offset(o) = e.offset() {
-            commit_at.insert(e.partition(), o);
+    for e in committed.elements() {
+        if let (Some(_), Offset::Offset(o)) = (inputs.index(e.topic()), e.offset()) {
+            commit_at.insert(inputs.lane(e.topic(), e.partition()), o);
         }
     }
     let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
@@ -446,8 +449,9 @@ pub(crate) fn rebuild(
     if let Some(b) = &base {
         for (part, s) in &b.positions {
             if *s > 0 && parts.contains(part) && !commit_at.contains_key(part) {
+                let (topic, partition) = inputs.split(*part);
                 let (lo, _) = retry(cx, "reading offsets", |_| {
-                    probe.fetch_watermarks(&k.input_topic, *part, TIMEOUT)
+                    probe.fetch_watermarks(topic, partition, TIMEOUT)
                 })?;
                 earliest.insert(*part, lo);
             }
@@ -486,15 +490,16 @@ pub(crate) fn rebuild(
         let Some(&c) = commit_at.get(part) else {
             continue; // nothing committed: live processing starts at the reset point
         };
+        let (topic, partition) = inputs.split(*part);
         let (lo, hi) = retry(cx, "reading offsets", |_| {
-            probe.fetch_watermarks(&k.input_topic, *part, TIMEOUT)
+            probe.fetch_watermarks(topic, partition, TIMEOUT)
         })?;
         let c = c.min(hi);
         let tail = read_span(
             cx,
             &probe,
-            &k.input_topic,
-            *part,
+            topic,
+            partition,
             ((c - 32).max(lo), (c + 1).min(hi)),
         )?;
         if c < hi {
@@ -520,8 +525,8 @@ pub(crate) fn rebuild(
             (None, Some(t)) => history_start(
                 cx,
                 &probe,
-                &k.input_topic,
-                *part,
+                topic,
+                partition,
                 (lo, c),
                 t.saturating_sub(retention),
                 margin_ms,
@@ -566,7 +571,6 @@ pub(crate) fn rebuild(
     }
     drop(probe);
     let mut published = HashSet::new();
-    let input = k.input_topic.clone();
     let mut alerts_read = 0;
     for (topic, id_header, label, ranges) in &output_ranges {
         let n = read_ranges(cx, topic, ranges, |_, m| {
@@ -578,7 +582,7 @@ pub(crate) fn rebuild(
             ) else {
                 return;
             };
-            if judged_again((t, sp, so), &input, parts, &commit_at) {
+            if judged_again((t, sp, so), &inputs, parts, &commit_at) {
                 published.insert(id.to_owned());
             }
         })?;
@@ -586,16 +590,30 @@ pub(crate) fn rebuild(
         alerts_read += n;
     }
 
-    // 4. The input history up to the committed offsets, each partition its own lane.
+    // 4. The input history up to the committed offsets, each partition its own lane; one
+    //    input topic after the other (the engine's result does not depend on the order).
     let mut dropped = Vec::new();
     let now = crate::engine::time::Ts::from_jiff(jiff::Timestamp::now());
-    let history = read_ranges(cx, &k.input_topic, &ranges, |cx, m| {
-        if let Ok(mut call) = judge::decode(cx.decoder, m.payload().unwrap_or_default(), now) {
-            engine.enrich(&mut call);
-            engine.restore_on(m.partition() as Lane, &call, &mut dropped);
-            dropped.clear();
-        }
-    })?;
+    let mut history = 0;
+    for (i, topic) in inputs.topics().iter().enumerate() {
+        let of_topic: HashMap<i32, (i64, i64)> = ranges
+            .iter()
+            .filter(|(lane, _)| inputs.index_of(**lane) == i)
+            .map(|(lane, r)| (inputs.split(*lane).1, *r))
+            .collect();
+        history += read_ranges(cx, topic, &of_topic, |cx, m| {
+            let decoder = cx.decoders.of(topic);
+            if let Ok(mut call) = judge::decode(decoder, m.payload().unwrap_or_default(), now) {
+                engine.enrich(&mut call);
+                engine.restore_on(
+                    inputs.lane_at(i, m.partition()) as Lane,
+                    &call,
+                    &mut dropped,
+                );
+                dropped.clear();
+            }
+        })?;
+    }
     cx.records.with_label_values(&["input"]).inc_by(history);
     Ok(Rebuilt {
         engine,
@@ -670,7 +688,8 @@ mod tests {
     fn outputs_of_records_about_to_be_judged_again_are_suppressed() {
         let commit_at: HashMap<i32, i64> = [(0, 100), (1, 5)].into_iter().collect();
         let parts = [0, 1, 2];
-        let again = |t, p, o| judged_again((t, p, o), "calls", &parts, &commit_at);
+        let inputs = Inputs::new(vec!["calls".into()]);
+        let again = |t, p, o| judged_again((t, p, o), &inputs, &parts, &commit_at);
         assert!(again("calls", 0, 100), "at the committed offset");
         assert!(again("calls", 0, 250), "after it");
         assert!(
@@ -680,5 +699,17 @@ mod tests {
         assert!(again("calls", 2, 0), "a partition with nothing committed");
         assert!(!again("calls", 3, 500), "a partition not assigned here");
         assert!(!again("other", 0, 500), "another input topic");
+        // Two inputs: lanes interleave their partitions (a:0 is 0, b:0 is 1, a:1 is 2).
+        let two = Inputs::new(vec!["a".into(), "b".into()]);
+        let commit_at: HashMap<i32, i64> = [(0, 100), (1, 5)].into_iter().collect();
+        let parts = [0, 1, 2];
+        let again = |t, p, o| judged_again((t, p, o), &two, &parts, &commit_at);
+        assert!(!again("a", 0, 50) && again("a", 0, 100));
+        assert!(
+            !again("b", 0, 4) && again("b", 0, 5),
+            "b's own commit, not a's"
+        );
+        assert!(again("a", 1, 0), "a:1, nothing committed");
+        assert!(!again("b", 1, 500), "b:1 (lane 3) is not assigned here");
     }
 }

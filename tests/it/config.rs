@@ -330,7 +330,8 @@ fn a_broken_pack_names_file_and_key() {
 fn service_sections_have_defaults_and_take_overrides() {
     let s = load_text(PACK).unwrap();
     assert_eq!(s.kafka.brokers, "localhost:9092");
-    assert_eq!(s.kafka.input_topic, "dialer.call-events");
+    assert_eq!(s.kafka.inputs[0].topic, "dialer.call-events");
+    assert_eq!(s.kafka.inputs.len(), 1);
     assert_eq!(s.kafka.alerts_topic, "compliance.alerts");
     assert_eq!(s.kafka.dlq_topic, "dialer.call-events.dlq");
     assert_eq!(

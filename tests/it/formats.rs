@@ -385,6 +385,47 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
             "mapping.direction",
             "outbound or inbound",
         ),
+        // Several inputs: each names its own topic, format and mapping.
+        (
+            "[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"\nformat = \"vicidial-log\"\n[kafka.inputs.mapping]\ntimezone = \"Mars/Base\"",
+            "kafka.inputs[1].mapping.timezone",
+            "unknown time zone",
+        ),
+        (
+            "[[kafka.inputs]]\ntopic = \"a\"\nformat = \"cdr\"",
+            "kafka.inputs[0].format",
+            "asterisk-cdr-csv",
+        ),
+        (
+            "[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"a\"\nformat = \"vicidial-log\"",
+            "kafka.inputs[1].topic",
+            "already an input",
+        ),
+        (
+            "[kafka]\ninput_topic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "kafka.input_topic",
+            "beside [[kafka.inputs]]",
+        ),
+        (
+            "[mapping]\ntimezone = \"UTC\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "mapping",
+            "beside [[kafka.inputs]]",
+        ),
+        (
+            "[kafka]\nalerts_topic = \"b\"\n[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "kafka.alerts_topic",
+            "also an input topic",
+        ),
+        (
+            "[reference]\ncontacts_topic = \"b\"\n[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "reference.contacts_topic",
+            "also an input topic",
+        ),
+        (
+            "[kafka.client]\n\"partition.assignment.strategy\" = \"roundrobin\"\n[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "kafka.client.partition.assignment.strategy",
+            "range assignment",
+        ),
     ];
     for (text, key, why) in cases {
         let (k, msg) = invalid(text);
@@ -461,17 +502,7 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
     // Keyed by debtor, as the README asks of CDR producers: a debtor's rows on one partition,
     // in the order Asterisk wrote them (its legs too).
     let text = std::fs::read_to_string(root().join("asterisk/Master.csv")).unwrap();
-    let rows: Vec<(String, &str)> = text
-        .lines()
-        .map(|l| {
-            let key = l
-                .split("debtor=")
-                .nth(1)
-                .and_then(|r| r.split([';', '"']).next())
-                .unwrap_or("unknown");
-            (key.to_owned(), l)
-        })
-        .collect();
+    let rows = asterisk_rows_by_debtor(&text);
     let keyed: Vec<(&str, Option<&str>)> =
         rows.iter().map(|(k, l)| (k.as_str(), Some(*l))).collect();
     crate::statuses::publish(&kafka, &kafka.input(), &keyed);
@@ -507,6 +538,156 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
         page.contains("dialguard_rule_skipped_total{rule=\"ast-two-a-day\"} 0"),
         "every rule's series is exposed from the start: {page}"
     );
+    svc.stop();
+}
+
+/// Asterisk's rows, keyed by the debtor their userfield names (as the README asks of CDR
+/// producers), in the order Asterisk wrote them.
+fn asterisk_rows_by_debtor(text: &str) -> Vec<(String, &str)> {
+    text.lines()
+        .map(|l| {
+            let key = l
+                .split("debtor=")
+                .nth(1)
+                .and_then(|r| r.split([';', '"']).next())
+                .unwrap_or("unknown");
+            (key.to_owned(), l)
+        })
+        .collect()
+}
+
+/// One service reads two input topics, each in its own format (`[[kafka.inputs]]`): call events
+/// v1 from one dialer, Asterisk rows from another. A debtor's calls from both count against the
+/// same cap; refusals name the topic they came from; restarts in the middle restore the
+/// windows of both topics (from a snapshot, then from their history) and publish nothing twice;
+/// a check's `as_of` names each topic's partitions.
+#[test]
+fn run_reads_several_input_topics_each_in_its_own_format() {
+    let mut kafka = Kafka::new("two-inputs");
+    let cdrs = kafka.add_input("cdrs");
+    let settings = || kafka.settings("tests/fixtures/cdr/two-inputs.toml");
+    assert_eq!(settings().kafka.inputs.len(), 2);
+    assert_eq!(settings().kafka.inputs[1].topic, cdrs);
+    // 1. The Asterisk server's rows alone: D1's third attempt of the day (10:00 local, 5 min
+    //    into the 2 h after its 09:30 conversation) breaches both rules.
+    let svc = start(settings());
+    let text = std::fs::read_to_string(root().join("asterisk/Master.csv")).unwrap();
+    let rows = asterisk_rows_by_debtor(&text);
+    let keyed: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|(k, l)| (k.as_str(), Some(*l))).collect();
+    crate::statuses::publish(&kafka, &cdrs, &keyed);
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 2);
+    assert_eq!(
+        got.keys().cloned().collect::<Vec<_>>(),
+        [
+            ("ast-after-conversation".into(), "1793584800.4".into()),
+            ("ast-two-a-day".into(), "1793584800.4".into())
+        ],
+        "{got:?}"
+    );
+    svc.stop();
+    // 2. Stopped, then the other dialer's call events arrive: an earlier attempt to D1 that
+    //    day (08:00 local), and a record that is not JSON. Restarted, the service restores D1's
+    //    window (the snapshot taken at the stop) and finds that the 09:30 attempt was D1's
+    //    third: a breach that needs both topics.
+    let early = serde_json::json!({
+        "call_id": "v1-early", "occurred_at": "2026-11-02T00:00:00Z", "debtor_id": "D1",
+        "account_id": "ACC-1", "phone": "+8613800000001", "relation": "self",
+        "outcome": "no_answer", "direction": "outbound", "channel": "voice", "agent_id": "agent-2"
+    })
+    .to_string();
+    crate::statuses::publish(
+        &kafka,
+        &kafka.input(),
+        &[("D1", Some(early.as_str())), ("D1", Some("{not json"))],
+    );
+    let svc = start(settings());
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 3);
+    let want: Vec<(String, String)> = [
+        ("ast-after-conversation", "1793584800.4"),
+        ("ast-two-a-day", "1793583000.2"),
+        ("ast-two-a-day", "1793584800.4"),
+    ]
+    .iter()
+    .map(|(r, c)| (r.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got.keys().cloned().collect::<Vec<_>>(), want, "{got:?}");
+    assert!(
+        got.values().all(|(n, _)| *n == 1),
+        "each alert once, across the restart: {got:?}"
+    );
+    // Refusals say which topic (and so which dialer) sent them.
+    let mut refused: Vec<(String, String)> = kafka
+        .read_all(&kafka.dlq())
+        .iter()
+        .map(|r| {
+            (
+                r.headers["dialguard.source.topic"].clone(),
+                r.headers["dialguard.reason"].clone(),
+            )
+        })
+        .collect();
+    refused.sort();
+    let mut expected = vec![
+        (cdrs.clone(), "bad_value".to_owned()),
+        (cdrs.clone(), "missing_field".to_owned()),
+        (cdrs.clone(), "unknown_value".to_owned()),
+        (kafka.input(), "not_json".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(refused, expected);
+    // A check reads the state of both inputs and names their partitions.
+    let addr = svc.handles.check_addr.unwrap();
+    let (code, v) = crate::check_api::check(
+        addr,
+        &serde_json::json!({"debtor_id": "D9", "phone": "+8613800000009", "relation": "self"}),
+    );
+    assert_eq!(code, 200, "{v}");
+    let named: BTreeSet<String> = v["as_of"]["offsets"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let all: BTreeSet<String> = [kafka.input(), cdrs.clone()]
+        .iter()
+        .flat_map(|t| (0..crate::service::PARTITIONS).map(move |p| format!("{t}:{p}")))
+        .collect();
+    assert_eq!(named, all, "{v}");
+    let page = svc.handles.metrics.render();
+    assert_eq!(
+        crate::service::metric_with(
+            &page,
+            "dialguard_snapshot_restores_total",
+            "result=\"restored\""
+        ),
+        1.0,
+        "{page}"
+    );
+    svc.stop();
+    // 3. Stopped again; one more call event, at 11:00 local: D1's fifth attempt, 90 min after
+    //    the 09:30 conversation. Restarted without snapshots, the service rebuilds the windows
+    //    from both topics' history: the call breaches both rules only with the CDR rows read.
+    let late = early
+        .replace("v1-early", "v1-late")
+        .replace("2026-11-02T00:00:00Z", "2026-11-02T03:00:00Z");
+    crate::statuses::publish(&kafka, &kafka.input(), &[("D1", Some(late.as_str()))]);
+    let mut s = settings();
+    s.kafka.snapshots_topic = None;
+    let svc = start(s);
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 5);
+    assert_eq!(got.len(), 5, "{got:?}");
+    for r in ["ast-two-a-day", "ast-after-conversation"] {
+        assert_eq!(
+            got.get(&(r.into(), "v1-late".into())),
+            Some(&(1, false)),
+            "{got:?}"
+        );
+    }
+    assert!(got.values().all(|(n, _)| *n == 1), "{got:?}");
     svc.stop();
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Kafka {
     pub(crate) brokers: String,
     pub(crate) tag: String,
     partitions: i32,
+    /// Input topics after the first ([`Kafka::add_input`]), in `[[kafka.inputs]]` order.
+    more_inputs: Vec<String>,
 }
 
 impl Kafka {
@@ -66,6 +68,7 @@ impl Kafka {
             brokers,
             tag,
             partitions,
+            more_inputs: Vec::new(),
         };
         for (t, p) in [
             (k.input(), partitions),
@@ -85,6 +88,14 @@ impl Kafka {
     }
     pub(crate) fn input(&self) -> String {
         format!("calls.{}", self.tag)
+    }
+    /// Creates another input topic named after `name`, co-partitioned with the first, for
+    /// the next of `[[kafka.inputs]]`.
+    pub(crate) fn add_input(&mut self, name: &str) -> String {
+        let t = format!("{name}.{}", self.tag);
+        self.create_topic(&t, self.partitions);
+        self.more_inputs.push(t.clone());
+        t
     }
     pub(crate) fn alerts(&self) -> String {
         format!("alerts.{}", self.tag)
@@ -140,7 +151,10 @@ impl Kafka {
         .unwrap();
         s.kafka.brokers = self.brokers.clone();
         s.kafka.group_id = self.group();
-        s.kafka.input_topic = self.input();
+        s.kafka.inputs[0].topic = self.input();
+        for (i, t) in self.more_inputs.iter().enumerate() {
+            s.kafka.inputs[i + 1].topic = t.clone();
+        }
         s.kafka.alerts_topic = self.alerts();
         s.kafka.dlq_topic = self.dlq();
         s.kafka.suppressions_topic = Some(self.suppressions());
@@ -269,22 +283,29 @@ impl Kafka {
             .set("group.id", self.group())
             .create()
             .unwrap();
+        let topics: Vec<String> = std::iter::once(self.input())
+            .chain(self.more_inputs.iter().cloned())
+            .collect();
         let mut tpl = TopicPartitionList::new();
-        for p in 0..self.partitions {
-            tpl.add_partition(&self.input(), p);
+        for t in &topics {
+            for p in 0..self.partitions {
+                tpl.add_partition(t, p);
+            }
         }
         let got = c.committed_offsets(tpl, PATIENCE).unwrap();
-        (0..self.partitions)
-            .map(|p| {
-                let e = got.find_partition(&self.input(), p).unwrap();
+        let mut out = Vec::new();
+        for t in &topics {
+            for p in 0..self.partitions {
+                let e = got.find_partition(t, p).unwrap();
                 let committed = match e.offset() {
                     Offset::Offset(o) => o,
                     _ => -1,
                 };
-                let (_, hi) = c.fetch_watermarks(&self.input(), p, PATIENCE).unwrap();
-                (committed, hi)
-            })
-            .collect()
+                let (_, hi) = c.fetch_watermarks(t, p, PATIENCE).unwrap();
+                out.push((committed, hi));
+            }
+        }
+        out
     }
 }
 
