@@ -17,7 +17,7 @@ pub mod render;
 pub(crate) mod vicidial;
 
 use crate::codec::{Reason, Reject};
-use crate::engine::event::{CallOutcome, Direction};
+use crate::engine::event::{CallOutcome, ClosedEnum, Direction, Purpose};
 use crate::engine::time::{Ts, NANOS_PER_SEC};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
@@ -122,6 +122,12 @@ pub struct RawMapping {
     pub callee_tz: Option<Places>,
     /// `outbound` or `inbound`.
     pub direction: Option<Places>,
+    /// Why the call was placed (`collect`, `location`, `relay`, `return_call`, `other`): a rule's
+    /// `when` may test it. No default: a CDR does not say.
+    pub purpose: Option<Places>,
+    /// Whether the callee consented to be called (yes/no: `1`, `true`, `yes`, `y`, or `0`,
+    /// `false`, `no`, `n`, any case; empty is no). No default: a CDR does not say.
+    pub consent: Option<Places>,
     /// The IANA zone of local time strings (Asterisk `start` unless `usegmtime`, VICIdial
     /// `call_date`): required where the format writes them.
     pub timezone: Option<String>,
@@ -161,9 +167,11 @@ pub(crate) enum Target {
     CampaignId,
     CalleeTz,
     Direction,
+    Purpose,
+    Consent,
 }
 
-const TARGETS: [(Target, &str, bool); 10] = [
+const TARGETS: [(Target, &str, bool); 12] = [
     (Target::CallId, "call_id", true),
     (Target::DebtorId, "debtor_id", true),
     (Target::Phone, "phone", true),
@@ -174,7 +182,23 @@ const TARGETS: [(Target, &str, bool); 10] = [
     (Target::CampaignId, "campaign_id", false),
     (Target::CalleeTz, "callee_tz", false),
     (Target::Direction, "direction", false),
+    (Target::Purpose, "purpose", false),
+    (Target::Consent, "consent", false),
 ];
+
+/// A yes/no value as dialers write one; `None` for anything else.
+fn yes_no(v: &str) -> Option<bool> {
+    const YES: [&str; 4] = ["1", "true", "yes", "y"];
+    const NO: [&str; 5] = ["", "0", "false", "no", "n"];
+    let v = v.trim();
+    if YES.iter().any(|y| v.eq_ignore_ascii_case(y)) {
+        Some(true)
+    } else if NO.iter().any(|n| v.eq_ignore_ascii_case(n)) {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Where one value comes from, compiled.
 #[derive(Debug, Clone, PartialEq)]
@@ -341,6 +365,8 @@ impl Mapping {
                 Target::CampaignId => &raw.campaign_id,
                 Target::CalleeTz => &raw.callee_tz,
                 Target::Direction => &raw.direction,
+                Target::Purpose => &raw.purpose,
+                Target::Consent => &raw.consent,
             };
             let places: Vec<String> = match given {
                 Some(p) => p.list().into_iter().map(str::to_owned).collect(),
@@ -376,13 +402,22 @@ impl Mapping {
                 };
                 srcs.push(src);
             }
-            if target == Target::Direction {
-                for s in &srcs {
-                    if let Src::Const(c) = s {
-                        if Direction::parse(c).is_none() {
-                            return Err(bad(name, format!("{c:?} is not outbound or inbound")));
-                        }
+            for s in &srcs {
+                let Src::Const(c) = s else { continue };
+                let refused = match target {
+                    Target::Direction if Direction::parse(c).is_none() => {
+                        Some("is not outbound or inbound".to_owned())
                     }
+                    Target::Purpose if Purpose::parse_wire(c).is_none() => {
+                        Some(format!("is not one of: {}", Purpose::wire_names()))
+                    }
+                    Target::Consent if yes_no(c).is_none() => {
+                        Some("is not a yes/no value (1, true, yes, y; 0, false, no, n)".to_owned())
+                    }
+                    _ => None,
+                };
+                if let Some(why) = refused {
+                    return Err(bad(name, format!("{c:?} {why}")));
                 }
             }
             m.targets.push((target, srcs));
@@ -679,6 +714,18 @@ impl Mapping {
                 Target::CampaignId => &mut w.campaign_id,
                 Target::CalleeTz => &mut w.callee_tz,
                 Target::Direction => &mut w.direction,
+                Target::Purpose => &mut w.purpose,
+                Target::Consent => {
+                    if let Some(v) = value {
+                        w.consent = Some(yes_no(&v).ok_or_else(|| {
+                            reject(
+                                Reason::BadValue,
+                                format!("consent {v:?} is not a yes/no value (1, true, yes, y; 0, false, no, n)"),
+                            )
+                        })?);
+                    }
+                    continue;
+                }
             };
             *slot = value;
         }
@@ -774,11 +821,10 @@ impl Mapping {
         if kind == TimeKind::Micros {
             return Err(bad());
         }
-        let zone = &self
-            .zone
-            .as_ref()
-            .expect("formats with local times require a zone")
-            .1;
+        // A format without local times (FreeSWITCH) has no zone: its epoch fields are numbers.
+        let Some((_, zone)) = self.zone.as_ref() else {
+            return Err(bad());
+        };
         if let Some(t) = days.fast(v, zone) {
             return Ok(Some(t));
         }
@@ -977,6 +1023,33 @@ mod tests {
             assert!(at(bad, TimeKind::SecsOrLocal).is_err(), "{bad}");
         }
         assert!(at("2026-11-02 09:00:00", TimeKind::Micros).is_err());
+    }
+
+    /// FreeSWITCH writes no local times: a time that is not a number is refused, not read in a
+    /// zone it does not have (a mutation found this panicking).
+    #[test]
+    fn a_zoneless_format_refuses_a_time_that_is_not_a_number() {
+        let raw = RawMapping {
+            debtor_id: Some(Places::One("variables.d".into())),
+            ..Default::default()
+        };
+        let m = Mapping::new(Format::FreeswitchJsonCdr, &raw).unwrap();
+        let mut days = LocalDays::default();
+        let r = m.time_of("2026-11-02 09:00:00", TimeKind::SecsOrLocal, &mut days);
+        assert_eq!(r.unwrap_err().reason, Reason::BadTimestamp);
+    }
+
+    #[test]
+    fn yes_no_values_as_dialers_write_them() {
+        for v in ["1", "true", "TRUE", "yes", "Y", " y "] {
+            assert_eq!(yes_no(v), Some(true), "{v:?}");
+        }
+        for v in ["", "0", "false", "No", "n"] {
+            assert_eq!(yes_no(v), Some(false), "{v:?}");
+        }
+        for v in ["perhaps", "2", "yes!"] {
+            assert_eq!(yes_no(v), None, "{v:?}");
+        }
     }
 
     #[test]

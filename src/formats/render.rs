@@ -1,7 +1,8 @@
 //! Calls written as a dialer's records, under fixed conventions ([`mapping_for`]): the demo's
 //! Asterisk dialer, the decode benchmark and the tests use them to have the same calls in every
-//! format. What a format cannot carry (relation, number source, consent, purpose) is lost, as
-//! it is from a real dialer.
+//! format. What a format cannot carry (relation, number source; VICIdial's rows also consent
+//! and purpose) is lost, as it is from a real dialer. Asterisk rows carry consent and purpose
+//! in the userfield and FreeSWITCH records in channel variables, as a dialplan would set them.
 
 use super::{csv, Format, Places, RawMapping};
 use crate::engine::event::{Call, CallOutcome};
@@ -21,6 +22,8 @@ pub fn mapping_for(format: Format, zone: &str) -> RawMapping {
             account_id: p("userfield:account"),
             agent_id: p("src"),
             agency_id: p("accountcode"),
+            purpose: p("userfield:purpose"),
+            consent: p("userfield:consent"),
             ..Default::default()
         },
         Format::FreeswitchJsonCdr => RawMapping {
@@ -29,6 +32,8 @@ pub fn mapping_for(format: Format, zone: &str) -> RawMapping {
             agent_id: p("variables.agent_id"),
             agency_id: p("variables.agency_id"),
             campaign_id: p("variables.campaign_id"),
+            purpose: p("variables.purpose"),
+            consent: p("variables.consent"),
             ..Default::default()
         },
         Format::VicidialLog => RawMapping {
@@ -122,6 +127,12 @@ pub fn render(format: Format, call: &Call, zone: &TimeZone) -> String {
             if let Some(a) = &call.account_id {
                 userfield.push_str(&format!(";account={a}"));
             }
+            if let Some(p) = call.purpose {
+                userfield.push_str(&format!(";purpose={}", p.as_str()));
+            }
+            if call.consent {
+                userfield.push_str(";consent=1");
+            }
             for f in [
                 disposition(format, call.outcome),
                 "DOCUMENTATION",
@@ -160,6 +171,12 @@ pub fn render(format: Format, call: &Call, zone: &TimeZone) -> String {
             put("billsec", talk.to_string());
             put("duration", dur.max(talk).to_string());
             put("debtor_id", call.debtor_id.to_string());
+            if let Some(p) = call.purpose {
+                put("purpose", p.as_str().into());
+            }
+            if call.consent {
+                put("consent", "true".into());
+            }
             for (k, v) in [
                 ("account_id", &call.account_id),
                 ("agent_id", &call.agent_id),

@@ -249,11 +249,21 @@ fn any_record_an_adapter_accepts_re_encodes_to_the_same_call_event() {
 }
 
 /// The same calls through each format keep what the format can carry: the attempt, debtor,
-/// account, number, time (to the second where the format writes seconds) and outcome class.
+/// account, number, time (to the second where the format writes seconds) and outcome class;
+/// Asterisk and FreeSWITCH records also purpose and consent (in the userfield, in channel
+/// variables), VICIdial rows neither.
 #[test]
 fn calls_rendered_as_each_dialers_records_read_back_as_the_same_attempts() {
     let zone = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap();
-    let calls = generated_calls(2_000, 50);
+    let mut calls = generated_calls(2_000, 50);
+    // The generator writes no consent: a third of the calls get one.
+    for c in calls.iter_mut().step_by(3) {
+        c.consent = true;
+    }
+    assert!(
+        calls.iter().any(|c| c.purpose.is_some()),
+        "the traffic has purposes to carry"
+    );
     for format in [
         Format::AsteriskCdrCsv,
         Format::FreeswitchJsonCdr,
@@ -295,6 +305,10 @@ fn calls_rendered_as_each_dialers_records_read_back_as_the_same_attempts() {
             );
             if format != Format::VicidialLog {
                 assert_eq!(got.account_id, c.account_id, "{format}");
+                assert_eq!(got.purpose, c.purpose, "{format}: {rec}");
+                assert_eq!(got.consent, c.consent, "{format}: {rec}");
+            } else {
+                assert_eq!((got.purpose, got.consent), (None, false));
             }
             assert_eq!(got.agency_id, c.agency_id, "{format}");
         }
@@ -384,6 +398,16 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
             "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = \"variables.d\"\ndirection = \"=sideways\"",
             "mapping.direction",
             "outbound or inbound",
+        ),
+        (
+            "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = \"variables.d\"\npurpose = \"=collection\"",
+            "mapping.purpose",
+            "return_call",
+        ),
+        (
+            "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = \"variables.d\"\nconsent = \"=maybe\"",
+            "mapping.consent",
+            "yes/no",
         ),
         // Several inputs: each names its own topic, format and mapping.
         (
