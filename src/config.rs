@@ -846,6 +846,12 @@ fn service_settings(
                 "cooperative (incremental) rebalancing is not supported: windows are rebuilt for the whole assignment; use range or roundrobin".into(),
             ));
         }
+        if key == "statistics.interval.ms" && inputs.len() > 1 && v.trim() == "0" {
+            return Err(invalid(
+                &at,
+                "several input topics need the consumer's statistics: they tell which topic's partitions are at their end".into(),
+            ));
+        }
         if key == "partition.assignment.strategy" && inputs.len() > 1 && !v.starts_with("range") {
             return Err(invalid(
                 &at,

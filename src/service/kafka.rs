@@ -40,6 +40,9 @@ pub(crate) struct Shared {
     pub(super) metrics: Arc<Metrics>,
     /// The input topics; offsets, positions and the assignment are kept by lane.
     pub(super) inputs: Inputs,
+    /// Each lane's high watermark as the consumer's statistics last reported it: with several
+    /// input topics, whether a lane is at its end (`Pipeline::lanes_at_end`).
+    pub(super) high: Mutex<HashMap<i32, i64>>,
     /// Warnings that repeat fast (broker trouble, librdkafka's own log, input gaps): at most one
     /// of each kind every 10 s.
     pub(super) warnings: Mutex<Throttle>,
@@ -208,11 +211,15 @@ impl ClientContext for ConsumerCtx {
 
     fn stats(&self, stats: Statistics) {
         let mut total = 0i64;
+        let mut high = HashMap::new();
         for topic in self.shared.inputs.topics() {
             let Some(t) = stats.topics.get(topic) else {
                 continue;
             };
             for (id, p) in &t.partitions {
+                if *id >= 0 && p.hi_offset >= 0 {
+                    high.insert(self.shared.inputs.lane(topic, *id), p.hi_offset);
+                }
                 if *id < 0 || p.consumer_lag < 0 {
                     continue;
                 }
@@ -226,6 +233,7 @@ impl ClientContext for ConsumerCtx {
             }
         }
         self.shared.metrics.consumer_lag.set(total);
+        *lock(&self.shared.high) = high;
     }
 }
 

@@ -242,6 +242,7 @@ pub(crate) fn run(
         assignment: Mutex::new(Assignment::default()),
         metrics: metrics.clone(),
         inputs: Inputs::of(settings),
+        high: Mutex::new(HashMap::new()),
         warnings: Mutex::new(Throttle::new(Duration::from_secs(10))),
         closing: AtomicBool::new(false),
         reference_in_flight: AtomicU64::new(0),
@@ -556,7 +557,11 @@ impl Pipeline<'_> {
             while let Some(b) = self.ahead.take(true) {
                 self.judge_batch(b);
             }
-            self.align.at_end.entry(part).or_insert_with(Instant::now);
+            // It names a partition, not its topic: with several input topics, `align` finds
+            // which lanes are at their end.
+            if self.shared.inputs.topics().len() == 1 {
+                self.align.at_end.entry(part).or_insert_with(Instant::now);
+            }
         }
         delivered
     }
@@ -634,11 +639,34 @@ impl Pipeline<'_> {
         m.partitions_paused.set(self.align.paused.len() as i64);
     }
 
+    /// With several input topics, which lanes are at their end: librdkafka's partition end
+    /// names a partition but not its topic, so a lane is taken for at its end when its next
+    /// offset to judge has reached the high watermark the consumer's statistics last reported
+    /// (every 5 s), and no longer when it is behind it.
+    fn lanes_at_end(&mut self, now: Instant) {
+        let high = lock(&self.shared.high).clone();
+        let assigned = lock(&self.shared.assignment).partitions.clone();
+        let positions = lock(&self.live).positions.clone();
+        for lane in assigned {
+            let (Some(hi), Some(next)) = (high.get(&lane), positions.get(&lane)) else {
+                continue;
+            };
+            if next >= hi {
+                self.align.at_end.entry(lane).or_insert(now);
+            } else {
+                self.align.at_end.remove(&lane);
+            }
+        }
+    }
+
     /// Watermark alignment: pauses partitions that ran too far ahead of the slowest, resumes
     /// them as it catches up (see [`alignment`]).
     fn align(&mut self) {
         let k = &self.settings.kafka;
         let now = Instant::now();
+        if self.shared.inputs.topics().len() > 1 {
+            self.lanes_at_end(now);
+        }
         // A partition at its end for `idle_after` no longer holds state back: records that
         // reach it later are new. (Marked idle at once, a partition whose producer batches
         // trail the others' by more than the lateness would see its next calls refused.)

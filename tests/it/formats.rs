@@ -450,6 +450,11 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
             "kafka.client.partition.assignment.strategy",
             "range assignment",
         ),
+        (
+            "[kafka.client]\n\"statistics.interval.ms\" = 0\n[[kafka.inputs]]\ntopic = \"a\"\n[[kafka.inputs]]\ntopic = \"b\"",
+            "kafka.client.statistics.interval.ms",
+            "statistics",
+        ),
     ];
     for (text, key, why) in cases {
         let (k, msg) = invalid(text);
@@ -712,6 +717,58 @@ fn run_reads_several_input_topics_each_in_its_own_format() {
         );
     }
     assert!(got.values().all(|(n, _)| *n == 1), "{got:?}");
+    svc.stop();
+}
+
+/// With several input topics, a partition end (which librdkafka reports without its topic) is
+/// not taken for any one lane's; each topic's partitions are found at their end by their high
+/// watermarks: those that never deliver anything, in either topic, turn idle and stop holding
+/// state back, so calls a month old are evicted once a newer call arrives. (Taking the
+/// partition end's number for a lane, as with one topic, fails this: tried.)
+#[test]
+fn several_inputs_let_their_quiet_partitions_turn_idle() {
+    let mut kafka = Kafka::new("two-inputs-idle");
+    kafka.add_input("cdrs");
+    let mut s = kafka.settings("tests/fixtures/cdr/two-inputs.toml");
+    s.kafka.idle_after = std::time::Duration::from_secs(1);
+    s.kafka.snapshots_topic = None;
+    let svc = start(s);
+    let call = |id: &str, at: &str| {
+        serde_json::json!({
+            "call_id": id, "occurred_at": at, "debtor_id": "D1", "phone": "+8613800000001",
+            "relation": "self", "outcome": "no_answer", "direction": "outbound",
+            "channel": "voice", "agent_id": "agent-1"
+        })
+        .to_string()
+    };
+    let first = call("month-old", "2026-11-01T01:00:00Z");
+    crate::statuses::publish(&kafka, &kafka.input(), &[("D1", Some(first.as_str()))]);
+    wait_done(&kafka, &[&svc]);
+    let retained = |svc: &crate::service::Running| {
+        crate::service::metric(&svc.handles.metrics.render(), "dialguard_retained_calls")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while retained(&svc) != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first call is retained"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Long enough for every partition at its end to turn idle (idle_after 1 s).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let next = call("a-month-on", "2026-12-01T01:00:00Z");
+    crate::statuses::publish(&kafka, &kafka.input(), &[("D1", Some(next.as_str()))]);
+    wait_done(&kafka, &[&svc]);
+    // The month-old call leaves the windows only if no partition still holds state back.
+    while retained(&svc) != 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the month-old call is still retained: {} calls",
+            retained(&svc)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     svc.stop();
 }
 
