@@ -585,9 +585,7 @@ impl<'a> Walk<'a> {
         }
         self.depth += 1;
         self.i += 1;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            self.depth -= 1;
+        if self.closes(b'}')? {
             return Some(());
         }
         loop {
@@ -599,15 +597,32 @@ impl<'a> Walk<'a> {
             self.i += 1;
             self.ws();
             member(self, key)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b'}')? {
+                return Some(());
             }
+        }
+    }
+
+    /// At an object's or array's first item: whether `close` ends it there (empty; taken).
+    fn closes(&mut self, close: u8) -> Option<bool> {
+        if self.peek()? != close {
+            return Some(false);
+        }
+        self.i += 1;
+        self.depth -= 1;
+        Some(true)
+    }
+
+    /// After an item: `Some(false)` at a comma (another follows), `Some(true)` at `close` (the
+    /// object or array ends), `None` at anything else.
+    fn after_item(&mut self, close: u8) -> Option<bool> {
+        match self.peek()? {
+            b',' => {
+                self.i += 1;
+                Some(false)
+            }
+            c if c == close => self.closes(close),
+            _ => None,
         }
     }
 
@@ -628,22 +643,14 @@ impl<'a> Walk<'a> {
         }
         self.depth += 1;
         self.i += 1; // the '['
-        if self.peek()? == b']' {
-            self.i += 1;
-            self.depth -= 1;
+        if self.closes(b']')? {
             return Some(());
         }
         loop {
             self.ws();
             element(self)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    self.depth -= 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.after_item(b']')? {
+                return Some(());
             }
         }
     }

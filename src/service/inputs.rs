@@ -108,10 +108,7 @@ impl Inputs {
     }
 
     /// A list of the topic partitions of `lanes`, each at its offset.
-    pub(crate) fn list_at<'a>(
-        &self,
-        offsets: impl IntoIterator<Item = (&'a i32, &'a i64)>,
-    ) -> TopicPartitionList {
+    pub(crate) fn list_at(&self, offsets: &[(i32, i64)]) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (lane, o) in offsets {
             let (topic, p) = self.split(*lane);
@@ -172,6 +169,9 @@ impl Decoders {
 
     /// The decoder of `topic`'s records.
     pub(crate) fn of(&mut self, topic: &str) -> &mut Decoder {
+        if self.decoders.len() == 1 {
+            return &mut self.decoders[0];
+        }
         let i = self.inputs.index(topic).unwrap_or(0);
         &mut self.decoders[i]
     }

@@ -392,7 +392,7 @@ pub(super) fn commit<C: ConsumerContext>(
     if offsets.is_empty() {
         return;
     }
-    let tpl = shared.inputs.list_at(offsets.iter().map(|(p, o)| (p, o)));
+    let tpl = shared.inputs.list_at(&offsets);
     if let Err(e) = consumer.commit(&tpl, mode) {
         shared.metrics.commit_errors.inc();
         shared.throttled_warn("offset commit failed", error_class(&e), "retried");

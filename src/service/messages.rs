@@ -67,6 +67,23 @@ pub(crate) struct Token {
     pub(crate) reference: bool,
 }
 
+/// The input record an output is delivered for: the assignment generation it was judged in,
+/// and its lane (`service::inputs`: its partition with one input topic). Delivered, the output
+/// acknowledges the record's offset on that lane.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub(crate) generation: u64,
+    pub(crate) lane: i32,
+}
+
+impl Origin {
+    /// Of a reference record ([`from_reference`]): no input offset to acknowledge.
+    pub(crate) const REFERENCE: Origin = Origin {
+        generation: 0,
+        lane: -1,
+    };
+}
+
 /// `o`, marked as caused by reference data: delivered, it acknowledges no input offset (the
 /// partition and offset it names are the status record's, for its headers).
 pub(crate) fn from_reference(mut o: Outgoing) -> Outgoing {
@@ -124,7 +141,7 @@ fn source_headers<M: Message>(m: &M, h: OwnedHeaders) -> OwnedHeaders {
 }
 
 /// An alert caused by the record `m`, to `topic`.
-pub(crate) fn alert<M: Message>(topic: &str, m: &M, a: &Alert, generation: u64) -> Outgoing {
+pub(crate) fn alert<M: Message>(topic: &str, m: &M, a: &Alert, origin: Origin) -> Outgoing {
     let mut payload = Vec::with_capacity(1024);
     a.write_json(&mut payload);
     output(
@@ -133,7 +150,7 @@ pub(crate) fn alert<M: Message>(topic: &str, m: &M, a: &Alert, generation: u64) 
         (headers::ALERT_ID, &a.alert_id, &a.rule_id),
         &a.debtor_id,
         payload,
-        generation,
+        origin,
     )
 }
 
@@ -168,19 +185,14 @@ pub(crate) fn reference_alert(topic: &str, a: &Alert) -> Outgoing {
 }
 
 /// A suppression directive given by the call in the record `m`, to `topic`.
-pub(crate) fn directive<M: Message>(
-    topic: &str,
-    m: &M,
-    d: &Directive,
-    generation: u64,
-) -> Outgoing {
+pub(crate) fn directive<M: Message>(topic: &str, m: &M, d: &Directive, origin: Origin) -> Outgoing {
     output(
         m,
         (topic, Output::Suppressions),
         (headers::DIRECTIVE_ID, &d.directive_id, &d.rule_id),
         &d.debtor_id,
         serde_json::to_vec(d).expect("a directive serializes"),
-        generation,
+        origin,
     )
 }
 
@@ -192,7 +204,7 @@ fn output<M: Message>(
     (id_header, id, rule_id): (&str, &str, &str),
     debtor_id: &str,
     payload: Vec<u8>,
-    generation: u64,
+    origin: Origin,
 ) -> Outgoing {
     let h = OwnedHeaders::new_with_capacity(5)
         .insert(Header {
@@ -209,8 +221,8 @@ fn output<M: Message>(
         payload,
         headers: source_headers(m, h),
         token: Box::new(Token {
-            generation,
-            partition: m.partition(),
+            generation: origin.generation,
+            partition: origin.lane,
             offset: m.offset(),
             record_ms: m.timestamp().to_millis(),
             output,
@@ -226,7 +238,7 @@ pub(crate) fn dead_letter<M: Message>(
     m: &M,
     reason: Reason,
     detail: &str,
-    generation: u64,
+    origin: Origin,
 ) -> Outgoing {
     let mut h = OwnedHeaders::new_with_capacity(8);
     if let Some(orig) = m.headers() {
@@ -252,8 +264,8 @@ pub(crate) fn dead_letter<M: Message>(
         payload: m.payload().unwrap_or_default().to_vec(),
         headers: source_headers(m, h),
         token: Box::new(Token {
-            generation,
-            partition: m.partition(),
+            generation: origin.generation,
+            partition: origin.lane,
             offset: m.offset(),
             record_ms: None,
             output: Output::Dlq,
@@ -297,7 +309,11 @@ mod tests {
             &input(Some(orig)),
             Reason::NotJson,
             "expected a value",
-            7,
+            // Partition 3 of the first of two input topics: lane 6.
+            Origin {
+                generation: 7,
+                lane: 6,
+            },
         );
         assert_eq!(d.topic, "dlq");
         assert_eq!(d.key.as_deref(), Some(&b"D1"[..]));
@@ -315,7 +331,7 @@ mod tests {
             *d.token,
             Token {
                 generation: 7,
-                partition: 3,
+                partition: 6,
                 offset: 42,
                 record_ms: None,
                 output: Output::Dlq,
@@ -364,7 +380,11 @@ mod tests {
             until: "2027-01-22T00:00:00Z".into(),
             detected_at: "2027-01-15T08:00:01Z".into(),
         };
-        let m = directive("compliance.suppressions", &input(None), &d, 2);
+        let origin = Origin {
+            generation: 2,
+            lane: 3,
+        };
+        let m = directive("compliance.suppressions", &input(None), &d, origin);
         assert_eq!(m.topic, "compliance.suppressions");
         assert_eq!(m.key.as_deref(), Some(&b"D1"[..]));
         let body: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();

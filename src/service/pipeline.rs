@@ -11,7 +11,7 @@ use super::kafka::{
     ConsumerCtx, ProducerCtx, Shared, Throttle,
 };
 pub use super::messages::headers;
-use super::messages::{self, Outgoing};
+use super::messages::{self, Origin, Outgoing};
 use super::offsets::OffsetBook;
 use super::rebuild;
 use super::reference::{self, Feed, Update};
@@ -1076,7 +1076,7 @@ impl Pipeline<'_> {
                             m,
                             Reason::BadValue,
                             why,
-                            0,
+                            Origin::REFERENCE,
                         )));
                     }
                 }
@@ -1096,7 +1096,11 @@ impl Pipeline<'_> {
                 let contact = self.settings.reference.contacts_topic.as_deref() == Some(m.topic());
                 self.reference_counters[contact as usize][2].inc();
                 out.push(messages::from_reference(messages::dead_letter(
-                    dlq, m, r.reason, &r.detail, 0,
+                    dlq,
+                    m,
+                    r.reason,
+                    &r.detail,
+                    Origin::REFERENCE,
                 )));
             }
         }
@@ -1107,7 +1111,7 @@ impl Pipeline<'_> {
                     &self.settings.kafka.alerts_topic,
                     m,
                     &a,
-                    0,
+                    Origin::REFERENCE,
                 )));
             }
         }
@@ -1192,17 +1196,20 @@ impl Pipeline<'_> {
         self.since_housekeeping += 1;
         self.metrics.consumed.inc();
         let now = wall_now();
-        let generation = lock(&self.shared.book).generation();
+        let lane = self.shared.inputs.lane(m.topic(), m.partition());
+        let origin = Origin {
+            generation: lock(&self.shared.book).generation(),
+            lane,
+        };
         let mut out: Vec<Outgoing> = Vec::new();
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
-        let lane = self.shared.inputs.lane(m.topic(), m.partition());
         let mut live = lock(&self.live);
         live.positions.insert(lane, m.offset() + 1);
         match decoded {
             Err(rej) => {
                 drop(live);
-                out.push(self.dead_letter(m, rej.reason, &rej.detail, generation));
+                out.push(self.dead_letter(m, rej.reason, &rej.detail, origin));
             }
             Ok(mut call) => {
                 self.align.last_record.insert(lane, t0);
@@ -1248,13 +1255,13 @@ impl Pipeline<'_> {
                                     .with_label_values(&[&a.rule_id, a.severity])
                                     .inc(),
                             }
-                            out.push(self.alert_message(m, &a, generation));
+                            out.push(self.alert_message(m, &a, origin));
                         }
-                        self.directives(m, &call, &mut holds, now, generation, &mut out);
+                        self.directives(m, &call, &mut holds, now, origin, &mut out);
                     }
                     Outcome::Duplicate => self.metrics.duplicates.inc(),
                     Outcome::Rejected(rej) => {
-                        out.push(self.dead_letter(m, rej.reason, &rej.detail, generation));
+                        out.push(self.dead_letter(m, rej.reason, &rej.detail, origin));
                     }
                 }
                 found.clear();
@@ -1304,7 +1311,7 @@ impl Pipeline<'_> {
         call: &Call,
         holds: &mut Vec<Hold>,
         now: Ts,
-        generation: u64,
+        origin: Origin,
         out: &mut Vec<Outgoing>,
     ) {
         for h in holds.drain(..) {
@@ -1321,9 +1328,11 @@ impl Pipeline<'_> {
                     .inc(),
             }
             let topic = self.settings.kafka.suppressions_topic.as_deref();
-            out.push(self.on_lane(
+            out.push(messages::directive(
+                topic.unwrap_or_default(),
                 m,
-                messages::directive(topic.unwrap_or_default(), m, &d, generation),
+                &d,
+                origin,
             ));
         }
     }
@@ -1333,7 +1342,7 @@ impl Pipeline<'_> {
         m: &M,
         reason: Reason,
         detail: &str,
-        generation: u64,
+        origin: Origin,
     ) -> Outgoing {
         self.metrics
             .rejected
@@ -1348,18 +1357,11 @@ impl Pipeline<'_> {
             "record refused"
         );
         let dlq = &self.settings.kafka.dlq_topic;
-        self.on_lane(m, messages::dead_letter(dlq, m, reason, detail, generation))
+        messages::dead_letter(dlq, m, reason, detail, origin)
     }
 
-    fn alert_message<M: Message>(&self, m: &M, a: &Alert, generation: u64) -> Outgoing {
-        let o = messages::alert(&self.settings.kafka.alerts_topic, m, a, generation);
-        self.on_lane(m, o)
-    }
-
-    /// `o`, caused by the input record `m`: its delivery acknowledges `m`'s offset on `m`'s lane.
-    fn on_lane<M: Message>(&self, m: &M, mut o: Outgoing) -> Outgoing {
-        o.token.partition = self.shared.inputs.lane(m.topic(), m.partition());
-        o
+    fn alert_message<M: Message>(&self, m: &M, a: &Alert, origin: Origin) -> Outgoing {
+        messages::alert(&self.settings.kafka.alerts_topic, m, a, origin)
     }
 
     /// Takes a snapshot of the windows (under the state's lock: the engine and the positions it
