@@ -505,28 +505,23 @@ impl<'a> Walk<'a> {
             _ => return None,
         }
         let int_end = i;
-        if b.get(i) == Some(&b'.') {
-            i += 1;
+        // One digit at least after `.` and after `e`: the end of the run, `None` without one.
+        let digits = |mut i: usize| -> Option<usize> {
             let d = i;
             while b.get(i).is_some_and(u8::is_ascii_digit) {
                 i += 1;
             }
-            if i == d {
-                return None;
-            }
+            (i > d).then_some(i)
+        };
+        if b.get(i) == Some(&b'.') {
+            i = digits(i + 1)?;
         }
         if matches!(b.get(i), Some(b'e' | b'E')) {
             i += 1;
             if matches!(b.get(i), Some(b'+' | b'-')) {
                 i += 1;
             }
-            let d = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
-            if i == d {
-                return None;
-            }
+            i = digits(i)?;
         }
         self.i = i;
         let text = &self.t[start..i];
