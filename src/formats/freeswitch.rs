@@ -293,7 +293,7 @@ fn read_serde<'a>(m: &Mapping, text: &'a str) -> Result<Vec<Option<Cow<'a, str>>
 /// Where a slot's value is found, for the scanner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    Variable,
+    Variable = 0,
     ChannelData,
     Profile,
     Times,
@@ -301,7 +301,11 @@ pub(crate) enum Part {
     Top,
 }
 
-pub(crate) fn part_of(name: &str) -> (Part, &str) {
+impl Part {
+    const COUNT: usize = 6;
+}
+
+fn part_of(name: &str) -> (Part, &str) {
     if let Some(v) = name.strip_prefix("variables.") {
         (Part::Variable, v)
     } else if let Some(v) = name.strip_prefix("channel_data.") {
@@ -317,6 +321,65 @@ pub(crate) fn part_of(name: &str) -> (Part, &str) {
     }
 }
 
+/// The mapping's names by where they are in the document, each slot's place, and a table to
+/// find a member's slot from its part and name in one probe: a real CDR carries hundreds of
+/// variables, and comparing each with every mapped name was a sixth of reading one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Keys {
+    /// By slot: where its value is.
+    parts: Vec<(Part, String)>,
+    /// The slots read from a caller profile or its times (the last profile's are kept).
+    in_profiles: Vec<usize>,
+    /// By part: bit `n` set when a name of `n` bytes (63 for longer) is mapped there, so most
+    /// members no mapping names are passed over without a probe.
+    lengths: [u64; Part::COUNT],
+    /// [`Keys::bucket`] → the part, name and slot of the names that hash there.
+    table: Vec<Vec<(Part, Box<str>, usize)>>,
+}
+
+impl Keys {
+    const BUCKETS: usize = 64;
+
+    pub(crate) fn new(slots: &[String]) -> Keys {
+        let mut k = Keys {
+            table: vec![Vec::new(); Self::BUCKETS],
+            ..Keys::default()
+        };
+        for (i, n) in slots.iter().enumerate() {
+            let (p, name) = part_of(n);
+            k.parts.push((p, name.to_owned()));
+            if matches!(p, Part::Profile | Part::Times) {
+                k.in_profiles.push(i);
+            }
+            k.lengths[p as usize] |= 1 << name.len().min(63);
+            k.table[Self::bucket(p, name)].push((p, name.into(), i));
+        }
+        k
+    }
+
+    /// The length, first and last bytes of the name and its part, mixed.
+    fn bucket(part: Part, name: &str) -> usize {
+        let b = name.as_bytes();
+        let (first, last) = (
+            b.first().copied().unwrap_or(0),
+            b.last().copied().unwrap_or(0),
+        );
+        (b.len() * 7 + first as usize * 3 + last as usize + part as usize * 13) % Self::BUCKETS
+    }
+
+    /// The slot of the member `name` of `part`, if the mapping reads it.
+    #[inline]
+    fn find(&self, part: Part, name: &str) -> Option<usize> {
+        if self.lengths[part as usize] & (1 << name.len().min(63)) == 0 {
+            return None;
+        }
+        self.table[Self::bucket(part, name)]
+            .iter()
+            .find(|(p, n, _)| *p == part && **n == *name)
+            .map(|e| e.2)
+    }
+}
+
 /// The CDR read without serde, into the slots [`read_serde`] gives (a test compares them over
 /// fixtures, renderings and mutations): a validating walk over the document that looks only at
 /// the members the mapping names and skips the rest a word at a time. `None` for anything it
@@ -324,7 +387,8 @@ pub(crate) fn part_of(name: &str) -> (Part, &str) {
 /// written, and every error. A real CDR carries hundreds of variables; serde_json building
 /// them all was two thirds of reading one.
 fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
-    let want = &m.fs_parts;
+    let keys = &m.fs_keys;
+    let want = &keys.parts;
     let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; want.len()];
     let mut w = Walk {
         t: text,
@@ -332,10 +396,9 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
         i: 0,
         depth: 0,
     };
-    // The last profile's members (the call as dialled), and the earliest created_time.
-    let mut last: Vec<Option<&'a str>> = vec![None; want.len()];
+    // The earliest created_time; the profiles' slots hold the last profile's members (the call
+    // as dialled), each profile starting them afresh.
     let mut created: Option<(u64, &'a str)> = None;
-    let mut profiles = 0usize;
     w.ws();
     w.object(|w, key| {
         match key {
@@ -346,13 +409,15 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                     Part::ChannelData
                 };
                 w.members_or_null(|w, k| {
-                    let hit = want.iter().position(|(p, n)| *p == part && n == k);
+                    let hit = keys.find(part, k);
                     w.scalar_into(hit.map(|h| &mut slots[h]))
                 })
             }
             "callflow" => {
                 let mut profile = |w: &mut Walk<'a>| -> Option<()> {
-                    let mut cur: Vec<Option<&'a str>> = vec![None; want.len()];
+                    for &i in &keys.in_profiles {
+                        slots[i] = None;
+                    }
                     let mut first_created: Option<&'a str> = None;
                     let (mut seen_cp, mut seen_t) = (false, false);
                     w.object(|w, k| match k {
@@ -364,15 +429,15 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                             }
                             w.members_or_null(|w, k| {
                                 let part = if times { Part::Times } else { Part::Profile };
-                                let hit = want.iter().position(|(p, n)| *p == part && n == k);
+                                let hit = keys.find(part, k);
                                 let created_here = times && k == "created_time";
                                 if hit.is_none() && !created_here {
                                     return w.skip();
                                 }
                                 let v = w.scalar()?;
                                 if let (Some(h), Some(v)) = (hit, v) {
-                                    if cur[h].is_none() {
-                                        cur[h] = Some(v);
+                                    if slots[h].is_none() {
+                                        slots[h] = Some(Cow::Borrowed(v));
                                     }
                                 }
                                 if created_here && first_created.is_none() {
@@ -383,8 +448,6 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                         }
                         _ => w.skip(),
                     })?;
-                    profiles += 1;
-                    last = cur;
                     if let Some(c) = first_created.filter(|c| *c != "0") {
                         let n = c.parse::<u64>().unwrap_or(u64::MAX);
                         if created.is_none_or(|(m, _)| n < m) {
@@ -401,7 +464,7 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                 }
             }
             _ => {
-                let hit = want.iter().position(|(p, n)| *p == Part::Top && n == key);
+                let hit = keys.find(Part::Top, key);
                 w.scalar_into(hit.map(|h| &mut slots[h]))
             }
         }
@@ -411,10 +474,8 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
         return None;
     }
     for (i, (p, _)) in want.iter().enumerate() {
-        match p {
-            Part::Profile | Part::Times if profiles > 0 => slots[i] = last[i].map(Cow::Borrowed),
-            Part::Created => slots[i] = created.map(|c| Cow::Borrowed(c.1)),
-            _ => {}
+        if *p == Part::Created {
+            slots[i] = created.map(|c| Cow::Borrowed(c.1));
         }
     }
     Some(slots)
@@ -429,7 +490,16 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
+    /// Whitespace skipped: inlined for the usual case (none: dialers write CDRs compact).
+    #[inline]
     fn ws(&mut self) {
+        if self.b.get(self.i).is_some_and(|c| *c > b' ') {
+            return;
+        }
+        self.ws_run();
+    }
+
+    fn ws_run(&mut self) {
         while matches!(self.b.get(self.i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
             self.i += 1;
         }
@@ -655,6 +725,53 @@ impl<'a> Walk<'a> {
 mod tests {
     use super::*;
     use crate::formats::{render, Format, Mapping, RawMapping};
+
+    /// The key table finds every mapped name in its part, and nothing else: not the same name
+    /// in another part, not a name sharing its length and first and last bytes.
+    #[test]
+    fn keys_find_exactly_the_mapped_names() {
+        let mut slots: Vec<String> = Vec::new();
+        for part in [
+            "variables.",
+            "channel_data.",
+            "caller_profile.",
+            "times.",
+            "",
+        ] {
+            for i in 0..40 {
+                slots.push(format!("{part}k{i}x"));
+            }
+        }
+        slots.push("times.created_time".into());
+        slots.push("variables.".to_owned() + &"v".repeat(90));
+        let keys = Keys::new(&slots);
+        let parts = [
+            Part::Variable,
+            Part::ChannelData,
+            Part::Profile,
+            Part::Times,
+            Part::Top,
+        ];
+        for (pi, part) in parts.iter().enumerate() {
+            for i in 0..40 {
+                let name = format!("k{i}x");
+                assert_eq!(
+                    keys.find(*part, &name),
+                    Some(pi * 40 + i),
+                    "{part:?} {name}"
+                );
+                assert_eq!(keys.find(*part, &format!("k{}x", i + 40)), None);
+                assert_eq!(keys.find(*part, &format!("k{i}y")), None);
+            }
+            assert_eq!(keys.find(*part, ""), None);
+        }
+        assert_eq!(keys.find(Part::Created, "created_time"), Some(200));
+        assert_eq!(keys.find(Part::Times, "created_time"), None);
+        assert_eq!(keys.find(Part::Variable, &"v".repeat(90)), Some(201));
+        assert_eq!(keys.find(Part::Variable, &"v".repeat(89)), None);
+        assert_eq!(keys.find(Part::Variable, &"v".repeat(91)), None);
+        assert_eq!(keys.in_profiles.len(), 80);
+    }
 
     /// Whenever the scanner answers, serde_json's reading gives the same slots.
     #[test]
