@@ -4,7 +4,8 @@
 //!
 //! `decode-formats/*`: the same calls as call event v1 and as each dialer's records (Asterisk
 //! `cdr_csv`, a FreeSWITCH JSON CDR, a VICIdial `vicidial_log` CSV row; `formats::render`),
-//! each read through its mapping: `cargo bench --bench decode -- decode-formats`
+//! each read through its mapping, and FreeSWITCH CDRs padded with 120 unmapped channel
+//! variables as a real switch writes them: `cargo bench --bench decode -- decode-formats`
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use dialguard::codec::Decoder;
@@ -69,12 +70,31 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode-formats");
     g.sample_size(10);
     g.throughput(Throughput::Elements(calls.len() as u64));
-    for format in Format::ALL {
+    // Each format as rendered, and FreeSWITCH's CDRs at a real size: a switch writes a hundred
+    // or more channel variables per call (SIP headers, codecs, RTP statistics), none mapped.
+    let cases = Format::ALL
+        .iter()
+        .map(|f| (*f, f.as_str().to_owned(), 0))
+        .chain([(
+            Format::FreeswitchJsonCdr,
+            "freeswitch-json-cdr+120-variables".to_owned(),
+            120,
+        )]);
+    for (format, name, extra) in cases {
         let records: Vec<Vec<u8>> = match format {
             Format::CallEventV1 => v1.iter().map(|l| l.to_vec()).collect(),
             f => calls
                 .iter()
-                .map(|c| render::render(f, c, &zone).into_bytes())
+                .map(|c| {
+                    let mut r = render::render(f, c, &zone);
+                    if extra > 0 {
+                        let vars: String = (0..extra)
+                            .map(|i| format!("\"sip_var_{i}\":\"value%20number%20{i}\","))
+                            .collect();
+                        r = r.replacen("\"variables\":{", &format!("\"variables\":{{{vars}"), 1);
+                    }
+                    r.into_bytes()
+                })
                 .collect(),
         };
         let mut s = settings.clone();
@@ -84,11 +104,11 @@ fn bench(c: &mut Criterion) {
         }
         let bytes: usize = records.iter().map(Vec::len).sum();
         eprintln!(
-            "{format}: {} records, {:.0} bytes per record",
+            "{name}: {} records, {:.0} bytes per record",
             records.len(),
             bytes as f64 / records.len() as f64
         );
-        g.bench_function(format.as_str(), |b| {
+        g.bench_function(name.as_str(), |b| {
             b.iter_batched(
                 || Decoder::new(s.decode.clone()),
                 |mut dec| {
@@ -96,7 +116,7 @@ fn bench(c: &mut Criterion) {
                     for r in &records {
                         ok += dec.decode(r, now).is_ok() as usize;
                     }
-                    assert_eq!(ok, records.len(), "{format}");
+                    assert_eq!(ok, records.len(), "{name}");
                     dec
                 },
                 BatchSize::PerIteration,
