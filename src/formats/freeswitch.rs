@@ -323,7 +323,7 @@ fn part_of(name: &str) -> (Part, &str) {
 
 /// The mapping's names by where they are in the document, each slot's place, and a table to
 /// find a member's slot from its part and name in one probe: a real CDR carries hundreds of
-/// variables, and comparing each with every mapped name was a sixth of reading one.
+/// variables, and comparing each with every mapped name was a tenth of reading one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Keys {
     /// By slot: where its value is.

@@ -931,8 +931,8 @@ fn number(v: Option<&str>, name: &str) -> Result<Option<f64>, Reject> {
 
 /// The `key=value` pairs of a value (split on `;`, `,` or `|`; each side trimmed), as byte
 /// ranges of its key and value in order. Split once per record however many targets read
-/// the same field: splitting for each was a third of reading an Asterisk row whose userfield
-/// holds four pairs.
+/// the same field: splitting for each was over a quarter of reading an Asterisk row whose
+/// userfield holds four pairs.
 type Pairs = Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>;
 
 fn split_pairs(v: &str, out: &mut Pairs) {
@@ -978,7 +978,7 @@ fn pair<'a>(v: Cow<'a, str>, key: &str) -> Option<Cow<'a, str>> {
 }
 
 /// Whether `b` holds a `%`, eight bytes at a time: values are a few words long, and memchr's
-/// set-up or a byte loop cost more (checking each value was a twentieth of reading a CDR).
+/// set-up or a byte loop cost more.
 fn has_percent(b: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     let mut words = b.chunks_exact(8);
