@@ -326,8 +326,10 @@ fn part_of(name: &str) -> (Part, &str) {
 /// variables, and comparing each with every mapped name was a tenth of reading one.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Keys {
-    /// By slot: where its value is.
-    parts: Vec<(Part, String)>,
+    /// How many slots there are.
+    slots: usize,
+    /// The slot of `times.created_time` (the earliest profile's), if mapped.
+    created: Option<usize>,
     /// The slots read from a caller profile or its times (the last profile's are kept).
     in_profiles: Vec<usize>,
     /// By part: bit `n` set when a name of `n` bytes (63 for longer) is mapped there, so most
@@ -347,9 +349,11 @@ impl Keys {
         };
         for (i, n) in slots.iter().enumerate() {
             let (p, name) = part_of(n);
-            k.parts.push((p, name.to_owned()));
-            if matches!(p, Part::Profile | Part::Times) {
-                k.in_profiles.push(i);
+            k.slots += 1;
+            match p {
+                Part::Profile | Part::Times => k.in_profiles.push(i),
+                Part::Created => k.created = Some(i),
+                _ => {}
             }
             k.lengths[p as usize] |= 1 << name.len().min(63);
             k.table[Self::bucket(p, name)].push((p, name.into(), i));
@@ -388,8 +392,7 @@ impl Keys {
 /// them all was two thirds of reading one.
 fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
     let keys = &m.fs_keys;
-    let want = &keys.parts;
-    let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; want.len()];
+    let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; keys.slots];
     let mut w = Walk {
         t: text,
         b: text.as_bytes(),
@@ -473,10 +476,8 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
     if w.i != w.b.len() {
         return None;
     }
-    for (i, (p, _)) in want.iter().enumerate() {
-        if *p == Part::Created {
-            slots[i] = created.map(|c| Cow::Borrowed(c.1));
-        }
+    if let Some(i) = keys.created {
+        slots[i] = created.map(|c| Cow::Borrowed(c.1));
     }
     Some(slots)
 }
@@ -771,6 +772,7 @@ mod tests {
         assert_eq!(keys.find(Part::Variable, &"v".repeat(89)), None);
         assert_eq!(keys.find(Part::Variable, &"v".repeat(91)), None);
         assert_eq!(keys.in_profiles.len(), 80);
+        assert_eq!((keys.slots, keys.created), (202, Some(200)));
     }
 
     /// Whenever the scanner answers, serde_json's reading gives the same slots.
