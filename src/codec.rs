@@ -134,6 +134,10 @@ impl DecodeSettings {
 /// `crate::formats` reads a dialer's record into.
 #[derive(Deserialize, Default, Debug, PartialEq)]
 pub(crate) struct Wire<'a> {
+    /// A dialer mapping found no debtor and leaves it to the contact book (`@contact_book`):
+    /// the call is decoded with an empty `debtor_id`, filled in when judged. Never in v1.
+    #[serde(skip)]
+    pub(crate) debtor_from_book: bool,
     #[serde(borrow)]
     pub(crate) call_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -459,7 +463,7 @@ impl Decoder {
         require(&[
             ("call_id", w.call_id.is_none()),
             ("occurred_at", w.occurred_at.is_none() && w.at.is_none()),
-            ("debtor_id", w.debtor_id.is_none()),
+            ("debtor_id", w.debtor_id.is_none() && !w.debtor_from_book),
             ("phone", w.phone.is_none()),
             ("relation", w.relation.is_none()),
         ])?;
@@ -494,7 +498,9 @@ impl Decoder {
             ));
         }
         let debtor_id = Text::from(w.debtor_id.unwrap_or_default());
-        check_id("debtor_id", &debtor_id)?;
+        if !(w.debtor_from_book && debtor_id.is_empty()) {
+            check_id("debtor_id", &debtor_id)?;
+        }
         let raw_phone = w.phone.unwrap_or_default();
         let phone = self.normalise_phone(&raw_phone)?;
         let relation =

@@ -1259,6 +1259,7 @@ impl Settings {
                 allowed_lateness: lateness,
                 evidence_limit: e.evidence_limit as usize,
                 sweep_every: None,
+                contacts_by_number: kafka.inputs.iter().any(|i| i.mapping.debtor_from_book()),
                 ..EngineSettings::default()
             },
             decode: DecodeSettings {
@@ -1297,6 +1298,7 @@ impl Settings {
             .find(|i| i.mapping.format() == format)
         {
             self.decode.mapping = i.mapping.clone();
+            self.engine.contacts_by_number |= self.decode.mapping.debtor_from_book();
             return Ok(());
         }
         let m =
@@ -1308,6 +1310,7 @@ impl Settings {
                 }
             })?;
         self.decode.mapping = std::sync::Arc::new(m);
+        self.engine.contacts_by_number |= self.decode.mapping.debtor_from_book();
         Ok(())
     }
 

@@ -2,9 +2,17 @@
 //! want to see or archive what dialguard understood of their CDRs. Each record goes through the
 //! same decoder `run` and `replay` use; a record it refuses goes to the rejects output with
 //! its reason, as replay writes them.
+//!
+//! A record whose debtor the mapping leaves to the contact book (`@contact_book`) is given the
+//! one debtor whose book holds its number at its time, from the contact book read first
+//! (`--reference`, Contact v1 lines; [`read_book`]); without one it is refused, as
+//! `missing_field`. Only the debtor is filled in: `relation` and `number_source` stay as the
+//! record says them, for the judge to fill in (the event's own values weigh differently).
 
 use crate::codec::{self, DecodeSettings, Decoder, Reason};
+use crate::engine::contacts::{Contacts, NoDebtor};
 use crate::engine::time::Ts;
+use crate::reference::{Reference, ReferenceDecoder};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
@@ -38,9 +46,47 @@ impl Converted {
     }
 }
 
+/// The contact book from Contact v1 lines (statuses and refused lines are skipped; the last
+/// record for a debtor and number wins, as compaction keeps it), indexed by number. Returns
+/// it and how many lines were refused.
+pub fn read_book(
+    settings: &DecodeSettings,
+    r: &mut dyn BufRead,
+) -> std::io::Result<(Contacts, u64)> {
+    let mut book = Contacts::default();
+    book.index_numbers();
+    let mut dec = ReferenceDecoder::new(settings.default_region);
+    let mut refused = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if r.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match dec.decode_line(&line) {
+            Ok(Reference::Contact(c)) => {
+                if book.upsert(&c).is_err() {
+                    refused += 1;
+                }
+            }
+            Ok(Reference::Forget { debtor_id, phone }) => {
+                book.remove(&debtor_id, &phone);
+            }
+            Ok(_) => {}
+            Err(_) => refused += 1,
+        }
+    }
+    Ok((book, refused))
+}
+
 /// Converts every line of `input` (one record per line). `now` bounds future timestamps.
+/// `book` finds the debtors the mapping leaves to the contact book.
 pub fn run(
     settings: &DecodeSettings,
+    book: Option<&Contacts>,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     mut rejects: Option<&mut dyn Write>,
@@ -63,7 +109,15 @@ pub fn run(
             summary.blank += 1;
             continue;
         }
-        match decoder.decode(&buf, now) {
+        let decoded = decoder.decode(&buf, now).and_then(|mut call| {
+            let found = match book {
+                Some(b) => b.find_debtor(&mut call),
+                None if call.wants_debtor() => Err(NoDebtor::NotGiven),
+                None => Ok(()),
+            };
+            found.map(|()| call).map_err(crate::judge::no_debtor)
+        });
+        match decoded {
             Ok(call) => {
                 out.write_all(codec::encode(&call).as_bytes())?;
                 out.write_all(b"\n")?;

@@ -9,6 +9,7 @@
 use crate::alert::{self, Alert};
 use crate::codec::{Decoder, Reason, Reject};
 use crate::engine::breach::Breach;
+use crate::engine::contacts::NoDebtor;
 use crate::engine::event::Call;
 use crate::engine::time::Ts;
 use crate::engine::{Engine, Ingest, Lane, TooLate};
@@ -34,10 +35,15 @@ pub fn decode(decoder: &mut Decoder, bytes: &[u8], now: Ts) -> Result<Call, Reje
 }
 
 /// The second half: judges a decoded call read from `lane`; its breaches are appended to
-/// `out`. What the event lacks is filled from the contact book first ([`Engine::enrich`]), so
-/// the caller's call shows it. Symbols a decoder interned for this engine are taken out of the
-/// call ([`Engine::ingest_owned`]).
+/// `out`. What the event lacks is filled from the contact book first — the debtor, when the
+/// record's mapping left it to the book ([`Engine::find_debtor`]; a call with no single
+/// debtor there is refused as `missing_field`), then `relation` and `number_source`
+/// ([`Engine::enrich`]) — so the caller's call shows it. Symbols a decoder interned for this
+/// engine are taken out of the call ([`Engine::ingest_owned`]).
 pub fn judge(engine: &mut Engine, lane: Lane, call: &mut Call, out: &mut Vec<Breach>) -> Outcome {
+    if let Err(why) = engine.find_debtor(call) {
+        return Outcome::Rejected(no_debtor(why));
+    }
     engine.enrich(call);
     match engine.ingest_owned(lane, call, out) {
         Ingest::Accepted { skipped } => Outcome::Accepted { skipped },
@@ -52,6 +58,15 @@ pub fn too_late(call: &Call, why: TooLate) -> Reject {
     Reject {
         reason: Reason::TooLate,
         detail: format!("occurred_at {} is {why}", call.occurred_at),
+    }
+}
+
+/// The rejection of a call whose debtor the contact book could not name
+/// ([`Engine::find_debtor`]).
+pub fn no_debtor(why: NoDebtor) -> Reject {
+    Reject {
+        reason: Reason::MissingField,
+        detail: format!("debtor_id: none in the record's mapped places, and @contact_book: {why}"),
     }
 }
 

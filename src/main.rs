@@ -80,6 +80,11 @@ enum Cmd {
         /// Pin the clock (RFC 3339) for the future-timestamp check.
         #[arg(long)]
         now: Option<String>,
+        /// The lender's contact book (Contact v1, JSON lines), for a mapping whose debtor_id
+        /// ends in @contact_book: each such record gets the one debtor whose book holds its
+        /// number at its time.
+        #[arg(long)]
+        reference: Option<PathBuf>,
     },
     /// Write synthetic dialer traffic (JSON lines) for backtests and benchmarks.
     Generate {
@@ -396,10 +401,38 @@ fn main() -> ExitCode {
             output,
             rejects,
             now,
+            reference,
         } => {
             let settings = match load_with_format(&config, format.as_deref()) {
                 Ok(s) => s,
                 Err(code) => return code,
+            };
+            let book = match &reference {
+                None if settings.decode.mapping.debtor_from_book() => {
+                    dialguard::tell!("warning: mapping.debtor_id ends in @contact_book and no --reference gives a contact book: every record that names no debtor will be refused");
+                    None
+                }
+                None => None,
+                Some(p) => {
+                    let read = std::fs::File::open(p).and_then(|f| {
+                        dialguard::convert::read_book(
+                            &settings.decode,
+                            &mut BufReader::with_capacity(1 << 20, f),
+                        )
+                    });
+                    match read {
+                        Ok((book, refused)) => {
+                            if refused > 0 {
+                                dialguard::tell!("warning: --reference {}: {refused} lines refused (replay --reference --rejects says why)", p.display());
+                            }
+                            Some(book)
+                        }
+                        Err(e) => {
+                            dialguard::tell!("error: --reference {}: {e}", p.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
             };
             let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
                 None => Ts::from_jiff(jiff::Timestamp::now()),
@@ -445,6 +478,7 @@ fn main() -> ExitCode {
             };
             match dialguard::convert::run(
                 &settings.decode,
+                book.as_ref(),
                 &mut reader,
                 &mut out,
                 rejects.as_mut().map(|w| w as &mut dyn Write),
@@ -475,6 +509,9 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if settings.decode.mapping.debtor_from_book() && reference.is_none() {
+                dialguard::tell!("warning: mapping.debtor_id ends in @contact_book and no --reference gives a contact book: every record that names no debtor will be refused");
+            }
             let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
                 None => None,
                 Some(Ok(t)) => Some(Ts::from_jiff(t)),

@@ -525,7 +525,11 @@ pub fn run(
                         }
                         let call = &mut calls[*c as usize];
                         summary.records += 1;
-                        if opts.enforce && !engine.is_retained(&call.call_id) {
+                        // (A call with no debtor in the book is refused by the judge step below.)
+                        if opts.enforce
+                            && engine.find_debtor(call).is_ok()
+                            && !engine.is_retained(&call.call_id)
+                        {
                             engine.enrich(call);
                             let refused = engine.check(call);
                             if !refused.is_empty() {
@@ -933,6 +937,13 @@ fn decode_batch<'m>(
             }
             Err(reject) => Decoded::Rejected { reject, raw: r },
         });
+    }
+    // A debtor the mapping left to the book is found first, so its symbol is the debtor's;
+    // one the book cannot name is left for the judge step to refuse.
+    if let Some(book) = book {
+        for c in calls.iter_mut() {
+            let _ = book.find_debtor(c);
+        }
     }
     // The batch's strings are interned here, so the engine thread gets symbols and probes no
     // string table for them.

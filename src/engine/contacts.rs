@@ -180,6 +180,35 @@ pub struct Contacts {
     books: HashTable<Book>,
     len: usize,
     hasher: foldhash::fast::FixedState,
+    /// Which debtors' books hold a number, when asked for ([`Contacts::index_numbers`]): one
+    /// (number, hash of the debtor's id) per number and distinct hash, by the number's hash.
+    /// The books with that hash are then searched for the number, so two debtors whose ids
+    /// hash alike are each found once, and neither is taken for the other.
+    by_number: Option<HashTable<(u64, u64)>>,
+}
+
+/// Why no single debtor was found for a number ([`Contacts::debtor_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoDebtor {
+    /// No debtor's book holds the number at that time (or the number is not E.164).
+    None,
+    /// Several debtors' books do: this many.
+    Several(usize),
+    /// The book keeps no index by number ([`Contacts::index_numbers`] was not asked for).
+    NotIndexed,
+    /// No contact book was given (`convert` without `--reference`).
+    NotGiven,
+}
+
+impl std::fmt::Display for NoDebtor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoDebtor::None => f.write_str("no debtor's contact book holds the dialled number at occurred_at"),
+            NoDebtor::Several(n) => write!(f, "the dialled number is in {n} debtors' contact books at occurred_at, so which debtor the call was about is not known"),
+            NoDebtor::NotIndexed => f.write_str("the contact book is not indexed by number"),
+            NoDebtor::NotGiven => f.write_str("no contact book was given (--reference)"),
+        }
+    }
 }
 
 impl Contacts {
@@ -231,6 +260,10 @@ impl Contacts {
             None => {
                 book.push(&e);
                 self.len += 1;
+                let h = hasher.hash_one(d);
+                if let Some(index) = &mut self.by_number {
+                    index_add(index, &hasher, phone, h);
+                }
                 Ok(None)
             }
         }
@@ -252,7 +285,86 @@ impl Contacts {
             entry.into_mut().swap_remove(at);
         }
         self.len -= 1;
+        if self.by_number.is_some() {
+            // The index entry goes when no other book of the same hash holds the number.
+            let still = self
+                .books
+                .iter_hash(h)
+                .any(|b| self.hash(b.debtor()) == h && b.find(phone).is_some());
+            if !still {
+                let hasher = self.hasher;
+                if let Some(index) = &mut self.by_number {
+                    if let Ok(e) = index.find_entry(hasher.hash_one(phone), |x| *x == (phone, h)) {
+                        e.remove();
+                    }
+                }
+            }
+        }
         Some(old.fact())
+    }
+
+    /// Keeps an index of the book by number from now on (built from what the book holds), so
+    /// that [`Contacts::debtor_of`] can find a number's debtor: about 25 bytes per number,
+    /// asked for only when a dialer mapping finds debtors that way (`@contact_book`).
+    pub fn index_numbers(&mut self) {
+        if self.by_number.is_some() {
+            return;
+        }
+        let hasher = self.hasher;
+        let mut index = HashTable::with_capacity(self.len);
+        for b in self.books.iter() {
+            let h = hasher.hash_one(b.debtor());
+            for raw in b.entries().chunks_exact(ENTRY) {
+                index_add(&mut index, &hasher, Entry::read(raw).phone, h);
+            }
+        }
+        self.by_number = Some(index);
+    }
+
+    /// Whether the book keeps an index by number ([`Contacts::index_numbers`]).
+    pub fn indexes_numbers(&self) -> bool {
+        self.by_number.is_some()
+    }
+
+    /// The one debtor whose book holds `phone` (E.164) at event time `t` (ns): a record for
+    /// the number with `from` ≤ `t`. None, or several, is an error saying which.
+    pub fn debtor_of(&self, phone: &str, t: i64) -> Result<&str, NoDebtor> {
+        let index = self.by_number.as_ref().ok_or(NoDebtor::NotIndexed)?;
+        let phone = pack_e164(phone).ok_or(NoDebtor::None)?;
+        let mut found = None;
+        let mut n = 0;
+        for &(_, h) in index
+            .iter_hash(self.hasher.hash_one(phone))
+            .filter(|x| x.0 == phone)
+        {
+            // (`iter_hash` may also give books of another hash: checked.)
+            for b in self.books.iter_hash(h) {
+                if self.hash(b.debtor()) == h
+                    && b.find(phone).is_some_and(|(_, e)| e.fact().holds_at(t))
+                {
+                    n += 1;
+                    found = Some(b);
+                }
+            }
+        }
+        match (n, found) {
+            (1, Some(b)) => Ok(std::str::from_utf8(b.debtor()).expect("stored from a str")),
+            (0, _) => Err(NoDebtor::None),
+            _ => Err(NoDebtor::Several(n)),
+        }
+    }
+
+    /// Fills in the debtor of a call whose mapping left it to the book ([`Call::wants_debtor`]):
+    /// the one debtor whose book holds its number at its event time ([`Contacts::debtor_of`]).
+    /// Marks it filled ([`Filled::debtor`]). A call that names its debtor is left alone.
+    pub fn find_debtor(&self, call: &mut Call) -> Result<(), NoDebtor> {
+        if !call.wants_debtor() {
+            return Ok(());
+        }
+        let d = self.debtor_of(&call.phone, call.occurred_at.0)?;
+        call.debtor_id = Text::from(d);
+        call.filled.debtor = true;
+        Ok(())
     }
 
     /// What the book says of `phone` (E.164) for `debtor`, whenever it holds from.
@@ -294,6 +406,7 @@ impl Contacts {
             }
         }
         let filled = Filled {
+            debtor: call.filled.debtor,
             relation,
             number_source,
             looked_up: true,
@@ -356,10 +469,11 @@ impl Contacts {
         self.books.len()
     }
 
-    /// Heap bytes held (from capacities: the table and each debtor's allocation).
+    /// Heap bytes held (from capacities: the tables and each debtor's allocation).
     pub fn heap_bytes(&self) -> usize {
         self.books.capacity() * (std::mem::size_of::<Book>() + 1)
             + self.books.iter().map(|b| b.0.capacity()).sum::<usize>()
+            + self.by_number.as_ref().map_or(0, |i| i.capacity() * 17)
     }
 
     /// Gives back spare capacity (after a bulk load).
@@ -369,6 +483,22 @@ impl Contacts {
         }
         let hasher = self.hasher;
         self.books.shrink_to_fit(|b| hasher.hash_one(b.debtor()));
+        if let Some(index) = &mut self.by_number {
+            index.shrink_to_fit(|x| hasher.hash_one(x.0));
+        }
+    }
+}
+
+/// Records that a book of debtor-id hash `h` holds `phone`, once per (number, hash).
+fn index_add(
+    index: &mut HashTable<(u64, u64)>,
+    hasher: &foldhash::fast::FixedState,
+    phone: u64,
+    h: u64,
+) {
+    let ph = hasher.hash_one(phone);
+    if index.find(ph, |x| *x == (phone, h)).is_none() {
+        index.insert_unique(ph, (phone, h), |x| hasher.hash_one(x.0));
     }
 }
 
@@ -440,6 +570,99 @@ mod tests {
         assert!(b
             .upsert(&c("d1", "+1555", NumberSource::CallLog, -1))
             .is_err());
+    }
+
+    /// What a scan of the whole book says of a number at `t`.
+    fn scan(b: &Contacts, phone: &str, t: i64) -> Result<String, NoDebtor> {
+        let v: Vec<Contact> = b
+            .all()
+            .into_iter()
+            .filter(|c| c.phone == phone && c.from.0 <= t)
+            .collect();
+        match v.len() {
+            0 => Err(NoDebtor::None),
+            1 => Ok(v[0].debtor_id.to_string()),
+            n => Err(NoDebtor::Several(n)),
+        }
+    }
+
+    proptest::proptest! {
+        /// The index by number finds what a scan of the book finds, after any upserts and
+        /// removals, whether it was kept from the start or built from a loaded book.
+        #[test]
+        fn the_number_index_finds_what_a_scan_of_the_book_finds(
+            ops in proptest::collection::vec((0u8..4, 0u8..4, 0i64..3, proptest::bool::ANY), 0..40),
+        ) {
+            let mut kept = Contacts::default();
+            kept.index_numbers();
+            let mut late = Contacts::default();
+            let phone = |p: u8| format!("+861380000000{p}");
+            for (d, p, from, add) in &ops {
+                let debtor = format!("d{d}");
+                if *add {
+                    let x = c(&debtor, &phone(*p), NumberSource::CallLog, from * 10);
+                    kept.upsert(&x).unwrap();
+                    late.upsert(&x).unwrap();
+                } else {
+                    kept.remove(&debtor, &phone(*p));
+                    late.remove(&debtor, &phone(*p));
+                }
+            }
+            proptest::prop_assert_eq!(late.debtor_of(&phone(0), 0), Err(NoDebtor::NotIndexed));
+            late.index_numbers();
+            for p in 0..5 {
+                for t in [0, 5, 15, 25] {
+                    let t = t * NANOS_PER_SEC;
+                    let want = scan(&kept, &phone(p), t);
+                    proptest::prop_assert_eq!(kept.debtor_of(&phone(p), t).map(str::to_owned), want.clone());
+                    proptest::prop_assert_eq!(late.debtor_of(&phone(p), t).map(str::to_owned), want);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_call_left_to_the_book_gets_its_one_debtor_and_no_other_call_is_touched() {
+        let mut b = Contacts::default();
+        b.index_numbers();
+        b.upsert(&c(
+            "d1",
+            "+8613800000001",
+            NumberSource::DebtorProvided,
+            100,
+        ))
+        .unwrap();
+        let mut call = Call::new(
+            "c",
+            Ts(100 * NANOS_PER_SEC),
+            "",
+            "+8613800000001",
+            Relation::Unknown,
+        );
+        assert!(call.wants_debtor());
+        assert_eq!(b.find_debtor(&mut call), Ok(()));
+        assert_eq!((&*call.debtor_id, call.filled.debtor), ("d1", true));
+        // The book then fills in the rest, and keeps the debtor it found marked.
+        let f = b.enrich(&mut call);
+        assert!(f.debtor && f.number_source && call.filled.debtor);
+        let mut early = Call::new(
+            "e",
+            Ts(99 * NANOS_PER_SEC),
+            "",
+            "+8613800000001",
+            Relation::Unknown,
+        );
+        assert_eq!(b.find_debtor(&mut early), Err(NoDebtor::None));
+        assert!(early.wants_debtor());
+        let mut named = Call::new(
+            "n",
+            Ts(100 * NANOS_PER_SEC),
+            "d9",
+            "+8613800000001",
+            Relation::Unknown,
+        );
+        assert_eq!(b.find_debtor(&mut named), Ok(()));
+        assert_eq!((&*named.debtor_id, named.filled.debtor), ("d9", false));
     }
 
     #[test]

@@ -234,7 +234,8 @@ pub struct Call {
     pub call_id: Text,
     /// Event time.
     pub occurred_at: Ts,
-    /// The person whose debt is collected.
+    /// The person whose debt is collected. Empty only in a call a dialer mapping left to the
+    /// contact book (`@contact_book`), until the book fills it in ([`Call::wants_debtor`]).
     pub debtor_id: Text,
     /// The dialled number, E.164.
     pub phone: Text,
@@ -282,6 +283,8 @@ pub struct Call {
 /// filled them from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Filled {
+    /// `debtor_id`: the one debtor whose book holds the number (a mapping's `@contact_book`).
+    pub debtor: bool,
     /// `relation` (the event said `unknown`).
     pub relation: bool,
     /// `number_source` (the event had none).
@@ -294,6 +297,14 @@ pub struct Filled {
 }
 
 impl Call {
+    /// Whether the call's debtor is still to be found in the contact book by its number (its
+    /// record's mapping found none elsewhere, and said `@contact_book`): it cannot be judged
+    /// until [`super::contacts::Contacts::find_debtor`] fills it in.
+    #[inline]
+    pub fn wants_debtor(&self) -> bool {
+        self.debtor_id.is_empty()
+    }
+
     /// A call with the required fields and every optional field at its default, for tests and
     /// synthetic traffic.
     pub fn new(

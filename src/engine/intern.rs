@@ -353,7 +353,8 @@ impl SharedInterner {
         calls: impl Iterator<Item = &'a mut Call>,
     ) {
         let mut i = self.lock();
-        for (n, c) in calls.enumerate() {
+        // A call still waiting for its debtor (Call::wants_debtor) is left to the engine.
+        for (n, c) in calls.filter(|c| !c.wants_debtor()).enumerate() {
             if n % INTERN_CHUNK == INTERN_CHUNK - 1 {
                 drop(i);
                 i = self.lock();

@@ -210,7 +210,13 @@ enum Src {
     /// A constant (its text lives as long as the process: a mapping is built at start, and
     /// the call's fields borrow it instead of copying it per record).
     Const(&'static str),
+    /// `@contact_book` (`debtor_id` only, last): the one debtor whose contact book holds the
+    /// dialled number at the call's time, found when the call is judged.
+    Book,
 }
+
+/// The place that finds a call's debtor in the contact book by the dialled number.
+pub const CONTACT_BOOK: &str = "@contact_book";
 
 /// How a time field is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -386,8 +392,16 @@ impl Mapping {
                 continue;
             }
             let mut srcs = Vec::new();
-            for p in &places {
-                let src = if let Some(c) = p.strip_prefix('=') {
+            for (i, p) in places.iter().enumerate() {
+                let src = if p == CONTACT_BOOK {
+                    if target != Target::DebtorId {
+                        return Err(bad(name, format!("{CONTACT_BOOK} finds only a debtor_id")));
+                    }
+                    if i + 1 != places.len() {
+                        return Err(bad(name, format!("{CONTACT_BOOK} must be the last place: the places after it would never be read")));
+                    }
+                    Src::Book
+                } else if let Some(c) = p.strip_prefix('=') {
                     if c.is_empty() {
                         return Err(bad(name, "\"=\" needs a constant after it".into()));
                     }
@@ -508,6 +522,13 @@ impl Mapping {
     /// The format.
     pub fn format(&self) -> Format {
         self.format
+    }
+
+    /// Whether a record's debtor may be left to the contact book (`@contact_book`).
+    pub fn debtor_from_book(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|(_, srcs)| srcs.last() == Some(&Src::Book))
     }
 
     /// The slot of a field the mapping reads, checked against the format's fields.
@@ -698,10 +719,17 @@ impl Mapping {
                         pair_in(v, &split.1, key)
                     }),
                     Src::Const(c) => Some(Cow::Borrowed(*c)),
+                    Src::Book => {
+                        w.debtor_from_book = true;
+                        None
+                    }
                 };
                 if value.is_some() {
                     break;
                 }
+            }
+            if w.debtor_from_book && *target == Target::DebtorId {
+                continue;
             }
             if value.is_none() && TARGETS.iter().any(|t| t.0 == *target && t.2) {
                 let name = TARGETS.iter().find(|t| t.0 == *target).unwrap().1;

@@ -101,6 +101,25 @@ pub fn run(
         });
     }
     if settings.reference.contacts_topic.is_none() {
+        if let Some(at) = settings
+            .kafka
+            .inputs
+            .iter()
+            .position(|i| i.mapping.debtor_from_book())
+        {
+            let key = if settings.kafka.inputs.len() > 1 {
+                format!("kafka.inputs[{at}].mapping.debtor_id")
+            } else {
+                "mapping.debtor_id".to_owned()
+            };
+            return Err(ServiceError::Config {
+                key,
+                reason: format!(
+                    "{} finds debtors in the contact book, and no contacts topic is set: every call would be refused (set [reference] contacts_topic)",
+                    crate::formats::CONTACT_BOOK
+                ),
+            });
+        }
         if let Some(r) = settings
             .rules
             .iter()

@@ -604,6 +604,10 @@ pub(crate) fn rebuild(
         history += read_ranges(cx, topic, &of_topic, |cx, m| {
             let decoder = cx.decoders.of(topic);
             if let Ok(mut call) = judge::decode(decoder, m.payload().unwrap_or_default(), now) {
+                // A call whose debtor the book does not name was refused when first judged.
+                if engine.find_debtor(&mut call).is_err() {
+                    return;
+                }
                 engine.enrich(&mut call);
                 engine.restore_on(
                     inputs.lane_at(i, m.partition()) as Lane,

@@ -385,6 +385,16 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
             "skip or count",
         ),
         (
+            "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = [\"@contact_book\", \"variables.d\"]",
+            "mapping.debtor_id",
+            "must be the last place",
+        ),
+        (
+            "[kafka]\ninput_format = \"freeswitch-json-cdr\"\n[mapping]\ndebtor_id = \"variables.d\"\naccount_id = \"@contact_book\"",
+            "mapping.account_id",
+            "finds only a debtor_id",
+        ),
+        (
             "[kafka]\ninput_format = \"vicidial-log\"\n[mapping]\ntimezone = \"UTC\"\nloguniqueid = true",
             "mapping.loguniqueid",
             "Asterisk",
@@ -516,6 +526,164 @@ fn convert_writes_call_events_and_refusals_and_check_config_prints_the_mapping()
     assert!(text.contains("local times in Asia/Shanghai"), "{text}");
 }
 
+const BOOK_FIXTURE: &str = "tests/fixtures/cdr/asterisk-contact-book";
+
+/// What every path must make of the contact-book fixture's rows: the debtor of the rows the
+/// dialer left without one is the one whose book holds the number then; a number in two
+/// debtors' books, or in none yet, is refused naming why.
+fn assert_book_fixture(alerts: &[serde_json::Value], refused: &[(String, String)]) {
+    let got: BTreeSet<(String, String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["rule_id"].as_str().unwrap().to_owned(),
+                a["call_id"].as_str().unwrap().to_owned(),
+                a["debtor_id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<(String, String, String)> = [
+        // The third call that day to D7's own number: D7's, found by the number.
+        ("cb-two-a-day", "1793584800.3", "D7"),
+        // A number from D7's device contacts: the book names the debtor and the source.
+        ("cb-device-contact", "1793583000.2", "D7"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(got, want, "{alerts:#?}");
+    let mut refused = refused.to_vec();
+    refused.sort();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused[0].0 == "1793586600.4"
+            && refused[0].1.contains("missing_field")
+            && refused[0].1.contains("in 2 debtors' contact books"),
+        "{refused:?}"
+    );
+    assert!(
+        refused[1].0 == "1793588400.5"
+            && refused[1].1.contains("missing_field")
+            && refused[1]
+                .1
+                .contains("no debtor's contact book holds the dialled number"),
+        "{refused:?}"
+    );
+}
+
+/// The uniqueid of one of the fixture's Asterisk rows: its first field written as one is
+/// (`"<epoch seconds>.<sequence>"`).
+fn uniqueid(row: &str) -> String {
+    row.split(',')
+        .map(|f| f.trim_matches('"'))
+        .find(|f| {
+            f.split_once('.').is_some_and(|(a, b)| {
+                a.len() == 10
+                    && [a, b]
+                        .iter()
+                        .all(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()))
+            })
+        })
+        .unwrap_or_else(|| panic!("no uniqueid in {row}"))
+        .to_owned()
+}
+
+/// A mapping whose `debtor_id` ends in `@contact_book`: in `replay`, a row without a debtor
+/// gets the one debtor whose contact book holds the dialled number at the call's time, and
+/// the book then fills in its relation and number source; a row naming its debtor keeps it
+/// whatever the book says; a number in several books, or in none yet, is refused. `convert`
+/// fills in the same debtors from `--reference`, and refuses those rows without it.
+#[test]
+fn a_debtor_the_mapping_leaves_to_the_contact_book_is_found_by_the_dialled_number() {
+    let dir = scratch("book");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOK_FIXTURE);
+    let (alerts, rejects) = (dir.join("alerts.jsonl"), dir.join("rejects.jsonl"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"))
+        .args(["replay", "--config"])
+        .arg(fixture.join("policy.toml"))
+        .arg("--input")
+        .arg(fixture.join("Master.csv"))
+        .arg("--reference")
+        .arg(fixture.join("reference.jsonl"))
+        .arg("--alerts")
+        .arg(&alerts)
+        .arg("--rejects")
+        .arg(&rejects)
+        .args(["--now", "2030-01-01T00:00:00Z"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let got = jsonl(&alerts);
+    let refused: Vec<(String, String)> = jsonl(&rejects)
+        .iter()
+        .map(|r| {
+            let row = r["record"].as_str().unwrap();
+            (uniqueid(row), format!("{} {}", r["reason"], r["detail"]))
+        })
+        .collect();
+    assert_book_fixture(&got, &refused);
+    let contact = got
+        .iter()
+        .find(|a| a["rule_id"] == "cb-device-contact")
+        .unwrap();
+    assert_eq!(
+        contact["relation"], "contact_list",
+        "filled in by the book: {contact}"
+    );
+    assert_eq!(
+        contact["contact"]["number_source"], "device_contacts",
+        "{contact}"
+    );
+
+    let convert = |reference: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"));
+        cmd.args(["convert", "--config"])
+            .arg(fixture.join("policy.toml"))
+            .arg("--input")
+            .arg(fixture.join("Master.csv"))
+            .args(["--now", "2030-01-01T00:00:00Z"]);
+        if reference {
+            cmd.arg("--reference").arg(fixture.join("reference.jsonl"));
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let events: Vec<(String, String, String)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["call_id"].as_str().unwrap().to_owned(),
+                    v["debtor_id"].as_str().unwrap().to_owned(),
+                    v["relation"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (events, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (events, stderr) = convert(true);
+    let e = |c: &str, d: &str| (c.to_owned(), d.to_owned(), "unknown".to_owned());
+    // Only the debtor is filled in: the relation stays as the record says it.
+    assert_eq!(
+        events,
+        [
+            e("1793581200.1", "D7"),
+            e("1793583000.2", "D7"),
+            e("1793584800.3", "D7"),
+            e("1793590200.6", "D8")
+        ],
+        "{stderr}"
+    );
+    assert!(stderr.contains("refused 2: missing_field 2"), "{stderr}");
+    let (events, stderr) = convert(false);
+    assert_eq!(events, [e("1793590200.6", "D8")]);
+    assert!(stderr.contains("refused 5: missing_field 5"), "{stderr}");
+    assert!(
+        stderr.contains("no --reference gives a contact book"),
+        "{stderr}"
+    );
+}
+
 // ---------------------------------------------------------------- in `run`, on the mock cluster
 
 use crate::service::{start, wait_done, Kafka};
@@ -568,6 +736,113 @@ fn run_reads_asterisk_cdrs_from_kafka_and_dead_letters_what_it_cannot_map() {
         "every rule's series is exposed from the start: {page}"
     );
     svc.stop();
+}
+
+/// `run` finds the debtor of an Asterisk row that names none in the contact book read from
+/// its topic, as replay does (the same alerts, the same refusals, in the dead-letter topic);
+/// a mapping that leaves debtors to the book with no contacts topic is refused at start.
+#[test]
+fn run_finds_debtors_in_the_contact_book_from_its_topic() {
+    let kafka = Kafka::new("asterisk-book");
+    let topic = format!("contacts.{}", kafka.tag);
+    kafka.create_topic(&topic, 1);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(BOOK_FIXTURE);
+    let book = std::fs::read_to_string(root.join("reference.jsonl")).unwrap();
+    let book: Vec<(String, String)> = book
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                format!(
+                    "{}/{}",
+                    v["debtor_id"].as_str().unwrap(),
+                    v["phone"].as_str().unwrap()
+                ),
+                l.to_owned(),
+            )
+        })
+        .collect();
+    let keyed: Vec<(&str, Option<&str>)> = book
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
+    crate::statuses::publish(&kafka, &topic, &keyed);
+
+    let policy = format!("{BOOK_FIXTURE}/policy.toml");
+    let err = dialguard::service::run(
+        kafka.settings(&policy),
+        dialguard::service::Shutdown::new(),
+        false,
+        |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mapping.debtor_id") && err.contains("contacts_topic"),
+        "{err}"
+    );
+
+    let settings = || {
+        let mut s = kafka.settings(&policy);
+        s.reference.contacts_topic = Some(topic.clone());
+        s
+    };
+    let svc = start(settings());
+    let text = std::fs::read_to_string(root.join("Master.csv")).unwrap();
+    let rows: Vec<(String, &str)> = text.lines().map(|l| (uniqueid(l), l)).collect();
+    let keyed: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|(k, l)| (k.as_str(), Some(*l))).collect();
+    crate::statuses::publish(&kafka, &kafka.input(), &keyed);
+    wait_done(&kafka, &[&svc]);
+    wait_for_alerts(&kafka, 2);
+    svc.stop();
+    // After a restart that rebuilds from the input's history (no snapshot), the calls read
+    // back find their debtor in the book again: a fourth call that day to D7's number is the
+    // fourth of D7's, and nothing is published twice.
+    let mut again = settings();
+    again.kafka.snapshots_topic = None;
+    let svc = start(again);
+    let fourth = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace("09:00:00", "12:00:00")
+        .replace("1793581200.1", "1793592000.7");
+    crate::statuses::publish(
+        &kafka,
+        &kafka.input(),
+        &[("1793592000.7", Some(fourth.as_str()))],
+    );
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 3);
+    svc.stop();
+    assert_eq!(
+        got.get(&("cb-two-a-day".into(), "1793592000.7".into())),
+        Some(&(1, false)),
+        "{got:?}"
+    );
+    assert!(got.values().all(|v| v.0 == 1), "published twice: {got:?}");
+    let alerts: Vec<serde_json::Value> = kafka
+        .read_all(&kafka.alerts())
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .filter(|a: &serde_json::Value| a["call_id"] != "1793592000.7")
+        .collect();
+    let refused: Vec<(String, String)> = kafka
+        .read_all(&kafka.dlq())
+        .iter()
+        .map(|r| {
+            let row = String::from_utf8_lossy(&r.payload).into_owned();
+            (
+                uniqueid(&row),
+                format!(
+                    "{} {}",
+                    r.headers["dialguard.reason"], r.headers["dialguard.detail"]
+                ),
+            )
+        })
+        .collect();
+    assert_book_fixture(&alerts, &refused);
 }
 
 /// Asterisk's rows, keyed by the debtor their userfield names (as the README asks of CDR
