@@ -19,7 +19,9 @@ use crate::engine::{Engine, Ingest, Lane, TooLate};
 pub enum Outcome {
     /// Not judged: why (the decoder's reasons, and `too_late`).
     Rejected(Reject),
-    /// A call with this `call_id` is already retained: not counted again.
+    /// A call with this `call_id` is already retained: not counted again. Its breaches, if
+    /// any, are late ones of earlier calls: a conversation on another record of the attempt
+    /// started a cooldown ([`Ingest::Duplicate`]).
     Duplicate,
     /// Judged and retained, with its breaches in the caller's buffer.
     Accepted {

@@ -105,7 +105,9 @@ pub enum Ingest {
         /// Rules skipped for a missing key field.
         skipped: u32,
     },
-    /// A call with this `call_id` is already retained: not counted again.
+    /// A call with this `call_id` is already retained: not counted again. Another record of
+    /// an attempt may still start a cooldown (a conversation on a parallel dial's other leg):
+    /// the late breaches that follow from it are in the caller's buffer.
     Duplicate,
     /// Cannot be judged exactly: refused.
     TooLate(TooLate),
@@ -642,8 +644,30 @@ impl Engine {
             self.release(&call.call_id);
         }
         let h = self.call_hash(&call.call_id);
-        if self.retained_slot(h, &call.call_id).is_some() {
+        if let Some(slot) = self.retained_slot(h, &call.call_id) {
             self.stats.duplicates += 1;
+            // Another record of the attempt: a conversation on it starts cooldowns.
+            if self
+                .rules
+                .iter()
+                .any(|r| r.kind == rule::RuleKind::Cooldown)
+            {
+                self.flag_late(
+                    rule::RuleKind::Cooldown,
+                    out,
+                    |ri, rule, windows, ctx, held, out| {
+                        kinds::cooldown::trigger_leg(
+                            ri,
+                            rule,
+                            windows,
+                            ctx,
+                            (call, slot),
+                            held,
+                            out,
+                        );
+                    },
+                );
+            }
             return Ingest::Duplicate;
         }
         let t = call.occurred_at.0;

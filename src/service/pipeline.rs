@@ -1237,8 +1237,12 @@ impl Pipeline<'_> {
                 }
                 drop(live);
                 match outcome {
-                    Outcome::Accepted { .. } => {
-                        if behind {
+                    // A duplicate's found breaches are late ones: another record of an attempt
+                    // (a parallel dial's answered leg) that started a cooldown.
+                    Outcome::Accepted { .. } | Outcome::Duplicate => {
+                        if outcome == Outcome::Duplicate {
+                            self.metrics.duplicates.inc();
+                        } else if behind {
                             self.metrics.late.inc();
                         }
                         for b in &found {
@@ -1257,9 +1261,10 @@ impl Pipeline<'_> {
                             }
                             out.push(self.alert_message(m, &a, origin));
                         }
-                        self.directives(m, &call, &mut holds, now, origin, &mut out);
+                        if outcome != Outcome::Duplicate {
+                            self.directives(m, &call, &mut holds, now, origin, &mut out);
+                        }
                     }
-                    Outcome::Duplicate => self.metrics.duplicates.inc(),
                     Outcome::Rejected(rej) => {
                         out.push(self.dead_letter(m, rej.reason, &rej.detail, origin));
                     }

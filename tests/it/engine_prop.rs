@@ -440,8 +440,64 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
+/// Calls, the legs of some of them (which call, answered or not), an arrival order of calls and
+/// legs together, and rule parameters.
+type LegCase = (Vec<CallSpec>, Vec<(usize, bool)>, Vec<usize>, RuleParams);
+
+fn leg_case() -> impl Strategy<Value = LegCase> {
+    (
+        prop::collection::vec(call_spec(), 1..30),
+        prop::collection::vec((0usize..1000, any::<bool>()), 0..12),
+    )
+        .prop_flat_map(|(specs, legs)| {
+            let n = specs.len() + legs.len();
+            (
+                Just(specs),
+                Just(legs),
+                Just((0..n).collect::<Vec<_>>()).prop_shuffle(),
+                rule_params(),
+            )
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// The legs of a parallel dial: other records of an attempt (same `call_id`), answered or
+    /// not, arriving before or after it. An attempt starts a cooldown when any of its records
+    /// is a conversation, so the breaches are the oracle's over the attempts with a
+    /// conversation on any leg, in any arrival order. (Legs differ only in the outcome, and
+    /// never by being `busy`, which other rules' filters test: so which record is judged first
+    /// does not change what they match.)
+    #[test]
+    fn a_conversation_on_any_leg_of_an_attempt_starts_its_cooldowns(
+        (mut specs, legs, order, params) in leg_case()
+    ) {
+        for s in &mut specs {
+            if s.outcome == Some(2) {
+                s.outcome = Some(0);
+            }
+        }
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let mut records = calls.clone();
+        let mut merged = calls.clone();
+        for &(which, answered) in &legs {
+            let i = which % calls.len();
+            let mut leg = calls[i].clone();
+            leg.outcome = Some(if answered { CallOutcome::Conversation } else { CallOutcome::NoAnswer });
+            if answered {
+                merged[i].outcome = Some(CallOutcome::Conversation);
+            }
+            records.push(leg);
+        }
+        let rules = rules_for(&params);
+        let expected = oracle(&rules, &merged);
+        let arrivals: Vec<Call> = order.iter().map(|&i| records[i].clone()).collect();
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let run = run_engine(rules, settings, &arrivals)?;
+        prop_assert_eq!(run.accepted.len(), calls.len());
+        prop_assert_eq!(run.breaches, expected);
+    }
 
     /// Any arrival order, duplicates included, nothing too late: exactly the oracle's breaches.
     #[test]

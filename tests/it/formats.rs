@@ -125,19 +125,13 @@ fn each_dialers_records_give_the_expected_alerts_and_refusals() {
                 .collect()
         };
         // In any arrival order (within the allowed lateness, widened here to the fixture's
-        // span), the same breaches of the cap. Not of the cooldown: which leg of a parallel
-        // dial is judged (answered or not) is the first to arrive (README, "Dialer formats").
+        // span), the same breaches — the cooldown's too: a conversation on either leg of a
+        // parallel dial starts it, whichever leg arrives first.
         let mut wide = s.clone();
         wide.engine.allowed_lateness = 86_400 * 1_000_000_000;
-        let caps = |v: &[serde_json::Value]| -> BTreeSet<(String, String)> {
-            set(v)
-                .into_iter()
-                .filter(|(r, _)| r.contains("two-a-day"))
-                .collect()
-        };
         let mut reversed = calls.clone();
         reversed.reverse();
-        assert_eq!(caps(&judge_all(&wide, &reversed).0), caps(&got), "{dialer}");
+        assert_eq!(set(&judge_all(&wide, &reversed).0), set(&got), "{dialer}");
         seen += 1;
     }
     assert_eq!(seen, 3);
@@ -843,6 +837,38 @@ fn run_finds_debtors_in_the_contact_book_from_its_topic() {
         })
         .collect();
     assert_book_fixture(&alerts, &refused);
+}
+
+/// In `run`, the answered leg of a parallel dial arriving after its unanswered leg and after
+/// the next call still starts the cooldown: the next call's breach is published then, late.
+#[test]
+fn run_publishes_the_cooldown_an_answered_leg_starts_after_the_calls_it_cools() {
+    let kafka = Kafka::new("asterisk-legs");
+    let svc = start(kafka.settings("tests/fixtures/cdr/asterisk/policy.toml"));
+    let text = std::fs::read_to_string(root().join("asterisk/Master.csv")).unwrap();
+    let mut rows = asterisk_rows_by_debtor(&text);
+    // Row 2 is the answered leg (1793583000.2), row 3 its unanswered twin, row 4 the next call
+    // to D1: now the unanswered leg, the next call, then the answered leg.
+    assert!(rows[1].1.contains("ANSWERED") && rows[2].1.contains("NO ANSWER"));
+    let answered = rows.remove(1);
+    rows.insert(3, answered);
+    let keyed: Vec<(&str, Option<&str>)> =
+        rows.iter().map(|(k, l)| (k.as_str(), Some(*l))).collect();
+    crate::statuses::publish(&kafka, &kafka.input(), &keyed);
+    wait_done(&kafka, &[&svc]);
+    let got = wait_for_alerts(&kafka, 2);
+    svc.stop();
+    assert_eq!(
+        got.get(&("ast-two-a-day".into(), "1793584800.4".into())),
+        Some(&(1, false)),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.get(&("ast-after-conversation".into(), "1793584800.4".into())),
+        Some(&(1, true)),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 2, "{got:?}");
 }
 
 /// Asterisk's rows, keyed by the debtor their userfield names (as the README asks of CDR

@@ -5,10 +5,13 @@
 
 use super::{Applied, Clear, Ctx, Look, Step};
 use crate::engine::breach::{Breach, CallId, Subject};
+use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry};
+use crate::engine::window::{
+    insert_sorted, split_near_back, split_near_front, Entry, WindowState, Windows,
+};
 use jiff::tz::TimeZone;
 
 fn period(rule: &Rule) -> Window {
@@ -111,26 +114,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let ctx = &step.ctx;
     let w = step.windows.entry(&key);
     if trig {
-        insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
-        // Calls strictly after this trigger and inside its period that were not yet breached.
-        let start = split_near_back(&w.calls, |y| y.ts <= e.ts);
-        for i in start..w.calls.len() {
-            let c = w.calls[i];
-            if c.ts > e.ts.saturating_add(period.reach()) {
-                break;
-            }
-            if !c.breached() && cooled(&e, &c, period) {
-                w.calls[i].mark_breached();
-                let f = found(
-                    ctx,
-                    step.rule,
-                    w.triggers.as_deref().expect("inserted above"),
-                    c,
-                )
-                .expect("e is in force");
-                out.push(breach(step.ri, ctx.subject(c.slot(), step.slot), f, true));
-            }
-        }
+        add_trigger(ctx, step.ri, step.rule, w, e, step.slot, out);
     }
     if when {
         let i = insert_sorted(&mut w.calls, e);
@@ -141,6 +125,78 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         }
     }
     Applied::Matched
+}
+
+/// Records trigger `e` in window `w`, and breaches the calls strictly after it and inside its
+/// period that were not yet breached: late breaches (`judged` is the slot of the call being
+/// judged, if any, so that it is not taken for an earlier one).
+fn add_trigger(
+    ctx: &Ctx<'_>,
+    ri: u16,
+    rule: &Rule,
+    w: &mut WindowState,
+    e: Entry,
+    judged: u32,
+    out: &mut Vec<Breach>,
+) {
+    let period = period(rule);
+    insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
+    let start = split_near_back(&w.calls, |y| y.ts <= e.ts);
+    for i in start..w.calls.len() {
+        let c = w.calls[i];
+        if c.ts > e.ts.saturating_add(period.reach()) {
+            break;
+        }
+        if !c.breached() && cooled(&e, &c, period) {
+            w.calls[i].mark_breached();
+            let f = found(ctx, rule, w.triggers.as_deref().expect("inserted above"), c)
+                .expect("e is in force");
+            out.push(breach(ri, ctx.subject(c.slot(), judged), f, true));
+        }
+    }
+}
+
+/// Another record of a retained attempt (a duplicate: the other leg of a parallel dial, an
+/// update with the disposition) that matches `after` makes the attempt a trigger, if it was
+/// not one: a conversation on any leg starts the cooldown. The attempt's first record gives
+/// the key and the time, as it does for every other rule (`slot`, the attempt's record; `leg`,
+/// the other record). Late breaches as for a late trigger.
+pub(in crate::engine) fn trigger_leg(
+    ri: u16,
+    rule: &Rule,
+    windows: &mut Windows,
+    ctx: &Ctx<'_>,
+    (leg, slot): (&Call, u32),
+    held: i64,
+    out: &mut Vec<Breach>,
+) {
+    let Body::Cooldown { after, period } = &rule.body else {
+        unreachable!("a cooldown rule")
+    };
+    if !after.matches(leg) {
+        return;
+    }
+    // An attempt older than what the rule still holds (its period plus the allowed lateness
+    // behind the last sweep) is past starting anything: its trigger, were it one, may be
+    // evicted already, and no call it could cool is still judged.
+    let ts = ctx.record(slot).ts;
+    if ts < held {
+        return;
+    }
+    let Some(key) = ctx.key_of(rule, slot) else {
+        return;
+    };
+    let is_trigger = |w: &WindowState| w.triggers().iter().any(|y| y.slot() == slot);
+    if windows.get(&key).is_some_and(is_trigger) {
+        return;
+    }
+    let pv = if period.is_local() {
+        Local::of(Ts(ts), ctx.record_zone(rule, slot)).day
+    } else {
+        0
+    };
+    let e = Entry::new(ts, pv, slot, Sym::NONE, *period);
+    add_trigger(ctx, ri, rule, windows.entry(&key), e, u32::MAX, out);
 }
 
 /// The triggers a candidate is judged against and the candidate as an entry; `None` when the
