@@ -403,15 +403,11 @@ fn main() -> ExitCode {
             now,
             reference,
         } => {
-            let settings = match load_with_format(&config, format.as_deref()) {
+            let settings = match load_with_format(&config, format.as_deref(), reference.is_some()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
             let book = match &reference {
-                None if settings.decode.mapping.debtor_from_book() => {
-                    dialguard::tell!("warning: mapping.debtor_id ends in @contact_book and no --reference gives a contact book: every record that names no debtor will be refused");
-                    None
-                }
                 None => None,
                 Some(p) => {
                     let read = std::fs::File::open(p).and_then(|f| {
@@ -505,13 +501,10 @@ fn main() -> ExitCode {
             reference,
             format,
         } => {
-            let settings = match load_with_format(&config, format.as_deref()) {
+            let settings = match load_with_format(&config, format.as_deref(), reference.is_some()) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            if settings.decode.mapping.debtor_from_book() && reference.is_none() {
-                dialguard::tell!("warning: mapping.debtor_id ends in @contact_book and no --reference gives a contact book: every record that names no debtor will be refused");
-            }
             let now = match now.as_deref().map(str::parse::<jiff::Timestamp>) {
                 None => None,
                 Some(Ok(t)) => Some(Ts::from_jiff(t)),
@@ -561,8 +554,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The configuration, its input read in `format` when given; the exit code on failure.
-fn load_with_format(config: &std::path::Path, format: Option<&str>) -> Result<Settings, ExitCode> {
+/// The configuration, its input read in `format` when given; the exit code on failure. Warns
+/// when the mapping finds debtors in a contact book and no `--reference` gives one.
+fn load_with_format(
+    config: &std::path::Path,
+    format: Option<&str>,
+    reference: bool,
+) -> Result<Settings, ExitCode> {
     let mut settings = Settings::load(config).map_err(|e| {
         dialguard::tell!("error: invalid configuration: {e}");
         ExitCode::from(EX_CONFIG)
@@ -576,6 +574,9 @@ fn load_with_format(config: &std::path::Path, format: Option<&str>) -> Result<Se
             dialguard::tell!("error: invalid configuration for --format {f}: {e}");
             ExitCode::from(EX_CONFIG)
         })?;
+    }
+    if settings.decode.mapping.debtor_from_book() && !reference {
+        dialguard::tell!("warning: mapping.debtor_id ends in @contact_book and no --reference gives a contact book: every record that names no debtor will be refused");
     }
     Ok(settings)
 }

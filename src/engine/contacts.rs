@@ -243,13 +243,12 @@ impl Contacts {
         };
         let d = c.debtor_id.as_bytes();
         let hasher = self.hasher;
-        let book = match self.books.find_mut(hasher.hash_one(d), |b| b.debtor() == d) {
+        let h = hasher.hash_one(d);
+        let book = match self.books.find_mut(h, |b| b.debtor() == d) {
             Some(b) => b,
             None => self
                 .books
-                .insert_unique(hasher.hash_one(d), Book::new(&c.debtor_id), |b| {
-                    hasher.hash_one(b.debtor())
-                })
+                .insert_unique(h, Book::new(&c.debtor_id), |b| hasher.hash_one(b.debtor()))
                 .into_mut(),
         };
         match book.find(phone) {
@@ -260,7 +259,6 @@ impl Contacts {
             None => {
                 book.push(&e);
                 self.len += 1;
-                let h = hasher.hash_one(d);
                 if let Some(index) = &mut self.by_number {
                     index_add(index, &hasher, phone, h);
                 }
@@ -319,11 +317,6 @@ impl Contacts {
             }
         }
         self.by_number = Some(index);
-    }
-
-    /// Whether the book keeps an index by number ([`Contacts::index_numbers`]).
-    pub fn indexes_numbers(&self) -> bool {
-        self.by_number.is_some()
     }
 
     /// The one debtor whose book holds `phone` (E.164) at event time `t` (ns): a record for
