@@ -81,6 +81,10 @@ pub struct Alert {
     pub phone: Text,
     /// The callee's relation to the debtor.
     pub relation: &'static str,
+    /// The fields above that the lender's contact book supplied, not the dialer's record:
+    /// `debtor_id` (found by the dialled number: a mapping's `@contact_book`), `relation`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub from_contact_book: Vec<&'static str>,
     /// Who dialled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_id: Option<Text>,
@@ -137,6 +141,9 @@ impl Alert {
         o.opt("account_id", self.account_id.as_deref());
         o.str("phone", &self.phone);
         o.str("relation", self.relation);
+        if !self.from_contact_book.is_empty() {
+            o.strs("from_contact_book", &self.from_contact_book);
+        }
         o.opt("agent_id", self.agent_id.as_deref());
         o.opt("agency_id", self.agency_id.as_deref());
         o.opt("creditor_id", self.creditor_id.as_deref());
@@ -215,14 +222,14 @@ impl<'a> Obj<'a> {
         self.out.push(b'"');
     }
 
-    fn strs(&mut self, k: &str, items: &[Text]) {
+    fn strs(&mut self, k: &str, items: &[impl AsRef<str>]) {
         self.key(k);
         self.out.push(b'[');
         for (i, v) in items.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
-            json_str(self.out, v);
+            json_str(self.out, v.as_ref());
         }
         self.out.push(b']');
     }
@@ -335,6 +342,9 @@ pub fn write_alert_json(
     o.opt("account_id", s.account_id.as_deref());
     o.str("phone", &s.phone);
     o.str("relation", s.relation.as_str());
+    if s.filled.debtor || s.filled.relation {
+        o.strs("from_contact_book", &from_contact_book(s));
+    }
     o.opt("agent_id", s.agent_id.as_deref());
     o.opt("agency_id", s.agency_id.as_deref());
     o.opt("creditor_id", s.creditor_id.as_deref());
@@ -428,6 +438,7 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
         account_id: s.account_id.clone(),
         phone: s.phone.clone(),
         relation: s.relation.as_str(),
+        from_contact_book: from_contact_book(s),
         agent_id: s.agent_id.clone(),
         agency_id: s.agency_id.clone(),
         creditor_id: s.creditor_id.clone(),
@@ -456,6 +467,18 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
         message: message(rule, b, s),
         attrs: s.attrs.iter().cloned().collect(),
     }
+}
+
+/// The fields an alert shows that the contact book filled in (`Call::filled`).
+fn from_contact_book(s: &Call) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if s.filled.debtor {
+        v.push("debtor_id");
+    }
+    if s.filled.relation {
+        v.push("relation");
+    }
+    v
 }
 
 /// The alert's text for people.
@@ -641,6 +664,8 @@ mod tests {
                 account_id: o(3),
                 phone: "+8613800000000".into(),
                 relation: "self",
+                from_contact_book: [&["debtor_id", "relation"][..], &["relation"], &[]][i % 3]
+                    .to_vec(),
                 agent_id: o(4),
                 agency_id: o(2),
                 creditor_id: o(5),

@@ -1207,6 +1207,7 @@ impl Engine {
             syms,
             relation: call.relation,
             callee_zone,
+            from_book: Record::book_bits(call),
         }
     }
 

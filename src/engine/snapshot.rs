@@ -3,7 +3,7 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 3, little-endian)
+//! # Format (version 4, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
 //! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
@@ -11,7 +11,9 @@
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
 //! key, each with its call and trigger entries; then (since version 3) the debtor statuses known,
-//! sorted by id. Strings are a u32 length and UTF-8 bytes. Version 2 (no statuses) is read too.
+//! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
+//! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
+//! and 2: the debtor, the relation). Versions 2 (no statuses) and 3 are read too.
 
 use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
@@ -27,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,7 +38,7 @@ pub enum SnapshotError {
     #[error("not a dialguard snapshot (bad magic bytes)")]
     Magic,
     /// Written by a version of the format this build does not read.
-    #[error("snapshot format version {0}, this build reads versions 2 and {VERSION}")]
+    #[error("snapshot format version {0}, this build reads versions 2 to {VERSION}")]
     Version(u32),
     /// Made under other rules or settings.
     #[error("made under other rules or lateness: its state does not fit these")]
@@ -302,7 +304,8 @@ impl Engine {
             joined.push_str(event_id.unwrap_or(""));
             w.str(&joined);
             w.u16(call_id.len() as u16);
-            w.u8(event_id.is_some() as u8);
+            // Bit 0: an event id follows; bits 1-2 (since version 4): what the book supplied.
+            w.u8(event_id.is_some() as u8 | r.from_book << 1);
             w.u8(r.relation as u8);
             w.u16(r.callee_zone);
             for s in r.syms {
@@ -360,7 +363,7 @@ impl Engine {
             return Err(SnapshotError::Magic);
         }
         let version = r.u32()?;
-        if version != VERSION && version != 2 {
+        if !(2..=VERSION).contains(&version) {
             return Err(SnapshotError::Version(version));
         }
         if r.take(32)? != fingerprint(&e.rules, e.lateness, e.horizon) {
@@ -443,7 +446,15 @@ impl Engine {
             let ts = r.i64()?;
             let ids = CompactString::new(r.str()?);
             let call_id_len = r.u16()?;
-            let event_id_present = r.u8()? != 0;
+            let flags = r.u8()?;
+            let (event_id_present, from_book) = if version >= 4 {
+                if flags >> 3 != 0 {
+                    return Err(SnapshotError::Corrupt("record flags"));
+                }
+                (flags & 1 != 0, flags >> 1)
+            } else {
+                (flags != 0, 0)
+            };
             let relation = *Relation::ALL
                 .get(r.u8()? as usize)
                 .ok_or(SnapshotError::Corrupt("relation"))?;
@@ -477,6 +488,7 @@ impl Engine {
                     syms,
                     relation,
                     callee_zone,
+                    from_book,
                 },
                 Ids::new(
                     &ids[..call_id_len as usize],
@@ -564,6 +576,7 @@ fn dead() -> Record {
         syms: [Sym::NONE; 7],
         callee_zone: 0,
         relation: Relation::Unknown,
+        from_book: 0,
     }
 }
 

@@ -21,6 +21,22 @@ pub(super) struct Record {
     /// 1 + index into the engine's callee zone table; 0 for none.
     pub callee_zone: u16,
     pub relation: Relation,
+    /// What the contact book supplied of what an alert shows ([`Record::BOOK_DEBTOR`],
+    /// [`Record::BOOK_RELATION`]): a byte the struct's padding had free.
+    pub from_book: u8,
+}
+
+impl Record {
+    /// The debtor was found in the contact book by the dialled number (`@contact_book`).
+    pub const BOOK_DEBTOR: u8 = 1;
+    /// The relation was the contact book's (the event said `unknown`).
+    pub const BOOK_RELATION: u8 = 2;
+
+    /// The bits for what the book filled in of `call`.
+    pub fn book_bits(call: &Call) -> u8 {
+        (call.filled.debtor as u8 * Self::BOOK_DEBTOR)
+            | (call.filled.relation as u8 * Self::BOOK_RELATION)
+    }
 }
 
 /// The hot part: a call's ids in one string, inline up to 24 bytes (no allocation; event ids
@@ -216,6 +232,8 @@ impl Slab {
             r.relation,
         );
         c.event_id = ids.event_id().map(CompactString::from);
+        c.filled.debtor = r.from_book & Record::BOOK_DEBTOR != 0;
+        c.filled.relation = r.from_book & Record::BOOK_RELATION != 0;
         c.account_id = s(StrField::AccountId);
         c.agent_id = s(StrField::AgentId);
         c.agency_id = s(StrField::AgencyId);

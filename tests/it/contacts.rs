@@ -773,3 +773,107 @@ fn the_contact_schema_describes_what_the_decoder_reads() {
     }
     assert!(n >= 6, "{n}");
 }
+
+/// An alert says which of the fields it shows the contact book supplied (`from_contact_book`):
+/// the debtor a mapping left to the book, and a relation the event did not know — for the call
+/// being judged and for an earlier one a late call pushes over a limit, after a snapshot and
+/// restore too. A call that names its debtor and relation shows none.
+#[test]
+fn an_alert_says_which_of_its_fields_the_contact_book_supplied() {
+    use dialguard::alert::{render, write_alert_json};
+    use dialguard::judge::{judge, Outcome};
+    let rules = crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "one-a-day"
+kind = "cap"
+severity = "low"
+key = ["phone"]
+window = "1d"
+limit = 1
+"#,
+        "Asia/Shanghai",
+    );
+    let settings = EngineSettings {
+        contacts_by_number: true,
+        ..EngineSettings::default()
+    };
+    let mut e = Engine::new(rules.clone(), settings.clone());
+    let mut out = Vec::new();
+    e.apply_contact(
+        Contact {
+            debtor_id: "d0".into(),
+            phone: phone(0).into(),
+            relation: Relation::SelfDebtor,
+            source: NumberSource::DebtorProvided,
+            consent: false,
+            from: Ts(BASE),
+        },
+        &mut out,
+    )
+    .unwrap();
+    let at = |id: &str, hour: i64, debtor: &str, relation: Relation| {
+        Call::new(id, Ts(BASE + hour * HOUR), debtor, &phone(0), relation)
+    };
+    let fields = |call: &Call, out: &[dialguard::engine::breach::Breach]| -> Vec<String> {
+        assert_eq!(out.len(), 1, "{out:?}");
+        let a = render(&rules, &out[0], call, Ts(BASE));
+        let mut bytes = Vec::new();
+        write_alert_json(
+            &rules,
+            &out[0],
+            call,
+            Ts(BASE),
+            &mut bytes,
+            &mut String::new(),
+        );
+        let mut serde = Vec::new();
+        a.write_json(&mut serde);
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            String::from_utf8_lossy(&serde)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v.get("from_contact_book").is_none(),
+            a.from_contact_book.is_empty(),
+            "{v}"
+        );
+        a.from_contact_book.iter().map(|s| s.to_string()).collect()
+    };
+
+    // Left to the book: its debtor and relation are the book's.
+    let mut found = at("found", 2, "", Relation::Unknown);
+    assert!(matches!(
+        judge(&mut e, 0, &mut found, &mut out),
+        Outcome::Accepted { .. }
+    ));
+    assert!(out.is_empty());
+    // The earlier call's record keeps what the book supplied, through a snapshot.
+    let book = e.take_contacts();
+    let mut e = Engine::from_snapshot(rules.clone(), settings, &e.snapshot()).unwrap();
+    e.set_contacts(book);
+    // A call an hour before it, naming debtor and relation, arrives late: the earlier call
+    // (by arrival) is the second that day, and breaches.
+    let mut named = at("named", 1, "d0", Relation::SelfDebtor);
+    assert!(matches!(
+        judge(&mut e, 0, &mut named, &mut out),
+        Outcome::Accepted { .. }
+    ));
+    assert!(out[0].late);
+    assert_eq!(fields(&named, &out), ["debtor_id", "relation"]);
+    out.clear();
+    // The call being judged: named, nothing from the book.
+    let mut third = at("third", 3, "d0", Relation::SelfDebtor);
+    judge(&mut e, 0, &mut third, &mut out);
+    assert_eq!(fields(&third, &out), Vec::<String>::new());
+    out.clear();
+    // Named debtor, relation unknown to the dialer: only the relation is the book's.
+    let mut fourth = at("fourth", 4, "d0", Relation::Unknown);
+    judge(&mut e, 0, &mut fourth, &mut out);
+    assert_eq!(fields(&fourth, &out), ["relation"]);
+    out.clear();
+    let mut fifth = at("fifth", 5, "", Relation::Unknown);
+    judge(&mut e, 0, &mut fifth, &mut out);
+    assert_eq!(fields(&fifth, &out), ["debtor_id", "relation"]);
+}

@@ -546,6 +546,14 @@ fn assert_book_fixture(alerts: &[serde_json::Value], refused: &[(String, String)
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
     .collect();
     assert_eq!(got, want, "{alerts:#?}");
+    // Each alert says the book supplied its debtor and relation (the rows name neither).
+    for a in alerts {
+        assert_eq!(
+            a["from_contact_book"],
+            serde_json::json!(["debtor_id", "relation"]),
+            "{a}"
+        );
+    }
     let mut refused = refused.to_vec();
     refused.sort();
     assert_eq!(refused.len(), 2, "{refused:?}");
