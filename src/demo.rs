@@ -8,9 +8,15 @@
 //! reservation) before every call and skip what is refused, the others dial blind. The live
 //! lines and the summary show, per agency, calls placed, calls blocked before dialing and
 //! alerts.
+//!
+//! Several dialers on one screen: with `[[kafka.inputs]]` the agencies are dealt out over the
+//! input topics (agency `a` to input `a mod n`), each dialer writing its topic's format.
+//! Records in a dialer's own format follow the demo's rendering (`formats::render`), so each
+//! such input is read through the rendering's mapping, printed at start.
 
 use crate::config::Settings;
 use crate::engine::time::{Ts, NANOS_PER_SEC};
+use crate::formats::{render, Format, Mapping};
 use crate::service::{self, ServiceError, Shutdown};
 use crate::synth::{Synth, SynthParams, AGENCIES};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -42,6 +48,61 @@ pub struct DemoOptions {
     pub print_alerts: bool,
     /// Agencies (`agency-0` …) whose dialer asks the pre-dial check before every call.
     pub checking_agencies: u64,
+    /// The one input's format, instead of the configuration's (`--format`); not with
+    /// `[[kafka.inputs]]`, which give each topic its own.
+    pub format: Option<Format>,
+}
+
+/// One input topic as the synthetic dialer writes it.
+#[derive(Debug, Clone)]
+struct Input {
+    topic: String,
+    format: Format,
+}
+
+/// The demo's inputs: the configuration's topics, `format` replacing the one input's format.
+/// Each input in a dialer's own format is read through the mapping the demo's renderings follow
+/// (the configuration's would not find their fields).
+fn demo_inputs(
+    settings: &mut Settings,
+    format: Option<Format>,
+) -> Result<Vec<Input>, ServiceError> {
+    let inputs = &mut settings.kafka.inputs;
+    if let (Some(f), true) = (format, inputs.len() > 1) {
+        return Err(ServiceError::Config {
+            key: "kafka.inputs".into(),
+            reason: format!(
+                "--format {f} sets the format of the one input, and this configuration has {} ([[kafka.inputs]], each in its own format, which the demo writes): drop --format",
+                inputs.len()
+            ),
+        });
+    }
+    let mut out = Vec::with_capacity(inputs.len());
+    for input in inputs.iter_mut() {
+        let f = format.unwrap_or(input.mapping.format());
+        if f != input.mapping.format() || f != Format::CallEventV1 {
+            // The rendering's mapping (none for call events v1).
+            let m = Mapping::new(f, &render::mapping_for(f, &settings.default_timezone))
+                .map_err(|(key, reason)| ServiceError::Config { key, reason })?;
+            input.mapping = std::sync::Arc::new(m);
+        }
+        out.push(Input {
+            topic: input.topic.clone(),
+            format: f,
+        });
+    }
+    settings.decode.mapping = inputs[0].mapping.clone();
+    settings.engine.contacts_by_number = inputs.iter().any(|i| i.mapping.debtor_from_book());
+    Ok(out)
+}
+
+/// The agencies whose dialer writes to input `i` of `n`.
+fn agencies_of(i: usize, n: usize) -> String {
+    (0..AGENCIES as usize)
+        .filter(|a| a % n == i)
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Per agency: calls placed, calls blocked before dialing (a check refused them), alerts.
@@ -146,19 +207,23 @@ pub fn run(
 ) -> Result<(), ServiceError> {
     let cluster =
         MockCluster::new(1).map_err(|e| ServiceError::Kafka(format!("mock cluster: {e}")))?;
+    let inputs = demo_inputs(&mut settings, opts.format)?;
     let k = settings.kafka.clone();
-    let topics = [
-        Some((&k.inputs[0].topic, opts.partitions)),
-        Some((&k.alerts_topic, opts.partitions)),
-        Some((&k.dlq_topic, 1)),
-        k.suppressions_topic.as_ref().map(|t| (t, opts.partitions)),
-        // Compacted on a real broker; the embedded one cannot be told (nor compacts).
-        k.snapshots_topic
-            .as_ref()
-            .filter(|_| settings.service.snapshot_dir.is_none())
-            .map(|t| (t, 1)),
-    ];
-    for (topic, parts) in topics.into_iter().flatten() {
+    let topics = k
+        .inputs
+        .iter()
+        .map(|i| Some((&i.topic, opts.partitions)))
+        .chain([
+            Some((&k.alerts_topic, opts.partitions)),
+            Some((&k.dlq_topic, 1)),
+            k.suppressions_topic.as_ref().map(|t| (t, opts.partitions)),
+            // Compacted on a real broker; the embedded one cannot be told (nor compacts).
+            k.snapshots_topic
+                .as_ref()
+                .filter(|_| settings.service.snapshot_dir.is_none())
+                .map(|t| (t, 1)),
+        ]);
+    for (topic, parts) in topics.flatten() {
         cluster
             .create_topic(topic, parts, 1)
             .map_err(|e| ServiceError::Kafka(format!("creating {topic}: {e}")))?;
@@ -168,7 +233,11 @@ pub fn run(
     crate::tell!("dialguard demo: an in-process Kafka-protocol broker at {brokers}");
     crate::tell!(
         "  topics: {} (dialer calls in), {} (alerts out), {} (rejected records){}",
-        k.inputs[0].topic,
+        inputs
+            .iter()
+            .map(|i| i.topic.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         k.alerts_topic,
         k.dlq_topic,
         k.suppressions_topic
@@ -198,12 +267,27 @@ pub fn run(
     let tally = Arc::new(Tally::new(opts.checking_agencies));
     // The check API's address, once the service is up (the checking agencies wait for it).
     let check_at: Arc<OnceLock<std::net::SocketAddr>> = Arc::new(OnceLock::new());
-    let format = settings.decode.mapping.format();
-    if format != crate::formats::Format::CallEventV1 {
-        crate::tell!(
-            "  the synthetic dialer writes {format} records, read through this mapping:\n{}",
-            settings.decode.mapping.describe().trim_end()
-        );
+    for (i, input) in inputs.iter().enumerate() {
+        let who = if inputs.len() > 1 {
+            format!(
+                "agencies {} dial through {}: {}",
+                agencies_of(i, inputs.len()),
+                input.topic,
+                input.format,
+            )
+        } else {
+            format!("the synthetic dialer writes {}", input.format)
+        };
+        if input.format == Format::CallEventV1 {
+            if inputs.len() > 1 {
+                crate::tell!("  {who}");
+            }
+        } else {
+            crate::tell!(
+                "  {who} records, read through this mapping:\n{}",
+                k.inputs[i].mapping.describe().trim_end()
+            );
+        }
     }
     if settings.check.enabled && tally.checking > 0 {
         crate::tell!(
@@ -215,23 +299,20 @@ pub fn run(
     let dialer = {
         let (b, t, s, o, n, ta, at) = (
             brokers.clone(),
-            k.inputs[0].topic.clone(),
+            inputs,
             shutdown.clone(),
             opts.clone(),
             produced.clone(),
             tally.clone(),
             check_at.clone(),
         );
-        let (mapping, zone) = (
-            settings.decode.mapping.clone(),
-            settings.default_timezone.clone(),
-        );
+        let zone = settings.default_timezone.clone();
         std::thread::Builder::new()
             .name("demo-dialer".into())
             .spawn(move || {
                 dialer(
                     &b,
-                    &t,
+                    t,
                     params,
                     &o,
                     &s,
@@ -239,7 +320,7 @@ pub fn run(
                     &ta,
                     checks.then_some(&*at),
                     bare,
-                    (&mapping, &zone),
+                    &zone,
                 )
             })
             .map_err(|e| ServiceError::Start(e.to_string()))?
@@ -517,7 +598,7 @@ fn traffic(o: &DemoOptions) -> SynthParams {
 #[allow(clippy::too_many_arguments)]
 fn dialer(
     brokers: &str,
-    topic: &str,
+    inputs: Vec<Input>,
     params: SynthParams,
     o: &DemoOptions,
     stop: &Shutdown,
@@ -525,7 +606,7 @@ fn dialer(
     tally: &Tally,
     check_at: Option<&OnceLock<std::net::SocketAddr>>,
     bare: Option<usize>,
-    (cdr_format, zone): (&crate::formats::Mapping, &str),
+    zone: &str,
 ) {
     let producer: BaseProducer = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -541,13 +622,10 @@ fn dialer(
     let start = Instant::now();
     let rate = o.rate.max(1);
     // A dialer of another format writes each call as its own record.
-    let mut cdr = (cdr_format.format() != crate::formats::Format::CallEventV1).then(|| {
-        let zone = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let v1 = crate::codec::DecodeSettings {
-            max_future_skew: i64::MAX / 4,
-            ..crate::codec::DecodeSettings::default()
-        };
-        (crate::codec::Decoder::new(v1), cdr_format.format(), zone)
+    let zone = jiff::tz::TimeZone::get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    let mut v1 = crate::codec::Decoder::new(crate::codec::DecodeSettings {
+        max_future_skew: i64::MAX / 4,
+        ..crate::codec::DecodeSettings::default()
     });
     for (i, line) in Synth::new(params).enumerate() {
         if stop.is_triggered() {
@@ -570,10 +648,12 @@ fn dialer(
             _ => line,
         };
         let line = line.trim_end();
-        let record = cdr.as_mut().map(|(dec, format, zone)| {
+        // Each agency's dialer writes to one input (agency a to input a mod n).
+        let input = &inputs[agency.map_or(0, |a| a % inputs.len())];
+        let record = (input.format != Format::CallEventV1).then(|| {
             // A record the v1 decoder refuses is sent as it is (refused again, as a CDR).
-            match dec.decode(line.as_bytes(), crate::engine::time::Ts(i64::MAX / 2)) {
-                Ok(call) => crate::formats::render::render(*format, &call, zone),
+            match v1.decode(line.as_bytes(), Ts(i64::MAX / 2)) {
+                Ok(call) => render::render(input.format, &call, &zone),
                 Err(_) => line.to_owned(),
             }
         });
@@ -588,7 +668,7 @@ fn dialer(
         }
         let payload = record.as_deref().unwrap_or(line).as_bytes();
         loop {
-            let mut rec = BaseRecord::<str, [u8]>::to(topic).payload(payload);
+            let mut rec = BaseRecord::<str, [u8]>::to(&input.topic).payload(payload);
             if let Some(k) = key.as_deref() {
                 rec = rec.key(k);
             }

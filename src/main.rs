@@ -154,11 +154,12 @@ enum Cmd {
         /// call and skips what is refused; the others dial blind.
         #[arg(long, default_value_t = 4)]
         checking_agencies: u64,
-        /// The format the synthetic dialer writes: call-event-v1, or a dialer's own
-        /// (asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log), read through a mapping of
-        /// the demo's (printed at start; the configuration's `[mapping]` is not used).
-        #[arg(long, default_value = "call-event-v1")]
-        format: String,
+        /// The format the synthetic dialer writes (default: the configuration's; with
+        /// `[[kafka.inputs]]`, each topic's, the agencies dealt out over them): call-event-v1,
+        /// or a dialer's own (asterisk-cdr-csv, freeswitch-json-cdr, vicidial-log), read
+        /// through a mapping of the demo's (printed at start; the configuration's is not used).
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Ask a running instance whether it is alive (or ready): exit 0 on HTTP 200, else 1. The
     /// container image's health check; it needs no shell or curl.
@@ -265,25 +266,21 @@ fn main() -> ExitCode {
             format,
         } => {
             init_logging();
-            let mut settings = match load(&config) {
+            let settings = match load(&config) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let format = match dialguard::formats::Format::parse(&format) {
+            let format = match format
+                .as_deref()
+                .map(dialguard::formats::Format::parse)
+                .transpose()
+            {
                 Ok(f) => f,
                 Err(e) => {
                     dialguard::tell!("error: --format: {e}");
                     return ExitCode::from(EX_CONFIG);
                 }
             };
-            if format != dialguard::formats::Format::CallEventV1 {
-                settings.raw_mapping =
-                    dialguard::formats::render::mapping_for(format, &settings.default_timezone);
-                if let Err(e) = settings.set_format(format) {
-                    dialguard::tell!("error: {e}");
-                    return ExitCode::from(EX_CONFIG);
-                }
-            }
             let opts = dialguard::demo::DemoOptions {
                 rate,
                 calls,
@@ -293,13 +290,20 @@ fn main() -> ExitCode {
                 duration: seconds.map(std::time::Duration::from_secs),
                 print_alerts: !quiet,
                 checking_agencies,
+                format,
             };
             let shutdown = stoppable(&settings);
             match dialguard::demo::run(settings, &opts, shutdown) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     dialguard::tell!("error: {e}");
-                    ExitCode::FAILURE
+                    match e {
+                        dialguard::service::ServiceError::Listen { .. }
+                        | dialguard::service::ServiceError::Config { .. } => {
+                            ExitCode::from(EX_CONFIG)
+                        }
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }
