@@ -189,8 +189,7 @@ fn the_demo_shows_checking_agencies_blocked_before_dialing_and_alerted_far_less(
 fn demo_counts(log: &str) -> (u64, u64, u64, u64) {
     let line = log
         .lines()
-        .filter(|l| l.starts_with("-- ") && l.contains("calls sent"))
-        .last()
+        .rfind(|l| l.starts_with("-- ") && l.contains("calls sent"))
         .unwrap_or_else(|| panic!("no periodic line: {log}"));
     let n: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
