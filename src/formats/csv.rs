@@ -9,13 +9,42 @@ use std::borrow::Cow;
 #[cfg(test)]
 pub(crate) fn split<'a>(line: &'a str, out: &mut Vec<Cow<'a, str>>) -> Result<(), String> {
     out.clear();
-    each(line, |_, f| out.push(f)).map(|_| ())
+    each(line, |_, f| out.push(f.text())).map(|_| ())
 }
 
-/// Calls `field` with each field of `line` and its index, in order; the number of fields.
+/// One field as written: its text between the quotes (if any), a quote inside still doubled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Field<'a> {
+    raw: &'a str,
+    doubled: bool,
+}
+
+impl<'a> Field<'a> {
+    /// The field's value (a doubled quote made one: a copy then).
+    pub(crate) fn text(self) -> Cow<'a, str> {
+        if self.doubled {
+            Cow::Owned(self.raw.replace("\"\"", "\""))
+        } else {
+            Cow::Borrowed(self.raw)
+        }
+    }
+
+    /// Whether the value is `s`, without copying it.
+    pub(crate) fn is(self, s: &str) -> bool {
+        if self.doubled {
+            self.text() == s
+        } else {
+            self.raw == s
+        }
+    }
+}
+
+/// Calls `field` with each field of `line` and its index, in order; the number of fields. A
+/// field's value is made (`Field::text`) only where it is wanted: most of a CDR row's fields
+/// are not, and Asterisk's `clid` (`"""Name"" <1001>"`) made a copy of every row.
 pub(crate) fn each<'a>(
     line: &'a str,
-    mut field: impl FnMut(usize, Cow<'a, str>),
+    mut field: impl FnMut(usize, Field<'a>),
 ) -> Result<usize, String> {
     let mut n = 0usize;
     let line = line.strip_suffix('\r').unwrap_or(line);
@@ -40,13 +69,11 @@ pub(crate) fn each<'a>(
                     }
                 }
             }
-            let raw = &line[start..j];
             field(
                 n,
-                if doubled {
-                    Cow::Owned(raw.replace("\"\"", "\""))
-                } else {
-                    Cow::Borrowed(raw)
+                Field {
+                    raw: &line[start..j],
+                    doubled,
                 },
             );
             n += 1;
@@ -65,7 +92,13 @@ pub(crate) fn each<'a>(
                     n + 1
                 ));
             }
-            field(n, Cow::Borrowed(text));
+            field(
+                n,
+                Field {
+                    raw: text,
+                    doubled: false,
+                },
+            );
             n += 1;
             match end {
                 None => return Ok(n),

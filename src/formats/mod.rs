@@ -654,11 +654,11 @@ impl Mapping {
         let mut slots: Vec<Option<Cow<'a, str>>> = vec![None; self.slots.len()];
         let mut named = 0; // leading fields equal to the column names: a header row
         let n = csv::each(text, |i, v| {
-            if i == named && self.columns.get(i).is_some_and(|c| *c == v) {
+            if i == named && self.columns.get(i).is_some_and(|c| v.is(c)) {
                 named += 1;
             }
             if let Some(Some(s)) = self.col_slot.get(i) {
-                slots[*s as usize] = Some(v).filter(|v| !v.is_empty());
+                slots[*s as usize] = Some(v.text()).filter(|v| !v.is_empty());
             }
         })
         .map_err(|e| reject(Reason::BadValue, format!("not a CSV row: {e}")))?;
