@@ -1242,7 +1242,26 @@ fn kill_9_with_snapshots_in_play(name: &str, in_dir: bool) {
     // once one is (so the restart after it continues from a snapshot).
     kill_9_after_with(&kafka, want.len() as i64 / 10, &env, Some(&log), false);
     kill_9_after_with(&kafka, want.len() as i64 / 2, &env, Some(&log), true);
-    finish_and_stop(&kafka, spawn_run_with(&kafka, &env, Some(&log)));
+    // The last process is stopped only once it has rebuilt: the one killed before it may have
+    // committed all the input already (then every offset is at its end before this one is even
+    // assigned, and stopping it then would leave nothing restored).
+    let rebuilt = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("windows rebuilt")
+            .count()
+    };
+    let before = rebuilt();
+    let last = spawn_run_with(&kafka, &env, Some(&log));
+    let deadline = Instant::now() + PATIENCE;
+    while rebuilt() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the last process did not rebuild"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    finish_and_stop(&kafka, last);
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&log).unwrap();
     let continued = text
