@@ -342,8 +342,9 @@ pub fn write_alert_json(
     o.opt("account_id", s.account_id.as_deref());
     o.str("phone", &s.phone);
     o.str("relation", s.relation.as_str());
-    if s.filled.debtor || s.filled.relation {
-        o.strs("from_contact_book", &from_contact_book(s));
+    let book = from_contact_book(s);
+    if !book.is_empty() {
+        o.strs("from_contact_book", &book);
     }
     o.opt("agent_id", s.agent_id.as_deref());
     o.opt("agency_id", s.agency_id.as_deref());

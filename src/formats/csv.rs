@@ -29,7 +29,7 @@ impl<'a> Field<'a> {
         }
     }
 
-    /// Whether the value is `s`, without copying it.
+    /// Whether the value is `s` (compared as written, unless a quote inside is doubled).
     pub(crate) fn is(self, s: &str) -> bool {
         if self.doubled {
             self.text() == s
