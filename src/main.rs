@@ -228,6 +228,17 @@ fn load(config: &std::path::Path) -> Result<Settings, ExitCode> {
     })
 }
 
+/// Says why `run` or `demo` failed; a configuration the service cannot work with (or an
+/// address it cannot listen on) exits as a configuration error.
+fn service_failed(e: &dialguard::service::ServiceError) -> ExitCode {
+    dialguard::tell!("error: {e}");
+    match e {
+        dialguard::service::ServiceError::Listen { .. }
+        | dialguard::service::ServiceError::Config { .. } => ExitCode::from(EX_CONFIG),
+        _ => ExitCode::FAILURE,
+    }
+}
+
 fn main() -> ExitCode {
     allocator::tune();
     allocator::small_pages();
@@ -242,16 +253,7 @@ fn main() -> ExitCode {
             let shutdown = stoppable(&settings);
             match dialguard::service::run(settings, shutdown, true, |_| {}) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    dialguard::tell!("error: {e}");
-                    match e {
-                        dialguard::service::ServiceError::Listen { .. }
-                        | dialguard::service::ServiceError::Config { .. } => {
-                            ExitCode::from(EX_CONFIG)
-                        }
-                        _ => ExitCode::FAILURE,
-                    }
-                }
+                Err(e) => service_failed(&e),
             }
         }
         Cmd::Demo {
@@ -295,16 +297,7 @@ fn main() -> ExitCode {
             let shutdown = stoppable(&settings);
             match dialguard::demo::run(settings, &opts, shutdown) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    dialguard::tell!("error: {e}");
-                    match e {
-                        dialguard::service::ServiceError::Listen { .. }
-                        | dialguard::service::ServiceError::Config { .. } => {
-                            ExitCode::from(EX_CONFIG)
-                        }
-                        _ => ExitCode::FAILURE,
-                    }
-                }
+                Err(e) => service_failed(&e),
             }
         }
         Cmd::Generate {
