@@ -34,8 +34,10 @@ mod kinds;
 mod reserve;
 pub mod rule;
 pub use snapshot::SnapshotError;
+pub use split::SplitError;
 pub mod contacts;
 mod snapshot;
+mod split;
 pub mod status;
 mod store;
 mod table;
@@ -686,7 +688,7 @@ impl Engine {
                 return Ingest::TooLate(TooLate::Evicted { judged_from });
             }
         }
-        let slot = self.store(call, pre, h);
+        let slot = self.store(call, pre, h, lane);
         let newest = state.and_then(LaneState::newest).map_or(t, |n| n.max(t));
         self.lanes[lane as usize] = Some(LaneState::Active { newest });
         self.watermark = Some(self.watermark.map_or(t, |w| w.max(t)));
@@ -1193,7 +1195,7 @@ impl Engine {
     }
 
     /// The record of `call`, its strings interned (or taken from `pre`, interned already).
-    fn record_of(&mut self, call: &Call, pre: Option<Interned>) -> Record {
+    fn record_of(&mut self, call: &Call, pre: Option<Interned>, lane: u8) -> Record {
         let syms = match pre {
             Some(i) => i.syms,
             None => self.interner.lock().intern_fields(call),
@@ -1202,17 +1204,18 @@ impl Engine {
             None => 0,
             Some(tz) => self.callee_zone_index(tz),
         };
-        Record {
-            ts: call.occurred_at.0,
+        Record::new(
+            call.occurred_at.0,
             syms,
-            relation: call.relation,
             callee_zone,
-            from_book: Record::book_bits(call),
-        }
+            call.relation,
+            Record::book_bits(call),
+            lane,
+        )
     }
 
-    fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64) -> u32 {
-        let rec = self.record_of(call, pre);
+    fn store(&mut self, call: &Call, pre: Option<Interned>, h: u64, lane: Lane) -> u32 {
+        let rec = self.record_of(call, pre, Record::lane_byte(lane));
         let attrs: Option<store::Attrs> = (!call.attrs.is_empty()).then(|| {
             call.attrs
                 .iter()

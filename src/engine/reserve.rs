@@ -10,7 +10,7 @@
 
 use super::event::{Call, Text};
 use super::kinds::Ctx;
-use super::store::{Ids, Slab};
+use super::store::{Ids, Record, Slab};
 use super::time::Ts;
 use super::window::{Hasher, Windows, RESERVED};
 use super::Engine;
@@ -70,7 +70,7 @@ impl Engine {
             return false;
         }
         self.release(&call.call_id);
-        let rec = self.record_of(call, None);
+        let rec = self.record_of(call, None, Record::NO_LANE);
         let res = &mut self.reserved;
         let i = match res.free.pop() {
             Some(i) => {

@@ -3,7 +3,7 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 4, little-endian)
+//! # Format (version 5, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
 //! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
@@ -13,7 +13,9 @@
 //! key, each with its call and trigger entries; then (since version 3) the debtor statuses known,
 //! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
 //! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
-//! and 2: the debtor, the relation). Versions 2 (no statuses) and 3 are read too.
+//! and 2: the debtor, the relation); since version 5, the byte after the relation is the lane
+//! the call came in on (255: not known). Versions 2 (no statuses), 3 and 4 are read too; their
+//! records' lanes are not known, so such a state cannot be split by lane.
 
 use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
@@ -29,7 +31,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -305,8 +307,10 @@ impl Engine {
             w.str(&joined);
             w.u16(call_id.len() as u16);
             // Bit 0: an event id follows; bits 1-2 (since version 4): what the book supplied.
-            w.u8(event_id.is_some() as u8 | r.from_book << 1);
-            w.u8(r.relation as u8);
+            w.u8(event_id.is_some() as u8 | r.from_book() << 1);
+            w.u8(r.relation() as u8);
+            // Since version 5: the lane.
+            w.u8(r.lane);
             w.u16(r.callee_zone);
             for s in r.syms {
                 w.u32(s.0);
@@ -458,6 +462,11 @@ impl Engine {
             let relation = *Relation::ALL
                 .get(r.u8()? as usize)
                 .ok_or(SnapshotError::Corrupt("relation"))?;
+            let lane = if version >= 5 {
+                r.u8()?
+            } else {
+                Record::NO_LANE
+            };
             let callee_zone = r.u16()?;
             let mut syms = [Sym::NONE; 7];
             for s in &mut syms {
@@ -483,13 +492,7 @@ impl Engine {
                 Some(a.into_boxed_slice())
             };
             records.push(
-                Record {
-                    ts,
-                    syms,
-                    relation,
-                    callee_zone,
-                    from_book,
-                },
+                Record::new(ts, syms, callee_zone, relation, from_book, lane),
                 Ids::new(
                     &ids[..call_id_len as usize],
                     event_id_present.then(|| &ids[call_id_len as usize..]),
@@ -571,13 +574,7 @@ impl Engine {
 }
 
 fn dead() -> Record {
-    Record {
-        ts: 0,
-        syms: [Sym::NONE; 7],
-        callee_zone: 0,
-        relation: Relation::Unknown,
-        from_book: 0,
-    }
+    Record::new(0, [Sym::NONE; 7], 0, Relation::Unknown, 0, Record::NO_LANE)
 }
 
 /// Hashing a call id exactly as the dedup table does.

@@ -20,10 +20,14 @@ pub(super) struct Record {
     pub syms: [Sym; 7],
     /// 1 + index into the engine's callee zone table; 0 for none.
     pub callee_zone: u16,
-    pub relation: Relation,
-    /// What the contact book supplied of what an alert shows ([`Record::BOOK_DEBTOR`],
-    /// [`Record::BOOK_RELATION`]): a byte the struct's padding had free.
-    pub from_book: u8,
+    /// The relation (bits 0–4, its index in `Relation::ALL`) and what the contact book
+    /// supplied of what an alert shows (bits 5 and 6: [`Record::BOOK_DEBTOR`],
+    /// [`Record::BOOK_RELATION`]), in one byte so that the lane fits in the struct's 40.
+    bits: u8,
+    /// The lane the call came in on ([`Record::NO_LANE`] when it is not known: a lane past
+    /// 254, or a call restored from a snapshot older than format 5). What lets a snapshot be
+    /// split by partition ([`super::Engine::retain_lanes`]).
+    pub lane: u8,
 }
 
 impl Record {
@@ -31,6 +35,43 @@ impl Record {
     pub const BOOK_DEBTOR: u8 = 1;
     /// The relation was the contact book's (the event said `unknown`).
     pub const BOOK_RELATION: u8 = 2;
+    /// The lane is not known.
+    pub const NO_LANE: u8 = u8::MAX;
+
+    pub fn new(
+        ts: i64,
+        syms: [Sym; 7],
+        callee_zone: u16,
+        relation: Relation,
+        from_book: u8,
+        lane: u8,
+    ) -> Record {
+        const { assert!(Relation::ALL.len() <= 32) };
+        Record {
+            ts,
+            syms,
+            callee_zone,
+            bits: relation as u8 | (from_book & 3) << 5,
+            lane,
+        }
+    }
+
+    /// The lane's byte for `lane`.
+    pub fn lane_byte(lane: u32) -> u8 {
+        u8::try_from(lane)
+            .ok()
+            .filter(|l| *l != Self::NO_LANE)
+            .unwrap_or(Self::NO_LANE)
+    }
+
+    pub fn relation(&self) -> Relation {
+        Relation::ALL[(self.bits & 31) as usize]
+    }
+
+    /// What the contact book supplied ([`Record::BOOK_DEBTOR`], [`Record::BOOK_RELATION`]).
+    pub fn from_book(&self) -> u8 {
+        self.bits >> 5
+    }
 
     /// The bits for what the book filled in of `call`.
     pub fn book_bits(call: &Call) -> u8 {
@@ -229,11 +270,11 @@ impl Slab {
             interner
                 .get_opt(r.syms[StrField::Phone as usize])
                 .unwrap_or(""),
-            r.relation,
+            r.relation(),
         );
         c.event_id = ids.event_id().map(CompactString::from);
-        c.filled.debtor = r.from_book & Record::BOOK_DEBTOR != 0;
-        c.filled.relation = r.from_book & Record::BOOK_RELATION != 0;
+        c.filled.debtor = r.from_book() & Record::BOOK_DEBTOR != 0;
+        c.filled.relation = r.from_book() & Record::BOOK_RELATION != 0;
         c.account_id = s(StrField::AccountId);
         c.agent_id = s(StrField::AgentId);
         c.agency_id = s(StrField::AgencyId);

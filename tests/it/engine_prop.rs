@@ -691,6 +691,141 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// A rebalance that leaves an instance some of its partitions: the state restored from its
+    /// snapshot and cut to those lanes (`retain_lanes`) judges the rest of their calls exactly
+    /// as an engine that read those lanes alone from the start — the same outcome and the
+    /// same alerts for every later call. Rules are keyed by debtor (Kafka's key), or keep no
+    /// state; lanes interleave at random with lateness per lane and sweeps along the way.
+    #[test]
+    fn a_snapshot_cut_to_some_lanes_judges_them_as_an_engine_that_read_them_alone(
+        (specs, _order, _dups, params) in case(),
+        picks in prop::collection::vec(0u8..=255, 1..64),
+        lanes_n in 2usize..5,
+        keep_mask in 1u8..16,
+        split in 0usize..1000,
+        lateness_h in 1i64..4,
+        sweep_step in prop_oneof![Just(1usize), Just(4096)],
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let lane_of = |c: &Call| c.debtor_id[1..].parse::<usize>().unwrap() % lanes_n;
+        // The interleaved arrival: each lane in event-time order, the lanes picked at random.
+        let mut lanes: Vec<Vec<Call>> = vec![Vec::new(); lanes_n];
+        for c in &calls {
+            lanes[lane_of(c)].push(c.clone());
+        }
+        for l in &mut lanes {
+            l.sort_by_key(|c| (c.occurred_at, c.call_id.clone()));
+        }
+        let mut next = vec![0usize; lanes_n];
+        let mut arrived: Vec<(Lane, Call)> = Vec::new();
+        let mut pick = picks.iter().cycle();
+        while arrived.len() < calls.len() {
+            let mut l = *pick.next().unwrap() as usize % lanes_n;
+            while next[l] >= lanes[l].len() {
+                l = (l + 1) % lanes_n;
+            }
+            arrived.push((l as Lane, lanes[l][next[l]].clone()));
+            next[l] += 1;
+        }
+        let keep: Vec<Lane> = (0..lanes_n as Lane).filter(|l| keep_mask & (1 << l) != 0).collect();
+        prop_assume!(!keep.is_empty());
+        let rules: Vec<Rule> = rules_for(&params)
+            .into_iter()
+            .filter(|r| r.key.is_empty() || r.key.contains(&dialguard::engine::event::StrField::DebtorId))
+            .collect();
+        let settings = EngineSettings {
+            allowed_lateness: lateness_h * HOUR,
+            sweep_every: Some(HOUR),
+            sweep_step,
+            ..Default::default()
+        };
+        let all: Vec<Lane> = (0..lanes_n as Lane).collect();
+        let mut whole = Engine::new(rules.clone(), settings.clone());
+        whole.open_lanes(&all);
+        let mut alone = Engine::new(rules.clone(), settings.clone());
+        alone.open_lanes(&keep);
+        let k = split % (arrived.len() + 1);
+        let mut out = Vec::new();
+        for (l, c) in &arrived[..k] {
+            whole.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            if keep.contains(l) {
+                alone.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            }
+        }
+        let mut cut = Engine::from_snapshot(rules.clone(), settings.clone(), &whole.snapshot())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let dropped = cut.retain_lanes(&keep).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for (l, c) in &arrived[..k] {
+            if !keep.contains(l) {
+                prop_assert!(!cut.is_retained(&c.call_id), "{} of a lane not kept", &c.call_id);
+            }
+        }
+        // (Fewer when an eviction pass was under way: the cut finishes it first.)
+        prop_assert!(cut.retained_calls() + dropped <= whole.retained_calls());
+        for (l, c) in arrived[k..].iter().filter(|(l, _)| keep.contains(l)) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = cut.ingest_alerts_on(*l, c, Ts(0), &mut a);
+            let rb = alone.ingest_alerts_on(*l, c, Ts(0), &mut b);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
+        }
+        // Cut again to the same lanes: nothing more to drop; and the cut state snapshots and
+        // restores like any other.
+        prop_assert_eq!(cut.retain_lanes(&keep), Ok(0));
+        let bytes = cut.snapshot();
+        let again = Engine::from_snapshot(rules, settings, &bytes)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(again.snapshot(), bytes);
+    }
+}
+
+/// Calls whose lanes are not known (a lane past 254) keep the state whole: cutting it to some
+/// lanes is refused, changing nothing, rather than keeping calls of lanes given away.
+#[test]
+fn a_state_with_calls_of_unknown_lanes_is_not_cut() {
+    let rules = rules_for(&RuleParams {
+        cap_hours: 24,
+        cap_limit: 3,
+        local_days: 1,
+        calendar: 0,
+        cal_limit: 3,
+        distinct_limit: 2,
+        cool_hours: 24,
+        cool_days: 1,
+        zone: 0,
+        callee: false,
+        from_h: 8,
+        to_h: 20,
+    });
+    let mut e = Engine::new(rules, EngineSettings::default());
+    let mut out = Vec::new();
+    let spec = |debtor, hour| CallSpec {
+        hour,
+        minute: 0,
+        debtor,
+        phone: debtor,
+        account: None,
+        outcome: None,
+        relation: 0,
+        tz: None,
+    };
+    e.ingest_alerts_on(1, &make_call(0, &spec(1, 1)), Ts(0), &mut out);
+    e.ingest_alerts_on(300, &make_call(1, &spec(2, 2)), Ts(0), &mut out);
+    e.ingest_alerts_on(2, &make_call(2, &spec(3, 3)), Ts(0), &mut out);
+    let before = e.snapshot();
+    assert_eq!(
+        e.retain_lanes(&[1]),
+        Err(dialguard::engine::SplitError::UnknownLanes(1))
+    );
+    assert_eq!(e.snapshot(), before, "a refused cut changed the state");
+    assert_eq!(e.retain_lanes(&[1, 2, 300]), Ok(0));
+    assert_eq!(e.retained_calls(), 3);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
     /// The pre-dial check reads the state and judges a candidate call exactly as ingesting it
     /// would judge the call itself: the same alerts, field for field (its own, never the late
     /// ones it would cause for other calls), and it records nothing.
