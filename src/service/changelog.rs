@@ -405,9 +405,18 @@ fn read_manifest(b: &[u8]) -> Result<Manifest, String> {
     })
 }
 
-/// What a restore reads of the snapshots topic for one manifest key: the last value of the
-/// manifest and of each of its chunks (a later value of a key replaces an earlier one, as
-/// compaction would; a tombstone deletes it).
+/// The last value of a manifest key and of each of its chunks.
+#[derive(Clone, Default)]
+struct Held {
+    manifest: Option<Vec<u8>>,
+    chunks: HashMap<(u8, u32), Vec<u8>>,
+}
+
+/// What a restore reads of the snapshots topic for the assigned partitions: the last value of
+/// the manifest of exactly that set and of each of its chunks, and likewise for every set that
+/// holds all of them and more (a snapshot from before a rebalance that took partitions away:
+/// its state is cut to the assigned ones). A later value of a key replaces an earlier one, as
+/// compaction would; a tombstone deletes it.
 #[derive(Clone)]
 pub(crate) struct Scan {
     /// `<group>/`.
@@ -415,8 +424,8 @@ pub(crate) struct Scan {
     /// The assigned partitions, and as written in keys.
     parts: Vec<i32>,
     set: String,
-    manifest: Option<Vec<u8>>,
-    chunks: HashMap<(u8, u32), Vec<u8>>,
+    /// By partition set written as in keys: this set's and its supersets'.
+    held: HashMap<String, Held>,
     /// Live keys of the group's snapshots for other partition sets that share a partition
     /// with this one: stale once this set has a snapshot in place.
     stale: std::collections::BTreeSet<String>,
@@ -428,8 +437,7 @@ impl Scan {
             group: format!("{group}/"),
             parts: parts.to_vec(),
             set: partition_set(parts),
-            manifest: None,
-            chunks: HashMap::new(),
+            held: HashMap::new(),
             stale: Default::default(),
         }
     }
@@ -452,18 +460,23 @@ impl Scan {
             None => (rest, None),
         };
         if set != self.set {
-            let overlaps =
-                parse_set(set).is_some_and(|other| other.iter().any(|p| self.parts.contains(p)));
-            if overlaps {
-                match value {
-                    Some(_) => self.stale.insert(key.to_owned()),
-                    None => self.stale.remove(key),
-                };
+            let Some(other) = parse_set(set) else {
+                return;
+            };
+            if !other.iter().any(|p| self.parts.contains(p)) {
+                return;
             }
-            return;
+            match value {
+                Some(_) => self.stale.insert(key.to_owned()),
+                None => self.stale.remove(key),
+            };
+            if !self.parts.iter().all(|p| other.contains(p)) {
+                return;
+            }
         }
+        let held = self.held.entry(set.to_owned()).or_default();
         let Some(rest) = rest else {
-            self.manifest = value.map(<[u8]>::to_vec);
+            held.manifest = value.map(<[u8]>::to_vec);
             return;
         };
         let Some((slot, n)) = rest.split_once('/') else {
@@ -477,10 +490,10 @@ impl Scan {
         }
         match value {
             Some(v) => {
-                self.chunks.insert((slot, n), v.to_vec());
+                held.chunks.insert((slot, n), v.to_vec());
             }
             None => {
-                self.chunks.remove(&(slot, n));
+                held.chunks.remove(&(slot, n));
             }
         }
     }
@@ -493,11 +506,14 @@ impl Scan {
     /// What was learnt of the key's slots (to write the next snapshot beside the one in place).
     pub(crate) fn slots(&self) -> Slots {
         let mut s = Slots::default();
-        for (slot, n) in self.chunks.keys() {
+        let Some(own) = self.held.get(&self.set) else {
+            return s;
+        };
+        for (slot, n) in own.chunks.keys() {
             let c = &mut s.chunks[*slot as usize];
             *c = (*c).max(n + 1);
         }
-        s.in_place = self
+        s.in_place = own
             .manifest
             .as_deref()
             .and_then(|m| read_manifest(m).ok())
@@ -505,15 +521,25 @@ impl Scan {
         s
     }
 
-    /// The engine bytes and positions of the snapshot the manifest names, checked whole.
+    /// The engine bytes and positions of the newest snapshot whose partitions include the
+    /// assigned ones (this set's own, or a larger set's from before a rebalance), checked
+    /// whole. The newest is the one whose manifest names the latest snapshot id (the writer's
+    /// clock); a manifest that cannot be read is passed over for the next.
     pub(crate) fn assemble(mut self) -> Result<(BTreeMap<i32, i64>, Vec<u8>), Unusable> {
-        let Some(m) = self.manifest.take() else {
+        let mut manifests: Vec<(Result<Manifest, String>, String)> = self
+            .held
+            .iter()
+            .filter_map(|(set, h)| Some((read_manifest(h.manifest.as_deref()?), set.clone())))
+            .collect();
+        manifests.sort_by_key(|(m, set)| (m.as_ref().map(|m| m.id).ok(), *set == self.set));
+        let Some((m, set)) = manifests.pop() else {
             return Err(Unusable::Absent);
         };
-        let m = read_manifest(&m).map_err(Unusable::Unreadable)?;
+        let m = m.map_err(Unusable::Unreadable)?;
+        let mut held = self.held.remove(&set).unwrap_or_default();
         let mut bytes = Vec::with_capacity(m.len as usize);
         for n in 0..m.chunks {
-            let c = self.chunks.remove(&(m.slot, n)).ok_or_else(|| {
+            let c = held.chunks.remove(&(m.slot, n)).ok_or_else(|| {
                 Unusable::Unreadable(format!("chunk {n} of {} is missing", m.chunks))
             })?;
             if c.len() < 20
@@ -537,14 +563,11 @@ impl Scan {
         Ok((m.positions, bytes))
     }
 
-    /// The snapshot restored under `settings` for `parts` (sorted), refused if made under
-    /// other rules or for other partitions.
+    /// The snapshot restored under `settings` for `parts` (sorted), cut to them when it was
+    /// made for more; refused if made under other rules or without some of them.
     pub(crate) fn restore(self, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
         let (positions, bytes) = self.assemble()?;
-        if !positions.keys().copied().eq(parts.iter().copied()) {
-            return Err(Unusable::OtherPartitions);
-        }
-        snapshots::engine_of(settings, positions, &bytes)
+        snapshots::engine_of(settings, positions, &bytes, parts)
     }
 }
 
@@ -719,6 +742,49 @@ mod tests {
         record(&mut scan, k, Some(v.clone()));
         assert_eq!(scan.slots().in_place, Some(1));
         assert_eq!(scan.assemble().expect("whole").1, b);
+    }
+
+    #[test]
+    fn a_snapshot_made_for_more_partitions_is_read_and_the_newest_wins() {
+        let a: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let b: Vec<u8> = (0..700u32).map(|i| (i * 3) as u8).collect();
+        let c: Vec<u8> = (0..500u32).map(|i| (i * 7) as u8).collect();
+        let rename = |records: Vec<(String, Vec<u8>)>, set: &str| -> Vec<(String, Vec<u8>)> {
+            records
+                .into_iter()
+                .map(|(k, v)| (k.replacen("g/0-1", set, 1), v))
+                .collect()
+        };
+        // Partition 0 alone is assigned now: "0-1" (made before the rebalance) holds it,
+        // "0,2" too, "1-2" does not.
+        let mut scan = Scan::new("g", &[0]);
+        for (k, v) in written(1, 0, &a, 300) {
+            record(&mut scan, &k, Some(v));
+        }
+        for (k, v) in rename(written(3, 0, &c, 300), "g/1-2") {
+            record(&mut scan, &k, Some(v));
+        }
+        assert_eq!(scan.clone().assemble().expect("whole").1, a);
+        for (k, v) in rename(written(2, 1, &b, 300), "g/0,2") {
+            record(&mut scan, &k, Some(v));
+        }
+        assert_eq!(scan.clone().assemble().expect("whole").1, b);
+        // Its own set's snapshot, older than the larger set's, loses; a newer one wins.
+        let mut own = scan.clone();
+        for (k, v) in rename(written(1, 0, &c, 300), "g/0") {
+            record(&mut own, &k, Some(v));
+        }
+        assert_eq!(own.clone().assemble().expect("whole").1, b);
+        for (k, v) in rename(written(4, 1, &c, 300), "g/0") {
+            record(&mut own, &k, Some(v));
+        }
+        assert_eq!(own.assemble().expect("whole").1, c);
+        // Every set sharing partition 0 is stale once "0" has its own in place.
+        assert!(scan
+            .stale()
+            .iter()
+            .all(|k| k.starts_with("g/0-1") || k.starts_with("g/0,2")));
+        assert!(scan.stale().contains(&"g/0-1".to_owned()));
     }
 
     #[test]

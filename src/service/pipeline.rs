@@ -822,6 +822,13 @@ impl Pipeline<'_> {
                         if r.from_snapshot {
                             restores.with_label_values(&["restored"]).inc();
                         }
+                        if let Some(made_for) = &r.cut_from {
+                            tracing::info!(
+                                made_for = changelog::partition_set(made_for),
+                                assigned = changelog::partition_set(&parts),
+                                "snapshot cut to the assigned partitions (made before a rebalance)"
+                            );
+                        }
                         self.last_snapshot = Instant::now();
                         lock(&self.live).engine = r.engine;
                         self.suppressed = r.published;

@@ -70,6 +70,8 @@ pub(crate) struct Rebuilt {
     pub(crate) engine: Engine,
     /// Whether it continues a snapshot (otherwise it was rebuilt from the input's history).
     pub(crate) from_snapshot: bool,
+    /// The partitions the snapshot was made for, when it was cut to fewer (a rebalance).
+    pub(crate) cut_from: Option<Vec<i32>>,
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
     /// Alerts and directives read back.
@@ -467,8 +469,12 @@ pub(crate) fn rebuild(
             None
         }
     });
+    let mut cut_from = None;
     let (mut engine, from) = match base {
-        Some(b) => (b.engine, Some(b.positions)),
+        Some(b) => {
+            cut_from = b.cut_from;
+            (b.engine, Some(b.positions))
+        }
         None => (
             Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone()),
             None,
@@ -622,6 +628,7 @@ pub(crate) fn rebuild(
     Ok(Rebuilt {
         engine,
         from_snapshot: from.is_some(),
+        cut_from,
         published,
         history,
         alerts_read,

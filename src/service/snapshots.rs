@@ -36,8 +36,12 @@ pub(crate) enum Unusable {
     Unreadable(String),
     /// Made under other rules or another lateness.
     OtherRules,
-    /// Made for another set of partitions.
+    /// Made for another set of partitions: some of those assigned are not in it.
     OtherPartitions,
+    /// Made for more partitions than those assigned, and its state cannot be cut to them
+    /// (calls whose partition it does not know: a partition number past 254, or a snapshot
+    /// older than format 5).
+    Uncut(String),
     /// It reflects records that were not committed (a crash between a snapshot and the commit
     /// of its records), or lacks records that were.
     NotAtCommit,
@@ -51,6 +55,7 @@ impl Unusable {
             Unusable::Unreadable(_) => "unreadable",
             Unusable::OtherRules => "other_rules",
             Unusable::OtherPartitions => "other_partitions",
+            Unusable::Uncut(_) => "not_cut",
             Unusable::NotAtCommit => "not_at_commit",
         }
     }
@@ -63,8 +68,12 @@ impl std::fmt::Display for Unusable {
             Unusable::Unreadable(why) => write!(f, "the snapshot is unreadable: {why}"),
             Unusable::OtherRules => write!(f, "the snapshot was made under other rules"),
             Unusable::OtherPartitions => {
-                write!(f, "the snapshot was made for other partitions")
+                write!(f, "the snapshot was made without some of the assigned partitions")
             }
+            Unusable::Uncut(why) => write!(
+                f,
+                "the snapshot was made for more partitions and cannot be cut to those assigned: {why}"
+            ),
             Unusable::NotAtCommit => write!(
                 f,
                 "the snapshot's input position is not at or behind the committed offsets"
@@ -78,6 +87,9 @@ impl std::fmt::Display for Unusable {
 pub(crate) struct Restored {
     pub(crate) engine: Engine,
     pub(crate) positions: BTreeMap<i32, i64>,
+    /// The partitions the snapshot was made for when they were more than those assigned (a
+    /// rebalance took some away): its state was cut to the assigned ones.
+    pub(crate) cut_from: Option<Vec<i32>>,
 }
 
 /// The snapshot file of `group_id` in `dir`.
@@ -337,13 +349,20 @@ pub fn put_in_place(
     store.promote(written, timeout)
 }
 
-/// Restores the engine of a snapshot read whole, under `settings`.
+/// Restores the engine of a snapshot read whole, under `settings`, for the assigned `parts`
+/// (sorted): the snapshot must cover all of them; when it covers more (made before a
+/// rebalance took some away), its state is cut to them ([`Engine::retain_lanes`]) and so are
+/// its positions.
 pub(crate) fn engine_of(
     settings: &Settings,
-    positions: BTreeMap<i32, i64>,
+    mut positions: BTreeMap<i32, i64>,
     engine_bytes: &[u8],
+    parts: &[i32],
 ) -> Result<Restored, Unusable> {
-    let engine = Engine::from_snapshot(
+    if !parts.iter().all(|p| positions.contains_key(p)) {
+        return Err(Unusable::OtherPartitions);
+    }
+    let mut engine = Engine::from_snapshot(
         settings.rules.clone(),
         settings.engine.clone(),
         engine_bytes,
@@ -352,12 +371,25 @@ pub(crate) fn engine_of(
         crate::engine::SnapshotError::OtherRules => Unusable::OtherRules,
         other => Unusable::Unreadable(other.to_string()),
     })?;
-    Ok(Restored { engine, positions })
+    let mut cut_from = None;
+    if positions.len() > parts.len() {
+        let lanes: Vec<crate::engine::Lane> = parts.iter().map(|p| *p as _).collect();
+        engine
+            .retain_lanes(&lanes)
+            .map_err(|e| Unusable::Uncut(e.to_string()))?;
+        cut_from = Some(positions.keys().copied().collect());
+        positions.retain(|p, _| parts.contains(p));
+    }
+    Ok(Restored {
+        engine,
+        positions,
+        cut_from,
+    })
 }
 
-/// Reads the snapshot in `file` for `parts` (sorted), if there is a usable one. Whether it
-/// is at the committed offsets is for the caller to check, once it has read them
-/// ([`at_commit`]).
+/// Reads the snapshot in `file` for `parts` (sorted), if there is a usable one: made for
+/// exactly those partitions, or for more (then cut to them). Whether it is at the committed
+/// offsets is for the caller to check, once it has read them ([`at_commit`]).
 pub(crate) fn load(file: &Path, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
     let mut bytes = Vec::new();
     match std::fs::File::open(file) {
@@ -368,11 +400,7 @@ pub(crate) fn load(file: &Path, settings: &Settings, parts: &[i32]) -> Result<Re
         Err(e) => return Err(Unusable::Unreadable(e.to_string())),
     };
     let (positions, engine_bytes) = frame(&bytes).map_err(Unusable::Unreadable)?;
-    let covered: Vec<i32> = positions.keys().copied().collect();
-    if covered != parts {
-        return Err(Unusable::OtherPartitions);
-    }
-    engine_of(settings, positions, engine_bytes)
+    engine_of(settings, positions, engine_bytes, parts)
 }
 
 /// Whether a snapshot at `positions` can continue from the committed offsets `committed`: for

@@ -877,6 +877,7 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     };
     assert_eq!(live_keys().get(&whole), Some(&true), "{:?}", live_keys());
 
+    // Two instances: each restores that snapshot cut to the partitions it is given.
     let a = start(settings.clone());
     let b = start(settings);
     kafka.produce(late);
@@ -888,6 +889,21 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     );
     assert_eq!(pa + pb, PARTITIONS as f64);
     assert!(pa >= 1.0 && pb >= 1.0, "{pa} + {pb}");
+    // Every rebuild of either restored the snapshot made for all the partitions, cut to its
+    // own: none read the input's history from the start.
+    for t in [&ta, &tb] {
+        let rebuilds = metric(t, "dialguard_rebuilds_total");
+        assert!(rebuilds >= 1.0);
+        assert_eq!(
+            metric_with(
+                t,
+                "dialguard_snapshot_restores_total",
+                "result=\"restored\""
+            ),
+            rebuilds,
+            "{t}"
+        );
+    }
     stop_together(vec![a, b]);
     assert_same(&published(&kafka), &want);
     // Each stopped with a snapshot of its own partitions in place, and the one made for them
