@@ -307,7 +307,7 @@ impl Engine {
             w.str(&joined);
             w.u16(call_id.len() as u16);
             // Bit 0: an event id follows; bits 1-2 (since version 4): what the book supplied.
-            w.u8(event_id.is_some() as u8 | r.from_book() << 1);
+            w.u8(event_id.is_some() as u8 | r.book() << 1);
             w.u8(r.relation() as u8);
             // Since version 5: the lane.
             w.u8(r.lane);

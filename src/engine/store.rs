@@ -69,7 +69,7 @@ impl Record {
     }
 
     /// What the contact book supplied ([`Record::BOOK_DEBTOR`], [`Record::BOOK_RELATION`]).
-    pub fn from_book(&self) -> u8 {
+    pub fn book(&self) -> u8 {
         self.bits >> 5
     }
 
@@ -273,8 +273,8 @@ impl Slab {
             r.relation(),
         );
         c.event_id = ids.event_id().map(CompactString::from);
-        c.filled.debtor = r.from_book() & Record::BOOK_DEBTOR != 0;
-        c.filled.relation = r.from_book() & Record::BOOK_RELATION != 0;
+        c.filled.debtor = r.book() & Record::BOOK_DEBTOR != 0;
+        c.filled.relation = r.book() & Record::BOOK_RELATION != 0;
         c.account_id = s(StrField::AccountId);
         c.agent_id = s(StrField::AgentId);
         c.agency_id = s(StrField::AgencyId);
