@@ -228,6 +228,10 @@ pub struct Engine {
     kept: u8,
     /// Lane states, indexed by lane (partition numbers are small and dense).
     lanes: Vec<Option<LaneState>>,
+    /// Per lane, a cutoff of its own where it is above the engine's: a lane brought in from
+    /// another engine's state ([`Engine::absorb`]) keeps what that engine had evicted, while
+    /// the engine's cutoff is the lower of the two. Empty until then.
+    floors: Vec<i64>,
     /// The newest event time over all lanes.
     watermark: Option<i64>,
     /// Entries older than this were (or may have been) evicted: it only rises.
@@ -363,6 +367,7 @@ impl Engine {
             interner,
             kept,
             lanes: Vec::new(),
+            floors: Vec::new(),
             watermark: None,
             cutoff: i64::MIN,
             lateness,
@@ -686,6 +691,14 @@ impl Engine {
             if t < self.cutoff.saturating_add(reach) {
                 self.stats.too_late += 1;
                 return Ingest::TooLate(TooLate::Evicted { judged_from });
+            }
+        }
+        if let Some(&floor) = self.floors.get(lane as usize) {
+            if floor > self.cutoff && t < floor.saturating_add(reach) {
+                self.stats.too_late += 1;
+                return Ingest::TooLate(TooLate::Evicted {
+                    judged_from: Ts(floor.saturating_add(self.horizon)),
+                });
             }
         }
         let slot = self.store(call, pre, h, lane);

@@ -7,7 +7,8 @@
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
 //! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
-//! way (a tag and a u32: none, window shard, record slot, dedup shard); lanes; counters; the
+//! way (a tag and a u32: none, window shard, record slot, dedup shard); lanes; (since version 5)
+//! the lanes' own cutoffs (`floors`, one i64 a lane, often none); counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
 //! key, each with its call and trigger entries; then (since version 3) the debtor statuses known,
@@ -256,6 +257,11 @@ impl Engine {
                 }
             }
         }
+        // Since version 5: the lanes' own cutoffs.
+        w.len(self.floors.len());
+        for f in &self.floors {
+            w.i64(*f);
+        }
         let s = &self.stats;
         for v in [
             s.accepted,
@@ -403,6 +409,10 @@ impl Engine {
                 })
             })
             .collect::<Res<_>>()?;
+        if version >= 5 {
+            let n = r.len(8)?;
+            e.floors = (0..n).map(|_| r.i64()).collect::<Res<_>>()?;
+        }
         let s = &mut e.stats;
         s.accepted = r.u64()?;
         s.duplicates = r.u64()?;

@@ -1,6 +1,8 @@
-//! Keeping the state of some lanes only: [`Engine::retain_lanes`]. A service instance whose
-//! assignment shrank (a rebalance after scale-out: it keeps some of its partitions) restores
-//! its snapshot and keeps the partitions it still owns, instead of re-reading their history.
+//! Keeping the state of some lanes only ([`Engine::retain_lanes`]), and bringing the state of
+//! other lanes in ([`Engine::absorb`]). A service instance whose assignment changed (a
+//! rebalance: scale-out, scale-in, an instance replaced) restores the snapshots that hold its
+//! partitions, cuts each to the partitions it now owns and joins them, instead of re-reading
+//! their history.
 //!
 //! What the engine keeps of a lane is exactly what it would hold had it read that lane alone:
 //! its records, their window entries (calls and cooldown triggers) and their ids for
@@ -13,18 +15,24 @@
 //! The cutoff (what was evicted) stays: it followed the slowest of all lanes, so it is at or
 //! behind what the kept lanes alone would have allowed, and no kept call is refused for it.
 
+use super::intern::Sym;
+use super::rule::RuleKind;
 use super::store::Record;
 use super::table::SHARDS;
+use super::window::{Entry, MAX_SLOTS};
 use super::{Engine, Lane};
 use std::hash::BuildHasher;
 
-/// Why a state cannot be split by lane.
+/// Why a state cannot be split by lane, or two joined.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SplitError {
     /// Some retained calls' lanes are not known (lanes past 254, or a snapshot older than
     /// format 5).
     #[error("{0} retained calls have no known lane (a partition number past 254, or a snapshot older than format 5)")]
     UnknownLanes(usize),
+    /// Both states hold the same lane.
+    #[error("both states hold lane {0}")]
+    SharedLane(Lane),
 }
 
 impl Engine {
@@ -99,6 +107,9 @@ impl Engine {
             for (i, l) in self.lanes.iter_mut().enumerate() {
                 if !keep.contains(&(i as Lane)) {
                     *l = None;
+                    if let Some(f) = self.floors.get_mut(i) {
+                        *f = i64::MIN;
+                    }
                 }
             }
             // The newest event time over the lanes left.
@@ -116,4 +127,184 @@ impl Engine {
             .enumerate()
             .all(|(i, l)| l.is_none() || keep.contains(&(i as Lane)))
     }
+}
+
+impl Engine {
+    /// Brings in the state of `other`, an engine under the same rules and settings that holds
+    /// other lanes (another instance's snapshot, cut to the partitions this one now owns):
+    /// its calls, their window entries and ids, its lanes and statuses. The result judges the
+    /// calls of every lane exactly as the engine each lane came from would have — with one
+    /// caveat, the same as [`Engine::retain_lanes`]': a window whose key crosses lanes joins
+    /// the entries of both. Refused, changing nothing, when both hold a lane.
+    ///
+    /// What each engine had evicted stays evicted for its lanes: the engine's cutoff becomes
+    /// the lower of the two (a lane behind the others keeps what it needs), and the lanes of
+    /// the engine that had evicted more keep that engine's cutoff as their own (`floors`).
+    /// A call both hold (the same id on two lanes) is kept once, as this engine has it.
+    pub fn absorb(&mut self, mut other: Engine) -> Result<(), SplitError> {
+        for (i, l) in other.lanes.iter().enumerate() {
+            if l.is_some() && self.lanes.get(i).is_some_and(Option::is_some) {
+                return Err(SplitError::SharedLane(i as Lane));
+            }
+        }
+        self.finish_pass();
+        other.finish_pass();
+        // Lanes, and what each side had evicted.
+        let (mine, theirs) = (self.cutoff, other.cutoff);
+        let lanes_of = |e: &Engine| -> Vec<usize> {
+            (0..e.lanes.len())
+                .filter(|i| e.lanes[*i].is_some())
+                .collect()
+        };
+        let (my_lanes, their_lanes) = (lanes_of(self), lanes_of(&other));
+        let width = self.lanes.len().max(other.lanes.len());
+        self.lanes.resize(width, None);
+        for &i in &their_lanes {
+            self.lanes[i] = other.lanes[i];
+        }
+        let mut floors = vec![i64::MIN; width];
+        for &i in &my_lanes {
+            floors[i] = self.floors.get(i).copied().unwrap_or(i64::MIN).max(mine);
+        }
+        for &i in &their_lanes {
+            floors[i] = other.floors.get(i).copied().unwrap_or(i64::MIN).max(theirs);
+        }
+        self.cutoff = mine.min(theirs);
+        floors.iter_mut().for_each(|f| {
+            if *f <= self.cutoff {
+                *f = i64::MIN
+            }
+        });
+        self.floors = if floors.iter().all(|f| *f == i64::MIN) {
+            Vec::new()
+        } else {
+            floors
+        };
+        self.watermark = match (self.watermark, other.watermark) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_sweep = self.last_sweep.min(other.last_sweep);
+
+        // Calls: their strings interned here, a slot each.
+        let mut slot_of: Vec<Option<u32>> = vec![None; other.records.len()];
+        {
+            let theirs = other.interner.lock();
+            for slot in 0..other.records.len() as u32 {
+                if !other.records.live(slot) {
+                    continue;
+                }
+                let ids = other.records.ids(slot);
+                if self.is_retained(ids.call_id()) {
+                    continue;
+                }
+                let r = other.records[slot as usize];
+                let mut syms = r.syms;
+                {
+                    let mut mine = self.interner.lock();
+                    for s in &mut syms {
+                        if !s.is_none() {
+                            *s = mine.intern(theirs.get(*s));
+                        }
+                    }
+                }
+                let callee_zone = match r.callee_zone {
+                    0 => 0,
+                    z => {
+                        let tz = other.callee_zones[z as usize - 1].clone();
+                        self.callee_zone_index(&tz)
+                    }
+                };
+                let rec = Record::new(r.ts, syms, callee_zone, r.relation(), r.book(), r.lane);
+                let ids = super::store::Ids::new(ids.call_id(), ids.event_id());
+                let attrs = other.records.attrs(slot).cloned();
+                let h = self.hasher.hash_one(ids.call_id());
+                let new = match self.free.pop() {
+                    Some(s) => {
+                        self.records.put(s, rec, ids, attrs);
+                        s
+                    }
+                    None => self.records.push(rec, ids, attrs),
+                };
+                let (hasher, records) = (&self.hasher, &self.records);
+                self.dedup
+                    .insert(h, new, |&s| hasher.hash_one(records.call_id(s)));
+                self.live += 1;
+                slot_of[slot as usize] = Some(new);
+            }
+
+            // Windows: keys and distinct values by text, entries by their new slots.
+            let mine = self.interner.lock();
+            let sym = |s: Sym| -> Option<Sym> {
+                if s.is_none() {
+                    Some(s)
+                } else {
+                    mine.lookup(theirs.get(s))
+                }
+            };
+            for (ri, st) in other.states.iter().enumerate() {
+                let coded = matches!(self.rules[ri].kind, RuleKind::Status | RuleKind::Contact);
+                let entry = |e: &Entry| -> Option<Entry> {
+                    let new = slot_of.get(e.slot() as usize).copied().flatten()?;
+                    let val = if coded { e.val } else { sym(e.val)? };
+                    let raw = e.raw_slot() & !(MAX_SLOTS as u32 - 1) | new;
+                    Some(Entry::from_raw(e.ts, raw, val))
+                };
+                for (key, win) in st.windows.sorted() {
+                    let mut k = key;
+                    if k.iter_mut().any(|s| match sym(*s) {
+                        Some(n) => {
+                            *s = n;
+                            false
+                        }
+                        None => true,
+                    }) {
+                        continue; // no call of it was brought in
+                    }
+                    let calls: Vec<Entry> = win.calls.iter().filter_map(entry).collect();
+                    let triggers: Vec<Entry> = win.triggers().iter().filter_map(entry).collect();
+                    if calls.is_empty() && triggers.is_empty() {
+                        continue;
+                    }
+                    let w = self.states[ri].windows.entry(&k);
+                    join(&mut w.calls, calls);
+                    if !triggers.is_empty() {
+                        let t = w.triggers.get_or_insert_with(Default::default);
+                        join(t, triggers);
+                    }
+                }
+            }
+        }
+
+        // Statuses are reference data both may hold; the ones only the other knows join.
+        for st in other.statuses.all() {
+            if self.statuses.get(&st.id).is_none() {
+                self.statuses.upsert(st.clone());
+            }
+        }
+        let (s, o) = (&mut self.stats, &other.stats);
+        s.accepted += o.accepted;
+        s.duplicates += o.duplicates;
+        s.too_late += o.too_late;
+        s.alerts += o.alerts;
+        s.late_alerts += o.late_alerts;
+        s.evicted += o.evicted;
+        for i in 0..s.rule_matched.len() {
+            s.rule_matched[i] += o.rule_matched[i];
+            s.rule_skipped[i] += o.rule_skipped[i];
+            s.rule_alerts[i] += o.rule_alerts[i];
+        }
+        Ok(())
+    }
+}
+
+/// Joins `more` (sorted by time) into `v` (sorted by time), keeping `v`'s entries first among
+/// equal times.
+fn join(v: &mut Vec<Entry>, more: Vec<Entry>) {
+    if v.is_empty() {
+        *v = more;
+        return;
+    }
+    v.extend(more);
+    v.sort_by_key(|e| e.ts); // stable
 }

@@ -688,6 +688,114 @@ proptest! {
     }
 }
 
+/// Calls on `lanes_n` lanes (a debtor's on one, as Kafka's key puts them), each lane in
+/// event-time order, the lanes interleaved as `picks` say.
+fn interleaved(calls: &[Call], lanes_n: usize, picks: &[u8]) -> Vec<(Lane, Call)> {
+    let lane_of = |c: &Call| c.debtor_id[1..].parse::<usize>().unwrap() % lanes_n;
+    let mut lanes: Vec<Vec<Call>> = vec![Vec::new(); lanes_n];
+    for c in calls {
+        lanes[lane_of(c)].push(c.clone());
+    }
+    for l in &mut lanes {
+        l.sort_by_key(|c| (c.occurred_at, c.call_id.clone()));
+    }
+    let mut next = vec![0usize; lanes_n];
+    let mut arrived: Vec<(Lane, Call)> = Vec::new();
+    let mut pick = picks.iter().cycle();
+    while arrived.len() < calls.len() {
+        let mut l = *pick.next().unwrap() as usize % lanes_n;
+        while next[l] >= lanes[l].len() {
+            l = (l + 1) % lanes_n;
+        }
+        arrived.push((l as Lane, lanes[l][next[l]].clone()));
+        next[l] += 1;
+    }
+    arrived
+}
+
+/// The case's rules keyed by debtor (or keeping no state), with lateness and hourly sweeps.
+fn debtor_keyed(
+    params: &RuleParams,
+    lateness_h: i64,
+    sweep_step: usize,
+) -> (Vec<Rule>, EngineSettings) {
+    let rules: Vec<Rule> = rules_for(params)
+        .into_iter()
+        .filter(|r| {
+            r.key.is_empty()
+                || r.key
+                    .contains(&dialguard::engine::event::StrField::DebtorId)
+        })
+        .collect();
+    let settings = EngineSettings {
+        allowed_lateness: lateness_h * HOUR,
+        sweep_every: Some(HOUR),
+        sweep_step,
+        ..Default::default()
+    };
+    (rules, settings)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A rebalance that gives an instance partitions other instances held: the states restored
+    /// from their snapshots, each cut to its lanes and joined (`absorb`), judge the rest of
+    /// the calls exactly as one engine that read every lane from the start.
+    #[test]
+    fn states_of_disjoint_lanes_joined_judge_as_one_engine_that_read_them_all(
+        (specs, _order, _dups, params) in case(),
+        picks in prop::collection::vec(0u8..=255, 1..64),
+        lanes_n in 2usize..5,
+        mask in 1u8..15,
+        split in 0usize..1000,
+        lateness_h in 1i64..4,
+        sweep_step in prop_oneof![Just(1usize), Just(4096)],
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let arrived = interleaved(&calls, lanes_n, &picks);
+        let all: Vec<Lane> = (0..lanes_n as Lane).collect();
+        let (mine, theirs): (Vec<Lane>, Vec<Lane>) = all.iter().partition(|l| mask & (1 << **l) != 0);
+        prop_assume!(!mine.is_empty() && !theirs.is_empty());
+        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
+        let fresh = |lanes: &[Lane]| {
+            let mut e = Engine::new(rules.clone(), settings.clone());
+            e.open_lanes(lanes);
+            e
+        };
+        let (mut whole, mut a, mut b) = (fresh(&all), fresh(&mine), fresh(&theirs));
+        let k = split % (arrived.len() + 1);
+        let mut out = Vec::new();
+        for (l, c) in &arrived[..k] {
+            whole.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            let side = if mine.contains(l) { &mut a } else { &mut b };
+            side.ingest_alerts_on(*l, c, Ts(0), &mut out);
+        }
+        let restored = |e: &Engine| Engine::from_snapshot(rules.clone(), settings.clone(), &e.snapshot())
+            .map_err(|e| TestCaseError::fail(e.to_string()));
+        let mut joined = restored(&a)?;
+        let retained = a.retained_calls() + b.retained_calls();
+        joined.absorb(restored(&b)?).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(joined.retained_calls() <= retained);
+        for (_, c) in &arrived[..k] {
+            prop_assert_eq!(joined.is_retained(&c.call_id), a.is_retained(&c.call_id) || b.is_retained(&c.call_id));
+        }
+        // Joining a lane twice is refused.
+        prop_assert!(joined.absorb(restored(&b)?).is_err());
+        // The joined state snapshots and restores like any other.
+        let bytes = joined.snapshot();
+        prop_assert_eq!(restored(&joined)?.snapshot(), bytes);
+        for (l, c) in &arrived[k..] {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            let rx = joined.ingest_alerts_on(*l, c, Ts(0), &mut x);
+            let ry = whole.ingest_alerts_on(*l, c, Ts(0), &mut y);
+            prop_assert_eq!(rx, ry, "outcome of {}", &c.call_id);
+            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+            prop_assert_eq!(json(&x), json(&y), "alerts of {}", &c.call_id);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -707,38 +815,10 @@ proptest! {
         sweep_step in prop_oneof![Just(1usize), Just(4096)],
     ) {
         let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
-        let lane_of = |c: &Call| c.debtor_id[1..].parse::<usize>().unwrap() % lanes_n;
-        // The interleaved arrival: each lane in event-time order, the lanes picked at random.
-        let mut lanes: Vec<Vec<Call>> = vec![Vec::new(); lanes_n];
-        for c in &calls {
-            lanes[lane_of(c)].push(c.clone());
-        }
-        for l in &mut lanes {
-            l.sort_by_key(|c| (c.occurred_at, c.call_id.clone()));
-        }
-        let mut next = vec![0usize; lanes_n];
-        let mut arrived: Vec<(Lane, Call)> = Vec::new();
-        let mut pick = picks.iter().cycle();
-        while arrived.len() < calls.len() {
-            let mut l = *pick.next().unwrap() as usize % lanes_n;
-            while next[l] >= lanes[l].len() {
-                l = (l + 1) % lanes_n;
-            }
-            arrived.push((l as Lane, lanes[l][next[l]].clone()));
-            next[l] += 1;
-        }
+        let arrived = interleaved(&calls, lanes_n, &picks);
         let keep: Vec<Lane> = (0..lanes_n as Lane).filter(|l| keep_mask & (1 << l) != 0).collect();
         prop_assume!(!keep.is_empty());
-        let rules: Vec<Rule> = rules_for(&params)
-            .into_iter()
-            .filter(|r| r.key.is_empty() || r.key.contains(&dialguard::engine::event::StrField::DebtorId))
-            .collect();
-        let settings = EngineSettings {
-            allowed_lateness: lateness_h * HOUR,
-            sweep_every: Some(HOUR),
-            sweep_step,
-            ..Default::default()
-        };
+        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
         let all: Vec<Lane> = (0..lanes_n as Lane).collect();
         let mut whole = Engine::new(rules.clone(), settings.clone());
         whole.open_lanes(&all);
@@ -778,6 +858,70 @@ proptest! {
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(again.snapshot(), bytes);
     }
+}
+
+/// What one state had evicted stays evicted for its lanes once joined with a state that had
+/// evicted less: a lane that was idle while its engine's others moved on still refuses an old
+/// call as evicted, as its own engine would, though the joined engine's cutoff is the other's.
+#[test]
+fn a_joined_lane_keeps_what_its_engine_had_evicted() {
+    let (rules, settings) = debtor_keyed(
+        &RuleParams {
+            cap_hours: 24,
+            cap_limit: 3,
+            local_days: 1,
+            calendar: 0,
+            cal_limit: 3,
+            distinct_limit: 2,
+            cool_hours: 24,
+            cool_days: 1,
+            zone: 0,
+            callee: false,
+            from_h: 8,
+            to_h: 20,
+        },
+        1,
+        4096,
+    );
+    let spec = |debtor, hour| CallSpec {
+        hour,
+        minute: 0,
+        debtor,
+        phone: debtor,
+        account: None,
+        outcome: None,
+        relation: 0,
+        tz: None,
+    };
+    let mut out = Vec::new();
+    // Lanes 0 and 2: lane 0 delivers at hour 1 and goes idle; lane 2 moves on 10 days.
+    let mut a = Engine::new(rules.clone(), settings.clone());
+    a.open_lanes(&[0, 2]);
+    a.ingest_alerts_on(0, &make_call(0, &spec(0, 1)), Ts(0), &mut out);
+    a.lane_idle(0);
+    for h in 0..240 {
+        a.ingest_alerts_on(2, &make_call(100 + h, &spec(2, h as i64)), Ts(0), &mut out);
+    }
+    // Lane 1 has evicted nothing.
+    let mut b = Engine::new(rules.clone(), settings.clone());
+    b.open_lanes(&[1]);
+    b.ingest_alerts_on(1, &make_call(1, &spec(1, 1)), Ts(0), &mut out);
+    let late = make_call(9, &spec(4, 1));
+    let mut joined = Engine::from_snapshot(rules.clone(), settings.clone(), &a.snapshot()).unwrap();
+    joined
+        .absorb(Engine::from_snapshot(rules.clone(), settings.clone(), &b.snapshot()).unwrap())
+        .unwrap();
+    let mut restored = Engine::from_snapshot(rules, settings, &joined.snapshot()).unwrap();
+    let own = a.ingest_alerts_on(0, &late, Ts(0), &mut out);
+    assert!(matches!(own, Ingest::TooLate(_)), "{own:?}");
+    assert_eq!(joined.ingest_alerts_on(0, &late, Ts(0), &mut out), own);
+    assert_eq!(restored.ingest_alerts_on(0, &late, Ts(0), &mut out), own);
+    // Lane 1 still takes its old calls.
+    let old = make_call(10, &spec(5, 2));
+    assert!(matches!(
+        joined.ingest_alerts_on(1, &old, Ts(0), &mut out),
+        Ingest::Accepted { .. }
+    ));
 }
 
 /// Calls whose lanes are not known (a lane past 254) keep the state whole: cutting it to some
