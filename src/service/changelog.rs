@@ -414,9 +414,9 @@ struct Held {
 
 /// What a restore reads of the snapshots topic for the assigned partitions: the last value of
 /// the manifest of exactly that set and of each of its chunks, and likewise for every set that
-/// holds all of them and more (a snapshot from before a rebalance that took partitions away:
-/// its state is cut to the assigned ones). A later value of a key replaces an earlier one, as
-/// compaction would; a tombstone deletes it.
+/// shares a partition with it (snapshots from before a rebalance: this instance's, or other
+/// instances'). A later value of a key replaces an earlier one, as compaction would; a
+/// tombstone deletes it.
 #[derive(Clone)]
 pub(crate) struct Scan {
     /// `<group>/`.
@@ -424,7 +424,7 @@ pub(crate) struct Scan {
     /// The assigned partitions, and as written in keys.
     parts: Vec<i32>,
     set: String,
-    /// By partition set written as in keys: this set's and its supersets'.
+    /// By partition set written as in keys: this set's and those sharing a partition with it.
     held: HashMap<String, Held>,
     /// Live keys of the group's snapshots for other partition sets that share a partition
     /// with this one: stale once this set has a snapshot in place.
@@ -470,9 +470,6 @@ impl Scan {
                 Some(_) => self.stale.insert(key.to_owned()),
                 None => self.stale.remove(key),
             };
-            if !self.parts.iter().all(|p| other.contains(p)) {
-                return;
-            }
         }
         let held = self.held.entry(set.to_owned()).or_default();
         let Some(rest) = rest else {
@@ -521,22 +518,23 @@ impl Scan {
         s
     }
 
-    /// The engine bytes and positions of the newest snapshot whose partitions include the
-    /// assigned ones (this set's own, or a larger set's from before a rebalance), checked
-    /// whole. The newest is the one whose manifest names the latest snapshot id (the writer's
-    /// clock); a manifest that cannot be read is passed over for the next.
-    pub(crate) fn assemble(mut self) -> Result<(BTreeMap<i32, i64>, Vec<u8>), Unusable> {
-        let mut manifests: Vec<(Result<Manifest, String>, String)> = self
+    /// The snapshots held, newest first (the latest snapshot id: the writer's clock), their
+    /// manifests read; those whose manifest cannot be read come last, as errors.
+    fn candidates(&self) -> Vec<(String, Result<Manifest, String>)> {
+        let mut v: Vec<(String, Result<Manifest, String>)> = self
             .held
             .iter()
-            .filter_map(|(set, h)| Some((read_manifest(h.manifest.as_deref()?), set.clone())))
+            .filter_map(|(set, h)| Some((set.clone(), read_manifest(h.manifest.as_deref()?))))
             .collect();
-        manifests.sort_by_key(|(m, set)| (m.as_ref().map(|m| m.id).ok(), *set == self.set));
-        let Some((m, set)) = manifests.pop() else {
-            return Err(Unusable::Absent);
-        };
-        let m = m.map_err(Unusable::Unreadable)?;
-        let mut held = self.held.remove(&set).unwrap_or_default();
+        v.sort_by_key(|(set, m)| {
+            std::cmp::Reverse((m.as_ref().map(|m| m.id).ok(), *set == self.set))
+        });
+        v
+    }
+
+    /// The engine bytes of the snapshot `m` of `set` names, checked whole.
+    fn bytes_of(&mut self, set: &str, m: &Manifest) -> Result<Vec<u8>, Unusable> {
+        let mut held = self.held.remove(set).unwrap_or_default();
         let mut bytes = Vec::with_capacity(m.len as usize);
         for n in 0..m.chunks {
             let c = held.chunks.remove(&(m.slot, n)).ok_or_else(|| {
@@ -560,14 +558,68 @@ impl Scan {
                 "checksum mismatch (chunks cut short or corrupt)".into(),
             ));
         }
+        Ok(bytes)
+    }
+
+    /// The engine bytes and positions of the newest snapshot held, checked whole.
+    #[cfg(test)]
+    pub(crate) fn assemble(mut self) -> Result<(BTreeMap<i32, i64>, Vec<u8>), Unusable> {
+        let Some((set, m)) = self.candidates().into_iter().next() else {
+            return Err(Unusable::Absent);
+        };
+        let m = m.map_err(Unusable::Unreadable)?;
+        let bytes = self.bytes_of(&set, &m)?;
         Ok((m.positions, bytes))
     }
 
-    /// The snapshot restored under `settings` for `parts` (sorted), cut to them when it was
-    /// made for more; refused if made under other rules or without some of them.
-    pub(crate) fn restore(self, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
-        let (positions, bytes) = self.assemble()?;
-        snapshots::engine_of(settings, positions, &bytes, parts)
+    /// The snapshots that hold the assigned partitions, restored under `settings`: for each
+    /// partition the newest snapshot that holds it, each cut to the partitions it is used
+    /// for (a snapshot refused — damaged, made under other rules — leaves its partitions to
+    /// the next newest). With the reasons of those refused; a partition no usable snapshot
+    /// holds is in none of the pieces (its history is read instead).
+    pub(crate) fn restore(mut self, settings: &Settings) -> (Vec<Restored>, Vec<Unusable>) {
+        let parts = self.parts.clone();
+        let mut taken: Vec<i32> = Vec::new();
+        let (mut pieces, mut refused) = (Vec::new(), Vec::new());
+        for (set, m) in self.candidates() {
+            if taken.len() == parts.len() {
+                break;
+            }
+            let m = match m {
+                Ok(m) => m,
+                Err(why) => {
+                    let needed = parse_set(&set).is_some_and(|ps| {
+                        ps.iter().any(|p| parts.contains(p) && !taken.contains(p))
+                    });
+                    if needed {
+                        refused.push(Unusable::Unreadable(why));
+                    }
+                    continue;
+                }
+            };
+            let take: Vec<i32> = parts
+                .iter()
+                .copied()
+                .filter(|p| m.positions.contains_key(p) && !taken.contains(p))
+                .collect();
+            if take.is_empty() {
+                continue;
+            }
+            let restored = self.bytes_of(&set, &m).and_then(|bytes| {
+                snapshots::engine_of(settings, m.positions.clone(), &bytes, &take)
+            });
+            match restored {
+                Ok(r) => {
+                    taken.extend(&take);
+                    pieces.push(r);
+                }
+                Err(why) => refused.push(why),
+            }
+        }
+        if pieces.is_empty() && refused.is_empty() {
+            refused.push(Unusable::Absent);
+        }
+        (pieces, refused)
     }
 }
 

@@ -822,11 +822,15 @@ impl Pipeline<'_> {
                         if r.from_snapshot {
                             restores.with_label_values(&["restored"]).inc();
                         }
-                        if let Some(made_for) = &r.cut_from {
+                        // Snapshots from before a rebalance: say which served which partitions.
+                        let joined = r.pieces.len() > 1 || r.pieces.iter().any(|p| p.1.is_some());
+                        for (used, made_for) in r.pieces.iter().filter(|_| joined) {
                             tracing::info!(
-                                made_for = changelog::partition_set(made_for),
+                                partitions = changelog::partition_set(used),
+                                made_for =
+                                    changelog::partition_set(made_for.as_deref().unwrap_or(used)),
                                 assigned = changelog::partition_set(&parts),
-                                "snapshot cut to the assigned partitions (made before a rebalance)"
+                                "restored partitions from a snapshot made before a rebalance"
                             );
                         }
                         self.last_snapshot = Instant::now();

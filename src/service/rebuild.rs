@@ -37,7 +37,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// What a rebuild needs from the processing loop.
@@ -70,8 +70,9 @@ pub(crate) struct Rebuilt {
     pub(crate) engine: Engine,
     /// Whether it continues a snapshot (otherwise it was rebuilt from the input's history).
     pub(crate) from_snapshot: bool,
-    /// The partitions the snapshot was made for, when it was cut to fewer (a rebalance).
-    pub(crate) cut_from: Option<Vec<i32>>,
+    /// The snapshots it continues: for each, the partitions it was used for, and those it was
+    /// made for when it held more (made before a rebalance).
+    pub(crate) pieces: Vec<(Vec<i32>, Option<Vec<i32>>)>,
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
     /// Alerts and directives read back.
@@ -209,13 +210,14 @@ fn read_ranges(
     Ok(n)
 }
 
-/// Reads the snapshots topic whole and restores the snapshot of `parts` it holds, if usable;
-/// tells the changelog what it learnt of the slots.
+/// Reads the snapshots topic whole and restores the snapshots that hold `parts`, each cut to
+/// those it is used for (see [`changelog::Scan::restore`]); tells the changelog what it learnt
+/// of the slots.
 fn read_changelog(
     cx: &mut Ctx<'_>,
     t: &Changelog,
     parts: &[i32],
-) -> Result<Result<Restored, Unusable>, Abort> {
+) -> Result<(Vec<Restored>, Vec<Unusable>), Abort> {
     let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let md = retry(cx, "reading the snapshots topic's metadata", |_| {
         probe.fetch_metadata(Some(&t.topic), TIMEOUT)
@@ -239,7 +241,7 @@ fn read_changelog(
         scan.add(m.key().unwrap_or_default(), m.payload())
     })?;
     t.learn(&scan.key(), scan.slots(), scan.stale());
-    Ok(scan.restore(cx.settings, parts))
+    Ok(scan.restore(cx.settings))
 }
 
 fn header<'a>(m: &'a BorrowedMessage<'_>, name: &str) -> Option<&'a str> {
@@ -405,30 +407,34 @@ pub(crate) fn rebuild(
     parts: &[i32],
     store: Option<&Store>,
 ) -> Result<Rebuilt, Abort> {
-    let base = match store {
-        None => None,
-        Some(store) => {
-            let loaded = match store {
-                Store::File(file) => snapshots::load(file, cx.settings, parts),
-                Store::Topic(t) => read_changelog(cx, t, parts)?,
-            };
-            match loaded {
-                Ok(r) => Some(r),
-                Err(why) => {
-                    cx.snapshot_restores.with_label_values(&[why.label()]).inc();
-                    if why == Unusable::Absent {
-                        tracing::info!(
-                            store = store.place(),
-                            "no snapshot: rebuilding from the input's history"
-                        );
-                    } else {
-                        tracing::warn!(reason = %why, store = store.place(), "snapshot not restored: rebuilding from the input's history");
-                    }
-                    None
-                }
-            }
+    let (mut pieces, refused) = match store {
+        None => (Vec::new(), Vec::new()),
+        Some(store @ Store::File(file)) => match snapshots::load(file, cx.settings, parts) {
+            Ok(r) => (vec![r], Vec::new()),
+            Err(why) => (Vec::new(), vec![(why, store.place())]),
+        },
+        Some(store @ Store::Topic(t)) => {
+            let (pieces, refused) = read_changelog(cx, t, parts)?;
+            let place = store.place();
+            (
+                pieces,
+                refused.into_iter().map(|w| (w, place.clone())).collect(),
+            )
         }
     };
+    for (why, place) in refused {
+        cx.snapshot_restores.with_label_values(&[why.label()]).inc();
+        if why == Unusable::Absent {
+            tracing::info!(
+                store = place,
+                "no snapshot: rebuilding from the input's history"
+            );
+        } else if pieces.is_empty() {
+            tracing::warn!(reason = %why, store = place, "snapshot not restored: rebuilding from the input's history");
+        } else {
+            tracing::warn!(reason = %why, store = place, "a snapshot set aside: the partitions it held come from another, or from their history");
+        }
+    }
     let k = cx.settings.kafka.clone();
     // Producers' clocks may run ahead of event time or of each other: read a little more.
     let margin_ms = cx.settings.decode.max_future_skew / 1_000_000 + 3_600_000;
@@ -448,9 +454,9 @@ pub(crate) fn rebuild(
     let probe = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     // A partition with nothing committed is read from its earliest retained offset.
     let mut earliest: HashMap<i32, i64> = HashMap::new();
-    if let Some(b) = &base {
+    for b in &pieces {
         for (part, s) in &b.positions {
-            if *s > 0 && parts.contains(part) && !commit_at.contains_key(part) {
+            if *s > 0 && !commit_at.contains_key(part) {
                 let (topic, partition) = inputs.split(*part);
                 let (lo, _) = retry(cx, "reading offsets", |_| {
                     probe.fetch_watermarks(topic, partition, TIMEOUT)
@@ -459,26 +465,51 @@ pub(crate) fn rebuild(
             }
         }
     }
-    let base = base.and_then(|b| {
-        if snapshots::at_commit(&b.positions, &commit_at, &earliest) {
-            Some(b)
-        } else {
+    pieces.retain(|b| {
+        let ok = snapshots::at_commit(&b.positions, &commit_at, &earliest);
+        if !ok {
             let why = Unusable::NotAtCommit;
-            tracing::warn!(reason = %why, "snapshot not restored: rebuilding from the input's history");
+            tracing::warn!(reason = %why, "snapshot not restored: its partitions are rebuilt from the input's history");
             cx.snapshot_restores.with_label_values(&[why.label()]).inc();
-            None
         }
+        ok
     });
-    let mut cut_from = None;
-    let (mut engine, from) = match base {
-        Some(b) => {
-            cut_from = b.cut_from;
-            (b.engine, Some(b.positions))
+    // One snapshot for every partition: continued as it is. Otherwise the snapshots' states
+    // are joined, the largest taking in the others, and the partitions none holds start empty
+    // (their history is read below).
+    let mut pieces_from = Vec::new();
+    let mut from: Option<BTreeMap<i32, i64>> = None;
+    let mut base: Option<Engine> = None;
+    pieces.sort_by_key(|b| std::cmp::Reverse(b.engine.retained_calls()));
+    for b in pieces {
+        pieces_from.push((b.positions.keys().copied().collect::<Vec<_>>(), b.cut_from));
+        from.get_or_insert_with(BTreeMap::new).extend(b.positions);
+        match &mut base {
+            None => base = Some(b.engine),
+            Some(e) => e
+                .absorb(b.engine)
+                .expect("the snapshots used hold disjoint partitions"),
         }
-        None => (
-            Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone()),
-            None,
-        ),
+    }
+    let fresh = || Engine::new(cx.settings.rules.clone(), cx.settings.engine.clone());
+    let uncovered: Vec<Lane> = parts
+        .iter()
+        .filter(|p| !from.as_ref().is_some_and(|f| f.contains_key(p)))
+        .map(|p| *p as Lane)
+        .collect();
+    let mut engine = match base {
+        None => fresh(),
+        Some(mut e) => {
+            if !uncovered.is_empty() {
+                // Empty lanes of an engine that evicted nothing: the joined cutoff lets their
+                // history in, while the snapshots' lanes keep theirs.
+                let mut empty = fresh();
+                empty.open_lanes(&uncovered);
+                e.absorb(empty)
+                    .expect("partitions no snapshot holds are in none");
+            }
+            e
+        }
     };
     engine.set_contacts(cx.contacts.clone());
     let lanes: Vec<Lane> = parts.iter().map(|p| *p as Lane).collect();
@@ -525,9 +556,9 @@ pub(crate) fn rebuild(
             .filter(|s| s.offset < c)
             .filter_map(|s| s.event)
             .max();
-        let start = match (&from, newest) {
+        let start = match (from.as_ref().and_then(|f| f.get(part)), newest) {
             // A snapshot reflects the records before its position.
-            (Some(positions), _) => positions.get(part).copied().unwrap_or(lo).max(lo),
+            (Some(position), _) => (*position).max(lo),
             (None, Some(t)) => history_start(
                 cx,
                 &probe,
@@ -628,7 +659,7 @@ pub(crate) fn rebuild(
     Ok(Rebuilt {
         engine,
         from_snapshot: from.is_some(),
-        cut_from,
+        pieces: pieces_from,
         published,
         history,
         alerts_read,

@@ -36,7 +36,7 @@ pub(crate) enum Unusable {
     Unreadable(String),
     /// Made under other rules or another lateness.
     OtherRules,
-    /// Made for another set of partitions: some of those assigned are not in it.
+    /// Made for other partitions: none of those assigned is in it.
     OtherPartitions,
     /// Made for more partitions than those assigned, and its state cannot be cut to them
     /// (calls whose partition it does not know: a partition number past 254, or a snapshot
@@ -68,7 +68,7 @@ impl std::fmt::Display for Unusable {
             Unusable::Unreadable(why) => write!(f, "the snapshot is unreadable: {why}"),
             Unusable::OtherRules => write!(f, "the snapshot was made under other rules"),
             Unusable::OtherPartitions => {
-                write!(f, "the snapshot was made without some of the assigned partitions")
+                write!(f, "the snapshot holds none of the assigned partitions")
             }
             Unusable::Uncut(why) => write!(
                 f,
@@ -82,13 +82,13 @@ impl std::fmt::Display for Unusable {
     }
 }
 
-/// A snapshot read back: the engine, and for each partition it covers, the offset of the
-/// first record it does not reflect.
+/// A snapshot read back (or the part of one an assignment uses): the engine, and for each
+/// partition it holds, the offset of the first record it does not reflect.
 pub(crate) struct Restored {
     pub(crate) engine: Engine,
     pub(crate) positions: BTreeMap<i32, i64>,
-    /// The partitions the snapshot was made for when they were more than those assigned (a
-    /// rebalance took some away): its state was cut to the assigned ones.
+    /// The partitions the snapshot was made for when it held more than it is used for (made
+    /// before a rebalance): its state was cut to `positions`' partitions.
     pub(crate) cut_from: Option<Vec<i32>>,
 }
 
@@ -349,17 +349,21 @@ pub fn put_in_place(
     store.promote(written, timeout)
 }
 
-/// Restores the engine of a snapshot read whole, under `settings`, for the assigned `parts`
-/// (sorted): the snapshot must cover all of them; when it covers more (made before a
-/// rebalance took some away), its state is cut to them ([`Engine::retain_lanes`]) and so are
-/// its positions.
+/// Restores the engine of a snapshot read whole, under `settings`, for those of `parts`
+/// (sorted) it holds: when it holds others too (made before a rebalance), its state is cut to
+/// these ([`Engine::retain_lanes`]) and so are its positions. Refused when it holds none.
 pub(crate) fn engine_of(
     settings: &Settings,
     mut positions: BTreeMap<i32, i64>,
     engine_bytes: &[u8],
     parts: &[i32],
 ) -> Result<Restored, Unusable> {
-    if !parts.iter().all(|p| positions.contains_key(p)) {
+    let keep: Vec<i32> = parts
+        .iter()
+        .copied()
+        .filter(|p| positions.contains_key(p))
+        .collect();
+    if keep.is_empty() {
         return Err(Unusable::OtherPartitions);
     }
     let mut engine = Engine::from_snapshot(
@@ -372,13 +376,13 @@ pub(crate) fn engine_of(
         other => Unusable::Unreadable(other.to_string()),
     })?;
     let mut cut_from = None;
-    if positions.len() > parts.len() {
-        let lanes: Vec<crate::engine::Lane> = parts.iter().map(|p| *p as _).collect();
+    if positions.len() > keep.len() {
+        let lanes: Vec<crate::engine::Lane> = keep.iter().map(|p| *p as _).collect();
         engine
             .retain_lanes(&lanes)
             .map_err(|e| Unusable::Uncut(e.to_string()))?;
         cut_from = Some(positions.keys().copied().collect());
-        positions.retain(|p, _| parts.contains(p));
+        positions.retain(|p, _| keep.contains(p));
     }
     Ok(Restored {
         engine,
@@ -387,8 +391,8 @@ pub(crate) fn engine_of(
     })
 }
 
-/// Reads the snapshot in `file` for `parts` (sorted), if there is a usable one: made for
-/// exactly those partitions, or for more (then cut to them). Whether it is at the committed
+/// Reads the snapshot in `file` for `parts` (sorted), if there is a usable one that holds
+/// some of them (cut to those when it holds others too). Whether it is at the committed
 /// offsets is for the caller to check, once it has read them ([`at_commit`]).
 pub(crate) fn load(file: &Path, settings: &Settings, parts: &[i32]) -> Result<Restored, Unusable> {
     let mut bytes = Vec::new();

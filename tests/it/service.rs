@@ -852,6 +852,9 @@ fn directives_say_until_when_to_hold_a_debtor_across_a_restart() {
     assert!(counted > 0.0, "the metric counts them:\n{text}");
 }
 
+/// One instance, then two (scale-out), then one again (scale-in): every breach exactly once,
+/// as replay finds them, and every assignment after the first restores snapshots — the one
+/// made for all partitions cut to each instance's, then the two instances' joined.
 #[test]
 fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     let kafka = Kafka::new("pair");
@@ -859,7 +862,8 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     let lines = traffic(4000, 13);
     let (want, _) = expected(&settings, &lines);
     assert!(want.len() > 50, "{}", want.len());
-    let (early, late) = lines.split_at(lines.len() / 4);
+    let (early, rest) = lines.split_at(lines.len() / 4);
+    let (late, last) = rest.split_at(rest.len() * 2 / 3);
 
     // One instance first: its snapshot (every partition) is left in the snapshots topic.
     let alone = start(settings.clone());
@@ -879,7 +883,7 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
 
     // Two instances: each restores that snapshot cut to the partitions it is given.
     let a = start(settings.clone());
-    let b = start(settings);
+    let b = start(settings.clone());
     kafka.produce(late);
     wait_done(&kafka, &[&a, &b]);
     let (ta, tb) = (a.handles.metrics.render(), b.handles.metrics.render());
@@ -905,7 +909,10 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
         );
     }
     stop_together(vec![a, b]);
-    assert_same(&published(&kafka), &want);
+    assert_same(
+        &published(&kafka),
+        &expected(&settings, &[early, late].concat()).0,
+    );
     // Each stopped with a snapshot of its own partitions in place, and the one made for them
     // all, which only a stale restore could use now, is deleted, its chunks with it.
     let keys = live_keys();
@@ -921,6 +928,104 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
             .all(|(_, live)| !live),
         "{keys:?}"
     );
+
+    // One instance again: the two snapshots joined, no input read back (both stopped
+    // gracefully, their snapshots at the committed offsets).
+    let c = start(settings.clone());
+    kafka.produce(last);
+    wait_done(&kafka, &[&c]);
+    let t = c.handles.metrics.render();
+    assert_eq!(
+        metric(&t, "dialguard_kafka_assigned_partitions"),
+        PARTITIONS as f64
+    );
+    assert_eq!(metric(&t, "dialguard_rebuilds_total"), 1.0, "{t}");
+    assert_eq!(
+        metric_with(
+            &t,
+            "dialguard_snapshot_restores_total",
+            "result=\"restored\""
+        ),
+        1.0,
+        "{t}"
+    );
+    assert_eq!(
+        metric_with(&t, "dialguard_rebuild_records_total", "topic=\"input\""),
+        0.0,
+        "{t}"
+    );
+    c.stop();
+    assert_same(&published(&kafka), &want);
+    // Its snapshot of every partition replaced the two.
+    let keys = live_keys();
+    let manifests: Vec<&String> = keys
+        .iter()
+        .filter(|(k, live)| **live && k.matches('/').count() == 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(manifests, vec![&whole], "{keys:?}");
+}
+
+/// Scale-in when one instance left no snapshot (its manifest deleted here): the remaining
+/// snapshot serves its partitions, the others are rebuilt from their history beside them, and
+/// the breaches are still replay's, each once.
+#[test]
+fn partitions_no_snapshot_holds_are_rebuilt_beside_those_a_snapshot_restores() {
+    let kafka = Kafka::new("half");
+    let settings = kafka.settings("tests/config/debtor-keyed.toml");
+    let lines = traffic(3000, 17);
+    let (want, _) = expected(&settings, &lines);
+    let (early, late) = lines.split_at(lines.len() / 2);
+    let a = start(settings.clone());
+    let b = start(settings.clone());
+    kafka.produce(early);
+    wait_done(&kafka, &[&a, &b]);
+    stop_together(vec![a, b]);
+    // Each left a manifest for its partitions; the one without partition 0 is deleted.
+    let mut last = BTreeMap::new();
+    for r in kafka.read_all(&kafka.snapshots()) {
+        last.insert(
+            String::from_utf8(r.key.unwrap()).unwrap(),
+            !r.payload.is_empty(),
+        );
+    }
+    let manifests: Vec<String> = last
+        .iter()
+        .filter(|(k, live)| **live && k.matches('/').count() == 1)
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(manifests.len(), 2, "{last:?}");
+    let gone = manifests
+        .iter()
+        .find(|k| !k.ends_with("/0") && !k.contains("/0-") && !k.contains("/0,"))
+        .expect("one without partition 0");
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &kafka.brokers)
+        .create()
+        .unwrap();
+    producer
+        .send(BaseRecord::<str, [u8]>::to(&kafka.snapshots()).key(gone.as_str()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(PATIENCE).unwrap();
+
+    let c = start(settings.clone());
+    kafka.produce(late);
+    wait_done(&kafka, &[&c]);
+    let t = c.handles.metrics.render();
+    assert_eq!(metric(&t, "dialguard_rebuilds_total"), 1.0, "{t}");
+    assert_eq!(
+        metric_with(
+            &t,
+            "dialguard_snapshot_restores_total",
+            "result=\"restored\""
+        ),
+        1.0,
+        "{t}"
+    );
+    assert!(metric_with(&t, "dialguard_rebuild_records_total", "topic=\"input\"") > 0.0);
+    c.stop();
+    assert_same(&published(&kafka), &want);
 }
 
 /// Tests that need the mock cluster's own behaviour skip, saying why, on a real broker.
