@@ -1,6 +1,8 @@
 //! Snapshot and restore of a large engine: bytes, bytes per retained call, and seconds to
 //! write and to restore. `cargo bench --bench snapshot [-- --calls N]` (default 4,000,000
-//! calls over 28 days with `config/dialguard.toml`, so that all of them are retained).
+//! calls over 28 days with `config/dialguard.toml`, so that all of them are retained; the
+//! calls on four lanes by debtor). Then a rebalance: the restored state cut to half the lanes,
+//! twice (`Engine::retain_lanes`), and the halves joined (`Engine::absorb`).
 //!
 //! `cargo bench --bench snapshot -- --service [--calls N]`: the restart of `dialguard run` from
 //! a snapshot, on librdkafka's mock cluster. An engine judges N calls over 7 days under
@@ -16,7 +18,10 @@
 //! committed, and the same restart is then measured again without the snapshot: the full
 //! rebuild, side by side. `--topic` puts the snapshot in the snapshots topic, the default store,
 //! instead of a directory, and skips the full rebuild; on the mock cluster that topic gets 64
-//! partitions, so that its 5 MiB a partition hold the whole snapshot.
+//! partitions, so that its 5 MiB a partition hold the whole snapshot. `--rebalance` (with
+//! `--topic`, on the mock cluster): the calls on four partitions, and two snapshots in the
+//! topic, of partitions 0-1 and 2-3, as two instances leave them; one instance then starts and
+//! restores both, joined (a scale-in).
 
 use dialguard::engine::Engine;
 use std::time::Instant;
@@ -42,13 +47,18 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .map_or(4_000_000, |v| v.parse().expect("--calls N"));
     if args.iter().any(|a| a == "--service") {
-        service_restart(n, args.iter().any(|a| a == "--topic"));
+        service_restart(
+            n,
+            args.iter().any(|a| a == "--topic"),
+            args.iter().any(|a| a == "--rebalance"),
+        );
         return;
     }
     let mut settings = common::settings("dialguard.toml");
     // Keep every call: the figure is per retained call, and the point is a large state.
     settings.engine.allowed_lateness = 60 * 86_400 * dialguard::engine::time::NANOS_PER_SEC;
-    let engine = judged(&settings, &common::calls(&settings, n, 28));
+    // Four lanes (partitions, by debtor), so that a rebalance can be measured too.
+    let engine = judged_on_lanes(&settings, &common::calls(&settings, n, 28), LANES);
     let retained = engine.retained_calls();
     let t = Instant::now();
     let bytes = engine.snapshot();
@@ -63,6 +73,50 @@ fn main() {
         bytes.len() as f64 / 1048576.0,
         bytes.len() as f64 / retained as f64,
     );
+    drop((engine, restored));
+
+    // A rebalance: two instances each restore the snapshot and cut it to half the partitions
+    // (scale-out), then one joins the two halves (scale-in).
+    let half = |keep: &[u32]| {
+        let mut e = Engine::from_snapshot(settings.rules.clone(), settings.engine.clone(), &bytes)
+            .expect("restore");
+        let t = Instant::now();
+        let dropped = e.retain_lanes(keep).expect("lanes known");
+        (e, dropped, t.elapsed().as_secs_f64())
+    };
+    let (mut a, dropped_a, cut_a) = half(&[0, 1]);
+    let (b, dropped_b, cut_b) = half(&[2, 3]);
+    assert_eq!(a.retained_calls() + b.retained_calls(), retained);
+    assert_eq!(dropped_a + dropped_b, retained);
+    let t = Instant::now();
+    a.absorb(b).expect("disjoint lanes");
+    let join_s = t.elapsed().as_secs_f64();
+    assert_eq!(a.retained_calls(), retained);
+    println!(
+        "rebalance: restored snapshot cut to 2 of {LANES} partitions in {cut_a:.2} s and {cut_b:.2} s (after the restore); the two halves joined in {join_s:.2} s"
+    );
+}
+
+const LANES: u32 = 4;
+
+/// An engine that judged `calls` in order, each on the lane of its debtor (out of `lanes`), as
+/// Kafka keyed by debtor would deliver them.
+fn judged_on_lanes(
+    settings: &dialguard::config::Settings,
+    calls: &[dialguard::engine::event::Call],
+    lanes: u32,
+) -> Engine {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let hasher = BuildHasherDefault::<DefaultHasher>::default();
+    let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+    engine.open_lanes(&(0..lanes).collect::<Vec<_>>());
+    let mut out = Vec::new();
+    for c in calls {
+        out.clear();
+        let lane = (hasher.hash_one(c.debtor_id.as_str()) % lanes as u64) as u32;
+        engine.ingest_on(lane, c, &mut out);
+    }
+    engine
 }
 
 /// An engine that judged `calls` in order.
@@ -84,7 +138,11 @@ fn judged(
 /// ~170 MB, ~2.7 MB a partition.
 const MOCK_SNAPSHOT_PARTITIONS: i32 = 64;
 
-fn service_restart(n: u64, topic: bool) {
+fn service_restart(n: u64, topic: bool, rebalance: bool) {
+    if rebalance && (!topic || std::env::var("DIALGUARD_TEST_BROKERS").is_ok()) {
+        eprintln!("--rebalance needs --topic (a directory holds one instance's snapshot) and the mock cluster");
+        std::process::exit(2);
+    }
     use dialguard::service::snapshots;
     use rdkafka::mocking::MockCluster;
     use std::collections::BTreeMap;
@@ -92,7 +150,11 @@ fn service_restart(n: u64, topic: bool) {
     let mut settings = common::settings("dialguard.toml");
     let lines = common::lines(n, 7);
     let calls = common::decoded(&settings, &lines);
-    let engine = judged(&settings, &calls);
+    let engine = if rebalance {
+        judged_on_lanes(&settings, &calls, LANES)
+    } else {
+        judged(&settings, &calls)
+    };
     let mut out = Vec::new();
     let retained = engine.retained_calls();
     // What a full rebuild does once it has fetched the calls: judge them silently, in order.
@@ -131,7 +193,12 @@ fn service_restart(n: u64, topic: bool) {
     settings.kafka.brokers = match (&cluster, &real) {
         (Some(c), _) => {
             for t in &topics {
-                c.create_topic(t, 1, 1).unwrap();
+                let parts = if rebalance && *t == k.inputs[0].topic {
+                    LANES as i32
+                } else {
+                    1
+                };
+                c.create_topic(t, parts, 1).unwrap();
             }
             if let (true, Some(t)) = (topic, &k.snapshots_topic) {
                 // The mock keeps about 5 MiB a partition (and compacts nothing): spread over
@@ -161,11 +228,24 @@ fn service_restart(n: u64, topic: bool) {
     }
     let bytes = engine.snapshot();
     drop(engine);
-    let positions: BTreeMap<i32, i64> = [(0, position)].into_iter().collect();
     let t = Instant::now();
-    snapshots::put_in_place(&settings, &positions, &bytes).unwrap();
-    let put_s = t.elapsed().as_secs_f64();
     let size = bytes.len();
+    if rebalance {
+        // Two instances stopped, each with a snapshot of half the partitions (its state cut
+        // from the whole); one instance now starts and takes them all.
+        for half in [[0, 1], [2, 3]] {
+            let mut e =
+                Engine::from_snapshot(settings.rules.clone(), settings.engine.clone(), &bytes)
+                    .expect("restore");
+            e.retain_lanes(&half).expect("lanes known");
+            let positions: BTreeMap<i32, i64> = half.iter().map(|p| (*p as i32, 0)).collect();
+            snapshots::put_in_place(&settings, &positions, &e.snapshot()).unwrap();
+        }
+    } else {
+        let positions: BTreeMap<i32, i64> = [(0, position)].into_iter().collect();
+        snapshots::put_in_place(&settings, &positions, &bytes).unwrap();
+    }
+    let put_s = t.elapsed().as_secs_f64();
     drop(bytes);
 
     let (ready_s, text) = ready_after_start(settings.clone());
@@ -174,8 +254,22 @@ fn service_restart(n: u64, topic: bool) {
             .any(|l| l == "dialguard_snapshot_restores_total{result=\"restored\"} 1"),
         "the service did not restore the snapshot:\n{text}"
     );
+    if rebalance {
+        // Both halves restored: every retained call is back.
+        let held = text
+            .lines()
+            .find(|l| l.starts_with("dialguard_retained_calls "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(held, Some(retained as f64), "{text}");
+    }
     println!(
-        "service restart from a snapshot ({}): {retained} retained calls, snapshot {:.1} MiB (written and put in place in {put_s:.2} s); ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
+        "service restart from {} ({}): {retained} retained calls, snapshot {:.1} MiB (written and put in place in {put_s:.2} s); ready in {ready_s:.2} s (start to /readyz, group join included); judging the same calls silently, as a full rebuild does after fetching them: {judge_s:.2} s",
+        if rebalance {
+            "two instances' snapshots of half the partitions each, joined"
+        } else {
+            "a snapshot"
+        },
         if topic { "snapshots topic" } else { "directory" },
         size as f64 / 1048576.0
     );
