@@ -18,10 +18,13 @@
 //! positions, as a snapshot file does; only then is its manifest produced: a manifest in place
 //! is never ahead of the committed offsets. Then the other slot's chunks are deleted
 //! (tombstones), and so are the snapshots of partition sets that overlap this one (made before
-//! a rebalance): compaction keeps the last value of each key, so the topic holds about one
+//! a rebalance) whose every partition is this one's or held by a newer snapshot
+//! ([`Scan::stale`]): compaction keeps the last value of each key, so the topic holds about one
 //! snapshot per instance, plus what compaction has not reached yet. Chunks are compressed
-//! (zstd) by the producer. A restore reads the whole topic, keeps the last value
-//! of each of its keys, and uses the manifest's chunks only when each carries the manifest's id
+//! (zstd) by the producer. A restore reads the whole topic, keeps the last value of the keys
+//! of every set that shares a partition with its assignment, restores for each partition the
+//! newest snapshot that holds it ([`Scan::restore`]), and uses a manifest's chunks only when
+//! each carries the manifest's id
 //! and together they match its length and checksum: a slot overwritten after its manifest
 //! (which only an unacknowledged manifest can cause) is refused, never misread.
 //!
@@ -427,8 +430,11 @@ pub(crate) struct Scan {
     /// By partition set written as in keys: this set's and those sharing a partition with it.
     held: HashMap<String, Held>,
     /// Live keys of the group's snapshots for other partition sets that share a partition
-    /// with this one: stale once this set has a snapshot in place.
+    /// with this one: candidates to delete once this set has a snapshot in place.
     stale: std::collections::BTreeSet<String>,
+    /// The snapshot id of every readable manifest of the group, by partition set: which
+    /// snapshots are newer than which.
+    ids: HashMap<String, u64>,
 }
 
 impl Scan {
@@ -439,6 +445,7 @@ impl Scan {
             set: partition_set(parts),
             held: HashMap::new(),
             stale: Default::default(),
+            ids: HashMap::new(),
         }
     }
 
@@ -459,6 +466,12 @@ impl Scan {
             Some((set, rest)) => (set, Some(rest)),
             None => (rest, None),
         };
+        if rest.is_none() {
+            match value.and_then(|v| read_manifest(v).ok()) {
+                Some(m) => self.ids.insert(set.to_owned(), m.id),
+                None => self.ids.remove(set),
+            };
+        }
         if set != self.set {
             let Some(other) = parse_set(set) else {
                 return;
@@ -495,9 +508,35 @@ impl Scan {
         }
     }
 
-    /// The keys of the snapshots a snapshot of this set replaces.
+    /// The keys of the snapshots a snapshot of this set replaces: those of a set sharing a
+    /// partition with it whose every partition is this set's or held by a newer snapshot —
+    /// so none still serves a partition another instance may need (after a scale-out, the
+    /// snapshot of every partition stays until each instance has one of its own) — and chunks
+    /// no readable manifest names.
     pub(crate) fn stale(&self) -> Vec<String> {
-        self.stale.iter().cloned().collect()
+        let replaced = |set: &str| -> bool {
+            let Some(&id) = self.ids.get(set) else {
+                return true; // no readable manifest: nothing restores these chunks
+            };
+            let newer: Vec<Vec<i32>> = self
+                .ids
+                .iter()
+                .filter(|(other, other_id)| other.as_str() != set && **other_id > id)
+                .filter_map(|(other, _)| parse_set(other))
+                .collect();
+            parse_set(set).is_some_and(|ps| {
+                ps.iter()
+                    .all(|p| self.parts.contains(p) || newer.iter().any(|n| n.contains(p)))
+            })
+        };
+        self.stale
+            .iter()
+            .filter(|k| {
+                let set = k[self.group.len()..].split('/').next().unwrap_or_default();
+                replaced(set)
+            })
+            .cloned()
+            .collect()
     }
 
     /// What was learnt of the key's slots (to write the next snapshot beside the one in place).
@@ -837,6 +876,36 @@ mod tests {
             .iter()
             .all(|k| k.starts_with("g/0-1") || k.starts_with("g/0,2")));
         assert!(scan.stale().contains(&"g/0-1".to_owned()));
+    }
+
+    #[test]
+    fn a_snapshot_is_stale_only_once_newer_ones_hold_all_its_partitions() {
+        let a: Vec<u8> = (0..100u32).map(|i| i as u8).collect();
+        let put = |scan: &mut Scan, set: &str, id: u64| {
+            for (k, v) in written(id, 0, &a, 60) {
+                record(scan, &k.replacen("g/0-1", set, 1), Some(v));
+            }
+        };
+        // After a scale-out this instance holds 0-1; the snapshot of 0-3 still serves 2-3.
+        let mut scan = Scan::new("g", &[0, 1]);
+        put(&mut scan, "g/0-3", 1);
+        record(
+            &mut scan,
+            "g/1-2/0/0",
+            Some(b"chunk of no manifest".to_vec()),
+        );
+        assert_eq!(scan.stale(), vec!["g/1-2/0/0".to_owned()]);
+        // Once the other instance's 2-3 is in place (newer), 0-3 holds nothing needed.
+        put(&mut scan, "g/2-3", 2);
+        let stale = scan.stale();
+        assert!(stale.contains(&"g/0-3".to_owned()), "{stale:?}");
+        assert!(stale.contains(&"g/0-3/0/0".to_owned()), "{stale:?}");
+        assert!(!stale.iter().any(|k| k.starts_with("g/2-3")), "{stale:?}");
+        // An older 2-3 does not make a newer 0-3 stale.
+        let mut scan = Scan::new("g", &[0, 1]);
+        put(&mut scan, "g/2-3", 1);
+        put(&mut scan, "g/0-3", 2);
+        assert!(scan.stale().is_empty(), "{:?}", scan.stale());
     }
 
     #[test]
