@@ -1235,7 +1235,12 @@ impl Engine {
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect()
         });
-        let ids = store::Ids::of(call);
+        self.place(rec, store::Ids::of(call), attrs, h)
+    }
+
+    /// Retains a call: a free slot (or a new one) for its record, ids and attrs, and its id
+    /// (hashing to `h`) in the dedup table. Returns the slot.
+    fn place(&mut self, rec: Record, ids: store::Ids, attrs: Option<store::Attrs>, h: u64) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.records.put(s, rec, ids, attrs);
@@ -1359,17 +1364,7 @@ impl Engine {
                     if !self.records.live(slot) || self.records[slot as usize].ts >= self.cutoff {
                         continue;
                     }
-                    let h = self.hasher.hash_one(self.records.call_id(slot));
-                    self.dedup.remove(h, slot);
-                    self.records.kill(slot);
-                    syms.extend(
-                        self.records[slot as usize]
-                            .syms
-                            .iter()
-                            .filter(|s| !s.is_none()),
-                    );
-                    self.free.push(slot);
-                    self.live -= 1;
+                    self.remove_record(slot, &mut syms);
                     self.stats.evicted += 1;
                 }
                 self.interner.hand_over(&syms);
@@ -1389,6 +1384,23 @@ impl Engine {
             }
         };
         seen
+    }
+
+    /// Removes the retained call in `slot` (its id from the dedup table, the slot to the free
+    /// list) and adds its symbols to `syms`, for the caller to release. Its window entries
+    /// must be gone already.
+    fn remove_record(&mut self, slot: u32, syms: &mut Vec<Sym>) {
+        let h = self.hasher.hash_one(self.records.call_id(slot));
+        self.dedup.remove(h, slot);
+        self.records.kill(slot);
+        syms.extend(
+            self.records[slot as usize]
+                .syms
+                .iter()
+                .filter(|s| !s.is_none()),
+        );
+        self.free.push(slot);
+        self.live -= 1;
     }
 
     /// Evicts expired state now, behind the slowest lane, to the end.

@@ -84,17 +84,7 @@ impl Engine {
                 if !drop[slot as usize] {
                     continue;
                 }
-                let h = self.hasher.hash_one(self.records.call_id(slot));
-                self.dedup.remove(h, slot);
-                self.records.kill(slot);
-                syms.extend(
-                    self.records[slot as usize]
-                        .syms
-                        .iter()
-                        .filter(|s| !s.is_none()),
-                );
-                self.free.push(slot);
-                self.live -= 1;
+                self.remove_record(slot, &mut syms);
             }
             self.interner.lock().release_all(&syms);
             let (hasher, records) = (&self.hasher, &self.records);
@@ -219,18 +209,7 @@ impl Engine {
                 let ids = super::store::Ids::new(ids.call_id(), ids.event_id());
                 let attrs = other.records.attrs(slot).cloned();
                 let h = self.hasher.hash_one(ids.call_id());
-                let new = match self.free.pop() {
-                    Some(s) => {
-                        self.records.put(s, rec, ids, attrs);
-                        s
-                    }
-                    None => self.records.push(rec, ids, attrs),
-                };
-                let (hasher, records) = (&self.hasher, &self.records);
-                self.dedup
-                    .insert(h, new, |&s| hasher.hash_one(records.call_id(s)));
-                self.live += 1;
-                slot_of[slot as usize] = Some(new);
+                slot_of[slot as usize] = Some(self.place(rec, ids, attrs, h));
             }
 
             // Windows: keys and distinct values by text, entries by their new slots.

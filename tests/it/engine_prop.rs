@@ -713,6 +713,28 @@ fn interleaved(calls: &[Call], lanes_n: usize, picks: &[u8]) -> Vec<(Lane, Call)
     arrived
 }
 
+/// Whether `a` and `b` judge `calls` alike, each on its lane: the same outcome and the same
+/// alerts, field for field, call after call.
+fn judged_alike(
+    a: &mut Engine,
+    b: &mut Engine,
+    calls: &[(Lane, Call)],
+) -> Result<(), TestCaseError> {
+    let json = |v: &[Alert]| {
+        v.iter()
+            .map(|x| serde_json::to_string(x).unwrap())
+            .collect::<Vec<_>>()
+    };
+    for (l, c) in calls {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let rx = a.ingest_alerts_on(*l, c, Ts(0), &mut x);
+        let ry = b.ingest_alerts_on(*l, c, Ts(0), &mut y);
+        prop_assert_eq!(rx, ry, "outcome of {}", &c.call_id);
+        prop_assert_eq!(json(&x), json(&y), "alerts of {}", &c.call_id);
+    }
+    Ok(())
+}
+
 /// The case's rules keyed by debtor (or keeping no state), with lateness and hourly sweeps.
 fn debtor_keyed(
     params: &RuleParams,
@@ -785,14 +807,7 @@ proptest! {
         // The joined state snapshots and restores like any other.
         let bytes = joined.snapshot();
         prop_assert_eq!(restored(&joined)?.snapshot(), bytes);
-        for (l, c) in &arrived[k..] {
-            let (mut x, mut y) = (Vec::new(), Vec::new());
-            let rx = joined.ingest_alerts_on(*l, c, Ts(0), &mut x);
-            let ry = whole.ingest_alerts_on(*l, c, Ts(0), &mut y);
-            prop_assert_eq!(rx, ry, "outcome of {}", &c.call_id);
-            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
-            prop_assert_eq!(json(&x), json(&y), "alerts of {}", &c.call_id);
-        }
+        judged_alike(&mut joined, &mut whole, &arrived[k..])?;
     }
 }
 
@@ -842,14 +857,9 @@ proptest! {
         }
         // (Fewer when an eviction pass was under way: the cut finishes it first.)
         prop_assert!(cut.retained_calls() + dropped <= whole.retained_calls());
-        for (l, c) in arrived[k..].iter().filter(|(l, _)| keep.contains(l)) {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let ra = cut.ingest_alerts_on(*l, c, Ts(0), &mut a);
-            let rb = alone.ingest_alerts_on(*l, c, Ts(0), &mut b);
-            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
-            let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
-            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
-        }
+        let rest: Vec<(Lane, Call)> =
+            arrived[k..].iter().filter(|(l, _)| keep.contains(l)).cloned().collect();
+        judged_alike(&mut cut, &mut alone, &rest)?;
         // Cut again to the same lanes: nothing more to drop; and the cut state snapshots and
         // restores like any other.
         prop_assert_eq!(cut.retain_lanes(&keep), Ok(0));

@@ -871,15 +871,8 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     wait_done(&kafka, &[&alone]);
     alone.stop();
     let whole = format!("{}/0-{}", kafka.group(), PARTITIONS - 1);
-    let live_keys = || -> BTreeMap<String, bool> {
-        let mut last = BTreeMap::new();
-        for r in kafka.read_all(&kafka.snapshots()) {
-            let key = String::from_utf8(r.key.unwrap()).unwrap();
-            last.insert(key, !r.payload.is_empty());
-        }
-        last
-    };
-    assert_eq!(live_keys().get(&whole), Some(&true), "{:?}", live_keys());
+    let keys = snapshot_keys(&kafka);
+    assert_eq!(keys.get(&whole), Some(&true), "{keys:?}");
 
     // Two instances: each restores that snapshot cut to the partitions it is given.
     let a = start(settings.clone());
@@ -916,14 +909,10 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     // Each stopped with a snapshot of its own partitions in place. The one made for them all
     // stays: when each instance last read the topic, the other had none of its own yet, so
     // it still served the other's partitions (a crash then would have restored from it).
-    let keys = live_keys();
-    let manifests: Vec<&String> = keys
-        .iter()
-        .filter(|(k, live)| **live && k.matches('/').count() == 1)
-        .map(|(k, _)| k)
-        .collect();
+    let keys = snapshot_keys(&kafka);
+    let manifests = live_manifests(&keys);
     assert_eq!(manifests.len(), 3, "{keys:?}");
-    assert!(manifests.contains(&&whole), "{keys:?}");
+    assert!(manifests.contains(&whole), "{keys:?}");
 
     // One instance again: the two snapshots joined, no input read back (both stopped
     // gracefully, their snapshots at the committed offsets).
@@ -935,16 +924,7 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
         metric(&t, "dialguard_kafka_assigned_partitions"),
         PARTITIONS as f64
     );
-    assert_eq!(metric(&t, "dialguard_rebuilds_total"), 1.0, "{t}");
-    assert_eq!(
-        metric_with(
-            &t,
-            "dialguard_snapshot_restores_total",
-            "result=\"restored\""
-        ),
-        1.0,
-        "{t}"
-    );
+    assert_restored_once(&t);
     assert_eq!(
         metric_with(&t, "dialguard_rebuild_records_total", "topic=\"input\""),
         0.0,
@@ -954,13 +934,8 @@ fn two_instances_split_the_partitions_and_find_the_debtor_keyed_breaches() {
     assert_same(&published(&kafka), &want);
     // Its snapshot of every partition replaced the two halves, and the older one of every
     // partition in its own key.
-    let keys = live_keys();
-    let manifests: Vec<&String> = keys
-        .iter()
-        .filter(|(k, live)| **live && k.matches('/').count() == 1)
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(manifests, vec![&whole], "{keys:?}");
+    let keys = snapshot_keys(&kafka);
+    assert_eq!(live_manifests(&keys), vec![whole], "{keys:?}");
 }
 
 /// Scale-in when one instance left no snapshot (its manifest deleted here): the remaining
@@ -979,19 +954,9 @@ fn partitions_no_snapshot_holds_are_rebuilt_beside_those_a_snapshot_restores() {
     wait_done(&kafka, &[&a, &b]);
     stop_together(vec![a, b]);
     // Each left a manifest for its partitions; the one without partition 0 is deleted.
-    let mut last = BTreeMap::new();
-    for r in kafka.read_all(&kafka.snapshots()) {
-        last.insert(
-            String::from_utf8(r.key.unwrap()).unwrap(),
-            !r.payload.is_empty(),
-        );
-    }
-    let manifests: Vec<String> = last
-        .iter()
-        .filter(|(k, live)| **live && k.matches('/').count() == 1)
-        .map(|(k, _)| k.clone())
-        .collect();
-    assert_eq!(manifests.len(), 2, "{last:?}");
+    let keys = snapshot_keys(&kafka);
+    let manifests = live_manifests(&keys);
+    assert_eq!(manifests.len(), 2, "{keys:?}");
     let gone = manifests
         .iter()
         .find(|k| !k.ends_with("/0") && !k.contains("/0-") && !k.contains("/0,"))
@@ -1010,19 +975,44 @@ fn partitions_no_snapshot_holds_are_rebuilt_beside_those_a_snapshot_restores() {
     kafka.produce(late);
     wait_done(&kafka, &[&c]);
     let t = c.handles.metrics.render();
-    assert_eq!(metric(&t, "dialguard_rebuilds_total"), 1.0, "{t}");
+    assert_restored_once(&t);
+    assert!(metric_with(&t, "dialguard_rebuild_records_total", "topic=\"input\"") > 0.0);
+    c.stop();
+    assert_same(&published(&kafka), &want);
+}
+
+/// The keys of the snapshots topic, each with whether its last value is live (not a tombstone).
+fn snapshot_keys(kafka: &Kafka) -> BTreeMap<String, bool> {
+    let mut last = BTreeMap::new();
+    for r in kafka.read_all(&kafka.snapshots()) {
+        last.insert(
+            String::from_utf8(r.key.unwrap()).unwrap(),
+            !r.payload.is_empty(),
+        );
+    }
+    last
+}
+
+/// The live manifests among `keys` (`<group>/<partitions>`).
+fn live_manifests(keys: &BTreeMap<String, bool>) -> Vec<String> {
+    keys.iter()
+        .filter(|(k, live)| **live && k.matches('/').count() == 1)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+/// An instance's metrics `t` say it rebuilt its windows once, from snapshots.
+fn assert_restored_once(t: &str) {
+    assert_eq!(metric(t, "dialguard_rebuilds_total"), 1.0, "{t}");
     assert_eq!(
         metric_with(
-            &t,
+            t,
             "dialguard_snapshot_restores_total",
             "result=\"restored\""
         ),
         1.0,
         "{t}"
     );
-    assert!(metric_with(&t, "dialguard_rebuild_records_total", "topic=\"input\"") > 0.0);
-    c.stop();
-    assert_same(&published(&kafka), &want);
 }
 
 /// Tests that need the mock cluster's own behaviour skip, saying why, on a real broker.
