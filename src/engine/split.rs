@@ -42,35 +42,38 @@ impl Engine {
     /// dropped. Refused, changing nothing, when a retained call's lane is not known.
     pub fn retain_lanes(&mut self, keep: &[Lane]) -> Result<usize, SplitError> {
         let kept = |lane: u8| keep.contains(&(lane as Lane));
+        let n = self.records.len() as u32;
+        let lanes: Vec<u8> = (0..n)
+            .filter(|s| self.records.live(*s))
+            .map(|s| self.records[s as usize].lane)
+            .collect();
+        let unknown = lanes.iter().filter(|l| **l == Record::NO_LANE).count();
+        if unknown > 0
+            && (!self.lanes_all_kept(keep)
+                || lanes.iter().any(|l| *l != Record::NO_LANE && !kept(*l)))
+        {
+            return Err(SplitError::UnknownLanes(unknown));
+        }
+        drop(lanes);
         // An eviction pass under way holds a place in the windows and the records: finish it
         // first, so that the calls it evicts are not dropped twice.
         self.finish_pass();
-        let n = self.records.len() as u32;
-        let mut unknown = 0;
-        let mut drop = vec![false; n as usize];
+        let mut gone = vec![false; n as usize];
         let mut dropped = 0;
         for slot in 0..n {
-            if !self.records.live(slot) {
-                continue;
-            }
             let lane = self.records[slot as usize].lane;
-            if lane == Record::NO_LANE {
-                unknown += 1;
-            } else if !kept(lane) {
-                drop[slot as usize] = true;
+            if self.records.live(slot) && lane != Record::NO_LANE && !kept(lane) {
+                gone[slot as usize] = true;
                 dropped += 1;
             }
-        }
-        if unknown > 0 && (dropped > 0 || !self.lanes_all_kept(keep)) {
-            return Err(SplitError::UnknownLanes(unknown));
         }
         if dropped > 0 {
             for st in &mut self.states {
                 for shard in 0..SHARDS {
                     st.windows.retain_shard(shard, |w| {
-                        w.calls.retain(|e| !drop[e.slot() as usize]);
+                        w.calls.retain(|e| !gone[e.slot() as usize]);
                         if let Some(t) = &mut w.triggers {
-                            t.retain(|e| !drop[e.slot() as usize]);
+                            t.retain(|e| !gone[e.slot() as usize]);
                             if t.is_empty() {
                                 w.triggers = None;
                             }
@@ -81,7 +84,7 @@ impl Engine {
             }
             let mut syms = Vec::new();
             for slot in 0..n {
-                if !drop[slot as usize] {
+                if !gone[slot as usize] {
                     continue;
                 }
                 self.remove_record(slot, &mut syms);
