@@ -819,7 +819,8 @@ impl Pipeline<'_> {
                 };
                 match rebuild::rebuild(&mut cx, &parts, self.store.as_deref()) {
                     Ok(r) => {
-                        if r.from_snapshot {
+                        let from_snapshot = !r.pieces.is_empty();
+                        if from_snapshot {
                             restores.with_label_values(&["restored"]).inc();
                         }
                         // Snapshots from before a rebalance: say which served which partitions.
@@ -842,7 +843,7 @@ impl Pipeline<'_> {
                         self.metrics.rebuilds.inc();
                         tracing::info!(
                             seconds = secs,
-                            from_snapshot = r.from_snapshot,
+                            from_snapshot,
                             history = r.history,
                             restored = lock(&self.live).engine.retained_calls(),
                             alerts_read = r.alerts_read,

@@ -68,10 +68,9 @@ pub(crate) trait Group {
 /// A rebuilt engine and the alert and directive ids not to publish again.
 pub(crate) struct Rebuilt {
     pub(crate) engine: Engine,
-    /// Whether it continues a snapshot (otherwise it was rebuilt from the input's history).
-    pub(crate) from_snapshot: bool,
-    /// The snapshots it continues: for each, the partitions it was used for, and those it was
-    /// made for when it held more (made before a rebalance).
+    /// The snapshots it continues (none: it was rebuilt from the input's history): for each,
+    /// the partitions it was used for, and those it was made for when it held more (made
+    /// before a rebalance).
     pub(crate) pieces: Vec<(Vec<i32>, Option<Vec<i32>>)>,
     pub(crate) published: HashSet<String>,
     pub(crate) history: u64,
@@ -658,7 +657,6 @@ pub(crate) fn rebuild(
     cx.records.with_label_values(&["input"]).inc_by(history);
     Ok(Rebuilt {
         engine,
-        from_snapshot: from.is_some(),
         pieces: pieces_from,
         published,
         history,
