@@ -120,6 +120,14 @@ impl Interner {
         Sym(i)
     }
 
+    /// Returns the symbol for `s`, adding `refs` references (at least one): another engine's
+    /// string brought in with every reference its calls hold ([`super::Engine::absorb`]).
+    pub(super) fn intern_refs(&mut self, s: &str, refs: u32) -> Sym {
+        let sym = self.intern(s);
+        self.slots[sym.0 as usize].refs += refs.saturating_sub(1);
+        sym
+    }
+
     /// Interns an optional string; `None` gives [`Sym::NONE`].
     pub fn intern_opt(&mut self, s: Option<&str>) -> Sym {
         s.map_or(Sym::NONE, |s| self.intern(s))

@@ -134,6 +134,8 @@ impl Engine {
     /// the lower of the two (a lane behind the others keeps what it needs), and the lanes of
     /// the engine that had evicted more keep that engine's cutoff as their own (`floors`).
     /// A call both hold (the same id on two lanes) is kept once, as this engine has it.
+    /// `other`'s strings must be referenced by its calls alone (a restored engine; not one
+    /// with calls interned by decoder threads still in flight).
     pub fn absorb(&mut self, mut other: Engine) -> Result<(), SplitError> {
         for (i, l) in other.lanes.iter().enumerate() {
             if l.is_some() && self.lanes.get(i).is_some_and(Option::is_some) {
@@ -179,81 +181,90 @@ impl Engine {
         };
         self.last_sweep = self.last_sweep.min(other.last_sweep);
 
-        // Calls: their strings interned here, a slot each.
-        let mut slot_of: Vec<Option<u32>> = vec![None; other.records.len()];
-        {
+        // Strings: each of the other's brought in once, with the references its calls hold
+        // (rather than once per call field); `to[sym]` is the symbol here.
+        let to: Vec<Sym> = {
             let theirs = other.interner.lock();
-            for slot in 0..other.records.len() as u32 {
-                if !other.records.live(slot) {
-                    continue;
-                }
-                let ids = other.records.ids(slot);
-                if self.is_retained(ids.call_id()) {
-                    continue;
-                }
-                let r = other.records[slot as usize];
-                let mut syms = r.syms;
-                {
-                    let mut mine = self.interner.lock();
-                    for s in &mut syms {
-                        if !s.is_none() {
-                            *s = mine.intern(theirs.get(*s));
-                        }
+            let mut mine = self.interner.lock();
+            theirs
+                .slots()
+                .map(|(text, refs)| {
+                    if refs == 0 {
+                        Sym::NONE
+                    } else {
+                        mine.intern_refs(text, refs)
                     }
-                }
-                let callee_zone = match r.callee_zone {
-                    0 => 0,
-                    z => {
-                        let tz = other.callee_zones[z as usize - 1].clone();
-                        self.callee_zone_index(&tz)
-                    }
-                };
-                let rec = Record::new(r.ts, syms, callee_zone, r.relation(), r.book(), r.lane);
-                let ids = super::store::Ids::new(ids.call_id(), ids.event_id());
-                let attrs = other.records.attrs(slot).cloned();
-                let h = self.hasher.hash_one(ids.call_id());
-                slot_of[slot as usize] = Some(self.place(rec, ids, attrs, h));
+                })
+                .collect()
+        };
+        let sym = |s: Sym| -> Option<Sym> {
+            if s.is_none() {
+                Some(s)
+            } else {
+                to.get(s.0 as usize).copied().filter(|t| !t.is_none())
             }
+        };
 
-            // Windows: keys and distinct values by text, entries by their new slots.
-            let mine = self.interner.lock();
-            let sym = |s: Sym| -> Option<Sym> {
-                if s.is_none() {
-                    Some(s)
-                } else {
-                    mine.lookup(theirs.get(s))
+        // Calls: a slot each. One both hold stays as this engine has it; the references the
+        // other's copy brought are given back.
+        let mut slot_of: Vec<Option<u32>> = vec![None; other.records.len()];
+        let mut unused = Vec::new();
+        for slot in 0..other.records.len() as u32 {
+            if !other.records.live(slot) {
+                continue;
+            }
+            let r = other.records[slot as usize];
+            let syms = r.syms.map(|s| sym(s).unwrap_or(Sym::NONE));
+            let ids = other.records.ids(slot);
+            if self.is_retained(ids.call_id()) {
+                unused.extend(syms.iter().filter(|s| !s.is_none()));
+                continue;
+            }
+            let callee_zone = match r.callee_zone {
+                0 => 0,
+                z => {
+                    let tz = other.callee_zones[z as usize - 1].clone();
+                    self.callee_zone_index(&tz)
                 }
             };
-            for (ri, st) in other.states.iter().enumerate() {
-                let coded = matches!(self.rules[ri].kind, RuleKind::Status | RuleKind::Contact);
-                let entry = |e: &Entry| -> Option<Entry> {
-                    let new = slot_of.get(e.slot() as usize).copied().flatten()?;
-                    let val = if coded { e.val } else { sym(e.val)? };
-                    let raw = e.raw_slot() & !(MAX_SLOTS as u32 - 1) | new;
-                    Some(Entry::from_raw(e.ts, raw, val))
-                };
-                for (key, win) in st.windows.sorted() {
-                    let mut k = key;
-                    if k.iter_mut().any(|s| match sym(*s) {
-                        Some(n) => {
-                            *s = n;
-                            false
-                        }
-                        None => true,
-                    }) {
-                        continue; // no call of it was brought in
+            let rec = Record::new(r.ts, syms, callee_zone, r.relation(), r.book(), r.lane);
+            let ids = super::store::Ids::new(ids.call_id(), ids.event_id());
+            let attrs = other.records.attrs(slot).cloned();
+            let h = self.hasher.hash_one(ids.call_id());
+            slot_of[slot as usize] = Some(self.place(rec, ids, attrs, h));
+        }
+        self.interner.lock().release_all(&unused);
+
+        // Windows: keys and distinct values by their symbols here, entries by their new slots.
+        for (ri, st) in other.states.iter().enumerate() {
+            let coded = matches!(self.rules[ri].kind, RuleKind::Status | RuleKind::Contact);
+            let entry = |e: &Entry| -> Option<Entry> {
+                let new = slot_of.get(e.slot() as usize).copied().flatten()?;
+                let val = if coded { e.val } else { sym(e.val)? };
+                let raw = e.raw_slot() & !(MAX_SLOTS as u32 - 1) | new;
+                Some(Entry::from_raw(e.ts, raw, val))
+            };
+            for (key, win) in st.windows.sorted() {
+                let mut k = key;
+                if k.iter_mut().any(|s| match sym(*s) {
+                    Some(n) => {
+                        *s = n;
+                        false
                     }
-                    let calls: Vec<Entry> = win.calls.iter().filter_map(entry).collect();
-                    let triggers: Vec<Entry> = win.triggers().iter().filter_map(entry).collect();
-                    if calls.is_empty() && triggers.is_empty() {
-                        continue;
-                    }
-                    let w = self.states[ri].windows.entry(&k);
-                    join(&mut w.calls, calls);
-                    if !triggers.is_empty() {
-                        let t = w.triggers.get_or_insert_with(Default::default);
-                        join(t, triggers);
-                    }
+                    None => true,
+                }) {
+                    continue; // no call of it was brought in
+                }
+                let calls: Vec<Entry> = win.calls.iter().filter_map(entry).collect();
+                let triggers: Vec<Entry> = win.triggers().iter().filter_map(entry).collect();
+                if calls.is_empty() && triggers.is_empty() {
+                    continue;
+                }
+                let w = self.states[ri].windows.entry(&k);
+                join(&mut w.calls, calls);
+                if !triggers.is_empty() {
+                    let t = w.triggers.get_or_insert_with(Default::default);
+                    join(t, triggers);
                 }
             }
         }

@@ -808,6 +808,20 @@ proptest! {
         let bytes = joined.snapshot();
         prop_assert_eq!(restored(&joined)?.snapshot(), bytes);
         judged_alike(&mut joined, &mut whole, &arrived[k..])?;
+        // Strings come over with exactly the references their calls hold: once every lane has
+        // moved far past these calls, the joined engine holds the strings the whole one does
+        // (too many references would keep some; too few would fail a release on eviction).
+        let far = Ts(BASE + 1000 * 24 * HOUR);
+        for l in &all {
+            let c = Call::new(&format!("far{l}"), far, &format!("far-d{l}"), "+8613900000001", Relation::SelfDebtor);
+            joined.ingest_alerts_on(*l, &c, Ts(0), &mut out);
+            whole.ingest_alerts_on(*l, &c, Ts(0), &mut out);
+        }
+        joined.advance();
+        whole.advance();
+        prop_assert_eq!(joined.retained_calls(), all.len());
+        prop_assert_eq!(whole.retained_calls(), all.len());
+        prop_assert_eq!(joined.interner().lock().len(), whole.interner().lock().len());
     }
 }
 
