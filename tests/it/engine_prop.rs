@@ -758,6 +758,68 @@ fn debtor_keyed(
     (rules, settings)
 }
 
+/// A case's calls on 2–4 lanes ([`interleaved`]), its rules [`debtor_keyed`], and where in
+/// the arrival a rebalance falls: (case, picks, lanes, split, lateness in hours, sweep step).
+type LaneInput = (Case, Vec<u8>, usize, usize, i64, usize);
+
+fn lane_input() -> impl Strategy<Value = LaneInput> {
+    (
+        case(),
+        prop::collection::vec(0u8..=255, 1..64),
+        2usize..5,
+        0usize..1000,
+        1i64..4,
+        prop_oneof![Just(1usize), Just(4096)],
+    )
+}
+
+/// What the rebalance properties start from.
+struct LaneCase {
+    arrived: Vec<(Lane, Call)>,
+    /// Every lane, `0..lanes`.
+    all: Vec<Lane>,
+    /// How many of `arrived` come before the rebalance.
+    k: usize,
+    rules: Vec<Rule>,
+    settings: EngineSettings,
+}
+
+impl LaneCase {
+    fn new(
+        ((specs, _, _, params), picks, lanes_n, split, lateness_h, sweep_step): LaneInput,
+    ) -> Self {
+        let calls: Vec<Call> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| make_call(i, s))
+            .collect();
+        let arrived = interleaved(&calls, lanes_n, &picks);
+        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
+        let k = split % (arrived.len() + 1);
+        let all = (0..lanes_n as Lane).collect();
+        LaneCase {
+            arrived,
+            all,
+            k,
+            rules,
+            settings,
+        }
+    }
+
+    /// A new engine with these lanes open.
+    fn engine(&self, lanes: &[Lane]) -> Engine {
+        let mut e = Engine::new(self.rules.clone(), self.settings.clone());
+        e.open_lanes(lanes);
+        e
+    }
+
+    /// `e` written to a snapshot and restored.
+    fn restored(&self, e: &Engine) -> Result<Engine, TestCaseError> {
+        Engine::from_snapshot(self.rules.clone(), self.settings.clone(), &e.snapshot())
+            .map_err(|e| TestCaseError::fail(e.to_string()))
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -766,53 +828,38 @@ proptest! {
     /// the calls exactly as one engine that read every lane from the start.
     #[test]
     fn states_of_disjoint_lanes_joined_judge_as_one_engine_that_read_them_all(
-        (specs, _order, _dups, params) in case(),
-        picks in prop::collection::vec(0u8..=255, 1..64),
-        lanes_n in 2usize..5,
+        input in lane_input(),
         mask in 1u8..15,
-        split in 0usize..1000,
-        lateness_h in 1i64..4,
-        sweep_step in prop_oneof![Just(1usize), Just(4096)],
     ) {
-        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
-        let arrived = interleaved(&calls, lanes_n, &picks);
-        let all: Vec<Lane> = (0..lanes_n as Lane).collect();
+        let case = LaneCase::new(input);
+        let (all, arrived, k) = (&case.all, &case.arrived, case.k);
         let (mine, theirs): (Vec<Lane>, Vec<Lane>) = all.iter().partition(|l| mask & (1 << **l) != 0);
         prop_assume!(!mine.is_empty() && !theirs.is_empty());
-        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
-        let fresh = |lanes: &[Lane]| {
-            let mut e = Engine::new(rules.clone(), settings.clone());
-            e.open_lanes(lanes);
-            e
-        };
-        let (mut whole, mut a, mut b) = (fresh(&all), fresh(&mine), fresh(&theirs));
-        let k = split % (arrived.len() + 1);
+        let (mut whole, mut a, mut b) = (case.engine(all), case.engine(&mine), case.engine(&theirs));
         let mut out = Vec::new();
         for (l, c) in &arrived[..k] {
             whole.ingest_alerts_on(*l, c, Ts(0), &mut out);
             let side = if mine.contains(l) { &mut a } else { &mut b };
             side.ingest_alerts_on(*l, c, Ts(0), &mut out);
         }
-        let restored = |e: &Engine| Engine::from_snapshot(rules.clone(), settings.clone(), &e.snapshot())
-            .map_err(|e| TestCaseError::fail(e.to_string()));
-        let mut joined = restored(&a)?;
+        let mut joined = case.restored(&a)?;
         let retained = a.retained_calls() + b.retained_calls();
-        joined.absorb(restored(&b)?).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        joined.absorb(case.restored(&b)?).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(joined.retained_calls() <= retained);
         for (_, c) in &arrived[..k] {
             prop_assert_eq!(joined.is_retained(&c.call_id), a.is_retained(&c.call_id) || b.is_retained(&c.call_id));
         }
         // Joining a lane twice is refused.
-        prop_assert!(joined.absorb(restored(&b)?).is_err());
+        prop_assert!(joined.absorb(case.restored(&b)?).is_err());
         // The joined state snapshots and restores like any other.
         let bytes = joined.snapshot();
-        prop_assert_eq!(restored(&joined)?.snapshot(), bytes);
+        prop_assert_eq!(case.restored(&joined)?.snapshot(), bytes);
         judged_alike(&mut joined, &mut whole, &arrived[k..])?;
         // Strings come over with exactly the references their calls hold: once every lane has
         // moved far past these calls, the joined engine holds the strings the whole one does
         // (too many references would keep some; too few would fail a release on eviction).
         let far = Ts(BASE + 1000 * 24 * HOUR);
-        for l in &all {
+        for l in all {
             let c = Call::new(&format!("far{l}"), far, &format!("far-d{l}"), "+8613900000001", Relation::SelfDebtor);
             joined.ingest_alerts_on(*l, &c, Ts(0), &mut out);
             whole.ingest_alerts_on(*l, &c, Ts(0), &mut out);
@@ -835,25 +882,14 @@ proptest! {
     /// state; lanes interleave at random with lateness per lane and sweeps along the way.
     #[test]
     fn a_snapshot_cut_to_some_lanes_judges_them_as_an_engine_that_read_them_alone(
-        (specs, _order, _dups, params) in case(),
-        picks in prop::collection::vec(0u8..=255, 1..64),
-        lanes_n in 2usize..5,
+        input in lane_input(),
         keep_mask in 1u8..16,
-        split in 0usize..1000,
-        lateness_h in 1i64..4,
-        sweep_step in prop_oneof![Just(1usize), Just(4096)],
     ) {
-        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
-        let arrived = interleaved(&calls, lanes_n, &picks);
-        let keep: Vec<Lane> = (0..lanes_n as Lane).filter(|l| keep_mask & (1 << l) != 0).collect();
+        let case = LaneCase::new(input);
+        let (all, arrived, k) = (&case.all, &case.arrived, case.k);
+        let keep: Vec<Lane> = all.iter().copied().filter(|l| keep_mask & (1 << l) != 0).collect();
         prop_assume!(!keep.is_empty());
-        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
-        let all: Vec<Lane> = (0..lanes_n as Lane).collect();
-        let mut whole = Engine::new(rules.clone(), settings.clone());
-        whole.open_lanes(&all);
-        let mut alone = Engine::new(rules.clone(), settings.clone());
-        alone.open_lanes(&keep);
-        let k = split % (arrived.len() + 1);
+        let (mut whole, mut alone) = (case.engine(all), case.engine(&keep));
         let mut out = Vec::new();
         for (l, c) in &arrived[..k] {
             whole.ingest_alerts_on(*l, c, Ts(0), &mut out);
@@ -861,8 +897,7 @@ proptest! {
                 alone.ingest_alerts_on(*l, c, Ts(0), &mut out);
             }
         }
-        let mut cut = Engine::from_snapshot(rules.clone(), settings.clone(), &whole.snapshot())
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut cut = case.restored(&whole)?;
         let dropped = cut.retain_lanes(&keep).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for (l, c) in &arrived[..k] {
             if !keep.contains(l) {
@@ -878,9 +913,7 @@ proptest! {
         // restores like any other.
         prop_assert_eq!(cut.retain_lanes(&keep), Ok(0));
         let bytes = cut.snapshot();
-        let again = Engine::from_snapshot(rules, settings, &bytes)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(again.snapshot(), bytes);
+        prop_assert_eq!(case.restored(&cut)?.snapshot(), bytes);
     }
 }
 
