@@ -40,7 +40,9 @@ fn main() {
         ("bench", "bench.toml", 14),
         ("all-packs", "bench-all-packs.toml", 14),
     ] {
-        let settings = common::settings(file);
+        let mut settings = common::settings(file);
+        // What the service keeps with this configuration.
+        settings.follow_reference_topics();
         let calls = common::calls(&settings, 1_000_000, days);
         let before = LIVE.load(Ordering::Relaxed);
         let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());

@@ -1346,6 +1346,14 @@ impl Settings {
         Ok(())
     }
 
+    /// Sets the engine's `late_statuses` and `late_contacts` as the service runs: reference
+    /// records arrive after calls only from a reference topic, so without one the rules of
+    /// its kind keep no calls to flag late (less state and work per call).
+    pub fn follow_reference_topics(&mut self) {
+        self.engine.late_statuses = self.reference.status_topic.is_some();
+        self.engine.late_contacts = self.reference.contacts_topic.is_some();
+    }
+
     /// The first `status` rule when no status topic is configured: `dialguard run` refuses to
     /// start then, since the rule would never see a status (replay reads `--reference`).
     pub fn status_rule_without_topic(&self) -> Option<&Rule> {

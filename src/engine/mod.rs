@@ -84,6 +84,15 @@ pub struct EngineSettings {
     /// the number it dialled (a dialer mapping's `@contact_book`; [`Engine::find_debtor`]):
     /// about 25 bytes per number more.
     pub contacts_by_number: bool,
+    /// Whether debtor statuses may be applied after calls they cover ([`Engine::apply_status`]):
+    /// `status` rules then keep the calls they match for their `lookback`, to flag them late.
+    /// Off only for a caller that applies every status before its first call — a replay,
+    /// which reads `--reference` first — and then keep nothing: a status applied later
+    /// flags none of the calls judged before it (its own calls are judged against it).
+    pub late_statuses: bool,
+    /// [`EngineSettings::late_statuses`] for contact-book records and `contact` rules
+    /// ([`Engine::apply_contact`]): off for a replay and for a service with no contacts topic.
+    pub late_contacts: bool,
 }
 
 impl Default for EngineSettings {
@@ -95,6 +104,8 @@ impl Default for EngineSettings {
             sweep_step: PASS_STEP,
             keep_call_fields: true,
             contacts_by_number: false,
+            late_statuses: true,
+            late_contacts: true,
         }
     }
 }
@@ -206,6 +217,10 @@ pub struct EngineStats {
 
 struct RuleState {
     windows: Windows,
+    /// Whether the rule keeps the calls it matches in its windows: every stateful rule, but
+    /// a reference kind's only when its reference data may arrive after the calls
+    /// ([`EngineSettings::late_statuses`], [`EngineSettings::late_contacts`]).
+    keeps: bool,
     /// Index into the engine's zone table, or `None` for "callee".
     zone_slot: Option<usize>,
 }
@@ -321,6 +336,11 @@ impl Engine {
                 };
                 RuleState {
                     windows: Windows::for_key_fields(r.key.len()),
+                    keeps: match r.kind {
+                        rule::RuleKind::Status => settings.late_statuses,
+                        rule::RuleKind::Contact => settings.late_contacts,
+                        _ => r.is_stateful(),
+                    },
                     zone_slot,
                 }
             })
@@ -595,7 +615,7 @@ impl Engine {
             return seen;
         };
         for (rule, state) in self.rules.iter().zip(&self.states) {
-            if rule.key.is_empty() {
+            if rule.key.is_empty() || !state.keeps {
                 continue;
             }
             let mut key = [Sym::NONE; 6];
@@ -787,6 +807,7 @@ impl Engine {
                 ri: ri as u16,
                 rule,
                 zone_slot: state.zone_slot,
+                keeps: state.keeps,
                 windows: if reserved_windows {
                     res
                 } else {

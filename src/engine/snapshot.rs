@@ -51,12 +51,22 @@ pub enum SnapshotError {
     Corrupt(&'static str),
 }
 
-/// What identifies the rules and settings a snapshot's state is shaped by.
-fn fingerprint(rules: &[Rule], lateness: i64, horizon: i64) -> [u8; 32] {
+/// What identifies the rules and settings a snapshot's state is shaped by: the rules,
+/// lateness and horizon, and which reference-kind rules keep no calls (an engine whose status
+/// or contact rules keep none would restore windows lacking the calls a later record must
+/// flag). Only rules that keep none add to it, so snapshots of engines keeping every rule's
+/// calls read as before that was part of it.
+fn fingerprint(e: &Engine) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(format!("{rules:?}").as_bytes());
-    h.update(lateness.to_le_bytes());
-    h.update(horizon.to_le_bytes());
+    h.update(format!("{:?}", e.rules).as_bytes());
+    h.update(e.lateness.to_le_bytes());
+    h.update(e.horizon.to_le_bytes());
+    for (i, (r, s)) in e.rules.iter().zip(&e.states).enumerate() {
+        if r.is_stateful() && !s.keeps {
+            h.update(b"keeps no calls");
+            h.update((i as u32).to_le_bytes());
+        }
+    }
     h.finalize().into()
 }
 
@@ -223,7 +233,7 @@ impl Engine {
         let mut w = W(Vec::with_capacity(64 + self.live * 96));
         w.0.extend_from_slice(MAGIC);
         w.u32(VERSION);
-        w.0.extend_from_slice(&fingerprint(&self.rules, self.lateness, self.horizon));
+        w.0.extend_from_slice(&fingerprint(self));
         match self.watermark {
             Some(t) => {
                 w.u8(1);
@@ -376,7 +386,7 @@ impl Engine {
         if !(2..=VERSION).contains(&version) {
             return Err(SnapshotError::Version(version));
         }
-        if r.take(32)? != fingerprint(&e.rules, e.lateness, e.horizon) {
+        if r.take(32)? != fingerprint(&e) {
             return Err(SnapshotError::OtherRules);
         }
         e.watermark = match r.u8()? {

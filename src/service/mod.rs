@@ -86,11 +86,12 @@ pub struct Handles {
 /// drains: stop fetching, flush the producer, commit, stop HTTP. `on_start` receives the handles
 /// once HTTP is listening.
 pub fn run(
-    settings: Settings,
+    mut settings: Settings,
     shutdown: Shutdown,
     signals: bool,
     on_start: impl FnOnce(&Handles),
 ) -> Result<(), ServiceError> {
+    settings.follow_reference_topics();
     if let Some(r) = settings.status_rule_without_topic() {
         return Err(ServiceError::Config {
             key: "reference.status_topic".into(),

@@ -381,6 +381,56 @@ relation_not = ["self", "unknown"]
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// The whole book read before the first call (a replay's `--reference`; a service with no
+    /// contacts topic has no book at all): an engine whose contact rules keep no calls
+    /// (`late_contacts` off) breaches exactly what one that keeps them does, and holds no
+    /// window; their snapshots are not interchangeable.
+    #[test]
+    fn a_book_read_first_judges_alike_whether_calls_are_kept_or_not(
+        specs in prop::collection::vec(call_spec(), 1..30),
+        cspecs in prop::collection::vec(contact_spec(), 0..10),
+        seed in any::<u64>(),
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let contacts = make_contacts(&cspecs);
+        let rules = contact_rules();
+        let mut order: Vec<Call> = calls.iter().chain(calls.iter().take(3)).cloned().collect();
+        crate::support::shuffle(&mut order, seed);
+        let keeping = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let lean = EngineSettings { late_contacts: false, ..keeping.clone() };
+        let mut got = Vec::new();
+        let mut engines = Vec::new();
+        for settings in [&keeping, &lean] {
+            let mut e = Engine::new(rules.clone(), settings.clone());
+            let mut none = Vec::new();
+            for c in &contacts {
+                e.apply_contact(c.clone(), &mut none).unwrap();
+            }
+            prop_assert!(none.is_empty());
+            let mut keys = BTreeSet::new();
+            for c in &order {
+                let mut c = c.clone();
+                let mut found = Vec::new();
+                dialguard::judge::judge(&mut e, 0, &mut c, &mut found);
+                for b in &found {
+                    prop_assert!(!b.late);
+                    prop_assert!(keys.insert(breach_key(&rules, b, Some(&c))), "twice: {:?}", b);
+                }
+            }
+            got.push(keys);
+            engines.push(e);
+        }
+        prop_assert_eq!(&got[0], &got[1]);
+        prop_assert_eq!(engines[1].window_keys(), 0, "contact rules kept calls");
+        let bytes = engines[1].snapshot();
+        prop_assert!(Engine::from_snapshot(rules.clone(), keeping, &bytes).is_err());
+        prop_assert!(Engine::from_snapshot(rules, lean, &bytes).is_ok());
+    }
+}
+
 #[test]
 fn a_forgotten_contact_fills_nothing_after_it_and_its_breaches_stand() {
     let rules = contact_rules();

@@ -1898,6 +1898,70 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    /// Every status applied before the first call (a replay's `--reference`, a service with
+    /// no status topic): an engine whose status rules keep no calls (`late_statuses` off)
+    /// breaches exactly what one that keeps them does, and holds no window; a snapshot of it
+    /// is refused by an engine that keeps them (its windows would lack the calls a later
+    /// status must flag) and restores into one that does not.
+    #[test]
+    fn statuses_read_first_judge_alike_whether_calls_are_kept_or_not(
+        specs in prop::collection::vec(call_spec(), 1..30),
+        sspecs in prop::collection::vec(status_spec(), 0..8),
+        seed in any::<u64>(),
+        callee in any::<bool>(),
+    ) {
+        let calls: Vec<Call> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut c = make_call(i, s);
+                c.channel = [Channel::Voice, Channel::Voice, Channel::Sms][i % 3];
+                c
+            })
+            .collect();
+        let statuses: Vec<Status> = sspecs.iter().enumerate().map(|(i, s)| make_status(i, s)).collect();
+        let rules = status_rules(callee);
+        let mut order: Vec<Call> = calls.iter().chain(calls.iter().take(3)).cloned().collect();
+        crate::support::shuffle(&mut order, seed);
+        let keeping = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        let lean = EngineSettings { late_statuses: false, ..keeping.clone() };
+        let mut got = Vec::new();
+        let mut engines = Vec::new();
+        for settings in [&keeping, &lean] {
+            let mut e = Engine::new(rules.clone(), settings.clone());
+            let mut none = Vec::new();
+            for st in &statuses {
+                e.apply_status(st.clone(), &mut none);
+            }
+            prop_assert!(none.is_empty());
+            let mut keys = BTreeSet::new();
+            for c in &order {
+                let mut found = Vec::new();
+                e.ingest(c, &mut found);
+                for b in &found {
+                    prop_assert!(!b.late);
+                    prop_assert!(keys.insert(breach_key(&rules, b, Some(c))), "twice: {:?}", b);
+                }
+            }
+            got.push(keys);
+            engines.push(e);
+        }
+        prop_assert_eq!(&got[0], &got[1]);
+        prop_assert_eq!(engines[1].window_keys(), 0, "status rules kept calls");
+        let bytes = engines[1].snapshot();
+        prop_assert_eq!(
+            Engine::from_snapshot(rules.clone(), keeping.clone(), &bytes).err(),
+            Some(SnapshotError::OtherRules)
+        );
+        prop_assert!(Engine::from_snapshot(rules.clone(), lean.clone(), &bytes).is_ok());
+        // An engine that keeps calls reads its own snapshots as before.
+        prop_assert!(Engine::from_snapshot(rules.clone(), keeping, &engines[0].snapshot()).is_ok());
+    }
+}
+
 #[test]
 fn a_withdrawn_status_flags_no_call_after_it_and_its_breaches_stand() {
     let rules = status_rules(false);

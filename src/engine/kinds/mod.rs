@@ -181,6 +181,8 @@ pub(super) struct Step<'a, 'b> {
     pub ri: u16,
     pub rule: &'a Rule,
     pub zone_slot: Option<usize>,
+    /// Whether the rule keeps the calls it matches ([`super::EngineSettings::late_statuses`]).
+    pub keeps: bool,
     pub windows: &'b mut Windows,
     pub ctx: Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
@@ -317,7 +319,7 @@ pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
 
 /// The ingest of a kind judged on reference data (`status`, `contact`): a call matching `when`
 /// joins its key's window for `lookback`, `val` in its entry, so that a record arriving later
-/// finds it; `judge` says whether it breaches now, and the entry is marked so (each call
+/// finds it (when the rule keeps calls, [`Step::keeps`]: not when every record came first); `judge` says whether it breaches now, and the entry is marked so (each call
 /// breaches a rule once).
 fn held_for_late(
     step: &mut Step<'_, '_>,
@@ -332,18 +334,23 @@ fn held_for_late(
     let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
         return Applied::Skipped;
     };
-    let mut e = Entry::new(
-        step.call.occurred_at.0,
-        0,
-        step.slot,
-        val,
-        super::rule::Window::Rolling(lookback),
-    );
-    if let Some(b) = judge(step) {
-        e.mark_breached();
-        out.push(b);
+    let breach = judge(step);
+    let breached = breach.is_some();
+    out.extend(breach);
+    // Kept only for reference records that may arrive after the call, to flag it then.
+    if step.keeps {
+        let mut e = Entry::new(
+            step.call.occurred_at.0,
+            0,
+            step.slot,
+            val,
+            super::rule::Window::Rolling(lookback),
+        );
+        if breached {
+            e.mark_breached();
+        }
+        super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
     }
-    super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
     Applied::Matched
 }
 
