@@ -5,9 +5,10 @@
 //!
 //! # Format (version 5, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
-//! state (SHA-256 over the compiled rules, lateness and horizon: a snapshot made under other
-//! rules is refused, not misread), then: watermark, cutoff, last sweep, the eviction pass under
-//! way (a tag and a u32: none, window shard, record slot, dedup shard); lanes; (since version 5)
+//! state (SHA-256 over the compiled rules, lateness and horizon, and which reference-kind rules
+//! keep no calls: a snapshot made under other rules is refused, not misread), then: watermark,
+//! cutoff, last sweep, the eviction pass under way (a tag and a u32: none, window shard, record
+//! slot, dedup shard); lanes; (since version 5)
 //! the lanes' own cutoffs (`floors`, one i64 a lane, often none); counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
@@ -44,7 +45,7 @@ pub enum SnapshotError {
     #[error("snapshot format version {0}, this build reads versions 2 to {VERSION}")]
     Version(u32),
     /// Made under other rules or settings.
-    #[error("made under other rules or lateness: its state does not fit these")]
+    #[error("made under other rules, lateness or reference topics: its state does not fit these")]
     OtherRules,
     /// Cut short or inconsistent.
     #[error("corrupt snapshot: {0}")]
@@ -370,8 +371,8 @@ impl Engine {
     }
 
     /// An engine for `rules` and `settings` with the state of `bytes` (from
-    /// [`Engine::snapshot`]). Refuses a snapshot made under other rules or lateness, or one
-    /// that is cut short or inconsistent.
+    /// [`Engine::snapshot`]). Refuses a snapshot made under other rules, lateness or reference
+    /// topics, or one that is cut short or inconsistent.
     pub fn from_snapshot(
         rules: Vec<Rule>,
         settings: EngineSettings,
