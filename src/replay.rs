@@ -384,7 +384,7 @@ pub fn run(
         engine_settings.keep_call_fields = false;
     }
     // The reference data is applied before the first call (below), never after one: status
-    // and contact rules need keep no calls to flag late.
+    // and contact rules need not keep calls to flag late.
     engine_settings.late_statuses = false;
     engine_settings.late_contacts = false;
     let mut engine = Engine::new(settings.rules.clone(), engine_settings);

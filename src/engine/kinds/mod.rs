@@ -317,10 +317,10 @@ pub(super) fn clear_after(look: &mut Look<'_, '_>) -> Clear {
     }
 }
 
-/// The ingest of a kind judged on reference data (`status`, `contact`): a call matching `when`
-/// joins its key's window for `lookback`, `val` in its entry, so that a record arriving later
-/// finds it (when the rule keeps calls, [`Step::keeps`]: not when every record came first); `judge` says whether it breaches now, and the entry is marked so (each call
-/// breaches a rule once).
+/// The ingest of a kind judged on reference data (`status`, `contact`): `judge` says whether a
+/// call matching `when` breaches now; where records may still arrive after it ([`Step::keeps`])
+/// the call joins its key's window for `lookback`, `val` in its entry and marked if it
+/// breached (each call breaches a rule once), so that a record arriving later finds it.
 fn held_for_late(
     step: &mut Step<'_, '_>,
     lookback: i64,
