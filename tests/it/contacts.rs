@@ -396,38 +396,16 @@ proptest! {
     ) {
         let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
         let contacts = make_contacts(&cspecs);
-        let rules = contact_rules();
         let mut order: Vec<Call> = calls.iter().chain(calls.iter().take(3)).cloned().collect();
         crate::support::shuffle(&mut order, seed);
         let keeping = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let lean = EngineSettings { late_contacts: false, ..keeping.clone() };
-        let mut got = Vec::new();
-        let mut engines = Vec::new();
-        for settings in [&keeping, &lean] {
-            let mut e = Engine::new(rules.clone(), settings.clone());
-            let mut none = Vec::new();
+        let read = |e: &mut Engine, out: &mut Vec<_>| {
             for c in &contacts {
-                e.apply_contact(c.clone(), &mut none).unwrap();
+                e.apply_contact(c.clone(), out).unwrap();
             }
-            prop_assert!(none.is_empty());
-            let mut keys = BTreeSet::new();
-            for c in &order {
-                let mut c = c.clone();
-                let mut found = Vec::new();
-                dialguard::judge::judge(&mut e, 0, &mut c, &mut found);
-                for b in &found {
-                    prop_assert!(!b.late);
-                    prop_assert!(keys.insert(breach_key(&rules, b, Some(&c))), "twice: {:?}", b);
-                }
-            }
-            got.push(keys);
-            engines.push(e);
-        }
-        prop_assert_eq!(&got[0], &got[1]);
-        prop_assert_eq!(engines[1].window_keys(), 0, "contact rules kept calls");
-        let bytes = engines[1].snapshot();
-        prop_assert!(Engine::from_snapshot(rules.clone(), keeping, &bytes).is_err());
-        prop_assert!(Engine::from_snapshot(rules, lean, &bytes).is_ok());
+        };
+        crate::engine_prop::reference_read_first_judges_alike(&contact_rules(), &keeping, &lean, read, &order)?;
     }
 }
 

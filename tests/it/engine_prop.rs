@@ -1726,6 +1726,19 @@ lookback = "13d"
     crate::support::rules_from_toml(&text, "Asia/Shanghai")
 }
 
+/// The calls of the status properties: one in three by SMS, the rest by voice.
+fn status_calls(specs: &[CallSpec]) -> Vec<Call> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut c = make_call(i, s);
+            c.channel = [Channel::Voice, Channel::Voice, Channel::Sms][i % 3];
+            c
+        })
+        .collect()
+}
+
 /// Every (rule id, call id) breach of the status rules, from the final statuses and calls.
 fn status_oracle(
     rules: &[Rule],
@@ -1805,6 +1818,56 @@ pub(crate) fn breach_key(
     (rules[b.rule as usize].id.clone(), call)
 }
 
+/// With every reference record read before the first call, `lean` settings (a reference kind
+/// keeping no calls) judge `order` exactly as `keeping` ones (the default): the same breaches,
+/// none late, none twice — and the lean engine holds no window, and its snapshot is refused by
+/// a keeping engine (whose windows would lack the calls a later record must flag) but restores
+/// into a lean one. `read` gives an engine the reference data.
+pub(crate) fn reference_read_first_judges_alike(
+    rules: &[Rule],
+    keeping: &EngineSettings,
+    lean: &EngineSettings,
+    read: impl Fn(&mut Engine, &mut Vec<dialguard::engine::breach::Breach>),
+    order: &[Call],
+) -> Result<(), TestCaseError> {
+    let mut got = Vec::new();
+    let mut engines = Vec::new();
+    for settings in [keeping, lean] {
+        let mut e = Engine::new(rules.to_vec(), settings.clone());
+        let mut none = Vec::new();
+        read(&mut e, &mut none);
+        prop_assert!(none.is_empty());
+        let mut keys = BTreeSet::new();
+        for c in order {
+            let mut c = c.clone();
+            let mut found = Vec::new();
+            dialguard::judge::judge(&mut e, 0, &mut c, &mut found);
+            for b in &found {
+                prop_assert!(!b.late);
+                prop_assert!(
+                    keys.insert(breach_key(rules, b, Some(&c))),
+                    "twice: {:?}",
+                    b
+                );
+            }
+        }
+        got.push(keys);
+        engines.push(e);
+    }
+    prop_assert_eq!(&got[0], &got[1]);
+    prop_assert_eq!(engines[1].window_keys(), 0, "the lean engine kept calls");
+    let bytes = engines[1].snapshot();
+    prop_assert_eq!(
+        Engine::from_snapshot(rules.to_vec(), keeping.clone(), &bytes).err(),
+        Some(SnapshotError::OtherRules)
+    );
+    prop_assert!(Engine::from_snapshot(rules.to_vec(), lean.clone(), &bytes).is_ok());
+    // A keeping engine reads its own snapshots as before.
+    let own = engines[0].snapshot();
+    prop_assert!(Engine::from_snapshot(rules.to_vec(), keeping.clone(), &own).is_ok());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
@@ -1821,15 +1884,7 @@ proptest! {
         callee in any::<bool>(),
         split in 0usize..1000,
     ) {
-        let calls: Vec<Call> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut c = make_call(i, s);
-                c.channel = [Channel::Voice, Channel::Voice, Channel::Sms][i % 3];
-                c
-            })
-            .collect();
+        let calls = status_calls(&specs);
         let statuses: Vec<Status> = sspecs.iter().enumerate().map(|(i, s)| make_status(i, s)).collect();
         let rules = status_rules(callee);
         let expected = status_oracle(&rules, &statuses, &calls);
@@ -1913,52 +1968,18 @@ proptest! {
         seed in any::<u64>(),
         callee in any::<bool>(),
     ) {
-        let calls: Vec<Call> = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let mut c = make_call(i, s);
-                c.channel = [Channel::Voice, Channel::Voice, Channel::Sms][i % 3];
-                c
-            })
-            .collect();
+        let calls = status_calls(&specs);
         let statuses: Vec<Status> = sspecs.iter().enumerate().map(|(i, s)| make_status(i, s)).collect();
-        let rules = status_rules(callee);
         let mut order: Vec<Call> = calls.iter().chain(calls.iter().take(3)).cloned().collect();
         crate::support::shuffle(&mut order, seed);
         let keeping = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let lean = EngineSettings { late_statuses: false, ..keeping.clone() };
-        let mut got = Vec::new();
-        let mut engines = Vec::new();
-        for settings in [&keeping, &lean] {
-            let mut e = Engine::new(rules.clone(), settings.clone());
-            let mut none = Vec::new();
+        let read = |e: &mut Engine, out: &mut Vec<_>| {
             for st in &statuses {
-                e.apply_status(st.clone(), &mut none);
+                e.apply_status(st.clone(), out);
             }
-            prop_assert!(none.is_empty());
-            let mut keys = BTreeSet::new();
-            for c in &order {
-                let mut found = Vec::new();
-                e.ingest(c, &mut found);
-                for b in &found {
-                    prop_assert!(!b.late);
-                    prop_assert!(keys.insert(breach_key(&rules, b, Some(c))), "twice: {:?}", b);
-                }
-            }
-            got.push(keys);
-            engines.push(e);
-        }
-        prop_assert_eq!(&got[0], &got[1]);
-        prop_assert_eq!(engines[1].window_keys(), 0, "status rules kept calls");
-        let bytes = engines[1].snapshot();
-        prop_assert_eq!(
-            Engine::from_snapshot(rules.clone(), keeping.clone(), &bytes).err(),
-            Some(SnapshotError::OtherRules)
-        );
-        prop_assert!(Engine::from_snapshot(rules.clone(), lean.clone(), &bytes).is_ok());
-        // An engine that keeps calls reads its own snapshots as before.
-        prop_assert!(Engine::from_snapshot(rules.clone(), keeping, &engines[0].snapshot()).is_ok());
+        };
+        reference_read_first_judges_alike(&status_rules(callee), &keeping, &lean, read, &order)?;
     }
 }
 
