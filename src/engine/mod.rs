@@ -792,6 +792,7 @@ impl Engine {
             ..
         } = reserved;
         let mut locals = Locals::new(zones);
+        let facts = rule::facts(call);
         let mut skipped = 0u32;
         for (ri, ((rule, state), res)) in rules
             .iter()
@@ -808,6 +809,7 @@ impl Engine {
                 rule,
                 zone_slot: state.zone_slot,
                 keeps: state.keeps,
+                facts,
                 windows: if reserved_windows {
                     res
                 } else {

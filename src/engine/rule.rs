@@ -276,10 +276,71 @@ pub struct Cond {
     pub strs: Vec<Box<str>>,
 }
 
+/// The enum fields, in the order their values sit in a call's [`facts`] word.
+const ENUM_FIELDS: [FilterField; 7] = [
+    FilterField::Relation,
+    FilterField::Outcome,
+    FilterField::Direction,
+    FilterField::Channel,
+    FilterField::NumberSource,
+    FilterField::Purpose,
+    FilterField::Consent,
+];
+
+/// How many values each of [`ENUM_FIELDS`] has.
+const ENUM_VALUES: [usize; 7] = [
+    super::event::Relation::ALL.len(),
+    super::event::CallOutcome::ALL.len(),
+    super::event::Direction::ALL.len(),
+    super::event::Channel::ALL.len(),
+    super::event::NumberSource::ALL.len(),
+    super::event::Purpose::ALL.len(),
+    2,
+];
+
+/// Where each of [`ENUM_FIELDS`] starts in a [`facts`] word.
+const ENUM_BASES: [u32; 7] = {
+    let mut b = [0u32; 7];
+    let mut i = 1;
+    while i < 7 {
+        b[i] = b[i - 1] + ENUM_VALUES[i - 1] as u32;
+        i += 1;
+    }
+    assert!(
+        b[6] as usize + ENUM_VALUES[6] <= 64,
+        "the enum values fit one word"
+    );
+    b
+};
+
+/// A call's enum field values as one word, one bit per value (a field the call lacks sets
+/// none): a filter then tests a condition on an enum field with one mask ([`Filter::passes`]).
+/// The engine computes it once per call for all its rules.
+#[inline]
+pub fn facts(c: &Call) -> u64 {
+    let mut w = 0u64;
+    for (f, base) in ENUM_FIELDS.iter().zip(ENUM_BASES) {
+        w |= f.bit(c).map_or(0, |b| 1u64 << (base + b));
+    }
+    w
+}
+
 /// A compiled `when`/`after` filter: every condition must hold.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Filter {
     conds: Vec<Cond>,
+    /// Per condition, its mask moved to its field's place in [`facts`] (0 for string fields).
+    wide: Vec<u64>,
+}
+
+// Only the conditions: the rules' debug form fingerprints snapshots (`engine::snapshot`), and
+// `wide` is derived from them.
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("conds", &self.conds)
+            .finish()
+    }
 }
 
 impl Filter {
@@ -287,17 +348,20 @@ impl Filter {
     /// passes.
     #[inline]
     pub fn matches(&self, c: &Call) -> bool {
-        self.conds.iter().all(|cond| {
+        self.passes(facts(c), c)
+    }
+
+    /// [`Filter::matches`] given the call's [`facts`], computed once for many filters.
+    #[inline]
+    pub fn passes(&self, facts: u64, c: &Call) -> bool {
+        self.conds.iter().zip(&self.wide).all(|(cond, &wide)| {
             let hit = match cond.field {
-                FilterField::Str(f) => c.str_field(f).map(|v| cond.strs.iter().any(|s| &**s == v)),
-                other => other.bit(c).map(|b| cond.mask & (1 << b) != 0),
+                FilterField::Str(f) => c
+                    .str_field(f)
+                    .is_some_and(|v| cond.strs.iter().any(|s| &**s == v)),
+                _ => facts & wide != 0,
             };
-            match (hit, cond.negate) {
-                (Some(h), false) => h,
-                (Some(h), true) => !h,
-                (None, false) => false,
-                (None, true) => true,
-            }
+            hit != cond.negate
         })
     }
 
@@ -308,7 +372,14 @@ impl Filter {
 
     /// A filter of these conditions (all must hold).
     pub fn new(conds: Vec<Cond>) -> Filter {
-        Filter { conds }
+        let wide = conds
+            .iter()
+            .map(|c| match ENUM_FIELDS.iter().position(|f| *f == c.field) {
+                Some(i) => (c.mask as u64) << ENUM_BASES[i],
+                None => 0,
+            })
+            .collect();
+        Filter { conds, wide }
     }
 
     /// Whether the filter has no conditions (matches every call).
@@ -440,5 +511,71 @@ impl Rule {
             self.body,
             Body::Cap { .. } | Body::Cooldown { .. } | Body::Status { .. } | Body::Contact { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{CallOutcome, Channel, Direction, NumberSource, Purpose, Relation};
+    use crate::engine::time::Ts;
+    use proptest::prelude::*;
+
+    /// A condition evaluated field by field, as filters were before [`facts`]: the oracle.
+    fn naive(conds: &[Cond], c: &Call) -> bool {
+        conds.iter().all(|cond| {
+            let hit = match cond.field {
+                FilterField::Str(f) => c.str_field(f).map(|v| cond.strs.iter().any(|s| &**s == v)),
+                other => other.bit(c).map(|b| cond.mask & (1 << b) != 0),
+            };
+            match (hit, cond.negate) {
+                (Some(h), false) => h,
+                (Some(h), true) => !h,
+                (None, false) => false,
+                (None, true) => true,
+            }
+        })
+    }
+
+    fn pick<T: Copy>(all: &[T], i: u8) -> Option<T> {
+        // One index in eight past the end: the field absent.
+        let n = all.len() + all.len().div_ceil(8);
+        all.get(i as usize % n).copied()
+    }
+
+    proptest! {
+        /// Any filter on any call: one mask per enum condition over the call's facts says
+        /// what testing each field does.
+        #[test]
+        fn a_filter_on_facts_passes_what_field_by_field_tests_pass(
+            vals in prop::array::uniform8(any::<u8>()),
+            account in prop::option::of(0u8..3),
+            conds in prop::collection::vec((0usize..8, any::<bool>(), any::<u32>(), 0u8..3), 0..5),
+        ) {
+            let mut c = Call::new("c", Ts(0), "d", "+8613800000000", Relation::ALL[vals[0] as usize % Relation::ALL.len()]);
+            c.outcome = pick(CallOutcome::ALL, vals[1]);
+            c.direction = Direction::ALL[vals[2] as usize % Direction::ALL.len()];
+            c.channel = Channel::ALL[vals[3] as usize % Channel::ALL.len()];
+            c.number_source = pick(NumberSource::ALL, vals[4]);
+            c.purpose = pick(Purpose::ALL, vals[5]);
+            c.consent = vals[6] % 2 == 1;
+            c.account_id = account.map(|a| format!("a{a}").into());
+            let conds: Vec<Cond> = conds
+                .into_iter()
+                .map(|(f, negate, mask, s)| {
+                    let field = ENUM_FIELDS.get(f).copied().unwrap_or(FilterField::Str(StrField::AccountId));
+                    let values = ENUM_FIELDS.iter().position(|x| *x == field).map_or(0, |i| ENUM_VALUES[i]);
+                    Cond {
+                        field,
+                        negate,
+                        mask: mask & ((1u64 << values) - 1) as u32,
+                        strs: (0..s).map(|a| format!("a{a}").into()).collect(),
+                    }
+                })
+                .collect();
+            let f = Filter::new(conds.clone());
+            prop_assert_eq!(f.matches(&c), naive(&conds, &c));
+            prop_assert_eq!(f.passes(facts(&c), &c), naive(&conds, &c));
+        }
     }
 }

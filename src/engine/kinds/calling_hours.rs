@@ -23,7 +23,7 @@ pub fn evaluate(rule: &Rule, l: &Local) -> Option<bool> {
 }
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
-    if !step.rule.when.matches(step.call) {
+    if !step.passes(&step.rule.when) {
         return Applied::Unmatched;
     }
     let l = step.local();

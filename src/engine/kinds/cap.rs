@@ -150,7 +150,7 @@ fn bounds(t: i64, tz: &TimeZone, window: Window) -> (Ts, Ts) {
 }
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
-    if !step.rule.when.matches(step.call) {
+    if !step.passes(&step.rule.when) {
         return Applied::Unmatched;
     }
     let (window, limit, distinct) = params(step.rule);

@@ -97,8 +97,8 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         unreachable!("a cooldown rule")
     };
     let period = *period;
-    let when = step.rule.when.matches(step.call);
-    let trig = after.matches(step.call);
+    let when = step.passes(&step.rule.when);
+    let trig = step.passes(after);
     if !when && !trig {
         return Applied::Unmatched;
     }

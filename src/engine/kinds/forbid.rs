@@ -7,7 +7,7 @@ use crate::engine::event::Call;
 use crate::engine::rule::Rule;
 
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
-    if !step.rule.when.matches(step.call) {
+    if !step.passes(&step.rule.when) {
         return Applied::Unmatched;
     }
     out.push(single_call(step.ri, step.call, false));

@@ -183,6 +183,8 @@ pub(super) struct Step<'a, 'b> {
     pub zone_slot: Option<usize>,
     /// Whether the rule keeps the calls it matches ([`super::EngineSettings::late_statuses`]).
     pub keeps: bool,
+    /// The call's enum values as one word ([`super::rule::facts`]), computed once per call.
+    pub facts: u64,
     pub windows: &'b mut Windows,
     pub ctx: Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
@@ -192,6 +194,12 @@ pub(super) struct Step<'a, 'b> {
 }
 
 impl Step<'_, '_> {
+    /// Whether the judged call passes `filter` (the rule's `when`, a cooldown's `after`).
+    #[inline]
+    pub fn passes(&self, filter: &super::rule::Filter) -> bool {
+        filter.passes(self.facts, self.call)
+    }
+
     /// The judged call's local time in this rule's zone.
     pub fn local(&mut self) -> Local {
         self.locals.get(self.rule, self.zone_slot, self.call)
@@ -328,7 +336,7 @@ fn held_for_late(
     out: &mut Vec<Breach>,
     judge: impl FnOnce(&Step<'_, '_>) -> Option<Breach>,
 ) -> Applied {
-    if !step.rule.when.matches(step.call) {
+    if !step.passes(&step.rule.when) {
         return Applied::Unmatched;
     }
     let Some(key) = step.ctx.key_of(step.rule, step.slot) else {
