@@ -375,7 +375,8 @@ impl Filter {
         let wide = conds
             .iter()
             .map(|c| match ENUM_FIELDS.iter().position(|f| *f == c.field) {
-                Some(i) => (c.mask as u64) << ENUM_BASES[i],
+                // Bits past the field's values name none: they must not reach the next field's.
+                Some(i) => (c.mask as u64 & ((1u64 << ENUM_VALUES[i]) - 1)) << ENUM_BASES[i],
                 None => 0,
             })
             .collect();
@@ -562,15 +563,12 @@ mod tests {
             c.account_id = account.map(|a| format!("a{a}").into());
             let conds: Vec<Cond> = conds
                 .into_iter()
-                .map(|(f, negate, mask, s)| {
-                    let field = ENUM_FIELDS.get(f).copied().unwrap_or(FilterField::Str(StrField::AccountId));
-                    let values = ENUM_FIELDS.iter().position(|x| *x == field).map_or(0, |i| ENUM_VALUES[i]);
-                    Cond {
-                        field,
-                        negate,
-                        mask: mask & ((1u64 << values) - 1) as u32,
-                        strs: (0..s).map(|a| format!("a{a}").into()).collect(),
-                    }
+                .map(|(f, negate, mask, s)| Cond {
+                    field: ENUM_FIELDS.get(f).copied().unwrap_or(FilterField::Str(StrField::AccountId)),
+                    negate,
+                    // Any bits, those past a field's values too.
+                    mask,
+                    strs: (0..s).map(|a| format!("a{a}").into()).collect(),
                 })
                 .collect();
             let f = Filter::new(conds.clone());
