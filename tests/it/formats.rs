@@ -309,10 +309,32 @@ fn calls_rendered_as_each_dialers_records_read_back_as_the_same_attempts() {
     }
 }
 
-fn scratch(what: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dialguard-formats-{what}-{}", std::process::id()));
+/// A fresh directory for one test's files, removed when dropped (each run had left three
+/// behind in the temporary directory).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn scratch(what: &str) -> Scratch {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!(
+        "dialguard-formats-{what}-{}-{n}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 fn invalid(text: &str) -> (String, String) {
@@ -471,7 +493,8 @@ fn mapping_mistakes_fail_fast_naming_the_key() {
 /// their reasons; `check-config` prints the effective mapping.
 #[test]
 fn convert_writes_call_events_and_refusals_and_check_config_prints_the_mapping() {
-    let rejects = scratch("convert").join("rejects.jsonl");
+    let dir = scratch("convert");
+    let rejects = dir.join("rejects.jsonl");
     let fixture = root().join("asterisk");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dialguard"))
         .args(["convert", "--config"])
