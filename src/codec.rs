@@ -364,13 +364,13 @@ const INDEXED_BYTES: usize = 1024;
 /// compares; each string's end is then a bit search. Scanning each string for its end
 /// instead (`string_end`, 8 bytes at a time) was a sixth of decoding. Other records (and
 /// records over [`INDEXED_BYTES`]) are scanned a string at a time.
-enum Ends {
+pub(crate) enum Ends {
     Indexed([u64; INDEXED_BYTES / 64]),
     Scanned,
 }
 
 impl Ends {
-    fn of(b: &[u8]) -> Ends {
+    pub(crate) fn of(b: &[u8]) -> Ends {
         if b.len() > INDEXED_BYTES {
             return Ends::Scanned;
         }
@@ -398,10 +398,16 @@ impl Ends {
         }
     }
 
+    /// Whether every string of the record ends at the next quote (no escape, no control
+    /// character).
+    pub(crate) fn indexed(&self) -> bool {
+        matches!(self, Ends::Indexed(_))
+    }
+
     /// The index of the quote that ends a string whose contents start at `start`, if nothing
     /// before it makes the string one to leave to serde.
     #[inline(always)]
-    fn close(&self, b: &[u8], start: usize) -> Option<usize> {
+    pub(crate) fn close(&self, b: &[u8], start: usize) -> Option<usize> {
         match self {
             Ends::Indexed(words) => {
                 let mut w = start / 64;

@@ -398,6 +398,7 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
         b: text.as_bytes(),
         i: 0,
         depth: 0,
+        ends: crate::codec::Ends::of(text.as_bytes()),
     };
     // The earliest created_time; the profiles' slots hold the last profile's members (the call
     // as dialled), each profile starting them afresh.
@@ -488,6 +489,8 @@ struct Walk<'a> {
     b: &'a [u8],
     i: usize,
     depth: u32,
+    /// Where the document's strings end (its quotes, indexed when it has no escape).
+    ends: crate::codec::Ends,
 }
 
 impl<'a> Walk<'a> {
@@ -525,10 +528,7 @@ impl<'a> Walk<'a> {
             return None;
         }
         let start = self.i + 1;
-        let end = start + crate::codec::string_end(&self.b[start..])?;
-        if self.b[end] != b'"' {
-            return None;
-        }
+        let end = self.ends.close(self.b, start)?;
         self.i = end + 1;
         Some(&self.t[start..end])
     }
@@ -536,6 +536,11 @@ impl<'a> Walk<'a> {
     /// Any valid string (escapes included), skipped.
     fn skip_str(&mut self) -> Option<()> {
         self.i += 1; // the opening quote
+        if self.ends.indexed() {
+            // No escape in the document: the string ends at the next quote.
+            self.i = self.ends.close(self.b, self.i)? + 1;
+            return Some(());
+        }
         loop {
             let at = self.i + crate::codec::string_end(&self.b[self.i..])?;
             match self.b[at] {
