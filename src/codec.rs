@@ -360,8 +360,8 @@ const INDEXED_BYTES: usize = 1024;
 
 /// Where a record's strings end. In a record with no backslash and no control character —
 /// nearly every one — each string ends at the next quote, so the quotes of the whole record
-/// are found first, 64 bytes to a word of bits, in a loop the compiler turns into vector
-/// compares; each string's end is then a bit search. Scanning each string for its end
+/// are found first, 64 bytes to a word of bits (SSE2 compares, [`quotes_in`]); each string's
+/// end is then a bit search. Scanning each string for its end
 /// instead (`string_end`, 8 bytes at a time) was a sixth of decoding. Other records (and
 /// records over [`INDEXED_BYTES`]) are scanned a string at a time.
 pub(crate) enum Ends {
@@ -531,13 +531,11 @@ fn scan_value<'a>(text: &'a str, i: usize, ends: &Ends) -> Option<(Value<'a>, us
 /// property test compares them).
 fn fast_timestamp(s: &str) -> Option<Ts> {
     let b = s.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 20 {
+        return None;
+    }
+    let (y, day, second) = crate::engine::time::civil_prefix(b, b'T')?;
+    if !(1000..=9998).contains(&y) {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
@@ -545,19 +543,6 @@ fn fast_timestamp(s: &str) -> Option<Ts> {
             c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
         })
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
-    let month_days = match mo {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1000..=9998).contains(&y) || d == 0 || d > month_days || h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
     let mut i = 19;
     let mut nanos = 0u32;
     if b[i] == b'.' {
@@ -584,8 +569,7 @@ fn fast_timestamp(s: &str) -> Option<Ts> {
         }
         _ => return None,
     };
-    let days = crate::engine::time::days_from_civil(y as i64, mo, d);
-    let secs = days * 86_400 + (h * 3600 + mi * 60 + sec) as i64 - offset;
+    let secs = day * 86_400 + second as i64 - offset;
     // Clamped to what a Ts holds, as Ts::from_jiff does (years 1678 to 2261 fit).
     let n = secs as i128 * 1_000_000_000 + nanos as i128;
     Some(Ts(n.clamp(i64::MIN as i128, i64::MAX as i128) as i64))
@@ -664,16 +648,17 @@ impl Decoder {
             Some(t) => t,
             None => {
                 let ts_text = w.occurred_at.unwrap_or_default();
-                if let Some(t) = fast_timestamp(&ts_text) {
-                    t
-                } else {
-                    let ts: jiff::Timestamp = ts_text.parse().map_err(|e| {
-                    reject(
-                        Reason::BadTimestamp,
-                        format!("occurred_at {ts_text:?} is not an RFC 3339 timestamp with an offset: {e}"),
-                    )
-                })?;
-                    Ts::from_jiff(ts)
+                match fast_timestamp(&ts_text) {
+                    Some(t) => t,
+                    None => {
+                        let ts: jiff::Timestamp = ts_text.parse().map_err(|e| {
+                            reject(
+                                Reason::BadTimestamp,
+                                format!("occurred_at {ts_text:?} is not an RFC 3339 timestamp with an offset: {e}"),
+                            )
+                        })?;
+                        Ts::from_jiff(ts)
+                    }
                 }
             }
         };

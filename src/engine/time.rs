@@ -155,6 +155,37 @@ pub fn first_day_of_month(month_index: i32) -> i32 {
     days_from_civil(y, m, 1) as i32
 }
 
+/// `YYYY-MM-DD?HH:MM:SS` at the start of `b`, `?` being `sep`: the year, the day number and
+/// the second of that day, when every field is in range and the date exists; `None` for
+/// anything else (for jiff to read, or refuse with its reason). Call event times and dialers'
+/// local times are read with it where jiff's general parsers cost a few percent of decoding.
+pub fn civil_prefix(b: &[u8], sep: u8) -> Option<(i64, i64, u32)> {
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != sep
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
+        })
+    };
+    let (y, mo, d) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if h > 23 || mi > 59 || sec > 59 || !(1..=12).contains(&mo) || d == 0 {
+        return None;
+    }
+    let day = days_from_civil(y, mo, d);
+    if civil_from_days(day) != (y, mo, d) {
+        return None; // no such date (jiff says why)
+    }
+    Some((y, day, h * 3600 + mi * 60 + sec))
+}
+
 /// Civil date (year, month 1–12, day 1–31) of a day number (Howard Hinnant's algorithm).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -879,35 +879,16 @@ pub(crate) struct LocalDays(HashMap<i64, Option<i64>, foldhash::fast::RandomStat
 
 impl LocalDays {
     fn fast(&mut self, v: &str, zone: &TimeZone) -> Option<Ts> {
-        use crate::engine::time::{civil_from_days, days_from_civil};
         let b = v.as_bytes();
-        if b.len() != 19
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || b[10] != b' '
-            || b[13] != b':'
-            || b[16] != b':'
-        {
+        if b.len() != 19 {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<u32> {
-            b[r].iter().try_fold(0u32, |n, &c| {
-                c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
-            })
-        };
-        let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-        if h > 23 || mi > 59 || sec > 59 || !(1..=12).contains(&mo) || d == 0 {
-            return None;
-        }
-        let day = days_from_civil(y as i64, mo, d);
-        if civil_from_days(day) != (y as i64, mo, d) {
-            return None; // no such date (jiff says why)
-        }
+        let (_, day, second) = crate::engine::time::civil_prefix(b, b' ')?;
         if self.0.len() > 100_000 {
             self.0.clear();
         }
         let offset = (*self.0.entry(day).or_insert_with(|| {
+            let (y, mo, d) = crate::engine::time::civil_from_days(day);
             let at = |h: i8, m: i8, s: i8| {
                 let dt = jiff::civil::date(y as i16, mo as i8, d as i8).at(h, m, s, 0);
                 zone.to_ambiguous_zoned(dt)
@@ -920,7 +901,7 @@ impl LocalDays {
                 _ => None,
             }
         }))?;
-        let local = day * 86_400 + (h * 3600 + mi * 60 + sec) as i64;
+        let local = day * 86_400 + second as i64;
         Some(Ts((local - offset) * NANOS_PER_SEC))
     }
 }
