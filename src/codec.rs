@@ -469,25 +469,31 @@ fn quotes_in_bytes(c: &[u8; 64]) -> (u64, u8) {
     (q, odd)
 }
 
+/// Eight bytes (little-endian) that a JSON string cannot hold as they are: non-zero exactly
+/// when one is a quote, a backslash or a control character, and then its lowest set bit is
+/// the high bit of the first such byte (the classic "has zero byte" and "has less than"
+/// tests; borrows only run towards higher bytes, and bytes >= 0x80 never hit).
+#[inline]
+pub(crate) fn escape_hits(x: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let quote = x ^ (ONES * b'"' as u64);
+    let slash = x ^ (ONES * b'\\' as u64);
+    ((quote.wrapping_sub(ONES) & !quote)
+        | (slash.wrapping_sub(ONES) & !slash)
+        | (x.wrapping_sub(ONES * 0x20) & !x))
+        & HIGH
+}
+
 /// The index of the first byte of `b` that ends a JSON string or cannot be in one as is: a
 /// quote, a backslash or a control character. Eight bytes at a time (the ids and names in a
 /// record are 8 to 30 bytes; a byte at a time was a tenth of decoding).
 pub(crate) fn string_end(b: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     while i + 8 <= b.len() {
         let mut w = [0u8; 8];
         w.copy_from_slice(&b[i..i + 8]);
-        let x = u64::from_le_bytes(w);
-        // A byte's high bit is set in `hit` where the byte is 0x22, 0x5c or below 0x20
-        // (the classic "has zero byte" and "has less than" tests; bytes >= 0x80 never hit).
-        let quote = x ^ (ONES * b'"' as u64);
-        let slash = x ^ (ONES * b'\\' as u64);
-        let hit = ((quote.wrapping_sub(ONES) & !quote)
-            | (slash.wrapping_sub(ONES) & !slash)
-            | (x.wrapping_sub(ONES * 0x20) & !x))
-            & HIGH;
+        let hit = escape_hits(u64::from_le_bytes(w));
         if hit != 0 {
             // The lowest flagged byte is exact: borrows only run towards higher bytes.
             return Some(i + (hit.trailing_zeros() / 8) as usize);

@@ -44,6 +44,18 @@ impl std::fmt::Display for Ts {
     }
 }
 
+/// "00" to "99": two digits written at once (alerts carry four timestamps each).
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
 impl Ts {
     /// RFC 3339 in UTC, as jiff writes a timestamp: `2026-11-10T02:00:00Z`, with the fraction
     /// only when it is not zero and without trailing zeros. Alerts carry several of these, so it
@@ -66,28 +78,32 @@ impl Ts {
             return;
         }
         let mut b = [0u8; 30];
-        let put = |b: &mut [u8], at: usize, v: u32, width: usize| {
-            let mut v = v;
-            for i in (0..width).rev() {
-                b[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+        let two = |b: &mut [u8], at: usize, v: u32| {
+            let i = 2 * v as usize;
+            b[at] = PAIRS[i];
+            b[at + 1] = PAIRS[i + 1];
         };
-        put(&mut b, 0, y as u32, 4);
+        let y = y as u32;
+        two(&mut b, 0, y / 100);
+        two(&mut b, 2, y % 100);
         b[4] = b'-';
-        put(&mut b, 5, m, 2);
+        two(&mut b, 5, m);
         b[7] = b'-';
-        put(&mut b, 8, d, 2);
+        two(&mut b, 8, d);
         b[10] = b'T';
-        put(&mut b, 11, sod / 3600, 2);
+        two(&mut b, 11, sod / 3600);
         b[13] = b':';
-        put(&mut b, 14, sod / 60 % 60, 2);
+        two(&mut b, 14, sod / 60 % 60);
         b[16] = b':';
-        put(&mut b, 17, sod % 60, 2);
+        two(&mut b, 17, sod % 60);
         let mut n = 19;
         if nanos != 0 {
             b[19] = b'.';
-            put(&mut b, 20, nanos, 9);
+            two(&mut b, 20, nanos / 10_000_000);
+            two(&mut b, 22, nanos / 100_000 % 100);
+            two(&mut b, 24, nanos / 1_000 % 100);
+            two(&mut b, 26, nanos / 10 % 100);
+            b[28] = b'0' + (nanos % 10) as u8;
             n = 29;
             while b[n - 1] == b'0' {
                 n -= 1;
@@ -262,11 +278,13 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Across 1677..2262, with whole seconds, whole milliseconds and arbitrary nanoseconds.
+            // Across 1677..2262, with whole seconds, milliseconds, microseconds and arbitrary
+            // nanoseconds.
             let mut t = (x as i64) % (i64::MAX - 1);
-            match i % 3 {
+            match i % 4 {
                 0 => t -= t.rem_euclid(NANOS_PER_SEC),
                 1 => t -= t.rem_euclid(1_000_000),
+                2 => t -= t.rem_euclid(1_000),
                 _ => {}
             }
             let ts = Ts(t);
