@@ -104,6 +104,12 @@ fn evidence(
         return Vec::new();
     }
     let (lo, hi) = range(v, t, window);
+    // Each id is read from its call's record, and those are far apart: a cache miss each.
+    // Asked for all at once (the newest entries, which are the ones usually taken), the misses
+    // overlap instead of following one another.
+    for y in v[lo..hi].iter().rev().take(ctx.evidence_limit) {
+        ctx.prefetch_id(y.slot());
+    }
     let mut out: Vec<CallId> = Vec::with_capacity(ctx.evidence_limit.min(hi - lo + 1));
     let mut seen: Vec<Sym> = Vec::new();
     if let Some((id, val)) = first {

@@ -77,6 +77,13 @@ impl Ctx<'_> {
     }
 
     /// The id of the call in `slot`, as evidence.
+    /// Starts loading the ids of the call in `slot` ([`Ctx::id`] reads them).
+    #[inline]
+    pub fn prefetch_id(&self, slot: u32) {
+        let (slab, i) = self.slab(slot);
+        crate::engine::prefetch(slab.ids(i));
+    }
+
     pub fn id(&self, slot: u32) -> CallId {
         let (slab, i) = self.slab(slot);
         slab.evidence_id(i)
