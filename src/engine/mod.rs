@@ -36,6 +36,7 @@ pub mod rule;
 pub use snapshot::SnapshotError;
 pub use split::SplitError;
 pub mod contacts;
+mod slots;
 mod snapshot;
 mod split;
 pub mod status;

@@ -5,6 +5,7 @@ use super::intern::Sym;
 use hashbrown::HashMap;
 
 use super::rule::Window;
+use super::slots::Slots;
 use super::time::NANOS_PER_DAY;
 
 /// The top bit of an entry's slot word: "already breached this rule".
@@ -140,8 +141,8 @@ fn shards<K>() -> Shards<K> {
 /// One rule's windows by key, in [`SHARDS`] maps. Most rules key on one or two fields: their
 /// keys are packed into 8 bytes instead of 24, since a map slot is paid for by every key.
 pub(super) enum Windows {
-    /// Keys of at most two fields.
-    Narrow(Shards<u64>),
+    /// Keys of at most two fields, in open-addressing tables (`slots`).
+    Narrow([Slots<WindowState>; SHARDS]),
     /// Keys of three to six fields.
     Wide(Shards<Key>),
 }
@@ -168,7 +169,7 @@ impl Windows {
     /// The map for a rule keyed on `fields` fields.
     pub fn for_key_fields(fields: usize) -> Windows {
         if fields <= 2 {
-            Windows::Narrow(shards())
+            Windows::Narrow(std::array::from_fn(|_| Slots::default()))
         } else {
             Windows::Wide(shards())
         }
@@ -180,7 +181,7 @@ impl Windows {
         match self {
             Windows::Narrow(m) => {
                 let k = pack(key);
-                m[shard_of(k)].entry(k).or_default()
+                m[shard_of(k)].entry(k)
             }
             Windows::Wide(m) => m[shard_of_wide(key)].entry(*key).or_default(),
         }
@@ -192,7 +193,7 @@ impl Windows {
         match self {
             Windows::Narrow(m) => {
                 let k = pack(key);
-                m[shard_of(k)].get(&k)
+                m[shard_of(k)].get(k)
             }
             Windows::Wide(m) => m[shard_of_wide(key)].get(key),
         }
@@ -204,7 +205,7 @@ impl Windows {
         match self {
             Windows::Narrow(m) => {
                 let k = pack(key);
-                m[shard_of(k)].get_mut(&k)
+                m[shard_of(k)].get_mut(k)
             }
             Windows::Wide(m) => m[shard_of_wide(key)].get_mut(key),
         }
@@ -215,7 +216,7 @@ impl Windows {
         match self {
             Windows::Narrow(m) => {
                 let k = pack(key);
-                m[shard_of(k)].remove(&k);
+                m[shard_of(k)].remove(k);
             }
             Windows::Wide(m) => {
                 m[shard_of_wide(key)].remove(key);
@@ -245,9 +246,8 @@ impl Windows {
     ) -> usize {
         match self {
             Windows::Narrow(m) => {
-                let n = m[shard].len();
-                m[shard].retain(|_, w| f(w));
-                shrink(&mut m[shard]);
+                let n = m[shard].retain(f);
+                m[shard].shrink();
                 n
             }
             Windows::Wide(m) => {
@@ -262,7 +262,7 @@ impl Windows {
     /// Keys with a window.
     pub fn len(&self) -> usize {
         match self {
-            Windows::Narrow(m) => m.iter().map(HashMap::len).sum(),
+            Windows::Narrow(m) => m.iter().map(Slots::len).sum(),
             Windows::Wide(m) => m.iter().map(HashMap::len).sum(),
         }
     }
@@ -282,9 +282,9 @@ impl Windows {
         let state = std::mem::size_of::<WindowState>() + 1;
         match self {
             Windows::Narrow(m) => (
-                m.iter().map(HashMap::capacity).sum::<usize>() * (8 + state),
+                m.iter().map(Slots::capacity).sum::<usize>() * (8 + state - 1),
                 m.iter()
-                    .flat_map(HashMap::values)
+                    .flat_map(Slots::values)
                     .map(|w| w.capacity() * entry)
                     .sum(),
             ),
@@ -303,7 +303,7 @@ impl Windows {
         let mut v: Vec<(Key, &WindowState)> = match self {
             Windows::Narrow(m) => m
                 .iter()
-                .flat_map(|m| m.iter().map(|(k, w)| (unpack(*k), w)))
+                .flat_map(|m| m.iter().map(|(k, w)| (unpack(k), w)))
                 .collect(),
             Windows::Wide(m) => m
                 .iter()
