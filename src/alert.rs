@@ -262,17 +262,8 @@ impl<'a> Obj<'a> {
     fn num(&mut self, k: &'static str, v: u64) {
         self.name(k);
         let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut n = v;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.out.extend_from_slice(&digits[i..]);
+        self.out
+            .extend_from_slice(decimal(v, &mut digits).as_bytes());
     }
 
     fn map<'v>(&mut self, k: &'static str, members: impl Iterator<Item = (&'v str, &'v str)>) {
@@ -288,6 +279,21 @@ impl<'a> Obj<'a> {
     fn end(self) {
         self.out.push(b'}');
     }
+}
+
+/// `v` in decimal, written into the end of `buf`.
+fn decimal(v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut n = v;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("digits are ASCII")
 }
 
 /// A JSON string: as is between quotes when nothing in it needs escaping (the usual case,
@@ -553,7 +559,9 @@ fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
                     out.push_str(" and ");
                 }
                 first = false;
-                let _ = write!(out, "{} {}", f.as_str(), v);
+                out.push_str(f.as_str());
+                out.push(' ');
+                out.push_str(v);
             }
         }
     };
@@ -564,16 +572,25 @@ fn write_message(rule: &Rule, b: &Breach, s: &Call, out: &mut String) {
             limit: l,
             distinct,
         } => {
-            let _ = write!(out, "{observed} ");
+            // (Pieces pushed, not `write!`: a cap's message is most alerts' and this was
+            // formatting machinery and an allocation each.)
+            let mut digits = [0u8; 20];
+            out.push_str(decimal(observed as u64, &mut digits));
             match distinct {
-                None => out.push_str("calls"),
+                None => out.push_str(" calls"),
                 Some(f) => {
-                    let _ = write!(out, "distinct {} values", f.as_str());
+                    out.push_str(" distinct ");
+                    out.push_str(f.as_str());
+                    out.push_str(" values");
                 }
             }
-            let _ = write!(out, " in {} for ", w.describe());
+            out.push_str(" in ");
+            w.describe_into(out);
+            out.push_str(" for ");
             key_text(out);
-            let _ = write!(out, " (limit {l})");
+            out.push_str(" (limit ");
+            out.push_str(decimal(*l as u64, &mut digits));
+            out.push(')');
         }
         Body::Cooldown { period, .. } => {
             let p = match period {

@@ -146,35 +146,50 @@ impl Window {
 
     /// For messages: "7 days", "7 local days", "the same local week".
     pub fn describe(self) -> String {
+        let mut out = String::new();
+        self.describe_into(&mut out);
+        out
+    }
+
+    /// [`Window::describe`], appended to `out` (alerts' messages: no allocation).
+    pub fn describe_into(self, out: &mut String) {
+        use std::fmt::Write;
         match self {
-            Window::Rolling(w) => describe_duration(w),
-            Window::LocalDays(1) => "1 local day".into(),
-            Window::LocalDays(n) => format!("{n} local days"),
-            Window::Calendar(Calendar::Day) => "one local day".into(),
-            Window::Calendar(Calendar::Week) => "one local week".into(),
-            Window::Calendar(Calendar::Month) => "one local month".into(),
+            Window::Rolling(w) => describe_duration_into(w, out),
+            Window::LocalDays(1) => out.push_str("1 local day"),
+            Window::LocalDays(n) => {
+                let _ = write!(out, "{n} local days");
+            }
+            Window::Calendar(Calendar::Day) => out.push_str("one local day"),
+            Window::Calendar(Calendar::Week) => out.push_str("one local week"),
+            Window::Calendar(Calendar::Month) => out.push_str("one local month"),
         }
     }
 }
 
 /// "7 days", "90 minutes", "36 hours".
 pub fn describe_duration(ns: i64) -> String {
+    let mut out = String::new();
+    describe_duration_into(ns, &mut out);
+    out
+}
+
+/// [`describe_duration`], appended to `out`.
+pub fn describe_duration_into(ns: i64, out: &mut String) {
+    use std::fmt::Write;
     let s = ns / NANOS_PER_SEC;
-    let plural = |n: i64, u: &str| {
-        if n == 1 {
-            format!("1 {u}")
-        } else {
-            format!("{n} {u}s")
-        }
-    };
-    if s % 86_400 == 0 {
-        plural(s / 86_400, "day")
+    let (n, unit) = if s % 86_400 == 0 {
+        (s / 86_400, "day")
     } else if s % 3600 == 0 {
-        plural(s / 3600, "hour")
+        (s / 3600, "hour")
     } else if s % 60 == 0 {
-        plural(s / 60, "minute")
+        (s / 60, "minute")
     } else {
-        plural(s, "second")
+        (s, "second")
+    };
+    let _ = write!(out, "{n} {unit}");
+    if n != 1 {
+        out.push('s');
     }
 }
 
