@@ -704,8 +704,6 @@ pub fn render_all(
 mod tests {
     use super::*;
 
-    /// `write_json` writes exactly what serde_json does, for every optional member present or
-    /// not and for strings that need escaping.
     /// The word-at-a-time check finds what a byte-at-a-time one does: every byte value at
     /// every position of every length up to 40, with the rest plain or high bytes.
     #[test]
@@ -726,6 +724,8 @@ mod tests {
         }
     }
 
+    /// `write_json` writes exactly what serde_json does, for every optional member present or
+    /// not and for strings that need escaping.
     #[test]
     fn write_json_is_byte_identical_to_serde_json() {
         let strings = [

@@ -558,6 +558,19 @@ impl Engine {
                 for s in &mut key {
                     *s = Sym(r.u32()?);
                 }
+                // A key has a symbol for each of the rule's key fields and none after them
+                // (the window tables rely on it: `slots::EMPTY` is no rule's key).
+                let width = e.rules[ri].key.len();
+                let key_ok = key.iter().enumerate().all(|(i, s)| {
+                    if i < width {
+                        !s.is_none() && sym_ok(*s)
+                    } else {
+                        s.is_none()
+                    }
+                });
+                if !key_ok {
+                    return Err(SnapshotError::Corrupt("a window key"));
+                }
                 let mut win = WindowState::default();
                 let mut triggers = Vec::new();
                 for v in [&mut win.calls, &mut triggers] {

@@ -1203,6 +1203,59 @@ proptest! {
     }
 }
 
+/// A window key that no rule could have (here the window tables' empty-slot marker: no symbol,
+/// then symbol 0) is refused as corrupt, not restored into a table that would misread it.
+#[test]
+fn a_snapshot_with_an_impossible_window_key_is_refused() {
+    let rules = crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "per-debtor"
+kind = "cap"
+severity = "low"
+key = ["debtor_id"]
+window = "1d"
+limit = 5
+"#,
+        "UTC",
+    );
+    let mut e = Engine::new(rules.clone(), EngineSettings::default());
+    let mut out = Vec::new();
+    for (i, id) in ["a", "b"].iter().enumerate() {
+        let t = Ts(1_794_000_000 * NANOS_PER_SEC + i as i64 * NANOS_PER_SEC);
+        e.ingest_alerts(
+            &Call::new(id, t, "d1", "+8613800000001", Relation::SelfDebtor),
+            Ts(0),
+            &mut out,
+        );
+    }
+    let bytes = e.snapshot();
+    assert!(Engine::from_snapshot(rules.clone(), EngineSettings::default(), &bytes).is_ok());
+    // The one window's key: the debtor's symbol, then five of none (0xff bytes); it is the
+    // last such run, as windows follow the records (and no statuses or contacts follow).
+    let at = (0..bytes.len() - 24)
+        .rev()
+        .find(|&i| bytes[i + 4..i + 24].iter().all(|&b| b == 0xff) && bytes[i + 3] != 0xff)
+        .expect("the window key");
+    // No symbol then symbol 0 (the empty-slot marker); no symbol at all (a key for a rule of
+    // no fields); the debtor's symbol and a second one (this rule keys on one field).
+    let debtor: [u8; 4] = bytes[at..at + 4].try_into().unwrap();
+    for (first, second) in [
+        ([0xff; 4], [0; 4]),
+        ([0xff; 4], [0xff; 4]),
+        (debtor, [0; 4]),
+    ] {
+        let mut bad = bytes.clone();
+        bad[at..at + 4].copy_from_slice(&first);
+        bad[at + 4..at + 8].copy_from_slice(&second);
+        assert_eq!(
+            Engine::from_snapshot(rules.clone(), EngineSettings::default(), &bad).err(),
+            Some(SnapshotError::Corrupt("a window key")),
+            "{first:?} {second:?}"
+        );
+    }
+}
+
 #[test]
 fn a_snapshot_is_refused_under_other_rules_or_another_version() {
     let calls: Vec<Call> = (0..30)

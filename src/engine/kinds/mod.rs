@@ -76,7 +76,6 @@ impl Ctx<'_> {
         }
     }
 
-    /// The id of the call in `slot`, as evidence.
     /// Starts loading the ids of the call in `slot` ([`Ctx::id`] reads them).
     #[inline]
     pub fn prefetch_id(&self, slot: u32) {
@@ -84,6 +83,7 @@ impl Ctx<'_> {
         crate::engine::prefetch(slab.ids(i));
     }
 
+    /// The id of the call in `slot`, as evidence.
     pub fn id(&self, slot: u32) -> CallId {
         let (slab, i) = self.slab(slot);
         slab.evidence_id(i)
