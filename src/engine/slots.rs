@@ -10,10 +10,10 @@
 //! line, so the longer probes of a full table cost little; a slot is 8 + `size_of::<V>()`
 //! bytes, as hashbrown's is (with its control byte), at the same highest load (7/8).
 //!
-//! Measured (README, Performance): 3–4% more calls/s for the policies with several keyed
-//! rules, none for the reference rules, the same memory. Prefetching the home slots a dozen
-//! calls ahead as well added nothing (the engine thread's outstanding misses were already as
-//! many as the core keeps).
+//! Measured (README, Performance): +3.6% calls/s for `config/bench.toml` (ten stateful
+//! rules), within noise for the default policy (+1%) and the reference rules, the same memory.
+//! Prefetching the home slots a dozen calls ahead as well added nothing (the engine thread's
+//! outstanding misses were already as many as the core keeps).
 
 /// The key an empty slot holds. A packed window key is never this: its first symbol is
 /// `Sym::NONE` (`u32::MAX`) only for a rule with no key, whose second is `NONE` too.
