@@ -41,8 +41,11 @@ fn main() {
         .cloned()
         .unwrap_or_else(|| "config/dialguard.toml".into());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let settings =
+    let mut settings =
         Settings::load_with_env(&root.join(&config), Some(HashMap::new())).expect("config");
+    // The engine as the service builds it (a status or contact rule keeps calls to flag late
+    // only when its reference topic is configured).
+    settings.follow_reference_topics();
     let lines: Vec<String> = Synth::new(SynthParams {
         calls: n,
         debtors: (n / 50).max(1),
