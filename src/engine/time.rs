@@ -171,6 +171,21 @@ pub fn first_day_of_month(month_index: i32) -> i32 {
     days_from_civil(y, m, 1) as i32
 }
 
+/// The `N` digits at `at` as a number. Always inlined (and unrolled): a closure here was
+/// inlined or not as unrelated code changed, and not was 160 instructions more per call event
+/// decoded (callgrind).
+#[inline(always)]
+fn digits<const N: usize>(b: &[u8], at: usize) -> Option<u32> {
+    let mut n = 0;
+    for &c in &b[at..at + N] {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (c - b'0') as u32;
+    }
+    Some(n)
+}
+
 /// `YYYY-MM-DD?HH:MM:SS` at the start of `b`, `?` being `sep`: the year, the day number and
 /// the second of that day, when every field is in range and the date exists; `None` for
 /// anything else (for jiff to read, or refuse with its reason). Call event times and dialers'
@@ -185,13 +200,16 @@ pub fn civil_prefix(b: &[u8], sep: u8) -> Option<(i64, i64, u32)> {
     {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b[r].iter().try_fold(0u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + (c - b'0') as u32)
-        })
-    };
-    let (y, mo, d) = (num(0..4)? as i64, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let (y, mo, d) = (
+        digits::<4>(b, 0)? as i64,
+        digits::<2>(b, 5)?,
+        digits::<2>(b, 8)?,
+    );
+    let (h, mi, sec) = (
+        digits::<2>(b, 11)?,
+        digits::<2>(b, 14)?,
+        digits::<2>(b, 17)?,
+    );
     if h > 23 || mi > 59 || sec > 59 || !(1..=12).contains(&mo) || d == 0 {
         return None;
     }
