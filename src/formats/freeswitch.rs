@@ -774,7 +774,8 @@ mod tests {
     use super::*;
     use crate::formats::{render, Format, Mapping, RawMapping};
 
-    /// Profiles are ordered by `created_time` as `str::parse` reads it, at every length.
+    /// Profiles are ordered by `created_time` as `str::parse` reads it, on both sides of the
+    /// fast path's edges (19 digits, `u64::MAX`, signs, fractions).
     #[test]
     fn created_times_order_as_parsed() {
         for v in [

@@ -924,7 +924,7 @@ pub(crate) fn reject(reason: Reason, detail: impl Into<String>) -> Reject {
 /// `.` (it may be a local time); else its whole part (`None` when empty or over 18 digits) and
 /// the digits after the first `.` (`None` after a second one). One pass without overflow
 /// checks (18 digits fit an `i64`): validating, splitting and `str::parse` each walking the
-/// value were a fifth of mapping a FreeSWITCH record.
+/// value were a sixth of mapping a FreeSWITCH record.
 fn epoch_digits(v: &[u8]) -> Option<(Option<i64>, Option<&[u8]>)> {
     let mut whole = 0i64;
     // Eight digits a word while they last (a microsecond epoch is two words), then a byte at a
@@ -1041,8 +1041,8 @@ fn pair<'a>(v: Cow<'a, str>, key: &str) -> Option<Cow<'a, str>> {
 
 /// Whether `b` holds a `%`, eight bytes at a time: values are a few words long, and for them
 /// the memchr crate's search cost 730 more instructions per FreeSWITCH record (callgrind), and
-/// core's search of the last few bytes 170 more. The last bytes are the last eight words'
-/// worth read again (overlapping), or, in a value shorter than a word, a word built from them.
+/// core's memchr on the last few bytes 170 more. Those bytes are read as the value's last eight
+/// (overlapping the word before), or, in a value shorter than a word, as a word built from them.
 fn has_percent(b: &[u8]) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     // Some byte is zero (a `%`) exactly when a high bit survives ("has zero byte").
