@@ -382,16 +382,38 @@ impl Keys {
         (b.len() * 7 + first as usize * 3 + last as usize + part as usize * 13) % Self::BUCKETS
     }
 
-    /// The slot of the member `name` of `part`, if the mapping reads it.
-    #[inline]
+    /// The slot of the member `name` of `part`, if the mapping reads it. Always inlined: with
+    /// [`same`] inside it the compiler made it a call, 21 a record, which cost more than the
+    /// compares saved.
+    #[inline(always)]
     fn find(&self, part: Part, name: &str) -> Option<usize> {
         if self.lengths[part as usize] & (1 << name.len().min(63)) == 0 {
             return None;
         }
         self.table[Self::bucket(part, name)]
             .iter()
-            .find(|(p, n, _)| *p == part && **n == *name)
+            .find(|(p, n, _)| *p == part && same(n.as_bytes(), name.as_bytes()))
             .map(|e| e.2)
+    }
+}
+
+/// `a == b`, inline for names of 4 to 16 bytes (two words, overlapping when shorter than two):
+/// a dozen a record, and the call to libc's `memcmp` behind `==` was a fiftieth of reading one
+/// (with `find` inlined, 200 fewer instructions per FreeSWITCH record; callgrind).
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if (8..=16).contains(&n) {
+        let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8"));
+        w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8)
+    } else if (4..8).contains(&n) {
+        let w = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4"));
+        w(a, 0) == w(b, 0) && w(a, n - 4) == w(b, n - 4)
+    } else {
+        a == b
     }
 }
 
@@ -773,6 +795,28 @@ impl<'a> Walk<'a> {
 mod tests {
     use super::*;
     use crate::formats::{render, Format, Mapping, RawMapping};
+
+    /// Names compare as `==` does at every length, whichever byte differs (the word compares
+    /// overlap for lengths 5 to 7 and 9 to 15).
+    #[test]
+    fn names_compare_as_equality_does() {
+        for n in 0..=24usize {
+            let a: Vec<u8> = (0..n as u8).map(|k| b'a' + k).collect();
+            assert!(same(&a, &a.clone()), "length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "length {n}, byte {at} differs");
+            }
+            let mut longer = a.clone();
+            longer.push(b'z');
+            assert!(
+                !same(&a, &longer) && !same(&longer, &a),
+                "lengths {n} and {}",
+                n + 1
+            );
+        }
+    }
 
     /// Profiles are ordered by `created_time` as `str::parse` reads it, on both sides of the
     /// fast path's edges (19 digits, `u64::MAX`, signs, fractions).
