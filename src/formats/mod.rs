@@ -707,10 +707,13 @@ impl Mapping {
         }
         let mut w = crate::codec::Wire::default();
         let mut missing = Vec::new();
+        // `@contact_book` reached (a local: the flag in `w` was read back from memory per target).
+        let mut from_book = false;
         for (target, required, srcs) in &self.targets {
-            let mut value = None;
-            for s in srcs {
-                value = match s {
+            let value = match srcs.as_slice() {
+                // Most targets: one field.
+                [Src::Slot(i)] => get(*i),
+                _ => srcs.iter().find_map(|s| match s {
                     Src::Slot(i) => get(*i),
                     Src::Pair(i, key) => slots[*i].as_ref().and_then(|v| {
                         if split.0 != Some(*i) {
@@ -721,15 +724,13 @@ impl Mapping {
                     }),
                     Src::Const(c) => Some(Cow::Borrowed(*c)),
                     Src::Book => {
-                        w.debtor_from_book = true;
+                        from_book = true;
                         None
                     }
-                };
-                if value.is_some() {
-                    break;
-                }
-            }
-            if w.debtor_from_book && *target == Target::DebtorId {
+                }),
+            };
+            if from_book && *target == Target::DebtorId {
+                w.debtor_from_book = true;
                 continue;
             }
             if value.is_none() && *required {
