@@ -687,8 +687,8 @@ impl Mapping {
     ) -> Result<crate::codec::Wire<'a>, Reject> {
         // Each value decoded once, however many targets read it. A value borrowed from a record
         // without a `%` anywhere has none to decode: one search of the record (SIMD) instead of
-        // one per value, whose loops, each ending at a different length, were a sixth of the
-        // branches this step mispredicted (cachegrind).
+        // one per value was 237 fewer instructions per FreeSWITCH record (callgrind), and
+        // loops that each end at a different length fewer.
         let encoded = self.format == Format::FreeswitchJsonCdr && self.url_encoded;
         let borrowed_plain = encoded && memchr::memchr(b'%', text.as_bytes()).is_none();
         for s in &mut slots {
@@ -1304,15 +1304,20 @@ mod tests {
         assert!(at("2026-11-02 09:00:00", TimeKind::Micros).is_err());
     }
 
-    /// FreeSWITCH writes no local times: a time that is not a number is refused, not read in a
-    /// zone it does not have (a mutation found this panicking).
-    #[test]
-    fn a_zoneless_format_refuses_a_time_that_is_not_a_number() {
+    /// The FreeSWITCH defaults with the debtor in the channel variable `d`.
+    fn freeswitch_with_debtor_d() -> Mapping {
         let raw = RawMapping {
             debtor_id: Some(Places::One("variables.d".into())),
             ..Default::default()
         };
-        let m = Mapping::new(Format::FreeswitchJsonCdr, &raw).unwrap();
+        Mapping::new(Format::FreeswitchJsonCdr, &raw).unwrap()
+    }
+
+    /// FreeSWITCH writes no local times: a time that is not a number is refused, not read in a
+    /// zone it does not have (a mutation found this panicking).
+    #[test]
+    fn a_zoneless_format_refuses_a_time_that_is_not_a_number() {
+        let m = freeswitch_with_debtor_d();
         let mut days = LocalDays::default();
         let r = m.time_of("2026-11-02 09:00:00", TimeKind::SecsOrLocal, &mut days);
         assert_eq!(r.unwrap_err().reason, Reason::BadTimestamp);
@@ -1323,11 +1328,7 @@ mod tests {
     /// records skip the per-value check must not skip the second.
     #[test]
     fn percent_escapes_are_decoded_however_the_percent_is_written() {
-        let raw = RawMapping {
-            debtor_id: Some(Places::One("variables.d".into())),
-            ..Default::default()
-        };
-        let m = Mapping::new(Format::FreeswitchJsonCdr, &raw).unwrap();
+        let m = freeswitch_with_debtor_d();
         let doc = |phone: &str, debtor: &str| {
             format!(
                 r#"{{"variables":{{"uuid":"c1","d":"{debtor}","start_epoch":"1793581200","hangup_cause":"NORMAL_CLEARING","billsec":"5"}},"callflow":[{{"caller_profile":{{"destination_number":"{phone}"}}}}]}}"#
