@@ -1046,7 +1046,9 @@ fn pair<'a>(v: Cow<'a, str>, key: &str) -> Option<Cow<'a, str>> {
     pair_in(&v, &pairs, key)
 }
 
-/// Whether `b` holds a `%`, eight bytes at a time: values are a few words long, and for them
+/// Whether `b` holds a `%`, eight bytes at a time; asked per value only of a record that holds
+/// one somewhere (`wire` searches the whole record first, with memchr: long enough for it to
+/// pay). Values are a few words long, and for them
 /// the memchr crate's search cost 730 more instructions per FreeSWITCH record (callgrind), and
 /// core's memchr on the last few bytes 170 more. Those bytes are read as the value's last eight
 /// (overlapping the word before), or, in a value shorter than a word, as a word built from them.
