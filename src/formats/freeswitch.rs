@@ -367,14 +367,14 @@ impl Keys {
                 _ => {}
             }
             k.lengths[p as usize] |= 1 << name.len().min(63);
-            k.table[Self::bucket(p, name)].push((p, name.into(), i));
+            k.table[Self::bucket(p, name.as_bytes())].push((p, name.into(), i));
         }
         k
     }
 
     /// The length, first and last bytes of the name and its part, mixed.
-    fn bucket(part: Part, name: &str) -> usize {
-        let b = name.as_bytes();
+    fn bucket(part: Part, name: &[u8]) -> usize {
+        let b = name;
         let (first, last) = (
             b.first().copied().unwrap_or(0),
             b.last().copied().unwrap_or(0),
@@ -386,13 +386,13 @@ impl Keys {
     /// [`same`] inside it the compiler made it a call, 21 a record, which cost more than the
     /// compares saved.
     #[inline(always)]
-    fn find(&self, part: Part, name: &str) -> Option<usize> {
+    fn find(&self, part: Part, name: &[u8]) -> Option<usize> {
         if self.lengths[part as usize] & (1 << name.len().min(63)) == 0 {
             return None;
         }
         self.table[Self::bucket(part, name)]
             .iter()
-            .find(|(p, n, _)| *p == part && same(n.as_bytes(), name.as_bytes()))
+            .find(|(p, n, _)| *p == part && same(n.as_bytes(), name))
             .map(|e| e.2)
     }
 }
@@ -440,8 +440,8 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
     w.ws();
     w.object(|w, key| {
         match key {
-            "variables" | "channel_data" => {
-                let part = if key == "variables" {
+            b"variables" | b"channel_data" => {
+                let part = if key == b"variables" {
                     Part::Variable
                 } else {
                     Part::ChannelData
@@ -451,7 +451,7 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                     w.scalar_into(hit.map(|h| &mut slots[h]))
                 })
             }
-            "callflow" => {
+            b"callflow" => {
                 let mut profile = |w: &mut Walk<'a>| -> Option<()> {
                     for &i in &keys.in_profiles {
                         slots[i] = None;
@@ -459,8 +459,8 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                     let mut first_created: Option<&'a str> = None;
                     let (mut seen_cp, mut seen_t) = (false, false);
                     w.object(|w, k| match k {
-                        "caller_profile" | "times" => {
-                            let times = k == "times";
+                        b"caller_profile" | b"times" => {
+                            let times = k == b"times";
                             let seen = if times { &mut seen_t } else { &mut seen_cp };
                             if std::mem::replace(seen, true) {
                                 return None; // a duplicate field: serde's error
@@ -468,7 +468,7 @@ fn scan<'a>(m: &Mapping, text: &'a str) -> Option<Vec<Option<Cow<'a, str>>>> {
                             w.members_or_null(|w, k| {
                                 let part = if times { Part::Times } else { Part::Profile };
                                 let hit = keys.find(part, k);
-                                let created_here = times && k == "created_time";
+                                let created_here = times && k == b"created_time";
                                 if hit.is_none() && !created_here {
                                     return w.skip_value();
                                 }
@@ -574,6 +574,19 @@ impl<'a> Walk<'a> {
         // Cut at the end, then at the start: each cut checks one char boundary (as the
         // codec's `scan_str`); a range here was 280 more instructions per record.
         Some(&self.t[..end][start..])
+    }
+
+    /// [`Walk::plain_str`] as bytes: a member's name, only compared with the names a mapping
+    /// reads (a `str`'s two char-boundary checks were 234 instructions a record; callgrind).
+    #[inline(always)]
+    fn plain_bytes(&mut self) -> Option<&'a [u8]> {
+        if self.b.get(self.i) != Some(&b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = self.ends.close(self.b, start)?;
+        self.i = end + 1;
+        self.b.get(start..end)
     }
 
     /// Any valid string (escapes included), skipped.
@@ -708,7 +721,7 @@ impl<'a> Walk<'a> {
     }
 
     /// An object (at `{`): `member` reads each value, the walk at its first byte.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         if self.b.get(self.i) != Some(&b'{') || self.depth >= 120 {
             return None;
         }
@@ -720,11 +733,11 @@ impl<'a> Walk<'a> {
         loop {
             // Whitespace is looked for only where a token is not found at once: dialers write
             // CDRs compact, and checking for it before every token was a sixteenth of reading.
-            let key = match self.plain_str() {
+            let key = match self.plain_bytes() {
                 Some(k) => k,
                 None => {
                     self.ws();
-                    self.plain_str()?
+                    self.plain_bytes()?
                 }
             };
             if self.peek()? != b':' {
@@ -765,7 +778,7 @@ impl<'a> Walk<'a> {
     /// An object or null whose members `member` reads.
     fn members_or_null(
         &mut self,
-        member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+        member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
     ) -> Option<()> {
         if self.b.get(self.i) == Some(&b'n') {
             return self.literal("null");
@@ -870,20 +883,23 @@ mod tests {
             for i in 0..40 {
                 let name = format!("k{i}x");
                 assert_eq!(
-                    keys.find(*part, &name),
+                    keys.find(*part, name.as_bytes()),
                     Some(pi * 40 + i),
                     "{part:?} {name}"
                 );
-                assert_eq!(keys.find(*part, &format!("k{}x", i + 40)), None);
-                assert_eq!(keys.find(*part, &format!("k{i}y")), None);
+                assert_eq!(keys.find(*part, format!("k{}x", i + 40).as_bytes()), None);
+                assert_eq!(keys.find(*part, format!("k{i}y").as_bytes()), None);
             }
-            assert_eq!(keys.find(*part, ""), None);
+            assert_eq!(keys.find(*part, b""), None);
         }
-        assert_eq!(keys.find(Part::Created, "created_time"), Some(200));
-        assert_eq!(keys.find(Part::Times, "created_time"), None);
-        assert_eq!(keys.find(Part::Variable, &"v".repeat(90)), Some(201));
-        assert_eq!(keys.find(Part::Variable, &"v".repeat(89)), None);
-        assert_eq!(keys.find(Part::Variable, &"v".repeat(91)), None);
+        assert_eq!(keys.find(Part::Created, b"created_time"), Some(200));
+        assert_eq!(keys.find(Part::Times, b"created_time"), None);
+        assert_eq!(
+            keys.find(Part::Variable, "v".repeat(90).as_bytes()),
+            Some(201)
+        );
+        assert_eq!(keys.find(Part::Variable, "v".repeat(89).as_bytes()), None);
+        assert_eq!(keys.find(Part::Variable, "v".repeat(91).as_bytes()), None);
         assert_eq!(keys.in_profiles.len(), 80);
         assert_eq!((keys.slots, keys.created), (202, Some(200)));
     }
