@@ -1431,7 +1431,20 @@ fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
     assert_eq!(during, 1, "no kill landed during a restore");
 
     let last = dir.join("last");
-    finish_and_stop(&kafka, spawn_run_with(&kafka, &env, Some(&last)));
+    let mut process = spawn_run_with(&kafka, &env, Some(&last));
+    // Its restore logged before it is stopped: on a loaded machine an attempt above may have
+    // read the input to its end before its kill, and with every offset committed
+    // `finish_and_stop` would stop this start before it restored anything.
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(&last)
+        .unwrap_or_default()
+        .contains("windows rebuilt")
+    {
+        assert!(Instant::now() < deadline, "the last start did not restore");
+        assert!(process.try_wait().unwrap().is_none(), "the process exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    finish_and_stop(&kafka, process);
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&last).unwrap();
     assert!(
