@@ -148,27 +148,11 @@ impl Marks {
             return Marks::Searched;
         }
         let mut words = [[0u64; INDEXED_BYTES / 64]; 2];
-        let mut chunks = b.chunks_exact(64);
-        for (w, c) in (0..).zip(&mut chunks) {
-            let (q, c) = marks_in(c.try_into().expect("64 bytes"));
-            words[0][w] = q;
-            words[1][w] = c;
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() && b.len() >= 64 {
-            // The last 64 bytes, overlapping the words before: their marks shifted down to
-            // the rest's (as `codec::Ends` does).
-            let (q, c) = marks_in(b[b.len() - 64..].try_into().expect("64 bytes"));
-            words[0][b.len() / 64] = q >> (64 - rest.len());
-            words[1][b.len() / 64] = c >> (64 - rest.len());
-        } else if !rest.is_empty() {
-            // Padded with spaces, which are neither.
-            let mut last = [b' '; 64];
-            last[..rest.len()].copy_from_slice(rest);
-            let (q, c) = marks_in(&last);
-            words[0][b.len() / 64] = q;
-            words[1][b.len() / 64] = c;
-        }
+        crate::codec::blocks64(b, |w, c, shift| {
+            let (q, c) = marks_in(c);
+            words[0][w] = q >> shift;
+            words[1][w] = c >> shift;
+        });
         Marks::Indexed(words)
     }
 
@@ -176,16 +160,7 @@ impl Marks {
     #[inline(always)]
     fn next(&self, mark: Mark, b: &[u8], from: usize) -> Option<usize> {
         match self {
-            Marks::Indexed(words) => {
-                let words = &words[mark as usize];
-                let mut w = from / 64;
-                let mut bits = *words.get(w)? & (u64::MAX << (from % 64));
-                while bits == 0 {
-                    w += 1;
-                    bits = *words.get(w)?;
-                }
-                Some(w * 64 + bits.trailing_zeros() as usize)
-            }
+            Marks::Indexed(words) => crate::codec::next_bit(&words[mark as usize], from),
             Marks::Searched => {
                 let c = match mark {
                     Mark::Quote => b'"',
