@@ -96,7 +96,7 @@ fn walk<'a>(
         } else {
             let end = marks.next(Mark::Comma, b, i);
             let stop = end.unwrap_or(b.len());
-            if marks.next(Mark::Quote, b, i).is_some_and(|q| q < stop) {
+            if marks.any(Mark::Quote, b, i, stop) {
                 return Err(format!(
                     "field {} has a quote inside an unquoted value",
                     n + 1
@@ -154,6 +154,16 @@ impl Marks {
             words[1][w] = c >> shift;
         });
         Marks::Indexed(words)
+    }
+
+    /// Whether a `mark` is in `b[from..to]` (a search of that range alone where the row is not
+    /// indexed: searching on to the next one could cross the rest of a long row per field).
+    #[inline(always)]
+    fn any(&self, mark: Mark, b: &[u8], from: usize, to: usize) -> bool {
+        match self {
+            Marks::Indexed(_) => self.next(mark, b, from).is_some_and(|at| at < to),
+            Marks::Searched => self.next(mark, &b[..to], from).is_some(),
+        }
     }
 
     /// The first `mark` at or after `from`.
