@@ -1299,6 +1299,30 @@ fn finish_and_stop(kafka: &Kafka, mut process: std::process::Child) {
     assert!(code.success(), "exit status {code:?}");
 }
 
+/// How many times the log at `path` holds `needle` (none while there is no log).
+fn logged(path: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+/// Waits (polling every 2 ms, so that a kill can land within what it waits for) until `needle`
+/// is in the log at `path` `times` times, the process still running.
+fn wait_for_line(
+    path: &std::path::Path,
+    needle: &str,
+    times: usize,
+    process: &mut std::process::Child,
+) {
+    let deadline = Instant::now() + PATIENCE;
+    while logged(path, needle) < times {
+        assert!(Instant::now() < deadline, "never logged: {needle}");
+        assert!(process.try_wait().unwrap().is_none(), "the process exited");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// A fresh directory for `name`'s logs, and the environment that has a `dialguard run`
 /// process snapshot every second, logging at info: to the snapshots topic (the default), or to
 /// that directory (`in_dir`).
@@ -1353,22 +1377,9 @@ fn kill_9_with_snapshots_in_play(name: &str, in_dir: bool) {
     // The last process is stopped only once it has rebuilt: the one killed before it may have
     // committed all the input already (then every offset is at its end before this one is even
     // assigned, and stopping it then would leave nothing restored).
-    let rebuilt = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .matches("windows rebuilt")
-            .count()
-    };
-    let before = rebuilt();
-    let last = spawn_run_with(&kafka, &env, Some(&log));
-    let deadline = Instant::now() + PATIENCE;
-    while rebuilt() == before {
-        assert!(
-            Instant::now() < deadline,
-            "the last process did not rebuild"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let before = logged(&log, "windows rebuilt");
+    let mut last = spawn_run_with(&kafka, &env, Some(&log));
+    wait_for_line(&log, "windows rebuilt", before + 1, &mut last);
     finish_and_stop(&kafka, last);
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&log).unwrap();
@@ -1409,15 +1420,7 @@ fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
     for attempt in 0..3 {
         let log = dir.join(format!("killed-{attempt}"));
         let mut child = spawn_run_with(&kafka, &env, Some(&log));
-        let deadline = Instant::now() + PATIENCE;
-        while !std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("partitions assigned")
-        {
-            assert!(Instant::now() < deadline, "no assignment");
-            assert!(child.try_wait().unwrap().is_none(), "the process exited");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        wait_for_line(&log, "partitions assigned", 1, &mut child);
         child.kill().unwrap();
         child.wait().unwrap();
         if !std::fs::read_to_string(&log)
@@ -1435,15 +1438,7 @@ fn kill_9_during_a_restore_leaves_the_snapshot_usable() {
     // Its restore logged before it is stopped: on a loaded machine an attempt above may have
     // read the input to its end before its kill, and with every offset committed
     // `finish_and_stop` would stop this start before it restored anything.
-    let deadline = Instant::now() + PATIENCE;
-    while !std::fs::read_to_string(&last)
-        .unwrap_or_default()
-        .contains("windows rebuilt")
-    {
-        assert!(Instant::now() < deadline, "the last start did not restore");
-        assert!(process.try_wait().unwrap().is_none(), "the process exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_line(&last, "windows rebuilt", 1, &mut process);
     finish_and_stop(&kafka, process);
     assert_same(&published(&kafka), &want);
     let text = std::fs::read_to_string(&last).unwrap();
