@@ -373,8 +373,7 @@ impl Keys {
     }
 
     /// The length, first and last bytes of the name and its part, mixed.
-    fn bucket(part: Part, name: &[u8]) -> usize {
-        let b = name;
+    fn bucket(part: Part, b: &[u8]) -> usize {
         let (first, last) = (
             b.first().copied().unwrap_or(0),
             b.last().copied().unwrap_or(0),
@@ -561,16 +560,24 @@ impl<'a> Walk<'a> {
             .then(|| self.i += word.len())
     }
 
-    /// A string without escapes: its contents. Inlined: forty or so a record, each a few
-    /// words long, the call's own cost was a third of the string's.
+    /// A string without escapes: where its contents start and end, the walk past it. Inlined:
+    /// forty or so a record, each a few words long, the call's own cost was a third of the
+    /// string's.
     #[inline(always)]
-    fn plain_str(&mut self) -> Option<&'a str> {
+    fn plain_span(&mut self) -> Option<(usize, usize)> {
         if self.b.get(self.i) != Some(&b'"') {
             return None;
         }
         let start = self.i + 1;
         let end = self.ends.close(self.b, start)?;
         self.i = end + 1;
+        Some((start, end))
+    }
+
+    /// A string without escapes: its contents.
+    #[inline(always)]
+    fn plain_str(&mut self) -> Option<&'a str> {
+        let (start, end) = self.plain_span()?;
         // Cut at the end, then at the start: each cut checks one char boundary (as the
         // codec's `scan_str`); a range here was 280 more instructions per record.
         Some(&self.t[..end][start..])
@@ -580,12 +587,7 @@ impl<'a> Walk<'a> {
     /// reads (a `str`'s two char-boundary checks were 234 instructions a record; callgrind).
     #[inline(always)]
     fn plain_bytes(&mut self) -> Option<&'a [u8]> {
-        if self.b.get(self.i) != Some(&b'"') {
-            return None;
-        }
-        let start = self.i + 1;
-        let end = self.ends.close(self.b, start)?;
-        self.i = end + 1;
+        let (start, end) = self.plain_span()?;
         self.b.get(start..end)
     }
 
