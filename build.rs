@@ -2,7 +2,7 @@
 //! `$OUT_DIR/phone_meta.rs`, taken from the `phonenumber` crate's own database at build time.
 //!
 //! Why: the crate builds its database on first use, parsing every region's patterns (about
-//! 550 million instructions, 70–90 ms): the first record a replay or a service decodes waited
+//! 550 million instructions, 60–90 ms): the first record a replay or a service decodes waited
 //! for that, and every other thread with it. The fast path needs only the pattern texts,
 //! lengths and prefixes of the regions it meets, which it compiles itself; read from a static
 //! table they cost nothing until used. The full parser (`phone::slow`) still uses the crate's
