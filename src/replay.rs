@@ -383,6 +383,10 @@ pub fn run(
         engine_settings.evidence_limit = 0;
         engine_settings.keep_call_fields = false;
     }
+    // The earlier call a late breach names is read on the writer thread: on the engine thread
+    // it waited for the interner's lock, held by a decoder thread the writer had preempted
+    // (README, "Late breaches read on the writer thread").
+    engine_settings.defer_late_strings = alerts.is_some();
     // The reference data is applied before the first call (below), never after one: status
     // and contact rules need not keep calls to flag late.
     engine_settings.late_statuses = false;
@@ -457,10 +461,11 @@ pub fn run(
         // were fresh pages from the kernel each time, zeroed on the engine thread.
         let (spent_tx, spent_rx) = sync_channel::<(Vec<Breach>, Vec<u32>)>(16);
         let rules: Vec<Rule> = engine.rules().to_vec();
+        let strings = engine.interner();
         let writer = alerts.take().map(|w| {
             named("dialguard-write")
                 .spawn_scoped(scope, move || {
-                    write_alerts(w, &rules, alert_rx, spent_tx, pool)
+                    write_alerts(w, &rules, &strings, alert_rx, spent_tx, pool)
                 })
                 .expect(SPAWN)
         });
@@ -634,6 +639,7 @@ pub fn run(
 fn write_alerts(
     mut w: Box<dyn Write + Send>,
     rules: &[Rule],
+    strings: &SharedInterner,
     rx: Receiver<Judged<'_>>,
     spent: SyncSender<(Vec<Breach>, Vec<u32>)>,
     pool: &Pool,
@@ -647,6 +653,8 @@ fn write_alerts(
         now,
     }) = rx.recv()
     {
+        // Late breaches' earlier calls, whose strings the engine left to be read here.
+        strings.read_strings(&mut breaches);
         for (b, &j) in breaches.iter().zip(&at) {
             let Decoded::Call(c, _) = &calls.items[j as usize] else {
                 unreachable!("breaches come from calls")

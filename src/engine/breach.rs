@@ -19,6 +19,11 @@ pub enum Subject {
     /// engine gives back what an alert shows of it: ids, event time, the string fields, the
     /// relation, the callee's zone and `attrs` (the other fields are at their defaults).
     Earlier(Box<Call>),
+    /// An earlier call whose string fields (debtor, phone, account, agent, agency, creditor,
+    /// campaign) are still to be read: made only by an engine that defers them
+    /// ([`super::EngineSettings::defer_late_strings`]), and turned into [`Subject::Earlier`] by
+    /// [`super::intern::SharedInterner::read_strings`] before the breach is rendered.
+    Unread(Box<Call>),
 }
 
 /// One breach of one rule by one call.
@@ -103,6 +108,10 @@ impl Breach {
         match &self.subject {
             Subject::Judged => judged,
             Subject::Earlier(c) => c,
+            Subject::Unread(c) => {
+                debug_assert!(false, "an earlier call's strings were not read");
+                c
+            }
         }
     }
 }

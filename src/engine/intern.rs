@@ -254,6 +254,11 @@ struct Shared {
     returns: Mutex<Vec<Sym>>,
     /// Whether `returns` may hold symbols (checked without its lock).
     returned: AtomicBool,
+    /// Earlier calls the engine named in late breaches with their strings still to be read
+    /// ([`super::EngineSettings::defer_late_strings`]), counted by the engine thread.
+    deferred: AtomicU64,
+    /// How many of those have been read, counted by the thread that reads them, in order.
+    read: AtomicU64,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -271,6 +276,8 @@ impl From<Interner> for SharedInterner {
                 table: Mutex::new(i),
                 returns: Mutex::default(),
                 returned: AtomicBool::new(false),
+                deferred: AtomicU64::new(0),
+                read: AtomicU64::new(0),
             }),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -335,6 +342,51 @@ impl SharedInterner {
         let mut returns = self.inner.returns.lock().unwrap_or_else(|p| p.into_inner());
         returns.extend(syms.iter().filter(|s| !s.is_none()));
         self.inner.returned.store(true, Ordering::Release);
+    }
+
+    /// Counts one more earlier call whose strings are left to be read
+    /// ([`SharedInterner::read_strings`]). Called by the engine thread alone.
+    pub(super) fn defer_one(&self) {
+        self.inner.deferred.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Earlier calls deferred so far, and how many of them have been read: the symbols of a
+    /// call evicted when `deferred` was N may be released once `read` reaches N.
+    pub(super) fn deferred_and_read(&self) -> (u64, u64) {
+        (
+            self.inner.deferred.load(Ordering::Relaxed),
+            self.inner.read.load(Ordering::Acquire),
+        )
+    }
+
+    /// Reads the strings of the earlier calls `breaches` name unread
+    /// ([`crate::engine::breach::Subject::Unread`]), making them [`Subject::Earlier`]
+    /// (crate::engine::breach::Subject::Earlier). The thread rendering the breaches calls it, in
+    /// the order the engine made them: until then the engine holds back the release of those
+    /// calls' symbols, should it evict them meanwhile.
+    pub fn read_strings(&self, breaches: &mut [super::breach::Breach]) {
+        use super::breach::Subject;
+        let unread = breaches
+            .iter()
+            .filter(|b| matches!(b.subject, Subject::Unread(_)))
+            .count();
+        if unread == 0 {
+            return;
+        }
+        {
+            let table = self.lock();
+            for b in breaches.iter_mut() {
+                if let Subject::Unread(_) = b.subject {
+                    let Subject::Unread(mut c) = std::mem::replace(&mut b.subject, Subject::Judged)
+                    else {
+                        unreachable!("matched above")
+                    };
+                    super::store::read_strings(&mut c, &table);
+                    b.subject = Subject::Earlier(c);
+                }
+            }
+        }
+        self.inner.read.fetch_add(unread as u64, Ordering::Release);
     }
 
     /// Releases one reference of each symbol, now if the lock is free, otherwise by the next

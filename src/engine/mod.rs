@@ -94,6 +94,13 @@ pub struct EngineSettings {
     /// [`EngineSettings::late_statuses`] for contact-book records and `contact` rules
     /// ([`Engine::apply_contact`]): off for a replay and for a service with no contacts topic.
     pub late_contacts: bool,
+    /// Whether an earlier call named in a late breach comes with its string fields unread
+    /// ([`breach::Subject::Unread`]), for the thread that renders the breach to read
+    /// ([`intern::SharedInterner::read_strings`]) — every one, in order — instead of the engine
+    /// thread reading them under the interner's lock, which a decoder thread may hold. The
+    /// engine holds back the release of an evicted call's symbols until the breaches made
+    /// before its eviction are read. Off by default; a replay that writes alerts turns it on.
+    pub defer_late_strings: bool,
 }
 
 impl Default for EngineSettings {
@@ -107,6 +114,7 @@ impl Default for EngineSettings {
             contacts_by_number: false,
             late_statuses: true,
             late_contacts: true,
+            defer_late_strings: false,
         }
     }
 }
@@ -274,6 +282,11 @@ pub struct Engine {
     hold_scratch: Vec<(u16, i64)>,
     /// The symbols of the calls one eviction step evicts (kept for its capacity).
     evicted_syms: Vec<Sym>,
+    /// [`EngineSettings::defer_late_strings`].
+    defer_late_strings: bool,
+    /// Symbols of evicted calls held back from release, each batch with the number of earlier
+    /// calls deferred when it was evicted: released once that many have been read.
+    held_syms: std::collections::VecDeque<(u64, Vec<Sym>)>,
     /// Debtor statuses known (reference data), for `status` rules.
     statuses: status::Statuses,
     /// The lender's contact book (reference data): enrichment and `contact` rules. Shared, so
@@ -411,6 +424,8 @@ impl Engine {
             no_reserved: rules_windows(&rules_keys),
             hold_scratch: Vec::new(),
             evicted_syms: Vec::new(),
+            defer_late_strings: settings.defer_late_strings,
+            held_syms: std::collections::VecDeque::new(),
             statuses: status::Statuses::default(),
             contacts: std::sync::Arc::new({
                 let mut book = contacts::Contacts::default();
@@ -787,6 +802,7 @@ impl Engine {
             statuses,
             contacts,
             last_skipped,
+            defer_late_strings,
             ..
         } = self;
         if !reserved_windows {
@@ -831,6 +847,7 @@ impl Engine {
                     known: None,
                     statuses,
                     contacts,
+                    defer: *defer_late_strings && !reserved_windows,
                 },
                 scratch,
                 locals: &mut locals,
@@ -882,6 +899,7 @@ impl Engine {
             cutoff,
             last_sweep,
             lateness,
+            defer_late_strings,
             ..
         } = self;
         let ctx = Ctx {
@@ -894,6 +912,7 @@ impl Engine {
             known: None,
             statuses,
             contacts,
+            defer: *defer_late_strings,
         };
         for (ri, (rule, state)) in rules.iter().zip(states.iter_mut()).enumerate() {
             if rule.kind != kind {
@@ -1213,6 +1232,7 @@ impl Engine {
             known,
             statuses: &self.statuses,
             contacts: &self.contacts,
+            defer: false,
         };
         let reserved = if with_reserved {
             &self.reserved.windows
@@ -1396,8 +1416,7 @@ impl Engine {
                     self.remove_record(slot, &mut syms);
                     self.stats.evicted += 1;
                 }
-                self.interner.hand_over(&syms);
-                syms.clear();
+                self.release_evicted(&mut syms);
                 self.evicted_syms = syms;
                 Some(if (end as usize) < self.records.len() {
                     Pass::Records(end)
@@ -1418,6 +1437,24 @@ impl Engine {
     /// Removes the retained call in `slot` (its id from the dedup table, the slot to the free
     /// list) and adds its symbols to `syms`, for the caller to release. Its window entries
     /// must be gone already.
+    /// Hands the symbols of evicted calls over for release — held back, while late breaches
+    /// made before their eviction may name them with strings unread
+    /// ([`EngineSettings::defer_late_strings`]) — and releases those held back before whose
+    /// breaches have all been read. Leaves `syms` empty.
+    fn release_evicted(&mut self, syms: &mut Vec<Sym>) {
+        let (deferred, read) = self.interner.deferred_and_read();
+        while self.held_syms.front().is_some_and(|(n, _)| *n <= read) {
+            let (_, held) = self.held_syms.pop_front().expect("checked");
+            self.interner.hand_over(&held);
+        }
+        if deferred > read {
+            self.held_syms.push_back((deferred, std::mem::take(syms)));
+        } else {
+            self.interner.hand_over(syms);
+            syms.clear();
+        }
+    }
+
     fn remove_record(&mut self, slot: u32, syms: &mut Vec<Sym>) {
         let h = self.hasher.hash_one(self.records.call_id(slot));
         self.dedup.remove(h, slot);

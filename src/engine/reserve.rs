@@ -109,6 +109,7 @@ impl Engine {
             known: None,
             statuses: &self.statuses,
             contacts: &self.contacts,
+            defer: false,
         };
         let keys: Vec<Option<_>> = self
             .rules

@@ -254,32 +254,22 @@ impl Slab {
     /// What an alert shows of the call in `slot`, as a [`Call`] (fields a record does not
     /// keep are at their defaults).
     pub fn to_call(&self, slot: u32, interner: &Interner, callee_zones: &[TimeZone]) -> Call {
+        let mut c = self.to_call_unread(slot, 0, callee_zones);
+        read_strings(&mut c, interner);
+        c
+    }
+
+    /// [`Slab::to_call`] without the string fields: the record's symbols are left in
+    /// [`Call::interned`] (as interned by interner `by`) for [`read_strings`] to read later,
+    /// on another thread.
+    pub fn to_call_unread(&self, slot: u32, by: u64, callee_zones: &[TimeZone]) -> Call {
         let r = &self[slot as usize];
         let ids = self.ids(slot);
-        let s = |f: StrField| {
-            interner
-                .get_opt(r.syms[f as usize])
-                .map(CompactString::from)
-        };
-        let mut c = Call::new(
-            ids.call_id(),
-            Ts(r.ts),
-            interner
-                .get_opt(r.syms[StrField::DebtorId as usize])
-                .unwrap_or(""),
-            interner
-                .get_opt(r.syms[StrField::Phone as usize])
-                .unwrap_or(""),
-            r.relation(),
-        );
+        let mut c = Call::new(ids.call_id(), Ts(r.ts), "", "", r.relation());
+        c.interned = Some(super::intern::Interned { by, syms: r.syms });
         c.event_id = ids.event_id().map(CompactString::from);
         c.filled.debtor = r.book() & Record::BOOK_DEBTOR != 0;
         c.filled.relation = r.book() & Record::BOOK_RELATION != 0;
-        c.account_id = s(StrField::AccountId);
-        c.agent_id = s(StrField::AgentId);
-        c.agency_id = s(StrField::AgencyId);
-        c.creditor_id = s(StrField::CreditorId);
-        c.campaign_id = s(StrField::CampaignId);
         c.callee_tz = match r.callee_zone {
             0 => None,
             z => Some(callee_zones[z as usize - 1].clone()),
@@ -291,6 +281,32 @@ impl Slab {
             .collect();
         c
     }
+}
+
+/// Fills in the string fields of a call made by [`Slab::to_call_unread`] from the symbols it
+/// carries, and drops them: the call is then what [`Slab::to_call`] gives.
+pub fn read_strings(c: &mut Call, interner: &Interner) {
+    let Some(i) = c.interned.take() else {
+        return;
+    };
+    let s = |f: StrField| {
+        interner
+            .get_opt(i.syms[f as usize])
+            .map(CompactString::from)
+    };
+    c.debtor_id = interner
+        .get_opt(i.syms[StrField::DebtorId as usize])
+        .unwrap_or("")
+        .into();
+    c.phone = interner
+        .get_opt(i.syms[StrField::Phone as usize])
+        .unwrap_or("")
+        .into();
+    c.account_id = s(StrField::AccountId);
+    c.agent_id = s(StrField::AgentId);
+    c.agency_id = s(StrField::AgencyId);
+    c.creditor_id = s(StrField::CreditorId);
+    c.campaign_id = s(StrField::CampaignId);
 }
 
 impl std::ops::Index<usize> for Slab {

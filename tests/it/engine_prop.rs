@@ -590,6 +590,69 @@ limit = 1
     );
 }
 
+/// With `defer_late_strings` (a replay writing alerts), the earlier call a late breach names
+/// comes with its strings unread, for the writer thread to read: read, it is the call an engine
+/// reading them at once names, even when the call was evicted in between — its strings are
+/// held until then, and released after.
+#[test]
+fn late_breaches_read_later_name_the_same_call_and_keep_its_strings_until_read() {
+    let rules = crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "cap"
+kind = "cap"
+severity = "high"
+key = ["debtor_id"]
+window = "1h"
+limit = 1
+"#,
+        "UTC",
+    );
+    let at = |m: i64| Ts(1_794_000_000 * NANOS_PER_SEC + m * 60 * NANOS_PER_SEC);
+    let call = |id: &str, m: i64, account: &str| {
+        let mut c = Call::new(id, at(m), "d1", "+8613800000001", Relation::SelfDebtor);
+        c.account_id = Some(account.into());
+        c.agent_id = Some(format!("agent-of-{id}").into());
+        c
+    };
+    let deferring = EngineSettings {
+        defer_late_strings: true,
+        ..EngineSettings::default()
+    };
+    let mut now = Engine::new(rules.clone(), EngineSettings::default());
+    let mut later = Engine::new(rules, deferring);
+    let (mut found_now, mut found_later) = (Vec::new(), Vec::new());
+    for c in [call("c1", 10, "acct-1"), call("c0", 5, "acct-0")] {
+        now.ingest(&c, &mut found_now);
+        later.ingest(&c, &mut found_later);
+    }
+    // c0 arrived late and pushed c1 over the cap: a late breach naming c1.
+    assert_eq!(found_now.len(), 1);
+    assert!(matches!(found_now[0].subject, Subject::Earlier(_)));
+    assert!(matches!(found_later[0].subject, Subject::Unread(_)));
+    // Both calls are evicted before the breach is read.
+    later.ingest(&call("far", 100_000, "acct-far"), &mut Vec::new());
+    later.advance();
+    assert_eq!(later.retained_calls(), 1);
+    let strings = later.interner();
+    assert!(
+        strings.lock().lookup("acct-1").is_some(),
+        "an evicted call's strings were released before its breach was read"
+    );
+    strings.read_strings(&mut found_later);
+    assert_eq!(found_later, found_now);
+    // Read, they go with the next eviction.
+    later.ingest(&call("farther", 200_000, "acct-farther"), &mut Vec::new());
+    later.advance();
+    let table = strings.lock();
+    assert_eq!(
+        table.lookup("acct-1"),
+        None,
+        "strings held after their breach was read"
+    );
+    assert_eq!(table.lookup("agent-of-c1"), None);
+}
+
 /// Each lane (a Kafka partition) delivers its calls in order within `lateness`; the lanes are
 /// interleaved at random, any of them arbitrarily far behind the others (a backlog, uneven
 /// fetches), with evictions and idle lanes along the way. Nothing may be refused as too late
@@ -1866,7 +1929,7 @@ pub(crate) fn breach_key(
 ) -> (String, String) {
     let call = match &b.subject {
         Subject::Judged => judged.expect("a judged call").call_id.to_string(),
-        Subject::Earlier(c) => c.call_id.to_string(),
+        Subject::Earlier(c) | Subject::Unread(c) => c.call_id.to_string(),
     };
     (rules[b.rule as usize].id.clone(), call)
 }

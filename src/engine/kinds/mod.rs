@@ -42,6 +42,9 @@ pub(super) struct Ctx<'a> {
     pub statuses: &'a super::status::Statuses,
     /// The lender's contact book (reference data), for `contact` rules.
     pub contacts: &'a super::contacts::Contacts,
+    /// Whether an earlier call named in a late breach is given with its strings unread
+    /// ([`super::EngineSettings::defer_late_strings`]).
+    pub defer: bool,
 }
 
 impl Ctx<'_> {
@@ -66,6 +69,16 @@ impl Ctx<'_> {
     pub fn subject(&self, slot: u32, judged: u32) -> Subject {
         if slot == judged {
             Subject::Judged
+        } else if self.defer {
+            // Its strings are read by the thread that renders the breach: here they would be
+            // read under the interner's lock, which a decoder thread may hold.
+            let (slab, i) = self.slab(slot);
+            self.interner.defer_one();
+            Subject::Unread(Box::new(slab.to_call_unread(
+                i,
+                self.interner.id(),
+                self.callee_zones,
+            )))
         } else {
             let (slab, i) = self.slab(slot);
             Subject::Earlier(Box::new(slab.to_call(
