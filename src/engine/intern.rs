@@ -360,10 +360,10 @@ impl SharedInterner {
     }
 
     /// Reads the strings of the earlier calls `breaches` name unread
-    /// ([`crate::engine::breach::Subject::Unread`]), making them [`Subject::Earlier`]
-    /// (crate::engine::breach::Subject::Earlier). The thread rendering the breaches calls it, in
-    /// the order the engine made them: until then the engine holds back the release of those
-    /// calls' symbols, should it evict them meanwhile.
+    /// ([`Subject::Unread`](crate::engine::breach::Subject::Unread)), making them
+    /// [`Subject::Earlier`](crate::engine::breach::Subject::Earlier). The thread rendering the
+    /// breaches calls it, for every breach, in the order the engine made them: until then the
+    /// engine holds back the release of those calls' symbols, should it evict them meanwhile.
     pub fn read_strings(&self, breaches: &mut [super::breach::Breach]) {
         use super::breach::Subject;
         let unread = breaches
@@ -376,14 +376,14 @@ impl SharedInterner {
         {
             let table = self.lock();
             for b in breaches.iter_mut() {
-                if let Subject::Unread(_) = b.subject {
-                    let Subject::Unread(mut c) = std::mem::replace(&mut b.subject, Subject::Judged)
-                    else {
-                        unreachable!("matched above")
-                    };
-                    super::store::read_strings(&mut c, &table);
-                    b.subject = Subject::Earlier(c);
-                }
+                b.subject = match std::mem::replace(&mut b.subject, Subject::Judged) {
+                    Subject::Unread(mut c) => {
+                        debug_assert_eq!(c.interned.map(|i| i.by), Some(self.id));
+                        super::store::read_strings(&mut c, &table);
+                        Subject::Earlier(c)
+                    }
+                    other => other,
+                };
             }
         }
         self.inner.read.fetch_add(unread as u64, Ordering::Release);

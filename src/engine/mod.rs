@@ -1434,9 +1434,6 @@ impl Engine {
         seen
     }
 
-    /// Removes the retained call in `slot` (its id from the dedup table, the slot to the free
-    /// list) and adds its symbols to `syms`, for the caller to release. Its window entries
-    /// must be gone already.
     /// Hands the symbols of evicted calls over for release — held back, while late breaches
     /// made before their eviction may name them with strings unread
     /// ([`EngineSettings::defer_late_strings`]) — and releases those held back before whose
@@ -1455,6 +1452,9 @@ impl Engine {
         }
     }
 
+    /// Removes the retained call in `slot` (its id from the dedup table, the slot to the free
+    /// list) and adds its symbols to `syms`, for the caller to release. Its window entries
+    /// must be gone already.
     fn remove_record(&mut self, slot: u32, syms: &mut Vec<Sym>) {
         let h = self.hasher.hash_one(self.records.call_id(slot));
         self.dedup.remove(h, slot);

@@ -534,12 +534,10 @@ proptest! {
     }
 }
 
-/// Evicted calls give their strings back, whichever thread takes the interner's lock next
-/// (eviction hands them over rather than releasing them itself): once everything older than
-/// the retention is evicted, the interner holds the strings of the retained call alone.
-#[test]
-fn evicted_calls_give_their_strings_back() {
-    let rules = crate::support::rules_from_toml(
+/// A cap of one call per debtor in a rolling hour: a second call in the hour breaches, and a
+/// late one breaches for the call after it.
+fn one_call_an_hour_per_debtor() -> Vec<Rule> {
+    crate::support::rules_from_toml(
         r#"
 [[rules]]
 id = "cap"
@@ -550,7 +548,15 @@ window = "1h"
 limit = 1
 "#,
         "UTC",
-    );
+    )
+}
+
+/// Evicted calls give their strings back, whichever thread takes the interner's lock next
+/// (eviction hands them over rather than releasing them itself): once everything older than
+/// the retention is evicted, the interner holds the strings of the retained call alone.
+#[test]
+fn evicted_calls_give_their_strings_back() {
+    let rules = one_call_an_hour_per_debtor();
     let mut engine = Engine::new(rules, EngineSettings::default());
     let interner = engine.interner();
     let mut memo = InternMemo::default();
@@ -596,18 +602,7 @@ limit = 1
 /// held until then, and released after.
 #[test]
 fn late_breaches_read_later_name_the_same_call_and_keep_its_strings_until_read() {
-    let rules = crate::support::rules_from_toml(
-        r#"
-[[rules]]
-id = "cap"
-kind = "cap"
-severity = "high"
-key = ["debtor_id"]
-window = "1h"
-limit = 1
-"#,
-        "UTC",
-    );
+    let rules = one_call_an_hour_per_debtor();
     let at = |m: i64| Ts(1_794_000_000 * NANOS_PER_SEC + m * 60 * NANOS_PER_SEC);
     let call = |id: &str, m: i64, account: &str| {
         let mut c = Call::new(id, at(m), "d1", "+8613800000001", Relation::SelfDebtor);
