@@ -36,6 +36,7 @@ pub mod rule;
 pub use snapshot::SnapshotError;
 pub use split::SplitError;
 pub mod contacts;
+mod shared;
 mod slots;
 mod snapshot;
 mod split;
@@ -101,6 +102,12 @@ pub struct EngineSettings {
     /// engine holds back the release of an evicted call's symbols until the breaches made
     /// before its eviction are read. Off by default; a replay that writes alerts turns it on.
     pub defer_late_strings: bool,
+    /// Whether cap rules whose keys (of one or two fields) start with the same field keep
+    /// their windows together ([`shared`]: one host per value of that field, every member
+    /// rule's windows segments of one buffer), so that judging a call reads one host per
+    /// field instead of one window per rule. On by default; off, each rule keeps its own
+    /// windows (the property tests judge alike either way).
+    pub shared_windows: bool,
 }
 
 impl Default for EngineSettings {
@@ -115,6 +122,7 @@ impl Default for EngineSettings {
             late_statuses: true,
             late_contacts: true,
             defer_late_strings: false,
+            shared_windows: true,
         }
     }
 }
@@ -232,12 +240,17 @@ struct RuleState {
     keeps: bool,
     /// Index into the engine's zone table, or `None` for "callee".
     zone_slot: Option<usize>,
+    /// The group whose shared windows hold this rule's, and its member number there
+    /// ([`EngineSettings::shared_windows`]).
+    shared: Option<(usize, u8)>,
 }
 
 /// The engine. One per partition (or one for a whole replay).
 pub struct Engine {
     rules: Vec<Rule>,
     states: Vec<RuleState>,
+    /// Windows shared by cap rules' first key field ([`EngineSettings::shared_windows`]).
+    groups: Vec<shared::Group>,
     zones: Vec<TimeZone>,
     /// Distinct `callee_tz` zones seen; records hold 1 + an index into it.
     callee_zones: Vec<TimeZone>,
@@ -332,7 +345,7 @@ impl Engine {
             .max(1);
         let mut zones: Vec<TimeZone> = Vec::new();
         let mut names: Vec<String> = Vec::new();
-        let states = rules
+        let mut states = rules
             .iter()
             .map(|r| {
                 let zone_slot = match &r.zone {
@@ -356,9 +369,38 @@ impl Engine {
                         _ => r.is_stateful(),
                     },
                     zone_slot,
+                    shared: None,
                 }
             })
-            .collect();
+            .collect::<Vec<RuleState>>();
+        // Cap rules keyed on one or two fields, grouped by their first (`shared`).
+        let mut groups: Vec<shared::Group> = Vec::new();
+        if settings.shared_windows {
+            for (ri, r) in rules.iter().enumerate() {
+                if r.kind != rule::RuleKind::Cap || !(1..=2).contains(&r.key.len()) {
+                    continue;
+                }
+                let lead = r.key[0] as usize;
+                let g = match groups.iter().position(|g| g.lead == lead) {
+                    Some(g) => g,
+                    None => {
+                        groups.push(shared::Group::new(lead));
+                        groups.len() - 1
+                    }
+                };
+                // Members are numbered by a byte; any past that keep their own windows.
+                if groups[g].members.len() < u8::MAX as usize {
+                    groups[g].members.push(ri);
+                }
+            }
+            // A field leading one rule's key only: nothing to share.
+            groups.retain(|g| g.members.len() > 1);
+            for (gi, g) in groups.iter().enumerate() {
+                for (m, &ri) in g.members.iter().enumerate() {
+                    states[ri].shared = Some((gi, m as u8));
+                }
+            }
+        }
         let n = rules.len();
         let rules_keys: Vec<usize> = rules.iter().map(|r| r.key.len()).collect();
         let kept = if settings.keep_call_fields {
@@ -390,6 +432,7 @@ impl Engine {
         Engine {
             rules,
             states,
+            groups,
             zones,
             callee_zones: Vec::new(),
             callee_zone_ids: HashMap::with_hasher(Hasher::default()),
@@ -435,6 +478,11 @@ impl Engine {
                 book
             }),
         }
+    }
+
+    /// How many rules keep their windows shared with others ([`EngineSettings::shared_windows`]).
+    pub fn shared_window_rules(&self) -> usize {
+        self.groups.iter().map(|g| g.members.len()).sum()
     }
 
     /// The compiled rules, in evaluation order.
@@ -546,7 +594,8 @@ impl Engine {
 
     /// Keys with a live window, over all rules.
     pub fn window_keys(&self) -> usize {
-        self.states.iter().map(|s| s.windows.len()).sum()
+        self.states.iter().map(|s| s.windows.len()).sum::<usize>()
+            + self.groups.iter().map(shared::Group::len).sum::<usize>()
     }
 
     /// An estimate of the heap the engine holds, from container capacities.
@@ -562,6 +611,11 @@ impl Engine {
             .iter()
             .map(|s| s.windows.heap_bytes())
             .fold((0, 0), |(a, b), (m, e)| (a + m, b + e));
+        let (maps, entries) = self
+            .groups
+            .iter()
+            .map(shared::Group::heap_bytes)
+            .fold((maps, entries), |(a, b), (m, e)| (a + m, b + e));
         let recs = self.records.capacity()
             * (std::mem::size_of::<Record>() + std::mem::size_of::<store::Ids>())
             + self.records.spilled_bytes();
@@ -631,8 +685,24 @@ impl Engine {
         let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
             return seen;
         };
+        for g in &self.groups {
+            if let Some(h) = g.get(pre.syms[g.lead]) {
+                for d in h.dir.iter().step_by(4) {
+                    prefetch(d);
+                }
+                // Judging reads each member's segment near its end, anywhere in the buffer: its
+                // first lines (four entries a line) and its last are prefetched — all of a
+                // host of up to 64 entries.
+                for e in h.buf.iter().step_by(4).take(WARM_HOST_LINES) {
+                    prefetch(e);
+                }
+                if let Some(b) = h.buf.last() {
+                    prefetch(b);
+                }
+            }
+        }
         for (rule, state) in self.rules.iter().zip(&self.states) {
-            if rule.key.is_empty() || !state.keeps {
+            if rule.key.is_empty() || !state.keeps || state.shared.is_some() {
                 continue;
             }
             let mut key = [Sym::NONE; 6];
@@ -791,6 +861,7 @@ impl Engine {
         let Engine {
             rules,
             states,
+            groups,
             zones,
             records,
             reserved,
@@ -832,6 +903,10 @@ impl Engine {
                 zone_slot: state.zone_slot,
                 keeps: state.keeps,
                 facts,
+                shared: match state.shared {
+                    Some((g, m)) if !reserved_windows => Some((&mut groups[g], m)),
+                    _ => None,
+                },
                 windows: if reserved_windows {
                     res
                 } else {
@@ -1243,6 +1318,7 @@ impl Engine {
             let mut look = Look {
                 ri: ri as u16,
                 rule,
+                shared: state.shared.map(|(g, m)| (&self.groups[g], m)),
                 windows: &state.windows,
                 reserved: &reserved[ri],
                 ctx: &ctx,
@@ -1397,6 +1473,28 @@ impl Engine {
                 });
                 Some(if (u as usize + 1) < self.rules.len() * SHARDS {
                     Pass::Windows(u + 1)
+                } else if !self.groups.is_empty() {
+                    Pass::Hosts(0)
+                } else {
+                    Pass::Records(0)
+                })
+            }
+            Pass::Hosts(u) => {
+                let (gi, shard) = (u as usize / SHARDS, u as usize % SHARDS);
+                let (rules, lateness) = (&self.rules, self.lateness);
+                let g = &mut self.groups[gi];
+                let cutoffs: Vec<i64> = g
+                    .members
+                    .iter()
+                    .map(|&ri| {
+                        base.saturating_sub(lateness)
+                            .saturating_sub(rules[ri].reach())
+                    })
+                    .collect();
+                seen = g.shards[shard].retain(|h| h.evict(|m| cutoffs[m as usize]));
+                g.shards[shard].shrink();
+                Some(if (u as usize + 1) < self.groups.len() * SHARDS {
+                    Pass::Hosts(u + 1)
                 } else {
                     Pass::Records(0)
                 })
@@ -1501,6 +1599,8 @@ impl Engine {
 enum Pass {
     /// The next window shard: rule × [`SHARDS`] + shard.
     Windows(u32),
+    /// The next shared-window shard: group × [`SHARDS`] + shard.
+    Hosts(u32),
     /// The first record slot not yet looked at.
     Records(u32),
     /// The next dedup shard to shrink.
@@ -1514,6 +1614,9 @@ fn rules_windows(key_fields: &[usize]) -> Vec<Windows> {
         .map(|n| Windows::for_key_fields(*n))
         .collect()
 }
+
+/// Cache lines of a shared window's host [`Engine::warm`] prefetches.
+const WARM_HOST_LINES: usize = 16;
 
 /// Record slots one unit of an eviction pass looks at.
 const PASS_RECORDS: usize = 512;

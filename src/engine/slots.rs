@@ -102,11 +102,6 @@ impl<V: Default> Slots<V> {
         &mut self.vals[i]
     }
 
-    /// Sets the value of `k`.
-    pub fn insert(&mut self, k: u64, v: V) {
-        *self.entry(k) = v;
-    }
-
     /// Puts a key known to be absent into the first empty slot from its home (room checked).
     fn place(&mut self, k: u64, v: V) -> usize {
         let mask = self.mask();

@@ -25,7 +25,7 @@ use super::status::Status;
 use super::store::{Ids, Record, Slab};
 use super::table::SHARDS;
 use super::time::Ts;
-use super::window::{Entry, Key, WindowState};
+use super::window::{Entry, Key};
 use super::{Engine, EngineSettings, LaneState, Pass};
 use crate::engine::rule::Rule;
 use compact_str::CompactString;
@@ -249,6 +249,10 @@ impl Engine {
             Some(Pass::Windows(u)) => (1, u),
             Some(Pass::Records(s)) => (2, s),
             Some(Pass::Shrink(i)) => (3, i),
+            // The shared windows' part of the pass is written as the end of the rules' part,
+            // so that the format is the same whatever the layout: restored, the pass looks at
+            // every shared window again (evicting twice changes nothing).
+            Some(Pass::Hosts(_)) => (1, (self.rules.len() * SHARDS - 1) as u32),
         };
         w.u8(tag);
         w.u32(at);
@@ -347,14 +351,14 @@ impl Engine {
         for f in &self.free {
             w.u32(*f);
         }
-        for st in &self.states {
-            let keys = st.windows.sorted();
+        for ri in 0..self.states.len() {
+            let keys = self.rule_windows(ri);
             w.len(keys.len());
-            for (k, win) in keys {
+            for (k, calls, triggers) in keys {
                 for s in k {
                     w.u32(s.0);
                 }
-                for v in [&win.calls[..], win.triggers()] {
+                for v in [calls, triggers] {
                     w.len(v.len());
                     for e in v {
                         w.entry(e);
@@ -542,7 +546,8 @@ impl Engine {
             // A status rule's entries carry the call's channel as their value, a contact
             // rule's the event's own number source and relation (`kinds/contact.rs`), not a
             // symbol.
-            let val_ok = |v: Sym| match e.rules[ri].kind {
+            let kind = e.rules[ri].kind;
+            let val_ok = |v: Sym| match kind {
                 super::rule::RuleKind::Status => (v.0 as usize) < super::event::Channel::ALL.len(),
                 super::rule::RuleKind::Contact => {
                     (v.0 & 0xff) as usize <= super::event::NumberSource::ALL.len()
@@ -551,8 +556,9 @@ impl Engine {
                 _ => sym_ok(v),
             };
             let n = r.len(24)?;
-            let windows = &mut e.states[ri].windows;
-            windows.reserve(n);
+            if e.states[ri].shared.is_none() {
+                e.states[ri].windows.reserve(n);
+            }
             for _ in 0..n {
                 let mut key: Key = [Sym::NONE; 6];
                 for s in &mut key {
@@ -571,9 +577,9 @@ impl Engine {
                 if !key_ok {
                     return Err(SnapshotError::Corrupt("a window key"));
                 }
-                let mut win = WindowState::default();
+                let mut calls = Vec::new();
                 let mut triggers = Vec::new();
-                for v in [&mut win.calls, &mut triggers] {
+                for v in [&mut calls, &mut triggers] {
                     let m = r.len(16)?;
                     v.reserve_exact(m);
                     for _ in 0..m {
@@ -585,10 +591,12 @@ impl Engine {
                         v.push(en);
                     }
                 }
-                if !triggers.is_empty() {
-                    win.triggers = Some(Box::new(triggers));
+                if !e.put_window(ri, &key, |c, t| {
+                    *c = calls;
+                    *t = triggers;
+                }) {
+                    return Err(SnapshotError::Corrupt("a cap rule's window with triggers"));
                 }
-                windows.insert(key, win);
             }
         }
         if version >= 3 {

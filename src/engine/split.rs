@@ -82,6 +82,12 @@ impl Engine {
                     });
                 }
             }
+            for g in &mut self.groups {
+                for shard in g.shards.iter_mut() {
+                    shard.retain(|h| h.retain(|e| !gone[e.slot() as usize]));
+                    shard.shrink();
+                }
+            }
             let mut syms = Vec::new();
             for slot in 0..n {
                 if !gone[slot as usize] {
@@ -236,7 +242,7 @@ impl Engine {
         self.interner.lock().release_all(&unused);
 
         // Windows: keys and distinct values by their symbols here, entries by their new slots.
-        for (ri, st) in other.states.iter().enumerate() {
+        for ri in 0..other.states.len() {
             let coded = matches!(self.rules[ri].kind, RuleKind::Status | RuleKind::Contact);
             let entry = |e: &Entry| -> Option<Entry> {
                 let new = slot_of.get(e.slot() as usize).copied().flatten()?;
@@ -244,7 +250,7 @@ impl Engine {
                 let raw = e.raw_slot() & !(MAX_SLOTS as u32 - 1) | new;
                 Some(Entry::from_raw(e.ts, raw, val))
             };
-            for (key, win) in st.windows.sorted() {
+            for (key, calls, triggers) in other.rule_windows(ri) {
                 let mut k = key;
                 if k.iter_mut().any(|s| match sym(*s) {
                     Some(n) => {
@@ -255,17 +261,18 @@ impl Engine {
                 }) {
                     continue; // no call of it was brought in
                 }
-                let calls: Vec<Entry> = win.calls.iter().filter_map(entry).collect();
-                let triggers: Vec<Entry> = win.triggers().iter().filter_map(entry).collect();
+                let calls: Vec<Entry> = calls.iter().filter_map(entry).collect();
+                let triggers: Vec<Entry> = triggers.iter().filter_map(entry).collect();
                 if calls.is_empty() && triggers.is_empty() {
                     continue;
                 }
-                let w = self.states[ri].windows.entry(&k);
-                join(&mut w.calls, calls);
-                if !triggers.is_empty() {
-                    let t = w.triggers.get_or_insert_with(Default::default);
+                // Both engines have the same rules, so the same layout: a shared window has
+                // no triggers to refuse.
+                let ok = self.put_window(ri, &k, |c, t| {
+                    join(c, calls);
                     join(t, triggers);
-                }
+                });
+                debug_assert!(ok, "a cap rule's window with triggers");
             }
         }
 

@@ -120,7 +120,7 @@ use super::table::SHARDS;
 /// The shard of a packed key: the top bits of a multiplicative hash (the map itself hashes
 /// the key again, independently).
 #[inline]
-fn shard_of(k: u64) -> usize {
+pub(super) fn shard_of(k: u64) -> usize {
     (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
@@ -220,19 +220,6 @@ impl Windows {
             }
             Windows::Wide(m) => {
                 m[shard_of_wide(key)].remove(key);
-            }
-        }
-    }
-
-    /// Adds a window (snapshot restore).
-    pub fn insert(&mut self, key: Key, w: WindowState) {
-        match self {
-            Windows::Narrow(m) => {
-                let k = pack(&key);
-                m[shard_of(k)].insert(k, w);
-            }
-            Windows::Wide(m) => {
-                m[shard_of_wide(&key)].insert(key, w);
             }
         }
     }
@@ -347,7 +334,7 @@ pub(super) fn split_near_back(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usi
 /// a sliding span of calls, so the capacity it reaches stays in use — doubling (Vec's own
 /// growth) left 34–43% of all entry memory unused in the memory benchmark. The price is a
 /// few more reallocations of small arrays while a window first fills.
-fn growth(len: usize) -> usize {
+pub(super) fn growth(len: usize) -> usize {
     (len / 4).max(1)
 }
 

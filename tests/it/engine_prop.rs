@@ -1190,6 +1190,59 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
+    /// Cap rules whose keys start with the same field share their windows (the default
+    /// layout, `EngineSettings::shared_windows`): they judge every call exactly as rules that
+    /// keep windows of their own — the same outcome, alerts and counters — and, once eviction
+    /// has caught up, hold the same state byte for byte. A snapshot of the shared layout
+    /// restores into the other and judges any continuation alike.
+    #[test]
+    fn shared_windows_judge_as_windows_of_their_own(
+        (specs, order, dups, params) in case(),
+        split in 0usize..1000,
+        lateness_h in 0i64..72,
+    ) {
+        let (arrived, rules, settings) = stream(&specs, &order, &dups, &params, lateness_h);
+        let own_settings = EngineSettings { shared_windows: false, ..settings.clone() };
+        let k = split % (arrived.len() + 1);
+        let mut shared = Engine::new(rules.clone(), settings);
+        let mut own = Engine::new(rules.clone(), own_settings.clone());
+        // Three caps keyed on debtor_id first share; the one keyed on phone alone does not.
+        prop_assert_eq!(shared.shared_window_rules(), 3);
+        prop_assert_eq!(own.shared_window_rules(), 0);
+        let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+        for c in &arrived[..k] {
+            prop_assert_eq!(shared.check(c), own.check(c), "check of {}", &c.call_id);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = shared.ingest_alerts(c, Ts(0), &mut a);
+            let rb = own.ingest_alerts(c, Ts(0), &mut b);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
+        }
+        let mut moved = Engine::from_snapshot(rules, own_settings, &shared.snapshot())
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        for c in &arrived[k..] {
+            let (mut a, mut b, mut m) = (Vec::new(), Vec::new(), Vec::new());
+            let ra = shared.ingest_alerts(c, Ts(0), &mut a);
+            let rb = own.ingest_alerts(c, Ts(0), &mut b);
+            let rm = moved.ingest_alerts(c, Ts(0), &mut m);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            prop_assert_eq!(ra, rm, "outcome of {} after the move", &c.call_id);
+            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
+            prop_assert_eq!(json(&a), json(&m), "alerts of {} after the move", &c.call_id);
+        }
+        shared.advance();
+        own.advance();
+        moved.advance();
+        prop_assert_eq!(shared.stats(), own.stats());
+        prop_assert_eq!(shared.window_keys(), own.window_keys());
+        prop_assert_eq!(shared.snapshot(), own.snapshot());
+        prop_assert_eq!(moved.snapshot(), own.snapshot());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
     /// Eviction runs in steps between calls; when a step runs changes nothing a caller sees.
     /// An engine that evicts one unit per call (passes under way while duplicates of calls
     /// being evicted, late calls and new calls arrive) gives every call the outcome and the

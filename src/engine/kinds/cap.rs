@@ -171,12 +171,22 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let val = distinct.map_or(Sym::NONE, |f| step.ctx.record(step.slot).syms[f as usize]);
     let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
-    let w = step.windows.entry(&key);
-    let at = insert_sorted(&mut w.calls, e);
+    let (calls, at): (&mut [Entry], usize) = match step.shared.as_mut() {
+        Some((g, m)) => {
+            let host = g.entry(key[0]);
+            let (r, at) = host.insert(*m, key[1], e);
+            (&mut host.buf[r], at)
+        }
+        None => {
+            let w = step.windows.entry(&key);
+            let at = insert_sorted(&mut w.calls, e);
+            (&mut w.calls[..], at)
+        }
+    };
     // Calls that e can now push over the limit: itself and those after it within reach.
-    let start = split_near_back(&w.calls[..at], |y| y.ts < e.ts);
-    for i in start..w.calls.len() {
-        let c = w.calls[i];
+    let start = split_near_back(&calls[..at], |y| y.ts < e.ts);
+    for i in start..calls.len() {
+        let c = calls[i];
         let in_reach = match window {
             Window::Rolling(_) => c.ts < e.ts.saturating_add(reach),
             _ => c.ts <= e.ts.saturating_add(reach),
@@ -189,7 +199,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         }
         let found = count(
             step.scratch,
-            &w.calls,
+            calls,
             c.ts,
             c.pv(window),
             window,
@@ -198,7 +208,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
             None,
         );
         if let Some(n) = found {
-            w.calls[i].mark_breached();
+            calls[i].mark_breached();
             let ctx = &step.ctx;
             out.push(Breach {
                 rule: step.ri,
@@ -207,7 +217,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 limit,
                 bounds: Some(bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
                 holiday: false,
-                evidence: evidence(ctx, &w.calls, c.ts, c.pv(window), window, distinct, None),
+                evidence: evidence(ctx, calls, c.ts, c.pv(window), window, distinct, None),
                 late: c.slot() != step.slot,
                 status: None,
                 contact: None,
@@ -227,9 +237,11 @@ struct Candidate<'x> {
     extra: Sym,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn candidate<'x>(
     rule: &'x Rule,
     windows: &'x Windows,
+    shared: Option<(&'x crate::engine::shared::Group, u8)>,
     reserved: &'x Windows,
     ctx: &Ctx<'_>,
     buf: &'x mut Vec<Entry>,
@@ -249,7 +261,7 @@ fn candidate<'x>(
     };
     // A value never seen cannot equal any in the window: a symbol no string has stands for it.
     let extra = distinct.map_or(Sym::NONE, |f| ctx.lookup_field(call, f));
-    let v = super::entries(windows, reserved, key, false, buf, ctx.own);
+    let v = super::entries(windows, shared, reserved, key, false, buf, ctx.own);
     Some(Candidate {
         v,
         t,
@@ -262,7 +274,9 @@ fn candidate<'x>(
 /// The candidate and its count, when the count exceeds the limit.
 fn over<'x>(l: &'x mut Look<'_, '_>) -> Option<(Candidate<'x>, u32)> {
     let (window, limit, distinct) = params(l.rule);
-    let c = candidate(l.rule, l.windows, l.reserved, l.ctx, l.buf, l.call)?;
+    let c = candidate(
+        l.rule, l.windows, l.shared, l.reserved, l.ctx, l.buf, l.call,
+    )?;
     let n = count(
         l.scratch,
         c.v,

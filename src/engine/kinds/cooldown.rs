@@ -215,7 +215,7 @@ fn candidate<'x>(l: &'x mut Look<'_, '_>) -> Option<(&'x [Entry], Entry, &'x Tim
     };
     let x = Entry::new(l.call.occurred_at.0, pv, 0, Sym::NONE, period);
     Some((
-        super::entries(l.windows, l.reserved, key, true, l.buf, l.ctx.own),
+        super::entries(l.windows, None, l.reserved, key, true, l.buf, l.ctx.own),
         x,
         tz,
     ))

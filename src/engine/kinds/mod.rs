@@ -205,6 +205,8 @@ pub(super) struct Step<'a, 'b> {
     pub keeps: bool,
     /// The call's enum values as one word ([`super::rule::facts`]), computed once per call.
     pub facts: u64,
+    /// The shared windows holding this rule's, and its member number there.
+    pub shared: Option<(&'b mut super::shared::Group, u8)>,
     pub windows: &'b mut Windows,
     pub ctx: Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
@@ -254,6 +256,9 @@ pub(super) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied 
 pub(super) struct Look<'a, 'b> {
     pub ri: u16,
     pub rule: &'a Rule,
+    /// The shared windows holding this rule's (then `windows` holds none), and its member
+    /// number there.
+    pub shared: Option<(&'a super::shared::Group, u8)>,
     pub windows: &'a Windows,
     pub reserved: &'a Windows,
     pub ctx: &'b Ctx<'a>,
@@ -270,6 +275,7 @@ pub(super) struct Look<'a, 'b> {
 /// seen: no entries.
 pub(super) fn entries<'x>(
     windows: &'x Windows,
+    shared: Option<(&'x super::shared::Group, u8)>,
     reserved: &'x Windows,
     key: Option<Key>,
     triggers: bool,
@@ -284,7 +290,10 @@ pub(super) fn entries<'x>(
             &w.calls
         }
     };
-    let main = windows.get(&key).map_or(&[][..], pick);
+    let main = match shared {
+        Some((g, m)) => g.get(key[0]).map_or(&[][..], |h| h.seg(m, key[1])),
+        None => windows.get(&key).map_or(&[][..], pick),
+    };
     let res = reserved.get(&key).map_or(&[][..], pick);
     if res.is_empty() {
         return main;

@@ -1,0 +1,405 @@
+//! The windows of cap rules shared by their first key field (`EngineSettings::shared_windows`).
+//!
+//! Rules keyed on one or two fields whose first is the same (`debtor_id`, or `phone`) form a
+//! group. For each value of that field (a debtor, a number) one *host* holds every member
+//! rule's windows as *segments* of one buffer — a member's window for a key is the segment of
+//! (member, the key's second symbol) — so judging a call reads one host per group, a line or
+//! a few of one buffer, instead of a window slot and its entries per rule: each was a cache
+//! miss (README, "What the rest of issue 11's figures need"). A segment holds exactly the
+//! entries the rule's own window would, in the same order, so the kinds judge it alike.
+
+use super::intern::Sym;
+use super::slots::Slots;
+use super::table::SHARDS;
+use super::window::{self, split_near_back, split_near_front, Entry, Key};
+use super::Engine;
+use std::ops::Range;
+
+/// One member rule's window for one value of the rest of its key: a range of the buffer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Seg {
+    pub member: u8,
+    pub rest: Sym,
+    pub start: u32,
+    pub len: u32,
+}
+
+/// The windows of one lead value. Segments are in buffer order (a new one goes at the end).
+#[derive(Debug, Default)]
+pub(super) struct Host {
+    pub dir: Vec<Seg>,
+    pub buf: Vec<Entry>,
+}
+
+impl Host {
+    fn find(&self, member: u8, rest: Sym) -> Option<usize> {
+        self.dir
+            .iter()
+            .position(|s| s.member == member && s.rest == rest)
+    }
+
+    fn range(s: &Seg) -> Range<usize> {
+        s.start as usize..(s.start + s.len) as usize
+    }
+
+    /// The window of `member` for the key whose second symbol is `rest` (none: empty).
+    pub fn seg(&self, member: u8, rest: Sym) -> &[Entry] {
+        self.find(member, rest)
+            .map_or(&[], |i| &self.buf[Host::range(&self.dir[i])])
+    }
+
+    /// Every segment: member, second key symbol, entries.
+    pub fn segs(&self) -> impl Iterator<Item = (u8, Sym, &[Entry])> {
+        self.dir
+            .iter()
+            .map(|s| (s.member, s.rest, &self.buf[Host::range(s)]))
+    }
+
+    /// Inserts `e` in time order into the segment of (`member`, `rest`), made if absent;
+    /// returns the segment's range in the buffer and `e`'s index in it.
+    pub fn insert(&mut self, member: u8, rest: Sym, e: Entry) -> (Range<usize>, usize) {
+        let i = match self.find(member, rest) {
+            Some(i) => i,
+            None => {
+                self.dir.push(Seg {
+                    member,
+                    rest,
+                    start: self.buf.len() as u32,
+                    len: 0,
+                });
+                self.dir.len() - 1
+            }
+        };
+        let s = self.dir[i];
+        let (a, b) = (s.start as usize, (s.start + s.len) as usize);
+        let seg = &self.buf[a..b];
+        let at = if seg.last().is_none_or(|l| l.ts <= e.ts) {
+            seg.len()
+        } else {
+            split_near_back(seg, |x| x.ts <= e.ts)
+        };
+        if self.buf.len() == self.buf.capacity() {
+            self.buf.reserve_exact(window::growth(self.buf.len()));
+        }
+        self.buf.insert(a + at, e);
+        self.dir[i].len += 1;
+        for t in &mut self.dir[i + 1..] {
+            t.start += 1;
+        }
+        (a..b + 1, at)
+    }
+
+    /// Drops the entries before each segment's cutoff; whether anything is left.
+    pub fn evict(&mut self, cutoff: impl Fn(u8) -> i64) -> bool {
+        self.compact(|member, seg| {
+            let c = cutoff(member);
+            split_near_front(seg, |y| y.ts < c)..seg.len()
+        })
+    }
+
+    /// Keeps the entries `keep` says to keep; whether anything is left.
+    pub fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
+        let mut kept: Vec<Entry> = Vec::with_capacity(self.buf.len());
+        for s in &mut self.dir {
+            let start = kept.len();
+            kept.extend(self.buf[Host::range(s)].iter().filter(|e| keep(e)));
+            s.start = start as u32;
+            s.len = (kept.len() - start) as u32;
+        }
+        self.buf = kept;
+        self.dir.retain(|s| s.len > 0);
+        window::fit(&mut self.buf);
+        !self.dir.is_empty()
+    }
+
+    /// Keeps of each segment the range `keep` gives (member, its entries), in place.
+    fn compact(&mut self, keep: impl Fn(u8, &[Entry]) -> Range<usize>) -> bool {
+        let Host { dir, buf } = self;
+        let mut write = 0usize;
+        dir.retain_mut(|s| {
+            let a = s.start as usize;
+            let r = keep(s.member, &buf[Host::range(s)]);
+            let keep = a + r.start..a + r.end;
+            if write != keep.start {
+                buf.copy_within(keep.clone(), write);
+            }
+            s.start = write as u32;
+            s.len = keep.len() as u32;
+            write += keep.len();
+            s.len > 0
+        });
+        buf.truncate(write);
+        window::fit(buf);
+        dir.shrink_to(dir.len() + 1);
+        !dir.is_empty()
+    }
+
+    /// Replaces the entries of the segment of (`member`, `rest`) by what `f` makes of them
+    /// (kept sorted by time by the caller), made if absent, dropped if left empty.
+    pub fn put(&mut self, member: u8, rest: Sym, f: impl FnOnce(&mut Vec<Entry>)) {
+        let i = match self.find(member, rest) {
+            Some(i) => i,
+            None => {
+                self.dir.push(Seg {
+                    member,
+                    rest,
+                    start: self.buf.len() as u32,
+                    len: 0,
+                });
+                self.dir.len() - 1
+            }
+        };
+        let r = Host::range(&self.dir[i]);
+        let mut v: Vec<Entry> = self.buf[r.clone()].to_vec();
+        f(&mut v);
+        let (old, new) = (r.len() as u32, v.len() as u32);
+        self.buf.splice(r, v);
+        self.dir[i].len = new;
+        for t in &mut self.dir[i + 1..] {
+            t.start = t.start + new - old;
+        }
+        if new == 0 {
+            self.dir.remove(i);
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.dir.capacity() * std::mem::size_of::<Seg>()
+            + self.buf.capacity() * std::mem::size_of::<Entry>()
+    }
+}
+
+/// The hosts of one lead field, and the rules that are its members.
+pub(super) struct Group {
+    /// The field (`StrField` number) leading every member's key.
+    pub lead: usize,
+    /// Member number → rule index.
+    pub members: Vec<usize>,
+    pub shards: Box<[Slots<Host>]>,
+}
+
+impl Group {
+    pub fn new(lead: usize) -> Group {
+        Group {
+            lead,
+            members: Vec::new(),
+            shards: (0..SHARDS).map(|_| Slots::default()).collect(),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, lead: Sym) -> Option<&Host> {
+        let k = lead.0 as u64;
+        self.shards[window::shard_of(k)].get(k)
+    }
+
+    #[inline]
+    pub fn entry(&mut self, lead: Sym) -> &mut Host {
+        let k = lead.0 as u64;
+        self.shards[window::shard_of(k)].entry(k)
+    }
+
+    pub fn remove(&mut self, lead: Sym) {
+        let k = lead.0 as u64;
+        self.shards[window::shard_of(k)].remove(k)
+    }
+
+    /// Heap bytes: the host maps' slots, and the hosts' segments and entries.
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(m, e), s| {
+            (
+                m + s.capacity() * (8 + std::mem::size_of::<Host>()),
+                e + s.values().map(Host::heap_bytes).sum::<usize>(),
+            )
+        })
+    }
+
+    /// Windows held: segments.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.values().map(|h| h.dir.len()).sum::<usize>())
+            .sum()
+    }
+}
+
+impl Engine {
+    /// Rule `ri`'s windows sorted by key — key, call entries, trigger entries — wherever they
+    /// are kept (snapshots and splits read them so, whatever the layout).
+    pub(super) fn rule_windows(&self, ri: usize) -> Vec<(Key, &[Entry], &[Entry])> {
+        let st = &self.states[ri];
+        let Some((g, m)) = st.shared else {
+            return st
+                .windows
+                .sorted()
+                .into_iter()
+                .map(|(k, w)| (k, &w.calls[..], w.triggers()))
+                .collect();
+        };
+        let mut v: Vec<(Key, &[Entry], &[Entry])> = Vec::new();
+        for shard in self.groups[g].shards.iter() {
+            for (lead, h) in shard.iter() {
+                for (member, rest, e) in h.segs() {
+                    if member == m {
+                        let mut k: Key = [Sym::NONE; 6];
+                        k[0] = Sym(lead as u32);
+                        k[1] = rest;
+                        v.push((k, e, &[]));
+                    }
+                }
+            }
+        }
+        v.sort_unstable_by_key(|(k, _, _)| *k);
+        v
+    }
+
+    /// Sets rule `ri`'s window of `key` to what `f` makes of its call entries (sorted by
+    /// time) and its triggers; a window left with neither is dropped. A rule whose windows are
+    /// shared has no triggers (a cap): given some, it returns `false` and changes nothing.
+    pub(super) fn put_window(
+        &mut self,
+        ri: usize,
+        key: &Key,
+        f: impl FnOnce(&mut Vec<Entry>, &mut Vec<Entry>),
+    ) -> bool {
+        match self.states[ri].shared {
+            Some((g, m)) => {
+                let mut triggers = Vec::new();
+                let mut ok = true;
+                let host = self.groups[g].entry(key[0]);
+                host.put(m, key[1], |calls| {
+                    f(calls, &mut triggers);
+                    ok = triggers.is_empty();
+                });
+                let empty = host.dir.is_empty();
+                if empty {
+                    self.groups[g].remove(key[0]);
+                }
+                ok
+            }
+            None => {
+                let w = self.states[ri].windows.entry(key);
+                let mut triggers = w.triggers.take().map(|b| *b).unwrap_or_default();
+                f(&mut w.calls, &mut triggers);
+                if !triggers.is_empty() {
+                    w.triggers = Some(Box::new(triggers));
+                }
+                if w.calls.is_empty() && w.triggers.is_none() {
+                    self.states[ri].windows.remove(key);
+                }
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rule::Window;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Insert an entry at this time into the segment (member, rest).
+        Insert(u8, u32, i64),
+        /// Replace the segment by itself merged with entries at these times.
+        Put(u8, u32, Vec<i64>),
+        /// Evict before a cutoff of its own per member.
+        Evict([i64; 3]),
+        /// Keep the entries whose slot is not a multiple of this.
+        Retain(u32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let t = 0i64..100;
+        prop_oneof![
+            8 => (0u8..3, 0u32..4, t.clone()).prop_map(|(m, r, t)| Op::Insert(m, r, t)),
+            2 => (0u8..3, 0u32..4, proptest::collection::vec(t.clone(), 0..4))
+                .prop_map(|(m, r, v)| Op::Put(m, r, v)),
+            1 => [t.clone(), t.clone(), t].prop_map(Op::Evict),
+            1 => (2u32..5).prop_map(Op::Retain),
+        ]
+    }
+
+    fn entry(ts: i64, slot: u32) -> Entry {
+        Entry::new(ts, 0, slot, Sym::NONE, Window::Rolling(1))
+    }
+
+    /// Entries by time and slot, as compared.
+    fn parts(v: &[Entry]) -> Vec<(i64, u32)> {
+        v.iter().map(|e| (e.ts, e.slot())).collect()
+    }
+
+    /// Sorted insert after entries at the same instant (`window::insert_sorted`).
+    fn model_insert(v: &mut Vec<Entry>, e: Entry) -> usize {
+        let at = v.partition_point(|x| x.ts <= e.ts);
+        v.insert(at, e);
+        at
+    }
+
+    proptest! {
+        /// Any sequence of inserts, replacements, evictions and filters leaves every segment of
+        /// a host holding what a window of its own given the same operations holds, with the
+        /// segments laid end to end in the buffer.
+        #[test]
+        fn segments_agree_with_windows_of_their_own(ops in proptest::collection::vec(op(), 1..200)) {
+            let mut h = Host::default();
+            let mut m: BTreeMap<(u8, u32), Vec<Entry>> = BTreeMap::new();
+            let mut slot = 0u32;
+            for o in ops {
+                match o {
+                    Op::Insert(member, rest, ts) => {
+                        slot += 1;
+                        let e = entry(ts, slot);
+                        let (r, at) = h.insert(member, Sym(rest), e);
+                        let w = m.entry((member, rest)).or_default();
+                        prop_assert_eq!(at, model_insert(w, e));
+                        prop_assert_eq!(parts(&h.buf[r]), parts(w));
+                    }
+                    Op::Put(member, rest, times) => {
+                        let more: Vec<Entry> = times.iter().map(|&t| { slot += 1; entry(t, slot) }).collect();
+                        h.put(member, Sym(rest), |v| {
+                            for e in &more {
+                                model_insert(v, *e);
+                            }
+                        });
+                        let w = m.entry((member, rest)).or_default();
+                        for e in &more {
+                            model_insert(w, *e);
+                        }
+                    }
+                    Op::Evict(c) => {
+                        h.evict(|member| c[member as usize]);
+                        for ((member, _), w) in m.iter_mut() {
+                            w.retain(|e| e.ts >= c[*member as usize]);
+                        }
+                    }
+                    Op::Retain(d) => {
+                        h.retain(|e| e.slot() % d != 0);
+                        for w in m.values_mut() {
+                            w.retain(|e| e.slot() % d != 0);
+                        }
+                    }
+                }
+                m.retain(|_, w| !w.is_empty());
+                let mut next = 0u32;
+                for s in &h.dir {
+                    prop_assert_eq!(s.start, next, "segments end to end");
+                    prop_assert!(s.len > 0, "no empty segment");
+                    next += s.len;
+                }
+                prop_assert_eq!(next as usize, h.buf.len());
+                let got: BTreeMap<(u8, u32), Vec<(i64, u32)>> =
+                    h.segs().map(|(member, rest, v)| ((member, rest.0), parts(v))).collect();
+                let want: BTreeMap<(u8, u32), Vec<(i64, u32)>> =
+                    m.iter().map(|(k, v)| (*k, parts(v))).collect();
+                prop_assert_eq!(got, want);
+                for ((member, rest), w) in &m {
+                    prop_assert_eq!(parts(h.seg(*member, Sym(*rest))), parts(w));
+                }
+            }
+        }
+    }
+}
