@@ -3,12 +3,13 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 5, little-endian)
+//! # Format (version 6, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon, and which reference-kind rules
 //! keep no calls: a snapshot made under other rules is refused, not misread), then: watermark,
 //! cutoff, last sweep, the eviction pass under way (a tag and a u32: none, window shard, record
-//! slot, dedup shard); lanes; (since version 5)
+//! slot, dedup shard, and since version 6 shared-window shard), and since version 6 whether cap
+//! rules shared windows (a byte); lanes; (since version 5)
 //! the lanes' own cutoffs (`floors`, one i64 a lane, often none); counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
@@ -16,8 +17,9 @@
 //! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
 //! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
 //! and 2: the debtor, the relation); since version 5, the byte after the relation is the lane
-//! the call came in on (255: not known). Versions 2 (no statuses), 3 and 4 are read too; their
-//! records' lanes are not known, so such a state cannot be split by lane.
+//! the call came in on (255: not known). Version 5 (no shared-window shard) is read too, and so
+//! are versions 2 (no statuses), 3 and 4, whose records' lanes are not known, so such a state
+//! cannot be split by lane.
 
 use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
@@ -33,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -249,13 +251,12 @@ impl Engine {
             Some(Pass::Windows(u)) => (1, u),
             Some(Pass::Records(s)) => (2, s),
             Some(Pass::Shrink(i)) => (3, i),
-            // The shared windows' part of the pass is written as the end of the rules' part,
-            // so that the format is the same whatever the layout: restored, the pass looks at
-            // every shared window again (evicting twice changes nothing).
-            Some(Pass::Hosts(_)) => (1, (self.rules.len() * SHARDS - 1) as u32),
+            Some(Pass::Hosts(u)) => (4, u),
         };
         w.u8(tag);
         w.u32(at);
+        // Since version 6: whether cap rules shared windows here (`EngineSettings::shared_windows`).
+        w.u8(!self.groups.is_empty() as u8);
         w.len(self.lanes.len());
         for l in &self.lanes {
             match l {
@@ -402,11 +403,26 @@ impl Engine {
         e.cutoff = r.i64()?;
         e.last_sweep = r.i64()?;
         let (tag, at) = (r.u8()?, r.u32()?);
+        let shared_here = !e.groups.is_empty();
+        let shared_there = match version {
+            ..=5 => false,
+            _ => match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(SnapshotError::Corrupt("window layout")),
+            },
+        };
         e.pass = match tag {
             0 => None,
+            // A pass in the windows, written by an engine whose cap rules shared windows and
+            // read by one whose do not, or the other way round: it had evicted some of the
+            // rules' windows in the other layout's order, so it starts again from the first
+            // (evicting twice changes nothing; entries left behind would name freed slots).
+            1 | 4 if shared_there != shared_here => Some(Pass::Windows(0)),
             1 if (at as usize) < e.rules.len() * SHARDS => Some(Pass::Windows(at)),
             2 => Some(Pass::Records(at)),
             3 if (at as usize) < SHARDS => Some(Pass::Shrink(at)),
+            4 if (at as usize) < e.groups.len() * SHARDS => Some(Pass::Hosts(at)),
             _ => return Err(SnapshotError::Corrupt("eviction pass")),
         };
         let n = r.len(1)?;
