@@ -1491,8 +1491,7 @@ impl Engine {
                             .saturating_sub(rules[ri].reach())
                     })
                     .collect();
-                seen = g.shards[shard].retain(|h| h.evict(|m| cutoffs[m as usize]));
-                g.shards[shard].shrink();
+                seen = g.retain_shard(shard, |h| h.evict(|m| cutoffs[m as usize]));
                 Some(if (u as usize + 1) < self.groups.len() * SHARDS {
                     Pass::Hosts(u + 1)
                 } else {

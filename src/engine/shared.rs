@@ -55,21 +55,23 @@ impl Host {
             .map(|s| (s.member, s.rest, &self.buf[Host::range(s)]))
     }
 
+    /// The index of the segment of (`member`, `rest`), made empty at the buffer's end if absent.
+    fn find_or_make(&mut self, member: u8, rest: Sym) -> usize {
+        self.find(member, rest).unwrap_or_else(|| {
+            self.dir.push(Seg {
+                member,
+                rest,
+                start: self.buf.len() as u32,
+                len: 0,
+            });
+            self.dir.len() - 1
+        })
+    }
+
     /// Inserts `e` in time order into the segment of (`member`, `rest`), made if absent;
     /// returns the segment's range in the buffer and `e`'s index in it.
     pub fn insert(&mut self, member: u8, rest: Sym, e: Entry) -> (Range<usize>, usize) {
-        let i = match self.find(member, rest) {
-            Some(i) => i,
-            None => {
-                self.dir.push(Seg {
-                    member,
-                    rest,
-                    start: self.buf.len() as u32,
-                    len: 0,
-                });
-                self.dir.len() - 1
-            }
-        };
+        let i = self.find_or_make(member, rest);
         let s = self.dir[i];
         let (a, b) = (s.start as usize, (s.start + s.len) as usize);
         let seg = &self.buf[a..b];
@@ -137,18 +139,7 @@ impl Host {
     /// Replaces the entries of the segment of (`member`, `rest`) by what `f` makes of them
     /// (kept sorted by time by the caller), made if absent, dropped if left empty.
     pub fn put(&mut self, member: u8, rest: Sym, f: impl FnOnce(&mut Vec<Entry>)) {
-        let i = match self.find(member, rest) {
-            Some(i) => i,
-            None => {
-                self.dir.push(Seg {
-                    member,
-                    rest,
-                    start: self.buf.len() as u32,
-                    len: 0,
-                });
-                self.dir.len() - 1
-            }
-        };
+        let i = self.find_or_make(member, rest);
         let r = Host::range(&self.dir[i]);
         let mut v: Vec<Entry> = self.buf[r.clone()].to_vec();
         f(&mut v);
@@ -175,7 +166,10 @@ pub(super) struct Group {
     pub lead: usize,
     /// Member number → rule index.
     pub members: Vec<usize>,
-    pub shards: Box<[Slots<Host>]>,
+    shards: Box<[Slots<Host>]>,
+    /// Segments over all hosts (the windows held, a gauge read every second under the lock a
+    /// pre-dial check takes: counted as they come and go, not by walking the hosts).
+    segments: usize,
 }
 
 impl Group {
@@ -184,6 +178,7 @@ impl Group {
             lead,
             members: Vec::new(),
             shards: (0..SHARDS).map(|_| Slots::default()).collect(),
+            segments: 0,
         }
     }
 
@@ -193,15 +188,52 @@ impl Group {
         self.shards[window::shard_of(k)].get(k)
     }
 
+    /// [`Host::insert`] into the host of `lead` (made if absent); returns the segment's
+    /// entries and `e`'s index among them.
     #[inline]
-    pub fn entry(&mut self, lead: Sym) -> &mut Host {
+    pub fn insert(&mut self, lead: Sym, member: u8, rest: Sym, e: Entry) -> (&mut [Entry], usize) {
         let k = lead.0 as u64;
-        self.shards[window::shard_of(k)].entry(k)
+        let host = self.shards[window::shard_of(k)].entry(k);
+        let before = host.dir.len();
+        let (r, at) = host.insert(member, rest, e);
+        self.segments += host.dir.len() - before;
+        (&mut host.buf[r], at)
     }
 
-    pub fn remove(&mut self, lead: Sym) {
+    /// [`Host::put`] on the host of `lead`, which is dropped if left with no segment.
+    pub fn put(&mut self, lead: Sym, member: u8, rest: Sym, f: impl FnOnce(&mut Vec<Entry>)) {
         let k = lead.0 as u64;
-        self.shards[window::shard_of(k)].remove(k)
+        let shard = &mut self.shards[window::shard_of(k)];
+        let host = shard.entry(k);
+        let before = host.dir.len();
+        host.put(member, rest, f);
+        let after = host.dir.len();
+        self.segments = self.segments + after - before;
+        if after == 0 {
+            shard.remove(k);
+        }
+    }
+
+    /// Keeps in the hosts of `shard` what `f` keeps of each (hosts it leaves with no segment
+    /// are dropped); returns how many hosts it looked at.
+    pub fn retain_shard(&mut self, shard: usize, mut f: impl FnMut(&mut Host) -> bool) -> usize {
+        let mut gone = 0;
+        let n = self.shards[shard].retain(|h| {
+            let before = h.dir.len();
+            let keep = f(h);
+            gone += before - h.dir.len();
+            keep
+        });
+        self.shards[shard].shrink();
+        self.segments -= gone;
+        n
+    }
+
+    /// Every host, with its lead symbol.
+    pub fn hosts(&self) -> impl Iterator<Item = (Sym, &Host)> {
+        self.shards
+            .iter()
+            .flat_map(|s| s.iter().map(|(k, h)| (Sym(k as u32), h)))
     }
 
     /// Heap bytes: the host maps' slots, and the hosts' segments and entries.
@@ -216,10 +248,7 @@ impl Group {
 
     /// Windows held: segments.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.values().map(|h| h.dir.len()).sum::<usize>())
-            .sum()
+        self.segments
     }
 }
 
@@ -237,15 +266,13 @@ impl Engine {
                 .collect();
         };
         let mut v: Vec<(Key, &[Entry], &[Entry])> = Vec::new();
-        for shard in self.groups[g].shards.iter() {
-            for (lead, h) in shard.iter() {
-                for (member, rest, e) in h.segs() {
-                    if member == m {
-                        let mut k: Key = [Sym::NONE; 6];
-                        k[0] = Sym(lead as u32);
-                        k[1] = rest;
-                        v.push((k, e, &[]));
-                    }
+        for (lead, h) in self.groups[g].hosts() {
+            for (member, rest, e) in h.segs() {
+                if member == m {
+                    let mut k: Key = [Sym::NONE; 6];
+                    k[0] = lead;
+                    k[1] = rest;
+                    v.push((k, e, &[]));
                 }
             }
         }
@@ -266,15 +293,10 @@ impl Engine {
             Some((g, m)) => {
                 let mut triggers = Vec::new();
                 let mut ok = true;
-                let host = self.groups[g].entry(key[0]);
-                host.put(m, key[1], |calls| {
+                self.groups[g].put(key[0], m, key[1], |calls| {
                     f(calls, &mut triggers);
                     ok = triggers.is_empty();
                 });
-                let empty = host.dir.is_empty();
-                if empty {
-                    self.groups[g].remove(key[0]);
-                }
                 ok
             }
             None => {

@@ -83,9 +83,8 @@ impl Engine {
                 }
             }
             for g in &mut self.groups {
-                for shard in g.shards.iter_mut() {
-                    shard.retain(|h| h.retain(|e| !gone[e.slot() as usize]));
-                    shard.shrink();
+                for shard in 0..SHARDS {
+                    g.retain_shard(shard, |h| h.retain(|e| !gone[e.slot() as usize]));
                 }
             }
             let mut syms = Vec::new();

@@ -172,11 +172,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
     let (calls, at): (&mut [Entry], usize) = match step.shared.as_mut() {
-        Some((g, m)) => {
-            let host = g.entry(key[0]);
-            let (r, at) = host.insert(*m, key[1], e);
-            (&mut host.buf[r], at)
-        }
+        Some((g, m)) => g.insert(key[0], *m, key[1], e),
         None => {
             let w = step.windows.entry(&key);
             let at = insert_sorted(&mut w.calls, e);
