@@ -1440,6 +1440,13 @@ impl Engine {
         }
     }
 
+    /// What rule `ri`'s windows keep, eviction following event time `base`: a call still judged
+    /// (within lateness of the slowest lane) looks back at most the rule's reach.
+    fn rule_cutoff(&self, ri: usize, base: i64) -> i64 {
+        base.saturating_sub(self.lateness)
+            .saturating_sub(self.rules[ri].reach())
+    }
+
     /// Runs one unit of the eviction pass; returns the windows or record slots it looked at.
     fn unit(&mut self, unit: Pass) -> usize {
         let base = self.last_sweep;
@@ -1450,9 +1457,7 @@ impl Engine {
                 // lateness of the slowest lane) looks back at most its rule's reach. The
                 // records stay until the longest reach is past, since other rules count them.
                 let (ri, shard) = (u as usize / SHARDS, u as usize % SHARDS);
-                let cutoff = base
-                    .saturating_sub(self.lateness)
-                    .saturating_sub(self.rules[ri].reach());
+                let cutoff = self.rule_cutoff(ri, base);
                 seen = self.states[ri].windows.retain_shard(shard, |w| {
                     let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
                     if k > 0 {
@@ -1481,17 +1486,12 @@ impl Engine {
             }
             Pass::Hosts(u) => {
                 let (gi, shard) = (u as usize / SHARDS, u as usize % SHARDS);
-                let (rules, lateness) = (&self.rules, self.lateness);
-                let g = &mut self.groups[gi];
-                let cutoffs: Vec<i64> = g
+                let cutoffs: Vec<i64> = self.groups[gi]
                     .members
                     .iter()
-                    .map(|&ri| {
-                        base.saturating_sub(lateness)
-                            .saturating_sub(rules[ri].reach())
-                    })
+                    .map(|&ri| self.rule_cutoff(ri, base))
                     .collect();
-                seen = g.retain_shard(shard, |h| h.evict(|m| cutoffs[m as usize]));
+                seen = self.groups[gi].retain_shard(shard, |h| h.evict(|m| cutoffs[m as usize]));
                 Some(if (u as usize + 1) < self.groups.len() * SHARDS {
                     Pass::Hosts(u + 1)
                 } else {

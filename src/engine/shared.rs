@@ -11,7 +11,7 @@
 use super::intern::Sym;
 use super::slots::Slots;
 use super::table::SHARDS;
-use super::window::{self, split_near_back, split_near_front, Entry, Key};
+use super::window::{self, split_near_front, Entry, Key};
 use super::Engine;
 use std::ops::Range;
 
@@ -74,12 +74,7 @@ impl Host {
         let i = self.find_or_make(member, rest);
         let s = self.dir[i];
         let (a, b) = (s.start as usize, (s.start + s.len) as usize);
-        let seg = &self.buf[a..b];
-        let at = if seg.last().is_none_or(|l| l.ts <= e.ts) {
-            seg.len()
-        } else {
-            split_near_back(seg, |x| x.ts <= e.ts)
-        };
+        let at = window::sorted_place(&self.buf[a..b], e.ts);
         if self.buf.len() == self.buf.capacity() {
             self.buf.reserve_exact(window::growth(self.buf.len()));
         }

@@ -265,8 +265,7 @@ impl Engine {
                 if calls.is_empty() && triggers.is_empty() {
                     continue;
                 }
-                // Both engines have the same rules, so the same layout: a shared window has
-                // no triggers to refuse.
+                // Only a cap's windows may be shared, and a cap has no triggers: none is refused.
                 let ok = self.put_window(ri, &k, |c, t| {
                     join(c, calls);
                     join(t, triggers);

@@ -348,19 +348,24 @@ pub(super) fn fit(v: &mut Vec<Entry>) {
     }
 }
 
+/// Where an entry at `ts` goes in time-sorted `v`: after the entries at the same instant.
+#[inline]
+pub(super) fn sorted_place(v: &[Entry], ts: i64) -> usize {
+    if v.last().is_none_or(|l| l.ts <= ts) {
+        v.len()
+    } else {
+        split_near_back(v, |x| x.ts <= ts)
+    }
+}
+
 /// Sorted insert (after entries at the same instant); returns the index.
 pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
     if v.len() == v.capacity() {
         v.reserve_exact(growth(v.len()));
     }
-    if v.last().is_none_or(|l| l.ts <= e.ts) {
-        v.push(e);
-        v.len() - 1
-    } else {
-        let i = split_near_back(v, |x| x.ts <= e.ts);
-        v.insert(i, e);
-        i
-    }
+    let i = sorted_place(v, e.ts);
+    v.insert(i, e);
+    i
 }
 
 #[cfg(test)]
