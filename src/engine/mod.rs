@@ -102,10 +102,10 @@ pub struct EngineSettings {
     /// engine holds back the release of an evicted call's symbols until the breaches made
     /// before its eviction are read. Off by default; a replay that writes alerts turns it on.
     pub defer_late_strings: bool,
-    /// Whether cap rules whose keys (of one or two fields) start with the same field keep
-    /// their windows together ([`shared`]: one host per value of that field, every member
-    /// rule's windows segments of one buffer), so that judging a call reads one host per
-    /// field instead of one window per rule. On by default; off, each rule keeps its own
+    /// Whether cap and cooldown rules whose keys (of one or two fields) start with the same
+    /// field keep their windows together ([`shared`]: one host per value of that field, every
+    /// member rule's windows segments of one buffer), so that judging a call reads one host
+    /// per field instead of one window per rule. On by default; off, each rule keeps its own
     /// windows (the property tests judge alike either way).
     pub shared_windows: bool,
 }
@@ -240,8 +240,8 @@ struct RuleState {
     keeps: bool,
     /// Index into the engine's zone table, or `None` for "callee".
     zone_slot: Option<usize>,
-    /// The group whose shared windows hold this rule's, and its member number there
-    /// ([`EngineSettings::shared_windows`]).
+    /// The group whose shared windows hold this rule's, and its member number there (a
+    /// cooldown's calls; its triggers are the next) ([`EngineSettings::shared_windows`]).
     shared: Option<(usize, u8)>,
 }
 
@@ -249,7 +249,7 @@ struct RuleState {
 pub struct Engine {
     rules: Vec<Rule>,
     states: Vec<RuleState>,
-    /// Windows shared by cap rules' first key field ([`EngineSettings::shared_windows`]).
+    /// Windows shared by cap and cooldown rules' first key field ([`EngineSettings::shared_windows`]).
     groups: Vec<shared::Group>,
     zones: Vec<TimeZone>,
     /// Distinct `callee_tz` zones seen; records hold 1 + an index into it.
@@ -373,11 +373,17 @@ impl Engine {
                 }
             })
             .collect::<Vec<RuleState>>();
-        // Cap rules keyed on one or two fields, grouped by their first (`shared`).
+        // Cap and cooldown rules keyed on one or two fields, grouped by their first (`shared`).
         let mut groups: Vec<shared::Group> = Vec::new();
         if settings.shared_windows {
             for (ri, r) in rules.iter().enumerate() {
-                if r.kind != rule::RuleKind::Cap || !(1..=2).contains(&r.key.len()) {
+                // A cooldown is two members: its calls, then its triggers.
+                let width = match r.kind {
+                    rule::RuleKind::Cap => 1,
+                    rule::RuleKind::Cooldown => 2,
+                    _ => continue,
+                };
+                if !(1..=2).contains(&r.key.len()) {
                     continue;
                 }
                 let lead = r.key[0] as usize;
@@ -389,14 +395,15 @@ impl Engine {
                     }
                 };
                 // Members are numbered by a byte; any past that keep their own windows.
-                if groups[g].members.len() < u8::MAX as usize {
-                    groups[g].members.push(ri);
+                if groups[g].members.len() + width <= u8::MAX as usize {
+                    groups[g].add(ri, width == 2);
                 }
             }
             // A field leading one rule's key only: nothing to share.
-            groups.retain(|g| g.members.len() > 1);
+            groups.retain(|g| g.rules() > 1);
             for (gi, g) in groups.iter().enumerate() {
-                for (m, &ri) in g.members.iter().enumerate() {
+                for (m, &ri) in g.members.iter().enumerate().rev() {
+                    // A cooldown's number is its first member's (its calls).
                     states[ri].shared = Some((gi, m as u8));
                 }
             }
@@ -482,7 +489,7 @@ impl Engine {
 
     /// How many rules keep their windows shared with others ([`EngineSettings::shared_windows`]).
     pub fn shared_window_rules(&self) -> usize {
-        self.groups.iter().map(|g| g.members.len()).sum()
+        self.groups.iter().map(shared::Group::rules).sum()
     }
 
     /// The compiled rules, in evaluation order.
@@ -773,16 +780,8 @@ impl Engine {
                 self.flag_late(
                     rule::RuleKind::Cooldown,
                     out,
-                    |ri, rule, windows, ctx, held, out| {
-                        kinds::cooldown::trigger_leg(
-                            ri,
-                            rule,
-                            windows,
-                            ctx,
-                            (call, slot),
-                            held,
-                            out,
-                        );
+                    |ri, rule, store, ctx, held, out| {
+                        kinds::cooldown::trigger_leg(ri, rule, store, ctx, (call, slot), held, out);
                     },
                 );
             }
@@ -958,11 +957,12 @@ impl Engine {
         &mut self,
         kind: rule::RuleKind,
         out: &mut Vec<Breach>,
-        mut flag: impl FnMut(u16, &Rule, &mut Windows, &Ctx<'_>, i64, &mut Vec<Breach>),
+        mut flag: impl FnMut(u16, &Rule, kinds::Store<'_>, &Ctx<'_>, i64, &mut Vec<Breach>),
     ) {
         let Engine {
             rules,
             states,
+            groups,
             records,
             reserved,
             interner,
@@ -998,7 +998,11 @@ impl Engine {
                 .saturating_sub(rule.reach())
                 .max(*cutoff);
             let before = out.len();
-            flag(ri as u16, rule, &mut state.windows, &ctx, held, out);
+            let store = kinds::Store {
+                windows: &mut state.windows,
+                shared: state.shared.map(|(g, m)| (&mut groups[g], m)),
+            };
+            flag(ri as u16, rule, store, &ctx, held, out);
             let n = (out.len() - before) as u64;
             stats.alerts += n;
             stats.rule_alerts[ri] += n;
@@ -1022,9 +1026,9 @@ impl Engine {
         self.flag_late(
             rule::RuleKind::Status,
             out,
-            |ri, rule, windows, ctx, held, out| {
+            |ri, rule, store, ctx, held, out| {
                 let st = ctx.statuses.get(&id).expect("just stored");
-                kinds::status::flag_retained(ri, rule, windows, ctx, st, held, out);
+                kinds::status::flag_retained(ri, rule, store.windows, ctx, st, held, out);
             },
         );
         old
@@ -1080,8 +1084,8 @@ impl Engine {
         self.flag_late(
             rule::RuleKind::Contact,
             out,
-            |ri, rule, windows, ctx, held, out| {
-                kinds::contact::flag_retained(ri, rule, windows, ctx, &c, held, out);
+            |ri, rule, store, ctx, held, out| {
+                kinds::contact::flag_retained(ri, rule, store.windows, ctx, &c, held, out);
             },
         );
         Ok(old)

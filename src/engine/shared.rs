@@ -1,4 +1,5 @@
-//! The windows of cap rules shared by their first key field (`EngineSettings::shared_windows`).
+//! The windows of cap and cooldown rules shared by their first key field
+//! (`EngineSettings::shared_windows`).
 //!
 //! Rules keyed on one or two fields whose first is the same (`debtor_id`, or `phone`) form a
 //! group. For each value of that field (a debtor, a number) one *host* holds every member
@@ -6,7 +7,9 @@
 //! (member, the key's second symbol) — so judging a call reads one host per group, a line or
 //! a few of one buffer, instead of a window slot and its entries per rule: each was a cache
 //! miss (README, "What the rest of issue 11's figures need"). A segment holds exactly the
-//! entries the rule's own window would, in the same order, so the kinds judge it alike.
+//! entries the rule's own window would, in the same order, so the kinds judge it alike. A
+//! cooldown is two members, one after the other: its calls, then its triggers (the two lists
+//! its own window keeps).
 
 use super::intern::Sym;
 use super::slots::Slots;
@@ -46,6 +49,43 @@ impl Host {
     pub fn seg(&self, member: u8, rest: Sym) -> &[Entry] {
         self.find(member, rest)
             .map_or(&[], |i| &self.buf[Host::range(&self.dir[i])])
+    }
+
+    /// The segments of (`a`, `rest`) and (`b`, `rest`) at once (`a` ≠ `b`), the first to
+    /// change: a cooldown's calls and its triggers. Absent ones are empty.
+    pub fn pair_mut(&mut self, a: u8, b: u8, rest: Sym) -> (&mut [Entry], &[Entry]) {
+        debug_assert_ne!(a, b);
+        let r = |m| {
+            self.find(m, rest)
+                .map_or(0..0, |i| Host::range(&self.dir[i]))
+        };
+        let (ra, rb) = (r(a), r(b));
+        if ra.is_empty() {
+            (&mut [], &self.buf[rb])
+        } else if rb.is_empty() {
+            (&mut self.buf[ra], &[])
+        } else if ra.start < rb.start {
+            let (x, y) = self.buf.split_at_mut(rb.start);
+            (&mut x[ra], &y[..rb.len()])
+        } else {
+            let (x, y) = self.buf.split_at_mut(ra.start);
+            (&mut y[..ra.len()], &x[rb])
+        }
+    }
+
+    /// Windows held: segments, but a cooldown's calls and triggers for one key are one
+    /// window (`pair`: each member's other half, if it is a cooldown's).
+    fn windows(&self, pair: &[Option<u8>]) -> usize {
+        self.dir
+            .iter()
+            .filter(|s| !self.is_second_half(s.member, s.rest, pair))
+            .count()
+    }
+
+    /// Whether the segment of (`member`, `rest`) is a cooldown's triggers whose calls are
+    /// here too (then the two are counted as one window).
+    fn is_second_half(&self, member: u8, rest: Sym, pair: &[Option<u8>]) -> bool {
+        pair[member as usize].is_some_and(|p| p < member && self.find(p, rest).is_some())
     }
 
     /// Every segment: member, second key symbol, entries.
@@ -159,11 +199,14 @@ impl Host {
 pub(super) struct Group {
     /// The field (`StrField` number) leading every member's key.
     pub lead: usize,
-    /// Member number → rule index.
+    /// Member number → rule index (a cooldown's twice: its calls, then its triggers).
     pub members: Vec<usize>,
+    /// Member number → the other half of a cooldown (its triggers' member for its calls',
+    /// and the other way round); `None` for a cap.
+    pair: Vec<Option<u8>>,
     shards: Box<[Slots<Host>]>,
-    /// Segments over all hosts (the windows held, a gauge read every second under the lock a
-    /// pre-dial check takes: counted as they come and go, not by walking the hosts).
+    /// Windows over all hosts ([`Host::windows`]: a gauge read every second under the lock a
+    /// pre-dial check takes, counted as they come and go, not by walking the hosts).
     segments: usize,
 }
 
@@ -172,6 +215,7 @@ impl Group {
         Group {
             lead,
             members: Vec::new(),
+            pair: Vec::new(),
             shards: (0..SHARDS).map(|_| Slots::default()).collect(),
             segments: 0,
         }
@@ -183,6 +227,19 @@ impl Group {
         self.shards[window::shard_of(k)].get(k)
     }
 
+    /// Adds rule `ri` as a member: a cap as one, a cooldown as two (its calls, then its
+    /// triggers).
+    pub fn add(&mut self, ri: usize, cooldown: bool) {
+        let m = self.members.len() as u8;
+        if cooldown {
+            self.members.extend([ri, ri]);
+            self.pair.extend([Some(m + 1), Some(m)]);
+        } else {
+            self.members.push(ri);
+            self.pair.push(None);
+        }
+    }
+
     /// [`Host::insert`] into the host of `lead` (made if absent); returns the segment's
     /// entries and `e`'s index among them.
     #[inline]
@@ -191,8 +248,30 @@ impl Group {
         let host = self.shards[window::shard_of(k)].entry(k);
         let before = host.dir.len();
         let (r, at) = host.insert(member, rest, e);
-        self.segments += host.dir.len() - before;
+        // A new segment is a new window, unless it is one half of a cooldown's whose other
+        // half is here already.
+        if host.dir.len() > before {
+            let other = self.pair[member as usize].and_then(|p| host.find(p, rest));
+            self.segments += other.is_none() as usize;
+        }
         (&mut host.buf[r], at)
+    }
+
+    /// [`Host::pair_mut`] on the host of `lead` (empty slices if it has none).
+    #[inline]
+    pub fn pair_mut(&mut self, lead: Sym, a: u8, b: u8, rest: Sym) -> (&mut [Entry], &[Entry]) {
+        let k = lead.0 as u64;
+        match self.shards[window::shard_of(k)].get_mut(k) {
+            Some(h) => h.pair_mut(a, b, rest),
+            None => (&mut [], &[]),
+        }
+    }
+
+    /// Rules whose windows are here.
+    pub fn rules(&self) -> usize {
+        let mut v = self.members.clone();
+        v.dedup();
+        v.len()
     }
 
     /// [`Host::put`] on the host of `lead`, which is dropped if left with no segment.
@@ -200,11 +279,11 @@ impl Group {
         let k = lead.0 as u64;
         let shard = &mut self.shards[window::shard_of(k)];
         let host = shard.entry(k);
-        let before = host.dir.len();
+        let before = host.windows(&self.pair);
         host.put(member, rest, f);
-        let after = host.dir.len();
+        let after = host.windows(&self.pair);
         self.segments = self.segments + after - before;
-        if after == 0 {
+        if host.dir.is_empty() {
             shard.remove(k);
         }
     }
@@ -213,10 +292,11 @@ impl Group {
     /// are dropped); returns how many hosts it looked at.
     pub fn retain_shard(&mut self, shard: usize, mut f: impl FnMut(&mut Host) -> bool) -> usize {
         let mut gone = 0;
+        let pair = &self.pair;
         let n = self.shards[shard].retain(|h| {
-            let before = h.dir.len();
+            let before = h.windows(pair);
             let keep = f(h);
-            gone += before - h.dir.len();
+            gone += before - h.windows(pair);
             keep
         });
         self.shards[shard].shrink();
@@ -241,7 +321,7 @@ impl Group {
         })
     }
 
-    /// Windows held: segments.
+    /// Windows held ([`Host::windows`]).
     pub fn len(&self) -> usize {
         self.segments
     }
@@ -260,14 +340,30 @@ impl Engine {
                 .map(|(k, w)| (k, &w.calls[..], w.triggers()))
                 .collect();
         };
+        // A cooldown's triggers are the member after its calls.
+        let t = self.has_triggers(ri).then_some(m + 1);
         let mut v: Vec<(Key, &[Entry], &[Entry])> = Vec::new();
         for (lead, h) in self.groups[g].hosts() {
+            let at = v.len();
             for (member, rest, e) in h.segs() {
+                if member != m && Some(member) != t {
+                    continue;
+                }
+                let mut k: Key = [Sym::NONE; 6];
+                k[0] = lead;
+                k[1] = rest;
+                // Calls and triggers of one key are two segments of this host: one entry.
+                let i = match v[at..].iter().position(|(x, _, _)| *x == k) {
+                    Some(i) => at + i,
+                    None => {
+                        v.push((k, &[], &[]));
+                        v.len() - 1
+                    }
+                };
                 if member == m {
-                    let mut k: Key = [Sym::NONE; 6];
-                    k[0] = lead;
-                    k[1] = rest;
-                    v.push((k, e, &[]));
+                    v[i].1 = e;
+                } else {
+                    v[i].2 = e;
                 }
             }
         }
@@ -275,9 +371,25 @@ impl Engine {
         v
     }
 
+    /// How the windows are laid out, as snapshots record it: 0, each rule's its own; 1, cap
+    /// rules' shared (format 6); 2, cap and cooldown rules' shared (format 7 on).
+    pub(super) fn layout(&self) -> u8 {
+        if self.groups.is_empty() {
+            0
+        } else {
+            2
+        }
+    }
+
+    /// Whether rule `ri` keeps triggers beside its calls (a cooldown).
+    fn has_triggers(&self, ri: usize) -> bool {
+        self.rules[ri].kind == super::rule::RuleKind::Cooldown
+    }
+
     /// Sets rule `ri`'s window of `key` to what `f` makes of its call entries (sorted by
-    /// time) and its triggers; a window left with neither is dropped. A rule whose windows are
-    /// shared has no triggers (a cap): given some, it returns `false` and changes nothing.
+    /// time) and its triggers; a window left with neither is dropped. Only a cooldown keeps
+    /// triggers: given some for another rule whose windows are shared (a cap), it returns
+    /// `false` and changes nothing.
     pub(super) fn put_window(
         &mut self,
         ri: usize,
@@ -285,6 +397,15 @@ impl Engine {
         f: impl FnOnce(&mut Vec<Entry>, &mut Vec<Entry>),
     ) -> bool {
         match self.states[ri].shared {
+            Some((g, m)) if self.has_triggers(ri) => {
+                let mut triggers = match self.groups[g].get(key[0]) {
+                    Some(h) => h.seg(m + 1, key[1]).to_vec(),
+                    None => Vec::new(),
+                };
+                self.groups[g].put(key[0], m, key[1], |calls| f(calls, &mut triggers));
+                self.groups[g].put(key[0], m + 1, key[1], |t| *t = triggers);
+                true
+            }
             Some((g, m)) => {
                 let mut triggers = Vec::new();
                 let mut ok = true;
@@ -359,7 +480,7 @@ mod tests {
     proptest! {
         /// Any sequence of inserts, replacements, evictions and filters leaves every segment of
         /// a host holding what a window of its own given the same operations holds, with the
-        /// segments laid end to end in the buffer.
+        /// segments laid end to end in the buffer, read one at a time or two at once.
         #[test]
         fn segments_agree_with_windows_of_their_own(ops in proptest::collection::vec(op(), 1..200)) {
             let mut h = Host::default();
@@ -415,6 +536,16 @@ mod tests {
                 prop_assert_eq!(got, want);
                 for ((member, rest), w) in &m {
                     prop_assert_eq!(parts(h.seg(*member, Sym(*rest))), parts(w));
+                }
+                // Two segments at once (a cooldown's calls and triggers), either present or not.
+                let none = Vec::new();
+                for (a, b) in [(0u8, 1u8), (1, 0), (0, 2), (2, 1)] {
+                    for rest in 0u32..4 {
+                        let (x, y) = h.pair_mut(a, b, Sym(rest));
+                        let (x, y) = (parts(x), parts(y));
+                        prop_assert_eq!(x, parts(m.get(&(a, rest)).unwrap_or(&none)));
+                        prop_assert_eq!(y, parts(m.get(&(b, rest)).unwrap_or(&none)));
+                    }
                 }
             }
         }

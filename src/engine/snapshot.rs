@@ -3,13 +3,14 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 6, little-endian)
+//! # Format (version 7, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon, and which reference-kind rules
 //! keep no calls: a snapshot made under other rules is refused, not misread), then: watermark,
 //! cutoff, last sweep, the eviction pass under way (a tag and a u32: none, window shard, record
-//! slot, dedup shard, and since version 6 shared-window shard), and since version 6 whether cap
-//! rules shared windows (a byte); lanes; (since version 5)
+//! slot, dedup shard, and since version 6 shared-window shard), and since version 6 how windows
+//! were laid out (a byte: 0 each rule's its own, 1 cap rules' shared, 2 — version 7 — cap and
+//! cooldown rules' shared; a pass under way in another layout starts again); lanes; (since version 5)
 //! the lanes' own cutoffs (`floors`, one i64 a lane, often none); counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
@@ -17,12 +18,14 @@
 //! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
 //! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
 //! and 2: the debtor, the relation); since version 5, the byte after the relation is the lane
-//! the call came in on (255: not known). Version 5 (no shared-window shard) is read too, and so
+//! the call came in on (255: not known). Versions 6 and 5 (no layout byte, no shared-window
+//! shard) are read too, and so
 //! are versions 2 (no statuses), 3 and 4, whose records' lanes are not known, so such a state
 //! cannot be split by lane.
 
 use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
+use super::kinds::cooldown::zone_val;
 use super::status::Status;
 use super::store::{Ids, Record, Slab};
 use super::table::SHARDS;
@@ -35,7 +38,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,8 +258,8 @@ impl Engine {
         };
         w.u8(tag);
         w.u32(at);
-        // Since version 6: whether cap rules shared windows here (`EngineSettings::shared_windows`).
-        w.u8(!self.groups.is_empty() as u8);
+        // Since version 6: how windows were laid out here (`EngineSettings::shared_windows`).
+        w.u8(self.layout());
         w.len(self.lanes.len());
         for l in &self.lanes {
             match l {
@@ -403,22 +406,22 @@ impl Engine {
         e.cutoff = r.i64()?;
         e.last_sweep = r.i64()?;
         let (tag, at) = (r.u8()?, r.u32()?);
-        let shared_here = !e.groups.is_empty();
-        let shared_there = match version {
-            ..=5 => false,
+        let here = e.layout();
+        let there = match version {
+            ..=5 => 0,
             _ => match r.u8()? {
-                0 => false,
-                1 => true,
+                l @ 0..=2 => l,
                 _ => return Err(SnapshotError::Corrupt("window layout")),
             },
         };
         e.pass = match tag {
             0 => None,
-            // A pass in the windows, written by an engine whose cap rules shared windows and
-            // read by one whose do not, or the other way round: it had evicted some of the
-            // rules' windows in the other layout's order, so it starts again from the first
-            // (evicting twice changes nothing; entries left behind would name freed slots).
-            1 | 4 if shared_there != shared_here => Some(Pass::Windows(0)),
+            // A pass in the windows, written by an engine that laid them out otherwise (rules
+            // sharing windows there keep their own here, or the other way round): it had
+            // evicted some of the rules' windows in the other layout's order, so it starts
+            // again from the first (evicting twice changes nothing; entries left behind would
+            // name freed slots).
+            1 | 4 if there != here => Some(Pass::Windows(0)),
             1 if (at as usize) < e.rules.len() * SHARDS => Some(Pass::Windows(at)),
             2 => Some(Pass::Records(at)),
             3 if (at as usize) < SHARDS => Some(Pass::Shrink(at)),
@@ -558,6 +561,7 @@ impl Engine {
             }
         }
         let nrec = e.records.len();
+        let nzones = e.callee_zones.len();
         for ri in 0..e.rules.len() {
             // A status rule's entries carry the call's channel as their value, a contact
             // rule's the event's own number source and relation (`kinds/contact.rs`), not a
@@ -569,6 +573,9 @@ impl Engine {
                     (v.0 & 0xff) as usize <= super::event::NumberSource::ALL.len()
                         && ((v.0 >> 8) as usize) < super::event::Relation::ALL.len()
                 }
+                // A cooldown's, the call's callee zone (`kinds::cooldown::zone_val`); before
+                // version 7, none (filled in below from the record).
+                super::rule::RuleKind::Cooldown => v.is_none() || (v.0 as usize) <= nzones,
                 _ => sym_ok(v),
             };
             let n = r.len(24)?;
@@ -599,10 +606,14 @@ impl Engine {
                     let m = r.len(16)?;
                     v.reserve_exact(m);
                     for _ in 0..m {
-                        let en = r.entry()?;
+                        let mut en = r.entry()?;
                         let slot = en.slot() as usize;
                         if slot >= nrec || !e.records.live(slot as u32) || !val_ok(en.val) {
                             return Err(SnapshotError::Corrupt("a window entry"));
+                        }
+                        if kind == super::rule::RuleKind::Cooldown && en.val.is_none() {
+                            let z = e.records[slot].callee_zone;
+                            en = Entry::from_raw(en.ts, en.raw_slot(), zone_val(z));
                         }
                         v.push(en);
                     }

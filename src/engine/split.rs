@@ -213,6 +213,8 @@ impl Engine {
         // Calls: a slot each. One both hold stays as this engine has it; the references the
         // other's copy brought are given back.
         let mut slot_of: Vec<Option<u32>> = vec![None; other.records.len()];
+        // The other's callee zones as numbered here, for those of the calls brought in.
+        let mut zone_to: Vec<u16> = vec![0; other.callee_zones.len() + 1];
         let mut unused = Vec::new();
         for slot in 0..other.records.len() as u32 {
             if !other.records.live(slot) {
@@ -229,7 +231,8 @@ impl Engine {
                 0 => 0,
                 z => {
                     let tz = other.callee_zones[z as usize - 1].clone();
-                    self.callee_zone_index(&tz)
+                    zone_to[z as usize] = self.callee_zone_index(&tz);
+                    zone_to[z as usize]
                 }
             };
             let rec = Record::new(r.ts, syms, callee_zone, r.relation(), r.book(), r.lane);
@@ -242,10 +245,15 @@ impl Engine {
 
         // Windows: keys and distinct values by their symbols here, entries by their new slots.
         for ri in 0..other.states.len() {
-            let coded = matches!(self.rules[ri].kind, RuleKind::Status | RuleKind::Contact);
+            let kind = self.rules[ri].kind;
             let entry = |e: &Entry| -> Option<Entry> {
                 let new = slot_of.get(e.slot() as usize).copied().flatten()?;
-                let val = if coded { e.val } else { sym(e.val)? };
+                let val = match kind {
+                    RuleKind::Status | RuleKind::Contact => e.val,
+                    // The call's callee zone (`kinds::cooldown::zone_val`), numbered here.
+                    RuleKind::Cooldown => Sym(zone_to[e.val.0 as usize] as u32),
+                    _ => sym(e.val)?,
+                };
                 let raw = e.raw_slot() & !(MAX_SLOTS as u32 - 1) | new;
                 Some(Entry::from_raw(e.ts, raw, val))
             };
@@ -265,7 +273,7 @@ impl Engine {
                 if calls.is_empty() && triggers.is_empty() {
                     continue;
                 }
-                // Only a cap's windows may be shared, and a cap has no triggers: none is refused.
+                // Only a cooldown has triggers, and its are kept wherever its calls are.
                 let ok = self.put_window(ri, &k, |c, t| {
                     join(c, calls);
                     join(t, triggers);

@@ -1041,6 +1041,94 @@ fn a_joined_lane_keeps_what_its_engine_had_evicted() {
 
 /// Calls whose lanes are not known (a lane past 254) keep the state whole: cutting it to some
 /// lanes is refused, changing nothing, rather than keeping calls of lanes given away.
+/// A cooldown in the callee's zone ends where its newest trigger's period ends in that
+/// trigger's own zone, not the breaching call's: the zone travels with the trigger's window
+/// entry — through a snapshot, and into an engine that numbers the zones it has seen otherwise.
+#[test]
+fn a_cooldown_ends_in_its_triggers_callee_zone() {
+    let rules = crate::support::rules_from_toml(
+        r#"
+[[rules]]
+id = "cool"
+kind = "cooldown"
+severity = "high"
+key = ["debtor_id", "account_id"]
+period = { local_days = 2 }
+timezone = "callee"
+[rules.after]
+outcome = ["conversation"]
+
+[[rules]]
+id = "cap"
+kind = "cap"
+severity = "low"
+key = ["debtor_id"]
+window = "30d"
+limit = 100
+"#,
+        "Asia/Shanghai",
+    );
+    let settings = EngineSettings::default();
+    let call = |id: &str, secs: i64, debtor: &str, zone: &str, talk: bool| {
+        let mut c = Call::new(
+            id,
+            Ts(secs * NANOS_PER_SEC),
+            debtor,
+            "+8613800000001",
+            Relation::SelfDebtor,
+        );
+        c.account_id = Some("a1".into());
+        c.callee_tz = Some(TimeZone::get(zone).unwrap());
+        c.outcome = talk.then_some(CallOutcome::Conversation);
+        c
+    };
+    // 2026-03-10T20:00Z, a conversation (16:00 in New York); 2026-03-11T10:00Z, a call to a
+    // number in Tokyo: inside the two New York days, which end 2026-03-12T04:00Z (EDT).
+    let trigger = call("t", 1_773_172_800, "d1", "America/New_York", true);
+    let next = call("n", 1_773_223_200, "d1", "Asia/Tokyo", false);
+    let ends = |out: &[Alert]| -> Vec<String> {
+        out.iter()
+            .filter(|a| a.rule_id == "cool")
+            .map(|a| a.window.as_ref().expect("a cooldown's window").to.clone())
+            .collect()
+    };
+    let want = vec!["2026-03-12T04:00:00Z".to_owned()];
+    let mut out = Vec::new();
+
+    let mut e = Engine::new(rules.clone(), settings.clone());
+    assert_eq!(
+        e.shared_window_rules(),
+        2,
+        "the cooldown's windows are shared"
+    );
+    e.ingest_alerts(&trigger, Ts(0), &mut out);
+    let mut restored =
+        Engine::from_snapshot(rules.clone(), settings.clone(), &e.snapshot()).unwrap();
+    e.ingest_alerts(&next, Ts(0), &mut out);
+    assert_eq!(ends(&out), want);
+    out.clear();
+    restored.ingest_alerts(&next, Ts(0), &mut out);
+    assert_eq!(ends(&out), want, "after a snapshot");
+
+    // Lane 0 has seen Tokyo first; lane 1, New York (each its zone number 1).
+    out.clear();
+    let mut a = Engine::new(rules.clone(), settings.clone());
+    a.open_lanes(&[0]);
+    a.ingest_alerts_on(
+        0,
+        &call("o", 1_773_172_000, "d9", "Asia/Tokyo", false),
+        Ts(0),
+        &mut out,
+    );
+    let mut b = Engine::new(rules, settings);
+    b.open_lanes(&[1]);
+    b.ingest_alerts_on(1, &trigger, Ts(0), &mut out);
+    a.absorb(b).unwrap();
+    out.clear();
+    a.ingest_alerts_on(1, &next, Ts(0), &mut out);
+    assert_eq!(ends(&out), want, "after a join");
+}
+
 #[test]
 fn a_state_with_calls_of_unknown_lanes_is_not_cut() {
     let rules = rules_for(&RuleParams {
@@ -1206,8 +1294,9 @@ proptest! {
         let k = split % (arrived.len() + 1);
         let mut shared = Engine::new(rules.clone(), settings);
         let mut own = Engine::new(rules.clone(), own_settings.clone());
-        // Three caps keyed on debtor_id first share; the one keyed on phone alone does not.
-        prop_assert_eq!(shared.shared_window_rules(), 3);
+        // Three caps and a cooldown keyed on debtor_id first share, and so do the cap and
+        // the cooldown keyed on phone.
+        prop_assert_eq!(shared.shared_window_rules(), 6);
         prop_assert_eq!(own.shared_window_rules(), 0);
         let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
         for c in &arrived[..k] {
@@ -1471,6 +1560,40 @@ fn a_snapshot_is_refused_under_other_rules_or_another_version() {
         };
         assert_eq!(json(&a), json(&b));
     }
+    // Calls to the one number whose conversations the snapshot holds: cooldowns by triggers
+    // that version 4 wrote without their zone (version 7 keeps it in the entry).
+    let mut cooled = 0;
+    for i in 0..24 {
+        let c = make_call(
+            2000 + i,
+            &CallSpec {
+                hour: 20 + 3 * i as i64,
+                minute: 30,
+                debtor: 1,
+                phone: 1,
+                account: Some(0),
+                outcome: None,
+                relation: 0,
+                tz: Some((i % 5) as u8),
+            },
+        );
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        assert_eq!(
+            from_v4.ingest_alerts(&c, Ts(0), &mut a),
+            same.ingest_alerts(&c, Ts(0), &mut b)
+        );
+        let json = |v: &[Alert]| {
+            v.iter()
+                .map(|x| serde_json::to_string(x).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(json(&a), json(&b));
+        cooled += a.iter().filter(|x| x.rule_id.starts_with("cool")).count();
+    }
+    assert!(
+        cooled > 0,
+        "some call was cooled by a trigger in the snapshot"
+    );
     // Version 2, written before statuses were kept: version 4's bytes without the (empty)
     // status section at the end. Still read, as the same engine.
     let mut v2 = v4[..v4.len() - 4].to_vec();

@@ -3,15 +3,13 @@
 //! rolling, or N local days with the trigger's date as day 1. A late trigger finds the calls
 //! after it that it cools.
 
-use super::{Applied, Clear, Ctx, Look, Step};
+use super::{Applied, Clear, Ctx, Look, Step, Store};
 use crate::engine::breach::{Breach, CallId, Subject};
 use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{
-    insert_sorted, split_near_back, split_near_front, Entry, WindowState, Windows,
-};
+use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry, Key};
 use jiff::tz::TimeZone;
 
 fn period(rule: &Rule) -> Window {
@@ -19,6 +17,19 @@ fn period(rule: &Rule) -> Window {
         Body::Cooldown { period, .. } => period,
         _ => unreachable!("a cooldown rule"),
     }
+}
+
+/// A cooldown's window entries carry their call's callee zone as their value (the record's
+/// `callee_zone`: 0 for none, else 1 + an index into the engine's table), so that a breach's
+/// end, in the newest trigger's zone, is found without reading that trigger's record — a
+/// cache miss per breach, when it was read.
+pub(in crate::engine) fn zone_val(callee_zone: u16) -> Sym {
+    Sym(callee_zone as u32)
+}
+
+/// The callee zone an entry of a cooldown's window carries ([`zone_val`]).
+fn entry_zone(e: Entry) -> u16 {
+    e.val.0 as u16
 }
 
 /// Whether trigger `y` puts call `x` inside its cooldown.
@@ -70,7 +81,7 @@ fn found(
         Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
         _ => time::start_of_local_day(
             newest.pv(period) + period.span(),
-            ctx.record_zone(rule, newest.slot()),
+            ctx.callee_zone(rule, entry_zone(newest)),
         ),
     };
     Some((n, (Ts(newest.ts), end), evidence))
@@ -110,49 +121,109 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     } else {
         0
     };
-    let e = Entry::new(step.call.occurred_at.0, pv, step.slot, Sym::NONE, period);
-    let ctx = &step.ctx;
-    let w = step.windows.entry(&key);
+    let zone = zone_val(step.ctx.record(step.slot).callee_zone);
+    let e = Entry::new(step.call.occurred_at.0, pv, step.slot, zone, period);
+    let Step {
+        ri,
+        rule,
+        ctx,
+        windows,
+        shared,
+        slot,
+        ..
+    } = step;
     if trig {
-        add_trigger(ctx, step.ri, step.rule, w, e, step.slot, out);
+        let store = Store::of(windows, shared);
+        add_trigger(ctx, *ri, rule, store, &key, e, *slot, out);
     }
     if when {
-        let i = insert_sorted(&mut w.calls, e);
-        let triggers: &[Entry] = w.triggers.as_deref().map_or(&[], |v| v.as_slice());
-        if let Some(f) = found(ctx, step.rule, triggers, e) {
-            w.calls[i].mark_breached();
-            out.push(breach(step.ri, Subject::Judged, f, false));
-        }
+        add_call(ctx, *ri, rule, Store::of(windows, shared), &key, e, out);
     }
     Applied::Matched
 }
 
-/// Records trigger `e` in window `w`, and breaches the calls strictly after it and inside its
-/// period that were not yet breached: late breaches (`judged` is the slot of the call being
-/// judged, if any, so that it is not taken for an earlier one).
+/// Records trigger `e` in the window of `key`, and breaches the calls strictly after it and
+/// inside its period that were not yet breached: late breaches (`judged` is the slot of the
+/// call being judged, if any, so that it is not taken for an earlier one).
+#[allow(clippy::too_many_arguments)]
 fn add_trigger(
     ctx: &Ctx<'_>,
     ri: u16,
     rule: &Rule,
-    w: &mut WindowState,
+    store: Store<'_>,
+    key: &Key,
+    e: Entry,
+    judged: u32,
+    out: &mut Vec<Breach>,
+) {
+    match store.shared {
+        Some((g, m)) => {
+            g.insert(key[0], m + 1, key[1], e);
+            let (calls, triggers) = g.pair_mut(key[0], m, m + 1, key[1]);
+            cool_after(ctx, ri, rule, calls, triggers, e, judged, out);
+        }
+        None => {
+            let w = store.windows.entry(key);
+            insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
+            let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
+            cool_after(ctx, ri, rule, &mut w.calls, triggers, e, judged, out);
+        }
+    }
+}
+
+/// The late breaches of trigger `e` (in `triggers` now) among `calls`.
+#[allow(clippy::too_many_arguments)]
+fn cool_after(
+    ctx: &Ctx<'_>,
+    ri: u16,
+    rule: &Rule,
+    calls: &mut [Entry],
+    triggers: &[Entry],
     e: Entry,
     judged: u32,
     out: &mut Vec<Breach>,
 ) {
     let period = period(rule);
-    insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
-    let start = split_near_back(&w.calls, |y| y.ts <= e.ts);
-    for i in start..w.calls.len() {
-        let c = w.calls[i];
+    let start = split_near_back(calls, |y| y.ts <= e.ts);
+    for c in &mut calls[start..] {
         if c.ts > e.ts.saturating_add(period.reach()) {
             break;
         }
-        if !c.breached() && cooled(&e, &c, period) {
-            w.calls[i].mark_breached();
-            let f = found(ctx, rule, w.triggers.as_deref().expect("inserted above"), c)
-                .expect("e is in force");
+        if !c.breached() && cooled(&e, c, period) {
+            let f = found(ctx, rule, triggers, *c).expect("e is in force");
             out.push(breach(ri, ctx.subject(c.slot(), judged), f, true));
+            c.mark_breached();
         }
+    }
+}
+
+/// Records call `e` (the one judged) in the window of `key`, and breaches it if a trigger is
+/// in force.
+fn add_call(
+    ctx: &Ctx<'_>,
+    ri: u16,
+    rule: &Rule,
+    store: Store<'_>,
+    key: &Key,
+    e: Entry,
+    out: &mut Vec<Breach>,
+) {
+    let (calls, at, triggers) = match store.shared {
+        Some((g, m)) => {
+            let (_, at) = g.insert(key[0], m, key[1], e);
+            let (calls, triggers) = g.pair_mut(key[0], m, m + 1, key[1]);
+            (calls, at, triggers)
+        }
+        None => {
+            let w = store.windows.entry(key);
+            let at = insert_sorted(&mut w.calls, e);
+            let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
+            (&mut w.calls[..], at, triggers)
+        }
+    };
+    if let Some(f) = found(ctx, rule, triggers, e) {
+        calls[at].mark_breached();
+        out.push(breach(ri, Subject::Judged, f, false));
     }
 }
 
@@ -164,7 +235,7 @@ fn add_trigger(
 pub(in crate::engine) fn trigger_leg(
     ri: u16,
     rule: &Rule,
-    windows: &mut Windows,
+    store: Store<'_>,
     ctx: &Ctx<'_>,
     (leg, slot): (&Call, u32),
     held: i64,
@@ -186,8 +257,11 @@ pub(in crate::engine) fn trigger_leg(
     let Some(key) = ctx.key_of(rule, slot) else {
         return;
     };
-    let is_trigger = |w: &WindowState| w.triggers().iter().any(|y| y.slot() == slot);
-    if windows.get(&key).is_some_and(is_trigger) {
+    let triggers = match &store.shared {
+        Some((g, m)) => g.get(key[0]).map_or(&[][..], |h| h.seg(m + 1, key[1])),
+        None => store.windows.get(&key).map_or(&[][..], |w| w.triggers()),
+    };
+    if triggers.iter().any(|y| y.slot() == slot) {
         return;
     }
     let pv = if period.is_local() {
@@ -195,8 +269,9 @@ pub(in crate::engine) fn trigger_leg(
     } else {
         0
     };
-    let e = Entry::new(ts, pv, slot, Sym::NONE, *period);
-    add_trigger(ctx, ri, rule, windows.entry(&key), e, u32::MAX, out);
+    let zone = zone_val(ctx.record(slot).callee_zone);
+    let e = Entry::new(ts, pv, slot, zone, *period);
+    add_trigger(ctx, ri, rule, store, &key, e, u32::MAX, out);
 }
 
 /// The triggers a candidate is judged against and the candidate as an entry; `None` when the
@@ -215,7 +290,16 @@ fn candidate<'x>(l: &'x mut Look<'_, '_>) -> Option<(&'x [Entry], Entry, &'x Tim
     };
     let x = Entry::new(l.call.occurred_at.0, pv, 0, Sym::NONE, period);
     Some((
-        super::entries(l.windows, None, l.reserved, key, true, l.buf, l.ctx.own),
+        // A shared window's triggers are the member after its calls.
+        super::entries(
+            l.windows,
+            l.shared.map(|(g, m)| (g, m + 1)),
+            l.reserved,
+            key,
+            true,
+            l.buf,
+            l.ctx.own,
+        ),
         x,
         tz,
     ))

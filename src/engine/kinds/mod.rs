@@ -106,10 +106,16 @@ impl Ctx<'_> {
     pub fn record_zone<'r>(&'r self, rule: &'r Rule, slot: u32) -> &'r TimeZone {
         match &rule.zone {
             ZoneRule::Fixed(tz) => tz,
-            ZoneRule::Callee(d) => match self.record(slot).callee_zone {
-                0 => d,
-                z => &self.callee_zones[z as usize - 1],
-            },
+            ZoneRule::Callee(_) => self.callee_zone(rule, self.record(slot).callee_zone),
+        }
+    }
+
+    /// The zone `rule` resolves for a call whose callee zone (as a record holds it: 0 for
+    /// none, else 1 + an index into the engine's table) is `z`.
+    pub fn callee_zone<'r>(&'r self, rule: &'r Rule, z: u16) -> &'r TimeZone {
+        match (&rule.zone, z) {
+            (ZoneRule::Fixed(tz), _) | (ZoneRule::Callee(tz), 0) => tz,
+            (ZoneRule::Callee(_), z) => &self.callee_zones[z as usize - 1],
         }
     }
 
@@ -192,6 +198,26 @@ impl<'a> Locals<'a> {
             None => *self
                 .callee
                 .get_or_insert_with(|| Local::of(t, rule.zone.for_call(call))),
+        }
+    }
+}
+
+/// Where one rule's windows are: its own table, or a group's shared hosts (then the table
+/// holds none), with its member number there.
+pub(in crate::engine) struct Store<'b> {
+    pub windows: &'b mut Windows,
+    pub shared: Option<(&'b mut super::shared::Group, u8)>,
+}
+
+impl<'b> Store<'b> {
+    /// A step's windows, borrowed again.
+    pub fn of(
+        windows: &'b mut Windows,
+        shared: &'b mut Option<(&mut super::shared::Group, u8)>,
+    ) -> Store<'b> {
+        Store {
+            windows,
+            shared: shared.as_mut().map(|(g, m)| (&mut **g, *m)),
         }
     }
 }
