@@ -375,12 +375,14 @@ pub fn run(
             Box::new(std::io::empty())
         }
     };
-    // Without an alerts output no alert is rendered: the engine need not collect evidence.
+    // Without an alerts output no alert is rendered: the engine need not collect evidence,
+    // nor work out the bounds of the windows that breached.
     let mut engine_settings = settings.engine.clone();
     // Nor need retained calls keep the strings no rule reads (agent, creditor, …): they
     // would only show in an alert. Fewer strings interned, a smaller state.
     if alerts.is_none() {
         engine_settings.evidence_limit = 0;
+        engine_settings.window_bounds = false;
         engine_settings.keep_call_fields = false;
     }
     // The earlier call a late breach names is read on the writer thread: on the engine thread

@@ -69,6 +69,12 @@ pub struct EngineSettings {
     /// (a caller that renders no alerts — a replay writing only its summary — needs none, and
     /// reading each id from its record is a cache miss).
     pub evidence_limit: usize,
+    /// Whether breaches state the bounds of the window or period that made them (a cap's
+    /// window, a cooldown's period from its newest trigger): on by default. A caller that
+    /// renders no breach (a replay writing only its summary) turns it off, as it collects no
+    /// evidence: the bounds are local-time arithmetic, and a late breach's zone is read from
+    /// the breached call's record (a cache miss).
+    pub window_bounds: bool,
     /// Evict expired state whenever event time has advanced this much since the last sweep
     /// (nanoseconds); `None` picks an eighth of the retention span (at least one second).
     pub sweep_every: Option<i64>,
@@ -115,6 +121,7 @@ impl Default for EngineSettings {
         EngineSettings {
             allowed_lateness: 3600 * time::NANOS_PER_SEC,
             evidence_limit: 10,
+            window_bounds: true,
             sweep_every: None,
             sweep_step: PASS_STEP,
             keep_call_fields: true,
@@ -281,6 +288,7 @@ pub struct Engine {
     pass: Option<Pass>,
     pass_step: usize,
     evidence_limit: usize,
+    window_bounds: bool,
     stats: EngineStats,
     /// The rules the last call judged skipped for a missing key field ([`Engine::last_skipped`]).
     last_skipped: Vec<u16>,
@@ -461,6 +469,7 @@ impl Engine {
             pass: None,
             pass_step: settings.sweep_step,
             evidence_limit: settings.evidence_limit,
+            window_bounds: settings.window_bounds,
             stats: EngineStats {
                 rule_matched: vec![0; n],
                 rule_skipped: vec![0; n],
@@ -867,6 +876,7 @@ impl Engine {
             interner,
             callee_zones,
             evidence_limit,
+            window_bounds,
             scratch,
             stats,
             statuses,
@@ -917,6 +927,7 @@ impl Engine {
                     interner,
                     callee_zones,
                     evidence_limit: if reserved_windows { 0 } else { *evidence_limit },
+                    bounds: *window_bounds && !reserved_windows,
                     own: u32::MAX,
                     known: None,
                     statuses,
@@ -968,6 +979,7 @@ impl Engine {
             interner,
             callee_zones,
             evidence_limit,
+            window_bounds,
             stats,
             statuses,
             contacts,
@@ -983,6 +995,7 @@ impl Engine {
             interner,
             callee_zones,
             evidence_limit: *evidence_limit,
+            bounds: *window_bounds,
             own: u32::MAX,
             known: None,
             statuses,
@@ -1303,6 +1316,7 @@ impl Engine {
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: self.evidence_limit,
+            bounds: self.window_bounds,
             own: if with_reserved {
                 self.reserved.slot_of(&call.call_id)
             } else {

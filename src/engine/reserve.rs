@@ -105,6 +105,7 @@ impl Engine {
             interner: &self.interner,
             callee_zones: &self.callee_zones,
             evidence_limit: 0,
+            bounds: false,
             own: u32::MAX,
             known: None,
             statuses: &self.statuses,

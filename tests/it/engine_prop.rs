@@ -1335,6 +1335,34 @@ proptest! {
         prop_assert_eq!(shared_as_own.snapshot(), own.snapshot());
         prop_assert_eq!(moved.snapshot(), own.snapshot());
     }
+
+    /// An engine whose breaches state no window bounds (`EngineSettings::window_bounds` off,
+    /// as a replay writing no alerts runs it) finds the same breaches, bounds aside, with the
+    /// same outcomes, pre-dial checks and state.
+    #[test]
+    fn breaches_without_bounds_are_the_same_breaches(
+        (specs, order, dups, params) in case(),
+        lateness_h in 0i64..72,
+    ) {
+        let (arrived, rules, settings) = stream(&specs, &order, &dups, &params, lateness_h);
+        let bare = EngineSettings { window_bounds: false, ..settings.clone() };
+        let mut full = Engine::new(rules.clone(), settings);
+        let mut lean = Engine::new(rules, bare);
+        let strip = |v: &[dialguard::engine::breach::Breach]| {
+            v.iter().map(|b| dialguard::engine::breach::Breach { bounds: None, ..b.clone() }).collect::<Vec<_>>()
+        };
+        for c in &arrived {
+            let (ca, cb) = (full.check(c), lean.check(c));
+            prop_assert_eq!(strip(&ca), cb.clone(), "check of {}", &c.call_id);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = full.ingest(c, &mut a);
+            let rb = lean.ingest(c, &mut b);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            prop_assert!(b.iter().all(|x| x.bounds.is_none()));
+            prop_assert_eq!(strip(&a), b, "breaches of {}", &c.call_id);
+        }
+        prop_assert_eq!(full.snapshot(), lean.snapshot());
+    }
 }
 
 proptest! {

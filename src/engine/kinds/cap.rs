@@ -211,7 +211,9 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 subject: ctx.subject(c.slot(), step.slot),
                 observed: n,
                 limit,
-                bounds: Some(bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
+                bounds: ctx
+                    .bounds
+                    .then(|| bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
                 holiday: false,
                 evidence: evidence(ctx, calls, c.ts, c.pv(window), window, distinct, None),
                 late: c.slot() != step.slot,
@@ -295,7 +297,7 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
         subject: crate::engine::breach::Subject::Judged,
         observed: n,
         limit,
-        bounds: Some(bounds(c.t, c.tz, window)),
+        bounds: ctx.bounds.then(|| bounds(c.t, c.tz, window)),
         holiday: false,
         evidence: evidence(
             ctx,

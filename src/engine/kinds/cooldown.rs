@@ -56,15 +56,13 @@ fn in_force(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item 
         .filter(move |y| cooled(y, &x, period))
 }
 
+/// Triggers in force, the bounds of the cooldown (if breaches state them), the evidence.
+type Found = (u32, Option<(Ts, Ts)>, Vec<CallId>);
+
 /// What a breach of a call at `x` states: how many triggers are in force, the window from the
-/// newest one to the end of its cooldown, and the evidence. `None` when `x` cools after no
-/// trigger.
-fn found(
-    ctx: &Ctx<'_>,
-    rule: &Rule,
-    triggers: &[Entry],
-    x: Entry,
-) -> Option<(u32, (Ts, Ts), Vec<CallId>)> {
+/// newest one to the end of its cooldown (if breaches state their bounds), and the evidence.
+/// `None` when `x` cools after no trigger.
+fn found(ctx: &Ctx<'_>, rule: &Rule, triggers: &[Entry], x: Entry) -> Option<Found> {
     let period = period(rule);
     let mut n = 0u32;
     let mut newest: Option<Entry> = None;
@@ -77,24 +75,24 @@ fn found(
         n += 1;
     }
     let newest = newest?;
-    let end = match period {
+    let end = || match period {
         Window::Rolling(p) => Ts(newest.ts.saturating_add(p)),
         _ => time::start_of_local_day(
             newest.pv(period) + period.span(),
             ctx.callee_zone(rule, entry_zone(newest)),
         ),
     };
-    Some((n, (Ts(newest.ts), end), evidence))
+    Some((n, ctx.bounds.then(|| (Ts(newest.ts), end())), evidence))
 }
 
-fn breach(ri: u16, subject: Subject, found: (u32, (Ts, Ts), Vec<CallId>), late: bool) -> Breach {
+fn breach(ri: u16, subject: Subject, found: Found, late: bool) -> Breach {
     let (observed, bounds, evidence) = found;
     Breach {
         rule: ri,
         subject,
         observed,
         limit: 0,
-        bounds: Some(bounds),
+        bounds,
         holiday: false,
         evidence,
         late,

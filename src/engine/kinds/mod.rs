@@ -31,6 +31,8 @@ pub(super) struct Ctx<'a> {
     pub interner: &'a SharedInterner,
     pub callee_zones: &'a [TimeZone],
     pub evidence_limit: usize,
+    /// Whether breaches state their window's bounds ([`super::EngineSettings::window_bounds`]).
+    pub bounds: bool,
     /// The tagged slot of the judged candidate's own reservation (its `call_id` reserved
     /// before), which its check must not count a second time; `u32::MAX` for none.
     pub own: u32,
