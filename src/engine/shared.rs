@@ -244,6 +244,35 @@ impl Group {
     /// entries and `e`'s index among them.
     #[inline]
     pub fn insert(&mut self, lead: Sym, member: u8, rest: Sym, e: Entry) -> (&mut [Entry], usize) {
+        let (host, r, at) = self.host_insert(lead, member, rest, e);
+        (&mut host.buf[r], at)
+    }
+
+    /// [`Host::insert`] into one of a cooldown's two members `(calls, triggers)` — the second
+    /// if `trigger` — in the host of `lead` (made if absent); returns the calls, `e`'s index in
+    /// the segment it went to, and the triggers ([`Host::pair_mut`]).
+    #[inline]
+    pub fn insert_pair(
+        &mut self,
+        lead: Sym,
+        (calls, triggers): (u8, u8),
+        trigger: bool,
+        rest: Sym,
+        e: Entry,
+    ) -> (&mut [Entry], usize, &[Entry]) {
+        let into = if trigger { triggers } else { calls };
+        let (host, _, at) = self.host_insert(lead, into, rest, e);
+        let (c, t) = host.pair_mut(calls, triggers, rest);
+        (c, at, t)
+    }
+
+    fn host_insert(
+        &mut self,
+        lead: Sym,
+        member: u8,
+        rest: Sym,
+        e: Entry,
+    ) -> (&mut Host, Range<usize>, usize) {
         let k = lead.0 as u64;
         let host = self.shards[window::shard_of(k)].entry(k);
         let before = host.dir.len();
@@ -254,17 +283,7 @@ impl Group {
             let other = self.pair[member as usize].and_then(|p| host.find(p, rest));
             self.segments += other.is_none() as usize;
         }
-        (&mut host.buf[r], at)
-    }
-
-    /// [`Host::pair_mut`] on the host of `lead` (empty slices if it has none).
-    #[inline]
-    pub fn pair_mut(&mut self, lead: Sym, a: u8, b: u8, rest: Sym) -> (&mut [Entry], &[Entry]) {
-        let k = lead.0 as u64;
-        match self.shards[window::shard_of(k)].get_mut(k) {
-            Some(h) => h.pair_mut(a, b, rest),
-            None => (&mut [], &[]),
-        }
+        (host, r, at)
     }
 
     /// Rules whose windows are here.

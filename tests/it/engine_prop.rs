@@ -1278,8 +1278,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-    /// Cap rules whose keys start with the same field share their windows (the default
-    /// layout, `EngineSettings::shared_windows`): they judge every call exactly as rules that
+    /// Cap and cooldown rules whose keys start with the same field share their windows (the
+    /// default layout, `EngineSettings::shared_windows`): they judge every call exactly as rules that
     /// keep windows of their own — the same outcome, alerts, pre-dial check and counters — and,
     /// once eviction has caught up, hold the same state byte for byte. A snapshot of the shared layout
     /// restores into the other and judges any continuation alike.

@@ -154,33 +154,7 @@ fn add_trigger(
     judged: u32,
     out: &mut Vec<Breach>,
 ) {
-    match store.shared {
-        Some((g, m)) => {
-            g.insert(key[0], m + 1, key[1], e);
-            let (calls, triggers) = g.pair_mut(key[0], m, m + 1, key[1]);
-            cool_after(ctx, ri, rule, calls, triggers, e, judged, out);
-        }
-        None => {
-            let w = store.windows.entry(key);
-            insert_sorted(w.triggers.get_or_insert_with(Box::default), e);
-            let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
-            cool_after(ctx, ri, rule, &mut w.calls, triggers, e, judged, out);
-        }
-    }
-}
-
-/// The late breaches of trigger `e` (in `triggers` now) among `calls`.
-#[allow(clippy::too_many_arguments)]
-fn cool_after(
-    ctx: &Ctx<'_>,
-    ri: u16,
-    rule: &Rule,
-    calls: &mut [Entry],
-    triggers: &[Entry],
-    e: Entry,
-    judged: u32,
-    out: &mut Vec<Breach>,
-) {
+    let (calls, _, triggers) = insert(store, key, e, true);
     let period = period(rule);
     let start = split_near_back(calls, |y| y.ts <= e.ts);
     for c in &mut calls[start..] {
@@ -206,22 +180,34 @@ fn add_call(
     e: Entry,
     out: &mut Vec<Breach>,
 ) {
-    let (calls, at, triggers) = match store.shared {
-        Some((g, m)) => {
-            let (_, at) = g.insert(key[0], m, key[1], e);
-            let (calls, triggers) = g.pair_mut(key[0], m, m + 1, key[1]);
-            (calls, at, triggers)
-        }
-        None => {
-            let w = store.windows.entry(key);
-            let at = insert_sorted(&mut w.calls, e);
-            let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
-            (&mut w.calls[..], at, triggers)
-        }
-    };
+    let (calls, at, triggers) = insert(store, key, e, false);
     if let Some(f) = found(ctx, rule, triggers, e) {
         calls[at].mark_breached();
         out.push(breach(ri, Subject::Judged, f, false));
+    }
+}
+
+/// Inserts `e` in time order among the triggers (`trigger`) or the calls of `key`'s window,
+/// wherever the rule keeps it; returns the window's calls, `e`'s index where it went, and
+/// the triggers.
+fn insert<'s>(
+    store: Store<'s>,
+    key: &Key,
+    e: Entry,
+    trigger: bool,
+) -> (&'s mut [Entry], usize, &'s [Entry]) {
+    match store.shared {
+        Some((g, m)) => g.insert_pair(key[0], (m, m + 1), trigger, key[1], e),
+        None => {
+            let w = store.windows.entry(key);
+            let at = if trigger {
+                insert_sorted(w.triggers.get_or_insert_with(Box::default), e)
+            } else {
+                insert_sorted(&mut w.calls, e)
+            };
+            let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
+            (&mut w.calls[..], at, triggers)
+        }
     }
 }
 
