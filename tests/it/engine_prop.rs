@@ -1039,8 +1039,6 @@ fn a_joined_lane_keeps_what_its_engine_had_evicted() {
     ));
 }
 
-/// Calls whose lanes are not known (a lane past 254) keep the state whole: cutting it to some
-/// lanes is refused, changing nothing, rather than keeping calls of lanes given away.
 /// A cooldown in the callee's zone ends where its newest trigger's period ends in that
 /// trigger's own zone, not the breaching call's: the zone travels with the trigger's window
 /// entry — through a snapshot, and into an engine that numbers the zones it has seen otherwise.
@@ -1129,6 +1127,8 @@ limit = 100
     assert_eq!(ends(&out), want, "after a join");
 }
 
+/// Calls whose lanes are not known (a lane past 254) keep the state whole: cutting it to some
+/// lanes is refused, changing nothing, rather than keeping calls of lanes given away.
 #[test]
 fn a_state_with_calls_of_unknown_lanes_is_not_cut() {
     let rules = rules_for(&RuleParams {
