@@ -115,8 +115,12 @@ impl Interner {
             }
         };
         let (hasher, slots) = (&self.hasher, &self.slots);
-        self.table
-            .insert(h, i, |&j| hasher.hash_one(&*slots[j as usize].text));
+        self.table.insert(
+            h,
+            i,
+            |&j| hasher.hash_one(&*slots[j as usize].text),
+            |&j| super::prefetch(&slots[j as usize]),
+        );
         Sym(i)
     }
 
@@ -208,7 +212,12 @@ impl Interner {
                 let text = &slots[n].text;
                 *live_bytes += if text.len() > 24 { text.len() } else { 0 };
                 let h = hasher.hash_one(&**text);
-                table.insert(h, n as u32, |&j| hasher.hash_one(&*slots[j as usize].text));
+                table.insert(
+                    h,
+                    n as u32,
+                    |&j| hasher.hash_one(&*slots[j as usize].text),
+                    |&j| super::prefetch(&slots[j as usize]),
+                );
             }
         }
         i.free = free;

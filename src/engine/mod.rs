@@ -1392,8 +1392,12 @@ impl Engine {
             None => self.records.push(rec, ids, attrs),
         };
         let (hasher, records) = (&self.hasher, &self.records);
-        self.dedup
-            .insert(h, slot, |&s| hasher.hash_one(records.call_id(s)));
+        self.dedup.insert(
+            h,
+            slot,
+            |&s| hasher.hash_one(records.call_id(s)),
+            |&s| prefetch(records.ids(s)),
+        );
         self.live += 1;
         slot
     }

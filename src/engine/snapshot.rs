@@ -556,8 +556,12 @@ impl Engine {
             if e.records.live(slot) {
                 let h = e.hasher.hash_one_id(e.records.call_id(slot));
                 let (hasher, records) = (&e.hasher, &e.records);
-                e.dedup
-                    .insert(h, slot, |&s| hasher.hash_one_id(records.call_id(s)));
+                e.dedup.insert(
+                    h,
+                    slot,
+                    |&s| hasher.hash_one_id(records.call_id(s)),
+                    |&s| super::prefetch(records.ids(s)),
+                );
             }
         }
         let nrec = e.records.len();
