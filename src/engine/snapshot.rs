@@ -18,9 +18,9 @@
 //! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
 //! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
 //! and 2: the debtor, the relation); since version 5, the byte after the relation is the lane
-//! the call came in on (255: not known). Versions 6 and 5 (no layout byte, no shared-window
-//! shard) are read too, and so
-//! are versions 2 (no statuses), 3 and 4, whose records' lanes are not known, so such a state
+//! the call came in on (255: not known). Version 6 (cooldowns not among the shared windows,
+//! their entries without a zone) and version 5 (no layout byte, no shared-window shard) are
+//! read too, and so are versions 2 (no statuses), 3 and 4, whose records' lanes are not known, so such a state
 //! cannot be split by lane.
 
 use super::event::{Relation, StatusKind};
