@@ -230,9 +230,7 @@ impl<'a> Obj<'a> {
 
     fn time(&mut self, k: &'static str, t: Ts) {
         self.name(k);
-        self.out.push(b'"');
-        t.write_rfc3339(self.out);
-        self.out.push(b'"');
+        json_time(self.out, t);
     }
 
     fn strs(&mut self, k: &'static str, items: &[impl AsRef<str>]) {
@@ -365,7 +363,8 @@ fn alert_id_hex(rule_id: &str, call_id: &str) -> [u8; 32] {
 /// Writes, as JSON, exactly the alert [`render`] gives for the breach (`render(..).write_json`;
 /// the integration tests hold the two equal for every alert they see) — straight from the
 /// breach, without building the [`Alert`] and its dozen strings. `scratch` holds the message
-/// while it is written; keep one per thread. This is how replay writes alerts.
+/// while it is written; keep one per thread. A writer of many alerts uses [`AlertJson`],
+/// which writes the same bytes.
 pub fn write_alert_json(
     rules: &[Rule],
     b: &Breach,
@@ -374,19 +373,104 @@ pub fn write_alert_json(
     out: &mut Vec<u8>,
     scratch: &mut String,
 ) {
-    let rule = &rules[b.rule as usize];
-    let s = b.call(judged);
-    let mut o = Obj::new(out);
-    o.name("alert_id");
-    ascii_str(o.out, &alert_id_hex(&rule.id, &s.call_id));
+    let head = rule_head(&rules[b.rule as usize]);
+    let mut now_text = Vec::with_capacity(32);
+    json_time(&mut now_text, now);
+    write_parts(rules, b, judged, &head, &now_text, out, scratch);
+}
+
+/// [`write_alert_json`] for a writer of many alerts (replay's): what does not change from one
+/// alert to the next is written once and copied — each rule's own members (id, kind,
+/// severity, citation, pack) and the detection time while it stays the same. A third of an
+/// alert's members, and one of its four times.
+pub struct AlertJson<'r> {
+    rules: &'r [Rule],
+    /// Per rule, its members as [`rule_head`] writes them.
+    heads: Vec<Vec<u8>>,
+    /// The detection time last written, and its JSON.
+    now: Option<(Ts, Vec<u8>)>,
+    scratch: String,
+}
+
+impl<'r> AlertJson<'r> {
+    /// A writer of the alerts of `rules` (the engine's, as breaches name them).
+    pub fn new(rules: &'r [Rule]) -> AlertJson<'r> {
+        AlertJson {
+            rules,
+            heads: rules.iter().map(rule_head).collect(),
+            now: None,
+            scratch: String::new(),
+        }
+    }
+
+    /// Appends the alert of `b` (found judging `judged`, detected at `now`) to `out`.
+    pub fn write(&mut self, b: &Breach, judged: &Call, now: Ts, out: &mut Vec<u8>) {
+        if self.now.as_ref().is_none_or(|(t, _)| *t != now) {
+            let mut text = Vec::with_capacity(32);
+            json_time(&mut text, now);
+            self.now = Some((now, text));
+        }
+        let now_text = self.now.as_ref().map_or(&[][..], |(_, t)| t);
+        let head = &self.heads[b.rule as usize];
+        write_parts(
+            self.rules,
+            b,
+            judged,
+            head,
+            now_text,
+            out,
+            &mut self.scratch,
+        );
+    }
+}
+
+/// A rule's own members of its alerts, as they follow `alert_id`: `,"rule_id":…,"kind":…,
+/// "severity":…`, then `citation` and `pack` where the rule has them.
+fn rule_head(rule: &Rule) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut o = Obj {
+        out: &mut out,
+        first: false,
+    };
     o.str("rule_id", &rule.id);
     o.str("kind", rule.kind.as_str());
     o.str("severity", rule.severity.as_str());
     o.opt("citation", rule.citation.as_deref());
     o.opt("pack", rule.pack.as_deref());
+    out
+}
+
+/// An instant as a JSON string.
+fn json_time(out: &mut Vec<u8>, t: Ts) {
+    out.push(b'"');
+    t.write_rfc3339(out);
+    out.push(b'"');
+}
+
+/// [`write_alert_json`] with the rule's members (`head`, [`rule_head`]) and the detection
+/// time (`now`, [`json_time`]) written already.
+#[allow(clippy::too_many_arguments)]
+fn write_parts(
+    rules: &[Rule],
+    b: &Breach,
+    judged: &Call,
+    head: &[u8],
+    now: &[u8],
+    out: &mut Vec<u8>,
+    scratch: &mut String,
+) {
+    let rule = &rules[b.rule as usize];
+    let s = b.call(judged);
+    let mut o = Obj::new(out);
+    o.name("alert_id");
+    ascii_str(o.out, &alert_id_hex(&rule.id, &s.call_id));
+    o.out.extend_from_slice(head);
     o.str("call_id", &s.call_id);
     o.opt("event_id", s.event_id.as_deref());
-    o.time("occurred_at", s.occurred_at);
+    o.name("occurred_at");
+    let occurred = o.out.len();
+    json_time(o.out, s.occurred_at);
+    let occurred = occurred..o.out.len();
     o.str("debtor_id", &s.debtor_id);
     o.opt("account_id", s.account_id.as_deref());
     o.str("phone", &s.phone);
@@ -423,7 +507,13 @@ pub fn write_alert_json(
         o.name("window");
         let mut inner = Obj::new(o.out);
         inner.time("from", from);
-        inner.time("to", to);
+        if to == s.occurred_at {
+            // A rolling window ends at the call: its time is written already.
+            inner.name("to");
+            inner.out.extend_from_within(occurred);
+        } else {
+            inner.time("to", to);
+        }
         inner.end();
     }
     if let Some(st) = &b.status {
@@ -448,7 +538,8 @@ pub fn write_alert_json(
     }
     o.strs("evidence", &b.evidence);
     o.bool("late", b.late);
-    o.time("detected_at", now);
+    o.name("detected_at");
+    o.out.extend_from_slice(now);
     scratch.clear();
     write_message(rule, b, s, scratch);
     o.str("message", scratch);

@@ -647,7 +647,7 @@ fn write_alerts(
     pool: &Pool,
 ) -> Result<(), ReplayError> {
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 17);
-    let mut scratch = String::new();
+    let mut json = alert::AlertJson::new(rules);
     while let Ok(Judged {
         calls,
         mut breaches,
@@ -662,7 +662,7 @@ fn write_alerts(
                 unreachable!("breaches come from calls")
             };
             let call = &calls.calls[*c as usize];
-            alert::write_alert_json(rules, b, call, now, &mut buf, &mut scratch);
+            json.write(b, call, now, &mut buf);
             buf.push(b'\n');
             if buf.len() >= 1 << 16 {
                 w.write_all(&buf).map_err(ReplayError::Write)?;

@@ -421,3 +421,77 @@ distinct = "account_id"
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// Replay writes its alerts with `alert::AlertJson` (each rule's members and the detection
+/// time written once, a rolling window's end copied from the call's time): over generated
+/// traffic under the default policy and `config/bench.toml` (every kind, rolling and local
+/// windows, late breaches of earlier calls), its lines are exactly the alerts the judge step
+/// renders, serialised by serde, one by one.
+#[test]
+fn replay_writes_exactly_the_alerts_the_judge_step_renders() {
+    use dialguard::alert::{self, AlertJson};
+    use dialguard::codec::Decoder;
+    use dialguard::engine::Engine;
+    let text = traffic(6_000, 150, 6, 0.0);
+    let now = Ts(1_900_000_000 * NANOS_PER_SEC);
+    for file in ["dialguard.toml", "bench.toml"] {
+        let settings = policy(file);
+        let sink = Sink::default();
+        let io = ReplayIo {
+            input: dialguard::replay::Input::Bytes(Box::new(text.clone())),
+            alerts: Some(Box::new(sink.clone())),
+            rejects: None,
+            reference: None,
+        };
+        let opts = ReplayOptions {
+            now: Some(now),
+            decoders: Some(1),
+            ..Default::default()
+        };
+        let summary = run(&settings, io, &opts).unwrap();
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+
+        // The judge step, rendering; and one writer of many alerts whose detection time
+        // changes every other call, held to what is rendered at that time.
+        let mut engine = Engine::new(settings.rules.clone(), settings.engine.clone());
+        let mut dec = Decoder::new(settings.decode.clone());
+        let mut alerts = Vec::new();
+        let mut json = AlertJson::new(&settings.rules);
+        let mut found = Vec::new();
+        for (i, line) in text
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            if let Ok(mut call) = dec.decode(line, now) {
+                dialguard::judge::judge(&mut engine, 0, &mut call, &mut found);
+                alert::render_all(engine.rules(), &found, &call, now, &mut alerts);
+                let then = Ts(now.0 + (i / 2) as i64 * 1_500_000);
+                for b in found.drain(..) {
+                    let mut bytes = Vec::new();
+                    json.write(&b, &call, then, &mut bytes);
+                    let want = alert::render(engine.rules(), &b, &call, then);
+                    assert_eq!(
+                        String::from_utf8(bytes).unwrap(),
+                        serde_json::to_string(&want).unwrap(),
+                        "{file}: line {i}"
+                    );
+                }
+            }
+        }
+        let rendered: Vec<String> = alerts
+            .iter()
+            .map(|a| serde_json::to_string(a).unwrap())
+            .collect();
+        assert!(
+            rendered.len() > 500 && summary.late_alerts > 0,
+            "{file}: {} alerts, {summary:?}",
+            rendered.len()
+        );
+        let lines: Vec<&str> = written.lines().collect();
+        assert_eq!(lines.len(), rendered.len(), "{file}");
+        for (i, (got, want)) in lines.iter().zip(&rendered).enumerate() {
+            assert_eq!(got, want, "{file}: alert {i}");
+        }
+    }
+}

@@ -23,8 +23,9 @@ pub fn rules_from_toml(text: &str, zone: &str) -> Vec<Rule> {
         .collect()
 }
 
-/// Renders `found` into `out` and holds the direct JSON writer (what replay writes) to the
-/// rendered alerts, byte for byte: every alert a test sees checks it.
+/// Renders `found` into `out` and holds the direct JSON writers (`write_alert_json`, and
+/// `AlertJson`, what replay writes with) to the rendered alerts, byte for byte: every alert a
+/// test sees checks them.
 pub fn render_checked(
     rules: &[Rule],
     found: &[Breach],
@@ -35,13 +36,22 @@ pub fn render_checked(
     let before = out.len();
     alert::render_all(rules, found, call, now, out);
     let mut scratch = String::new();
+    let mut many = alert::AlertJson::new(rules);
     for (b, a) in found.iter().zip(&out[before..]) {
+        let want = serde_json::to_string(a).unwrap();
         let mut direct = Vec::new();
         alert::write_alert_json(rules, b, call, now, &mut direct, &mut scratch);
         assert_eq!(
             String::from_utf8(direct).unwrap(),
-            serde_json::to_string(a).unwrap(),
+            want,
             "the direct writer and the rendered alert differ"
+        );
+        let mut direct = Vec::new();
+        many.write(b, call, now, &mut direct);
+        assert_eq!(
+            String::from_utf8(direct).unwrap(),
+            want,
+            "the writer of many alerts and the rendered alert differ"
         );
     }
 }
