@@ -43,6 +43,7 @@ mod split;
 pub mod status;
 mod store;
 mod table;
+mod tagged;
 pub mod time;
 mod window;
 
@@ -265,7 +266,7 @@ pub struct Engine {
     records: Slab,
     free: Vec<u32>,
     live: usize,
-    dedup: table::Sharded,
+    dedup: tagged::Tagged,
     hasher: Hasher,
     interner: SharedInterner,
     /// The string fields records keep ([`EngineSettings::keep_call_fields`]), a bit each.
@@ -454,7 +455,7 @@ impl Engine {
             records: Slab::default(),
             free: Vec::new(),
             live: 0,
-            dedup: table::Sharded::default(),
+            dedup: tagged::Tagged::default(),
             hasher: Hasher::default(),
             interner,
             kept,
@@ -639,10 +640,7 @@ impl Engine {
             ("records", recs),
             ("window entries", entries),
             ("window maps", maps),
-            (
-                "dedup",
-                self.dedup.capacity() * 5 + self.free.capacity() * 4,
-            ),
+            ("dedup", self.dedup.buckets() * 5 + self.free.capacity() * 4),
             ("interner", self.interner.lock().heap_bytes()),
             ("statuses", self.statuses.heap_bytes()),
             ("contacts", self.contacts.heap_bytes()),
@@ -693,7 +691,9 @@ impl Engine {
     /// ([`Call::interned`]) have their keys at hand; for others only the dedup probe is read.
     pub fn warm(&self, call: &Call) -> u64 {
         let h = self.call_hash(&call.call_id);
-        let mut seen = self.dedup.find(h, |_| false).is_some() as u64;
+        // The dedup probe's bucket, asked for without waiting (`tagged`).
+        self.dedup.prefetch(h);
+        let mut seen = h & 1;
         // Enriching it will read the contact book: three dependent misses, overlapped too.
         if let Some(f) = self.contacts.fact_of(call) {
             seen = seen.wrapping_add(f.from.0 as u64);
@@ -1528,8 +1528,17 @@ impl Engine {
                 // lock next — a decoder thread, where there is one — so that the releases' cache
                 // misses are not the engine thread's.
                 let mut syms = std::mem::take(&mut self.evicted_syms);
+                let expired =
+                    |e: &Engine, s: u32| e.records.live(s) && e.records[s as usize].ts < e.cutoff;
                 for slot in first..end {
-                    if !self.records.live(slot) || self.records[slot as usize].ts >= self.cutoff {
+                    // The dedup buckets of the calls a few slots on are asked for now, so their
+                    // misses overlap these removals instead of following one another.
+                    let ahead = slot + EVICT_AHEAD;
+                    if ahead < end && expired(self, ahead) {
+                        self.dedup
+                            .prefetch(self.hasher.hash_one(self.records.call_id(ahead)));
+                    }
+                    if !expired(self, slot) {
                         continue;
                     }
                     self.remove_record(slot, &mut syms);
@@ -1545,8 +1554,11 @@ impl Engine {
             }
             Pass::Shrink(i) => {
                 let (hasher, records) = (&self.hasher, &self.records);
-                self.dedup
-                    .shrink(i as usize, |&s| hasher.hash_one(records.call_id(s)));
+                self.dedup.shrink(
+                    i as usize,
+                    |&s| hasher.hash_one(records.call_id(s)),
+                    |&s| prefetch(records.ids(s)),
+                );
                 ((i as usize + 1) < SHARDS).then_some(Pass::Shrink(i + 1))
             }
         };
@@ -1641,6 +1653,9 @@ const WARM_HOST_LINES: usize = 16;
 
 /// Record slots one unit of an eviction pass looks at.
 const PASS_RECORDS: usize = 512;
+
+/// Record slots ahead whose dedup buckets an eviction pass prefetches.
+const EVICT_AHEAD: u32 = 8;
 
 /// Windows or record slots a step of an eviction pass looks at (one step between two calls):
 /// a small state is swept in one step, a large one a few hundred microseconds at a time.

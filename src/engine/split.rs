@@ -97,8 +97,11 @@ impl Engine {
             self.interner.lock().release_all(&syms);
             let (hasher, records) = (&self.hasher, &self.records);
             for i in 0..SHARDS {
-                self.dedup
-                    .shrink(i, |&s| hasher.hash_one(records.call_id(s)));
+                self.dedup.shrink(
+                    i,
+                    |&s| hasher.hash_one(records.call_id(s)),
+                    |&s| super::prefetch(records.ids(s)),
+                );
             }
         }
         if !self.lanes_all_kept(keep) {

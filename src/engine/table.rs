@@ -1,7 +1,8 @@
-//! A hash table of `u32`s (slots, symbols) keyed by a hash the caller computes, in
+//! A hash table of `u32`s (the interner's symbols) keyed by a hash the caller computes, in
 //! [`SHARDS`] tables. One table of the whole state stalled the engine thread for as long as
 //! doubling it took — rehashing reads the key of every entry, a cache miss each: 17 ms for the
-//! interner at 300,000 strings. A shard grows by 1/64 of that at a time.
+//! interner at 300,000 strings. A shard grows by 1/64 of that at a time. (The dedup table,
+//! which the engine thread prefetches ahead, is `tagged::Tagged`, sharded alike.)
 
 use hashbrown::HashTable;
 
@@ -9,8 +10,14 @@ use hashbrown::HashTable;
 pub(super) const SHARDS: usize = 64;
 
 /// Bits of the hash that choose the shard: neither the tables' bucket index (the low bits)
-/// nor their control bytes (the top seven) use them.
+/// nor their control bytes (the top seven; `tagged`'s tag, the top eight) use them.
 const SHIFT: u32 = 40;
+
+/// The shard of a hash, here and in `tagged::Tagged`.
+#[inline]
+pub(super) fn shard_of_hash(h: u64) -> usize {
+    (h >> SHIFT) as usize % SHARDS
+}
 
 /// Inline, so a probe chases no more pointers than one table did.
 pub(super) struct Sharded([HashTable<u32>; SHARDS]);
@@ -22,15 +29,10 @@ impl Default for Sharded {
 }
 
 impl Sharded {
-    #[inline]
-    fn shard(h: u64) -> usize {
-        (h >> SHIFT) as usize % SHARDS
-    }
-
     /// The value with hash `h` for which `eq` holds.
     #[inline]
     pub fn find(&self, h: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
-        self.0[Self::shard(h)].find(h, eq).copied()
+        self.0[shard_of_hash(h)].find(h, eq).copied()
     }
 
     /// Adds `v`, whose key hashes to `h`; `hash` hashes a value's key and `warm` prefetches
@@ -39,7 +41,7 @@ impl Sharded {
     /// of the values [`GROW_AHEAD`] further on are prefetched, so those misses overlap.
     #[inline]
     pub fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
-        let t = &mut self.0[Self::shard(h)];
+        let t = &mut self.0[shard_of_hash(h)];
         if t.len() == t.capacity() {
             grow(t, &hash, warm);
         }
@@ -49,16 +51,8 @@ impl Sharded {
     /// Removes `v`, whose key hashes to `h`.
     #[inline]
     pub fn remove(&mut self, h: u64, v: u32) {
-        if let Ok(e) = self.0[Self::shard(h)].find_entry(h, |&x| x == v) {
+        if let Ok(e) = self.0[shard_of_hash(h)].find_entry(h, |&x| x == v) {
             e.remove();
-        }
-    }
-
-    /// Gives memory back from shard `i` when few of its slots are used.
-    pub fn shrink(&mut self, i: usize, hash: impl Fn(&u32) -> u64) {
-        let t = &mut self.0[i];
-        if t.capacity() > 64 && t.len() < t.capacity() / 4 {
-            t.shrink_to_fit(hash);
         }
     }
 
@@ -164,9 +158,6 @@ mod tests {
         }
         for v in 20_000..25_000u32 {
             t.insert(hash(&v), v, hash, warm);
-        }
-        for i in 0..SHARDS {
-            t.shrink(i, hash);
         }
         for v in (0..10_000u32).chain(20_000..25_000) {
             assert_eq!(
