@@ -682,13 +682,14 @@ impl Engine {
         }
     }
 
-    /// Reads the state judging `call` will touch — its dedup probe, and the window of each
-    /// rule's key, whose entries are prefetched — without changing anything, and returns a
-    /// value that depends on what it read.
+    /// Reads the state judging `call` will touch — the window of each rule's key, whose
+    /// entries are prefetched — and prefetches its dedup probe's bucket, without changing
+    /// anything; returns a value that depends on what it read.
     /// A driver that knows the calls ahead calls it a few calls early: the reads miss the cache
     /// (the state is far larger than it), and issued early they overlap the judging of the calls
     /// before, instead of stalling this one. Only calls interned by a decoder thread
-    /// ([`Call::interned`]) have their keys at hand; for others only the dedup probe is read.
+    /// ([`Call::interned`]) have their keys at hand; for others only the dedup bucket is asked
+    /// for.
     pub fn warm(&self, call: &Call) -> u64 {
         let h = self.call_hash(&call.call_id);
         // The dedup probe's bucket, asked for without waiting (`tagged`).
