@@ -38,7 +38,7 @@ impl Sharded {
     /// Adds `v`, whose key hashes to `h`; `hash` hashes a value's key and `warm` prefetches
     /// it, to grow. A full shard grows here rather than in hashbrown, which rehashes the values
     /// one after another, each key a cache miss that waits for the one before: here the keys
-    /// of the values [`GROW_AHEAD`] further on are prefetched, so those misses overlap.
+    /// of the values [`REBUILD_AHEAD`] further on are prefetched, so those misses overlap.
     #[inline]
     pub fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
         let t = &mut self.0[shard_of_hash(h)];
@@ -62,8 +62,23 @@ impl Sharded {
     }
 }
 
-/// Values ahead whose keys a growing table prefetches ([`Sharded::insert`]).
-const GROW_AHEAD: usize = 8;
+/// Values ahead whose keys a table being rebuilt prefetches ([`each_warmed`]).
+const REBUILD_AHEAD: usize = 8;
+
+/// Calls `f` on each of `values` in order, having asked `warm` for the key of the value
+/// [`REBUILD_AHEAD`] further on: a rebuild hashes every key, each a cache miss, and these
+/// overlap instead of following one another (here and in `tagged`).
+pub(super) fn each_warmed(values: &[u32], warm: impl Fn(&u32), mut f: impl FnMut(u32)) {
+    for v in values.iter().take(REBUILD_AHEAD) {
+        warm(v);
+    }
+    for (i, v) in values.iter().enumerate() {
+        if let Some(next) = values.get(i + REBUILD_AHEAD) {
+            warm(next);
+        }
+        f(*v);
+    }
+}
 
 /// Rebuilds a full table with room for one more value: the size hashbrown would grow it to
 /// (its buckets doubled, or fewer where removals had left it full of tombstones).
@@ -71,15 +86,9 @@ const GROW_AHEAD: usize = 8;
 fn grow(t: &mut HashTable<u32>, hash: &impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
     let old: Vec<u32> = t.drain().collect();
     let mut new = HashTable::with_capacity(old.len() + 1);
-    for v in old.iter().take(GROW_AHEAD) {
-        warm(v);
-    }
-    for (i, v) in old.iter().enumerate() {
-        if let Some(next) = old.get(i + GROW_AHEAD) {
-            warm(next);
-        }
-        new.insert_unique(hash(v), *v, hash);
-    }
+    each_warmed(&old, warm, |v| {
+        new.insert_unique(hash(&v), v, hash);
+    });
     *t = new;
 }
 

@@ -9,7 +9,7 @@
 //! waiting for either. A bucket is the same 5 bytes as hashbrown's, at the same highest load
 //! (7/8, removed values counted until a rebuild clears them).
 
-use super::table::{shard_of_hash, SHARDS};
+use super::table::{each_warmed, shard_of_hash, SHARDS};
 
 /// A bucket never used since the last rebuild: a probe stops here.
 const EMPTY: u8 = 0;
@@ -17,8 +17,6 @@ const EMPTY: u8 = 0;
 const DEAD: u8 = 1;
 /// Buckets of the smallest table.
 const MIN_BUCKETS: usize = 16;
-/// Values ahead whose keys a rebuild prefetches (as `table::grow`).
-const REBUILD_AHEAD: usize = 8;
 
 /// A hash's tag: its top byte, kept clear of [`EMPTY`] and [`DEAD`].
 #[inline]
@@ -79,8 +77,8 @@ impl Shard {
         self.len += 1;
     }
 
-    /// Rebuilds the table with `buckets` buckets and no dead ones. The keys of the values
-    /// [`REBUILD_AHEAD`] further on are prefetched (`warm`), so their misses overlap.
+    /// Rebuilds the table with `buckets` buckets and no dead ones, the keys of the values a few
+    /// further on prefetched (`warm`, [`each_warmed`]) so that their misses overlap.
     fn rebuild(&mut self, buckets: usize, hash: &impl Fn(&u32) -> u64, warm: &impl Fn(&u32)) {
         let live: Vec<u32> = self
             .tags
@@ -93,15 +91,7 @@ impl Shard {
         self.vals = vec![0; buckets].into_boxed_slice();
         self.len = 0;
         self.dead = 0;
-        for v in live.iter().take(REBUILD_AHEAD) {
-            warm(v);
-        }
-        for (i, v) in live.iter().enumerate() {
-            if let Some(next) = live.get(i + REBUILD_AHEAD) {
-                warm(next);
-            }
-            self.put(hash(v), *v);
-        }
+        each_warmed(&live, warm, |v| self.put(hash(&v), v));
     }
 
     fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
