@@ -73,11 +73,10 @@ impl Interner {
         self.intern_hashed(h, s)
     }
 
-    /// [`Interner::intern`] through a decoder's memo: a symbol remembered for `s` is checked
-    /// against its slot (still live, same text) and taken with one read, instead of a table
-    /// probe that reads three places.
-    fn intern_memo(&mut self, memo: &mut InternMemo, s: &str) -> Sym {
-        let h = self.hash(s);
+    /// [`Interner::intern`] through a decoder's memo, for `s` of hash `h`: a symbol
+    /// remembered for `s` is checked against its slot (still live, same text) and taken with
+    /// one read, instead of a table probe that reads three places.
+    fn intern_memo_hashed(&mut self, memo: &mut InternMemo, h: u64, s: &str) -> Sym {
         let at = (h as usize) & (MEMO_SLOTS - 1);
         let tag = (h >> 32) as u32;
         let (t, sym) = memo.slots[at];
@@ -91,6 +90,32 @@ impl Interner {
         let sym = self.intern_hashed(h, s);
         memo.slots[at] = (tag, sym);
         sym
+    }
+
+    /// Hashes the kept fields of `call` into `row` and asks for their memo slots.
+    fn hash_ahead(&self, memo: &InternMemo, row: &mut [u64; 7], call: &Call, keep: u8) {
+        for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
+            if let Some(v) = call.str_field(*f) {
+                let h = self.hash(v);
+                row[*f as usize] = h;
+                memo.prefetch(h);
+            }
+        }
+    }
+
+    /// Asks for the interner slots `memo` remembers for the kept fields of `call` (their
+    /// hashes in `row`), without waiting for them: [`SharedInterner::intern_calls`] reads them
+    /// a few calls later.
+    fn prefetch_remembered(&self, memo: &InternMemo, row: &[u64; 7], call: &Call, keep: u8) {
+        for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
+            if call.str_field(*f).is_some() {
+                let h = row[*f as usize];
+                let (t, sym) = memo.slots[(h as usize) & (MEMO_SLOTS - 1)];
+                if t == (h >> 32) as u32 && (sym.0 as usize) < self.slots.len() {
+                    super::prefetch(&self.slots[sym.0 as usize]);
+                }
+            }
+        }
     }
 
     fn intern_hashed(&mut self, h: u64, s: &str) -> Sym {
@@ -421,31 +446,62 @@ impl SharedInterner {
         memo: &mut InternMemo,
         calls: impl Iterator<Item = &'a mut Call>,
     ) {
-        let mut i = self.lock();
         // A call still waiting for its debtor (Call::wants_debtor) is left to the engine.
-        for (n, c) in calls.filter(|c| !c.wants_debtor()).enumerate() {
-            if n % INTERN_CHUNK == INTERN_CHUNK - 1 {
+        let mut calls: Vec<&mut Call> = calls.filter(|c| !c.wants_debtor()).collect();
+        let n = calls.len();
+        let mut i = self.lock();
+        let keep = i.keep;
+        // Each call's strings are hashed MEMO_AHEAD calls before it is interned, and their memo
+        // slots asked for; SLOT_AHEAD calls before, the interner slots those name are asked
+        // for. By the time a string is interned both reads are in the cache: a memo hit
+        // no longer waits on two misses one after the other.
+        let mut hashes = [[0u64; 7]; AHEAD_RING];
+        for j in 0..n.min(MEMO_AHEAD) {
+            i.hash_ahead(memo, &mut hashes[j % AHEAD_RING], &*calls[j], keep);
+        }
+        for j in 0..n.min(SLOT_AHEAD) {
+            i.prefetch_remembered(memo, &hashes[j % AHEAD_RING], &*calls[j], keep);
+        }
+        for c in 0..n {
+            if c % INTERN_CHUNK == INTERN_CHUNK - 1 {
                 drop(i);
                 i = self.lock();
             }
+            if c + MEMO_AHEAD < n {
+                let j = c + MEMO_AHEAD;
+                i.hash_ahead(memo, &mut hashes[j % AHEAD_RING], &*calls[j], keep);
+            }
+            if c + SLOT_AHEAD < n {
+                let j = c + SLOT_AHEAD;
+                i.prefetch_remembered(memo, &hashes[j % AHEAD_RING], &*calls[j], keep);
+            }
+            let row = hashes[c % AHEAD_RING];
+            let call = &mut *calls[c];
             let mut syms = [Sym::NONE; 7];
-            let keep = i.keep;
             for f in StrField::ALL.iter().filter(|f| keeps(keep, **f)) {
-                if let Some(v) = c.str_field(*f) {
-                    syms[*f as usize] = i.intern_memo(memo, v);
+                if let Some(v) = call.str_field(*f) {
+                    syms[*f as usize] = i.intern_memo_hashed(memo, row[*f as usize], v);
                 }
             }
-            c.interned = Some(Interned { by: self.id, syms });
+            call.interned = Some(Interned { by: self.id, syms });
         }
     }
 }
 
+/// How far ahead of the call it interns [`SharedInterner::intern_calls`] asks for memo slots,
+/// and for the interner slots they name; the ring holds the hashes in between.
+const MEMO_AHEAD: usize = 8;
+const SLOT_AHEAD: usize = 4;
+const AHEAD_RING: usize = 16;
+const _: () = assert!(MEMO_AHEAD < AHEAD_RING && SLOT_AHEAD < MEMO_AHEAD);
+
 /// Calls interned per hold of the interner's lock ([`SharedInterner::intern_calls`]).
 const INTERN_CHUNK: usize = 8;
 
-/// Slots in an [`InternMemo`]: 2^16 of 8 bytes, half a megabyte, about what a core's cache
-/// keeps beside the work.
-const MEMO_SLOTS: usize = 1 << 16;
+/// Slots in an [`InternMemo`]: 2^18 of 8 bytes, two megabytes. Its reads are asked for calls
+/// ahead ([`SharedInterner::intern_calls`]), so it need not fit a core's cache; at 2^16 a
+/// quarter of the default policy's lookups missed it and probed the table.
+const MEMO_SLOTS: usize = 1 << 18;
 
 /// A decoder thread's memo of symbols it interned lately, by the string's hash: a symbol it
 /// remembers is only a hint (it may have been freed, or reused for another string), checked
@@ -461,6 +517,14 @@ impl Default for InternMemo {
         InternMemo {
             slots: vec![(0, Sym::NONE); MEMO_SLOTS].into_boxed_slice(),
         }
+    }
+}
+
+impl InternMemo {
+    /// Asks for the memo slot of hash `h` without waiting for it.
+    #[inline]
+    fn prefetch(&self, h: u64) {
+        super::prefetch(&self.slots[(h as usize) & (MEMO_SLOTS - 1)]);
     }
 }
 
