@@ -36,6 +36,17 @@ pub fn decode(decoder: &mut Decoder, bytes: &[u8], now: Ts) -> Result<Call, Reje
     decoder.decode(bytes, now)
 }
 
+/// [`decode`] of records in order, each outcome handed to `each`: the same outcomes, with
+/// each record read a few ahead of its validation ([`Decoder::decode_each`]).
+pub fn decode_each<'a>(
+    decoder: &mut Decoder,
+    records: impl Iterator<Item = &'a [u8]>,
+    now: Ts,
+    each: impl FnMut(Result<Call, Reject>),
+) {
+    decoder.decode_each(records, now, each)
+}
+
 /// The second half: judges a decoded call read from `lane`; its breaches are appended to
 /// `out`. What the event lacks is filled from the contact book first — the debtor, when the
 /// record's mapping left it to the book ([`Engine::find_debtor`]; a call with no single

@@ -938,20 +938,32 @@ fn decode_batch<'m>(
 ) -> DecodedBatch<'m> {
     let buf = batch.buf;
     let (mut items, mut calls) = pool.shell();
+    // Blank lines are marked first; the others are decoded in one pass (which reads each a
+    // few records before it validates it), their outcomes put in the marks' place.
+    let mut records = Vec::new();
     for r in lines(&buf) {
-        let raw = &buf[r.clone()];
-        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        if buf[r.clone()].iter().all(|b| b.is_ascii_whitespace()) {
             items.push(Decoded::Blank);
-            continue;
+        } else {
+            items.push(Decoded::Call(u32::MAX, r.clone()));
+            records.push(r);
         }
-        items.push(match dec.decode(raw, t) {
+    }
+    let mut marks = items.iter_mut().filter(|d| !matches!(d, Decoded::Blank));
+    judge::decode_each(dec, records.iter().map(|r| &buf[r.clone()]), t, |outcome| {
+        let d = marks.next().expect("one mark a record");
+        let Decoded::Call(_, r) = d else {
+            unreachable!("marks are calls")
+        };
+        let r = r.clone();
+        *d = match outcome {
             Ok(c) => {
                 calls.push(c);
                 Decoded::Call(calls.len() as u32 - 1, r)
             }
             Err(reject) => Decoded::Rejected { reject, raw: r },
-        });
-    }
+        };
+    });
     // A debtor the mapping left to the book is found first, so its symbol is the debtor's;
     // one the book cannot name is left for the judge step to refuse.
     if let Some(book) = book {

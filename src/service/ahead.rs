@@ -166,17 +166,16 @@ fn work(
     let mut memo_of = 0;
     while let Ok(job) = jobs.recv() {
         let t = now();
-        let mut decoded: Vec<_> = job
-            .records
-            .iter()
-            .map(|m| {
-                Some(judge::decode(
-                    decoders.of(m.topic()),
-                    m.payload().unwrap_or_default(),
-                    t,
-                ))
-            })
-            .collect();
+        // Each run of records from one topic is decoded in one pass by that topic's decoder.
+        let mut decoded = Vec::with_capacity(job.records.len());
+        for run in job.records.chunk_by(|a, b| a.topic() == b.topic()) {
+            judge::decode_each(
+                decoders.of(run[0].topic()),
+                run.iter().map(|m| m.payload().unwrap_or_default()),
+                t,
+                |o| decoded.push(Some(o)),
+            );
+        }
         if memo_of != job.interner.id() {
             // The memo's symbols are hints checked against the table, but they belong to one.
             memo = InternMemo::default();
