@@ -30,7 +30,7 @@ struct Slot {
 
 /// The interner.
 pub struct Interner {
-    table: super::table::Sharded,
+    table: super::tagged::Tagged,
     slots: super::table::Chunked<Slot>,
     free: Vec<u32>,
     hasher: foldhash::fast::FixedState,
@@ -113,6 +113,9 @@ impl Interner {
                 let (t, sym) = memo.slots[(h as usize) & (MEMO_SLOTS - 1)];
                 if t == (h >> 32) as u32 && (sym.0 as usize) < self.slots.len() {
                     super::prefetch(&self.slots[sym.0 as usize]);
+                } else {
+                    // Not remembered: the probe will read the table's home bucket.
+                    self.table.prefetch(h);
                 }
             }
         }
@@ -251,7 +254,7 @@ impl Interner {
 
     /// Approximate heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * 5
+        self.table.buckets() * 5
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.free.capacity() * 4
             + self.live_bytes

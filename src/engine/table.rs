@@ -1,10 +1,8 @@
-//! A hash table of `u32`s (the interner's symbols) keyed by a hash the caller computes, in
-//! [`SHARDS`] tables. One table of the whole state stalled the engine thread for as long as
-//! doubling it took — rehashing reads the key of every entry, a cache miss each: 17 ms for the
-//! interner at 300,000 strings. A shard grows by 1/64 of that at a time. (The dedup table,
-//! which the engine thread prefetches ahead, is `tagged::Tagged`, sharded alike.)
-
-use hashbrown::HashTable;
+//! What the engine's tables share: the shard of a hash (the dedup table and the interner's,
+//! `tagged::Tagged`, are [`SHARDS`] tables each — one table of the whole state stalled the
+//! engine thread for as long as doubling it took, 17 ms for the interner at 300,000 strings,
+//! and a shard grows by 1/64 of that at a time), rebuilds that prefetch keys ahead, and
+//! chunked storage.
 
 /// Shards of each table (and of a rule's window map, `window::Windows`).
 pub(super) const SHARDS: usize = 64;
@@ -17,49 +15,6 @@ const SHIFT: u32 = 40;
 #[inline]
 pub(super) fn shard_of_hash(h: u64) -> usize {
     (h >> SHIFT) as usize % SHARDS
-}
-
-/// Inline, so a probe chases no more pointers than one table did.
-pub(super) struct Sharded([HashTable<u32>; SHARDS]);
-
-impl Default for Sharded {
-    fn default() -> Sharded {
-        Sharded(std::array::from_fn(|_| HashTable::new()))
-    }
-}
-
-impl Sharded {
-    /// The value with hash `h` for which `eq` holds.
-    #[inline]
-    pub fn find(&self, h: u64, eq: impl FnMut(&u32) -> bool) -> Option<u32> {
-        self.0[shard_of_hash(h)].find(h, eq).copied()
-    }
-
-    /// Adds `v`, whose key hashes to `h`; `hash` hashes a value's key and `warm` prefetches
-    /// it, to grow. A full shard grows here rather than in hashbrown, which rehashes the values
-    /// one after another, each key a cache miss that waits for the one before: here the keys
-    /// of the values [`REBUILD_AHEAD`] further on are prefetched, so those misses overlap.
-    #[inline]
-    pub fn insert(&mut self, h: u64, v: u32, hash: impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
-        let t = &mut self.0[shard_of_hash(h)];
-        if t.len() == t.capacity() {
-            grow(t, &hash, warm);
-        }
-        t.insert_unique(h, v, hash);
-    }
-
-    /// Removes `v`, whose key hashes to `h`.
-    #[inline]
-    pub fn remove(&mut self, h: u64, v: u32) {
-        if let Ok(e) = self.0[shard_of_hash(h)].find_entry(h, |&x| x == v) {
-            e.remove();
-        }
-    }
-
-    /// Slots allocated.
-    pub fn capacity(&self) -> usize {
-        self.0.iter().map(HashTable::capacity).sum()
-    }
 }
 
 /// Values ahead whose keys a table being rebuilt prefetches ([`each_warmed`]).
@@ -78,18 +33,6 @@ pub(super) fn each_warmed(values: &[u32], warm: impl Fn(&u32), mut f: impl FnMut
         }
         f(*v);
     }
-}
-
-/// Rebuilds a full table with room for one more value: the size hashbrown would grow it to
-/// (its buckets doubled, or fewer where removals had left it full of tombstones).
-#[cold]
-fn grow(t: &mut HashTable<u32>, hash: &impl Fn(&u32) -> u64, warm: impl Fn(&u32)) {
-    let old: Vec<u32> = t.drain().collect();
-    let mut new = HashTable::with_capacity(old.len() + 1);
-    each_warmed(&old, warm, |v| {
-        new.insert_unique(hash(&v), v, hash);
-    });
-    *t = new;
 }
 
 /// Items in chunks of [`CHUNK`]: growing never moves what is there (a `Vec` doubling copies
@@ -150,33 +93,6 @@ impl<T> std::ops::IndexMut<usize> for Chunked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Values are found in their shard, whatever bits their hashes differ in, through every
-    /// growth (of tables full of values, and of tables left full of removed ones), and removed
-    /// values are gone.
-    #[test]
-    fn finds_what_it_holds_and_not_what_it_removed() {
-        let hash = |v: &u32| (*v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let warm = |_: &u32| {};
-        let mut t = Sharded::default();
-        for v in 0..10_000u32 {
-            t.insert(hash(&v), v, hash, warm);
-        }
-        for v in (0..10_000u32).step_by(2) {
-            t.remove(hash(&v), v);
-        }
-        for v in 20_000..25_000u32 {
-            t.insert(hash(&v), v, hash, warm);
-        }
-        for v in (0..10_000u32).chain(20_000..25_000) {
-            assert_eq!(
-                t.find(hash(&v), |&x| x == v),
-                (v % 2 == 1 || v >= 20_000).then_some(v),
-                "{v}"
-            );
-        }
-        assert!(t.0.iter().filter(|s| !s.is_empty()).count() > SHARDS / 2);
-    }
 
     #[test]
     fn chunked_holds_items_in_order_across_chunks() {

@@ -1,12 +1,14 @@
-//! The dedup table: record slots by the hash of their call id, in [`SHARDS`] tables of open
-//! addressing by linear probing — a one-byte tag per bucket, apart from the 4-byte values.
+//! The dedup table (record slots by the hash of their call id) and the interner's (symbols by
+//! the hash of their string): [`SHARDS`] tables of open addressing by linear probing — a
+//! one-byte tag per bucket, apart from the 4-byte values.
 //!
-//! Why not hashbrown's (`table::Sharded`, which the interner keeps): there a key's bucket is
-//! known only once its control bytes are read, so [`super::Engine::warm`], which reads the
-//! state a call a few ahead will touch, had to *load* the dedup probe's control group to bring
-//! it in — and stalled on it (a third of `warm`'s samples). Here a key's home bucket follows
-//! from its hash alone: [`Tagged::prefetch`] asks for its tag's and its value's lines without
-//! waiting for either. A bucket is the same 5 bytes as hashbrown's, at the same highest load
+//! Why not hashbrown's (which both were): there a key's bucket is known only once its control
+//! bytes are read, so [`super::Engine::warm`], which reads the state a call a few ahead will
+//! touch, had to *load* the dedup probe's control group to bring it in — and stalled on it (a
+//! third of `warm`'s samples). Here a key's home bucket follows from its hash alone:
+//! [`Tagged::prefetch`] asks for its tag's and its value's lines without waiting for either
+//! (`warm` for the dedup probe; a decoder thread, calls ahead, for a string its memo does not
+//! name). A bucket is the same 5 bytes as hashbrown's, at the same highest load
 //! (7/8, removed values counted until a rebuild clears them).
 
 use super::table::{each_warmed, shard_of_hash, SHARDS};
