@@ -453,6 +453,7 @@ impl SharedInterner {
         let mut calls: Vec<&mut Call> = calls.filter(|c| !c.wants_debtor()).collect();
         let n = calls.len();
         let mut i = self.lock();
+        // Read once: the fields kept are set before any call is interned (`keep_only`).
         let keep = i.keep;
         // Each call's strings are hashed MEMO_AHEAD calls before it is interned, and their memo
         // slots asked for; SLOT_AHEAD calls before, the interner slots those name are asked
