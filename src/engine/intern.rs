@@ -503,8 +503,9 @@ const _: () = assert!(MEMO_AHEAD < AHEAD_RING && SLOT_AHEAD < MEMO_AHEAD);
 const INTERN_CHUNK: usize = 8;
 
 /// Slots in an [`InternMemo`]: 2^18 of 8 bytes, two megabytes. Its reads are asked for calls
-/// ahead ([`SharedInterner::intern_calls`]), so it need not fit a core's cache; at 2^16 a
-/// quarter of the default policy's lookups missed it and probed the table.
+/// ahead ([`SharedInterner::intern_calls`]), so it need not fit a core's cache; at 2^16 the
+/// table probes of strings it did not name took about twice the decoder thread's samples
+/// (`intern_hashed`, default policy: 248 against 128 in one pair of runs).
 const MEMO_SLOTS: usize = 1 << 18;
 
 /// A decoder thread's memo of symbols it interned lately, by the string's hash: a symbol it
