@@ -646,7 +646,14 @@ impl Decoder {
     /// Decodes one record. `now` is the decoder's clock for the future-skew check.
     pub fn decode(&mut self, bytes: &[u8], now: Ts) -> Result<Call, Reject> {
         let w = self.read(bytes)?;
-        self.validate(w, now)
+        let key = self.phone_key(&w);
+        self.validate(w, key, now)
+    }
+
+    /// The phone cache's key for the record's number ([`crate::phone::PhoneNormaliser::key`]),
+    /// worked out once per record, before validation.
+    fn phone_key(&mut self, w: &Wire<'_>) -> Option<u64> {
+        self.phones.key(w.phone.as_deref()?)
     }
 
     /// Decodes records in order, each exactly as [`Decoder::decode`] would, and hands each
@@ -661,20 +668,22 @@ impl Decoder {
         now: Ts,
         mut each: impl FnMut(Result<Call, Reject>),
     ) {
-        let mut ahead: VecDeque<Result<Wire<'a>, Reject>> = VecDeque::with_capacity(READ_AHEAD + 1);
+        let mut ahead: VecDeque<(Result<Wire<'a>, Reject>, Option<u64>)> =
+            VecDeque::with_capacity(READ_AHEAD + 1);
         for bytes in records {
             let w = self.read(bytes);
-            if let Ok(Wire { phone: Some(p), .. }) = &w {
-                self.phones.prefetch(p);
+            let key = w.as_ref().ok().and_then(|w| self.phone_key(w));
+            if let Some(k) = key {
+                self.phones.prefetch(k);
             }
-            ahead.push_back(w);
+            ahead.push_back((w, key));
             if ahead.len() > READ_AHEAD {
-                let w = ahead.pop_front().expect("more than READ_AHEAD");
-                each(w.and_then(|w| self.validate(w, now)));
+                let (w, key) = ahead.pop_front().expect("more than READ_AHEAD");
+                each(w.and_then(|w| self.validate(w, key, now)));
             }
         }
-        for w in ahead {
-            each(w.and_then(|w| self.validate(w, now)));
+        for (w, key) in ahead {
+            each(w.and_then(|w| self.validate(w, key, now)));
         }
     }
 
@@ -702,7 +711,8 @@ impl Decoder {
         }
     }
 
-    fn validate(&mut self, w: Wire<'_>, now: Ts) -> Result<Call, Reject> {
+    /// Validates a record read, whose number has the phone cache key `phone_key`.
+    fn validate(&mut self, w: Wire<'_>, phone_key: Option<u64>, now: Ts) -> Result<Call, Reject> {
         require(&[
             ("call_id", w.call_id.is_none()),
             ("occurred_at", w.occurred_at.is_none() && w.at.is_none()),
@@ -750,7 +760,10 @@ impl Decoder {
             check_id("debtor_id", &debtor_id)?;
         }
         let raw_phone = w.phone.unwrap_or_default();
-        let phone = self.normalise_phone(&raw_phone)?;
+        let phone = self
+            .phones
+            .normalise_keyed(&raw_phone, phone_key)
+            .ok_or_else(|| bad_phone(&raw_phone))?;
         let relation =
             parse_enum("relation", w.relation.as_deref())?.expect("relation checked present");
         let opt_id = |v: Option<Cow<'_, str>>, name: &str| -> Result<Option<Text>, Reject> {

@@ -136,20 +136,40 @@ impl PhoneNormaliser {
 
     /// The E.164 form of `raw`, or `None` when it is not a valid number.
     pub fn normalise(&mut self, raw: &str) -> Option<compact_str::CompactString> {
-        // Most numbers arrive without formatting: their key is `raw` itself, looked up as is.
-        let plain = raw.bytes().all(|b| b.is_ascii_digit() || b == b'+');
-        if !plain {
+        let packed = self.key(raw);
+        self.normalise_keyed(raw, packed)
+    }
+
+    /// The packed cache key of `raw` ([`pack`] of it with formatting stripped), `None` when it
+    /// does not pack.
+    pub fn key(&mut self, raw: &str) -> Option<u64> {
+        // Most numbers arrive without formatting: their key is `raw` itself.
+        if raw.bytes().all(|b| b.is_ascii_digit() || b == b'+') {
+            pack(raw)
+        } else {
+            // `key` is scratch here: `normalise_keyed` writes it before it reads it.
             canonical_key(raw, &mut self.key);
+            pack(&self.key)
         }
-        let packed = pack(if plain { raw } else { &self.key });
+    }
+
+    /// Asks for the cache line where `normalise_keyed` will look key `k` up, without waiting.
+    pub fn prefetch(&self, k: u64) {
+        self.packed.prefetch(k);
+    }
+
+    /// [`PhoneNormaliser::normalise`] of `raw`, whose [`PhoneNormaliser::key`] is `packed`.
+    pub fn normalise_keyed(
+        &mut self,
+        raw: &str,
+        packed: Option<u64>,
+    ) -> Option<compact_str::CompactString> {
         if let Some(k) = packed {
             if let Some(v) = self.packed.get(k) {
                 return unpack_e164(v);
             }
         }
-        if plain {
-            canonical_key(raw, &mut self.key);
-        }
+        canonical_key(raw, &mut self.key);
         if packed.is_none() {
             if let Some(hit) = self.cache.get(self.key.as_str()) {
                 return hit.clone();
@@ -174,22 +194,6 @@ impl PhoneNormaliser {
             }
         }
         out
-    }
-
-    /// Asks for the cache line where [`PhoneNormaliser::normalise`] will look `raw` up,
-    /// without waiting for it.
-    pub fn prefetch(&mut self, raw: &str) {
-        let plain = raw.bytes().all(|b| b.is_ascii_digit() || b == b'+');
-        let k = if plain {
-            pack(raw)
-        } else {
-            // `key` is scratch: `normalise` writes it before it reads it.
-            canonical_key(raw, &mut self.key);
-            pack(&self.key)
-        };
-        if let Some(k) = k {
-            self.packed.prefetch(k);
-        }
     }
 
     /// `Some(result)` when the fast path can decide exactly; `None` to defer to the full parser.
