@@ -144,11 +144,31 @@ fn source_headers<M: Message>(m: &M, h: OwnedHeaders) -> OwnedHeaders {
 pub(crate) fn alert<M: Message>(topic: &str, m: &M, a: &Alert, origin: Origin) -> Outgoing {
     let mut payload = Vec::with_capacity(1024);
     a.write_json(&mut payload);
+    alert_json(
+        topic,
+        m,
+        (&a.alert_id, &a.rule_id),
+        &a.debtor_id,
+        payload,
+        origin,
+    )
+}
+
+/// [`alert`] with the alert written already (`payload`, its JSON), named by its ids
+/// `(alert_id, rule_id)` and keyed by `debtor_id`.
+pub(crate) fn alert_json<M: Message>(
+    topic: &str,
+    m: &M,
+    (alert_id, rule_id): (&str, &str),
+    debtor_id: &str,
+    payload: Vec<u8>,
+    origin: Origin,
+) -> Outgoing {
     output(
         m,
         (topic, Output::Alerts),
-        (headers::ALERT_ID, &a.alert_id, &a.rule_id),
-        &a.debtor_id,
+        (headers::ALERT_ID, alert_id, rule_id),
+        debtor_id,
         payload,
         origin,
     )

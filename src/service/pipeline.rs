@@ -181,6 +181,8 @@ pub(crate) struct Pipeline<'a> {
     stash: Vec<OwnedMessage>,
     breaches: Vec<Breach>,
     holds: Vec<Hold>,
+    /// Writes alerts' JSON (the rules' own members written once).
+    alert_json: alert::AlertJson<'a>,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     /// `dialguard_directives_total` per rule index, for the rules that give directives.
@@ -317,6 +319,7 @@ pub(crate) fn run(
         stash: Vec::new(),
         breaches: Vec::new(),
         holds: Vec::new(),
+        alert_json: alert::AlertJson::new(&settings.rules),
         alert_counters: settings
             .rules
             .iter()
@@ -1257,21 +1260,35 @@ impl Pipeline<'_> {
                         } else if behind {
                             self.metrics.late.inc();
                         }
+                        // Written straight from the breach (`alert::AlertJson`: the bytes
+                        // `alert::render` would give, without its dozen owned strings).
+                        let settings = self.settings;
                         for b in &found {
-                            let a = alert::render(&self.settings.rules, b, &call, now);
-                            if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
+                            let rule = &settings.rules[b.rule as usize];
+                            let s = b.call(&call);
+                            let id = alert::alert_id(&rule.id, &s.call_id);
+                            if !self.suppressed.is_empty() && self.suppressed.remove(&id) {
                                 self.metrics.alerts_suppressed.inc();
                                 continue;
                             }
-                            match self.alert_counters.iter().find(|(id, _)| *id == a.rule_id) {
+                            match self.alert_counters.iter().find(|(r, _)| *r == rule.id) {
                                 Some((_, c)) => c.inc(),
                                 None => self
                                     .metrics
                                     .alerts
-                                    .with_label_values(&[&a.rule_id, a.severity])
+                                    .with_label_values(&[&rule.id, rule.severity.as_str()])
                                     .inc(),
                             }
-                            out.push(self.alert_message(m, &a, origin));
+                            let mut payload = Vec::with_capacity(1024);
+                            self.alert_json.write(b, &call, now, &mut payload);
+                            out.push(messages::alert_json(
+                                &settings.kafka.alerts_topic,
+                                m,
+                                (&id, &rule.id),
+                                &s.debtor_id,
+                                payload,
+                                origin,
+                            ));
                         }
                         if outcome != Outcome::Duplicate {
                             self.directives(m, &call, &mut holds, now, origin, &mut out);
@@ -1375,10 +1392,6 @@ impl Pipeline<'_> {
         );
         let dlq = &self.settings.kafka.dlq_topic;
         messages::dead_letter(dlq, m, reason, detail, origin)
-    }
-
-    fn alert_message<M: Message>(&self, m: &M, a: &Alert, origin: Origin) -> Outgoing {
-        messages::alert(&self.settings.kafka.alerts_topic, m, a, origin)
     }
 
     /// Takes a snapshot of the windows (under the state's lock: the engine and the positions it
