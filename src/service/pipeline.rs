@@ -154,6 +154,10 @@ pub(crate) fn alignment(
     out
 }
 
+/// How many records ahead of the one judged `Engine::warm` reads state (as replay's
+/// `WARM_AHEAD`).
+const WARM_AHEAD: usize = 6;
+
 /// The processing loop's state.
 pub(crate) struct Pipeline<'a> {
     settings: &'a Settings,
@@ -597,7 +601,13 @@ impl Pipeline<'_> {
         let mut decoded = batch.decoded;
         for (n, m) in batch.records.iter().enumerate() {
             let Some(d) = decoded[n].take() else { continue };
-            self.handle(m, d);
+            // The state a call a few records ahead will touch is read while this one is judged,
+            // so their cache misses overlap (`Engine::warm`, as replay does).
+            let ahead = decoded
+                .get(n + WARM_AHEAD)
+                .and_then(|a| a.as_ref())
+                .and_then(|a| a.as_ref().ok());
+            self.handle(m, d, ahead);
             if n % 16 == 15 {
                 self.serve_checks();
             }
@@ -1202,11 +1212,11 @@ impl Pipeline<'_> {
             m.payload().unwrap_or_default(),
             wall_now(),
         );
-        self.handle(m, decoded);
+        self.handle(m, decoded, None);
     }
 
     /// Judges one decoded record and produces what it causes.
-    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>) {
+    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>, ahead: Option<&Call>) {
         let t0 = Instant::now();
         self.since_housekeeping += 1;
         self.metrics.consumed.inc();
@@ -1220,6 +1230,9 @@ impl Pipeline<'_> {
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
         let mut live = lock(&self.live);
+        if let Some(a) = ahead {
+            std::hint::black_box(live.engine.warm(a));
+        }
         live.positions.insert(lane, m.offset() + 1);
         match decoded {
             Err(rej) => {
