@@ -373,10 +373,12 @@ pub fn write_alert_json(
     out: &mut Vec<u8>,
     scratch: &mut String,
 ) {
-    let head = rule_head(&rules[b.rule as usize]);
+    let rule = &rules[b.rule as usize];
+    let head = rule_head(rule);
     let mut now_text = Vec::with_capacity(32);
     json_time(&mut now_text, now);
-    write_parts(rules, b, judged, &head, &now_text, out, scratch);
+    let id = alert_id_hex(&rule.id, &b.call(judged).call_id);
+    write_parts(rules, b, judged, (&id, &head), &now_text, out, scratch);
 }
 
 /// [`write_alert_json`] for a writer of many alerts (replay's): what does not change from one
@@ -405,6 +407,30 @@ impl<'r> AlertJson<'r> {
 
     /// Appends the alert of `b` (found judging `judged`, detected at `now`) to `out`.
     pub fn write(&mut self, b: &Breach, judged: &Call, now: Ts, out: &mut Vec<u8>) {
+        let rule = &self.rules[b.rule as usize];
+        let id = alert_id_hex(&rule.id, &b.call(judged).call_id);
+        self.write_as(b, judged, now, &id, out);
+    }
+
+    /// [`AlertJson::write`] for a caller that has the alert's id already (`alert_id` of the
+    /// breach's rule and call; the service needs it first, to look for a suppression): the
+    /// SHA-256 is not taken twice.
+    pub fn write_with_id(
+        &mut self,
+        b: &Breach,
+        judged: &Call,
+        now: Ts,
+        id: &str,
+        out: &mut Vec<u8>,
+    ) {
+        debug_assert_eq!(
+            id,
+            alert_id(&self.rules[b.rule as usize].id, &b.call(judged).call_id)
+        );
+        self.write_as(b, judged, now, id.as_bytes(), out);
+    }
+
+    fn write_as(&mut self, b: &Breach, judged: &Call, now: Ts, id: &[u8], out: &mut Vec<u8>) {
         if self.now.as_ref().is_none_or(|(t, _)| *t != now) {
             let mut text = Vec::with_capacity(32);
             json_time(&mut text, now);
@@ -416,7 +442,7 @@ impl<'r> AlertJson<'r> {
             self.rules,
             b,
             judged,
-            head,
+            (id, head),
             now_text,
             out,
             &mut self.scratch,
@@ -447,14 +473,14 @@ fn json_time(out: &mut Vec<u8>, t: Ts) {
     out.push(b'"');
 }
 
-/// [`write_alert_json`] with the rule's members (`head`, [`rule_head`]) and the detection
-/// time (`now`, [`json_time`]) written already.
+/// [`write_alert_json`] with the alert's id (its 32 hex digits, [`alert_id`]), the rule's
+/// members (`head`, [`rule_head`]) and the detection time (`now`, [`json_time`]) at hand.
 #[allow(clippy::too_many_arguments)]
 fn write_parts(
     rules: &[Rule],
     b: &Breach,
     judged: &Call,
-    head: &[u8],
+    (id, head): (&[u8], &[u8]),
     now: &[u8],
     out: &mut Vec<u8>,
     scratch: &mut String,
@@ -463,7 +489,7 @@ fn write_parts(
     let s = b.call(judged);
     let mut o = Obj::new(out);
     o.name("alert_id");
-    ascii_str(o.out, &alert_id_hex(&rule.id, &s.call_id));
+    ascii_str(o.out, id);
     o.out.extend_from_slice(head);
     o.str("call_id", &s.call_id);
     o.opt("event_id", s.event_id.as_deref());

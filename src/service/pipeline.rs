@@ -1293,7 +1293,8 @@ impl Pipeline<'_> {
                                     .inc(),
                             }
                             let mut payload = Vec::with_capacity(1024);
-                            self.alert_json.write(b, &call, now, &mut payload);
+                            self.alert_json
+                                .write_with_id(b, &call, now, &id, &mut payload);
                             out.push(messages::alert_json(
                                 &settings.kafka.alerts_topic,
                                 m,
