@@ -31,6 +31,14 @@ const BATCH_BYTES: usize = 1 << 20;
 /// How many calls ahead of the one judged [`Engine::warm`] reads state.
 const WARM_AHEAD: usize = 6;
 
+/// Calls ahead of the one judged whose own lines are prefetched ([`Engine::prefetch_call`]),
+/// for [`Engine::warm`] to read at [`WARM_AHEAD`].
+const CALL_AHEAD: usize = 2 * WARM_AHEAD;
+
+/// Breaches ahead of the one rendered whose memory the alert writer asks for
+/// ([`alert::prefetch`]).
+const RENDER_AHEAD: usize = 4;
+
 /// Where replay's call events come from.
 pub enum Input {
     /// Read as a stream (standard input, a file that cannot be mapped).
@@ -534,6 +542,10 @@ pub fn run(
                         if let Some(ahead) = calls.get(*c as usize + WARM_AHEAD) {
                             std::hint::black_box(engine.warm(ahead));
                         }
+                        // And the call `warm` will read then, decoded on another core.
+                        if let Some(far) = calls.get(*c as usize + CALL_AHEAD) {
+                            Engine::prefetch_call(far);
+                        }
                         let call = &mut calls[*c as usize];
                         summary.records += 1;
                         // (A call with no debtor in the book is refused by the judge step below.)
@@ -657,12 +669,21 @@ fn write_alerts(
     {
         // Late breaches' earlier calls, whose strings the engine left to be read here.
         strings.read_strings(&mut breaches);
-        for (b, &j) in breaches.iter().zip(&at) {
+        let judged = |j: u32| {
             let Decoded::Call(c, _) = &calls.items[j as usize] else {
                 unreachable!("breaches come from calls")
             };
-            let call = &calls.calls[*c as usize];
-            json.write(b, call, now, &mut buf);
+            &calls.calls[*c as usize]
+        };
+        for (i, (b, &j)) in breaches.iter().zip(&at).enumerate() {
+            // What the alert a few ahead will read was written on the engine's and a decoder's
+            // cores: asked for now, it is here when that alert is rendered.
+            if let (Some(ahead), Some(&aj)) =
+                (breaches.get(i + RENDER_AHEAD), at.get(i + RENDER_AHEAD))
+            {
+                alert::prefetch(ahead, judged(aj));
+            }
+            json.write(b, judged(j), now, &mut buf);
             buf.push(b'\n');
             if buf.len() >= 1 << 16 {
                 w.write_all(&buf).map_err(ReplayError::Write)?;

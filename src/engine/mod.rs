@@ -682,6 +682,23 @@ impl Engine {
         }
     }
 
+    /// Asks for the lines of `call` itself that [`Engine::warm`] and judging read (its ids,
+    /// time, interned symbols, key fields), without waiting for them. A call decoded on
+    /// another thread was written on another core: a driver calls this some calls before it
+    /// calls `warm` on the call, so that `warm`'s own reads of the call do not stall (README,
+    /// "Prefetching what other cores wrote").
+    #[inline]
+    pub fn prefetch_call(call: &Call) {
+        prefetch(&call.call_id);
+        prefetch(&call.event_id);
+        prefetch(&call.occurred_at);
+        prefetch(&call.interned);
+        prefetch(&call.debtor_id);
+        prefetch(&call.phone);
+        prefetch(&call.account_id);
+        prefetch(&call.creditor_id);
+    }
+
     /// Reads the state judging `call` will touch — the window of each rule's key, whose
     /// entries are prefetched — and prefetches its dedup probe's bucket, without changing
     /// anything; returns a value that depends on what it read.
@@ -1665,7 +1682,7 @@ const PASS_STEP: usize = 2048;
 /// Asks the CPU to bring the cache line of `v` in, without waiting for it (a hint: it never
 /// faults and changes nothing; a no-op where the target has no such instruction).
 #[inline(always)]
-fn prefetch<T>(v: &T) {
+pub(crate) fn prefetch<T>(v: &T) {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
     safe_arch::prefetch_t0(v);
     #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
