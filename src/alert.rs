@@ -457,24 +457,14 @@ impl<'r> AlertJson<'r> {
 /// writer: README, "Prefetching what other cores wrote").
 #[inline]
 pub fn prefetch(b: &Breach, judged: &Call) {
-    use crate::engine::prefetch;
-    let s = match &b.subject {
+    match &b.subject {
         Subject::Judged => judged,
         Subject::Earlier(c) | Subject::Unread(c) => c,
-    };
-    prefetch(&s.call_id);
-    prefetch(&s.event_id);
-    prefetch(&s.occurred_at);
-    prefetch(&s.debtor_id);
-    prefetch(&s.account_id);
-    prefetch(&s.phone);
-    prefetch(&s.agent_id);
-    prefetch(&s.agency_id);
-    prefetch(&s.creditor_id);
-    prefetch(&s.attrs);
+    }
+    .prefetch();
     // Inline ids are 24 bytes: every other one starts a line the one before did not.
     for id in b.evidence.iter().step_by(2) {
-        prefetch(id);
+        crate::engine::prefetch(id);
     }
 }
 

@@ -31,7 +31,7 @@ const BATCH_BYTES: usize = 1 << 20;
 /// How many calls ahead of the one judged [`Engine::warm`] reads state.
 const WARM_AHEAD: usize = 6;
 
-/// Calls ahead of the one judged whose own lines are prefetched ([`Engine::prefetch_call`]),
+/// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]),
 /// for [`Engine::warm`] to read at [`WARM_AHEAD`].
 const CALL_AHEAD: usize = 2 * WARM_AHEAD;
 
@@ -544,7 +544,7 @@ pub fn run(
                         }
                         // And the call `warm` will read then, decoded on another core.
                         if let Some(far) = calls.get(*c as usize + CALL_AHEAD) {
-                            Engine::prefetch_call(far);
+                            far.prefetch();
                         }
                         let call = &mut calls[*c as usize];
                         summary.records += 1;

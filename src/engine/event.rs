@@ -297,6 +297,27 @@ pub struct Filled {
 }
 
 impl Call {
+    /// Asks for the lines of the call that judging it and rendering its alerts read (ids,
+    /// time, interned symbols, the string fields, `attrs`), without waiting for them. A call
+    /// decoded on one thread and judged or rendered on another was written on another core: a
+    /// driver calls this some calls (or breaches) before it reads the call (README,
+    /// "Prefetching what other cores wrote").
+    #[inline]
+    pub fn prefetch(&self) {
+        use super::prefetch;
+        prefetch(&self.call_id);
+        prefetch(&self.event_id);
+        prefetch(&self.occurred_at);
+        prefetch(&self.interned);
+        prefetch(&self.debtor_id);
+        prefetch(&self.phone);
+        prefetch(&self.account_id);
+        prefetch(&self.agent_id);
+        prefetch(&self.agency_id);
+        prefetch(&self.creditor_id);
+        prefetch(&self.attrs);
+    }
+
     /// Whether the call's debtor is still to be found in the contact book by its number (its
     /// record's mapping found none elsewhere, and said `@contact_book`): it cannot be judged
     /// until [`super::contacts::Contacts::find_debtor`] fills it in.

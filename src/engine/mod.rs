@@ -682,23 +682,6 @@ impl Engine {
         }
     }
 
-    /// Asks for the lines of `call` itself that [`Engine::warm`] and judging read (its ids,
-    /// time, interned symbols, key fields), without waiting for them. A call decoded on
-    /// another thread was written on another core: a driver calls this some calls before it
-    /// calls `warm` on the call, so that `warm`'s own reads of the call do not stall (README,
-    /// "Prefetching what other cores wrote").
-    #[inline]
-    pub fn prefetch_call(call: &Call) {
-        prefetch(&call.call_id);
-        prefetch(&call.event_id);
-        prefetch(&call.occurred_at);
-        prefetch(&call.interned);
-        prefetch(&call.debtor_id);
-        prefetch(&call.phone);
-        prefetch(&call.account_id);
-        prefetch(&call.creditor_id);
-    }
-
     /// Reads the state judging `call` will touch — the window of each rule's key, whose
     /// entries are prefetched — and prefetches its dedup probe's bucket, without changing
     /// anything; returns a value that depends on what it read.
