@@ -28,12 +28,9 @@ use std::time::{Duration, Instant};
 /// Bytes per batch handed to a decoder thread (whole lines: about 2,700 call events).
 const BATCH_BYTES: usize = 1 << 20;
 
-/// How many calls ahead of the one judged [`Engine::warm`] reads state.
-const WARM_AHEAD: usize = 6;
-
 /// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]),
-/// for [`Engine::warm`] to read at [`WARM_AHEAD`].
-const CALL_AHEAD: usize = 2 * WARM_AHEAD;
+/// for [`Engine::warm`] to read at [`Engine::WARM_AHEAD`].
+const CALL_AHEAD: usize = 2 * Engine::WARM_AHEAD;
 
 /// Breaches ahead of the one rendered whose memory the alert writer asks for
 /// ([`alert::prefetch`]).
@@ -539,7 +536,7 @@ pub fn run(
                     Decoded::Call(c, raw) => {
                         // The state a call a few ahead will touch is read now, so its cache
                         // misses overlap judging this one (Engine::warm).
-                        if let Some(ahead) = calls.get(*c as usize + WARM_AHEAD) {
+                        if let Some(ahead) = calls.get(*c as usize + Engine::WARM_AHEAD) {
                             std::hint::black_box(engine.warm(ahead));
                         }
                         // And the call `warm` will read then, decoded on another core.

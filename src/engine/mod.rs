@@ -682,6 +682,10 @@ impl Engine {
         }
     }
 
+    /// How many calls ahead of the one it judges a driver calls [`Engine::warm`]: far enough for
+    /// the misses to overlap the judging between, near enough that the lines are still there.
+    pub const WARM_AHEAD: usize = 6;
+
     /// Reads the state judging `call` will touch — the window of each rule's key, whose
     /// entries are prefetched — and prefetches its dedup probe's bucket, without changing
     /// anything; returns a value that depends on what it read.

@@ -154,10 +154,6 @@ pub(crate) fn alignment(
     out
 }
 
-/// How many records ahead of the one judged `Engine::warm` reads state (as replay's
-/// `WARM_AHEAD`).
-const WARM_AHEAD: usize = 6;
-
 /// The processing loop's state.
 pub(crate) struct Pipeline<'a> {
     settings: &'a Settings,
@@ -604,7 +600,7 @@ impl Pipeline<'_> {
             // The state a call a few records ahead will touch is read while this one is judged,
             // so their cache misses overlap (`Engine::warm`, as replay does).
             let ahead = decoded
-                .get(n + WARM_AHEAD)
+                .get(n + crate::engine::Engine::WARM_AHEAD)
                 .and_then(|a| a.as_ref())
                 .and_then(|a| a.as_ref().ok());
             self.handle(m, d, ahead);
@@ -1150,15 +1146,29 @@ impl Pipeline<'_> {
         let crate::engine::breach::Subject::Earlier(call) = &b.subject else {
             return None;
         };
-        let a = alert::render(&self.settings.rules, b, call, now);
-        if !self.suppressed.is_empty() && self.suppressed.remove(&a.alert_id) {
+        let rules = &self.settings.rules;
+        let a = alert::render(rules, b, call, now);
+        self.count_alert(&a.alert_id, &rules[b.rule as usize])
+            .then_some(a)
+    }
+
+    /// Whether the alert `id` of `rule` is to be sent: not when the alerts topic already holds
+    /// it (read back after a restart; counted as suppressed), else counted as sent. For calls'
+    /// alerts and for those statuses and contacts find alike.
+    fn count_alert(&mut self, id: &str, rule: &crate::engine::rule::Rule) -> bool {
+        if !self.suppressed.is_empty() && self.suppressed.remove(id) {
             self.metrics.alerts_suppressed.inc();
-            return None;
+            return false;
         }
-        if let Some((_, c)) = self.alert_counters.iter().find(|(id, _)| *id == a.rule_id) {
-            c.inc();
+        match self.alert_counters.iter().find(|(r, _)| *r == rule.id) {
+            Some((_, c)) => c.inc(),
+            None => self
+                .metrics
+                .alerts
+                .with_label_values(&[&rule.id, rule.severity.as_str()])
+                .inc(),
         }
-        Some(a)
+        true
     }
 
     /// Sends a message caused by a status, counted until it is delivered.
@@ -1280,17 +1290,8 @@ impl Pipeline<'_> {
                             let rule = &settings.rules[b.rule as usize];
                             let s = b.call(&call);
                             let id = alert::alert_id(&rule.id, &s.call_id);
-                            if !self.suppressed.is_empty() && self.suppressed.remove(&id) {
-                                self.metrics.alerts_suppressed.inc();
+                            if !self.count_alert(&id, rule) {
                                 continue;
-                            }
-                            match self.alert_counters.iter().find(|(r, _)| *r == rule.id) {
-                                Some((_, c)) => c.inc(),
-                                None => self
-                                    .metrics
-                                    .alerts
-                                    .with_label_values(&[&rule.id, rule.severity.as_str()])
-                                    .inc(),
                             }
                             let mut payload = Vec::with_capacity(1024);
                             self.alert_json
