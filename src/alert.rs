@@ -656,7 +656,7 @@ pub fn render(rules: &[Rule], b: &Breach, judged: &Call, now: Ts) -> Alert {
             number_source: c.source.as_str(),
             from: c.from.to_string(),
         }),
-        evidence: b.evidence.clone(),
+        evidence: b.evidence.to_vec(),
         late: b.late,
         detected_at: now.to_string(),
         message: message(rule, b, s),

@@ -525,6 +525,11 @@ pub fn run(
                 buf, items, calls, ..
             } = &mut batch;
             for (j, d) in items.iter().enumerate() {
+                // The decoder wrote these on its core: the item a few ahead is asked for now
+                // (reading each as it came stalled the loop, 3% of the engine thread).
+                if let Some(ahead) = items.get(j + CALL_AHEAD) {
+                    crate::engine::prefetch(ahead);
+                }
                 match d {
                     Decoded::Blank => summary.blank += 1,
                     Decoded::Rejected { reject, raw } => {

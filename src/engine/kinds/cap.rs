@@ -3,7 +3,7 @@
 //! push the calls after it over the limit: those breaches are found when it arrives.
 
 use super::{Applied, Clear, Ctx, Look, Step};
-use crate::engine::breach::{Breach, CallId};
+use crate::engine::breach::{Breach, CallId, Evidence, EVIDENCE_INLINE};
 use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Calendar, Rule, Window};
@@ -99,9 +99,29 @@ fn evidence(
     window: Window,
     distinct: Option<StrField>,
     first: Option<(&str, Sym)>,
-) -> Vec<CallId> {
+) -> Evidence {
+    let mut out = Evidence::new();
+    fill_evidence(ctx, v, t, pv, window, distinct, first, &mut out);
+    out
+}
+
+/// [`evidence`] written into `out` (empty) where it stays: an [`Evidence`] holds its ids
+/// inline, so moving one is a copy of its 250 bytes, and the ingest path built each one and
+/// moved it twice (5% of the engine thread, replay with alerts written).
+#[allow(clippy::too_many_arguments)]
+fn fill_evidence(
+    ctx: &Ctx<'_>,
+    v: &[Entry],
+    t: i64,
+    pv: i32,
+    window: Window,
+    distinct: Option<StrField>,
+    first: Option<(&str, Sym)>,
+    out: &mut Evidence,
+) {
+    debug_assert!(out.is_empty());
     if ctx.evidence_limit == 0 {
-        return Vec::new();
+        return;
     }
     let (lo, hi) = range(v, t, window);
     // Each id is read from its call's record, and those are far apart: a cache miss each.
@@ -110,8 +130,8 @@ fn evidence(
     for y in v[lo..hi].iter().rev().take(ctx.evidence_limit) {
         ctx.prefetch_id(y.slot());
     }
-    let mut out: Vec<CallId> = Vec::with_capacity(ctx.evidence_limit.min(hi - lo + 1));
-    let mut seen: Vec<Sym> = Vec::new();
+    out.reserve(ctx.evidence_limit.min(hi - lo + 1));
+    let mut seen: smallvec::SmallVec<[Sym; EVIDENCE_INLINE]> = smallvec::SmallVec::new();
     if let Some((id, val)) = first {
         if distinct.is_none() || !val.is_none() {
             out.push(CallId::new(id));
@@ -133,7 +153,6 @@ fn evidence(
         }
         out.push(ctx.id(y.slot()));
     }
-    out
 }
 
 /// The window of a call at `t`: rolling windows start `W` before (exclusive); local ones at
@@ -215,11 +234,15 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                     .bounds
                     .then(|| bounds(c.ts, ctx.record_zone(step.rule, c.slot()), window)),
                 holiday: false,
-                evidence: evidence(ctx, calls, c.ts, c.pv(window), window, distinct, None),
+                evidence: Evidence::new(),
                 late: c.slot() != step.slot,
                 status: None,
                 contact: None,
             });
+            if let Some(b) = out.last_mut() {
+                let (ts, pv) = (c.ts, c.pv(window));
+                fill_evidence(ctx, calls, ts, pv, window, distinct, None, &mut b.evidence);
+            }
         }
     }
     Applied::Matched

@@ -4,7 +4,7 @@
 //! after it that it cools.
 
 use super::{Applied, Clear, Ctx, Look, Step, Store};
-use crate::engine::breach::{Breach, CallId, Subject};
+use crate::engine::breach::{Breach, Evidence, Subject};
 use crate::engine::event::Call;
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, Window};
@@ -57,7 +57,7 @@ fn in_force(triggers: &[Entry], x: Entry, period: Window) -> impl Iterator<Item 
 }
 
 /// Triggers in force, the bounds of the cooldown (if breaches state them), the evidence.
-type Found = (u32, Option<(Ts, Ts)>, Vec<CallId>);
+type Found = (u32, Option<(Ts, Ts)>, Evidence);
 
 /// What a breach of a call at `x` states: how many triggers are in force, the window from the
 /// newest one to the end of its cooldown (if breaches state their bounds), and the evidence.
@@ -66,7 +66,7 @@ fn found(ctx: &Ctx<'_>, rule: &Rule, triggers: &[Entry], x: Entry) -> Option<Fou
     let period = period(rule);
     let mut n = 0u32;
     let mut newest: Option<Entry> = None;
-    let mut evidence = Vec::new();
+    let mut evidence = Evidence::new();
     for y in in_force(triggers, x, period) {
         newest.get_or_insert(*y);
         if evidence.len() < ctx.evidence_limit {

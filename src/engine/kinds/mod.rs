@@ -439,7 +439,7 @@ fn one_call(ri: u16, subject: Subject, id: CallId, late: bool) -> Breach {
         limit: 0,
         bounds: None,
         holiday: false,
-        evidence: vec![id],
+        evidence: smallvec::smallvec![id],
         late,
         status: None,
         contact: None,
