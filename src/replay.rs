@@ -394,6 +394,7 @@ pub fn run(
     // it waited for the interner's lock, held by a decoder thread the writer had preempted
     // (README, "Late breaches read on the writer thread").
     engine_settings.defer_late_strings = alerts.is_some();
+    engine_settings.defer_evidence = alerts.is_some();
     // The reference data is applied before the first call (below), never after one: status
     // and contact rules need not keep calls to flag late.
     engine_settings.late_statuses = false;
@@ -548,6 +549,8 @@ pub fn run(
                         if let Some(far) = calls.get(*c as usize + CALL_AHEAD) {
                             far.prefetch();
                         }
+                        // The evidence the call before asked for has had that long to come.
+                        engine.settle(&mut found);
                         let call = &mut calls[*c as usize];
                         summary.records += 1;
                         // (A call with no debtor in the book is refused by the judge step below.)
@@ -594,6 +597,7 @@ pub fn run(
                 }
             }
             lines_before += items.len() as u64;
+            engine.settle(&mut found);
             if !found.is_empty() {
                 let (next_found, next_at) = spent_rx.try_recv().unwrap_or_default();
                 let judged = Judged {

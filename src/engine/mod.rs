@@ -109,6 +109,14 @@ pub struct EngineSettings {
     /// engine holds back the release of an evicted call's symbols until the breaches made
     /// before its eviction are read. Off by default; a replay that writes alerts turns it on.
     pub defer_late_strings: bool,
+    /// Whether a cap breach found ingesting a call comes with its evidence still to be read:
+    /// the engine notes the calls' slots and asks for their ids, and reads them at the next
+    /// [`Engine::settle`] — or the next ingest, into the same `out` — when the cache misses
+    /// have had the time of the driver's read-ahead to complete (README, "Evidence read one
+    /// call later"). The calls named stay retained until then: they are in the window of a call
+    /// judged now, which eviction never reaches before the next call. Off by default; a replay
+    /// that writes alerts turns it on and settles before a batch leaves for its writer.
+    pub defer_evidence: bool,
     /// Whether cap and cooldown rules whose keys (of one or two fields) start with the same
     /// field keep their windows together ([`shared`]: one host per value of that field, every
     /// member rule's windows segments of one buffer), so that judging a call reads one host
@@ -130,6 +138,7 @@ impl Default for EngineSettings {
             late_statuses: true,
             late_contacts: true,
             defer_late_strings: false,
+            defer_evidence: false,
             shared_windows: true,
         }
     }
@@ -306,6 +315,9 @@ pub struct Engine {
     evicted_syms: Vec<Sym>,
     /// [`EngineSettings::defer_late_strings`].
     defer_late_strings: bool,
+    /// [`EngineSettings::defer_evidence`], and the evidence to read at the next settle.
+    defer_evidence: bool,
+    unread_evidence: kinds::UnreadEvidence,
     /// Symbols of evicted calls held back from release, each batch with the number of earlier
     /// calls deferred when it was evicted: released once that many have been read.
     held_syms: std::collections::VecDeque<(u64, Vec<Sym>)>,
@@ -485,6 +497,8 @@ impl Engine {
             hold_scratch: Vec::new(),
             evicted_syms: Vec::new(),
             defer_late_strings: settings.defer_late_strings,
+            defer_evidence: settings.defer_evidence,
+            unread_evidence: kinds::UnreadEvidence::default(),
             held_syms: std::collections::VecDeque::new(),
             statuses: status::Statuses::default(),
             contacts: std::sync::Arc::new({
@@ -526,6 +540,7 @@ impl Engine {
     /// Opens `lanes` that are not open yet: until each has delivered a call or been marked
     /// idle, nothing is evicted (their calls may be older than anything seen so far).
     pub fn open_lanes(&mut self, lanes: &[Lane]) {
+        self.assert_settled();
         for &l in lanes {
             let slot = self.lane_slot(l);
             if slot.is_none() {
@@ -537,6 +552,7 @@ impl Engine {
     /// `lane` has caught up with its input: it no longer holds eviction back. Its next call
     /// makes it active again.
     pub fn lane_idle(&mut self, lane: Lane) {
+        self.assert_settled();
         let slot = self.lane_slot(lane);
         *slot = Some(LaneState::Idle {
             newest: slot.and_then(LaneState::newest),
@@ -769,6 +785,26 @@ impl Engine {
         )
     }
 
+    /// Reads the evidence the breaches in `out` still lack ([`EngineSettings::defer_evidence`];
+    /// `out` is the vector the calls since the last settle were ingested into). Free when
+    /// nothing is unread.
+    #[inline]
+    pub fn settle(&mut self, out: &mut [Breach]) {
+        if !self.unread_evidence.is_empty() {
+            self.unread_evidence
+                .read(&self.records, &self.reserved.records, out);
+        }
+    }
+
+    /// What moves eviction other than ingesting (a lane going idle, a forced sweep) may reach
+    /// calls named as evidence still unread: their driver settles first.
+    fn assert_settled(&self) {
+        debug_assert!(
+            self.unread_evidence.is_empty(),
+            "evidence left unread: Engine::settle first"
+        );
+    }
+
     fn ingest_gated(
         &mut self,
         lane: Lane,
@@ -782,6 +818,8 @@ impl Engine {
         if self.reserved.len() != 0 {
             self.release(&call.call_id);
         }
+        // Evidence left unread by the call before: read now, before this call evicts anything.
+        self.settle(out);
         let h = self.call_hash(&call.call_id);
         if let Some(slot) = self.retained_slot(h, &call.call_id) {
             self.stats.duplicates += 1;
@@ -888,11 +926,14 @@ impl Engine {
             contacts,
             last_skipped,
             defer_late_strings,
+            defer_evidence,
+            unread_evidence,
             ..
         } = self;
         if !reserved_windows {
             last_skipped.clear();
         }
+        let defer_evidence = *defer_evidence && !reserved_windows;
         let Reservations {
             records: reserved_records,
             windows: reserved_by_rule,
@@ -940,6 +981,7 @@ impl Engine {
                     defer: *defer_late_strings && !reserved_windows,
                 },
                 scratch,
+                unread: defer_evidence.then_some(&mut *unread_evidence),
                 locals: &mut locals,
                 call,
                 slot,
@@ -1607,6 +1649,7 @@ impl Engine {
 
     /// Evicts expired state now, behind the slowest lane, to the end.
     pub fn advance(&mut self) {
+        self.assert_settled();
         if let Some(base) = self.slowest() {
             self.sweep(base.0);
         }
@@ -1619,6 +1662,7 @@ impl Engine {
     /// the whole state: run on every tick while event time advances, it stalled the service
     /// for as long as that takes, every second.)
     pub fn tick(&mut self) {
+        self.assert_settled();
         match self.slowest() {
             Some(base) if base.0.saturating_sub(self.last_sweep) >= self.sweep_every => {
                 self.sweep(base.0)

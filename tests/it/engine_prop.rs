@@ -8,7 +8,7 @@ use crate::support::Alerting;
 use dialguard::alert::Alert;
 use dialguard::engine::event::{Call, CallOutcome, Relation};
 use dialguard::engine::intern::InternMemo;
-use dialguard::engine::rule::{Body, Calendar, Rule, Window};
+use dialguard::engine::rule::{Body, Calendar, Rule, RuleKind, Window};
 use dialguard::engine::time::{Ts, NANOS_PER_SEC};
 use dialguard::engine::{Engine, EngineSettings, Ingest, Lane, SnapshotError};
 use dialguard::judge::Outcome;
@@ -1362,6 +1362,44 @@ proptest! {
             prop_assert_eq!(strip(&a), b, "breaches of {}", &c.call_id);
         }
         prop_assert_eq!(full.snapshot(), lean.snapshot());
+    }
+
+    /// An engine that leaves cap evidence to be read later (`EngineSettings::defer_evidence`,
+    /// as a replay writing alerts runs it) ends with the breaches of one that reads it at once:
+    /// whether the driver settles before each call, only now and then (the next ingest into
+    /// the same vector settles), or checks a call in between — with lateness and one eviction
+    /// unit per call, so calls named as evidence are near eviction when their ids are read.
+    #[test]
+    fn evidence_read_a_call_later_is_the_same_evidence(
+        (specs, order, dups, params) in case(),
+        lateness_h in 0i64..72,
+        settles in prop::collection::vec(0u8..4, 1..40),
+    ) {
+        let (arrived, rules, settings) = stream(&specs, &order, &dups, &params, lateness_h);
+        let deferring = EngineSettings { defer_evidence: true, ..settings.clone() };
+        let mut now = Engine::new(rules.clone(), settings);
+        let mut later = Engine::new(rules, deferring);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut unread = 0;
+        for (c, s) in arrived.iter().zip(settles.iter().cycle()) {
+            match s {
+                0 => later.settle(&mut b),
+                1 => {
+                    later.settle(&mut b);
+                    prop_assert_eq!(now.check(c), later.check(c), "check of {}", &c.call_id);
+                }
+                _ => {} // the ingest below settles
+            }
+            prop_assert_eq!(now.ingest(c, &mut a), later.ingest(c, &mut b), "outcome of {}", &c.call_id);
+            unread += b.iter().filter(|x| x.evidence.is_empty()).count();
+        }
+        later.settle(&mut b);
+        prop_assert_eq!(&a, &b);
+        // Not vacuous: a cap's breaches went unread for a while.
+        if a.iter().any(|x| now.rules()[x.rule as usize].kind == RuleKind::Cap) {
+            prop_assert!(unread > 0);
+        }
+        prop_assert_eq!(now.snapshot(), later.snapshot());
     }
 }
 

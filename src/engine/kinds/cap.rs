@@ -131,15 +131,36 @@ fn fill_evidence(
         ctx.prefetch_id(y.slot());
     }
     out.reserve(ctx.evidence_limit.min(hi - lo + 1));
-    let mut seen: smallvec::SmallVec<[Sym; EVIDENCE_INLINE]> = smallvec::SmallVec::new();
+    let mut seen: Seen = Seen::new();
     if let Some((id, val)) = first {
         if distinct.is_none() || !val.is_none() {
             out.push(CallId::new(id));
             seen.push(val);
         }
     }
-    for y in v[lo..hi].iter().rev() {
-        if out.len() >= ctx.evidence_limit {
+    let room = ctx.evidence_limit - out.len();
+    select(&v[lo..hi], pv, window, distinct, &mut seen, room, |slot| {
+        out.push(ctx.id(slot))
+    });
+}
+
+/// Distinct values named already.
+type Seen = smallvec::SmallVec<[Sym; EVIDENCE_INLINE]>;
+
+/// The slots of the calls a breach names, newest first, at most `room` of them: the entries
+/// in the window, and for a distinct cap one per value not in `seen`.
+fn select(
+    entries: &[Entry],
+    pv: i32,
+    window: Window,
+    distinct: Option<StrField>,
+    seen: &mut Seen,
+    room: usize,
+    mut visit: impl FnMut(u32),
+) {
+    let mut n = 0;
+    for y in entries.iter().rev() {
+        if n >= room {
             break;
         }
         if !in_window(y, pv, window) {
@@ -151,7 +172,8 @@ fn fill_evidence(
             }
             seen.push(y.val);
         }
-        out.push(ctx.id(y.slot()));
+        visit(y.slot());
+        n += 1;
     }
 }
 
@@ -239,8 +261,23 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 status: None,
                 contact: None,
             });
-            if let Some(b) = out.last_mut() {
-                let (ts, pv) = (c.ts, c.pv(window));
+            let (ts, pv) = (c.ts, c.pv(window));
+            if let Some(unread) = step.unread.as_deref_mut() {
+                // Read at the next settle (EngineSettings::defer_evidence).
+                let (lo, hi) = range(calls, ts, window);
+                let mut seen = Seen::new();
+                let room = ctx.evidence_limit;
+                select(
+                    &calls[lo..hi],
+                    pv,
+                    window,
+                    distinct,
+                    &mut seen,
+                    room,
+                    |slot| unread.note(ctx, slot),
+                );
+                unread.close(out.len() - 1);
+            } else if let Some(b) = out.last_mut() {
                 fill_evidence(ctx, calls, ts, pv, window, distinct, None, &mut b.evidence);
             }
         }

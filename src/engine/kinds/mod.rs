@@ -238,9 +238,59 @@ pub(super) struct Step<'a, 'b> {
     pub windows: &'b mut Windows,
     pub ctx: Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
+    /// Where cap evidence is noted instead of read ([`super::EngineSettings::defer_evidence`]).
+    pub unread: Option<&'b mut UnreadEvidence>,
     pub locals: &'b mut Locals<'a>,
     pub call: &'b Call,
     pub slot: u32,
+}
+
+/// Evidence noted, not yet read ([`super::EngineSettings::defer_evidence`]): for each breach
+/// (its index in the `out` vector ingesting wrote it to), the slots of the calls to name.
+#[derive(Default)]
+pub(super) struct UnreadEvidence {
+    /// Breach index and the end of its slots in `slots`.
+    at: Vec<(u32, u32)>,
+    slots: Vec<u32>,
+}
+
+impl UnreadEvidence {
+    pub fn is_empty(&self) -> bool {
+        self.at.is_empty()
+    }
+
+    /// Notes `slot` for the breach to be noted next ([`UnreadEvidence::close`]), and asks for
+    /// its id.
+    #[inline]
+    pub fn note(&mut self, ctx: &Ctx<'_>, slot: u32) {
+        ctx.prefetch_id(slot);
+        self.slots.push(slot);
+    }
+
+    /// The slots noted since the last close are the evidence of `out[breach]`.
+    pub fn close(&mut self, breach: usize) {
+        self.at.push((breach as u32, self.slots.len() as u32));
+    }
+
+    /// Reads the ids into the breaches' evidence, and forgets them.
+    pub fn read(&mut self, records: &Slab, reserved: &Slab, out: &mut [Breach]) {
+        let mut from = 0;
+        for &(b, end) in &self.at {
+            let evidence = &mut out[b as usize].evidence;
+            for &slot in &self.slots[from as usize..end as usize] {
+                let (slab, i) = if slot & RESERVED == 0 {
+                    (records, slot)
+                } else {
+                    (reserved, slot & !RESERVED)
+                };
+                debug_assert!(slab.live(i), "evidence evicted before it was read");
+                evidence.push(slab.evidence_id(i));
+            }
+            from = end;
+        }
+        self.at.clear();
+        self.slots.clear();
+    }
 }
 
 impl Step<'_, '_> {
