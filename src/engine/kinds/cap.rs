@@ -88,28 +88,14 @@ fn count(
     (n > limit as u64).then_some(n.min(u32::MAX as u64) as u32)
 }
 
-/// The calls that made the count, newest first, at most `ctx.evidence_limit`; for a distinct
-/// cap, one call per value. `first` is a candidate not stored (the pre-dial check's), counted
-/// as the newest with its distinct value.
-fn evidence(
-    ctx: &Ctx<'_>,
-    v: &[Entry],
-    t: i64,
-    pv: i32,
-    window: Window,
-    distinct: Option<StrField>,
-    first: Option<(&str, Sym)>,
-) -> Evidence {
-    let mut out = Evidence::new();
-    fill_evidence(ctx, v, t, pv, window, distinct, first, &mut out);
-    out
-}
-
-/// [`evidence`] written into `out` (empty) where it stays: an [`Evidence`] holds its ids
-/// inline, so moving one is a copy of its 250 bytes, and the ingest path built each one and
-/// moved it twice (5% of the engine thread, replay with alerts written).
+/// The calls that made the count, newest first, at most `ctx.evidence_limit`, written into
+/// `out` (empty) where it stays; for a distinct cap, one call per value. `first` is a candidate
+/// not stored (the pre-dial check's), counted as the newest with its distinct value. (An
+/// [`Evidence`] holds its ids inline: moving one copies about 250 bytes, and the ingest path,
+/// which built each and moved it twice, spent 5% of the engine thread on it with alerts
+/// written.)
 #[allow(clippy::too_many_arguments)]
-fn fill_evidence(
+fn evidence(
     ctx: &Ctx<'_>,
     v: &[Entry],
     t: i64,
@@ -278,7 +264,7 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
                 );
                 unread.close(out.len() - 1);
             } else if let Some(b) = out.last_mut() {
-                fill_evidence(ctx, calls, ts, pv, window, distinct, None, &mut b.evidence);
+                evidence(ctx, calls, ts, pv, window, distinct, None, &mut b.evidence);
             }
         }
     }
@@ -352,26 +338,30 @@ pub(in crate::engine) fn check(l: &mut Look<'_, '_>) -> Option<Breach> {
     let (window, limit, distinct) = params(l.rule);
     let (ri, ctx, call) = (l.ri, l.ctx, l.call);
     let (c, n) = over(l)?;
-    Some(Breach {
+    let mut b = Breach {
         rule: ri,
         subject: crate::engine::breach::Subject::Judged,
         observed: n,
         limit,
         bounds: ctx.bounds.then(|| bounds(c.t, c.tz, window)),
         holiday: false,
-        evidence: evidence(
-            ctx,
-            c.v,
-            c.t,
-            c.pv,
-            window,
-            distinct,
-            Some((&call.call_id, c.extra)),
-        ),
+        evidence: Evidence::new(),
         late: false,
         status: None,
         contact: None,
-    })
+    };
+    let first = Some((call.call_id.as_str(), c.extra));
+    evidence(
+        ctx,
+        c.v,
+        c.t,
+        c.pv,
+        window,
+        distinct,
+        first,
+        &mut b.evidence,
+    );
+    Some(b)
 }
 
 /// When the cap lets the candidate through: once enough of the calls it is counted with have
