@@ -14,7 +14,8 @@ pub type CallId = CompactString;
 /// [`Breach`] itself. The alert writer renders breaches on another thread; with the ids in a
 /// heap block of their own, each breach cost the engine thread an allocation from blocks the
 /// writer had freed on its core — 7–10% of that thread in replay with alerts written (README,
-/// "Evidence inline"). Inline, the ids travel in the batch's recycled `Vec<Breach>`.
+/// "Evidence inline, and read one call later"). Inline, the ids travel in the batch's recycled
+/// `Vec<Breach>`.
 pub type Evidence = smallvec::SmallVec<[CallId; EVIDENCE_INLINE]>;
 
 /// How many evidence ids a [`Breach`] holds without allocating.

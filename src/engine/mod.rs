@@ -112,8 +112,8 @@ pub struct EngineSettings {
     /// Whether a cap breach found ingesting a call comes with its evidence still to be read:
     /// the engine notes the calls' slots and asks for their ids, and reads them at the next
     /// [`Engine::settle`] — or the next ingest, into the same `out` — when the cache misses
-    /// have had the time of the driver's read-ahead to complete (README, "Evidence read one
-    /// call later"). The calls named stay retained until then: they are in the window of a call
+    /// have had the time of the driver's read-ahead to complete (README, "Evidence inline, and
+    /// read one call later"). The calls named stay retained until then: they are in the window of a call
     /// judged now, which eviction never reaches before the next call. Off by default; a replay
     /// that writes alerts turns it on and settles before a batch leaves for its writer.
     pub defer_evidence: bool,

@@ -1367,8 +1367,9 @@ proptest! {
     /// An engine that leaves cap evidence to be read later (`EngineSettings::defer_evidence`,
     /// as a replay writing alerts runs it) ends with the breaches of one that reads it at once:
     /// whether the driver settles before each call, only now and then (the next ingest into
-    /// the same vector settles), or checks a call in between — with lateness and one eviction
-    /// unit per call, so calls named as evidence are near eviction when their ids are read.
+    /// the same vector settles), or checks a call in between — with lateness, and in half the
+    /// cases one eviction unit per call, so calls named as evidence are near eviction when
+    /// their ids are read.
     #[test]
     fn evidence_read_a_call_later_is_the_same_evidence(
         (specs, order, dups, params) in case(),
