@@ -53,11 +53,7 @@ impl Ctx<'_> {
     /// The slab holding `slot`, and the slot's index in it.
     #[inline]
     fn slab(&self, slot: u32) -> (&Slab, u32) {
-        if slot & RESERVED == 0 {
-            (self.records, slot)
-        } else {
-            (self.reserved, slot & !RESERVED)
-        }
+        slab_of(self.records, self.reserved, slot)
     }
 
     /// The record of the call (or reserved attempt) in `slot`.
@@ -245,6 +241,17 @@ pub(super) struct Step<'a, 'b> {
     pub slot: u32,
 }
 
+/// Of the retained calls (`records`) and the reserved attempts (`reserved`, slots tagged with
+/// [`RESERVED`]), the slab holding `slot`, and the slot's index in it.
+#[inline]
+fn slab_of<'s>(records: &'s Slab, reserved: &'s Slab, slot: u32) -> (&'s Slab, u32) {
+    if slot & RESERVED == 0 {
+        (records, slot)
+    } else {
+        (reserved, slot & !RESERVED)
+    }
+}
+
 /// Evidence noted, not yet read ([`super::EngineSettings::defer_evidence`]): for each breach
 /// (its index in the `out` vector ingesting wrote it to), the slots of the calls to name.
 #[derive(Default)]
@@ -278,11 +285,7 @@ impl UnreadEvidence {
         for &(b, end) in &self.at {
             let evidence = &mut out[b as usize].evidence;
             for &slot in &self.slots[from as usize..end as usize] {
-                let (slab, i) = if slot & RESERVED == 0 {
-                    (records, slot)
-                } else {
-                    (reserved, slot & !RESERVED)
-                };
+                let (slab, i) = slab_of(records, reserved, slot);
                 debug_assert!(slab.live(i), "evidence evicted before it was read");
                 evidence.push(slab.evidence_id(i));
             }
