@@ -724,18 +724,10 @@ impl Engine {
         };
         for g in &self.groups {
             if let Some(h) = g.get(pre.syms[g.lead]) {
-                for d in h.dir.iter().step_by(4) {
-                    prefetch(d);
-                }
                 // Judging reads each member's segment near its end, anywhere in the buffer: its
-                // first lines (four entries a line) and its last are prefetched — all of a
-                // host of up to 64 entries.
-                for e in h.buf.iter().step_by(4).take(WARM_HOST_LINES) {
-                    prefetch(e);
-                }
-                if let Some(b) = h.buf.last() {
-                    prefetch(b);
-                }
+                // segment list and first lines (four entries a line) and its last are
+                // prefetched — all of a host of up to 64 entries.
+                h.prefetch(WARM_HOST_LINES);
             }
         }
         for (rule, state) in self.rules.iter().zip(&self.states) {

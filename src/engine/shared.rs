@@ -16,10 +16,12 @@ use super::slots::Slots;
 use super::table::SHARDS;
 use super::window::{self, split_near_front, Entry, Key};
 use super::Engine;
+use smallvec::SmallVec;
 use std::ops::Range;
 
-/// One member rule's window for one value of the rest of its key: a range of the buffer.
-#[derive(Debug, Clone, Copy)]
+/// One member rule's window for one value of the rest of its key: a range of the host's
+/// entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Seg {
     pub member: u8,
     pub rest: Sym,
@@ -27,48 +29,121 @@ pub(super) struct Seg {
     pub len: u32,
 }
 
-/// The windows of one lead value. Segments are in buffer order (a new one goes at the end).
+impl Seg {
+    /// The segment as the 16 bytes of an entry, to sit at the head of the host's one buffer:
+    /// start and length in the time word, the member in the slot word, the rest in the value.
+    fn pack(self) -> Entry {
+        Entry::from_raw(
+            (self.start as i64) << 32 | self.len as i64,
+            self.member as u32,
+            self.rest,
+        )
+    }
+
+    fn unpack(e: &Entry) -> Seg {
+        Seg {
+            member: e.raw_slot() as u8,
+            rest: e.val,
+            start: (e.ts >> 32) as u32,
+            len: e.ts as u32,
+        }
+    }
+
+    fn range(&self) -> Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+
+    /// Moves packed segments' starts by `by` entries (in the time word's upper half).
+    fn shift(packed: &mut [Entry], by: i64) {
+        for e in packed {
+            e.ts += by << 32;
+        }
+    }
+}
+
+/// The windows of one lead value, in one allocation: its segments (`n` of them, in buffer
+/// order, a new one at the end), then their entries end to end. A host had a segment list
+/// and an entry buffer of its own: judging a call waited for the lines of both, and a host
+/// slot was 48 bytes instead of 32 (README, "One allocation a host").
 #[derive(Debug, Default)]
 pub(super) struct Host {
-    pub dir: Vec<Seg>,
-    pub buf: Vec<Entry>,
+    n: u32,
+    v: Vec<Entry>,
 }
 
 impl Host {
-    fn find(&self, member: u8, rest: Sym) -> Option<usize> {
-        self.dir
-            .iter()
-            .position(|s| s.member == member && s.rest == rest)
+    fn nsegs(&self) -> usize {
+        self.n as usize
     }
 
-    fn range(s: &Seg) -> Range<usize> {
-        s.start as usize..(s.start + s.len) as usize
+    fn seg_at(&self, i: usize) -> Seg {
+        Seg::unpack(&self.v[i])
+    }
+
+    fn set_seg(&mut self, i: usize, s: Seg) {
+        self.v[i] = s.pack();
+    }
+
+    /// The segments, in buffer order.
+    fn dir(&self) -> impl Iterator<Item = Seg> + '_ {
+        self.v[..self.nsegs()].iter().map(Seg::unpack)
+    }
+
+    /// Every entry, the segments' end to end.
+    fn buf(&self) -> &[Entry] {
+        &self.v[self.nsegs()..]
+    }
+
+    fn buf_mut(&mut self) -> &mut [Entry] {
+        let n = self.nsegs();
+        &mut self.v[n..]
+    }
+
+    /// Whether no segment is left.
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Asks for the lines judging a call reads — the segments, the first `lines` lines of
+    /// entries (four to a line) and the last — without waiting for them.
+    #[inline]
+    pub fn prefetch(&self, lines: usize) {
+        let segs = self.nsegs().div_ceil(4);
+        for e in self.v.iter().step_by(4).take(segs + lines) {
+            super::prefetch(e);
+        }
+        if let Some(b) = self.v.last() {
+            super::prefetch(b);
+        }
+    }
+
+    fn find(&self, member: u8, rest: Sym) -> Option<usize> {
+        self.dir()
+            .position(|s| s.member == member && s.rest == rest)
     }
 
     /// The window of `member` for the key whose second symbol is `rest` (none: empty).
     pub fn seg(&self, member: u8, rest: Sym) -> &[Entry] {
         self.find(member, rest)
-            .map_or(&[], |i| &self.buf[Host::range(&self.dir[i])])
+            .map_or(&[], |i| &self.buf()[self.seg_at(i).range()])
     }
 
     /// The segments of (`a`, `rest`) and (`b`, `rest`) at once (`a` ≠ `b`), the first to
     /// change: a cooldown's calls and its triggers. Absent ones are empty.
     pub fn pair_mut(&mut self, a: u8, b: u8, rest: Sym) -> (&mut [Entry], &[Entry]) {
         debug_assert_ne!(a, b);
-        let r = |m| {
-            self.find(m, rest)
-                .map_or(0..0, |i| Host::range(&self.dir[i]))
-        };
+        let r = |m| self.find(m, rest).map_or(0..0, |i| self.seg_at(i).range());
         let (ra, rb) = (r(a), r(b));
+        let buf = self.buf_mut();
         if ra.is_empty() {
-            (&mut [], &self.buf[rb])
+            (&mut [], &buf[rb])
         } else if rb.is_empty() {
-            (&mut self.buf[ra], &[])
+            (&mut buf[ra], &[])
         } else if ra.start < rb.start {
-            let (x, y) = self.buf.split_at_mut(rb.start);
+            let (x, y) = buf.split_at_mut(rb.start);
             (&mut x[ra], &y[..rb.len()])
         } else {
-            let (x, y) = self.buf.split_at_mut(ra.start);
+            let (x, y) = buf.split_at_mut(ra.start);
             (&mut y[..ra.len()], &x[rb])
         }
     }
@@ -76,8 +151,7 @@ impl Host {
     /// Windows held: segments, but a cooldown's calls and triggers for one key are one
     /// window (`pair`: each member's other half, if it is a cooldown's).
     fn windows(&self, pair: &[Option<u8>]) -> usize {
-        self.dir
-            .iter()
+        self.dir()
             .filter(|s| !self.is_second_half(s.member, s.rest, pair))
             .count()
     }
@@ -90,40 +164,54 @@ impl Host {
 
     /// Every segment: member, second key symbol, entries.
     pub fn segs(&self) -> impl Iterator<Item = (u8, Sym, &[Entry])> {
-        self.dir
-            .iter()
-            .map(|s| (s.member, s.rest, &self.buf[Host::range(s)]))
+        self.dir()
+            .map(|s| (s.member, s.rest, &self.buf()[s.range()]))
+    }
+
+    /// Room for one more entry, grown as a window grows (`window::growth`).
+    fn room(&mut self) {
+        if self.v.len() == self.v.capacity() {
+            self.v.reserve_exact(window::growth(self.v.len()));
+        }
     }
 
     /// The index of the segment of (`member`, `rest`), made empty at the buffer's end if absent.
     fn find_or_make(&mut self, member: u8, rest: Sym) -> usize {
         self.find(member, rest).unwrap_or_else(|| {
-            self.dir.push(Seg {
+            let s = Seg {
                 member,
                 rest,
-                start: self.buf.len() as u32,
+                start: self.buf().len() as u32,
                 len: 0,
-            });
-            self.dir.len() - 1
+            };
+            self.room();
+            // Starts count from the first entry, so the entries moving up one leaves them true.
+            self.v.insert(self.nsegs(), s.pack());
+            self.n += 1;
+            self.nsegs() - 1
         })
     }
 
     /// Inserts `e` in time order into the segment of (`member`, `rest`), made if absent;
-    /// returns the segment's range in the buffer and `e`'s index in it.
+    /// returns the segment's range in the entries ([`Host::entries_mut`]) and `e`'s index in
+    /// it.
     pub fn insert(&mut self, member: u8, rest: Sym, e: Entry) -> (Range<usize>, usize) {
         let i = self.find_or_make(member, rest);
-        let s = self.dir[i];
-        let (a, b) = (s.start as usize, (s.start + s.len) as usize);
-        let at = window::sorted_place(&self.buf[a..b], e.ts);
-        if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve_exact(window::growth(self.buf.len()));
-        }
-        self.buf.insert(a + at, e);
-        self.dir[i].len += 1;
-        for t in &mut self.dir[i + 1..] {
-            t.start += 1;
-        }
-        (a..b + 1, at)
+        let mut s = self.seg_at(i);
+        let r = s.range();
+        let at = window::sorted_place(&self.buf()[r.clone()], e.ts);
+        self.room();
+        self.v.insert(self.nsegs() + r.start + at, e);
+        s.len += 1;
+        self.set_seg(i, s);
+        let n = self.nsegs();
+        Seg::shift(&mut self.v[i + 1..n], 1);
+        (r.start..r.end + 1, at)
+    }
+
+    /// The entries, as [`Host::insert`]'s ranges index them.
+    pub fn entries_mut(&mut self) -> &mut [Entry] {
+        self.buf_mut()
     }
 
     /// Drops the entries before each segment's cutoff; whether anything is left.
@@ -136,62 +224,80 @@ impl Host {
 
     /// Keeps the entries `keep` says to keep; whether anything is left.
     pub fn retain(&mut self, keep: impl Fn(&Entry) -> bool) -> bool {
-        let mut kept: Vec<Entry> = Vec::with_capacity(self.buf.len());
-        for s in &mut self.dir {
+        let mut dir: Vec<Seg> = Vec::with_capacity(self.nsegs());
+        let mut kept: Vec<Entry> = Vec::with_capacity(self.buf().len());
+        for mut s in self.dir() {
             let start = kept.len();
-            kept.extend(self.buf[Host::range(s)].iter().filter(|e| keep(e)));
+            kept.extend(self.buf()[s.range()].iter().filter(|e| keep(e)));
             s.start = start as u32;
             s.len = (kept.len() - start) as u32;
+            if s.len > 0 {
+                dir.push(s);
+            }
         }
-        self.buf = kept;
-        self.dir.retain(|s| s.len > 0);
-        window::fit(&mut self.buf);
-        !self.dir.is_empty()
+        let mut v = Vec::with_capacity(dir.len() + kept.len());
+        v.extend(dir.iter().map(|s| s.pack()));
+        v.extend_from_slice(&kept);
+        self.n = dir.len() as u32;
+        self.v = v;
+        !self.is_empty()
     }
 
     /// Keeps of each segment the range `keep` gives (member, its entries), in place.
     fn compact(&mut self, keep: impl Fn(u8, &[Entry]) -> Range<usize>) -> bool {
-        let Host { dir, buf } = self;
-        let mut write = 0usize;
-        dir.retain_mut(|s| {
-            let a = s.start as usize;
-            let r = keep(s.member, &buf[Host::range(s)]);
-            let keep = a + r.start..a + r.end;
-            if write != keep.start {
-                buf.copy_within(keep.clone(), write);
+        let n = self.nsegs();
+        // What each segment keeps, where it is in the buffer now: all read before anything
+        // moves, as the kept segments and entries are rewritten from the front.
+        let mut kept: SmallVec<[(Seg, Range<usize>); 16]> = SmallVec::new();
+        for i in 0..n {
+            let s = self.seg_at(i);
+            let at = n + s.start as usize;
+            let k = keep(s.member, &self.v[at..at + s.len as usize]);
+            if !k.is_empty() {
+                kept.push((s, at + k.start..at + k.end));
             }
-            s.start = write as u32;
-            s.len = keep.len() as u32;
-            write += keep.len();
-            s.len > 0
-        });
-        buf.truncate(write);
-        window::fit(buf);
-        dir.shrink_to(dir.len() + 1);
-        !dir.is_empty()
+        }
+        let segs = kept.len();
+        // Each move goes down (or stays): fewer segments before, no more entries before.
+        let mut write = segs;
+        for (i, (mut s, from)) in kept.into_iter().enumerate() {
+            if from.start != write {
+                self.v.copy_within(from.clone(), write);
+            }
+            s.start = (write - segs) as u32;
+            s.len = from.len() as u32;
+            self.set_seg(i, s);
+            write += from.len();
+        }
+        self.v.truncate(write);
+        self.n = segs as u32;
+        window::fit(&mut self.v);
+        !self.is_empty()
     }
 
     /// Replaces the entries of the segment of (`member`, `rest`) by what `f` makes of them
     /// (kept sorted by time by the caller), made if absent, dropped if left empty.
     pub fn put(&mut self, member: u8, rest: Sym, f: impl FnOnce(&mut Vec<Entry>)) {
         let i = self.find_or_make(member, rest);
-        let r = Host::range(&self.dir[i]);
-        let mut v: Vec<Entry> = self.buf[r.clone()].to_vec();
+        let n = self.nsegs();
+        let mut s = self.seg_at(i);
+        let at = n + s.start as usize..n + (s.start + s.len) as usize;
+        let mut v: Vec<Entry> = self.v[at.clone()].to_vec();
         f(&mut v);
-        let (old, new) = (r.len() as u32, v.len() as u32);
-        self.buf.splice(r, v);
-        self.dir[i].len = new;
-        for t in &mut self.dir[i + 1..] {
-            t.start = t.start + new - old;
-        }
+        let (old, new) = (s.len, v.len() as u32);
+        self.v.splice(at, v);
+        s.len = new;
+        self.set_seg(i, s);
+        Seg::shift(&mut self.v[i + 1..n], new as i64 - old as i64);
         if new == 0 {
-            self.dir.remove(i);
+            // Starts count from the first entry: the others' stay true.
+            self.v.remove(i);
+            self.n -= 1;
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.dir.capacity() * std::mem::size_of::<Seg>()
-            + self.buf.capacity() * std::mem::size_of::<Entry>()
+        self.v.capacity() * std::mem::size_of::<Entry>()
     }
 }
 
@@ -245,7 +351,7 @@ impl Group {
     #[inline]
     pub fn insert(&mut self, lead: Sym, member: u8, rest: Sym, e: Entry) -> (&mut [Entry], usize) {
         let (host, r, at) = self.host_insert(lead, member, rest, e);
-        (&mut host.buf[r], at)
+        (&mut host.entries_mut()[r], at)
     }
 
     /// [`Host::insert`] into one of a cooldown's two members `(calls, triggers)` — the second
@@ -275,11 +381,11 @@ impl Group {
     ) -> (&mut Host, Range<usize>, usize) {
         let k = lead.0 as u64;
         let host = self.shards[window::shard_of(k)].entry(k);
-        let before = host.dir.len();
+        let before = host.nsegs();
         let (r, at) = host.insert(member, rest, e);
         // A new segment is a new window, unless it is one half of a cooldown's whose other
         // half is here already.
-        if host.dir.len() > before {
+        if host.nsegs() > before {
             let other = self.pair[member as usize].and_then(|p| host.find(p, rest));
             self.segments += other.is_none() as usize;
         }
@@ -302,7 +408,7 @@ impl Group {
         host.put(member, rest, f);
         let after = host.windows(&self.pair);
         self.segments = self.segments + after - before;
-        if host.dir.is_empty() {
+        if host.is_empty() {
             shard.remove(k);
         }
     }
@@ -513,7 +619,7 @@ mod tests {
                         let (r, at) = h.insert(member, Sym(rest), e);
                         let w = m.entry((member, rest)).or_default();
                         prop_assert_eq!(at, model_insert(w, e));
-                        prop_assert_eq!(parts(&h.buf[r]), parts(w));
+                        prop_assert_eq!(parts(&h.buf()[r]), parts(w));
                     }
                     Op::Put(member, rest, times) => {
                         let more: Vec<Entry> = times.iter().map(|&t| { slot += 1; entry(t, slot) }).collect();
@@ -542,12 +648,13 @@ mod tests {
                 }
                 m.retain(|_, w| !w.is_empty());
                 let mut next = 0u32;
-                for s in &h.dir {
+                for s in h.dir() {
                     prop_assert_eq!(s.start, next, "segments end to end");
                     prop_assert!(s.len > 0, "no empty segment");
                     next += s.len;
                 }
-                prop_assert_eq!(next as usize, h.buf.len());
+                prop_assert_eq!(next as usize, h.buf().len());
+                prop_assert_eq!(h.nsegs() + h.buf().len(), h.v.len(), "segments, then entries");
                 let got: BTreeMap<(u8, u32), Vec<(i64, u32)>> =
                     h.segs().map(|(member, rest, v)| ((member, rest.0), parts(v))).collect();
                 let want: BTreeMap<(u8, u32), Vec<(i64, u32)>> =
