@@ -31,6 +31,10 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]),
 /// for [`Engine::warm`] to read at [`Engine::WARM_AHEAD`].
 const CALL_AHEAD: usize = 2 * Engine::WARM_AHEAD;
+/// Calls ahead of the one judged whose host slots are asked for ([`Engine::prewarm`]), so
+/// that `warm`, two calls later, finds them come; its own lines were asked for four calls
+/// before ([`CALL_AHEAD`]). Eight was measured against ten (README, "One allocation a host").
+const PREWARM_AHEAD: usize = Engine::WARM_AHEAD + 2;
 
 /// Breaches ahead of the one rendered whose memory the alert writer asks for
 /// ([`alert::prefetch`]).
@@ -544,6 +548,10 @@ pub fn run(
                         // misses overlap judging this one (Engine::warm).
                         if let Some(ahead) = calls.get(*c as usize + Engine::WARM_AHEAD) {
                             std::hint::black_box(engine.warm(ahead));
+                        }
+                        // And the slots `warm` will look its hosts up in, for a call further on.
+                        if let Some(ahead) = calls.get(*c as usize + PREWARM_AHEAD) {
+                            engine.prewarm(ahead);
                         }
                         // And the call `warm` will read then, decoded on another core.
                         if let Some(far) = calls.get(*c as usize + CALL_AHEAD) {

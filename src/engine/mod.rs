@@ -751,6 +751,17 @@ impl Engine {
         seen
     }
 
+    /// A step before [`Engine::warm`], for a call further ahead: asks for the slots of its
+    /// hosts, so that `warm`, reading them, does not wait.
+    #[inline]
+    pub fn prewarm(&self, call: &Call) {
+        if let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) {
+            for g in &self.groups {
+                g.prefetch(pre.syms[g.lead]);
+            }
+        }
+    }
+
     /// The interner, for decoder threads to intern calls for this engine ahead of judging
     /// ([`SharedInterner::intern_calls`], then [`Engine::ingest_owned`]).
     pub fn interner(&self) -> SharedInterner {

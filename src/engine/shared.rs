@@ -333,6 +333,13 @@ impl Group {
         self.shards[window::shard_of(k)].get(k)
     }
 
+    /// Asks for the slot of `lead`'s host without waiting for it ([`Engine::prewarm`]).
+    #[inline]
+    pub fn prefetch(&self, lead: Sym) {
+        let k = lead.0 as u64;
+        self.shards[window::shard_of(k)].prefetch(k);
+    }
+
     /// Adds rule `ri` as a member: a cap as one, a cooldown as two (its calls, then its
     /// triggers).
     pub fn add(&mut self, ri: usize, cooldown: bool) {
