@@ -730,14 +730,7 @@ impl Engine {
                 h.prefetch(WARM_HOST_LINES);
             }
         }
-        for (rule, state) in self.rules.iter().zip(&self.states) {
-            if rule.key.is_empty() || !state.keeps || state.shared.is_some() {
-                continue;
-            }
-            let mut key = [Sym::NONE; 6];
-            for (i, f) in rule.key.iter().enumerate() {
-                key[i] = pre.syms[*f as usize];
-            }
+        for (state, key) in self.own_windows(&pre) {
             if let Some(w) = state.windows.get(&key) {
                 // Judging reads the window at both ends (kinds::cap). Those lines are only
                 // prefetched: a load here stalled until they came (two thirds of this
@@ -752,14 +745,39 @@ impl Engine {
     }
 
     /// A step before [`Engine::warm`], for a call further ahead: asks for the slots of its
-    /// hosts, so that `warm`, reading them, does not wait.
+    /// hosts and of its rules' own windows (a rule alone on its first key field keeps its
+    /// own), so that `warm`, reading them, does not wait.
     #[inline]
     pub fn prewarm(&self, call: &Call) {
-        if let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) {
-            for g in &self.groups {
-                g.prefetch(pre.syms[g.lead]);
-            }
+        let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
+            return;
+        };
+        for g in &self.groups {
+            g.prefetch(pre.syms[g.lead]);
         }
+        for (state, key) in self.own_windows(&pre) {
+            state.windows.prefetch(&key);
+        }
+    }
+
+    /// The rules that keep windows of their own (not a group's), each with the key of its
+    /// window for a call interned as `pre`: what [`Engine::warm`] and [`Engine::prewarm`] look
+    /// up ahead.
+    fn own_windows<'a>(
+        &'a self,
+        pre: &'a intern::Interned,
+    ) -> impl Iterator<Item = (&'a RuleState, window::Key)> + 'a {
+        self.rules
+            .iter()
+            .zip(&self.states)
+            .filter(|(rule, state)| !rule.key.is_empty() && state.keeps && state.shared.is_none())
+            .map(|(rule, state)| {
+                let mut key = [Sym::NONE; 6];
+                for (i, f) in rule.key.iter().enumerate() {
+                    key[i] = pre.syms[*f as usize];
+                }
+                (state, key)
+            })
     }
 
     /// The interner, for decoder threads to intern calls for this engine ahead of judging

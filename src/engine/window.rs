@@ -199,6 +199,16 @@ impl Windows {
         }
     }
 
+    /// Asks for the slot of `key`'s window without waiting for it (keys of up to two fields;
+    /// wider ones are looked up through hashbrown's control bytes, nothing to ask for ahead).
+    #[inline]
+    pub fn prefetch(&self, key: &Key) {
+        if let Windows::Narrow(m) = self {
+            let k = pack(key);
+            m[shard_of(k)].prefetch(k);
+        }
+    }
+
     /// The window of `key`, if any, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {
