@@ -732,11 +732,15 @@ impl Engine {
         }
         for (state, key) in self.own_windows(&pre) {
             if let Some(w) = state.windows.get(&key) {
-                // Judging reads the window at both ends (kinds::cap). Those lines are only
+                // Judging reads the window near its end, and a distinct cap all of its span
+                // (kinds::cap): its first lines and its last are prefetched, as a host's are
+                // (only the two ends were, and the count stalled on the lines between). Only
                 // prefetched: a load here stalled until they came (two thirds of this
                 // function's time), and judging needs nothing from them now.
-                if let (Some(a), Some(b)) = (w.calls.first(), w.calls.last()) {
-                    prefetch(a);
+                for e in w.calls.iter().step_by(4).take(WARM_HOST_LINES) {
+                    prefetch(e);
+                }
+                if let Some(b) = w.calls.last() {
                     prefetch(b);
                 }
             }
@@ -1718,7 +1722,8 @@ fn rules_windows(key_fields: &[usize]) -> Vec<Windows> {
         .collect()
 }
 
-/// Cache lines of a shared window's host [`Engine::warm`] prefetches.
+/// Cache lines of a shared window's host, or of a rule's own window, that [`Engine::warm`]
+/// prefetches from the front (and the last line).
 const WARM_HOST_LINES: usize = 16;
 
 /// Record slots one unit of an eviction pass looks at.
