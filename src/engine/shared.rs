@@ -64,7 +64,8 @@ impl Seg {
 /// The windows of one lead value, in one allocation: its segments (`n` of them, in buffer
 /// order, a new one at the end), then their entries end to end. A host had a segment list
 /// and an entry buffer of its own: judging a call waited for the lines of both, and a host
-/// slot was 48 bytes instead of 32 (README, "One allocation a host").
+/// slot was 48 bytes instead of 32 (README, "One allocation a host, and the slots asked for
+/// before warm").
 #[derive(Debug, Default)]
 pub(super) struct Host {
     n: u32,
