@@ -733,16 +733,10 @@ impl Engine {
         for (state, key) in self.own_windows(&pre) {
             if let Some(w) = state.windows.get(&key) {
                 // Judging reads the window near its end, and a distinct cap all of its span
-                // (kinds::cap): its first lines and its last are prefetched, as a host's are
-                // (only the two ends were, and the count stalled on the lines between). Only
-                // prefetched: a load here stalled until they came (two thirds of this
-                // function's time), and judging needs nothing from them now.
-                for e in w.calls.iter().step_by(4).take(WARM_HOST_LINES) {
-                    prefetch(e);
-                }
-                if let Some(b) = w.calls.last() {
-                    prefetch(b);
-                }
+                // (kinds::cap): its first lines and its last, as a host's. Only prefetched: a
+                // load here stalled until they came (two thirds of this function's time), and
+                // judging needs nothing from them now.
+                window::prefetch_front(&w.calls, WARM_HOST_LINES);
             }
         }
         seen

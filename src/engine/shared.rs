@@ -21,7 +21,7 @@ use std::ops::Range;
 
 /// One member rule's window for one value of the rest of its key: a range of the host's
 /// entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Seg {
     pub member: u8,
     pub rest: Sym,
@@ -95,11 +95,6 @@ impl Host {
         &self.v[self.nsegs()..]
     }
 
-    fn buf_mut(&mut self) -> &mut [Entry] {
-        let n = self.nsegs();
-        &mut self.v[n..]
-    }
-
     /// Whether no segment is left.
     pub fn is_empty(&self) -> bool {
         self.n == 0
@@ -109,13 +104,7 @@ impl Host {
     /// entries (four to a line) and the last — without waiting for them.
     #[inline]
     pub fn prefetch(&self, lines: usize) {
-        let segs = self.nsegs().div_ceil(4);
-        for e in self.v.iter().step_by(4).take(segs + lines) {
-            super::prefetch(e);
-        }
-        if let Some(b) = self.v.last() {
-            super::prefetch(b);
-        }
+        window::prefetch_front(&self.v, self.nsegs().div_ceil(4) + lines);
     }
 
     fn find(&self, member: u8, rest: Sym) -> Option<usize> {
@@ -135,7 +124,7 @@ impl Host {
         debug_assert_ne!(a, b);
         let r = |m| self.find(m, rest).map_or(0..0, |i| self.seg_at(i).range());
         let (ra, rb) = (r(a), r(b));
-        let buf = self.buf_mut();
+        let buf = self.entries_mut();
         if ra.is_empty() {
             (&mut [], &buf[rb])
         } else if rb.is_empty() {
@@ -212,7 +201,8 @@ impl Host {
 
     /// The entries, as [`Host::insert`]'s ranges index them.
     pub fn entries_mut(&mut self) -> &mut [Entry] {
-        self.buf_mut()
+        let n = self.nsegs();
+        &mut self.v[n..]
     }
 
     /// Drops the entries before each segment's cutoff; whether anything is left.

@@ -358,6 +358,18 @@ pub(super) fn fit(v: &mut Vec<Entry>) {
     }
 }
 
+/// Asks for the first `lines` cache lines of `v` (four entries a line) and its last, without
+/// waiting for them: what judging a call reads of a window or a host (`Engine::warm`).
+#[inline]
+pub(super) fn prefetch_front(v: &[Entry], lines: usize) {
+    for e in v.iter().step_by(4).take(lines) {
+        super::prefetch(e);
+    }
+    if let Some(b) = v.last() {
+        super::prefetch(b);
+    }
+}
+
 /// Where an entry at `ts` goes in time-sorted `v`: after the entries at the same instant.
 #[inline]
 pub(super) fn sorted_place(v: &[Entry], ts: i64) -> usize {
