@@ -550,7 +550,7 @@ pub fn run(
                         if let Some(ahead) = calls.get(*c as usize + Engine::WARM_AHEAD) {
                             std::hint::black_box(engine.warm(ahead));
                         }
-                        // And the slots `warm` will look that call's hosts and windows up in, further on.
+                        // And, further on, the slots `warm` will look hosts and windows up in.
                         if let Some(ahead) = calls.get(*c as usize + PREWARM_AHEAD) {
                             engine.prewarm(ahead);
                         }

@@ -113,9 +113,9 @@ pub struct EngineSettings {
     /// the engine notes the calls' slots and asks for their ids, and reads them at the next
     /// [`Engine::settle`] — or the next ingest, into the same `out` — when the cache misses
     /// have had the time of the driver's read-ahead to complete (README, "Evidence inline, and
-    /// read one call later"). The calls named stay retained until then: they are in the window of a call
-    /// judged now, which eviction never reaches before the next call. Off by default; a replay
-    /// that writes alerts turns it on and settles before a batch leaves for its writer.
+    /// read one call later"). The calls named stay retained until then: they are in the window
+    /// of a call judged now, which eviction never reaches before the next call. Off by default;
+    /// a replay that writes alerts turns it on and settles before a batch leaves for its writer.
     pub defer_evidence: bool,
     /// Whether cap and cooldown rules whose keys (of one or two fields) start with the same
     /// field keep their windows together ([`shared`]: one host per value of that field, every

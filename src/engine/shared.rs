@@ -23,10 +23,10 @@ use std::ops::Range;
 /// entries.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Seg {
-    pub member: u8,
-    pub rest: Sym,
-    pub start: u32,
-    pub len: u32,
+    member: u8,
+    rest: Sym,
+    start: u32,
+    len: u32,
 }
 
 impl Seg {
@@ -63,9 +63,8 @@ impl Seg {
 
 /// The windows of one lead value, in one allocation: its segments (`n` of them, in buffer
 /// order, a new one at the end), then their entries end to end. A host had a segment list
-/// and an entry buffer of its own: judging a call waited for the lines of both, and a host
-/// slot was 48 bytes instead of 32 (README, "One allocation a host, and the slots asked for
-/// before warm").
+/// and an entry buffer of its own: two allocations, and a slot of 48 bytes instead of 32
+/// (README, "One allocation a host, and the slots asked for before warm").
 #[derive(Debug, Default)]
 pub(super) struct Host {
     n: u32,
