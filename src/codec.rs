@@ -8,7 +8,6 @@ use crate::engine::time::Ts;
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::VecDeque;
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Why a record was refused. The set is closed: it is used as a metric label.
@@ -237,7 +236,20 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 /// (a test compares them over generated and mutated records), or `None` for anything else
 /// (escapes, fractions, nested objects, duplicate or malformed keys, trailing text), which then
 /// goes through serde_json, the authority on errors and on everything unusual.
+#[cfg(test)]
 fn scan(text: &str) -> Option<Wire<'_>> {
+    let mut w = Wire::default();
+    scan_into(text, &mut w).then_some(w)
+}
+
+/// [`scan`] into `w` (as [`Wire::default`] leaves it), in place: a record's fields are some
+/// 450 bytes, and each move of them by value was a copy (a twentieth of decoding).
+fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> bool {
+    scan_fields(text, w).is_some()
+}
+
+#[inline(always)]
+fn scan_fields<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
     let b = text.as_bytes();
     let ends = Ends::of(b);
     let mut i = skip_ws(b, 0);
@@ -245,7 +257,6 @@ fn scan(text: &str) -> Option<Wire<'_>> {
         return None;
     }
     i = skip_ws(b, i + 1);
-    let mut w = Wire::default();
     let mut seen = 0u32;
     if b.get(i) == Some(&b'}') {
         i += 1;
@@ -260,7 +271,7 @@ fn scan(text: &str) -> Option<Wire<'_>> {
             let (value, after) = scan_value(text, i, &ends)?;
             i = skip_ws(b, after);
             // A field given twice is serde's error to report.
-            if let Some(bit) = put(&mut w, key, value)? {
+            if let Some(bit) = put(w, key, value)? {
                 if seen & (1 << bit) != 0 {
                     return None;
                 }
@@ -276,7 +287,7 @@ fn scan(text: &str) -> Option<Wire<'_>> {
             }
         }
     }
-    (skip_ws(b, i) == b.len()).then_some(w)
+    (skip_ws(b, i) == b.len()).then_some(())
 }
 
 /// Stores one field: `Some(Some(bit))` for a known field (its bit in the seen-set), `Some(None)`
@@ -623,6 +634,10 @@ const MAX_ID_BYTES: usize = 256;
 /// Records [`Decoder::decode_each`] reads before the one it validates.
 const READ_AHEAD: usize = 4;
 
+/// A record [`Decoder::decode_each`] has read and not yet validated: its fields, why it was
+/// refused if it was, and its phone cache key.
+type Ahead<'a> = (Wire<'a>, Option<Reject>, Option<u64>);
+
 /// A decoder with its caches (phone normalisation and zone lookups are the expensive steps, and
 /// the same numbers recur).
 pub struct Decoder {
@@ -645,9 +660,10 @@ impl Decoder {
 
     /// Decodes one record. `now` is the decoder's clock for the future-skew check.
     pub fn decode(&mut self, bytes: &[u8], now: Ts) -> Result<Call, Reject> {
-        let w = self.read(bytes)?;
+        let mut w = Wire::default();
+        self.read_into(bytes, &mut w)?;
         let key = self.phone_key(&w);
-        self.validate(w, key, now)
+        self.validate(&mut w, key, now)
     }
 
     /// The phone cache's key for the record's number ([`crate::phone::PhoneNormaliser::key`]),
@@ -668,27 +684,42 @@ impl Decoder {
         now: Ts,
         mut each: impl FnMut(Result<Call, Reject>),
     ) {
-        let mut ahead: VecDeque<(Result<Wire<'a>, Reject>, Option<u64>)> =
-            VecDeque::with_capacity(READ_AHEAD + 1);
+        // The records read and not yet validated, each where it was read: its fields, why it
+        // was refused if it was, its phone cache key (fields moved by value were copied, a
+        // twentieth of decoding).
+        let mut ring: [Ahead<'a>; READ_AHEAD + 1] = Default::default();
+        let mut read = 0usize;
+        let mut judge = |dec: &mut Decoder, (w, refused, key): &mut Ahead<'a>| {
+            each(match refused.take() {
+                Some(r) => Err(r),
+                None => dec.validate(w, *key, now),
+            })
+        };
         for bytes in records {
-            let w = self.read(bytes);
-            let key = w.as_ref().ok().and_then(|w| self.phone_key(w));
-            if let Some(k) = key {
+            let (w, refused, key) = &mut ring[read % ring.len()];
+            *w = Wire::default();
+            *refused = self.read_into(bytes, w).err();
+            *key = if refused.is_none() {
+                self.phone_key(w)
+            } else {
+                None
+            };
+            if let Some(k) = *key {
                 self.phones.prefetch(k);
             }
-            ahead.push_back((w, key));
-            if ahead.len() > READ_AHEAD {
-                let (w, key) = ahead.pop_front().expect("more than READ_AHEAD");
-                each(w.and_then(|w| self.validate(w, key, now)));
+            read += 1;
+            if read > READ_AHEAD {
+                judge(self, &mut ring[(read - 1 - READ_AHEAD) % ring.len()]);
             }
         }
-        for (w, key) in ahead {
-            each(w.and_then(|w| self.validate(w, key, now)));
+        for i in read.saturating_sub(READ_AHEAD)..read {
+            judge(self, &mut ring[i % ring.len()]);
         }
     }
 
-    /// A record's fields as read, before validation (the size, UTF-8 and JSON checks).
-    fn read<'a>(&mut self, bytes: &'a [u8]) -> Result<Wire<'a>, Reject> {
+    /// A record's fields as read into `w` (as [`Wire::default`] leaves it), before validation
+    /// (the size, UTF-8 and JSON checks).
+    fn read_into<'a>(&mut self, bytes: &'a [u8], w: &mut Wire<'a>) -> Result<(), Reject> {
         if bytes.len() > self.settings.max_record_bytes {
             return Err(reject(
                 Reason::TooLarge,
@@ -703,16 +734,23 @@ impl Decoder {
             .map_err(|e| reject(Reason::NotJson, format!("not UTF-8: {e}")))?;
         if self.settings.mapping.format() != crate::formats::Format::CallEventV1 {
             let text = text.trim_end_matches(['\n', '\r']);
-            return self.settings.mapping.read(text, &mut self.days);
+            *w = self.settings.mapping.read(text, &mut self.days)?;
+            return Ok(());
         }
-        match scan(text) {
-            Some(w) => Ok(w),
-            None => serde_json::from_str(text).map_err(|e| classify(text, e)),
+        if !scan_into(text, w) {
+            // What the scanner left half-filled is replaced whole.
+            *w = serde_json::from_str(text).map_err(|e| classify(text, e))?;
         }
+        Ok(())
     }
 
     /// Validates a record read, whose number has the phone cache key `phone_key`.
-    fn validate(&mut self, w: Wire<'_>, phone_key: Option<u64>, now: Ts) -> Result<Call, Reject> {
+    fn validate(
+        &mut self,
+        w: &mut Wire<'_>,
+        phone_key: Option<u64>,
+        now: Ts,
+    ) -> Result<Call, Reject> {
         require(&[
             ("call_id", w.call_id.is_none()),
             ("occurred_at", w.occurred_at.is_none() && w.at.is_none()),
@@ -721,7 +759,7 @@ impl Decoder {
             ("relation", w.relation.is_none()),
         ])?;
         // Present from here on (checked above).
-        let call_id = Text::from(w.call_id.unwrap_or_default());
+        let call_id = Text::from(w.call_id.take().unwrap_or_default());
         let n = call_id.chars().count();
         if !(1..=128).contains(&n) {
             return Err(reject(
@@ -732,7 +770,7 @@ impl Decoder {
         let occurred_at = match w.at {
             Some(t) => t,
             None => {
-                let ts_text = w.occurred_at.unwrap_or_default();
+                let ts_text = w.occurred_at.take().unwrap_or_default();
                 match fast_timestamp(&ts_text) {
                     Some(t) => t,
                     None => {
@@ -755,11 +793,11 @@ impl Decoder {
                 ),
             ));
         }
-        let debtor_id = Text::from(w.debtor_id.unwrap_or_default());
+        let debtor_id = Text::from(w.debtor_id.take().unwrap_or_default());
         if !(w.debtor_from_book && debtor_id.is_empty()) {
             check_id("debtor_id", &debtor_id)?;
         }
-        let raw_phone = w.phone.unwrap_or_default();
+        let raw_phone = w.phone.take().unwrap_or_default();
         let phone = self
             .phones
             .normalise_keyed(&raw_phone, phone_key)
@@ -790,6 +828,7 @@ impl Decoder {
         };
         let mut attrs: Vec<(String, String)> = w
             .attrs
+            .take()
             .unwrap_or_default()
             .into_iter()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -802,17 +841,17 @@ impl Decoder {
             debtor_id,
             phone,
             relation,
-            event_id: opt_id(w.event_id, "event_id")?,
-            account_id: opt_id(w.account_id, "account_id")?,
+            event_id: opt_id(w.event_id.take(), "event_id")?,
+            account_id: opt_id(w.account_id.take(), "account_id")?,
             outcome: parse_enum("outcome", w.outcome.as_deref())?,
             direction: parse_enum("direction", w.direction.as_deref())?
                 .unwrap_or(Direction::Outbound),
             channel: parse_enum("channel", w.channel.as_deref())?.unwrap_or(Channel::Voice),
             duration_s,
-            agent_id: opt_id(w.agent_id, "agent_id")?,
-            agency_id: opt_id(w.agency_id, "agency_id")?,
-            creditor_id: opt_id(w.creditor_id, "creditor_id")?,
-            campaign_id: opt_id(w.campaign_id, "campaign_id")?,
+            agent_id: opt_id(w.agent_id.take(), "agent_id")?,
+            agency_id: opt_id(w.agency_id.take(), "agency_id")?,
+            creditor_id: opt_id(w.creditor_id.take(), "creditor_id")?,
+            campaign_id: opt_id(w.campaign_id.take(), "campaign_id")?,
             callee_tz,
             number_source: parse_enum("number_source", w.number_source.as_deref())?,
             purpose: parse_enum("purpose", w.purpose.as_deref())?,
