@@ -28,14 +28,10 @@ use std::time::{Duration, Instant};
 /// Bytes per batch handed to a decoder thread (whole lines: about 2,700 call events).
 const BATCH_BYTES: usize = 1 << 20;
 
-/// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]),
-/// for [`Engine::warm`] to read at [`Engine::WARM_AHEAD`].
-const CALL_AHEAD: usize = 2 * Engine::WARM_AHEAD;
-/// Calls ahead of the one judged whose host and window slots are asked for
-/// ([`Engine::prewarm`]), so that `warm`, two calls later, finds them come; its own lines
-/// were asked for four calls before ([`CALL_AHEAD`]). Eight was measured against ten
-/// (README, "One allocation a host, and the slots asked for before warm").
-const PREWARM_AHEAD: usize = Engine::WARM_AHEAD + 2;
+/// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]).
+const CALL_AHEAD: usize = Engine::CALL_AHEAD;
+/// Calls ahead of the one judged passed to [`Engine::prewarm`].
+const PREWARM_AHEAD: usize = Engine::PREWARM_AHEAD;
 
 /// Breaches ahead of the one rendered whose memory the alert writer asks for
 /// ([`alert::prefetch`]).

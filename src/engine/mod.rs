@@ -702,6 +702,17 @@ impl Engine {
     /// the misses to overlap the judging between, near enough that the lines are still there.
     pub const WARM_AHEAD: usize = 6;
 
+    /// How many calls ahead of the one it judges a driver calls [`Engine::prewarm`]: its host
+    /// and window slots asked for, `warm`, two calls later, finds them come. Eight was
+    /// measured against ten (README, "One allocation a host, and the slots asked for before
+    /// warm").
+    pub const PREWARM_AHEAD: usize = Self::WARM_AHEAD + 2;
+
+    /// How many calls ahead of the one it judges a driver whose calls were decoded on another
+    /// core prefetches the call's own lines ([`Call::prefetch`]), for `warm` to read them at
+    /// [`Engine::WARM_AHEAD`] (asked for four calls before `prewarm` reads them).
+    pub const CALL_AHEAD: usize = 2 * Self::WARM_AHEAD;
+
     /// Reads the state judging `call` will touch — the window of each rule's key, whose
     /// entries are prefetched — and prefetches its dedup probe's bucket, without changing
     /// anything; returns a value that depends on what it read.
