@@ -28,11 +28,6 @@ use std::time::{Duration, Instant};
 /// Bytes per batch handed to a decoder thread (whole lines: about 2,700 call events).
 const BATCH_BYTES: usize = 1 << 20;
 
-/// Calls ahead of the one judged whose own lines are prefetched ([`Call::prefetch`]).
-const CALL_AHEAD: usize = Engine::CALL_AHEAD;
-/// Calls ahead of the one judged passed to [`Engine::prewarm`].
-const PREWARM_AHEAD: usize = Engine::PREWARM_AHEAD;
-
 /// Breaches ahead of the one rendered whose memory the alert writer asks for
 /// ([`alert::prefetch`]).
 const RENDER_AHEAD: usize = 4;
@@ -529,7 +524,7 @@ pub fn run(
             for (j, d) in items.iter().enumerate() {
                 // The decoder wrote these on its core: the item a few ahead is asked for now
                 // (reading each as it came stalled the loop, 3% of the engine thread).
-                if let Some(ahead) = items.get(j + CALL_AHEAD) {
+                if let Some(ahead) = items.get(j + Engine::CALL_AHEAD) {
                     crate::engine::prefetch(ahead);
                 }
                 match d {
@@ -547,11 +542,11 @@ pub fn run(
                             std::hint::black_box(engine.warm(ahead));
                         }
                         // And, further on, the slots `warm` will look hosts and windows up in.
-                        if let Some(ahead) = calls.get(*c as usize + PREWARM_AHEAD) {
+                        if let Some(ahead) = calls.get(*c as usize + Engine::PREWARM_AHEAD) {
                             engine.prewarm(ahead);
                         }
                         // And the call `warm` will read then, decoded on another core.
-                        if let Some(far) = calls.get(*c as usize + CALL_AHEAD) {
+                        if let Some(far) = calls.get(*c as usize + Engine::CALL_AHEAD) {
                             far.prefetch();
                         }
                         // The evidence the call before asked for has had that long to come.
