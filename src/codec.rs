@@ -239,18 +239,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
 #[cfg(test)]
 fn scan(text: &str) -> Option<Wire<'_>> {
     let mut w = Wire::default();
-    scan_into(text, &mut w).then_some(w)
+    scan_into(text, &mut w).map(|()| w)
 }
 
 /// [`scan`] into `w` (as [`Wire::default`] leaves it), in place: a record's fields are some
 /// 450 bytes, and each move of them by value was a copy (`memmove` went from 3.9% to 2.0% of
 /// a default-policy replay's samples when [`Decoder::decode_each`] stopped moving them).
-fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> bool {
-    scan_fields(text, w).is_some()
-}
-
-#[inline(always)]
-fn scan_fields<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
+fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
     let b = text.as_bytes();
     let ends = Ends::of(b);
     let mut i = skip_ws(b, 0);
@@ -696,7 +691,6 @@ impl Decoder {
         };
         for bytes in records {
             let (w, refused, key) = &mut ring[read % ring.len()];
-            *w = Wire::default();
             *refused = self.read_into(bytes, w).err();
             *key = if refused.is_none() {
                 self.phone_key(w)
@@ -716,8 +710,8 @@ impl Decoder {
         }
     }
 
-    /// A record's fields as read into `w` (as [`Wire::default`] leaves it), before validation
-    /// (the size, UTF-8 and JSON checks).
+    /// A record's fields as read into `w`, replacing what it held, before validation (the
+    /// size, UTF-8 and JSON checks). After a refusal what `w` holds means nothing.
     fn read_into<'a>(&mut self, bytes: &'a [u8], w: &mut Wire<'a>) -> Result<(), Reject> {
         if bytes.len() > self.settings.max_record_bytes {
             return Err(reject(
@@ -736,7 +730,8 @@ impl Decoder {
             *w = self.settings.mapping.read(text, &mut self.days)?;
             return Ok(());
         }
-        if !scan_into(text, w) {
+        *w = Wire::default();
+        if scan_into(text, w).is_none() {
             // What the scanner left half-filled is replaced whole.
             *w = serde_json::from_str(text).map_err(|e| classify(text, e))?;
         }
