@@ -106,6 +106,14 @@ impl Host {
         window::prefetch_front(&self.v, self.nsegs().div_ceil(4) + lines);
     }
 
+    /// Asks for the first line of the buffer (the segments) without waiting for it.
+    #[inline]
+    fn prefetch_head(&self) {
+        if let Some(e) = self.v.first() {
+            super::prefetch(e);
+        }
+    }
+
     fn find(&self, member: u8, rest: Sym) -> Option<usize> {
         self.dir()
             .position(|s| s.member == member && s.rest == rest)
@@ -415,10 +423,20 @@ impl Group {
     pub fn retain_shard(&mut self, shard: usize, mut f: impl FnMut(&mut Host) -> bool) -> usize {
         let mut gone = 0;
         let pair = &self.pair;
-        let n = self.shards[shard].retain(|h| {
-            let before = h.windows(pair);
+        // With no cooldown among the members, a host's windows are its segments: counted
+        // without reading its buffer.
+        let paired = pair.iter().any(Option::is_some);
+        let windows = |h: &Host| {
+            if paired {
+                h.windows(pair)
+            } else {
+                h.nsegs()
+            }
+        };
+        let n = self.shards[shard].retain_ahead(Host::prefetch_head, |h| {
+            let before = windows(h);
             let keep = f(h);
-            gone += before - h.windows(pair);
+            gone += before - windows(h);
             keep
         });
         self.shards[shard].shrink();

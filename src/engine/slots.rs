@@ -22,6 +22,9 @@
 /// `Sym::NONE` (`u32::MAX`) only for a rule with no key, whose second is `NONE` too.
 pub(super) const EMPTY: u64 = 0xFFFF_FFFF_0000_0000;
 
+/// How many slots on [`Slots::retain_ahead`] asks for a value's memory.
+const RETAIN_AHEAD: usize = 8;
+
 /// Slots of the smallest table.
 const MIN_SLOTS: usize = 8;
 
@@ -179,7 +182,15 @@ impl<V: Default> Slots<V> {
     }
 
     /// Keeps the values `f` says to keep; returns how many there were.
-    pub fn retain(&mut self, mut f: impl FnMut(&mut V) -> bool) -> usize {
+    #[cfg(test)]
+    pub fn retain(&mut self, f: impl FnMut(&mut V) -> bool) -> usize {
+        self.retain_ahead(|_| {}, f)
+    }
+
+    /// [`Slots::retain`], calling `ahead` on the value [`RETAIN_AHEAD`] full slots on before
+    /// `f` on each: the values' own memory (a host's buffer) is elsewhere, one miss each, and
+    /// asked for one after the other they were waited for one after the other.
+    pub fn retain_ahead(&mut self, ahead: impl Fn(&V), mut f: impl FnMut(&mut V) -> bool) -> usize {
         let n = self.len;
         if n == 0 {
             return 0;
@@ -196,6 +207,10 @@ impl<V: Default> Slots<V> {
         let mut step = 1;
         while step < self.keys.len() {
             let i = (start + step) & mask;
+            let a = (i + RETAIN_AHEAD) & mask;
+            if self.keys[a] != EMPTY {
+                ahead(&self.vals[a]);
+            }
             if self.keys[i] != EMPTY && !f(&mut self.vals[i]) {
                 self.remove_at(i);
             } else {

@@ -243,7 +243,14 @@ impl Windows {
     ) -> usize {
         match self {
             Windows::Narrow(m) => {
-                let n = m[shard].retain(f);
+                let n = m[shard].retain_ahead(
+                    |w: &WindowState| {
+                        if let Some(e) = w.calls.first() {
+                            super::prefetch(e);
+                        }
+                    },
+                    f,
+                );
                 m[shard].shrink();
                 n
             }
