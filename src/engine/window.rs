@@ -352,7 +352,11 @@ pub(super) fn split_near_back(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usi
 /// growth) left 34–43% of all entry memory unused in the memory benchmark. The price is a
 /// few more reallocations of small arrays while a window first fills.
 pub(super) fn growth(len: usize) -> usize {
-    (len / 4).max(1)
+    if len == 0 {
+        1
+    } else {
+        (len / 4).max(2)
+    }
 }
 
 /// Gives back a window's unused room after eviction took entries from its front, once it is
