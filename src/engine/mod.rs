@@ -394,14 +394,19 @@ impl Engine {
                 }
             })
             .collect::<Vec<RuleState>>();
-        // Cap and cooldown rules keyed on one or two fields, grouped by their first (`shared`).
+        // Cap and cooldown rules keyed on one or two fields, and status and contact rules that
+        // hold calls, grouped by their first key field (`shared`).
         let mut groups: Vec<shared::Group> = Vec::new();
         if settings.shared_windows {
             for (ri, r) in rules.iter().enumerate() {
-                // A cooldown is two members: its calls, then its triggers.
+                // A cooldown is two members: its calls, then its triggers. A status or contact
+                // rule that holds the calls it matched for late reference records is one: the
+                // calls it holds, per debtor, beside the caps' (a window of its own was one
+                // more slot and buffer to miss per call, and a reallocation every few calls).
                 let width = match r.kind {
                     rule::RuleKind::Cap => 1,
                     rule::RuleKind::Cooldown => 2,
+                    rule::RuleKind::Status | rule::RuleKind::Contact if states[ri].keeps => 1,
                     _ => continue,
                 };
                 if !(1..=2).contains(&r.key.len()) {
@@ -1118,7 +1123,7 @@ impl Engine {
             out,
             |ri, rule, store, ctx, held, out| {
                 let st = ctx.statuses.get(&id).expect("just stored");
-                kinds::status::flag_retained(ri, rule, store.windows, ctx, st, held, out);
+                kinds::status::flag_retained(ri, rule, store, ctx, st, held, out);
             },
         );
         old
@@ -1175,7 +1180,7 @@ impl Engine {
             rule::RuleKind::Contact,
             out,
             |ri, rule, store, ctx, held, out| {
-                kinds::contact::flag_retained(ri, rule, store.windows, ctx, &c, held, out);
+                kinds::contact::flag_retained(ri, rule, store, ctx, &c, held, out);
             },
         );
         Ok(old)

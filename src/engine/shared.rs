@@ -351,6 +351,14 @@ impl Group {
         }
     }
 
+    /// The window of `member` for the key (`lead`, `rest`), to change; `None` if there is none.
+    pub fn seg_mut(&mut self, lead: Sym, member: u8, rest: Sym) -> Option<&mut [Entry]> {
+        let k = lead.0 as u64;
+        let host = self.shards[window::shard_of(k)].get_mut(k)?;
+        let r = host.seg_at(host.find(member, rest)?).range();
+        Some(&mut host.entries_mut()[r])
+    }
+
     /// [`Host::insert`] into the host of `lead` (made if absent); returns the segment's
     /// entries and `e`'s index among them.
     #[inline]
@@ -512,12 +520,13 @@ impl Engine {
     }
 
     /// How the windows are laid out, as snapshots record it: 0, each rule's its own; 1, cap
-    /// rules' shared (format 6); 2, cap and cooldown rules' shared (format 7 on).
+    /// rules' shared (format 6); 2, cap and cooldown rules' shared (format 7); 3, the calls
+    /// status and contact rules hold shared too (format 8 on).
     pub(super) fn layout(&self) -> u8 {
         if self.groups.is_empty() {
             0
         } else {
-            2
+            3
         }
     }
 

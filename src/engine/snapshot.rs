@@ -3,14 +3,15 @@
 //! slots, same symbols, same windows and marks, same lanes and counters — so it judges any
 //! continuation exactly as the original would (property-tested).
 //!
-//! # Format (version 7, little-endian)
+//! # Format (version 8, little-endian)
 //! `DGSNAP\0\0`, the version (u32), a fingerprint of the rules and the settings that shape
 //! state (SHA-256 over the compiled rules, lateness and horizon, and which reference-kind rules
 //! keep no calls: a snapshot made under other rules is refused, not misread), then: watermark,
 //! cutoff, last sweep, the eviction pass under way (a tag and a u32: none, window shard, record
 //! slot, dedup shard, and since version 6 shared-window shard), and since version 6 how windows
 //! were laid out (a byte: 0 each rule's its own, 1 cap rules' shared, 2 — version 7 — cap and
-//! cooldown rules' shared; a pass under way in another layout starts again); lanes; (since version 5)
+//! cooldown rules' shared, 3 — version 8 — the calls status and contact rules hold shared too;
+//! a pass under way in another layout starts again); lanes; (since version 5)
 //! the lanes' own cutoffs (`floors`, one i64 a lane, often none); counters; the
 //! callee zones by IANA name; the interner's slots and free list; the record slab (dead slots
 //! included, so slots keep their numbers) and its free list; per rule, its windows sorted by
@@ -18,7 +19,8 @@
 //! sorted by id. Strings are a u32 length and UTF-8 bytes. A record's flags byte says whether an
 //! event id follows (bit 0) and, since version 4, what the contact book supplied of it (bits 1
 //! and 2: the debtor, the relation); since version 5, the byte after the relation is the lane
-//! the call came in on (255: not known). Version 6 (cooldowns not among the shared windows,
+//! the call came in on (255: not known). Version 8 reads as version 7 (only the layout byte
+//! may differ). Version 6 (cooldowns not among the shared windows,
 //! their entries without a zone) and version 5 (no layout byte, no shared-window shard) are
 //! read too, and so are versions 2 (no statuses), 3 and 4, whose records' lanes are not known, so such a state
 //! cannot be split by lane.
@@ -38,7 +40,7 @@ use sha2::{Digest, Sha256};
 
 const MAGIC: &[u8; 8] = b"DGSNAP\0\0";
 /// The format version this build writes and reads.
-pub const VERSION: u32 = 7;
+pub const VERSION: u32 = 8;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -410,7 +412,7 @@ impl Engine {
         let there = match version {
             ..=5 => 0,
             _ => match r.u8()? {
-                l @ 0..=2 => l,
+                l @ 0..=3 => l,
                 _ => return Err(SnapshotError::Corrupt("window layout")),
             },
         };

@@ -22,7 +22,6 @@ use crate::engine::contacts::{Contact, Contacts, Fact};
 use crate::engine::event::{Call, NumberSource, Relation, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule, ANY_RELATION, ANY_SOURCE};
-use crate::engine::window::Windows;
 
 fn params(rule: &Rule) -> (u8, u16, i64) {
     match rule.body {
@@ -150,7 +149,7 @@ pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
 pub(in crate::engine) fn flag_retained(
     ri: u16,
     rule: &Rule,
-    windows: &mut Windows,
+    mut store: super::Store<'_>,
     ctx: &Ctx<'_>,
     c: &Contact,
     cutoff: i64,
@@ -173,7 +172,7 @@ pub(in crate::engine) fn flag_retained(
     let (Some(debtor), Some(phone)) = (debtor, phone) else {
         return;
     };
-    let Some(held) = super::held_since(windows, debtor, c.from.0.max(cutoff)) else {
+    let Some(held) = super::held_since(&mut store, debtor, c.from.0.max(cutoff)) else {
         return;
     };
     for e in held.iter_mut() {

@@ -467,19 +467,32 @@ fn held_for_late(
         if breached {
             e.mark_breached();
         }
-        super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
+        match step.shared.as_mut() {
+            Some((g, m)) => {
+                g.insert(key[0], *m, key[1], e);
+            }
+            None => {
+                super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
+            }
+        }
     }
     Applied::Matched
 }
 
 /// The entries a reference record arriving now may flag: those of the window keyed by the one
-/// symbol `key` (a reference kind keys by one field) at or after `from`; `None` when no window.
-fn held_since(windows: &mut Windows, key: Sym, from: i64) -> Option<&mut [Entry]> {
-    let mut k = [Sym::NONE; 6];
-    k[0] = key;
-    let w = windows.get_mut(&k)?;
-    let lo = super::window::split_near_front(&w.calls, |y| y.ts < from);
-    Some(&mut w.calls[lo..])
+/// symbol `key` (a reference kind keys by one field) at or after `from`, wherever the rule
+/// keeps its windows; `None` when no window.
+fn held_since<'s>(store: &'s mut Store<'_>, key: Sym, from: i64) -> Option<&'s mut [Entry]> {
+    let calls: &mut [Entry] = match store.shared.as_mut() {
+        Some((g, m)) => g.seg_mut(key, *m, Sym::NONE)?,
+        None => {
+            let mut k = [Sym::NONE; 6];
+            k[0] = key;
+            &mut store.windows.get_mut(&k)?.calls
+        }
+    };
+    let lo = super::window::split_near_front(calls, |y| y.ts < from);
+    Some(&mut calls[lo..])
 }
 
 /// A breach by one call alone: the call is its only evidence, observed 1 against a limit of 0

@@ -15,7 +15,6 @@ use crate::engine::intern::Sym;
 use crate::engine::rule::{Body, Rule};
 use crate::engine::status::{Scope, Status, Statuses};
 use crate::engine::time::{self, Local};
-use crate::engine::window::Windows;
 
 fn params(rule: &Rule) -> (u16, Scope, i64) {
     match rule.body {
@@ -130,7 +129,7 @@ fn window_end(st: &Status, local: &Local, tz: &jiff::tz::TimeZone) -> Option<i64
 pub(in crate::engine) fn flag_retained(
     ri: u16,
     rule: &Rule,
-    windows: &mut Windows,
+    mut store: super::Store<'_>,
     ctx: &Ctx<'_>,
     st: &Status,
     cutoff: i64,
@@ -156,7 +155,7 @@ pub(in crate::engine) fn flag_retained(
         )
     };
     let Some(key_sym) = key_sym else { return };
-    let Some(held) = super::held_since(windows, key_sym, st.from.0.max(cutoff)) else {
+    let Some(held) = super::held_since(&mut store, key_sym, st.from.0.max(cutoff)) else {
         return;
     };
     for e in held.iter_mut() {
