@@ -248,6 +248,8 @@ proptest! {
         crate::support::shuffle(&mut arrivals, seed);
         let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let mut engine = Engine::new(rules.clone(), settings.clone());
+        // The three rules hold their calls in one host per debtor.
+        prop_assert_eq!(engine.shared_window_rules(), 3);
         let mut got = BTreeSet::new();
         let mut seen = HashSet::new();
         let k = split % (arrivals.len() + 1);

@@ -2050,8 +2050,9 @@ fn make_status(i: usize, s: &StatusSpec) -> Status {
     }
 }
 
-/// Status rules by debtor, phone and account; zones fixed or the callee's. The calls span 12
-/// days: a lookback of 13 keeps the first for a status that arrives last.
+/// Status rules by debtor (two: the calls they hold share the debtor's host), phone and
+/// account; zones fixed or the callee's. The calls span 12 days: a lookback of 13 keeps the
+/// first for a status that arrives last.
 fn status_rules(callee: bool) -> Vec<Rule> {
     let tz = if callee { "callee" } else { "America/New_York" };
     let text = format!(
@@ -2066,6 +2067,16 @@ timezone = "{tz}"
 lookback = "13d"
 [rules.when]
 relation = ["self", "spouse"]
+
+[[rules]]
+id = "by-debtor-stop"
+kind = "status"
+severity = "high"
+key = ["debtor_id"]
+statuses = ["medium_opt_out", "third_party_stop"]
+lookback = "13d"
+[rules.when]
+relation_not = ["self"]
 
 [[rules]]
 id = "by-phone"
@@ -2258,6 +2269,8 @@ proptest! {
         crate::support::shuffle(&mut arrivals, seed);
         let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
         let mut engine = Engine::new(rules.clone(), settings.clone());
+        // The two rules by debtor hold their calls in one host per debtor.
+        prop_assert_eq!(engine.shared_window_rules(), 2);
         let mut got = BTreeSet::new();
         let mut seen = HashSet::new();
         let k = split % (arrivals.len() + 1);
