@@ -106,14 +106,6 @@ impl Host {
         window::prefetch_front(&self.v, self.nsegs().div_ceil(4) + lines);
     }
 
-    /// Asks for the first line of the buffer (the segments) without waiting for it.
-    #[inline]
-    fn prefetch_head(&self) {
-        if let Some(e) = self.v.first() {
-            super::prefetch(e);
-        }
-    }
-
     fn find(&self, member: u8, rest: Sym) -> Option<usize> {
         self.dir()
             .position(|s| s.member == member && s.rest == rest)
@@ -441,12 +433,15 @@ impl Group {
                 h.nsegs()
             }
         };
-        let n = self.shards[shard].retain_ahead(Host::prefetch_head, |h| {
-            let before = windows(h);
-            let keep = f(h);
-            gone += before - windows(h);
-            keep
-        });
+        let n = self.shards[shard].retain_ahead(
+            |h| window::prefetch_first(&h.v),
+            |h| {
+                let before = windows(h);
+                let keep = f(h);
+                gone += before - windows(h);
+                keep
+            },
+        );
         self.shards[shard].shrink();
         self.segments -= gone;
         n

@@ -243,14 +243,7 @@ impl Windows {
     ) -> usize {
         match self {
             Windows::Narrow(m) => {
-                let n = m[shard].retain_ahead(
-                    |w: &WindowState| {
-                        if let Some(e) = w.calls.first() {
-                            super::prefetch(e);
-                        }
-                    },
-                    f,
-                );
+                let n = m[shard].retain_ahead(|w: &WindowState| prefetch_first(&w.calls), f);
                 m[shard].shrink();
                 n
             }
@@ -347,10 +340,12 @@ pub(super) fn split_near_back(v: &[Entry], pred: impl Fn(&Entry) -> bool) -> usi
     lo + v[lo..hi].partition_point(pred)
 }
 
-/// Room a full window grows by: a quarter of what it holds (at least one entry). A window is
-/// a sliding span of calls, so the capacity it reaches stays in use — doubling (Vec's own
-/// growth) left 34–43% of all entry memory unused in the memory benchmark. The price is a
-/// few more reallocations of small arrays while a window first fills.
+/// Room a full window grows by: a quarter of what it holds, at least two entries (one for an
+/// empty window). A window is a sliding span of calls, so the capacity it reaches stays in use —
+/// doubling (Vec's own growth) left 34–43% of all entry memory unused in the memory benchmark.
+/// The price is a few more reallocations of small arrays while a window first fills; with at
+/// least one entry, every insert below eight entries was one (1 B more per retained call for
+/// half of them).
 pub(super) fn growth(len: usize) -> usize {
     if len == 0 {
         1
@@ -366,6 +361,15 @@ pub(super) fn fit(v: &mut Vec<Entry>) {
     let len = v.len();
     if v.capacity() > len + growth(len) + 2 {
         v.shrink_to(len + growth(len) / 2);
+    }
+}
+
+/// Asks for the first cache line of `v` without waiting for it: what eviction reads of a window
+/// or a host first ([`Slots::retain_ahead`]).
+#[inline]
+pub(super) fn prefetch_first(v: &[Entry]) {
+    if let Some(e) = v.first() {
+        super::prefetch(e);
     }
 }
 
