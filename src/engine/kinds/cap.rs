@@ -42,6 +42,44 @@ fn in_window(y: &Entry, pv: i32, window: Window) -> bool {
     }
 }
 
+/// [`in_window`] for the entries of one count, most of them without working out their period.
+/// An entry's local day is its UTC date's or one either side (`window::Entry`), so an entry
+/// whose UTC date is inside a day-valued window by more than a day each end is in it whatever
+/// its zone: `sure` is those times. The others are worked out. (Counting a week of entries
+/// spent most of its time dividing each one's time into a day.)
+#[derive(Clone, Copy)]
+struct Member {
+    pv: i32,
+    window: Window,
+    sure: (i64, i64),
+}
+
+impl Member {
+    fn new(pv: i32, window: Window) -> Member {
+        let sure = match window {
+            Window::LocalDays(_) | Window::Calendar(Calendar::Day) => {
+                // Period values are local days here: the window is days pv − span + 1 ..= pv.
+                let (first, last) = (pv - window.span() + 2, pv - 1);
+                let day = |d: i32| (d as i64).saturating_mul(time::NANOS_PER_DAY);
+                (day(first), day(last).saturating_add(time::NANOS_PER_DAY))
+            }
+            // Rolling: every candidate is in (`in_window`); weeks and months: worked out.
+            _ => (0, 0),
+        };
+        Member { pv, window, sure }
+    }
+
+    #[inline]
+    fn has(&self, y: &Entry) -> bool {
+        (self.sure.0 <= y.ts && y.ts < self.sure.1) || in_window(y, self.pv, self.window)
+    }
+}
+
+/// Distinct values a count keeps in a list it searches before it sorts them: for a few, a
+/// search of the list costs less than a sort and dedup of every value (2.4% of the engine
+/// thread on the default policy).
+const FEW_DISTINCT: usize = 16;
+
 /// The count in the window of a call at (t, pv), if it exceeds `limit`. `extra` adds a
 /// candidate member with that distinct value (`Sym::NONE` when not distinct).
 #[allow(clippy::too_many_arguments)]
@@ -60,28 +98,32 @@ fn count(
     if bound <= limit as u64 {
         return None;
     }
+    let member = Member::new(pv, window);
     let n = match distinct {
         None if matches!(window, Window::Rolling(_)) => bound,
-        None => {
-            v[lo..hi]
-                .iter()
-                .filter(|y| in_window(y, pv, window))
-                .count() as u64
-                + extra.is_some() as u64
-        }
+        None => v[lo..hi].iter().filter(|y| member.has(y)).count() as u64 + extra.is_some() as u64,
         Some(_) => {
             let seen = scratch;
             seen.clear();
-            for y in &v[lo..hi] {
-                if in_window(y, pv, window) && !y.val.is_none() {
-                    seen.push(y.val);
+            let values = v[lo..hi]
+                .iter()
+                .filter(|y| !y.val.is_none() && member.has(y))
+                .map(|y| y.val)
+                .chain(extra.filter(|s| !s.is_none()));
+            let mut sorted = false;
+            for s in values {
+                if sorted {
+                    seen.push(s);
+                } else if !seen.contains(&s) {
+                    seen.push(s);
+                    // Past a few, every value is kept and they are sorted once at the end.
+                    sorted = seen.len() > FEW_DISTINCT;
                 }
             }
-            if let Some(s) = extra.filter(|s| !s.is_none()) {
-                seen.push(s);
+            if sorted {
+                seen.sort_unstable();
+                seen.dedup();
             }
-            seen.sort_unstable();
-            seen.dedup();
             seen.len() as u64
         }
     };
@@ -143,12 +185,13 @@ fn select(
     room: usize,
     mut visit: impl FnMut(u32),
 ) {
+    let member = Member::new(pv, window);
     let mut n = 0;
     for y in entries.iter().rev() {
         if n >= room {
             break;
         }
-        if !in_window(y, pv, window) {
+        if !member.has(y) {
             continue;
         }
         if distinct.is_some() {
@@ -377,7 +420,8 @@ pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
         other => other.period_start(y.pv(other) + other.span(), c.tz).0,
     };
     let (lo, hi) = range(c.v, c.t, window);
-    let members = c.v[lo..hi].iter().filter(|y| in_window(y, c.pv, window));
+    let member = Member::new(c.pv, window);
+    let members = c.v[lo..hi].iter().filter(|y| member.has(y));
     let mut times: Vec<i64> = match distinct {
         None => members.map(leaves).collect(),
         Some(_) => {
