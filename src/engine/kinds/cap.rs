@@ -447,3 +447,51 @@ pub(in crate::engine) fn clear_after(l: &mut Look<'_, '_>) -> Clear {
     times.sort_unstable();
     Clear::From(times[k - 1])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::time::NANOS_PER_DAY;
+
+    /// `Member::has` answers as `in_window` for every entry a window can hold: local days one
+    /// before, at or after the UTC date, times through the day around both ends of windows of
+    /// every day-valued form (and the others, where it works every entry out).
+    #[test]
+    fn member_agrees_with_in_window_at_the_edges() {
+        let windows = (1..=9)
+            .map(Window::LocalDays)
+            .chain([
+                Window::Calendar(Calendar::Day),
+                Window::Calendar(Calendar::Week),
+                Window::Calendar(Calendar::Month),
+                Window::Rolling(3 * NANOS_PER_DAY),
+            ])
+            .collect::<Vec<_>>();
+        let base = 20_400; // a day in 2025
+        let hour = NANOS_PER_DAY / 24;
+        for window in windows {
+            for call_day in base - 1..=base + 1 {
+                let pv = window.period_of_day(call_day);
+                let m = Member::new(pv, window);
+                for h in -(12 * 24)..=(2 * 24) {
+                    let ts = (base as i64) * NANOS_PER_DAY + h * hour + 1;
+                    let utc = ts.div_euclid(NANOS_PER_DAY) as i32;
+                    for d in -1..=1 {
+                        // A rolling window's entries keep no period.
+                        let epv = if window.is_local() {
+                            window.period_of_day(utc + d)
+                        } else {
+                            0
+                        };
+                        let e = Entry::new(ts, epv, 0, Sym::NONE, window);
+                        assert_eq!(
+                            m.has(&e),
+                            in_window(&e, pv, window),
+                            "{window:?} pv {pv}, entry at hour {h} with local day {d:+}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
