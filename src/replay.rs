@@ -307,8 +307,9 @@ impl Pool<'_> {
         b
     }
 
-    /// Tells the input of the parts done with since the last time, adjacent ones as one (so
-    /// the pages two batches share go too).
+    /// Tells the input of the parts done with since the last time, adjacent ones among them as
+    /// one (so the page two such batches share goes too; a part whose neighbour is still in
+    /// flight keeps their shared page, as every part did before).
     fn tell_done(&self) {
         let (Some(w), Ok(mut done)) = (self.whole, self.done.lock()) else {
             return;
