@@ -598,11 +598,22 @@ impl Pipeline<'_> {
         for (n, m) in batch.records.iter().enumerate() {
             let Some(d) = decoded[n].take() else { continue };
             // The state a call a few records ahead will touch is read while this one is judged,
-            // so their cache misses overlap (`Engine::warm`, as replay does).
-            let ahead = decoded
-                .get(n + crate::engine::Engine::WARM_AHEAD)
-                .and_then(|a| a.as_ref())
-                .and_then(|a| a.as_ref().ok());
+            // so their cache misses overlap (`Engine::warm`); further ahead, the slots `warm`
+            // will look up (`Engine::prewarm`), and further still the call `warm` will read,
+            // decoded on another core: as replay does.
+            let call_at = |k: usize| {
+                decoded
+                    .get(n + k)
+                    .and_then(|a| a.as_ref())
+                    .and_then(|a| a.as_ref().ok())
+            };
+            if let Some(far) = call_at(Engine::CALL_AHEAD) {
+                far.prefetch();
+            }
+            let ahead = Lookahead {
+                warm: call_at(Engine::WARM_AHEAD),
+                prewarm: call_at(Engine::PREWARM_AHEAD),
+            };
             self.handle(m, d, ahead);
             if n % 16 == 15 {
                 self.serve_checks();
@@ -1222,11 +1233,11 @@ impl Pipeline<'_> {
             m.payload().unwrap_or_default(),
             wall_now(),
         );
-        self.handle(m, decoded, None);
+        self.handle(m, decoded, Lookahead::default());
     }
 
     /// Judges one decoded record and produces what it causes.
-    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>, ahead: Option<&Call>) {
+    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>, ahead: Lookahead<'_>) {
         let t0 = Instant::now();
         self.since_housekeeping += 1;
         self.metrics.consumed.inc();
@@ -1240,8 +1251,11 @@ impl Pipeline<'_> {
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
         let mut live = lock(&self.live);
-        if let Some(a) = ahead {
+        if let Some(a) = ahead.warm {
             std::hint::black_box(live.engine.warm(a));
+        }
+        if let Some(a) = ahead.prewarm {
+            live.engine.prewarm(a);
         }
         live.positions.insert(lane, m.offset() + 1);
         match decoded {
@@ -1675,6 +1689,15 @@ const COMMIT_CONFIRM_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the broker is asked whether a waiting snapshot's positions are committed.
 const SNAPSHOT_ASK_EVERY: Duration = Duration::from_secs(3);
+
+/// The calls a few records after the one [`Pipeline::handle`] judges, whose state it asks
+/// for while it holds the engine: `warm` (read now, used in a few records), `prewarm` (the
+/// slots `warm` will read, further on). None for a record judged alone.
+#[derive(Default, Clone, Copy)]
+struct Lookahead<'c> {
+    warm: Option<&'c Call>,
+    prewarm: Option<&'c Call>,
+}
 
 /// A snapshot taken: for which assignment, at which positions, its size.
 struct SnapshotAt {
