@@ -1321,6 +1321,15 @@ impl Engine {
             .map(|s| self.records[s as usize].syms);
         // A cap counts the call itself at its instant; a cooldown starts strictly after it.
         for cooldown in [false, true] {
+            // A pass over the rules for a kind the policy does not have finds nothing.
+            let kind = |r: &Rule| match r.body {
+                rule::Body::Cap { .. } => Some(false),
+                rule::Body::Cooldown { .. } => Some(true),
+                _ => None,
+            };
+            if !self.rules.iter().any(|r| kind(r) == Some(cooldown)) {
+                continue;
+            }
             call.occurred_at = Ts(t.0 + cooldown as i64);
             self.looks(call, false, known, |look| {
                 let is_cooldown = match look.rule.body {
