@@ -311,6 +311,8 @@ pub struct Engine {
     /// directives come from calls alone.
     no_reserved: Vec<Windows>,
     hold_scratch: Vec<(u16, i64)>,
+    /// What ingesting the last call found about its repeat, for [`Engine::holds`].
+    repeat_hint: kinds::RepeatHint,
     /// The symbols of the calls one eviction step evicts (kept for its capacity).
     evicted_syms: Vec<Sym>,
     /// [`EngineSettings::defer_late_strings`].
@@ -500,6 +502,7 @@ impl Engine {
             merge: Vec::new(),
             no_reserved: rules_windows(&rules_keys),
             hold_scratch: Vec::new(),
+            repeat_hint: kinds::RepeatHint::default(),
             evicted_syms: Vec::new(),
             defer_late_strings: settings.defer_late_strings,
             defer_evidence: settings.defer_evidence,
@@ -963,10 +966,12 @@ impl Engine {
             defer_late_strings,
             defer_evidence,
             unread_evidence,
+            repeat_hint,
             ..
         } = self;
         if !reserved_windows {
             last_skipped.clear();
+            repeat_hint.start(slot);
         }
         let defer_evidence = *defer_evidence && !reserved_windows;
         let Reservations {
@@ -1020,6 +1025,7 @@ impl Engine {
                 locals: &mut locals,
                 call,
                 slot,
+                hint: (!reserved_windows).then_some(&mut *repeat_hint),
             };
             let applied = kinds::ingest(&mut step, out);
             if reserved_windows {
@@ -1316,9 +1322,9 @@ impl Engine {
         let mut first = std::mem::take(&mut self.hold_scratch);
         // The call is retained (accepted): its keys are its record's symbols.
         let h = self.call_hash(&call.call_id);
-        let known = self
-            .retained_slot(h, &call.call_id)
-            .map(|s| self.records[s as usize].syms);
+        let slot = self.retained_slot(h, &call.call_id);
+        let known = slot.map(|s| self.records[s as usize].syms);
+        let hint = self.repeat_hint;
         // A cap counts the call itself at its instant; a cooldown starts strictly after it.
         for cooldown in [false, true] {
             // A pass over the rules for a kind the policy does not have finds nothing.
@@ -1337,7 +1343,10 @@ impl Engine {
                     rule::Body::Cooldown { .. } => true,
                     _ => return true,
                 };
-                if is_cooldown == cooldown {
+                // A cap ingesting the call found its repeat within the limit: no hold, and
+                // no counting again.
+                let within = !is_cooldown && slot.is_some_and(|s| hint.within(s, look.ri));
+                if is_cooldown == cooldown && !within {
                     if let Clear::From(x) = kinds::clear_after(look) {
                         first.push((look.ri, x));
                     }

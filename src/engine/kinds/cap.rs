@@ -262,16 +262,33 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         if c.breached() {
             continue;
         }
-        let found = count(
+        // The call's own entry: also whether the same call again, at its instant, would be
+        // over (`Engine::holds`). Counted with the repeat, a distinct cap finds the same values
+        // (the repeat's is the call's), a plain one one call more: the count is asked against a
+        // limit one lower, and the breach is still judged against the rule's.
+        let own = i == at && step.hint.is_some();
+        // (A limit of zero asks zero: the call itself is over it, and so is its repeat.)
+        let asked = if own && distinct.is_none() {
+            limit.saturating_sub(1)
+        } else {
+            limit
+        };
+        let counted = count(
             step.scratch,
             calls,
             c.ts,
             c.pv(window),
             window,
-            limit,
+            asked,
             distinct,
             None,
         );
+        if own {
+            if let Some(h) = step.hint.as_deref_mut() {
+                h.note(step.ri, counted.is_some());
+            }
+        }
+        let found = counted.filter(|&n| n > limit);
         if let Some(n) = found {
             calls[i].mark_breached();
             let ctx = &step.ctx;

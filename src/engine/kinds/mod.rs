@@ -221,6 +221,42 @@ impl<'b> Store<'b> {
 }
 
 /// One rule applied to the call being ingested (already stored in `slot`).
+/// What ingesting a call found about the same call again at its instant, for
+/// [`super::Engine::holds`] right after: for each cap rule (bit `ri`, rules below 64) whose
+/// window the call was counted in, whether the repeat would be over the limit. Exact while
+/// nothing changes between the two (eviction between them keeps every entry of the call's own
+/// window); `holds` uses it only for the call of `slot`, and counts anew where no bit is known.
+#[derive(Debug, Default, Clone, Copy)]
+pub(in crate::engine) struct RepeatHint {
+    pub slot: u32,
+    pub known: u64,
+    pub over: u64,
+}
+
+impl RepeatHint {
+    /// For the call of `slot`, nothing known yet.
+    pub fn start(&mut self, slot: u32) {
+        *self = RepeatHint {
+            slot,
+            known: 0,
+            over: 0,
+        };
+    }
+
+    /// Notes what rule `ri` found for the repeat.
+    pub fn note(&mut self, ri: u16, over: bool) {
+        if ri < 64 {
+            self.known |= 1 << ri;
+            self.over |= (over as u64) << ri;
+        }
+    }
+
+    /// Whether the repeat of the call of `slot` is known to be within rule `ri`'s limit.
+    pub fn within(&self, slot: u32, ri: u16) -> bool {
+        self.slot == slot && ri < 64 && self.known >> ri & 1 == 1 && self.over >> ri & 1 == 0
+    }
+}
+
 pub(super) struct Step<'a, 'b> {
     pub ri: u16,
     pub rule: &'a Rule,
@@ -239,6 +275,8 @@ pub(super) struct Step<'a, 'b> {
     pub locals: &'b mut Locals<'a>,
     pub call: &'b Call,
     pub slot: u32,
+    /// Where a cap notes what the call's repeat would find (none for reserved attempts).
+    pub hint: Option<&'b mut RepeatHint>,
 }
 
 /// Of the retained calls (`records`) and the reserved attempts (`reserved`, slots tagged with
