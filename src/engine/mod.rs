@@ -1328,12 +1328,12 @@ impl Engine {
         // A cap counts the call itself at its instant; a cooldown starts strictly after it.
         for cooldown in [false, true] {
             // A pass over the rules for a kind the policy does not have finds nothing.
-            let kind = |r: &Rule| match r.body {
-                rule::Body::Cap { .. } => Some(false),
-                rule::Body::Cooldown { .. } => Some(true),
-                _ => None,
+            let kind = if cooldown {
+                rule::RuleKind::Cooldown
+            } else {
+                rule::RuleKind::Cap
             };
-            if !self.rules.iter().any(|r| kind(r) == Some(cooldown)) {
+            if !self.rules.iter().any(|r| r.kind == kind) {
                 continue;
             }
             call.occurred_at = Ts(t.0 + cooldown as i64);

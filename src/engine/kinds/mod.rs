@@ -220,7 +220,6 @@ impl<'b> Store<'b> {
     }
 }
 
-/// One rule applied to the call being ingested (already stored in `slot`).
 /// What ingesting a call found about the same call again at its instant, for
 /// [`super::Engine::holds`] right after: for each cap rule (bit `ri`, rules below 64) whose
 /// window the call was counted in, whether the repeat would be over the limit. Exact while
@@ -228,9 +227,9 @@ impl<'b> Store<'b> {
 /// window); `holds` uses it only for the call of `slot`, and counts anew where no bit is known.
 #[derive(Debug, Default, Clone, Copy)]
 pub(in crate::engine) struct RepeatHint {
-    pub slot: u32,
-    pub known: u64,
-    pub over: u64,
+    slot: u32,
+    known: u64,
+    over: u64,
 }
 
 impl RepeatHint {
@@ -257,6 +256,7 @@ impl RepeatHint {
     }
 }
 
+/// One rule applied to the call being ingested (already stored in `slot`).
 pub(super) struct Step<'a, 'b> {
     pub ri: u16,
     pub rule: &'a Rule,
