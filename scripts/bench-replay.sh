@@ -6,7 +6,8 @@
 #   scripts/bench-replay.sh 1000000 config/bench.toml 3
 #
 # CONFIG defaults to config/bench.toml (all four rule kinds). Prints one line per run and the
-# median events/s. Files go to ${TMPDIR:-/tmp}.
+# median events/s. Files go to ${TMPDIR:-/tmp}. DIALGUARD_BIN=FILE measures that binary instead
+# of building one (e.g. scripts/build-pgo.sh's target/pgo/dialguard).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 calls=${1:-1000000}
@@ -15,14 +16,18 @@ runs=${3:-3}
 tmp=${TMPDIR:-/tmp}
 input="$tmp/dialguard-bench-$calls.jsonl"
 
-cargo build --release --quiet
+bin=${DIALGUARD_BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet
+  bin=./target/release/dialguard
+fi
 if [ ! -s "$input" ]; then
-  ./target/release/dialguard generate --calls "$calls" --seed 7 --days 14 --out "$input"
+  "$bin" generate --calls "$calls" --seed 7 --days 14 --out "$input"
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); input $(wc -l <"$input") lines, $(du -h "$input" | cut -f1); policy $config"
 rates=()
 for i in $(seq "$runs"); do
-  out=$(./target/release/dialguard replay --config "$config" --input "$input" --alerts "$tmp/dialguard-bench-alerts.jsonl" 2>&1)
+  out=$("$bin" replay --config "$config" --input "$input" --alerts "$tmp/dialguard-bench-alerts.jsonl" 2>&1)
   rate=$(echo "$out" | awk '/events\/s/ {print $2}')
   alerts=$(echo "$out" | awk '$1 == "alerts" {print $2}')
   secs=$(echo "$out" | awk '/elapsed/ {print $2}')
