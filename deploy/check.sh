@@ -6,6 +6,7 @@
 #   docker-compose.yml: docker compose config (or docker-compose config)
 #   Kubernetes: kubectl kustomize renders deploy/kubernetes, kubernetes-validate --strict checks
 #     every resource against the Kubernetes API schema
+#   The image: the build script deploy/Dockerfile runs parses (bash -n), the files it copies exist
 # Needs: promtool (Debian: prometheus), kubectl, kubernetes-validate (PyPI), docker compose or
 # docker-compose (Debian: docker-compose), python3 with PyYAML. .ci/run installs them.
 # The metric names in the dashboard and rules are checked against a running instance by
@@ -64,3 +65,11 @@ echo "-- kubernetes"
 kubectl kustomize deploy/kubernetes > "$tmp/kubernetes.yaml"
 python3 -m kubernetes_validate --strict --quiet "$tmp/kubernetes.yaml" deploy/kubernetes/secret.example.yaml
 echo "  $(grep -c '^kind:' "$tmp/kubernetes.yaml") resources render and validate"
+
+echo "-- image: the build script the Dockerfile runs parses, the files it copies exist"
+bash -n scripts/build-pgo.sh
+grep -q 'scripts/build-pgo.sh' deploy/Dockerfile
+sed -n 's/^COPY \([^-][^ ]*\) .*/\1/p' deploy/Dockerfile | while read -r f; do
+  [ -e "$f" ] || { echo "deploy/Dockerfile copies $f, which is not here" >&2; exit 1; }
+done
+echo "  deploy/Dockerfile's inputs are here"
