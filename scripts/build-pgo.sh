@@ -31,10 +31,14 @@ if [ ! -x "$profdata" ]; then
 fi
 
 flags=${RUSTFLAGS:-}
+# A fixed profile directory keeps RUSTFLAGS the same from run to run, so cargo reuses the
+# instrumented build where the code has not changed; the profiles of an earlier run go first.
+profiles=$PWD/target/pgo-generate/profiles
 echo "== instrumented build" >&2
-RUSTFLAGS="$flags -Cprofile-generate=$work/profiles" \
+RUSTFLAGS="$flags -Cprofile-generate=$profiles" \
   cargo build --release --locked --bin dialguard --target-dir target/pgo-generate
 bin=target/pgo-generate/release/dialguard
+rm -rf "$profiles"
 
 echo "== training" >&2
 # Each run's output is shown only if it fails.
@@ -52,8 +56,7 @@ for cfg in config/dialguard.toml config/bench.toml; do
   run "$bin" replay --config "$cfg" --input "$calls" --alerts "$work/alerts.jsonl"
   run "$bin" replay --config "$cfg" --input "$calls" --enforce --alerts /dev/null
 done
-run sh -c '"$1" replay --config config/dialguard.toml --input - --alerts /dev/null < "$2"' \
-  sh "$bin" "$calls"
+run "$bin" replay --config config/dialguard.toml --input - --alerts /dev/null < "$calls"
 run "$bin" generate --contacts --calls 400000 --seed 11 --debtors 2000 --out "$work/book.jsonl"
 run "$bin" replay --config config/dialguard.toml --input "$calls" --reference "$work/book.jsonl" \
   --alerts /dev/null
@@ -71,7 +74,7 @@ grep -Eq "demo stopped: [0-9]+ calls sent, [1-9][0-9]* alerts" "$work/run.log" |
 # (`RUSTFLAGS=-Cprofile-use=$PWD/target/pgo-use/dialguard.profdata cargo bench --target-dir
 # target/pgo-use ...`) measure the library as the binary has it.
 mkdir -p target/pgo-use
-"$profdata" merge -o target/pgo-use/dialguard.profdata "$work/profiles"
+"$profdata" merge -o target/pgo-use/dialguard.profdata "$profiles"
 
 echo "== optimised build" >&2
 RUSTFLAGS="$flags -Cprofile-use=$PWD/target/pgo-use/dialguard.profdata" \
