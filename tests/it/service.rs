@@ -497,10 +497,39 @@ pub(crate) fn wait_done(kafka: &Kafka, instances: &[&Running]) {
         }
         assert!(
             Instant::now() < deadline,
-            "not done: (committed, end) {committed:?}, {in_flight} in flight"
+            "not done: (committed, end) {committed:?}, {in_flight} in flight; the instances say: {}",
+            instances
+                .iter()
+                .map(|r| partition_state(r))
+                .collect::<Vec<_>>()
+                .join(" | ")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// What an instance's metrics say about its partitions and their progress: for the message of
+/// a wait that timed out (a partition never committed was seen once in CI, 2026-12-06, and
+/// not again in ten runs; its log needs `RUST_LOG=info`).
+fn partition_state(r: &Running) -> String {
+    const NAMES: [&str; 9] = [
+        "dialguard_ready",
+        "dialguard_kafka_assigned_partitions",
+        "dialguard_kafka_partitions_paused",
+        "dialguard_kafka_rebalances_total",
+        "dialguard_rebuilds_total",
+        "dialguard_records_consumed_total",
+        "dialguard_offset_commit_errors_total",
+        "dialguard_consumer_lag_messages",
+        "dialguard_partition_event_time_skew_seconds",
+    ];
+    r.handles
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| NAMES.iter().any(|n| l.split([' ', '{']).next() == Some(*n)))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub(crate) fn metric(text: &str, name: &str) -> f64 {
