@@ -15,7 +15,8 @@ fi
 python3 - "$@" <<'EOF'
 import json, pathlib, re, sys, tomllib
 
-cfg, out, *drop = sys.argv[1:]
+cfg, out, *names = sys.argv[1:]
+drop = set(names)
 cfg = pathlib.Path(cfg)
 
 
@@ -42,7 +43,7 @@ rules = []
 for pack in conf.get("policy", {}).get("packs", []):
     rules += blocks(cfg.parent / pack)
 rules += blocks(cfg)
-unknown = set(drop) - {i for i, _ in rules}
+unknown = drop - {i for i, _ in rules}
 if unknown:
     sys.exit(f"leave-out: no rule {', '.join(sorted(unknown))} in {cfg}")
 

@@ -510,7 +510,8 @@ pub(crate) fn wait_done(kafka: &Kafka, instances: &[&Running]) {
 
 /// What an instance's metrics say about its partitions and their progress: for the message of
 /// a wait that timed out (a partition never committed was seen once in CI, 2026-12-06, and
-/// not again in ten runs; its log needs `RUST_LOG=info`).
+/// not again in 32 runs of this test or a variant, nor in two more CI runs; its log needs
+/// `RUST_LOG=info`).
 fn partition_state(r: &Running) -> String {
     const NAMES: [&str; 9] = [
         "dialguard_ready",
@@ -527,14 +528,19 @@ fn partition_state(r: &Running) -> String {
         .metrics
         .render()
         .lines()
-        .filter(|l| NAMES.iter().any(|n| l.split([' ', '{']).next() == Some(*n)))
+        .filter(|l| NAMES.contains(&series_name(l)))
         .collect::<Vec<_>>()
         .join("; ")
 }
 
+/// The metric name a line of the text exposition starts with (before its labels or value).
+fn series_name(line: &str) -> &str {
+    line.split([' ', '{']).next().unwrap_or_default()
+}
+
 pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .find(|l| series_name(l) == name)
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
