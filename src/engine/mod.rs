@@ -749,13 +749,25 @@ impl Engine {
                 h.prefetch(WARM_HOST_LINES);
             }
         }
-        for (state, key) in self.own_windows(&pre) {
+        for (rule, state, key) in self.own_windows(&pre) {
             if let Some(w) = state.windows.get(&key) {
                 // Judging reads the window near its end, and a distinct cap all of its span
                 // (kinds::cap): its first lines and its last, as a host's. Only prefetched: a
                 // load here stalled until they came (two thirds of this function's time), and
-                // judging needs nothing from them now.
-                window::prefetch_front(&w.calls, WARM_HOST_LINES);
+                // judging needs nothing from them now. A distinct cap whose window carries
+                // this call's value only will not count (`WindowState::one_value`): its end
+                // is enough.
+                let counts = match rule.cap() {
+                    Some((_, limit, Some(f))) => {
+                        limit == 0 || w.one_value() != Some(pre.syms[f as usize])
+                    }
+                    _ => true,
+                };
+                if counts {
+                    window::prefetch_front(&w.calls, WARM_HOST_LINES);
+                } else if let Some(last) = w.calls.last() {
+                    prefetch(last);
+                }
             }
         }
         seen
@@ -772,7 +784,7 @@ impl Engine {
         for g in &self.groups {
             g.prefetch(pre.syms[g.lead]);
         }
-        for (state, key) in self.own_windows(&pre) {
+        for (_, state, key) in self.own_windows(&pre) {
             state.windows.prefetch(&key);
         }
     }
@@ -783,7 +795,7 @@ impl Engine {
     fn own_windows<'a>(
         &'a self,
         pre: &'a intern::Interned,
-    ) -> impl Iterator<Item = (&'a RuleState, window::Key)> + 'a {
+    ) -> impl Iterator<Item = (&'a Rule, &'a RuleState, window::Key)> + 'a {
         self.rules
             .iter()
             .zip(&self.states)
@@ -793,7 +805,7 @@ impl Engine {
                 for (i, f) in rule.key.iter().enumerate() {
                     key[i] = pre.syms[*f as usize];
                 }
-                (state, key)
+                (rule, state, key)
             })
     }
 

@@ -562,7 +562,9 @@ impl Engine {
             None => {
                 let w = self.states[ri].windows.entry(key);
                 let mut triggers = w.triggers.take().map(|b| *b).unwrap_or_default();
-                f(&mut w.calls, &mut triggers);
+                let mut calls = std::mem::take(&mut w.calls);
+                f(&mut calls, &mut triggers);
+                w.set_calls(calls);
                 if !triggers.is_empty() {
                     w.triggers = Some(Box::new(triggers));
                 }

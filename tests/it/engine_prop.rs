@@ -534,6 +534,68 @@ proptest! {
     }
 }
 
+/// A distinct cap alone on its key's first field: its windows are its own, where it knows
+/// when a window carries one value only and skips the count (`WindowState::one_value`). Keyed
+/// by number and counting debtors (the shape of the default policy's `cla-debtors-per-number`),
+/// over local days or a rolling span.
+fn distinct_debtors_per_number(
+    local_days: i64,
+    hours: i64,
+    limit: i64,
+    rolling: bool,
+) -> Vec<Rule> {
+    let window = if rolling {
+        format!("\"{hours}h\"")
+    } else {
+        format!("{{ local_days = {local_days} }}")
+    };
+    crate::support::rules_from_toml(
+        &format!(
+            r#"
+[[rules]]
+id = "debtors-per-number"
+kind = "cap"
+severity = "medium"
+key = ["phone"]
+distinct = "debtor_id"
+window = {window}
+limit = {limit}
+"#
+        ),
+        "Asia/Shanghai",
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// A distinct cap with windows of its own gives the oracle's breaches in any arrival order,
+    /// and with bounded lateness and eviction — windows that carry one debtor, then another,
+    /// then empty and carry one again.
+    #[test]
+    fn a_distinct_cap_with_windows_of_its_own_matches_the_oracle(
+        (specs, order, dups, _params) in case(),
+        (local_days, hours, limit, rolling) in (1i64..4, 1i64..48, 1i64..4, any::<bool>()),
+        delays in prop::collection::vec(prop_oneof![4 => Just(0i64), 1 => 0i64..12], 40),
+        lateness_h in 1i64..8,
+        sweep_h in 1i64..6,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let rules = distinct_debtors_per_number(local_days, hours, limit, rolling);
+        let settings = EngineSettings { allowed_lateness: 365 * 24 * HOUR, ..Default::default() };
+        prop_assert_eq!(Engine::new(rules.clone(), settings.clone()).shared_window_rules(), 0);
+        let run = run_engine(rules.clone(), settings, &arrivals(&calls, &order, &dups))?;
+        prop_assert_eq!(run.accepted.len(), calls.len());
+        prop_assert_eq!(run.breaches, oracle(&rules, &calls));
+
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by_key(|&i| (calls[i].occurred_at.0 + delays[i % delays.len()] * HOUR, i));
+        let settings = EngineSettings { allowed_lateness: lateness_h * HOUR, sweep_every: Some(sweep_h * HOUR), sweep_step: 1, ..Default::default() };
+        let run = run_engine(rules.clone(), settings, &arrivals(&calls, &order, &dups))?;
+        prop_assert_eq!(run.breaches, oracle(&rules, &run.accepted));
+    }
+}
+
 /// A cap of one call per debtor in a rolling hour: a second call in the hour breaches, and a
 /// late one breaches for the call after it.
 fn one_call_an_hour_per_debtor() -> Vec<Rule> {

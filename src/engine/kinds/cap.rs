@@ -8,7 +8,7 @@ use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Calendar, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{insert_sorted, split_near_back, split_near_front, Entry, Windows};
+use crate::engine::window::{split_near_back, split_near_front, Entry, Windows};
 use jiff::tz::TimeZone;
 
 fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
@@ -240,14 +240,21 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let val = distinct.map_or(Sym::NONE, |f| step.ctx.record(step.slot).syms[f as usize]);
     let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
-    let (calls, at): (&mut [Entry], usize) = match step.shared.as_mut() {
-        Some((g, m)) => g.insert(key[0], *m, key[1], e),
+    let (calls, at, one_value) = match step.shared.as_mut() {
+        Some((g, m)) => {
+            let (calls, at) = g.insert(key[0], *m, key[1], e);
+            (calls, at, false)
+        }
         None => {
             let w = step.windows.entry(&key);
-            let at = insert_sorted(&mut w.calls, e);
-            (&mut w.calls[..], at)
+            let at = w.insert(e);
+            let one = w.one_value().is_some();
+            (&mut w.calls[..], at, one)
         }
     };
+    // A distinct count over a window whose entries carry one value at most is at most one:
+    // within any limit but zero, whichever calls it is taken for (`WindowState::one_value`).
+    let within = distinct.is_some() && one_value && limit >= 1;
     // Calls that e can now push over the limit: itself and those after it within reach.
     let start = split_near_back(&calls[..at], |y| y.ts < e.ts);
     for i in start..calls.len() {
@@ -273,16 +280,20 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
         } else {
             limit
         };
-        let counted = count(
-            step.scratch,
-            calls,
-            c.ts,
-            c.pv(window),
-            window,
-            asked,
-            distinct,
-            None,
-        );
+        let counted = if within {
+            None
+        } else {
+            count(
+                step.scratch,
+                calls,
+                c.ts,
+                c.pv(window),
+                window,
+                asked,
+                distinct,
+                None,
+            )
+        };
         if own {
             if let Some(h) = step.hint.as_deref_mut() {
                 h.note(step.ri, counted.is_some());

@@ -203,7 +203,7 @@ fn insert<'s>(
             let at = if trigger {
                 insert_sorted(w.triggers.get_or_insert_with(Box::default), e)
             } else {
-                insert_sorted(&mut w.calls, e)
+                w.insert(e)
             };
             let triggers = w.triggers.as_deref().map_or(&[][..], |v| v.as_slice());
             (&mut w.calls[..], at, triggers)

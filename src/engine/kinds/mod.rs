@@ -510,7 +510,7 @@ fn held_for_late(
                 g.insert(key[0], *m, key[1], e);
             }
             None => {
-                super::window::insert_sorted(&mut step.windows.entry(&key).calls, e);
+                step.windows.entry(&key).insert(e);
             }
         }
     }
