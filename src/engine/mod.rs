@@ -754,16 +754,9 @@ impl Engine {
                 // Judging reads the window near its end, and a distinct cap all of its span
                 // (kinds::cap): its first lines and its last, as a host's. Only prefetched: a
                 // load here stalled until they came (two thirds of this function's time), and
-                // judging needs nothing from them now. A distinct cap whose window carries
-                // this call's value only will not count (`WindowState::one_value`): its end
-                // is enough.
-                let counts = match rule.cap() {
-                    Some((_, limit, Some(f))) => {
-                        limit == 0 || w.one_value() != Some(pre.syms[f as usize])
-                    }
-                    _ => true,
-                };
-                if counts {
+                // judging needs nothing from them now. Some will read no more than its last
+                // entry (a distinct cap whose window carries the call's value only).
+                if kinds::reads_window(rule, w, &pre.syms) {
                     window::prefetch_front(&w.calls, WARM_HOST_LINES);
                 } else if let Some(last) = w.calls.last() {
                     prefetch(last);

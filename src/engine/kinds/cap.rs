@@ -8,7 +8,7 @@ use crate::engine::event::{Call, StrField};
 use crate::engine::intern::Sym;
 use crate::engine::rule::{Calendar, Rule, Window};
 use crate::engine::time::{self, Local, Ts};
-use crate::engine::window::{split_near_back, split_near_front, Entry, Windows};
+use crate::engine::window::{split_near_back, split_near_front, Entry, WindowState, Windows};
 use jiff::tz::TimeZone;
 
 fn params(rule: &Rule) -> (Window, u32, Option<StrField>) {
@@ -224,6 +224,24 @@ fn bounds(t: i64, tz: &TimeZone, window: Window) -> (Ts, Ts) {
     (from, Ts(t))
 }
 
+/// Whether a distinct cap's count over a window is known to be within `limit` without reading
+/// the window: its entries carry `one` value at most ([`WindowState::one_value`]), so the count
+/// is at most one (a cap's limit is at least one).
+fn known_within(limit: u32, one: Option<Sym>) -> bool {
+    limit >= 1 && one.is_some()
+}
+
+/// Whether ingesting a call interned as `syms` reads `w`, a window of its own of this cap,
+/// beyond its last entry: always, but for a distinct cap whose window carries one value that
+/// the call's keeps (`ingest` then knows the count is within the limit).
+pub(in crate::engine) fn reads_window(rule: &Rule, w: &WindowState, syms: &[Sym; 7]) -> bool {
+    let (_, limit, distinct) = params(rule);
+    let Some(f) = distinct else { return true };
+    let val = syms[f as usize];
+    let kept = w.one_value().filter(|&v| v == val || val.is_none());
+    !known_within(limit, kept)
+}
+
 pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) -> Applied {
     if !step.passes(&step.rule.when) {
         return Applied::Unmatched;
@@ -240,21 +258,21 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
     let val = distinct.map_or(Sym::NONE, |f| step.ctx.record(step.slot).syms[f as usize]);
     let e = Entry::new(step.call.occurred_at.0, pv, step.slot, val, window);
     let reach = window.reach();
-    let (calls, at, one_value) = match step.shared.as_mut() {
+    let (calls, at, one) = match step.shared.as_mut() {
         Some((g, m)) => {
             let (calls, at) = g.insert(key[0], *m, key[1], e);
-            (calls, at, false)
+            (calls, at, None)
         }
         None => {
             let w = step.windows.entry(&key);
             let at = w.insert(e);
-            let one = w.one_value().is_some();
+            let one = w.one_value();
             (&mut w.calls[..], at, one)
         }
     };
-    // A distinct count over a window whose entries carry one value at most is at most one:
-    // within any limit but zero, whichever calls it is taken for (`WindowState::one_value`).
-    let within = distinct.is_some() && one_value && limit >= 1;
+    // Whichever calls a distinct count is taken for, it is within the limit when the window's
+    // entries carry one value.
+    let within = distinct.is_some() && known_within(limit, one);
     // Calls that e can now push over the limit: itself and those after it within reach.
     let start = split_near_back(&calls[..at], |y| y.ts < e.ts);
     for i in start..calls.len() {

@@ -448,6 +448,15 @@ pub(super) fn check(look: &mut Look<'_, '_>) -> Option<Breach> {
     }
 }
 
+/// Whether ingesting a call interned as `syms` reads `w`, a window of its own of `rule`, beyond
+/// its last entry: what [`super::Engine::warm`] asks for ahead of it.
+pub(super) fn reads_window(rule: &Rule, w: &WindowState, syms: &[Sym; 7]) -> bool {
+    match &rule.body {
+        Body::Cap { .. } => cap::reads_window(rule, w, syms),
+        _ => true,
+    }
+}
+
 /// When one rule would let a candidate call through, were it placed later and nothing else
 /// happened meanwhile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
