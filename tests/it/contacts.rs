@@ -637,7 +637,6 @@ fn the_contact_book_from_its_topic_fills_and_flags_calls_in_run() {
     let got = wait_for_alerts(&kafka, 4);
     for (r, c) in [
         ("cla-third-parties-per-debtor", "k5"),
-        ("cla-debtors-per-number", "q3"),
         ("cla-device-contact-number", "h0"),
         ("cla-device-contact-number", "h4"),
     ] {
@@ -647,6 +646,15 @@ fn the_contact_book_from_its_topic_fills_and_flags_calls_in_run() {
             "{r} {c}: {got:?}"
         );
     }
+    // q0–q3 call one number about four debtors, keyed to the partitions of their debtors: q3
+    // breaches once, flagged late when a partition delivers an earlier one of them after it
+    // (partitions are not read in step; seen once in CI, 2026-12-06).
+    assert_eq!(
+        got.get(&("cla-debtors-per-number".into(), "q3".into()))
+            .map(|v| v.0),
+        Some(1),
+        "{got:?}"
+    );
     assert_eq!(got.len(), 4, "{got:?}");
     let h0 = kafka
         .read_all(&kafka.alerts())
