@@ -101,7 +101,7 @@ pub(super) struct WindowState {
     /// that is not known. A distinct cap reads it instead of its window: with one value at
     /// most, a count of distinct values is at most one, within any limit but zero — and most
     /// numbers are called about one debtor only (99% of the calls of the benchmark's file go
-    /// to such numbers), while a window of a number called every day holds a week of entries,
+    /// to such numbers: `scripts/one-value.py`), while a window of a number called every day holds a week of entries,
     /// a few cache lines to read for each call. Set when an entry goes into an empty window,
     /// lost (`NONE`) when one with another value joins, found again only when the window
     /// empties: entries leaving cannot make it wrong.

@@ -509,9 +509,9 @@ pub(crate) fn wait_done(kafka: &Kafka, instances: &[&Running]) {
 }
 
 /// What an instance's metrics say about its partitions and their progress: for the message of
-/// a wait that timed out (a partition never committed was seen once in CI, 2026-12-06, and
-/// not again in 32 runs of this test or a variant, nor in two more CI runs; its log needs
-/// `RUST_LOG=info`).
+/// a wait that timed out (a partition never committed was seen once in CI, 2026-12-06 midday,
+/// and not again in 38 runs of this test or a variant, nor in seven more CI runs that day; its
+/// log needs `RUST_LOG=info`).
 fn partition_state(r: &Running) -> String {
     const NAMES: [&str; 9] = [
         "dialguard_ready",
