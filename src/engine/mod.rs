@@ -268,7 +268,9 @@ pub struct Engine {
     states: Vec<RuleState>,
     /// Windows shared by cap and cooldown rules' first key field ([`EngineSettings::shared_windows`]).
     groups: Vec<shared::Group>,
-    zones: Vec<TimeZone>,
+    /// The rules' fixed zones, each with the offset span of its last answer (the call's local
+    /// time in it is worked out once per call: [`kinds::Locals`]).
+    zones: Vec<(TimeZone, time::OffsetSpan)>,
     /// Distinct `callee_tz` zones seen; records hold 1 + an index into it.
     callee_zones: Vec<TimeZone>,
     callee_zone_ids: HashMap<String, u16, Hasher>,
@@ -468,7 +470,10 @@ impl Engine {
             rules,
             states,
             groups,
-            zones,
+            zones: zones
+                .into_iter()
+                .map(|z| (z, time::OffsetSpan::default()))
+                .collect(),
             callee_zones: Vec::new(),
             callee_zone_ids: HashMap::with_hasher(Hasher::default()),
             records: Slab::default(),

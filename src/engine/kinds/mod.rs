@@ -18,7 +18,7 @@ use super::event::{Call, StrField};
 use super::intern::{SharedInterner, Sym};
 use super::rule::{Body, Rule, ZoneRule};
 use super::store::{Record, Slab};
-use super::time::Local;
+use super::time::{Local, OffsetSpan};
 use super::window::{Entry, Key, WindowState, Windows, RESERVED};
 use jiff::tz::TimeZone;
 
@@ -118,6 +118,7 @@ impl Ctx<'_> {
     }
 
     /// The key of the retained call in `slot` for `rule`; `None` if it lacks a key field.
+    #[inline]
     pub fn key_of(&self, rule: &Rule, slot: u32) -> Option<Key> {
         let rec = self.record(slot);
         let mut key = [Sym::NONE; 6];
@@ -170,13 +171,13 @@ impl Ctx<'_> {
 
 /// The judged call's local time per zone, computed once per call whatever the number of rules.
 pub(super) struct Locals<'a> {
-    zones: &'a [TimeZone],
+    zones: &'a mut [(TimeZone, OffsetSpan)],
     fixed: [Option<Local>; 8],
     callee: Option<Local>,
 }
 
 impl<'a> Locals<'a> {
-    pub fn new(zones: &'a [TimeZone]) -> Locals<'a> {
+    pub fn new(zones: &'a mut [(TimeZone, OffsetSpan)]) -> Locals<'a> {
         Locals {
             zones,
             fixed: [None; 8],
@@ -189,10 +190,14 @@ impl<'a> Locals<'a> {
     pub fn get(&mut self, rule: &Rule, zone_slot: Option<usize>, call: &Call) -> Local {
         let t = call.occurred_at;
         match zone_slot {
-            Some(z) if z < self.fixed.len() => {
-                *self.fixed[z].get_or_insert_with(|| Local::of(t, &self.zones[z]))
+            Some(z) if z < self.fixed.len() => *self.fixed[z].get_or_insert_with(|| {
+                let (tz, span) = &mut self.zones[z];
+                span.local(t, tz)
+            }),
+            Some(z) => {
+                let (tz, span) = &mut self.zones[z];
+                span.local(t, tz)
             }
-            Some(z) => Local::of(t, &self.zones[z]),
             None => *self
                 .callee
                 .get_or_insert_with(|| Local::of(t, rule.zone.for_call(call))),
