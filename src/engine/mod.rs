@@ -1632,31 +1632,25 @@ impl Engine {
             }
             // Every window is past the cutoff now: no entry refers to the records evicted.
             Pass::Records(first) => {
-                let end = (first as usize + PASS_RECORDS).min(self.records.len()) as u32;
-                seen = end.saturating_sub(first) as usize;
-                // The evicted calls' symbols are handed to whichever thread takes the interner's
-                // lock next — a decoder thread, where there is one — so that the releases' cache
-                // misses are not the engine thread's.
-                let mut syms = std::mem::take(&mut self.evicted_syms);
-                let expired =
-                    |e: &Engine, s: u32| e.records.live(s) && e.records[s as usize].ts < e.cutoff;
-                for slot in first..end {
-                    // The dedup buckets of the calls a few slots on are asked for now, so their
-                    // misses overlap these removals instead of following one another.
-                    let ahead = slot + EVICT_AHEAD;
-                    if ahead < end && expired(self, ahead) {
-                        self.dedup
-                            .prefetch(self.hasher.hash_one(self.records.call_id(ahead)));
+                let len = self.records.len();
+                let c = first as usize / store::CHUNK;
+                let chunk_start = first as usize % store::CHUNK == 0;
+                let end = if chunk_start && self.records.oldest(c) >= self.cutoff {
+                    // No call in this chunk has expired: on to the next, unread.
+                    seen = 1;
+                    ((c + 1) * store::CHUNK).min(len) as u32
+                } else {
+                    if chunk_start {
+                        // Every slot of the chunk is looked at now: its oldest time is found
+                        // again from the calls it keeps (and those stored meanwhile).
+                        self.records.reset_oldest(c);
                     }
-                    if !expired(self, slot) {
-                        continue;
-                    }
-                    self.remove_record(slot, &mut syms);
-                    self.stats.evicted += 1;
-                }
-                self.release_evicted(&mut syms);
-                self.evicted_syms = syms;
-                Some(if (end as usize) < self.records.len() {
+                    let end = (first as usize + PASS_RECORDS).min(len) as u32;
+                    seen = end.saturating_sub(first) as usize;
+                    self.evict_records(c, first..end);
+                    end
+                };
+                Some(if (end as usize) < len {
                     Pass::Records(end)
                 } else {
                     Pass::Shrink(0)
@@ -1691,6 +1685,37 @@ impl Engine {
             self.interner.hand_over(syms);
             syms.clear();
         }
+    }
+
+    /// Evicts the expired calls in `slots` (of chunk `c`), noting the times of those kept.
+    fn evict_records(&mut self, c: usize, slots: std::ops::Range<u32>) {
+        // The evicted calls' symbols are handed to whichever thread takes the interner's
+        // lock next — a decoder thread, where there is one — so that the releases' cache
+        // misses are not the engine thread's.
+        let mut syms = std::mem::take(&mut self.evicted_syms);
+        let expired = |e: &Engine, s: u32| e.records.live(s) && e.records[s as usize].ts < e.cutoff;
+        let end = slots.end;
+        for slot in slots {
+            // The dedup buckets of the calls a few slots on are asked for now, so their
+            // misses overlap these removals instead of following one another.
+            let ahead = slot + EVICT_AHEAD;
+            if ahead < end && expired(self, ahead) {
+                self.dedup
+                    .prefetch(self.hasher.hash_one(self.records.call_id(ahead)));
+            }
+            if !self.records.live(slot) {
+                continue;
+            }
+            let ts = self.records[slot as usize].ts;
+            if ts >= self.cutoff {
+                self.records.note_oldest(c, ts);
+                continue;
+            }
+            self.remove_record(slot, &mut syms);
+            self.stats.evicted += 1;
+        }
+        self.release_evicted(&mut syms);
+        self.evicted_syms = syms;
     }
 
     /// Removes the retained call in `slot` (its id from the dedup table, the slot to the free
