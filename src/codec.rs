@@ -578,12 +578,12 @@ fn scan_value<'a>(text: &'a str, i: usize, ends: &Ends) -> Option<(Value<'a>, us
 /// other forms, out-of-range fields, `-00:00`, years outside 1000–9998 — which jiff then
 /// reads or refuses with its reason. Where this reads a value it is the one jiff reads (a
 /// property test compares them).
-fn fast_timestamp(s: &str) -> Option<Ts> {
+fn fast_timestamp(s: &str, dates: &mut crate::engine::time::DateMemo) -> Option<Ts> {
     let b = s.as_bytes();
     if b.len() < 20 {
         return None;
     }
-    let (y, day, second) = crate::engine::time::civil_prefix(b, b'T')?;
+    let (y, day, second) = crate::engine::time::civil_prefix_memo(b, b'T', dates)?;
     if !(1000..=9998).contains(&y) {
         return None;
     }
@@ -641,6 +641,8 @@ pub struct Decoder {
     phones: crate::phone::PhoneNormaliser,
     zones: HashMap<String, Option<TimeZone>>,
     days: crate::formats::LocalDays,
+    /// The date of the last event time read.
+    dates: crate::engine::time::DateMemo,
 }
 
 impl Decoder {
@@ -651,6 +653,7 @@ impl Decoder {
             settings,
             zones: HashMap::default(),
             days: Default::default(),
+            dates: Default::default(),
         }
     }
 
@@ -765,7 +768,7 @@ impl Decoder {
             Some(t) => t,
             None => {
                 let ts_text = w.occurred_at.take().unwrap_or_default();
-                match fast_timestamp(&ts_text) {
+                match fast_timestamp(&ts_text, &mut self.dates) {
                     Some(t) => t,
                     None => {
                         let ts: jiff::Timestamp = ts_text.parse().map_err(|e| {
@@ -1066,7 +1069,7 @@ mod tests {
             let frac = frac.map_or(String::new(), |f| format!(".{f}"));
             let text = format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{sec:02}{frac}{zone}");
             let jiff = text.parse::<jiff::Timestamp>().ok().map(Ts::from_jiff);
-            let fast = fast_timestamp(&text);
+            let fast = fast_timestamp(&text, &mut Default::default());
             if fast.is_some() {
                 proptest::prop_assert_eq!(fast, jiff, "{}", text);
             }
@@ -1075,6 +1078,30 @@ mod tests {
                 && sep == "T" && ["Z", "+08:00", "-05:30", "+00:00", "+23:59"].contains(&zone);
             if common {
                 proptest::prop_assert!(fast.is_some(), "{}", text);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Reading event times one after another through one memo of the last date gives what
+        /// reading each afresh gives, whatever the order of dates that exist and do not, and of
+        /// times in and out of range. (Fails when the memo keeps a date that does not exist, or
+        /// answers for a date it does not hold.)
+        #[test]
+        fn event_times_read_through_the_date_memo_are_read_afresh(
+            picks in proptest::collection::vec((0usize..8, 0usize..4), 1..60),
+        ) {
+            let dates = ["2026-09-30", "2026-10-01", "2024-02-29", "2026-02-29", "2026-13-01",
+                "2026-00-10", "1999-12-31", "2026-09-3x"];
+            let times = ["T22:04:52.257Z", "T00:00:00+08:00", "T24:00:00Z", "T23:59:60Z"];
+            let mut memo = crate::engine::time::DateMemo::default();
+            for (d, t) in picks {
+                let text = format!("{}{}", dates[d], times[t]);
+                proptest::prop_assert_eq!(
+                    fast_timestamp(&text, &mut memo),
+                    fast_timestamp(&text, &mut Default::default()),
+                    "{}", text
+                );
             }
         }
     }
@@ -1091,14 +1118,22 @@ mod tests {
             ("2000-02-29T12:00:00-05:30", "2000-02-29T17:30:00Z"),
         ] {
             let want = Ts::from_jiff(want.parse().unwrap());
-            assert_eq!(fast_timestamp(text), Some(want), "{text}");
+            assert_eq!(
+                fast_timestamp(text, &mut Default::default()),
+                Some(want),
+                "{text}"
+            );
         }
         for text in [
             "2023-02-29T00:00:00Z",
             "1900-02-29T00:00:00Z",
             "2026-04-31T00:00:00Z",
         ] {
-            assert_eq!(fast_timestamp(text), None, "{text}");
+            assert_eq!(
+                fast_timestamp(text, &mut Default::default()),
+                None,
+                "{text}"
+            );
         }
     }
 

@@ -253,6 +253,13 @@ fn digits<const N: usize>(b: &[u8], at: usize) -> Option<u32> {
 /// anything else (for jiff to read, or refuse with its reason). Call event times and dialers'
 /// local times are read with it where jiff's general parsers cost a few percent of decoding.
 pub fn civil_prefix(b: &[u8], sep: u8) -> Option<(i64, i64, u32)> {
+    civil_prefix_memo(b, sep, &mut DateMemo::default())
+}
+
+/// [`civil_prefix`], the date read through `memo`: records come in time order, mostly, so
+/// most share the date of the one before (the date's check that it exists — to a day number
+/// and back — was most of reading a call event's time).
+pub fn civil_prefix_memo(b: &[u8], sep: u8, memo: &mut DateMemo) -> Option<(i64, i64, u32)> {
     if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
@@ -262,24 +269,52 @@ pub fn civil_prefix(b: &[u8], sep: u8) -> Option<(i64, i64, u32)> {
     {
         return None;
     }
-    let (y, mo, d) = (
-        digits::<4>(b, 0)? as i64,
-        digits::<2>(b, 5)?,
-        digits::<2>(b, 8)?,
-    );
+    let (y, day) = memo.date(&b[..10])?;
     let (h, mi, sec) = (
         digits::<2>(b, 11)?,
         digits::<2>(b, 14)?,
         digits::<2>(b, 17)?,
     );
-    if h > 23 || mi > 59 || sec > 59 || !(1..=12).contains(&mo) || d == 0 {
+    if h > 23 || mi > 59 || sec > 59 {
         return None;
     }
-    let day = days_from_civil(y, mo, d);
-    if civil_from_days(day) != (y, mo, d) {
-        return None; // no such date (jiff says why)
-    }
     Some((y, day, h * 3600 + mi * 60 + sec))
+}
+
+/// The last date [`civil_prefix_memo`] read that exists (`YYYY-MM-DD`), with its year and day
+/// number.
+#[derive(Debug, Clone, Default)]
+pub struct DateMemo {
+    text: [u8; 10],
+    year: i64,
+    day: i64,
+}
+
+impl DateMemo {
+    /// The year and day number of `d` (`YYYY-MM-DD`, the dashes checked by the caller), when
+    /// the date exists.
+    #[inline]
+    fn date(&mut self, d: &[u8]) -> Option<(i64, i64)> {
+        // A memo never read holds no date: its text has no dashes, `d`'s has.
+        if d == self.text {
+            return Some((self.year, self.day));
+        }
+        let (y, mo, dd) = (
+            digits::<4>(d, 0)? as i64,
+            digits::<2>(d, 5)?,
+            digits::<2>(d, 8)?,
+        );
+        if !(1..=12).contains(&mo) || dd == 0 {
+            return None;
+        }
+        let day = days_from_civil(y, mo, dd);
+        if civil_from_days(day) != (y, mo, dd) {
+            return None; // no such date (jiff says why)
+        }
+        self.text.copy_from_slice(d);
+        (self.year, self.day) = (y, day);
+        Some((y, day))
+    }
 }
 
 /// Civil date (year, month 1–12, day 1–31) of a day number (Howard Hinnant's algorithm).
