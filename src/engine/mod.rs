@@ -1590,11 +1590,12 @@ impl Engine {
                 // records stay until the longest reach is past, since other rules count them.
                 let (ri, shard) = (u as usize / SHARDS, u as usize % SHARDS);
                 let cutoff = self.rule_cutoff(ri, base);
-                seen = self.states[ri].windows.retain_shard(shard, |w| {
+                seen = self.states[ri].windows.evict_shard(shard, cutoff, |w| {
                     let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
                     if k > 0 {
                         w.calls.drain(..k);
                         window::fit(&mut w.calls);
+                        w.found_first();
                     }
                     if let Some(t) = &mut w.triggers {
                         let k = window::split_near_front(t, |y| y.ts < cutoff);

@@ -106,7 +106,15 @@ pub(super) struct WindowState {
     /// lost (`NONE`) when one with another value joins, found again only when the window
     /// empties: entries leaving cannot make it wrong.
     value: Sym,
+    /// At most the time of the first call, in whole seconds since 1970 (0: not known — a
+    /// window given its calls some other way, or a call before 1971): an eviction pass leaves a
+    /// window whose first call has not expired without reading its entries, a cache miss each
+    /// (most windows of a sweep: a number called once or twice a week). In the slot's padding:
+    /// no bytes more.
+    first_s: u32,
 }
+
+const _: () = assert!(std::mem::size_of::<WindowState>() == 40);
 
 impl Default for WindowState {
     fn default() -> WindowState {
@@ -114,8 +122,14 @@ impl Default for WindowState {
             calls: Vec::new(),
             triggers: None,
             value: Sym::NONE,
+            first_s: 0,
         }
     }
+}
+
+/// `ts` in whole seconds since 1970, rounded down: a lower bound of it, or 0 (none known).
+fn whole_seconds(ts: i64) -> u32 {
+    u32::try_from(ts.max(0) / super::time::NANOS_PER_SEC).unwrap_or(u32::MAX)
 }
 
 impl WindowState {
@@ -125,8 +139,12 @@ impl WindowState {
     pub fn insert(&mut self, e: Entry) -> usize {
         if self.calls.is_empty() {
             self.value = e.val;
-        } else if !e.val.is_none() && e.val != self.value {
-            self.value = Sym::NONE;
+            self.first_s = whole_seconds(e.ts);
+        } else {
+            if !e.val.is_none() && e.val != self.value {
+                self.value = Sym::NONE;
+            }
+            self.first_s = self.first_s.min(whole_seconds(e.ts));
         }
         insert_sorted(&mut self.calls, e)
     }
@@ -135,6 +153,21 @@ impl WindowState {
     pub fn set_calls(&mut self, calls: Vec<Entry>) {
         self.calls = calls;
         self.value = common_value(&self.calls);
+        self.found_first();
+    }
+
+    /// Notes the first call's time again, after entries left the front.
+    pub fn found_first(&mut self) {
+        self.first_s = self.calls.first().map_or(0, |e| whole_seconds(e.ts));
+    }
+
+    /// Whether nothing in the window is older than `cutoff`, known without reading its entries
+    /// (`false` when that is not known, and for a window with cooldown triggers).
+    #[inline]
+    pub fn none_before(&self, cutoff: i64) -> bool {
+        self.triggers.is_none()
+            && self.first_s != 0
+            && i64::from(self.first_s) * super::time::NANOS_PER_SEC >= cutoff
     }
 
     /// The one value the calls carry, if that is known ([`WindowState::value`]): a distinct
@@ -281,20 +314,44 @@ impl Windows {
 
     /// Keeps the windows of shard `shard` that `f` says to keep, and gives memory back when
     /// few are left; returns how many windows it looked at.
-    pub fn retain_shard(
+    pub fn retain_shard(&mut self, shard: usize, f: impl FnMut(&mut WindowState) -> bool) -> usize {
+        self.retain_shard_unless(shard, |_| false, f)
+    }
+
+    /// [`Windows::retain_shard`] for an eviction pass to `cutoff`: windows with nothing older
+    /// ([`WindowState::none_before`]) are kept without `f` reading them.
+    pub fn evict_shard(
         &mut self,
         shard: usize,
+        cutoff: i64,
+        f: impl FnMut(&mut WindowState) -> bool,
+    ) -> usize {
+        self.retain_shard_unless(shard, |w| w.none_before(cutoff), f)
+    }
+
+    /// Keeps the windows `skip` says to keep unread, and those `f` says to keep.
+    fn retain_shard_unless(
+        &mut self,
+        shard: usize,
+        skip: impl Fn(&WindowState) -> bool,
         mut f: impl FnMut(&mut WindowState) -> bool,
     ) -> usize {
         match self {
             Windows::Narrow(m) => {
-                let n = m[shard].retain_ahead(|w: &WindowState| prefetch_first(&w.calls), f);
+                let n = m[shard].retain_ahead(
+                    |w: &WindowState| {
+                        if !skip(w) {
+                            prefetch_first(&w.calls)
+                        }
+                    },
+                    |w| skip(w) || f(w),
+                );
                 m[shard].shrink();
                 n
             }
             Windows::Wide(m) => {
                 let n = m[shard].len();
-                m[shard].retain(|_, w| f(w));
+                m[shard].retain(|_, w| skip(w) || f(w));
                 shrink(&mut m[shard]);
                 n
             }
@@ -462,6 +519,75 @@ pub(super) fn insert_sorted(v: &mut Vec<Entry>, e: Entry) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::time::NANOS_PER_SEC;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(i64),
+        /// An eviction pass's work on a window it reads: entries before the cutoff leave.
+        Evict(i64),
+        /// Entries taken away elsewhere (a partition's calls leaving).
+        Drop(usize),
+        /// The calls given whole (snapshots, moves).
+        Set(Vec<i64>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Times in seconds, around 1970 too (nothing is known of those).
+        let t = -5i64..200;
+        prop_oneof![
+            6 => t.clone().prop_map(Op::Insert),
+            2 => t.clone().prop_map(Op::Evict),
+            1 => any::<usize>().prop_map(Op::Drop),
+            1 => proptest::collection::vec(t, 0..6).prop_map(Op::Set),
+        ]
+    }
+
+    proptest! {
+        /// A window an eviction pass would leave unread for a cutoff holds nothing older than
+        /// it, whatever was inserted (in and out of time order, at fractions of a second),
+        /// evicted, taken away or given whole.
+        #[test]
+        fn a_window_left_unread_holds_nothing_to_evict(
+            ops in proptest::collection::vec(op(), 1..40),
+            frac in 0i64..NANOS_PER_SEC,
+        ) {
+            let at = |s: i64| s * NANOS_PER_SEC + frac;
+            let mut w = WindowState::default();
+            for o in ops {
+                match o {
+                    Op::Insert(s) => {
+                        w.insert(Entry::from_raw(at(s), 0, Sym::NONE));
+                    }
+                    Op::Evict(s) => {
+                        let k = split_near_front(&w.calls, |y| y.ts < at(s));
+                        if k > 0 {
+                            w.calls.drain(..k);
+                            w.found_first();
+                        }
+                    }
+                    Op::Drop(i) => {
+                        if !w.calls.is_empty() {
+                            let i = i % w.calls.len();
+                            w.calls.remove(i);
+                        }
+                    }
+                    Op::Set(mut ts) => {
+                        ts.sort_unstable();
+                        w.set_calls(ts.into_iter().map(|s| Entry::from_raw(at(s), 0, Sym::NONE)).collect());
+                    }
+                }
+                for c in -6i64..205 {
+                    for cutoff in [c * NANOS_PER_SEC, at(c), at(c) + 1] {
+                        if w.none_before(cutoff) {
+                            prop_assert!(w.calls.iter().all(|e| e.ts >= cutoff), "cutoff {}", cutoff);
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// A window knows it carries one value while every entry with a value carries the same
     /// one, forgets it when another joins, and finds it again only once it has emptied; entries
