@@ -106,8 +106,8 @@ pub(super) struct WindowState {
     /// lost (`NONE`) when one with another value joins, found again only when the window
     /// empties: entries leaving cannot make it wrong.
     value: Sym,
-    /// At most the time of the first call, in whole seconds since 1970 (0: not known — a
-    /// window given its calls some other way, or a call before 1971): an eviction pass leaves a
+    /// At most the time of the first call, in whole seconds since 1970 (0: not known — an
+    /// empty window, or calls before 1970-01-01T00:00:01): an eviction pass leaves a
     /// window whose first call has not expired without reading its entries, a cache miss each
     /// (most windows of a sweep: a number called once or twice a week). In the slot's padding:
     /// no bytes more.
