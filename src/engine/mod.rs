@@ -1694,20 +1694,20 @@ impl Engine {
         // lock next — a decoder thread, where there is one — so that the releases' cache
         // misses are not the engine thread's.
         let mut syms = std::mem::take(&mut self.evicted_syms);
-        let expired = |e: &Engine, s: u32| e.records.live(s) && e.records[s as usize].ts < e.cutoff;
+        // The time of the live call in a slot.
+        let live_ts = |e: &Engine, s: u32| e.records.live(s).then(|| e.records[s as usize].ts);
         let end = slots.end;
         for slot in slots {
             // The dedup buckets of the calls a few slots on are asked for now, so their
             // misses overlap these removals instead of following one another.
             let ahead = slot + EVICT_AHEAD;
-            if ahead < end && expired(self, ahead) {
+            if ahead < end && live_ts(self, ahead).is_some_and(|t| t < self.cutoff) {
                 self.dedup
                     .prefetch(self.hasher.hash_one(self.records.call_id(ahead)));
             }
-            if !self.records.live(slot) {
+            let Some(ts) = live_ts(self, slot) else {
                 continue;
-            }
-            let ts = self.records[slot as usize].ts;
+            };
             if ts >= self.cutoff {
                 self.records.note_oldest(c, ts);
                 continue;
