@@ -1,7 +1,8 @@
 //! The engine's pauses: how long each call takes to judge, one by one, on the Kafka load
 //! benchmark's traffic (1,000,000 calls over 14 days, 20,000 debtors, 8 lanes), and which of
 //! the slow ones ran eviction. A pre-dial check waits for the call being judged, so a pause
-//! here is a pause in every check queued behind it (README, "Pre-dial checks under load").
+//! here is a pause in every check queued behind it (docs/performance.md, "Pre-dial checks under
+//! load").
 //! ```text
 //! cargo bench --bench pauses                 # the default policy, 1,000,000 calls
 //! cargo bench --bench pauses -- 300000 config/bench.toml

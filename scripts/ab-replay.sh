@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Old and new binaries alternately on one file, with DuckDB in each round: the A/B of the
-# README's "Engine v2" table. Prints one line per run (calls/s); take the medians.
+# "Engine v2" tables (README, Performance; docs/performance.md). Prints one line per run
+# (calls/s); take the medians.
 #   [OLD_CONFIG_DIR=DIR] scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
 # FILE: `dialguard generate --calls 1000000 --seed 7 --days 14 --out FILE`.
 # DuckDB: `pip install duckdb`; ../shared/bench/duckdb_reference.py beside the project.
@@ -31,8 +32,8 @@ for round in $(seq "$rounds"); do
   # Alerts go to a file that does not exist yet, as a first `--alerts out.jsonl` does: ext4
   # (`auto_da_alloc`, on by default) flushes a file truncated on opening when it is closed, and
   # replay opening one that `mktemp` had made spent that flush inside its run — about 0.5 s of a
-  # gigabyte, 580,000 against 750,000 calls/s for the new binary (2026-12-06 evening; README,
-  # "Eviction that reads only what has expired").
+  # gigabyte, 580,000 against 750,000 calls/s for the new binary (2026-12-06 evening;
+  # docs/performance.md, "Eviction that reads only what has expired").
   dir=$(mktemp -d)
   "$new" replay --config "$rules" --input "$file" --now $now --alerts "$dir/warm.jsonl" > /dev/null 2>&1
   rm -f "$dir/warm.jsonl"

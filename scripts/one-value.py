@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""How much of a call file a window that knows its one value can skip (README, Performance,
+"""How much of a call file a window that knows its one value can skip (docs/performance.md,
 "A window that knows its one value"): the share of outbound calls whose number is called about
 one debtor only in the whole file (`cla-debtors-per-number`'s windows), and the share of
 third-party calls whose debtor has one third-party number only (`cla-third-parties-per-debtor`'s).

@@ -454,7 +454,7 @@ impl<'r> AlertJson<'r> {
 /// call's fields and the evidence — without waiting for it. A writer that renders breaches
 /// found on another thread, from calls decoded on a third, calls this a few breaches ahead:
 /// those lines were written by other cores, and rendering stalled on them (replay's alert
-/// writer: README, "Prefetching what other cores wrote").
+/// writer: docs/performance.md, "Prefetching what other cores wrote").
 #[inline]
 pub fn prefetch(b: &Breach, judged: &Call) {
     match &b.subject {

@@ -13,9 +13,9 @@ pub type CallId = CompactString;
 /// A breach's evidence: up to [`EVIDENCE_INLINE`] ids (the default `evidence_limit`) inside the
 /// [`Breach`] itself. The alert writer renders breaches on another thread; with the ids in a
 /// heap block of their own, each breach cost the engine thread an allocation from blocks the
-/// writer had freed on its core — 7–10% of that thread in replay with alerts written (README,
-/// "Evidence inline, and read one call later"). Inline, the ids travel in the batch's recycled
-/// `Vec<Breach>`.
+/// writer had freed on its core — 7–10% of that thread in replay with alerts written
+/// (docs/performance.md, "Evidence inline, and read one call later"). Inline, the ids travel in the
+/// batch's recycled `Vec<Breach>`.
 pub type Evidence = smallvec::SmallVec<[CallId; EVIDENCE_INLINE]>;
 
 /// How many evidence ids a [`Breach`] holds without allocating.

@@ -300,7 +300,7 @@ impl Call {
     /// Asks for the lines of the call that judging it and rendering its alerts read (ids,
     /// time, interned symbols, the string fields, `attrs`), without waiting for them. A call
     /// decoded on one thread and judged or rendered on another was written on another core: a
-    /// driver calls this some calls (or breaches) before it reads the call (README,
+    /// driver calls this some calls (or breaches) before it reads the call (docs/performance.md,
     /// "Prefetching what other cores wrote").
     #[inline]
     pub fn prefetch(&self) {

@@ -112,10 +112,11 @@ pub struct EngineSettings {
     /// Whether a cap breach found ingesting a call comes with its evidence still to be read:
     /// the engine notes the calls' slots and asks for their ids, and reads them at the next
     /// [`Engine::settle`] — or the next ingest, into the same `out` — when the cache misses
-    /// have had the time of the driver's read-ahead to complete (README, "Evidence inline, and
-    /// read one call later"). The calls named stay retained until then: they are in the window
-    /// of a call judged now, which eviction never reaches before the next call. Off by default;
-    /// a replay that writes alerts turns it on and settles before a batch leaves for its writer.
+    /// have had the time of the driver's read-ahead to complete (docs/performance.md, "Evidence
+    /// inline, and read one call later"). The calls named stay retained until then: they are in the
+    /// window of a call judged now, which eviction never reaches before the next call. Off by
+    /// default; a replay that writes alerts turns it on and settles before a batch leaves for its
+    /// writer.
     pub defer_evidence: bool,
     /// Whether cap and cooldown rules whose keys (of one or two fields) start with the same
     /// field keep their windows together ([`shared`]: one host per value of that field, every
@@ -717,8 +718,8 @@ impl Engine {
 
     /// How many calls ahead of the one it judges a driver calls [`Engine::prewarm`]: its host
     /// and window slots asked for, `warm`, two calls later, finds them come. Eight was
-    /// measured against ten (README, "One allocation a host, and the slots asked for before
-    /// warm").
+    /// measured against ten (docs/performance.md, "One allocation a host, and the slots asked for
+    /// before warm").
     pub const PREWARM_AHEAD: usize = Self::WARM_AHEAD + 2;
 
     /// How many calls ahead of the one it judges a driver whose calls were decoded on another

@@ -6,8 +6,8 @@
 //! rule's windows as *segments* of one buffer — a member's window for a key is the segment of
 //! (member, the key's second symbol) — so judging a call reads one host per group, a line or
 //! a few of one buffer, instead of a window slot and its entries per rule: each was a cache
-//! miss (README, "What the rest of issue 11's figures need"). A segment holds exactly the
-//! entries the rule's own window would, in the same order, so the kinds judge it alike. A
+//! miss (docs/performance.md, "What the rest of issue 11's figures need"). A segment holds exactly
+//! the entries the rule's own window would, in the same order, so the kinds judge it alike. A
 //! cooldown is two members, one after the other: its calls, then its triggers (the two lists
 //! its own window keeps).
 
@@ -64,7 +64,7 @@ impl Seg {
 /// The windows of one lead value, in one allocation: its segments (`n` of them, in buffer
 /// order, a new one at the end), then their entries end to end. A host had a segment list
 /// and an entry buffer of its own: two allocations, and a slot of 48 bytes instead of 32
-/// (README, "One allocation a host, and the slots asked for before warm").
+/// (docs/performance.md, "One allocation a host, and the slots asked for before warm").
 #[derive(Debug, Default)]
 pub(super) struct Host {
     n: u32,

@@ -16,7 +16,8 @@
 //! thread's outstanding misses were already as many as the core keeps); with hosts of one
 //! allocation, asking for the home slots of a call's hosts and own windows two calls before
 //! `Engine::warm` reads them gave +3% and +9.5% more for the default policy
-//! (`Slots::prefetch`; README, "One allocation a host, and the slots asked for before warm").
+//! (`Slots::prefetch`; docs/performance.md, "One allocation a host, and the slots asked for before
+//! warm").
 
 /// The key an empty slot holds. A packed window key is never this: its first symbol is
 /// `Sym::NONE` (`u32::MAX`) only for a rule with no key, whose second is `NONE` too.
