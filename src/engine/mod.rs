@@ -269,6 +269,9 @@ pub struct Engine {
     states: Vec<RuleState>,
     /// Windows shared by cap and cooldown rules' first key field ([`EngineSettings::shared_windows`]).
     groups: Vec<shared::Group>,
+    /// The rules that keep windows of their own (stateful, keyed, in no group), by index:
+    /// what [`Engine::warm`] and [`Engine::prewarm`] look up ahead for every call.
+    own: Vec<u16>,
     /// The rules' fixed zones, each with the offset span of its last answer (the call's local
     /// time in it is worked out once per call: [`kinds::Locals`]).
     zones: Vec<(TimeZone, time::OffsetSpan)>,
@@ -467,10 +470,18 @@ impl Engine {
         let interner = SharedInterner::default();
         interner.lock().keep_only(kept);
         let reserved = Reservations::new(rules_windows(&rules_keys));
+        let own = (0..n)
+            .filter(|&ri| {
+                let s = &states[ri];
+                !rules[ri].key.is_empty() && s.keeps && s.shared.is_none()
+            })
+            .map(|ri| ri as u16)
+            .collect();
         Engine {
             rules,
             states,
             groups,
+            own,
             zones: zones
                 .into_iter()
                 .map(|z| (z, time::OffsetSpan::default()))
@@ -795,17 +806,14 @@ impl Engine {
         &'a self,
         pre: &'a intern::Interned,
     ) -> impl Iterator<Item = (&'a Rule, &'a RuleState, window::Key)> + 'a {
-        self.rules
-            .iter()
-            .zip(&self.states)
-            .filter(|(rule, state)| !rule.key.is_empty() && state.keeps && state.shared.is_none())
-            .map(|(rule, state)| {
-                let mut key = [Sym::NONE; 6];
-                for (i, f) in rule.key.iter().enumerate() {
-                    key[i] = pre.syms[*f as usize];
-                }
-                (rule, state, key)
-            })
+        self.own.iter().map(|&ri| {
+            let (rule, state) = (&self.rules[ri as usize], &self.states[ri as usize]);
+            let mut key = [Sym::NONE; 6];
+            for (i, f) in rule.key.iter().enumerate() {
+                key[i] = pre.syms[*f as usize];
+            }
+            (rule, state, key)
+        })
     }
 
     /// The interner, for decoder threads to intern calls for this engine ahead of judging
