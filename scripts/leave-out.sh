@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Writes a policy file with CONFIG's [engine] table and its rules (its packs' and its own)
 # written out, leaving out the rules named: what a rule or a group of rules costs is then the
-# difference between two replays (README, Performance, "Where that 30% is").
+# difference between two replays (docs/performance.md, "A profile-guided build", its "Where
+# that 30% is").
 #   scripts/leave-out.sh CONFIG OUT [RULE_ID...]
 # e.g. scripts/leave-out.sh config/dialguard.toml /tmp/no-phone.toml cla-debtors-per-number
 #      dialguard replay --config /tmp/no-phone.toml --input FILE --now 2026-12-01T00:00:00Z

@@ -10,8 +10,9 @@
 //! line, so the longer probes of a full table cost little; a slot is 8 + `size_of::<V>()`
 //! bytes, as hashbrown's is (with its control byte), at the same highest load (7/8).
 //!
-//! Measured (README, Performance): +3.6% calls/s for `config/bench.toml` (ten stateful
-//! rules), within noise for the default policy (+1%) and the reference rules, the same memory.
+//! Measured (docs/performance.md, "Alerts written faster, windows in our own table"): +3.6%
+//! calls/s for `config/bench.toml` (ten stateful rules), within noise for the default policy
+//! (+1%) and the reference rules, the same memory.
 //! Prefetching the home slots a dozen calls ahead as well added nothing then (the engine
 //! thread's outstanding misses were already as many as the core keeps); with hosts of one
 //! allocation, asking for the home slots of a call's hosts and own windows two calls before

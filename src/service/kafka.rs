@@ -320,8 +320,8 @@ impl ConsumerContext for ConsumerCtx {
 /// by default — before fetching it again. A consumer that judges more slowly than the broker
 /// delivers (catching up on a backlog, a rebuild) emptied the queue in a fraction of that second
 /// and waited out the rest: on the mock cluster a backlog drained at ~100,000 calls/s with the
-/// processing thread idle 40% of the time, and at ~150,000–180,000 with 10 ms (README,
-/// Performance, "Decode-ahead").
+/// processing thread idle 40% of the time, and at ~150,000–180,000 with 10 ms
+/// (docs/performance.md, "Decode-ahead in the service").
 pub(super) fn consumer_defaults(c: &mut ClientConfig) {
     c.set("fetch.queue.backoff.ms", "10");
 }
