@@ -118,7 +118,11 @@ impl Ctx<'_> {
     }
 
     /// The key of the retained call in `slot` for `rule`; `None` if it lacks a key field.
-    #[inline]
+    /// Always inlined: called, it wrote the key to memory four bytes at a time and its caller
+    /// read it back eight and sixteen at a time, loads the store buffer cannot forward, each
+    /// waiting for the stores to reach the cache — a sixth of `apply_to`'s samples sat on those
+    /// two loads (docs/performance.md, "A key read back as it was written").
+    #[inline(always)]
     pub fn key_of(&self, rule: &Rule, slot: u32) -> Option<Key> {
         let rec = self.record(slot);
         let mut key = [Sym::NONE; 6];
@@ -169,10 +173,15 @@ impl Ctx<'_> {
     }
 }
 
-/// The judged call's local time per zone, computed once per call whatever the number of rules.
+/// The judged call's local time per zone. A fixed zone's is worked out from its offset span
+/// (`time::OffsetSpan`: two comparisons and the arithmetic of a day and a second of it) for each
+/// rule that reads it; the callee's zone, which takes a search of its transitions, once per
+/// call. A fixed zone's was memoised per call as well, as the callee's is: the memo, written a
+/// field at a time and read back sixteen bytes at once, made a load the store buffer cannot
+/// forward, and waiting for it cost more than working the time out again (docs/performance.md,
+/// "A key read back as it was written").
 pub(super) struct Locals<'a> {
     zones: &'a mut [(TimeZone, OffsetSpan)],
-    fixed: [Option<Local>; 8],
     callee: Option<Local>,
 }
 
@@ -180,7 +189,6 @@ impl<'a> Locals<'a> {
     pub fn new(zones: &'a mut [(TimeZone, OffsetSpan)]) -> Locals<'a> {
         Locals {
             zones,
-            fixed: [None; 8],
             callee: None,
         }
     }
@@ -190,10 +198,6 @@ impl<'a> Locals<'a> {
     pub fn get(&mut self, rule: &Rule, zone_slot: Option<usize>, call: &Call) -> Local {
         let t = call.occurred_at;
         match zone_slot {
-            Some(z) if z < self.fixed.len() => *self.fixed[z].get_or_insert_with(|| {
-                let (tz, span) = &mut self.zones[z];
-                span.local(t, tz)
-            }),
             Some(z) => {
                 let (tz, span) = &mut self.zones[z];
                 span.local(t, tz)
