@@ -1497,18 +1497,25 @@ impl Engine {
                 .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
                 .collect()
         });
-        self.place(rec, store::Ids::of(call), attrs, h)
+        self.place(rec, &call.call_id, call.event_id.as_deref(), attrs, h)
     }
 
-    /// Retains a call: a free slot (or a new one) for its record, ids and attrs, and its id
-    /// (hashing to `h`) in the dedup table. Returns the slot.
-    fn place(&mut self, rec: Record, ids: store::Ids, attrs: Option<store::Attrs>, h: u64) -> u32 {
+    /// Retains a call: a free slot (or a new one) for its record, ids (`call_id`, `event_id`)
+    /// and attrs, and its id (hashing to `h`) in the dedup table. Returns the slot.
+    fn place(
+        &mut self,
+        rec: Record,
+        call_id: &str,
+        event_id: Option<&str>,
+        attrs: Option<store::Attrs>,
+        h: u64,
+    ) -> u32 {
         let slot = match self.free.pop() {
             Some(s) => {
-                self.records.put(s, rec, ids, attrs);
+                self.records.put_call(s, rec, call_id, event_id, attrs);
                 s
             }
-            None => self.records.push(rec, ids, attrs),
+            None => self.records.push_call(rec, call_id, event_id, attrs),
         };
         let (hasher, records) = (&self.hasher, &self.records);
         self.dedup.insert(

@@ -239,10 +239,9 @@ impl Engine {
                 }
             };
             let rec = Record::new(r.ts, syms, callee_zone, r.relation(), r.book(), r.lane);
-            let ids = super::store::Ids::new(ids.call_id(), ids.event_id());
             let attrs = other.records.attrs(slot).cloned();
             let h = self.hasher.hash_one(ids.call_id());
-            slot_of[slot as usize] = Some(self.place(rec, ids, attrs, h));
+            slot_of[slot as usize] = Some(self.place(rec, ids.call_id(), ids.event_id(), attrs, h));
         }
         self.interner.lock().release_all(&unused);
 

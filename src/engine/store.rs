@@ -103,14 +103,23 @@ impl Ids {
     }
 
     pub fn new(call_id: &str, event_id: Option<&str>) -> Ids {
+        let mut ids = Ids::default();
+        ids.set(call_id, event_id);
+        ids
+    }
+
+    /// Makes these the ids of a call, in place. The slab writes a stored call's ids where they
+    /// stay ([`Slab::push_call`]): an inline string is built a byte at a time, and a built one
+    /// moved into its slot was read back eight and sixteen bytes at a time, loads the store
+    /// buffer cannot forward (docs/performance.md, "A key read back as it was written").
+    pub fn set(&mut self, call_id: &str, event_id: Option<&str>) {
         let tag = tag_char((call_id.len() as u32) << 1 | event_id.is_some() as u32);
-        let mut text = CompactString::with_capacity(
-            tag.len_utf8() + call_id.len() + event_id.map_or(0, str::len),
-        );
-        text.push(tag);
-        text.push_str(call_id);
-        text.push_str(event_id.unwrap_or(""));
-        Ids { text }
+        self.text.clear();
+        self.text
+            .reserve(tag.len_utf8() + call_id.len() + event_id.map_or(0, str::len));
+        self.text.push(tag);
+        self.text.push_str(call_id);
+        self.text.push_str(event_id.unwrap_or(""));
     }
 
     /// The tag's value and the byte its character ends at.
@@ -206,6 +215,40 @@ impl Slab {
             self.attrs.insert(slot, a);
         }
         slot
+    }
+
+    /// [`Slab::push`] for a call whose ids are `call_id` and `event_id`, written in their slot
+    /// ([`Ids::set`]).
+    pub fn push_call(
+        &mut self,
+        rec: Record,
+        call_id: &str,
+        event_id: Option<&str>,
+        attrs: Option<Attrs>,
+    ) -> u32 {
+        let slot = self.push(rec, Ids::default(), attrs);
+        let i = slot as usize;
+        self.hot[i / CHUNK][i % CHUNK].set(call_id, event_id);
+        slot
+    }
+
+    /// [`Slab::put`] for a call whose ids are `call_id` and `event_id`, written in their slot
+    /// ([`Ids::set`]; a free slot holds the empty string, whose room is kept).
+    pub fn put_call(
+        &mut self,
+        slot: u32,
+        rec: Record,
+        call_id: &str,
+        event_id: Option<&str>,
+        attrs: Option<Attrs>,
+    ) {
+        let i = slot as usize;
+        self.note_oldest(i / CHUNK, rec.ts);
+        self.cold[i / CHUNK][i % CHUNK] = rec;
+        self.hot[i / CHUNK][i % CHUNK].set(call_id, event_id);
+        if let Some(a) = attrs {
+            self.attrs.insert(slot, a);
+        }
     }
 
     /// Stores a call in a free slot.
