@@ -233,7 +233,7 @@ impl Slab {
     }
 
     /// [`Slab::put`] for a call whose ids are `call_id` and `event_id`, written in their slot
-    /// ([`Ids::set`]; a free slot holds the empty string, whose room is kept).
+    /// ([`Ids::set`]).
     pub fn put_call(
         &mut self,
         slot: u32,
@@ -242,13 +242,9 @@ impl Slab {
         event_id: Option<&str>,
         attrs: Option<Attrs>,
     ) {
+        self.put(slot, rec, Ids::default(), attrs);
         let i = slot as usize;
-        self.note_oldest(i / CHUNK, rec.ts);
-        self.cold[i / CHUNK][i % CHUNK] = rec;
         self.hot[i / CHUNK][i % CHUNK].set(call_id, event_id);
-        if let Some(a) = attrs {
-            self.attrs.insert(slot, a);
-        }
     }
 
     /// Stores a call in a free slot.
