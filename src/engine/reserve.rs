@@ -10,7 +10,7 @@
 
 use super::event::{Call, Text};
 use super::kinds::Ctx;
-use super::store::{Ids, Record, Slab};
+use super::store::{Record, Slab};
 use super::time::Ts;
 use super::window::{Hasher, Windows, RESERVED};
 use super::Engine;
@@ -74,12 +74,14 @@ impl Engine {
         let res = &mut self.reserved;
         let i = match res.free.pop() {
             Some(i) => {
-                res.records.put(i, rec, Ids::of(call), None);
+                res.records
+                    .put_call(i, rec, &call.call_id, call.event_id.as_deref(), None);
                 i
             }
             None => {
                 res.generation.push(0);
-                res.records.push(rec, Ids::of(call), None)
+                res.records
+                    .push_call(rec, &call.call_id, call.event_id.as_deref(), None)
             }
         };
         let generation = res.generation[i as usize].wrapping_add(1);

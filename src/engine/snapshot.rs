@@ -537,12 +537,10 @@ impl Engine {
                 }
                 Some(a.into_boxed_slice())
             };
-            records.push(
+            records.push_call(
                 Record::new(ts, syms, callee_zone, relation, from_book, lane),
-                Ids::new(
-                    &ids[..call_id_len as usize],
-                    event_id_present.then(|| &ids[call_id_len as usize..]),
-                ),
+                &ids[..call_id_len as usize],
+                event_id_present.then(|| &ids[call_id_len as usize..]),
                 attrs,
             );
             live += 1;

@@ -98,10 +98,9 @@ fn tag_char(tag: u32) -> char {
 }
 
 impl Ids {
-    pub fn of(call: &Call) -> Ids {
-        Ids::new(&call.call_id, call.event_id.as_deref())
-    }
-
+    /// Ids built apart from a slab (tests); the slab writes a stored call's in place
+    /// ([`Slab::push_call`]).
+    #[cfg(test)]
     pub fn new(call_id: &str, event_id: Option<&str>) -> Ids {
         let mut ids = Ids::default();
         ids.set(call_id, event_id);
