@@ -29,7 +29,7 @@ use super::event::{Relation, StatusKind};
 use super::intern::{Interner, Sym};
 use super::kinds::cooldown::zone_val;
 use super::status::Status;
-use super::store::{Ids, Record, Slab};
+use super::store::{Record, Slab};
 use super::table::SHARDS;
 use super::time::Ts;
 use super::window::{Entry, Key};
@@ -490,7 +490,7 @@ impl Engine {
         let mut live = 0usize;
         for _ in 0..n {
             if r.u8()? == 0 {
-                records.push(dead(), Ids::default(), None);
+                records.push(dead(), None);
                 continue;
             }
             let ts = r.i64()?;

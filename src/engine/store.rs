@@ -194,8 +194,9 @@ impl Slab {
         self.cold.len() * CHUNK
     }
 
-    /// Stores a call in a new slot at the end.
-    pub fn push(&mut self, rec: Record, ids: Ids, attrs: Option<Attrs>) -> u32 {
+    /// Stores a record in a new slot at the end, with empty ids: a free slot as it is
+    /// (a snapshot's), or one [`Slab::push_call`] writes a call's ids into.
+    pub fn push(&mut self, rec: Record, attrs: Option<Attrs>) -> u32 {
         assert!(
             self.len < super::window::RESERVED as usize,
             "slots for 2^28 retained calls"
@@ -207,7 +208,7 @@ impl Slab {
         }
         self.note_oldest(self.len / CHUNK, rec.ts);
         self.cold[self.len / CHUNK].push(rec);
-        self.hot[self.len / CHUNK].push(ids);
+        self.hot[self.len / CHUNK].push(Ids::default());
         let slot = self.len as u32;
         self.len += 1;
         if let Some(a) = attrs {
@@ -216,8 +217,8 @@ impl Slab {
         slot
     }
 
-    /// [`Slab::push`] for a call whose ids are `call_id` and `event_id`, written in their slot
-    /// ([`Ids::set`]).
+    /// Stores a call in a new slot at the end, its ids (`call_id`, `event_id`) written in
+    /// their slot ([`Ids::set`]).
     pub fn push_call(
         &mut self,
         rec: Record,
@@ -225,14 +226,12 @@ impl Slab {
         event_id: Option<&str>,
         attrs: Option<Attrs>,
     ) -> u32 {
-        let slot = self.push(rec, Ids::default(), attrs);
-        let i = slot as usize;
-        self.hot[i / CHUNK][i % CHUNK].set(call_id, event_id);
+        let slot = self.push(rec, attrs);
+        self.ids_mut(slot).set(call_id, event_id);
         slot
     }
 
-    /// [`Slab::put`] for a call whose ids are `call_id` and `event_id`, written in their slot
-    /// ([`Ids::set`]).
+    /// Stores a call in a free slot, its ids written in place as [`Slab::push_call`]'s are.
     pub fn put_call(
         &mut self,
         slot: u32,
@@ -241,20 +240,18 @@ impl Slab {
         event_id: Option<&str>,
         attrs: Option<Attrs>,
     ) {
-        self.put(slot, rec, Ids::default(), attrs);
-        let i = slot as usize;
-        self.hot[i / CHUNK][i % CHUNK].set(call_id, event_id);
-    }
-
-    /// Stores a call in a free slot.
-    pub fn put(&mut self, slot: u32, rec: Record, ids: Ids, attrs: Option<Attrs>) {
         let i = slot as usize;
         self.note_oldest(i / CHUNK, rec.ts);
         self.cold[i / CHUNK][i % CHUNK] = rec;
-        self.hot[i / CHUNK][i % CHUNK] = ids;
+        self.ids_mut(slot).set(call_id, event_id);
         if let Some(a) = attrs {
             self.attrs.insert(slot, a);
         }
+    }
+
+    fn ids_mut(&mut self, slot: u32) -> &mut Ids {
+        let i = slot as usize;
+        &mut self.hot[i / CHUNK][i % CHUNK]
     }
 
     /// At most the time of the oldest live call in chunk `c` (slots `c * CHUNK` on), or
@@ -439,7 +436,7 @@ mod tests {
             let mut s = Slab::default();
             // Slots to start with, so that the operations cross a chunk's end.
             for i in 0..start {
-                s.push(rec(1_000 + i as i64), Ids::new(&format!("s{i}"), None), None);
+                s.push_call(rec(1_000 + i as i64), &format!("s{i}"), None, None);
             }
             let mut n = 0;
             for o in ops {
@@ -448,11 +445,11 @@ mod tests {
                 let live: Vec<u32> = (0..s.len() as u32).filter(|&i| s.live(i)).collect();
                 match o {
                     Op::Push(t) => {
-                        s.push(rec(t), Ids::new(&format!("c{n}"), None), None);
+                        s.push_call(rec(t), &format!("c{n}"), None, None);
                     }
                     Op::Put(k, t) if !dead.is_empty() => {
                         let slot = dead[k % dead.len()];
-                        s.put(slot, rec(t), Ids::new(&format!("c{n}"), None), None);
+                        s.put_call(slot, rec(t), &format!("c{n}"), None, None);
                     }
                     Op::Kill(k) if !live.is_empty() => s.kill(live[k % live.len()]),
                     Op::Rescan(k) => {
