@@ -2,15 +2,22 @@
 # Old and new binaries alternately on one file, with DuckDB in each round: the A/B of the
 # "Engine v2" tables (README, Performance; docs/performance.md). Prints one line per run
 # (calls/s); take the medians.
-#   [OLD_CONFIG_DIR=DIR] scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
+#   [OLD_CONFIG_DIR=DIR] [NEW_ENV="K=V ..."] [WARM_MIB=N] scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
 # FILE: `dialguard generate --calls 1000000 --seed 7 --days 14 --out FILE`.
 # DuckDB: `pip install duckdb`; ../shared/bench/duckdb_reference.py beside the project.
+# NEW_ENV: environment for the new binary's runs only, e.g. MIMALLOC_ALLOW_THP=1 (huge pages;
+# the old binary has them as shipped). WARM_MIB: before every run (DuckDB's too), N MiB faulted
+# in and freed by scripts/warm-memory.py, so that the run's huge pages come from memory the
+# hypervisor already backs (docs/performance.md, "Huge pages on memory the host has backed").
 set -euo pipefail
 old=$1 new=$2 file=$3 rounds=${4:-3}
 now=2026-12-01T00:00:00Z
 here=$(cd "$(dirname "$0")/.." && pwd)
 rules=$here/../shared/bench/reference-rules.toml
-rate() { "$@" 2>&1 | awk '/events\/s/ {print $2}'; }
+warm() { if [ "${WARM_MIB:-0}" -gt 0 ]; then python3 "$here/scripts/warm-memory.py" "$WARM_MIB" 2>/dev/null; fi; }
+rate() { warm; "$@" 2>&1 | awk '/events\/s/ {print $2}'; }
+# The new binary's runs, with NEW_ENV.
+new_env() { if [ "$1" = "$new" ]; then echo env ${NEW_ENV:-}; else echo env; fi; }
 for round in $(seq "$rounds"); do
   for c in "$rules" "$here/config/dialguard.toml" "$here/config/bench.toml"; do
     for b in "$old" "$new"; do
@@ -20,10 +27,11 @@ for round in $(seq "$rounds"); do
       if [ "$b" = "$old" ] && [ -n "${OLD_CONFIG_DIR:-}" ] && [ -f "$OLD_CONFIG_DIR/$(basename "$c")" ]; then
         cb=$OLD_CONFIG_DIR/$(basename "$c")
       fi
-      echo "round $round no-alerts $(basename "$c") $b $(rate "$b" replay --config "$cb" --input "$file" --now $now)"
+      echo "round $round no-alerts $(basename "$c") $b $(rate $(new_env "$b") "$b" replay --config "$cb" --input "$file" --now $now)"
     done
   done
   if [ -f "$here/../shared/bench/duckdb_reference.py" ]; then
+    warm
     echo "round $round duckdb $(python3 "$here/../shared/bench/duckdb_reference.py" "$file" --threads 2)"
   fi
   # The first run that writes the ~1 GB of alerts after runs that wrote none spends ~0.4 s
@@ -35,13 +43,13 @@ for round in $(seq "$rounds"); do
   # gigabyte, 580,000 against 750,000 calls/s for the new binary (2026-12-06 evening;
   # docs/performance.md, "Eviction that reads only what has expired").
   dir=$(mktemp -d)
-  "$new" replay --config "$rules" --input "$file" --now $now --alerts "$dir/warm.jsonl" > /dev/null 2>&1
+  $(new_env "$new") "$new" replay --config "$rules" --input "$file" --now $now --alerts "$dir/warm.jsonl" > /dev/null 2>&1
   rm -f "$dir/warm.jsonl"
   pair=("$old" "$new")
   if [ $((round % 2)) -eq 0 ]; then pair=("$new" "$old"); fi
   for b in "${pair[@]}"; do
     sync
-    echo "round $round alerts-to-file reference-rules $b $(rate "$b" replay --config "$rules" --input "$file" --now $now --alerts "$dir/alerts.jsonl")"
+    echo "round $round alerts-to-file reference-rules $b $(rate $(new_env "$b") "$b" replay --config "$rules" --input "$file" --now $now --alerts "$dir/alerts.jsonl")"
     rm -f "$dir/alerts.jsonl"
   done
   rmdir "$dir"
