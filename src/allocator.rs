@@ -64,10 +64,15 @@ pub fn purge_delay() -> c_long {
 /// the thread that touches it stalls for up to milliseconds while the state grows. Measured with
 /// `cargo bench --bench kafka` (checks at 2,000/s while 50,000 calls/s are ingested), turning
 /// them off took the check latency's p99 from 8–14 ms to 2.5–3.6 ms. Replay, a throughput job,
-/// kept them until its pipeline stopped waiting on locks (2026-12-02): since then it runs faster
-/// without them too (reference rules, 6 interleaved rounds: median 509,000 against 449,000
-/// calls/s; a quarter less resident memory, a third of the system time), the zeroing of huge
-/// pages partly used outweighing their fewer TLB misses.
+/// kept them until its pipeline stopped waiting on locks (2026-12-02): since then it has run
+/// faster without them on this project's machine (reference rules, 6 interleaved rounds: median
+/// 509,000 against 449,000 calls/s; a quarter less resident memory). Most of that cost is the
+/// machine's, not the kernel's zeroing: a VM whose hypervisor takes free memory back (free page
+/// reporting) must back each huge page again on its first touch — 2.4–2.6 ms a MiB there,
+/// against 0.15 ms a MiB for memory just freed. Where memory stays backed (a server, a VM
+/// without page reporting), huge pages make replay 11–20% faster (fewer TLB misses in the
+/// engine's ~90 MiB of state read at random): docs/operations.md, "Huge pages";
+/// docs/performance.md, "Huge pages on memory the host has backed".
 #[allow(dead_code)]
 pub fn small_pages() -> bool {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
