@@ -5,7 +5,7 @@
 #   [OLD_CONFIG_DIR=DIR] [NEW_ENV="K=V ..."] [WARM_MIB=N] scripts/ab-replay.sh OLD_BIN NEW_BIN FILE [ROUNDS]
 # FILE: `dialguard generate --calls 1000000 --seed 7 --days 14 --out FILE`.
 # DuckDB: `pip install duckdb`; ../shared/bench/duckdb_reference.py beside the project.
-# NEW_ENV: environment for the new binary's runs only, e.g. MIMALLOC_ALLOW_THP=1 (huge pages;
+# NEW_ENV: environment for the new binary's runs only (told apart by path), e.g. MIMALLOC_ALLOW_THP=1 (huge pages;
 # the old binary has them as shipped). WARM_MIB: before every run (DuckDB's too), N MiB faulted
 # in and freed by scripts/warm-memory.py, so that the run's huge pages come from memory the
 # hypervisor already backs (docs/performance.md, "Huge pages on memory the host has backed").
