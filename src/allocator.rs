@@ -69,9 +69,9 @@ pub fn purge_delay() -> c_long {
 /// 509,000 against 449,000 calls/s; a quarter less resident memory). Most of that cost is the
 /// machine's, not the kernel's zeroing: a VM whose hypervisor takes free memory back (free page
 /// reporting) must back each huge page again on its first touch — 2.4–2.6 ms a MiB there,
-/// against 0.15 ms a MiB for memory just freed. Where memory stays backed (a server, a VM
-/// without page reporting), huge pages make replay 11–20% faster (fewer TLB misses in the
-/// engine's ~90 MiB of state read at random): docs/operations.md, "Huge pages";
+/// against 0.15 ms a MiB for memory just freed. On memory the host has backed (measured here
+/// on memory warmed first, as a server's stays), huge pages made replay 11–20% faster (fewer
+/// TLB misses in the engine's ~90 MiB of state read at random): docs/operations.md, "Huge pages";
 /// docs/performance.md, "Huge pages on memory the host has backed".
 #[allow(dead_code)]
 pub fn small_pages() -> bool {

@@ -23,8 +23,8 @@ struct Cli {
 enum Cmd {
     /// Backtest a policy on recorded call events (JSON lines).
     #[command(
-        after_help = "Environment: MIMALLOC_ALLOW_THP=1 runs on transparent huge pages, 11-20% faster \
-                      on a server, slower on a VM that hands free memory back to its host \
+        after_help = "Environment: MIMALLOC_ALLOW_THP=1 runs on transparent huge pages: 11-20% faster \
+                      where memory stays backed (a server), slower on a VM that hands free memory back to its host \
                       (docs/operations.md, \"Huge pages\")."
     )]
     Replay {
