@@ -298,7 +298,7 @@ impl Metrics {
             processing: histogram(
                 &r,
                 "dialguard_processing_duration_seconds",
-                "Time per record on the processing thread: judge, render and produce (decoding is on the decoder thread).",
+                "Time per record on the processing thread: judge it and queue what it causes (decoding is on the decoder thread; writing and producing alerts and directives on the producer thread).",
                 prometheus::exponential_buckets(1e-6, 4.0, 10).expect("buckets"),
             ),
             alert_latency: histogram(

@@ -4,7 +4,8 @@
 //! # Shape
 //! One processing thread owns the Kafka consumer, the producer and the engine, and judges each
 //! partition's records in order ([`pipeline`]); a decoder thread decodes the records it polled
-//! and interns their strings while it judges the ones before ([`ahead`]). librdkafka calls the
+//! and interns their strings while it judges the ones before ([`ahead`]), and a producer thread
+//! writes and produces the alerts and directives of the ones judged ([`produce`]). librdkafka calls the
 //! rebalance callbacks on the processing thread, from inside `poll`, so the state owner handles
 //! them with no locks between it and itself. A tokio runtime with one worker serves HTTP ([`crate::http`]) and
 //! waits for signals. Everything meets in [`run`].
@@ -26,6 +27,7 @@ mod kafka;
 mod messages;
 pub mod offsets;
 pub mod pipeline;
+mod produce;
 pub mod rebuild;
 mod reference;
 pub mod snapshots;

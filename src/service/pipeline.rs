@@ -13,6 +13,7 @@ use super::kafka::{
 pub use super::messages::headers;
 use super::messages::{self, Origin, Outgoing};
 use super::offsets::OffsetBook;
+use super::produce;
 use super::rebuild;
 use super::reference::{self, Feed, Update};
 use super::{changelog, snapshots};
@@ -181,8 +182,11 @@ pub(crate) struct Pipeline<'a> {
     stash: Vec<OwnedMessage>,
     breaches: Vec<Breach>,
     holds: Vec<Hold>,
-    /// Writes alerts' JSON (the rules' own members written once).
-    alert_json: alert::AlertJson<'a>,
+    /// The producer side: writes the alerts' JSON and produces every message the records
+    /// cause, while this thread judges the records after them.
+    writer: produce::Writer,
+    /// The messages of the records judged since the last hand-over to `writer`.
+    pending: produce::Batch,
     /// `dialguard_alerts_total` per rule, resolved once (label lookups hash on every call).
     alert_counters: Vec<(String, prometheus::IntCounter)>,
     /// `dialguard_directives_total` per rule index, for the rules that give directives.
@@ -303,6 +307,17 @@ pub(crate) fn run(
     let store = snapshot_store(settings)?.map(Arc::new);
     let interner = lock(&live).engine.interner();
     health.set(false, "waiting for a partition assignment");
+    let topics = produce::Topics {
+        alerts: k.alerts_topic.clone(),
+        suppressions: k.suppressions_topic.clone(),
+    };
+    let writer = produce::Writer::start(
+        settings.rules.clone(),
+        topics,
+        producer.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| ServiceError::Start(format!("producer thread: {e}")))?;
     let mut p = Pipeline {
         settings,
         consumer: Arc::new(consumer),
@@ -319,7 +334,8 @@ pub(crate) fn run(
         stash: Vec::new(),
         breaches: Vec::new(),
         holds: Vec::new(),
-        alert_json: alert::AlertJson::new(&settings.rules),
+        writer,
+        pending: produce::Batch::default(),
         alert_counters: settings
             .rules
             .iter()
@@ -545,9 +561,10 @@ impl Pipeline<'_> {
             // A trickle (records arriving slower than they are judged): handing a few records
             // over would cost two thread wake-ups for less work than decoding them here.
             if self.current(before) {
-                for m in &batch {
+                for m in batch {
                     self.handle_raw(m);
                 }
+                self.hand_over();
             }
         } else if polled {
             // Refused only when the decoder thread is gone: the loop sees that
@@ -595,6 +612,7 @@ impl Pipeline<'_> {
             return;
         }
         let mut decoded = batch.decoded;
+        debug_assert_eq!(self.pending.next_record(), 0);
         for (n, m) in batch.records.iter().enumerate() {
             let Some(d) = decoded[n].take() else { continue };
             // The state a call a few records ahead will touch is read while this one is judged,
@@ -614,10 +632,30 @@ impl Pipeline<'_> {
                 warm: call_at(Engine::WARM_AHEAD),
                 prewarm: call_at(Engine::PREWARM_AHEAD),
             };
-            self.handle(m, d, ahead);
+            self.handle(m, n, d, ahead);
             if n % 16 == 15 {
                 self.serve_checks();
             }
+        }
+        // The records go with their messages: the producer side takes their headers.
+        self.pending.records(batch.records);
+        self.hand_over();
+    }
+
+    /// Hands the messages of the records judged since the last call to the producer side. If
+    /// its thread is gone, stops: what it held was registered and never delivered, so those
+    /// records stay uncommitted and are read again.
+    fn hand_over(&mut self) {
+        if self.pending.is_empty() {
+            self.pending.clear();
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
+        if self.writer.send(batch).is_err() && !self.shutdown.is_triggered() {
+            tracing::error!(
+                "the producer thread stopped: stopping, so that the records whose messages it held are read again"
+            );
+            self.shutdown.trigger();
         }
     }
 
@@ -974,11 +1012,12 @@ impl Pipeline<'_> {
             self.health.set(true, "processing");
             self.metrics.ready.set(1);
             let stash = std::mem::take(&mut self.stash);
-            for m in &stash {
+            for m in stash {
                 if parts.contains(&self.shared.inputs.lane(m.topic(), m.partition())) {
                     self.handle_raw(m);
                 }
             }
+            self.hand_over();
             return;
         }
     }
@@ -1227,17 +1266,28 @@ impl Pipeline<'_> {
     }
 
     /// Decodes one record here and judges it.
-    fn handle_raw<M: Message>(&mut self, m: &M) {
+    /// Decodes and judges one record here; its messages wait in `pending` for the caller's
+    /// [`Pipeline::hand_over`].
+    fn handle_raw(&mut self, m: OwnedMessage) {
         let decoded = judge::decode(
             self.decoders.of(m.topic()),
             m.payload().unwrap_or_default(),
             wall_now(),
         );
-        self.handle(m, decoded, Lookahead::default());
+        let at = self.pending.next_record();
+        self.handle(&m, at, decoded, Lookahead::default());
+        self.pending.record(m);
     }
 
     /// Judges one decoded record and produces what it causes.
-    fn handle<M: Message>(&mut self, m: &M, decoded: Result<Call, Reject>, ahead: Lookahead<'_>) {
+    /// `record` is the index `m` will have among the records handed over with its messages.
+    fn handle<M: Message>(
+        &mut self,
+        m: &M,
+        record: usize,
+        decoded: Result<Call, Reject>,
+        ahead: Lookahead<'_>,
+    ) {
         let t0 = Instant::now();
         self.since_housekeeping += 1;
         self.metrics.consumed.inc();
@@ -1247,7 +1297,12 @@ impl Pipeline<'_> {
             generation: lock(&self.shared.book).generation(),
             lane,
         };
-        let mut out: Vec<Outgoing> = Vec::new();
+        // A dead letter, or what the producer side writes from the judged call: its alerts
+        // (with their ids) and then its directives.
+        let mut dead: Option<Outgoing> = None;
+        let mut alerts: Vec<(Breach, String)> = Vec::new();
+        let mut holds_kept = 0;
+        let mut judged: Option<Call> = None;
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
         let mut live = lock(&self.live);
@@ -1261,7 +1316,7 @@ impl Pipeline<'_> {
         match decoded {
             Err(rej) => {
                 drop(live);
-                out.push(self.dead_letter(m, rej.reason, &rej.detail, origin));
+                dead = Some(self.dead_letter(m, rej.reason, &rej.detail, origin));
             }
             Ok(mut call) => {
                 self.align.last_record.insert(lane, t0);
@@ -1297,50 +1352,57 @@ impl Pipeline<'_> {
                         } else if behind {
                             self.metrics.late.inc();
                         }
-                        // Written straight from the breach (`alert::AlertJson`: the bytes
-                        // `alert::render` would give, without its dozen owned strings).
+                        // Named and counted here; written on the producer side straight from
+                        // the breach (`alert::AlertJson`: the bytes `alert::render` would give,
+                        // without its dozen owned strings).
                         let settings = self.settings;
-                        for b in &found {
+                        for b in found.drain(..) {
                             let rule = &settings.rules[b.rule as usize];
-                            let s = b.call(&call);
-                            let id = alert::alert_id(&rule.id, &s.call_id);
-                            if !self.count_alert(&id, rule) {
-                                continue;
+                            let id = alert::alert_id(&rule.id, &b.call(&call).call_id);
+                            if self.count_alert(&id, rule) {
+                                alerts.push((b, id));
                             }
-                            let mut payload = Vec::with_capacity(1024);
-                            self.alert_json
-                                .write_with_id(b, &call, now, &id, &mut payload);
-                            out.push(messages::alert_json(
-                                &settings.kafka.alerts_topic,
-                                m,
-                                (&id, &rule.id),
-                                &s.debtor_id,
-                                payload,
-                                origin,
-                            ));
                         }
                         if outcome != Outcome::Duplicate {
-                            self.directives(m, &call, &mut holds, now, origin, &mut out);
+                            holds_kept = self.directives(&call, &mut holds);
+                        }
+                        if !alerts.is_empty() || holds_kept > 0 {
+                            judged = Some(call);
                         }
                     }
                     Outcome::Rejected(rej) => {
-                        out.push(self.dead_letter(m, rej.reason, &rej.detail, origin));
+                        dead = Some(self.dead_letter(m, rej.reason, &rej.detail, origin));
                     }
                 }
                 found.clear();
                 self.breaches = found;
-                holds.clear();
-                self.holds = holds;
             }
         }
-        // Register before sending: sending may poll, and polling serves delivery reports.
-        let skipped = lock(&self.shared.book).processed(lane, m.offset(), out.len() as u32);
+        // Registered before the messages are handed over: a record's offset is committed only
+        // once each of them is delivered.
+        let caused = (alerts.len() + holds_kept + usize::from(dead.is_some())) as u32;
+        let skipped = lock(&self.shared.book).processed(lane, m.offset(), caused);
         if skipped > 0 {
             self.passed_over(lane, m.offset(), skipped);
         }
-        for o in out {
-            send(&self.producer, o, Some(self.shutdown));
+        if let Some(d) = dead {
+            self.pending.ready(d);
         }
+        if let Some(call) = judged {
+            let at = produce::At {
+                record,
+                call: self.pending.call(call),
+                now,
+                origin,
+            };
+            for (b, id) in alerts {
+                self.pending.alert(at, b, id);
+            }
+            for h in self.holds.drain(..) {
+                self.pending.directive(at, h);
+            }
+        }
+        self.holds.clear();
         self.metrics.processing.observe(t0.elapsed().as_secs_f64());
     }
 
@@ -1364,40 +1426,32 @@ impl Pipeline<'_> {
         }
     }
 
-    /// The suppression directives a call accepted in `m` gives.
-    /// Each is a function of the calls of its key alone, so judging the same calls again gives
-    /// the same directive; a late call's may be over already (dialers ignore a past `until`).
-    /// Suppression directives for the holds an accepted call started.
-    fn directives<M: Message>(
-        &mut self,
-        m: &M,
-        call: &Call,
-        holds: &mut Vec<Hold>,
-        now: Ts,
-        origin: Origin,
-        out: &mut Vec<Outgoing>,
-    ) {
-        for h in holds.drain(..) {
-            let d = directive::render(&self.settings.rules, &h, call, now);
-            if !self.suppressed.is_empty() && self.suppressed.remove(&d.directive_id) {
-                continue;
-            }
+    /// Keeps in `holds` the holds of a call accepted that give suppression directives (the
+    /// producer side writes them), counted; returns how many. A directive is a function of the
+    /// calls of its key alone, so judging the same calls again gives the same directive (one
+    /// read back from the suppressions topic after a restart, in `suppressed`, is not given
+    /// again); a late call's may be over already (dialers ignore a past `until`).
+    fn directives(&mut self, call: &Call, holds: &mut Vec<Hold>) -> usize {
+        let rules = &self.settings.rules;
+        let suppressed = &mut self.suppressed;
+        holds.retain(|h| {
+            let rule = &rules[h.rule as usize];
+            suppressed.is_empty()
+                || !suppressed.remove(&directive::directive_id(&rule.id, &call.call_id))
+        });
+        for h in holds.iter() {
             match &self.directive_counters[h.rule as usize] {
                 Some(c) => c.inc(),
+                // Only caps and cooldowns hold (`directive::render` names any other so too).
                 None => self
                     .metrics
                     .directives
-                    .with_label_values(&[&d.rule_id, d.reason])
+                    .with_label_values(&[&rules[h.rule as usize].id, "cap_reached"])
                     .inc(),
             }
-            let topic = self.settings.kafka.suppressions_topic.as_deref();
-            out.push(messages::directive(
-                topic.unwrap_or_default(),
-                m,
-                &d,
-                origin,
-            ));
         }
+        self.holds = std::mem::take(holds);
+        self.holds.len()
     }
 
     fn dead_letter<M: Message>(
@@ -1656,6 +1710,7 @@ impl Pipeline<'_> {
     /// Returns when the clients must be closed by.
     fn finish(&mut self) -> Instant {
         let (end, deadline) = stop_budget(Instant::now(), self.settings.service.shutdown_grace);
+        self.hand_over();
         self.health.set(false, "shutting down");
         self.metrics.ready.set(0);
         if let Ok(tpl) = self.consumer.assignment() {
@@ -1680,6 +1735,7 @@ impl Pipeline<'_> {
         }
         self.shared.closing.store(true, Ordering::SeqCst);
         self.consumer.unsubscribe();
+        self.writer.stop(end);
         end
     }
 }
