@@ -580,6 +580,26 @@ fn alerts_equal_replay_poison_goes_to_the_dlq_and_shutdown_commits() {
     svc.stop();
 
     assert_same(&published(&kafka), &want);
+    // A debtor's alerts and directives are published in the order of the records that caused
+    // them (the producer thread keeps the processing thread's order): each debtor's calls are in
+    // one input partition and its messages in one output partition, so their source offsets
+    // never go back.
+    for topic in [kafka.alerts(), kafka.suppressions()] {
+        let mut last: BTreeMap<(Vec<u8>, String), i64> = BTreeMap::new();
+        let mut seen = 0;
+        for r in kafka.read_all(&topic) {
+            let key = r.key.clone().expect("keyed by debtor");
+            let part = r.headers["dialguard.source.partition"].clone();
+            let offset: i64 = r.headers["dialguard.source.offset"].parse().unwrap();
+            let prev = last.insert((key, part), offset);
+            assert!(
+                prev.is_none_or(|p| p <= offset),
+                "{topic}: source offset {offset} published after {prev:?}"
+            );
+            seen += 1;
+        }
+        assert!(seen > 100, "{topic}: {seen} messages");
+    }
     // Every poison record is in the dead-letter topic, byte for byte, with its reason.
     let dlq = kafka.read_all(&kafka.dlq());
     assert_eq!(dlq.len(), rejected);
