@@ -72,6 +72,12 @@ pub fn reason(rule: &Rule) -> Option<&'static str> {
     }
 }
 
+/// The reason a hold of `rule` is given for: only caps and cooldowns hold; any other rule is
+/// named as a cap.
+pub fn hold_reason(rule: &Rule) -> &'static str {
+    reason(rule).unwrap_or("cap_reached")
+}
+
 /// The directive of a hold found for `call`.
 pub fn render(rules: &[Rule], hold: &Hold, call: &Call, now: Ts) -> Directive {
     let rule = &rules[hold.rule as usize];
@@ -85,8 +91,7 @@ pub fn render(rules: &[Rule], hold: &Hold, call: &Call, now: Ts) -> Directive {
         directive_id: directive_id(&rule.id, &call.call_id),
         rule_id: rule.id.clone(),
         kind: rule.kind.as_str(),
-        // Only caps and cooldowns hold.
-        reason: reason(rule).unwrap_or("cap_reached"),
+        reason: hold_reason(rule),
         severity: rule.severity.as_str(),
         citation: rule.citation.clone(),
         pack: rule.pack.clone(),

@@ -1265,7 +1265,6 @@ impl Pipeline<'_> {
         let _ = req.reply.send(reply);
     }
 
-    /// Decodes one record here and judges it.
     /// Decodes and judges one record here; its messages wait in `pending` for the caller's
     /// [`Pipeline::hand_over`].
     fn handle_raw(&mut self, m: OwnedMessage) {
@@ -1279,7 +1278,7 @@ impl Pipeline<'_> {
         self.pending.record(m);
     }
 
-    /// Judges one decoded record and produces what it causes.
+    /// Judges one decoded record and queues what it causes for the producer side ([`produce`]);
     /// `record` is the index `m` will have among the records handed over with its messages.
     fn handle<M: Message>(
         &mut self,
@@ -1301,7 +1300,7 @@ impl Pipeline<'_> {
         // (with their ids) and then its directives.
         let mut dead: Option<Outgoing> = None;
         let mut alerts: Vec<(Breach, String)> = Vec::new();
-        let mut holds_kept = 0;
+        let mut holds = std::mem::take(&mut self.holds);
         let mut judged: Option<Call> = None;
         // The state is held from here until the record is judged (and its holds found): a
         // check reads it before or after the whole record, never halfway.
@@ -1328,7 +1327,6 @@ impl Pipeline<'_> {
                     .lane_newest(lane as Lane)
                     .is_some_and(|w| call.occurred_at < w);
                 let mut found = std::mem::take(&mut self.breaches);
-                let mut holds = std::mem::take(&mut self.holds);
                 let outcome = judge::judge(&mut live.engine, lane as Lane, &mut call, &mut found);
                 if matches!(outcome, Outcome::Accepted { skipped } if skipped > 0) {
                     for &ri in live.engine.last_skipped() {
@@ -1363,10 +1361,11 @@ impl Pipeline<'_> {
                                 alerts.push((b, id));
                             }
                         }
+                        // (A duplicate's holds were not asked for: `holds` is empty.)
                         if outcome != Outcome::Duplicate {
-                            holds_kept = self.directives(&call, &mut holds);
+                            self.directives(&call, &mut holds);
                         }
-                        if !alerts.is_empty() || holds_kept > 0 {
+                        if !alerts.is_empty() || !holds.is_empty() {
                             judged = Some(call);
                         }
                     }
@@ -1380,7 +1379,7 @@ impl Pipeline<'_> {
         }
         // Registered before the messages are handed over: a record's offset is committed only
         // once each of them is delivered.
-        let caused = (alerts.len() + holds_kept + usize::from(dead.is_some())) as u32;
+        let caused = (alerts.len() + holds.len() + usize::from(dead.is_some())) as u32;
         let skipped = lock(&self.shared.book).processed(lane, m.offset(), caused);
         if skipped > 0 {
             self.passed_over(lane, m.offset(), skipped);
@@ -1398,11 +1397,12 @@ impl Pipeline<'_> {
             for (b, id) in alerts {
                 self.pending.alert(at, b, id);
             }
-            for h in self.holds.drain(..) {
+            for h in holds.drain(..) {
                 self.pending.directive(at, h);
             }
         }
-        self.holds.clear();
+        holds.clear();
+        self.holds = holds;
         self.metrics.processing.observe(t0.elapsed().as_secs_f64());
     }
 
@@ -1427,11 +1427,11 @@ impl Pipeline<'_> {
     }
 
     /// Keeps in `holds` the holds of a call accepted that give suppression directives (the
-    /// producer side writes them), counted; returns how many. A directive is a function of the
-    /// calls of its key alone, so judging the same calls again gives the same directive (one
-    /// read back from the suppressions topic after a restart, in `suppressed`, is not given
-    /// again); a late call's may be over already (dialers ignore a past `until`).
-    fn directives(&mut self, call: &Call, holds: &mut Vec<Hold>) -> usize {
+    /// producer side writes them), and counts them. A directive is a function of the calls of
+    /// its key alone, so judging the same calls again gives the same directive (one read back
+    /// from the suppressions topic after a restart, in `suppressed`, is not given again); a late
+    /// call's may be over already (dialers ignore a past `until`).
+    fn directives(&mut self, call: &Call, holds: &mut Vec<Hold>) {
         let rules = &self.settings.rules;
         let suppressed = &mut self.suppressed;
         holds.retain(|h| {
@@ -1442,16 +1442,15 @@ impl Pipeline<'_> {
         for h in holds.iter() {
             match &self.directive_counters[h.rule as usize] {
                 Some(c) => c.inc(),
-                // Only caps and cooldowns hold (`directive::render` names any other so too).
-                None => self
-                    .metrics
-                    .directives
-                    .with_label_values(&[&rules[h.rule as usize].id, "cap_reached"])
-                    .inc(),
+                None => {
+                    let rule = &rules[h.rule as usize];
+                    self.metrics
+                        .directives
+                        .with_label_values(&[&rule.id, directive::hold_reason(rule)])
+                        .inc()
+                }
             }
         }
-        self.holds = std::mem::take(holds);
-        self.holds.len()
     }
 
     fn dead_letter<M: Message>(

@@ -129,7 +129,8 @@ pub(super) struct Topics {
     pub suppressions: Option<String>,
 }
 
-/// The producer-side thread.
+/// The producer-side thread. Dropped without [`Writer::stop`] (the loop ended by an error), its
+/// thread finishes what it was handed on its own.
 pub(super) struct Writer {
     jobs: Option<SyncSender<Batch>>,
     worker: Option<JoinHandle<()>>,
@@ -220,14 +221,6 @@ impl Writer {
             std::thread::sleep(Duration::from_millis(5));
         }
         let _ = worker.join();
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // Not joined here: `stop` bounds the wait; a writer dropped without it (the loop
-        // ended by an error) is left to finish on its own.
-        self.jobs = None;
     }
 }
 
