@@ -3,7 +3,7 @@
 //! producer, while the processing thread judges the records after them.
 //!
 //! Writing an alert's JSON and `rd_kafka_producev` (headers, partitioner, the local queue)
-//! were a fifth of the processing thread's time at 100,000 records/s (docs/performance.md,
+//! were a fifth to a third of the processing thread's time at 100,000 records/s (docs/performance.md,
 //! "The service's producer side"), and need neither the engine nor the consumer. What the
 //! processing thread keeps is what decides: judging, which alerts are new
 //! (`Pipeline::count_alert`), the directives' holds, and registering how many messages each
