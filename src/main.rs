@@ -24,7 +24,8 @@ enum Cmd {
     /// Backtest a policy on recorded call events (JSON lines).
     #[command(
         after_help = "Environment: MIMALLOC_ALLOW_THP=1 runs on transparent huge pages: 11-20% faster \
-                      where memory stays backed (a server), slower on a VM that hands free memory back to its host \
+                      on memory the host has backed (measured on memory warmed first, not on a server), \
+                      about 11% slower on a VM that hands free memory back to its host \
                       (docs/operations.md, \"Huge pages\")."
     )]
     Replay {
