@@ -63,6 +63,8 @@ pub struct Metrics {
     pub rebuild_seconds: Gauge,
     /// Rebuilds done.
     pub rebuilds: IntCounter,
+    /// Rebuilds abandoned unfinished: the assignment changed before they ended.
+    pub rebuilds_abandoned: IntCounter,
     /// Records read back during rebuilds, by topic (`input`, `alerts`, `suppressions`).
     pub rebuild_records: IntCounterVec,
     /// Assignments that looked for a snapshot, by result (`restored`, or why not).
@@ -335,6 +337,11 @@ impl Metrics {
                 "Duration of the last window rebuild after an assignment.",
             ),
             rebuilds: counter(&r, "dialguard_rebuilds_total", "Window rebuilds done."),
+            rebuilds_abandoned: counter(
+                &r,
+                "dialguard_rebuilds_abandoned_total",
+                "Window rebuilds abandoned unfinished because the assignment changed (a rebalance) before they ended; what they read counts in dialguard_rebuild_records_total.",
+            ),
             rebuild_records: {
                 let c = counter_vec(
                     &r,

@@ -909,7 +909,12 @@ impl Pipeline<'_> {
                             "windows rebuilt"
                         );
                     }
-                    Err(rebuild::Abort::Reassigned) => continue,
+                    Err(rebuild::Abort::Reassigned) => {
+                        // What it read is counted (`rebuild_records`); the next assignment
+                        // rebuilds again.
+                        self.metrics.rebuilds_abandoned.inc();
+                        continue;
+                    }
                     Err(rebuild::Abort::Shutdown) => return,
                 }
             }
