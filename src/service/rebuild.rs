@@ -152,20 +152,43 @@ fn reader(settings: &Settings) -> KafkaResult<Reader> {
     c.create_with_context(ReaderCtx)
 }
 
-/// Reads `ranges` (partition → [start, end)) of `topic`, calling `f` for each record.
+/// Reads `ranges` (partition → [start, end)) of `topic`, calling `f` for each record in them;
+/// returns how many there were. With a `label`, they are counted in
+/// `dialguard_rebuild_records_total` under it — also when the read is abandoned (a new
+/// assignment, shutdown): what was read, was read.
 fn read_ranges(
+    cx: &mut Ctx<'_>,
+    topic: &str,
+    label: Option<&str>,
+    ranges: &HashMap<i32, (i64, i64)>,
+    f: impl FnMut(&mut Ctx<'_>, &BorrowedMessage<'_>),
+) -> Result<u64, Abort> {
+    let mut n = 0;
+    let read = read_ranges_counting(cx, topic, ranges, f, &mut n);
+    if let Some(label) = label {
+        cx.records.with_label_values(&[label]).inc_by(n);
+    }
+    read.map(|()| n)
+}
+
+/// [`read_ranges`], adding to `n` each record in the ranges. A reader fetches past a range's
+/// end (the rest of the partition's log, up to its fetch size, arrives with the records before
+/// it) and goes on delivering it while other partitions are still being read: those records
+/// are not part of the history and are not counted.
+fn read_ranges_counting(
     cx: &mut Ctx<'_>,
     topic: &str,
     ranges: &HashMap<i32, (i64, i64)>,
     mut f: impl FnMut(&mut Ctx<'_>, &BorrowedMessage<'_>),
-) -> Result<u64, Abort> {
+    n: &mut u64,
+) -> Result<(), Abort> {
     let mut open: HashMap<i32, i64> = ranges
         .iter()
         .filter(|(_, (s, e))| s < e)
         .map(|(p, (_, e))| (*p, *e))
         .collect();
     if open.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let c = retry(cx, "creating a reader", |cx| reader(cx.settings))?;
     let mut tpl = TopicPartitionList::new();
@@ -176,7 +199,6 @@ fn read_ranges(
         }
     }
     c.assign(&tpl).expect("assign a reader");
-    let mut n = 0u64;
     let mut last_beat = Instant::now();
     while !open.is_empty() {
         if last_beat.elapsed() >= Duration::from_millis(100) {
@@ -185,10 +207,10 @@ fn read_ranges(
         }
         match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                n += 1;
                 let part = m.partition();
                 if let Some(&end) = open.get(&part) {
                     if m.offset() < end {
+                        *n += 1;
                         f(cx, &m);
                     }
                     if m.offset() >= end - 1 {
@@ -206,7 +228,7 @@ fn read_ranges(
             None => {}
         }
     }
-    Ok(n)
+    Ok(())
 }
 
 /// Reads the snapshots topic whole and restores the snapshots that hold `parts`, each cut to
@@ -236,7 +258,7 @@ fn read_changelog(
     }
     let scope = Inputs::of(cx.settings).snapshot_scope(&cx.settings.kafka.group_id);
     let mut scan = changelog::Scan::new(&scope, parts);
-    read_ranges(cx, &t.topic, &ranges, |_, m| {
+    read_ranges(cx, &t.topic, None, &ranges, |_, m| {
         scan.add(m.key().unwrap_or_default(), m.payload())
     })?;
     t.learn(&scan.key(), scan.slots(), scan.stale());
@@ -609,7 +631,7 @@ pub(crate) fn rebuild(
     let mut published = HashSet::new();
     let mut alerts_read = 0;
     for (topic, id_header, label, ranges) in &output_ranges {
-        let n = read_ranges(cx, topic, ranges, |_, m| {
+        let n = read_ranges(cx, topic, Some(label), ranges, |_, m| {
             let (Some(t), Some(sp), Some(so), Some(id)) = (
                 header(m, headers::SOURCE_TOPIC),
                 header(m, headers::SOURCE_PARTITION).and_then(|v| v.parse::<i32>().ok()),
@@ -622,7 +644,6 @@ pub(crate) fn rebuild(
                 published.insert(id.to_owned());
             }
         })?;
-        cx.records.with_label_values(&[label]).inc_by(n);
         alerts_read += n;
     }
 
@@ -637,7 +658,7 @@ pub(crate) fn rebuild(
             .filter(|(lane, _)| inputs.index_of(**lane) == i)
             .map(|(lane, r)| (inputs.split(*lane).1, *r))
             .collect();
-        history += read_ranges(cx, topic, &of_topic, |cx, m| {
+        history += read_ranges(cx, topic, Some("input"), &of_topic, |cx, m| {
             let decoder = cx.decoders.of(topic);
             if let Ok(mut call) = judge::decode(decoder, m.payload().unwrap_or_default(), now) {
                 // A call whose debtor the book does not name was refused when first judged.
@@ -654,7 +675,6 @@ pub(crate) fn rebuild(
             }
         })?;
     }
-    cx.records.with_label_values(&["input"]).inc_by(history);
     Ok(Rebuilt {
         engine,
         pieces: pieces_from,

@@ -1640,6 +1640,7 @@ fn a_restart_after_long_downtime_finds_breaches_that_need_calls_from_before_it()
     let done = metric(&page, "dialguard_rebuilds_total");
     assert!(done >= 1.0, "no rebuild done");
     let rebuilds = done + metric(&page, "dialguard_rebuilds_abandoned_total");
+    eprintln!("downtime: read {history} of {split} records back in {rebuilds} rebuilds");
     assert!(
         history > 0.0 && history / rebuilds < split as f64,
         "read {history} of {split} records back in {rebuilds} rebuilds"
