@@ -171,10 +171,11 @@ fn read_ranges(
     read.map(|()| n)
 }
 
-/// [`read_ranges`], adding to `n` each record in the ranges. A reader fetches past a range's
-/// end (the rest of the partition's log, up to its fetch size, arrives with the records before
-/// it) and goes on delivering it while other partitions are still being read: those records
-/// are not part of the history and are not counted.
+/// [`read_ranges`], adding to `n` each record in the ranges. A fetch brings records past a
+/// range's end (the rest of the partition's log, up to its fetch size, arrives with the records
+/// before it): those are not part of the history and are not counted; and once a partition's
+/// range is read, the partition is paused ([`stop`]), so the reader drops what it fetched past
+/// the end and fetches no more of that partition while the others are still being read.
 fn read_ranges_counting(
     cx: &mut Ctx<'_>,
     topic: &str,
@@ -200,6 +201,12 @@ fn read_ranges_counting(
     }
     c.assign(&tpl).expect("assign a reader");
     let mut last_beat = Instant::now();
+    // Records a partition delivers after its range was read: each partition is paused once
+    // its range is read, which drops what was fetched past its end and fetches no more of it
+    // (before, the reader went on fetching the backlog of every finished partition while
+    // others were read: 1,240 records beside the 5,753 of the downtime test's history).
+    let mut past = 0u64;
+    let started = Instant::now();
     while !open.is_empty() {
         if last_beat.elapsed() >= Duration::from_millis(100) {
             cx.group.keep_alive()?;
@@ -215,11 +222,15 @@ fn read_ranges_counting(
                     }
                     if m.offset() >= end - 1 {
                         open.remove(&part);
+                        stop(&c, topic, part);
                     }
+                } else {
+                    past += 1;
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(part))) => {
                 open.remove(&part);
+                stop(&c, topic, part);
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "rebuild: reading {topic}");
@@ -228,7 +239,24 @@ fn read_ranges_counting(
             None => {}
         }
     }
+    tracing::debug!(
+        topic,
+        records = *n,
+        past_ends = past,
+        seconds = started.elapsed().as_secs_f64(),
+        "rebuild: ranges read back"
+    );
     Ok(())
+}
+
+/// Pauses `part` of `topic` on the reader `c`: librdkafka then drops what it has fetched of it
+/// and not yet delivered, and fetches no more of it.
+fn stop(c: &Reader, topic: &str, part: i32) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, part);
+    if let Err(e) = c.pause(&tpl) {
+        tracing::debug!(error = %e, "rebuild: pausing a partition read");
+    }
 }
 
 /// Reads the snapshots topic whole and restores the snapshots that hold `parts`, each cut to
