@@ -174,8 +174,8 @@ fn read_ranges(
 /// [`read_ranges`], adding to `n` each record in the ranges. A fetch brings records past a
 /// range's end (the rest of the partition's log, up to its fetch size, arrives with the records
 /// before it): those are not part of the history and are not counted; and once a partition's
-/// range is read, the partition is paused ([`stop`]), so the reader drops what it fetched past
-/// the end and fetches no more of that partition while the others are still being read.
+/// range is read, the partition is paused ([`pause_read`]), so the reader drops what it fetched
+/// past the end and fetches no more of that partition while the others are still being read.
 fn read_ranges_counting(
     cx: &mut Ctx<'_>,
     topic: &str,
@@ -222,7 +222,7 @@ fn read_ranges_counting(
                     }
                     if m.offset() >= end - 1 {
                         open.remove(&part);
-                        stop(&c, topic, part);
+                        pause_read(&c, topic, part);
                     }
                 } else {
                     past += 1;
@@ -230,7 +230,7 @@ fn read_ranges_counting(
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(part))) => {
                 open.remove(&part);
-                stop(&c, topic, part);
+                pause_read(&c, topic, part);
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "rebuild: reading {topic}");
@@ -251,7 +251,7 @@ fn read_ranges_counting(
 
 /// Pauses `part` of `topic` on the reader `c`: librdkafka then drops what it has fetched of it
 /// and not yet delivered, and fetches no more of it.
-fn stop(c: &Reader, topic: &str, part: i32) {
+fn pause_read(c: &Reader, topic: &str, part: i32) {
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition(topic, part);
     if let Err(e) = c.pause(&tpl) {
