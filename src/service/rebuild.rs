@@ -163,25 +163,29 @@ fn read_ranges(
     ranges: &HashMap<i32, (i64, i64)>,
     f: impl FnMut(&mut Ctx<'_>, &BorrowedMessage<'_>),
 ) -> Result<u64, Abort> {
-    let mut n = 0;
-    let read = read_ranges_counting(cx, topic, ranges, f, &mut n);
+    let (mut n, mut past) = (0, 0);
+    let read = read_ranges_counting(cx, topic, ranges, f, &mut n, &mut past);
     if let Some(label) = label {
         cx.records.with_label_values(&[label]).inc_by(n);
     }
     read.map(|()| n)
 }
 
-/// [`read_ranges`], adding to `n` each record in the ranges. A fetch brings records past a
-/// range's end (the rest of the partition's log, up to its fetch size, arrives with the records
-/// before it): those are not part of the history and are not counted; and once a partition's
-/// range is read, the partition is paused ([`pause_read`]), so the reader drops what it fetched
-/// past the end and fetches no more of that partition while the others are still being read.
+/// [`read_ranges`], adding to `n` each record in the ranges and to `past` each record the
+/// reader delivered past a range's end. A fetch brings records past a range's end (the rest of
+/// the partition's log, up to its fetch size, arrives with the records before it): those are
+/// not part of the history and are not passed to `f`; and once a partition's range is read,
+/// the partition is paused ([`pause_read`]), so the reader drops what it fetched past the end
+/// and fetches no more of that partition while the others are still being read (before, it
+/// went on fetching and delivering every finished partition's backlog: 1,240 records beside
+/// the 5,752–5,754 of the downtime test's history; the test below checks none are).
 fn read_ranges_counting(
     cx: &mut Ctx<'_>,
     topic: &str,
     ranges: &HashMap<i32, (i64, i64)>,
     mut f: impl FnMut(&mut Ctx<'_>, &BorrowedMessage<'_>),
     n: &mut u64,
+    past: &mut u64,
 ) -> Result<(), Abort> {
     let mut open: HashMap<i32, i64> = ranges
         .iter()
@@ -201,11 +205,6 @@ fn read_ranges_counting(
     }
     c.assign(&tpl).expect("assign a reader");
     let mut last_beat = Instant::now();
-    // Records a partition delivers after its range was read: each partition is paused once
-    // its range is read, which drops what was fetched past its end and fetches no more of it
-    // (before, the reader went on fetching the backlog of every finished partition while
-    // others were read: 1,240 records beside the 5,753 of the downtime test's history).
-    let mut past = 0u64;
     let started = Instant::now();
     while !open.is_empty() {
         if last_beat.elapsed() >= Duration::from_millis(100) {
@@ -225,7 +224,7 @@ fn read_ranges_counting(
                         pause_read(&c, topic, part);
                     }
                 } else {
-                    past += 1;
+                    *past += 1;
                 }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(part))) => {
@@ -242,7 +241,7 @@ fn read_ranges_counting(
     tracing::debug!(
         topic,
         records = *n,
-        past_ends = past,
+        past_ends = *past,
         seconds = started.elapsed().as_secs_f64(),
         "rebuild: ranges read back"
     );
@@ -717,6 +716,84 @@ pub(crate) fn rebuild(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A group whose assignment never changes: reads run to their end.
+    struct Steady;
+
+    impl Group for Steady {
+        fn committed(&self, _: TopicPartitionList) -> KafkaResult<TopicPartitionList> {
+            unreachable!("read_ranges asks for no committed offsets")
+        }
+        fn keep_alive(&mut self) -> Result<(), Abort> {
+            Ok(())
+        }
+    }
+
+    /// A read back passes exactly the records of its ranges, in offset order, and none of what
+    /// follows them: a partition whose range ends early (a short history, then a backlog) is
+    /// paused, and what was fetched of it past the end is dropped, not delivered, while a
+    /// longer range of another partition is still read. (Without the pause the reader
+    /// delivered the rest of the short partition: nearly all of its 3,000 records.)
+    #[test]
+    fn a_read_back_passes_its_ranges_and_fetches_nothing_past_them() {
+        use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        cluster.create_topic("calls", 2, 1).expect("topic");
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .create()
+            .expect("producer");
+        let lengths = [(0, 3_000), (1, 6_000)];
+        for (part, len) in lengths {
+            for i in 0..len {
+                let payload = format!("{part}-{i}");
+                let mut record = BaseRecord::<(), _>::to("calls")
+                    .partition(part)
+                    .payload(&payload);
+                while let Err((_, back)) = producer.send(record) {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+
+        let mut settings = Settings::load_with_env(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
+            Some(HashMap::new()),
+        )
+        .expect("settings");
+        settings.kafka.brokers = cluster.bootstrap_servers();
+        let opts = |name: &str| prometheus::Opts::new(name, "test");
+        let records = IntCounterVec::new(opts("records"), &["topic"]).unwrap();
+        let restores = IntCounterVec::new(opts("restores"), &["result"]).unwrap();
+        let mut decoders = Decoders::new(&settings);
+        let mut group = Steady;
+        let mut cx = Ctx {
+            settings: &settings,
+            contacts: Default::default(),
+            decoders: &mut decoders,
+            records: &records,
+            snapshot_restores: &restores,
+            group: &mut group,
+        };
+        let ranges: HashMap<i32, (i64, i64)> = [(0, (0, 10)), (1, (100, 5_000))].into();
+        let mut seen: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        let (mut n, mut past) = (0, 0);
+        let read = read_ranges_counting(
+            &mut cx,
+            "calls",
+            &ranges,
+            |_, m| seen.entry(m.partition()).or_default().push(m.offset()),
+            &mut n,
+            &mut past,
+        );
+        assert!(read.is_ok());
+        assert_eq!(seen[&0], (0..10).collect::<Vec<i64>>());
+        assert_eq!(seen[&1], (100..5_000).collect::<Vec<i64>>());
+        assert_eq!(n, 10 + 4_900);
+        assert_eq!(past, 0, "records delivered past the ranges' ends");
+    }
 
     /// `search_start` over a partition whose event times are `events` (offset = index), every
     /// record read.
