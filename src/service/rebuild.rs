@@ -735,7 +735,7 @@ mod tests {
     /// longer range of another partition is still read. (Without the pause the reader
     /// delivered the rest of the short partition: nearly all of its 3,000 records.)
     #[test]
-    fn a_read_back_passes_its_ranges_and_fetches_nothing_past_them() {
+    fn a_read_back_passes_its_ranges_and_delivers_nothing_past_them() {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
         cluster.create_topic("calls", 2, 1).expect("topic");
