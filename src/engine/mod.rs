@@ -28,6 +28,7 @@
 //! with their strings interned, and window entries refer to them by slot.
 
 pub mod breach;
+mod bysym;
 pub mod event;
 pub mod intern;
 mod kinds;
@@ -391,7 +392,7 @@ impl Engine {
                     ZoneRule::Callee(_) => None,
                 };
                 RuleState {
-                    windows: Windows::for_key_fields(r.key.len()),
+                    windows: Windows::own(r.key.len()),
                     keeps: match r.kind {
                         rule::RuleKind::Status => settings.late_statuses,
                         rule::RuleKind::Contact => settings.late_contacts,

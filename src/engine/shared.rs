@@ -11,9 +11,9 @@
 //! cooldown is two members, one after the other: its calls, then its triggers (the two lists
 //! its own window keeps).
 
+use super::bysym::BySym;
 use super::intern::Sym;
-use super::slots::Slots;
-use super::table::SHARDS;
+use super::slots::RETAIN_AHEAD;
 use super::window::{self, split_near_front, Entry, Key};
 use super::Engine;
 use smallvec::SmallVec;
@@ -300,7 +300,9 @@ pub(super) struct Group {
     /// Member number → the other half of a cooldown (its triggers' member for its calls',
     /// and the other way round); `None` for a cap.
     pair: Vec<Option<u8>>,
-    shards: Box<[Slots<Host>]>,
+    /// The hosts by their lead symbol ([`BySym`]: one read of the state to find one, where a
+    /// table read two). A host left with no segment is dropped.
+    hosts: BySym<Host>,
     /// Windows over all hosts ([`Host::windows`]: a gauge read every second under the lock a
     /// pre-dial check takes, counted as they come and go, not by walking the hosts).
     segments: usize,
@@ -312,22 +314,20 @@ impl Group {
             lead,
             members: Vec::new(),
             pair: Vec::new(),
-            shards: (0..SHARDS).map(|_| Slots::default()).collect(),
+            hosts: BySym::default(),
             segments: 0,
         }
     }
 
     #[inline]
     pub fn get(&self, lead: Sym) -> Option<&Host> {
-        let k = lead.0 as u64;
-        self.shards[window::shard_of(k)].get(k)
+        self.hosts.get(lead)
     }
 
     /// Asks for the slot of `lead`'s host without waiting for it ([`Engine::prewarm`]).
     #[inline]
     pub fn prefetch(&self, lead: Sym) {
-        let k = lead.0 as u64;
-        self.shards[window::shard_of(k)].prefetch(k);
+        self.hosts.prefetch(lead);
     }
 
     /// Adds rule `ri` as a member: a cap as one, a cooldown as two (its calls, then its
@@ -345,8 +345,7 @@ impl Group {
 
     /// The window of `member` for the key (`lead`, `rest`), to change; `None` if there is none.
     pub fn seg_mut(&mut self, lead: Sym, member: u8, rest: Sym) -> Option<&mut [Entry]> {
-        let k = lead.0 as u64;
-        let host = self.shards[window::shard_of(k)].get_mut(k)?;
+        let host = self.hosts.get_mut(lead)?;
         let r = host.seg_at(host.find(member, rest)?).range();
         Some(&mut host.entries_mut()[r])
     }
@@ -384,8 +383,7 @@ impl Group {
         rest: Sym,
         e: Entry,
     ) -> (&mut Host, Range<usize>, usize) {
-        let k = lead.0 as u64;
-        let host = self.shards[window::shard_of(k)].entry(k);
+        let host = self.hosts.entry(lead);
         let before = host.nsegs();
         let (r, at) = host.insert(member, rest, e);
         // A new segment is a new window, unless it is one half of a cooldown's whose other
@@ -406,15 +404,14 @@ impl Group {
 
     /// [`Host::put`] on the host of `lead`, which is dropped if left with no segment.
     pub fn put(&mut self, lead: Sym, member: u8, rest: Sym, f: impl FnOnce(&mut Vec<Entry>)) {
-        let k = lead.0 as u64;
-        let shard = &mut self.shards[window::shard_of(k)];
-        let host = shard.entry(k);
+        let host = self.hosts.entry(lead);
         let before = host.windows(&self.pair);
         host.put(member, rest, f);
         let after = host.windows(&self.pair);
+        let empty = host.is_empty();
         self.segments = self.segments + after - before;
-        if host.is_empty() {
-            shard.remove(k);
+        if empty {
+            self.hosts.remove(lead);
         }
     }
 
@@ -433,7 +430,9 @@ impl Group {
                 h.nsegs()
             }
         };
-        let n = self.shards[shard].retain_ahead(
+        let n = self.hosts.retain_shard(
+            shard,
+            RETAIN_AHEAD,
             |h| window::prefetch_first(&h.v),
             |h| {
                 let before = windows(h);
@@ -442,26 +441,24 @@ impl Group {
                 keep
             },
         );
-        self.shards[shard].shrink();
         self.segments -= gone;
         n
     }
 
     /// Every host, with its lead symbol.
     pub fn hosts(&self) -> impl Iterator<Item = (Sym, &Host)> {
-        self.shards
-            .iter()
-            .flat_map(|s| s.iter().map(|(k, h)| (Sym(k as u32), h)))
+        self.hosts.iter()
     }
 
     /// Heap bytes: the host maps' slots, and the hosts' segments and entries.
     pub fn heap_bytes(&self) -> (usize, usize) {
-        self.shards.iter().fold((0, 0), |(m, e), s| {
-            (
-                m + s.capacity() * (8 + std::mem::size_of::<Host>()),
-                e + s.values().map(Host::heap_bytes).sum::<usize>(),
-            )
-        })
+        (
+            self.hosts.heap_bytes(),
+            self.hosts
+                .iter()
+                .map(|(_, h)| h.heap_bytes())
+                .sum::<usize>(),
+        )
     }
 
     /// Windows held ([`Host::windows`]).

@@ -25,7 +25,7 @@
 pub(super) const EMPTY: u64 = 0xFFFF_FFFF_0000_0000;
 
 /// How many slots on [`Slots::retain_ahead`] asks for a value's memory.
-const RETAIN_AHEAD: usize = 8;
+pub(super) const RETAIN_AHEAD: usize = 8;
 
 /// Slots of the smallest table.
 const MIN_SLOTS: usize = 8;

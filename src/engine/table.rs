@@ -62,6 +62,17 @@ impl<T> Chunked<T> {
         self.len += 1;
     }
 
+    /// Takes the last item off; a chunk left empty is given back.
+    pub fn pop(&mut self) -> Option<T> {
+        let last = self.chunks.last_mut()?;
+        let v = last.pop()?;
+        self.len -= 1;
+        if last.is_empty() {
+            self.chunks.pop();
+        }
+        Some(v)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

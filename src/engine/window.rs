@@ -1,11 +1,12 @@
 //! Window entries: one per retained call and stateful rule, sorted by event time in a
 //! per-key window.
 
+use super::bysym::BySym;
 use super::intern::Sym;
 use hashbrown::HashMap;
 
 use super::rule::Window;
-use super::slots::Slots;
+use super::slots::{Slots, RETAIN_AHEAD};
 use super::time::NANOS_PER_DAY;
 
 /// The top bit of an entry's slot word: "already breached this rule".
@@ -219,6 +220,10 @@ fn shards<K>() -> Shards<K> {
 /// One rule's windows by key, in [`SHARDS`] maps. Most rules key on one or two fields: their
 /// keys are packed into 8 bytes instead of 24, since a map slot is paid for by every key.
 pub(super) enum Windows {
+    /// Keys of one field, found through their symbol ([`BySym`]): one read of the state where
+    /// a table read two. Used for the windows a rule keeps on its own ([`Windows::own`]); a
+    /// rule's reservations, a few keys at most, stay in tables.
+    Direct(BySym<WindowState>),
     /// Keys of at most two fields, in open-addressing tables (`slots`).
     Narrow([Slots<WindowState>; SHARDS]),
     /// Keys of three to six fields.
@@ -243,7 +248,24 @@ fn shrink<K: std::hash::Hash + Eq>(m: &mut HashMap<K, WindowState, Hasher>) {
     }
 }
 
+/// A one-field key's symbol, its place in [`Windows::Direct`].
+#[inline]
+fn direct_key(key: &Key) -> Sym {
+    debug_assert!(key[1..].iter().all(|s| s.is_none()));
+    key[0]
+}
+
 impl Windows {
+    /// The windows a rule keeps on its own, keyed on `fields` fields: by symbol for one field
+    /// ([`Windows::Direct`]), else as [`Windows::for_key_fields`].
+    pub fn own(fields: usize) -> Windows {
+        if fields == 1 {
+            Windows::Direct(BySym::default())
+        } else {
+            Windows::for_key_fields(fields)
+        }
+    }
+
     /// The map for a rule keyed on `fields` fields.
     pub fn for_key_fields(fields: usize) -> Windows {
         if fields <= 2 {
@@ -257,6 +279,7 @@ impl Windows {
     #[inline]
     pub fn entry(&mut self, key: &Key) -> &mut WindowState {
         match self {
+            Windows::Direct(m) => m.entry(direct_key(key)),
             Windows::Narrow(m) => {
                 let k = pack(key);
                 m[shard_of(k)].entry(k)
@@ -269,6 +292,7 @@ impl Windows {
     #[inline]
     pub fn get(&self, key: &Key) -> Option<&WindowState> {
         match self {
+            Windows::Direct(m) => m.get(direct_key(key)),
             Windows::Narrow(m) => {
                 let k = pack(key);
                 m[shard_of(k)].get(k)
@@ -281,9 +305,13 @@ impl Windows {
     /// wider ones are looked up through hashbrown's control bytes, nothing to ask for ahead).
     #[inline]
     pub fn prefetch(&self, key: &Key) {
-        if let Windows::Narrow(m) = self {
-            let k = pack(key);
-            m[shard_of(k)].prefetch(k);
+        match self {
+            Windows::Direct(m) => m.prefetch(direct_key(key)),
+            Windows::Narrow(m) => {
+                let k = pack(key);
+                m[shard_of(k)].prefetch(k);
+            }
+            Windows::Wide(_) => {}
         }
     }
 
@@ -291,6 +319,7 @@ impl Windows {
     #[inline]
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {
         match self {
+            Windows::Direct(m) => m.get_mut(direct_key(key)),
             Windows::Narrow(m) => {
                 let k = pack(key);
                 m[shard_of(k)].get_mut(k)
@@ -302,6 +331,7 @@ impl Windows {
     /// Drops the window of `key`.
     pub fn remove(&mut self, key: &Key) {
         match self {
+            Windows::Direct(m) => m.remove(direct_key(key)),
             Windows::Narrow(m) => {
                 let k = pack(key);
                 m[shard_of(k)].remove(k);
@@ -337,6 +367,16 @@ impl Windows {
         mut f: impl FnMut(&mut WindowState) -> bool,
     ) -> usize {
         match self {
+            Windows::Direct(m) => m.retain_shard(
+                shard,
+                RETAIN_AHEAD,
+                |w: &WindowState| {
+                    if !skip(w) {
+                        prefetch_first(&w.calls)
+                    }
+                },
+                |w| skip(w) || f(w),
+            ),
             Windows::Narrow(m) => {
                 let n = m[shard].retain_ahead(
                     |w: &WindowState| {
@@ -361,6 +401,7 @@ impl Windows {
     /// Keys with a window.
     pub fn len(&self) -> usize {
         match self {
+            Windows::Direct(m) => m.len(),
             Windows::Narrow(m) => m.iter().map(Slots::len).sum(),
             Windows::Wide(m) => m.iter().map(HashMap::len).sum(),
         }
@@ -370,6 +411,8 @@ impl Windows {
     pub fn reserve(&mut self, n: usize) {
         let n = n.div_ceil(SHARDS);
         match self {
+            // Its length follows the symbols, not the number of windows.
+            Windows::Direct(_) => {}
             Windows::Narrow(m) => m.iter_mut().for_each(|m| m.reserve(n)),
             Windows::Wide(m) => m.iter_mut().for_each(|m| m.reserve(n)),
         }
@@ -380,6 +423,10 @@ impl Windows {
         let entry = std::mem::size_of::<Entry>();
         let state = std::mem::size_of::<WindowState>() + 1;
         match self {
+            Windows::Direct(m) => (
+                m.heap_bytes(),
+                m.iter().map(|(_, w)| w.capacity() * entry).sum(),
+            ),
             Windows::Narrow(m) => (
                 m.iter().map(Slots::capacity).sum::<usize>() * (8 + state - 1),
                 m.iter()
@@ -400,6 +447,14 @@ impl Windows {
     /// Every window with its key, sorted by key (snapshots are deterministic).
     pub fn sorted(&self) -> Vec<(Key, &WindowState)> {
         let mut v: Vec<(Key, &WindowState)> = match self {
+            Windows::Direct(m) => m
+                .iter()
+                .map(|(s, w)| {
+                    let mut k = [Sym::NONE; 6];
+                    k[0] = s;
+                    (k, w)
+                })
+                .collect(),
             Windows::Narrow(m) => m
                 .iter()
                 .flat_map(|m| m.iter().map(|(k, w)| (unpack(k), w)))
