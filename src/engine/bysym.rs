@@ -4,8 +4,9 @@
 //!
 //! A symbol is an index into the interner's slots (live strings, and freed ones awaiting
 //! reuse), so symbols are dense: an array of 4-byte places indexed by symbol is about as long
-//! as the strings interned — under 0.5 MB for the benchmark's 110,000 strings (90,283 numbers, 20,000 debtors), a size the processor's
-//! caches keep — and names where the value sits in a second array that holds only values.
+//! as the strings interned — under 0.5 MB for the benchmark's 110,000 strings (90,283 numbers,
+//! 20,000 debtors), a size the processor's caches keep — and names where the value sits in a
+//! second array that holds only values.
 //! Finding a value reads its place, nearly always from the cache, then the value: one read of
 //! the large array, where a table read the key's line and then the value's, each a miss (and a
 //! page walk) in an array the size of the state. A removed value's place is taken by the next
@@ -66,8 +67,8 @@ impl<V: Default> BySym<V> {
         self.place(k).map(|i| &mut self.vals[i])
     }
 
-    /// Asks for the value of `k` without waiting for it (its position is read now: an array
-    /// the caches keep).
+    /// Asks for the value of `k` without waiting for it (its place is read now: an array the
+    /// caches keep).
     #[inline]
     pub fn prefetch(&self, k: Sym) {
         if let Some(i) = self.place(k) {
@@ -75,7 +76,10 @@ impl<V: Default> BySym<V> {
         }
     }
 
-    /// The value of `k`, made (`V::default()`) if there is none. `k` is not [`Sym::NONE`].
+    /// The value of `k`, made (`V::default()`) if there is none. `k` is not [`Sym::NONE`]: a
+    /// rule whose key field a call lacks skips the call before it looks for a window, so a
+    /// `NONE` here is a bug, and stops with one clear message rather than an array of 2^32
+    /// places.
     #[inline]
     pub fn entry(&mut self, k: Sym) -> &mut V {
         let i = match self.place(k) {
@@ -272,7 +276,7 @@ mod tests {
         }
         assert_eq!(seen, 1000);
         assert_eq!(m.get(Sym(7)), Some(&1));
-        // Symbols never given a value, inside the positions' array and past its end.
+        // Symbols never given a value, inside the places' array and past its end.
         let given: std::collections::HashSet<u32> = (0..1000u32).map(|k| k * 7 % 1013).collect();
         let never = (0..1013u32)
             .find(|s| !given.contains(s))

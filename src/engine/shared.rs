@@ -324,7 +324,7 @@ impl Group {
         self.hosts.get(lead)
     }
 
-    /// Asks for the slot of `lead`'s host without waiting for it ([`Engine::prewarm`]).
+    /// Asks for `lead`'s host without waiting for it ([`Engine::prewarm`]).
     #[inline]
     pub fn prefetch(&self, lead: Sym) {
         self.hosts.prefetch(lead);
