@@ -199,7 +199,7 @@ use super::table::SHARDS;
 /// The shard of a packed key: the top bits of a multiplicative hash (the map itself hashes
 /// the key again, independently).
 #[inline]
-pub(super) fn shard_of(k: u64) -> usize {
+fn shard_of(k: u64) -> usize {
     (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SHARDS.trailing_zeros())) as usize
 }
 
@@ -217,8 +217,9 @@ fn shards<K>() -> Shards<K> {
     std::array::from_fn(|_| HashMap::with_hasher(Hasher::default()))
 }
 
-/// One rule's windows by key, in [`SHARDS`] maps. Most rules key on one or two fields: their
-/// keys are packed into 8 bytes instead of 24, since a map slot is paid for by every key.
+/// One rule's windows by key: by symbol for one field, else in [`SHARDS`] maps. Most rules key
+/// on one or two fields: two are packed into 8 bytes instead of 24, since a map slot is paid
+/// for by every key.
 pub(super) enum Windows {
     /// Keys of one field, found through their symbol ([`BySym`]): one read of the state where
     /// a table read two. Used for the windows a rule keeps on its own ([`Windows::own`]); a
