@@ -729,22 +729,24 @@ mod tests {
         }
     }
 
-    /// A read back passes exactly the records of its ranges, in offset order, and none of what
-    /// follows them: a partition whose range ends early (a short history, then a backlog) is
-    /// paused, and what was fetched of it past the end is dropped, not delivered, while a
-    /// longer range of another partition is still read. (Without the pause the reader
-    /// delivered the rest of the short partition: nearly all of its 3,000 records.)
-    #[test]
-    fn a_read_back_passes_its_ranges_and_delivers_nothing_past_them() {
+    /// A mock cluster whose topic "calls" has partitions of `lengths` (partition, records), and
+    /// the default configuration pointed at it.
+    fn calls_on_a_mock(
+        lengths: &[(i32, i64)],
+    ) -> (
+        rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        Settings,
+    ) {
         use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
         let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-        cluster.create_topic("calls", 2, 1).expect("topic");
+        cluster
+            .create_topic("calls", lengths.len() as i32, 1)
+            .expect("topic");
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", cluster.bootstrap_servers())
             .create()
             .expect("producer");
-        let lengths = [(0, 3_000), (1, 6_000)];
-        for (part, len) in lengths {
+        for &(part, len) in lengths {
             for i in 0..len {
                 let payload = format!("{part}-{i}");
                 let mut record = BaseRecord::<(), _>::to("calls")
@@ -757,16 +759,32 @@ mod tests {
             }
         }
         producer.flush(Duration::from_secs(30)).expect("flush");
-
         let mut settings = Settings::load_with_env(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/dialguard.toml"),
             Some(HashMap::new()),
         )
         .expect("settings");
         settings.kafka.brokers = cluster.bootstrap_servers();
+        (cluster, settings)
+    }
+
+    fn counters() -> (IntCounterVec, IntCounterVec) {
         let opts = |name: &str| prometheus::Opts::new(name, "test");
-        let records = IntCounterVec::new(opts("records"), &["topic"]).unwrap();
-        let restores = IntCounterVec::new(opts("restores"), &["result"]).unwrap();
+        (
+            IntCounterVec::new(opts("records"), &["topic"]).unwrap(),
+            IntCounterVec::new(opts("restores"), &["result"]).unwrap(),
+        )
+    }
+
+    /// A read back passes exactly the records of its ranges, in offset order, and none of what
+    /// follows them: a partition whose range ends early (a short history, then a backlog) is
+    /// paused, and what was fetched of it past the end is dropped, not delivered, while a
+    /// longer range of another partition is still read. (Without the pause the reader
+    /// delivered the rest of the short partition: nearly all of its 3,000 records.)
+    #[test]
+    fn a_read_back_passes_its_ranges_and_delivers_nothing_past_them() {
+        let (_cluster, settings) = calls_on_a_mock(&[(0, 3_000), (1, 6_000)]);
+        let (records, restores) = counters();
         let mut decoders = Decoders::new(&settings);
         let mut group = Steady;
         let mut cx = Ctx {
@@ -793,6 +811,81 @@ mod tests {
         assert_eq!(seen[&1], (100..5_000).collect::<Vec<i64>>());
         assert_eq!(n, 10 + 4_900);
         assert_eq!(past, 0, "records delivered past the ranges' ends");
+    }
+
+    /// A group whose assignment changes once the read back has passed `after` records (counted
+    /// in `seen` by the read's callback): the next beat says so.
+    struct ReassignedAfter {
+        seen: std::rc::Rc<std::cell::Cell<u64>>,
+        after: u64,
+        beats: u32,
+    }
+
+    impl Group for ReassignedAfter {
+        fn committed(&self, _: TopicPartitionList) -> KafkaResult<TopicPartitionList> {
+            unreachable!("read_ranges asks for no committed offsets")
+        }
+        fn keep_alive(&mut self) -> Result<(), Abort> {
+            self.beats += 1;
+            if self.seen.get() >= self.after {
+                Err(Abort::Reassigned)
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// A rebuild's read abandoned halfway (the assignment changed under it, as when an instance
+    /// joins the group while another rebuilds) stops at the next beat, passes nothing more, and
+    /// still counts in `dialguard_rebuild_records_total` every record it read: what was read,
+    /// was read (docs/operations.md, the rebuild's metrics). The read is slowed to a record a
+    /// millisecond so that the beats, every 100 ms, fall inside it.
+    #[test]
+    fn a_read_back_abandoned_for_a_new_assignment_stops_and_counts_what_it_read() {
+        let (_cluster, settings) = calls_on_a_mock(&[(0, 1_000)]);
+        let (records, restores) = counters();
+        let mut decoders = Decoders::new(&settings);
+        let seen = std::rc::Rc::new(std::cell::Cell::new(0u64));
+        let mut group = ReassignedAfter {
+            seen: seen.clone(),
+            after: 50,
+            beats: 0,
+        };
+        let mut cx = Ctx {
+            settings: &settings,
+            contacts: Default::default(),
+            decoders: &mut decoders,
+            records: &records,
+            snapshot_restores: &restores,
+            group: &mut group,
+        };
+        let ranges: HashMap<i32, (i64, i64)> = [(0, (0, 1_000))].into();
+        let mut offsets = Vec::new();
+        let read = read_ranges(&mut cx, "calls", Some("input"), &ranges, |_, m| {
+            offsets.push(m.offset());
+            seen.set(seen.get() + 1);
+            std::thread::sleep(Duration::from_millis(1));
+        });
+        assert!(
+            matches!(read, Err(Abort::Reassigned)),
+            "the read was not abandoned"
+        );
+        let n = offsets.len() as u64;
+        assert!(
+            (50..1_000).contains(&n),
+            "abandoned after {n} of 1,000 records: not halfway"
+        );
+        assert_eq!(
+            offsets,
+            (0..n as i64).collect::<Vec<_>>(),
+            "in order, from the start"
+        );
+        assert_eq!(
+            records.with_label_values(&["input"]).get(),
+            n,
+            "the counter counts what the abandoned read passed"
+        );
+        assert!(group.beats >= 1);
     }
 
     /// `search_start` over a partition whose event times are `events` (offset = index), every
