@@ -45,6 +45,7 @@ pub mod status;
 mod store;
 mod table;
 mod tagged;
+mod thin;
 pub mod time;
 mod window;
 
@@ -125,6 +126,12 @@ pub struct EngineSettings {
     /// per field instead of one window per rule. On by default; off, each rule keeps its own
     /// windows (the property tests judge alike either way).
     pub shared_windows: bool,
+    /// Whether a distinct cap keyed on one field that keeps its own windows keeps a key whose
+    /// entries carry one value without a window: its entries in a log, chained by key, until
+    /// another value comes ([`thin`]). Judging such a call reads one word by the key's symbol
+    /// instead of a window. Off by default; replay turns it on (the property tests judge
+    /// alike either way).
+    pub thin_windows: bool,
 }
 
 impl Default for EngineSettings {
@@ -142,6 +149,7 @@ impl Default for EngineSettings {
             defer_late_strings: false,
             defer_evidence: false,
             shared_windows: true,
+            thin_windows: false,
         }
     }
 }
@@ -262,6 +270,9 @@ struct RuleState {
     /// The group whose shared windows hold this rule's, and its member number there (a
     /// cooldown's calls; its triggers are the next) ([`EngineSettings::shared_windows`]).
     shared: Option<(usize, u8)>,
+    /// The keys whose windows would carry one value, in a log instead
+    /// ([`EngineSettings::thin_windows`]).
+    thin: Option<thin::Thin>,
 }
 
 /// The engine. One per partition (or one for a whole replay).
@@ -400,6 +411,7 @@ impl Engine {
                     },
                     zone_slot,
                     shared: None,
+                    thin: None,
                 }
             })
             .collect::<Vec<RuleState>>();
@@ -440,6 +452,13 @@ impl Engine {
                 for (m, &ri) in g.members.iter().enumerate().rev() {
                     // A cooldown's number is its first member's (its calls).
                     states[ri].shared = Some((gi, m as u8));
+                }
+            }
+        }
+        if settings.thin_windows {
+            for (r, st) in rules.iter().zip(states.iter_mut()) {
+                if st.shared.is_none() && kinds::may_thin(r) {
+                    st.thin = Some(thin::Thin::default());
                 }
             }
         }
@@ -653,7 +672,10 @@ impl Engine {
 
     /// Keys with a live window, over all rules.
     pub fn window_keys(&self) -> usize {
-        self.states.iter().map(|s| s.windows.len()).sum::<usize>()
+        self.states
+            .iter()
+            .map(|s| s.windows.len() + s.thin.as_ref().map_or(0, thin::Thin::len))
+            .sum::<usize>()
             + self.groups.iter().map(shared::Group::len).sum::<usize>()
     }
 
@@ -668,7 +690,10 @@ impl Engine {
         let (maps, entries) = self
             .states
             .iter()
-            .map(|s| s.windows.heap_bytes())
+            .map(|s| {
+                let (m, e) = s.windows.heap_bytes();
+                (m, e + s.thin.as_ref().map_or(0, thin::Thin::heap_bytes))
+            })
             .fold((0, 0), |(a, b), (m, e)| (a + m, b + e));
         let (maps, entries) = self
             .groups
@@ -796,6 +821,9 @@ impl Engine {
             g.prefetch(pre.syms[g.lead]);
         }
         for (_, state, key) in self.own_windows(&pre) {
+            if let Some(t) = &state.thin {
+                t.prefetch(key[0]);
+            }
             state.windows.prefetch(&key);
         }
     }
@@ -1026,6 +1054,11 @@ impl Engine {
                     res
                 } else {
                     &mut state.windows
+                },
+                thin: if reserved_windows {
+                    None
+                } else {
+                    state.thin.as_mut()
                 },
                 ctx: Ctx {
                     records,
@@ -1458,6 +1491,7 @@ impl Engine {
                 rule,
                 shared: state.shared.map(|(g, m)| (&self.groups[g], m)),
                 windows: &state.windows,
+                thin: state.thin.as_ref(),
                 reserved: &reserved[ri],
                 ctx: &ctx,
                 scratch: &mut self.scratch,
@@ -1607,6 +1641,11 @@ impl Engine {
                 // records stay until the longest reach is past, since other rules count them.
                 let (ri, shard) = (u as usize / SHARDS, u as usize % SHARDS);
                 let cutoff = self.rule_cutoff(ri, base);
+                if shard == 0 {
+                    if let Some(t) = &mut self.states[ri].thin {
+                        t.evict(cutoff);
+                    }
+                }
                 seen = self.states[ri].windows.evict_shard(shard, cutoff, |w| {
                     let k = window::split_near_front(&w.calls, |y| y.ts < cutoff);
                     if k > 0 {

@@ -17,6 +17,7 @@ use super::slots::RETAIN_AHEAD;
 use super::window::{self, split_near_front, Entry, Key};
 use super::Engine;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// One member rule's window for one value of the rest of its key: a range of the host's
@@ -467,22 +468,40 @@ impl Group {
     }
 }
 
+/// One window of a rule as snapshots and splits read it: its key, its call entries (a key
+/// kept without a window, `thin`, gives them made up) and its trigger entries.
+pub(super) type RuleWindow<'e> = (Key, Cow<'e, [Entry]>, &'e [Entry]);
+
 impl Engine {
     /// Rule `ri`'s windows sorted by key — key, call entries, trigger entries — wherever they
     /// are kept (snapshots and splits read them so, whatever the layout).
-    pub(super) fn rule_windows(&self, ri: usize) -> Vec<(Key, &[Entry], &[Entry])> {
+    pub(super) fn rule_windows(&self, ri: usize) -> Vec<RuleWindow<'_>> {
         let st = &self.states[ri];
         let Some((g, m)) = st.shared else {
-            return st
+            let mut v: Vec<RuleWindow<'_>> = st
                 .windows
                 .sorted()
                 .into_iter()
-                .map(|(k, w)| (k, &w.calls[..], w.triggers()))
+                .map(|(k, w)| (k, Cow::Borrowed(&w.calls[..]), w.triggers()))
                 .collect();
+            // Keys kept without a window: their entries as the window would hold them.
+            if let Some(t) = &st.thin {
+                for (sym, entries) in t.keys() {
+                    let mut k: Key = [Sym::NONE; 6];
+                    k[0] = sym;
+                    let mut calls = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        super::window::insert_sorted(&mut calls, e);
+                    }
+                    v.push((k, Cow::Owned(calls), &[]));
+                }
+                v.sort_unstable_by_key(|(k, _, _)| *k);
+            }
+            return v;
         };
         // A cooldown's triggers are the member after its calls.
         let t = self.has_triggers(ri).then_some(m + 1);
-        let mut v: Vec<(Key, &[Entry], &[Entry])> = Vec::new();
+        let mut v: Vec<RuleWindow<'_>> = Vec::new();
         for (lead, h) in self.groups[g].hosts() {
             let at = v.len();
             for (member, rest, e) in h.segs() {
@@ -496,12 +515,12 @@ impl Engine {
                 let i = match v[at..].iter().position(|(x, _, _)| *x == k) {
                     Some(i) => at + i,
                     None => {
-                        v.push((k, &[], &[]));
+                        v.push((k, Cow::Borrowed(&[]), &[]));
                         v.len() - 1
                     }
                 };
                 if member == m {
-                    v[i].1 = e;
+                    v[i].1 = Cow::Borrowed(e);
                 } else {
                     v[i].2 = e;
                 }
@@ -557,7 +576,13 @@ impl Engine {
                 ok
             }
             None => {
-                let w = self.states[ri].windows.entry(key);
+                let st = &mut self.states[ri];
+                // A key kept without a window gets one, its entries in it first.
+                let prior = st.thin.as_mut().map(|t| t.fatten(key[0]));
+                let w = st.windows.entry(key);
+                for e in prior.into_iter().flatten() {
+                    w.insert(e);
+                }
                 let mut triggers = w.triggers.take().map(|b| *b).unwrap_or_default();
                 let mut calls = std::mem::take(&mut w.calls);
                 f(&mut calls, &mut triggers);

@@ -364,7 +364,7 @@ impl Engine {
                 for s in k {
                     w.u32(s.0);
                 }
-                for v in [calls, triggers] {
+                for v in [&calls[..], triggers] {
                     w.len(v.len());
                     for e in v {
                         w.entry(e);

@@ -69,6 +69,17 @@ impl Engine {
         }
         if dropped > 0 {
             for st in &mut self.states {
+                // Keys kept without a window get one, to be filtered as the others.
+                if let Some(t) = &mut st.thin {
+                    for (k, entries) in t.fatten_all() {
+                        let mut key = [Sym::NONE; 6];
+                        key[0] = k;
+                        let w = st.windows.entry(&key);
+                        for e in entries {
+                            w.insert(e);
+                        }
+                    }
+                }
                 for shard in 0..SHARDS {
                     st.windows.retain_shard(shard, |w| {
                         w.calls.retain(|e| !gone[e.slot() as usize]);

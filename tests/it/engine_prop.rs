@@ -591,8 +591,83 @@ proptest! {
         let mut order: Vec<usize> = (0..calls.len()).collect();
         order.sort_by_key(|&i| (calls[i].occurred_at.0 + delays[i % delays.len()] * HOUR, i));
         let settings = EngineSettings { allowed_lateness: lateness_h * HOUR, sweep_every: Some(sweep_h * HOUR), sweep_step: 1, ..Default::default() };
-        let run = run_engine(rules.clone(), settings, &arrivals(&calls, &order, &dups))?;
+        let run = run_engine(rules.clone(), settings.clone(), &arrivals(&calls, &order, &dups))?;
         prop_assert_eq!(run.breaches, oracle(&rules, &run.accepted));
+        // And keeping a key whose calls carry one debtor without a window (replay's setting).
+        let thin = EngineSettings { thin_windows: true, ..settings };
+        let run = run_engine(rules.clone(), thin, &arrivals(&calls, &order, &dups))?;
+        prop_assert_eq!(run.breaches, oracle(&rules, &run.accepted));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// A distinct cap that keeps a key whose entries carry one value without a window
+    /// (`EngineSettings::thin_windows`, replay's) judges every call as one with windows: the
+    /// same outcome, alerts (evidence and bounds included), pre-dial check and counters, in any
+    /// arrival order, with lateness and eviction in steps — keys that carry one debtor, then
+    /// another (their entries read back into a window), then are evicted and carry one again. A
+    /// snapshot taken midway, either way, restores into the other and judges the rest alike.
+    #[test]
+    fn keys_kept_without_a_window_judge_as_windows(
+        (specs, _order, dups, _params) in case(),
+        (local_days, hours, limit, rolling) in (1i64..4, 1i64..48, 1i64..4, any::<bool>()),
+        delays in prop::collection::vec(prop_oneof![4 => Just(0i64), 1 => 0i64..12], 40),
+        lateness_h in 1i64..8,
+        sweep_h in 1i64..6,
+        split in 0usize..1000,
+    ) {
+        let calls: Vec<Call> = specs.iter().enumerate().map(|(i, s)| make_call(i, s)).collect();
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by_key(|&i| (calls[i].occurred_at.0 + delays[i % delays.len()] * HOUR, i));
+        let arrived = arrivals(&calls, &order, &dups);
+        let rules = distinct_debtors_per_number(local_days, hours, limit, rolling);
+        let fat_settings = EngineSettings {
+            allowed_lateness: lateness_h * HOUR,
+            sweep_every: Some(sweep_h * HOUR),
+            sweep_step: 1,
+            ..Default::default()
+        };
+        let thin_settings = EngineSettings { thin_windows: true, ..fat_settings.clone() };
+        let mut thin = Engine::new(rules.clone(), thin_settings.clone());
+        let mut fat = Engine::new(rules.clone(), fat_settings.clone());
+        let json = |v: &[Alert]| v.iter().map(|x| serde_json::to_string(x).unwrap()).collect::<Vec<_>>();
+        let k = split % (arrived.len() + 1);
+        for c in &arrived[..k] {
+            let checked = (thin.check(c), fat.check(c));
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = thin.ingest_alerts(c, Ts(0), &mut a);
+            let rb = fat.ingest_alerts(c, Ts(0), &mut b);
+            prop_assert_eq!(ra, rb, "outcome of {}", &c.call_id);
+            prop_assert_eq!(json(&a), json(&b), "alerts of {}", &c.call_id);
+            if matches!(ra, Ingest::Accepted { .. }) {
+                prop_assert_eq!(checked.0, checked.1, "check of {}", &c.call_id);
+            }
+        }
+        let restore = |settings: &EngineSettings, bytes: &[u8]| {
+            Engine::from_snapshot(rules.clone(), settings.clone(), bytes)
+                .map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        let mut thin_as_fat = restore(&fat_settings, &thin.snapshot())?;
+        let mut fat_as_thin = restore(&thin_settings, &fat.snapshot())?;
+        for c in &arrived[k..] {
+            let mut out: [Vec<Alert>; 4] = Default::default();
+            let r = [
+                thin.ingest_alerts(c, Ts(0), &mut out[0]),
+                fat.ingest_alerts(c, Ts(0), &mut out[1]),
+                thin_as_fat.ingest_alerts(c, Ts(0), &mut out[2]),
+                fat_as_thin.ingest_alerts(c, Ts(0), &mut out[3]),
+            ];
+            for i in 1..4 {
+                prop_assert_eq!(r[0], r[i], "outcome of {} ({})", &c.call_id, i);
+                prop_assert_eq!(json(&out[0]), json(&out[i]), "alerts of {} ({})", &c.call_id, i);
+            }
+        }
+        thin.advance();
+        fat.advance();
+        prop_assert_eq!(thin.stats(), fat.stats());
+        prop_assert_eq!(thin.retained_calls(), fat.retained_calls());
     }
 }
 
@@ -879,8 +954,10 @@ fn debtor_keyed(
 }
 
 /// A case's calls on 2–4 lanes ([`interleaved`]), its rules [`debtor_keyed`], and where in
-/// the arrival a rebalance falls: (case, picks, lanes, split, lateness in hours, sweep step).
-type LaneInput = (Case, Vec<u8>, usize, usize, i64, usize);
+/// the arrival a rebalance falls: (case, picks, lanes, split, lateness in hours, sweep step,
+/// whether each rule keeps its own windows and its distinct cap the keys of one value without
+/// one — replay's `thin_windows` — instead of the default layout).
+type LaneInput = (Case, Vec<u8>, usize, usize, i64, usize, bool);
 
 fn lane_input() -> impl Strategy<Value = LaneInput> {
     (
@@ -890,6 +967,7 @@ fn lane_input() -> impl Strategy<Value = LaneInput> {
         0usize..1000,
         1i64..4,
         prop_oneof![Just(1usize), Just(4096)],
+        any::<bool>(),
     )
 }
 
@@ -906,7 +984,7 @@ struct LaneCase {
 
 impl LaneCase {
     fn new(
-        ((specs, _, _, params), picks, lanes_n, split, lateness_h, sweep_step): LaneInput,
+        ((specs, _, _, params), picks, lanes_n, split, lateness_h, sweep_step, thin): LaneInput,
     ) -> Self {
         let calls: Vec<Call> = specs
             .iter()
@@ -914,7 +992,11 @@ impl LaneCase {
             .map(|(i, s)| make_call(i, s))
             .collect();
         let arrived = interleaved(&calls, lanes_n, &picks);
-        let (rules, settings) = debtor_keyed(&params, lateness_h, sweep_step);
+        let (rules, mut settings) = debtor_keyed(&params, lateness_h, sweep_step);
+        if thin {
+            settings.shared_windows = false;
+            settings.thin_windows = true;
+        }
         let k = split % (arrived.len() + 1);
         let all = (0..lanes_n as Lane).collect();
         LaneCase {
@@ -956,12 +1038,22 @@ proptest! {
         let (mine, theirs): (Vec<Lane>, Vec<Lane>) = all.iter().partition(|l| mask & (1 << **l) != 0);
         prop_assume!(!mine.is_empty() && !theirs.is_empty());
         let (mut whole, mut a, mut b) = (case.engine(all), case.engine(&mine), case.engine(&theirs));
+        let mut whole_too = case.engine(all);
         let mut out = Vec::new();
         for (l, c) in &arrived[..k] {
             whole.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            whole_too.ingest_alerts_on(*l, c, Ts(0), &mut out);
             let side = if mine.contains(l) { &mut a } else { &mut b };
             side.ingest_alerts_on(*l, c, Ts(0), &mut out);
         }
+        // Joined into the engine that read its own lanes, not restored (with replay's layout,
+        // its keys of one value still in their log).
+        let mut live = case.engine(&mine);
+        for (l, c) in arrived[..k].iter().filter(|(l, _)| mine.contains(l)) {
+            live.ingest_alerts_on(*l, c, Ts(0), &mut out);
+        }
+        live.absorb(case.restored(&b)?).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        judged_alike(&mut live, &mut whole_too, &arrived[k..])?;
         let mut joined = case.restored(&a)?;
         let retained = a.retained_calls() + b.retained_calls();
         joined.absorb(case.restored(&b)?).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -1028,6 +1120,17 @@ proptest! {
         prop_assert!(cut.retained_calls() + dropped <= whole.retained_calls());
         let rest: Vec<(Lane, Call)> =
             arrived[k..].iter().filter(|(l, _)| keep.contains(l)).cloned().collect();
+        // The same cut made on the engine that read the calls, not restored (with replay's
+        // layout, its keys of one value still in their log).
+        let (mut live, mut alone_too) = (case.engine(all), case.engine(&keep));
+        for (l, c) in &arrived[..k] {
+            live.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            if keep.contains(l) {
+                alone_too.ingest_alerts_on(*l, c, Ts(0), &mut out);
+            }
+        }
+        live.retain_lanes(&keep).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        judged_alike(&mut live, &mut alone_too, &rest)?;
         judged_alike(&mut cut, &mut alone, &rest)?;
         // Cut again to the same lanes: nothing more to drop; and the cut state snapshots and
         // restores like any other.

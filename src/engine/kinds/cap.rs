@@ -264,6 +264,27 @@ pub(in crate::engine) fn ingest(step: &mut Step<'_, '_>, out: &mut Vec<Breach>) 
             (calls, at, None)
         }
         None => {
+            if let Some(t) = step.thin.as_deref_mut() {
+                let fat = t.is_fat(key[0]) && step.windows.get(&key).is_some();
+                match t.ingest(key[0], e, fat) {
+                    // One value: the count is within the limit, as `within` below would find
+                    // (`thin`); the repeat is within it too.
+                    super::super::thin::Took::Thin => {
+                        if let Some(h) = step.hint.as_deref_mut() {
+                            h.note(step.ri, false);
+                        }
+                        return Applied::Matched;
+                    }
+                    super::super::thin::Took::Fat(prior) => {
+                        if !prior.is_empty() {
+                            let w = step.windows.entry(&key);
+                            for p in prior {
+                                w.insert(p);
+                            }
+                        }
+                    }
+                }
+            }
             let w = step.windows.entry(&key);
             let at = w.insert(e);
             let one = w.one_value();
@@ -374,6 +395,7 @@ fn candidate<'x>(
     rule: &'x Rule,
     windows: &'x Windows,
     shared: Option<(&'x crate::engine::shared::Group, u8)>,
+    thin: Option<&'x crate::engine::thin::Thin>,
     reserved: &'x Windows,
     ctx: &Ctx<'_>,
     buf: &'x mut Vec<Entry>,
@@ -393,7 +415,7 @@ fn candidate<'x>(
     };
     // A value never seen cannot equal any in the window: a symbol no string has stands for it.
     let extra = distinct.map_or(Sym::NONE, |f| ctx.lookup_field(call, f));
-    let v = super::entries(windows, shared, reserved, key, false, buf, ctx.own);
+    let v = super::entries(windows, shared, thin, reserved, key, false, buf, ctx.own);
     Some(Candidate {
         v,
         t,
@@ -407,7 +429,7 @@ fn candidate<'x>(
 fn over<'x>(l: &'x mut Look<'_, '_>) -> Option<(Candidate<'x>, u32)> {
     let (window, limit, distinct) = params(l.rule);
     let c = candidate(
-        l.rule, l.windows, l.shared, l.reserved, l.ctx, l.buf, l.call,
+        l.rule, l.windows, l.shared, l.thin, l.reserved, l.ctx, l.buf, l.call,
     )?;
     let n = count(
         l.scratch,

@@ -278,6 +278,7 @@ fn candidate<'x>(l: &'x mut Look<'_, '_>) -> Option<(&'x [Entry], Entry, &'x Tim
         super::entries(
             l.windows,
             l.shared.map(|(g, m)| (g, m + 1)),
+            None,
             l.reserved,
             key,
             true,

@@ -288,6 +288,8 @@ pub(super) struct Step<'a, 'b> {
     /// The shared windows holding this rule's, and its member number there.
     pub shared: Option<(&'b mut super::shared::Group, u8)>,
     pub windows: &'b mut Windows,
+    /// The rule's keys kept without a window ([`super::EngineSettings::thin_windows`]).
+    pub thin: Option<&'b mut super::thin::Thin>,
     pub ctx: Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
     /// Where cap evidence is noted instead of read ([`super::EngineSettings::defer_evidence`]).
@@ -399,6 +401,8 @@ pub(super) struct Look<'a, 'b> {
     /// number there.
     pub shared: Option<(&'a super::shared::Group, u8)>,
     pub windows: &'a Windows,
+    /// The rule's keys kept without a window ([`super::EngineSettings::thin_windows`]).
+    pub thin: Option<&'a super::thin::Thin>,
     pub reserved: &'a Windows,
     pub ctx: &'b Ctx<'a>,
     pub scratch: &'b mut Vec<Sym>,
@@ -412,9 +416,11 @@ pub(super) struct Look<'a, 'b> {
 /// ingesting them later would put them), but for the entry of reserved slot `own` (the
 /// candidate's own earlier reservation: one attempt, counted once). `None` is a key never
 /// seen: no entries.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn entries<'x>(
     windows: &'x Windows,
     shared: Option<(&'x super::shared::Group, u8)>,
+    thin: Option<&'x super::thin::Thin>,
     reserved: &'x Windows,
     key: Option<Key>,
     triggers: bool,
@@ -422,6 +428,17 @@ pub(super) fn entries<'x>(
     own: u32,
 ) -> &'x [Entry] {
     let Some(key) = key else { return &[] };
+    // A key kept without a window: its entries, sorted as its window would hold them.
+    if let Some(t) = thin.filter(|t| shared.is_none() && !t.is_fat(key[0])) {
+        let mut mine = Vec::new();
+        for e in t.entries_of(key[0]) {
+            super::window::insert_sorted(&mut mine, e);
+        }
+        let res = reserved.get(&key).map_or(&[][..], |w| &w.calls[..]);
+        buf.clear();
+        merge(&mine, res, own, buf);
+        return buf;
+    }
     let pick = |w: &'x WindowState| -> &'x [Entry] {
         if triggers {
             w.triggers()
@@ -438,6 +455,13 @@ pub(super) fn entries<'x>(
         return main;
     }
     buf.clear();
+    merge(main, res, own, buf);
+    buf
+}
+
+/// Appends to `buf` the entries of `main` and `res` merged in time order (`res`'s after
+/// `main`'s at the same instant), but for the entry of reserved slot `own`.
+fn merge(main: &[Entry], res: &[Entry], own: u32, buf: &mut Vec<Entry>) {
     buf.reserve(main.len() + res.len());
     let (mut i, mut j) = (0, 0);
     while i < main.len() && j < res.len() {
@@ -453,7 +477,13 @@ pub(super) fn entries<'x>(
     }
     buf.extend_from_slice(&main[i..]);
     buf.extend(res[j..].iter().filter(|e| e.slot() != own));
-    buf
+}
+
+/// Whether `rule` may keep a key whose entries carry one value without a window
+/// ([`super::EngineSettings::thin_windows`]): a distinct cap with a limit of one or more (its
+/// count is then within the limit while one value is counted), keyed on one field.
+pub(super) fn may_thin(rule: &Rule) -> bool {
+    matches!(rule.cap(), Some((_, limit, Some(_))) if limit >= 1) && rule.key.len() == 1
 }
 
 /// What one rule says of a candidate call, without recording it.
