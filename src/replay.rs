@@ -426,10 +426,12 @@ pub fn run(
     // and contact rules need not keep calls to flag late.
     engine_settings.late_statuses = false;
     engine_settings.late_contacts = false;
-    // Nor does a replay snapshot or split its engine: a number called about one debtor keeps
-    // its calls for a distinct cap in a log instead of a window (`thin_windows`), read back
-    // into a window only if another debtor comes.
-    engine_settings.thin_windows = true;
+    // A number called about one debtor keeps its calls for a distinct cap in a log instead of
+    // a window (`thin_windows`), read back into a window only if another debtor comes — but not
+    // where every call is checked first (`enforce`): a check reads the key's calls along its
+    // chain in the log, a cache miss each, and checking every call so ran 42% slower than
+    // reading its window.
+    engine_settings.thin_windows = !opts.enforce;
     let mut engine = Engine::new(settings.rules.clone(), engine_settings);
     let mut summary = Summary {
         enforced: opts.enforce,
