@@ -486,13 +486,9 @@ impl Engine {
                 .collect();
             // Keys kept without a window: their entries as the window would hold them.
             if let Some(t) = &st.thin {
-                for (sym, entries) in t.keys() {
+                for (sym, calls) in t.keys() {
                     let mut k: Key = [Sym::NONE; 6];
                     k[0] = sym;
-                    let mut calls = Vec::with_capacity(entries.len());
-                    for e in entries {
-                        super::window::insert_sorted(&mut calls, e);
-                    }
                     v.push((k, Cow::Owned(calls), &[]));
                 }
                 v.sort_unstable_by_key(|(k, _, _)| *k);

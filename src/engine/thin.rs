@@ -193,6 +193,16 @@ impl Thin {
         v
     }
 
+    /// Key `k`'s entries in the log not before the last cutoff, sorted as its window would
+    /// hold them (by time; calls of one instant in arrival order).
+    pub fn window_of(&self, k: Sym) -> Vec<Entry> {
+        let mut w = Vec::new();
+        for e in self.entries_of(k) {
+            super::window::insert_sorted(&mut w, e);
+        }
+        w
+    }
+
     /// Key `k`'s entries, oldest arrival first, leaving the log: the key becomes none.
     fn read_back(&mut self, k: Sym) -> Vec<Entry> {
         let v = self.entries_of(k);
@@ -208,12 +218,12 @@ impl Thin {
         v
     }
 
-    /// Every key whose entries are in the log, with them (oldest arrival first).
+    /// Every key whose entries are in the log, with them as its window would hold them.
     pub fn keys(&self) -> impl Iterator<Item = (Sym, Vec<Entry>)> + '_ {
         (0..self.dir.len()).filter_map(move |i| {
             let k = Sym(i as u32);
             self.live_head(k)?;
-            let v = self.entries_of(k);
+            let v = self.window_of(k);
             (!v.is_empty()).then_some((k, v))
         })
     }
@@ -240,7 +250,7 @@ impl Thin {
         }
     }
 
-    /// Takes every key's entries out (oldest arrival first), each key now judged through its
+    /// Takes every key's entries out (as [`Thin::keys`]), each key now judged through its
     /// window: what a caller that changes windows wholesale (a partition's calls leaving) does
     /// first.
     pub fn fatten_all(&mut self) -> Vec<(Sym, Vec<Entry>)> {

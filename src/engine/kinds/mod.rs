@@ -430,10 +430,7 @@ pub(super) fn entries<'x>(
     let Some(key) = key else { return &[] };
     // A key kept without a window: its entries, sorted as its window would hold them.
     if let Some(t) = thin.filter(|t| shared.is_none() && !t.is_fat(key[0])) {
-        let mut mine = Vec::new();
-        for e in t.entries_of(key[0]) {
-            super::window::insert_sorted(&mut mine, e);
-        }
+        let mine = t.window_of(key[0]);
         let res = reserved.get(&key).map_or(&[][..], |w| &w.calls[..]);
         buf.clear();
         merge(&mine, res, own, buf);
