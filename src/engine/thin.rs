@@ -99,7 +99,12 @@ impl Thin {
 
     /// The key's newest live log index, if its entries are in the log.
     fn live_head(&self, k: Sym) -> Option<(Sym, u64)> {
-        match self.dir(k) {
+        self.live(self.dir(k))
+    }
+
+    /// [`Thin::live_head`] of a directory word already read.
+    fn live(&self, d: Dir) -> Option<(Sym, u64)> {
+        match d {
             Dir::Thin { value, head } if head >= self.first() => Some((value, head)),
             _ => None,
         }
@@ -121,8 +126,8 @@ impl Thin {
     /// Takes the entry `e` of key `k`, whose window (`has_window`) may exist: into the log
     /// while the key's entries carry one value, else [`Took::Fat`].
     pub fn ingest(&mut self, k: Sym, e: Entry, has_window: bool) -> Took {
-        let live = self.live_head(k);
-        match (self.dir(k), live) {
+        let d = self.dir(k);
+        match (d, self.live(d)) {
             (Dir::Fat, _) if has_window => Took::Fat(Vec::new()),
             (_, Some((value, head))) if e.val.is_none() || e.val == value => {
                 let at = self.push(e, head);
@@ -173,7 +178,7 @@ impl Thin {
     }
 
     /// Key `k`'s entries in the log not before the last cutoff, oldest arrival first.
-    pub fn entries_of(&self, k: Sym) -> Vec<Entry> {
+    fn entries_of(&self, k: Sym) -> Vec<Entry> {
         let mut v = Vec::new();
         let Some((_, mut at)) = self.live_head(k) else {
             return v;
