@@ -583,6 +583,10 @@ pub fn run(
                         if let Some(ahead) = calls.get(*c as usize + Engine::PREWARM_AHEAD) {
                             engine.prewarm(ahead);
                         }
+                        // And before that, the words that say where those slots are.
+                        if let Some(ahead) = calls.get(*c as usize + Engine::LOCATE_AHEAD) {
+                            engine.locate(ahead);
+                        }
                         // And the call `warm` will read then, decoded on another core.
                         if let Some(far) = calls.get(*c as usize + Engine::CALL_AHEAD) {
                             far.prefetch();

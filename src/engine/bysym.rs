@@ -76,6 +76,15 @@ impl<V: Default> BySym<V> {
         }
     }
 
+    /// Asks for the place of `k` (its word in `at`) without waiting for it: a step before
+    /// [`BySym::prefetch`], which reads it.
+    #[inline]
+    pub fn prefetch_place(&self, k: Sym) {
+        if let Some(a) = self.at.get(k.0 as usize) {
+            super::prefetch(a);
+        }
+    }
+
     /// The value of `k`, made (`V::default()`) if there is none. `k` is not [`Sym::NONE`]: a
     /// rule whose key field a call lacks skips the call before it looks for a window, so a
     /// `NONE` here is a bug, and stops with one clear message rather than an array of 2^32

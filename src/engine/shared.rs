@@ -331,6 +331,12 @@ impl Group {
         self.hosts.prefetch(lead);
     }
 
+    /// Asks for the word that places `lead`'s host ([`Engine::locate`]).
+    #[inline]
+    pub fn prefetch_place(&self, lead: Sym) {
+        self.hosts.prefetch_place(lead);
+    }
+
     /// Adds rule `ri` as a member: a cap as one, a cooldown as two (its calls, then its
     /// triggers).
     pub fn add(&mut self, ri: usize, cooldown: bool) {

@@ -316,6 +316,15 @@ impl Windows {
         }
     }
 
+    /// A step before [`Windows::prefetch`]: asks for what it will read to find the slot
+    /// (a direct map's word for the key's symbol; the others read nothing first).
+    #[inline]
+    pub fn prefetch_place(&self, key: &Key) {
+        if let Windows::Direct(m) = self {
+            m.prefetch_place(direct_key(key));
+        }
+    }
+
     /// The window of `key`, if any, to change.
     #[inline]
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut WindowState> {

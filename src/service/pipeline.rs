@@ -617,8 +617,9 @@ impl Pipeline<'_> {
             let Some(d) = decoded[n].take() else { continue };
             // The state a call a few records ahead will touch is read while this one is judged,
             // so their cache misses overlap (`Engine::warm`); further ahead, the slots `warm`
-            // will look up (`Engine::prewarm`), and further still the call `warm` will read,
-            // decoded on another core: as replay does.
+            // will look up (`Engine::prewarm`) and before that where they are (`Engine::locate`),
+            // and further still the call `warm` will read, decoded on another core: as replay
+            // does.
             let call_at = |k: usize| {
                 decoded
                     .get(n + k)
@@ -631,6 +632,7 @@ impl Pipeline<'_> {
             let ahead = Lookahead {
                 warm: call_at(Engine::WARM_AHEAD),
                 prewarm: call_at(Engine::PREWARM_AHEAD),
+                locate: call_at(Engine::LOCATE_AHEAD),
             };
             self.handle(m, n, d, ahead);
             if n % 16 == 15 {
@@ -1316,6 +1318,9 @@ impl Pipeline<'_> {
         if let Some(a) = ahead.prewarm {
             live.engine.prewarm(a);
         }
+        if let Some(a) = ahead.locate {
+            live.engine.locate(a);
+        }
         live.positions.insert(lane, m.offset() + 1);
         match decoded {
             Err(rej) => {
@@ -1752,11 +1757,13 @@ const SNAPSHOT_ASK_EVERY: Duration = Duration::from_secs(3);
 
 /// The calls a few records after the one [`Pipeline::handle`] judges, whose state it asks
 /// for while it holds the engine: `warm` (read now, used in a few records), `prewarm` (the
-/// slots `warm` will read, further on). None for a record judged alone.
+/// slots `warm` will read, further on), `locate` (where those slots are, further still).
+/// None for a record judged alone.
 #[derive(Default, Clone, Copy)]
 struct Lookahead<'c> {
     warm: Option<&'c Call>,
     prewarm: Option<&'c Call>,
+    locate: Option<&'c Call>,
 }
 
 /// A snapshot taken: for which assignment, at which positions, its size.
