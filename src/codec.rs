@@ -261,13 +261,18 @@ fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
         loop {
             let (key, after) = scan_key(b, i, &ends)?;
             let name = NameWords::read(b, key);
-            i = skip_ws(b, after);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            i = skip_ws(b, i + 1);
-            let (value, after) = scan_value(text, i, &ends)?;
-            i = skip_ws(b, after);
+            // Compact JSON first, as dialers write it: `":"` then a string, read with one
+            // two-byte compare instead of skipping nothing twice and looking at three bytes.
+            let (value, after) = if b.get(after..after + 2) == Some(b":\"") {
+                scan_str(text, after + 1, &ends).map(|(s, j)| (Value::Str(s), j))?
+            } else {
+                i = skip_ws(b, after);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(b, i + 1);
+                scan_value(text, i, &ends)?
+            };
             // A field given twice is serde's error to report.
             if let Some(bit) = put(w, name, value)? {
                 if seen & (1 << bit) != 0 {
@@ -275,6 +280,12 @@ fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
                 }
                 seen |= 1 << bit;
             }
+            // And `,"`: the next member's name follows at once.
+            if b.get(after..after + 2) == Some(b",\"") {
+                i = after + 1;
+                continue;
+            }
+            i = skip_ws(b, after);
             match b.get(i) {
                 Some(b',') => i = skip_ws(b, i + 1),
                 Some(b'}') => {
