@@ -262,7 +262,7 @@ fn scan_into<'a>(text: &'a str, w: &mut Wire<'a>) -> Option<()> {
             let (key, after) = scan_key(b, i, &ends)?;
             let name = NameWords::read(b, key);
             // Compact JSON first, as dialers write it: `":"` then a string, read with one
-            // two-byte compare instead of skipping nothing twice and looking at three bytes.
+            // two-byte compare (the general path skips whitespace twice and reads three bytes).
             let (value, after) = if b.get(after..after + 2) == Some(b":\"") {
                 scan_str(text, after + 1, &ends).map(|(s, j)| (Value::Str(s), j))?
             } else {
@@ -328,8 +328,8 @@ impl NameWords {
         NameWords(name.len(), head, tail)
     }
 
-    /// The words of the name `b[at]`, read as two loads where the record has eight bytes from
-    /// the name's start (every name but one at its very end).
+    /// The words of the name `b[at]`: two loads where the record has eight bytes from the
+    /// name's start on (it has for every name but one at its very end), else byte by byte.
     #[inline(always)]
     fn read(b: &[u8], at: Range<usize>) -> NameWords {
         let len = at.len();

@@ -835,7 +835,7 @@ impl Engine {
     /// A step before [`Engine::prewarm`], for a call further ahead: asks for the words that
     /// say where its hosts and its rules' own windows are (a map by symbol keeps one word per
     /// symbol, in an array of hundreds of kilobytes: `prewarm` read them cold, and waited for
-    /// each — two thirds of its samples, 3.5% of the engine thread's).
+    /// each — two thirds of its samples, which were 3.5% of a default-policy replay's).
     #[inline]
     pub fn locate(&self, call: &Call) {
         let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
