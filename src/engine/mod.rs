@@ -785,7 +785,7 @@ impl Engine {
         if let Some(f) = self.contacts.fact_of(call) {
             seen = seen.wrapping_add(f.from.0 as u64);
         }
-        let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
+        let Some(pre) = self.interned_here(call) else {
             return seen;
         };
         for g in &self.groups {
@@ -818,7 +818,7 @@ impl Engine {
     /// own), so that `warm`, reading them, does not wait.
     #[inline]
     pub fn prewarm(&self, call: &Call) {
-        let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
+        let Some(pre) = self.interned_here(call) else {
             return;
         };
         for g in &self.groups {
@@ -838,7 +838,7 @@ impl Engine {
     /// each — two thirds of its samples, which were 3.5% of a default-policy replay's).
     #[inline]
     pub fn locate(&self, call: &Call) {
-        let Some(pre) = call.interned.filter(|i| i.by == self.interner.id()) else {
+        let Some(pre) = self.interned_here(call) else {
             return;
         };
         for g in &self.groups {
@@ -849,9 +849,17 @@ impl Engine {
         }
     }
 
+    /// The symbols a decoder thread interned for this engine in `call`, if it did: what the
+    /// steps that look ahead ([`Engine::locate`], [`Engine::prewarm`], [`Engine::warm`]) find a
+    /// call's state by.
+    #[inline]
+    fn interned_here(&self, call: &Call) -> Option<intern::Interned> {
+        call.interned.filter(|i| i.by == self.interner.id())
+    }
+
     /// The rules that keep windows of their own (not a group's), each with the key of its
-    /// window for a call interned as `pre`: what [`Engine::warm`] and [`Engine::prewarm`] look
-    /// up ahead.
+    /// window for a call interned as `pre`: what [`Engine::warm`], [`Engine::prewarm`] and
+    /// [`Engine::locate`] look up ahead.
     fn own_windows<'a>(
         &'a self,
         pre: &'a intern::Interned,
