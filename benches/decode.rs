@@ -2,6 +2,9 @@
 //! normalisation) for synthetic dialer traffic, from a cold decoder each iteration so phone-cache
 //! misses count as they do in a replay. `cargo bench --bench decode`
 //!
+//! `decode/each-warm`: the same records through `Decoder::decode_each` by a decoder kept warm
+//! (the scan and validation without phone-cache misses): `cargo bench --bench decode -- each-warm`
+//!
 //! `decode-formats/*`: the same calls as call event v1 and as each dialer's records (Asterisk
 //! `cdr_csv`, a FreeSWITCH JSON CDR, a VICIdial `vicidial_log` CSV row; `formats::render`),
 //! each read through its mapping, and FreeSWITCH CDRs padded with 120 unmapped channel
@@ -56,6 +59,17 @@ fn bench(c: &mut Criterion) {
             },
             BatchSize::PerIteration,
         )
+    });
+    // As replay's decoder threads decode: a run of records at a time (`decode_each`, which
+    // reads each a few records before it validates it), by a decoder whose caches are warm —
+    // the scan and validation alone, without the first sight of each number.
+    let mut warm = Decoder::new(settings.decode.clone());
+    g.bench_function("each-warm", |b| {
+        b.iter(|| {
+            let mut ok = 0usize;
+            warm.decode_each(lines.iter().copied(), now, |o| ok += o.is_ok() as usize);
+            assert!(ok > lines.len() / 2);
+        })
     });
     g.finish();
 
